@@ -1,0 +1,179 @@
+"""NumPy reference kernels: the specification every native kernel is tested against.
+
+Each function takes its outputs first and its inputs after, in the argument order of the C kernel of
+the same name (csrc/), and writes into the outputs. Sizes come from the array shapes. These stay plain
+on purpose (like llm.c's *_naive and ggml's *_ref): they define what "correct" means, and they also
+run the float64 gradient checks, so they accept any float dtype.
+
+Attention convention used throughout: q (B, H, T, D), k and v (B, Hkv, S, D) with S >= T and H a
+multiple of Hkv (grouped-query attention: query head h reads kv head h // (H // Hkv)). Query row i
+sits at absolute position S - T + i and attends to keys 0 .. S - T + i (causal with an offset, which
+covers training S == T, prefill onto a cache and single-token decode).
+"""
+import numpy as np
+
+GELU_C = np.sqrt(2.0 / np.pi)
+
+
+def matmul(out, x, w):  # (M, N) <- (M, K), (N, K): out = x @ w.T
+    np.matmul(x, w.T, out=out)
+
+
+# ----------------------------------------------------------------------------------- attention
+def _expand_kv(k, H):  # (B, Hkv, S, D) -> (B, H, S, D), each kv head repeated H // Hkv times
+    return np.repeat(k, H // k.shape[1], axis=1)
+
+
+def _causal_mask(T, S):  # (T, S) True where query i may attend key j
+    return np.arange(S)[None, :] <= (S - T + np.arange(T))[:, None]
+
+
+def attention_forward(out, lse, q, k, v, scale):
+    """out = softmax(q k^T * scale + causal mask) v; lse = log-sum-exp of each row's scores.
+    (B, H, T, D), (B, H, T) <- (B, H, T, D), (B, Hkv, S, D), (B, Hkv, S, D)"""
+    H, T, S = q.shape[1], q.shape[2], k.shape[2]
+    kk, vv = _expand_kv(k, H), _expand_kv(v, H)                          # (B, H, S, D)
+    s = np.matmul(q, kk.swapaxes(-1, -2)) * scale                        # (B, H, T, S)
+    s = np.where(_causal_mask(T, S), s, -np.inf)
+    m = s.max(axis=-1, keepdims=True)                                    # (B, H, T, 1)
+    p = np.exp(s - m)                                                    # (B, H, T, S)
+    l = p.sum(axis=-1, keepdims=True)                                    # (B, H, T, 1)
+    out[...] = np.matmul(p / l, vv)                                      # (B, H, T, D)
+    lse[...] = (m + np.log(l))[..., 0]                                   # (B, H, T)
+
+
+def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale):
+    """Gradients of attention_forward. P is rebuilt from lse (no (T, S) tensor is saved), and
+    dS = P * (dP - rowsum(dout * out)), the softmax backward written with D_i = dout_i . out_i
+    (Dao et al. 2022, FlashAttention, Alg. 4)."""
+    B, H, T, D = q.shape
+    Hkv, S = k.shape[1], k.shape[2]
+    kk, vv = _expand_kv(k, H), _expand_kv(v, H)                          # (B, H, S, D)
+    s = np.matmul(q, kk.swapaxes(-1, -2)) * scale                        # (B, H, T, S)
+    p = np.where(_causal_mask(T, S), np.exp(s - lse[..., None]), 0.0)    # (B, H, T, S)
+    dvv = np.matmul(p.swapaxes(-1, -2), dout)                            # (B, H, S, D)
+    dp = np.matmul(dout, vv.swapaxes(-1, -2))                            # (B, H, T, S)
+    Di = np.sum(dout * out, axis=-1, keepdims=True)                      # (B, H, T, 1)
+    ds = p * (dp - Di) * scale                                           # (B, H, T, S)
+    dq[...] = np.matmul(ds, kk)                                          # (B, H, T, D)
+    dkk = np.matmul(ds.swapaxes(-1, -2), q)                              # (B, H, S, D)
+    G = H // Hkv                                                         # query heads per kv head
+    dk[...] = dkk.reshape(B, Hkv, G, S, D).sum(axis=2)                   # (B, Hkv, S, D)
+    dv[...] = dvv.reshape(B, Hkv, G, S, D).sum(axis=2)
+
+
+def attention_decode(out, q, k_cache, v_cache, lengths, scale):
+    """One new query per sequence against its cache: row b attends slots 0 .. lengths[b]-1.
+    (B, H, D) <- (B, H, D), (B, Hkv, Smax, D), (B, Hkv, Smax, D), (B,) int"""
+    B, H, D = q.shape
+    G = H // k_cache.shape[1]
+    for b in range(B):
+        n = int(lengths[b])
+        kk = np.repeat(k_cache[b, :, :n], G, axis=0)                     # (H, n, D)
+        vv = np.repeat(v_cache[b, :, :n], G, axis=0)                     # (H, n, D)
+        s = np.einsum("hd,hnd->hn", q[b], kk) * scale                    # (H, n)
+        p = np.exp(s - s.max(axis=-1, keepdims=True))
+        p /= p.sum(axis=-1, keepdims=True)
+        out[b] = np.einsum("hn,hnd->hd", p, vv)                          # (H, D)
+
+
+# ----------------------------------------------------------------------------------- norms
+def layernorm_forward(y, mean, rstd, x, w, b, eps):
+    """y = (x - mean) * rstd * w + b over the last axis (Ba et al. 2016). (N, C), (N,), (N,) <- (N, C)"""
+    mean[...] = x.mean(axis=-1)                                          # (N,)
+    xc = x - mean[:, None]                                               # (N, C)
+    rstd[...] = 1.0 / np.sqrt((xc * xc).mean(axis=-1) + eps)             # (N,)
+    y[...] = xc * rstd[:, None] * w + b                                  # (N, C)
+
+
+def layernorm_backward(dx, dw, db, dy, x, w, mean, rstd):
+    """(N, C), (C,), (C,) <- (N, C), (N, C), (C,), (N,), (N,)"""
+    n = (x - mean[:, None]) * rstd[:, None]                              # (N, C) normalised x
+    db[...] = dy.sum(axis=0)                                             # (C,)
+    dw[...] = (dy * n).sum(axis=0)                                       # (C,)
+    dn = dy * w                                                          # (N, C)
+    dx[...] = rstd[:, None] * (dn - dn.mean(axis=-1, keepdims=True)
+                               - n * (dn * n).mean(axis=-1, keepdims=True))
+
+
+def rmsnorm_forward(y, rstd, x, w, eps):
+    """y = x / rms(x) * w over the last axis (Zhang & Sennrich 2019). (N, C), (N,) <- (N, C), (C,)"""
+    rstd[...] = 1.0 / np.sqrt((x * x).mean(axis=-1) + eps)               # (N,)
+    y[...] = x * rstd[:, None] * w                                       # (N, C)
+
+
+def rmsnorm_backward(dx, dw, dy, x, w, rstd):
+    """(N, C), (C,) <- (N, C), (N, C), (C,), (N,)"""
+    n = x * rstd[:, None]                                                # (N, C)
+    dw[...] = (dy * n).sum(axis=0)                                       # (C,)
+    dn = dy * w                                                          # (N, C)
+    dx[...] = rstd[:, None] * (dn - n * (dn * n).mean(axis=-1, keepdims=True))
+
+
+# ----------------------------------------------------------------------------------- activations
+def gelu_forward(y, x):
+    """GELU, tanh approximation (Hendrycks & Gimpel 2016), as GPT-2 uses:
+    y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Any shape."""
+    y[...] = 0.5 * x * (1.0 + np.tanh(GELU_C * (x + 0.044715 * x ** 3)))
+
+
+def gelu_backward(dx, dy, x):
+    u = GELU_C * (x + 0.044715 * x ** 3)
+    t = np.tanh(u)
+    du = GELU_C * (1.0 + 3 * 0.044715 * x * x)
+    dx[...] = dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
+def swiglu_forward(y, a, b):
+    """SwiGLU gate (Shazeer 2020): y = silu(a) * b = a * sigmoid(a) * b. Any shape."""
+    y[...] = a / (1.0 + np.exp(-a)) * b
+
+
+def swiglu_backward(da, db, dy, a, b):
+    sig = 1.0 / (1.0 + np.exp(-a))
+    db[...] = dy * a * sig
+    da[...] = dy * b * sig * (1.0 + a * (1.0 - sig))                     # d silu = s (1 + a (1 - s))
+
+
+# ----------------------------------------------------------------------------------- rope
+def rope(out, x, cos, sin):
+    """Rotary position embedding (Su et al. 2021) in the "rotate half" layout of HF Llama: channel i
+    pairs with i + D/2. out = x * [cos, cos] + rotate_half(x) * [sin, sin].
+    (B, H, T, D) <- (B, H, T, D), (T, D/2), (T, D/2). The backward pass is rope(dx, dout, cos, -sin)."""
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]                                      # (B, H, T, D/2)
+    out[..., :h] = x1 * cos - x2 * sin
+    out[..., h:] = x2 * cos + x1 * sin
+
+
+# ----------------------------------------------------------------------------------- loss
+def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
+    """Fused log-softmax cross-entropy with optional z-loss (PaLM, Chowdhery et al. 2022, Sec. 5):
+    loss_i = lse_i - logits[i, t_i] + z_loss * lse_i^2, and dlogits = grad_scale * dloss_i/dlogits_i
+    = grad_scale * (softmax_i * (1 + 2 z_loss lse_i) - onehot(t_i)). Rows with target < 0 are
+    ignored (loss 0, gradient 0). (N,), (N, V) <- (N, V), (N,) int"""
+    m = logits.max(axis=-1, keepdims=True)                               # (N, 1)
+    e = np.exp(logits - m)                                               # (N, V)
+    se = e.sum(axis=-1, keepdims=True)                                   # (N, 1)
+    lse = (m + np.log(se))[:, 0]                                         # (N,)
+    valid = targets >= 0                                                 # (N,)
+    t = np.where(valid, targets, 0)
+    picked = logits[np.arange(len(t)), t]                                # (N,)
+    loss[...] = np.where(valid, lse - picked + z_loss * lse * lse, 0.0)
+    g = e / se * (1.0 + 2.0 * z_loss * lse)[:, None]                     # (N, V)
+    g[np.arange(len(t)), t] -= 1.0
+    dlogits[...] = np.where(valid[:, None], g * grad_scale, 0.0)
+
+
+# ----------------------------------------------------------------------------------- optimizer
+def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """One AdamW update in place (Loshchilov & Hutter 2019, Alg. 2) with bias correction:
+    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m_hat / (sqrt(v_hat) + eps) + wd p).
+    Any shape; p, g, m, v share it. step counts from 1."""
+    m *= beta1
+    m += (1.0 - beta1) * g
+    v *= beta2
+    v += (1.0 - beta2) * g * g
+    m_hat = m / (1.0 - beta1 ** step)
+    v_hat = v / (1.0 - beta2 ** step)
+    p -= lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * p)
