@@ -1,0 +1,466 @@
+"""The Transformer decoder (Vaswani et al. 2017; Radford et al. 2019 for GPT-2; Touvron et al. 2023
+for Llama) with hand-written backward passes, in the style of llm.c's train_gpt2.c: `_forward`
+runs the blocks and keeps one cache per layer, `_backward` walks them in exactly the reverse order.
+
+One ModelConfig covers both flavours:
+  gpt2  -- pre-LayerNorm blocks, GELU-tanh MLP, learned positions, biases, tied embeddings, fused QKV;
+  llama -- RMSNorm, SwiGLU MLP, rotary positions (RoPE), no biases, grouped-query attention.
+Options for both: qk_norm (normalise q and k per head before the dot product, Dehghani et al. 2023)
+and z_loss (PaLM's log-normaliser penalty). Parameter names are the Hugging Face names of the same
+architecture (see NAMES), so checkpoint import/export in minillm.io is a table, not code.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels
+from .nn import (attention_backward, attention_forward, cross_entropy_backward, cross_entropy_forward,
+                 embedding_backward, embedding_forward, gelu_backward, gelu_forward, layernorm_backward,
+                 layernorm_forward, linear_backward, linear_forward, rmsnorm_backward, rmsnorm_forward,
+                 rope_backward, rope_forward, rope_parameters, rope_tables, swiglu_backward,
+                 swiglu_forward)
+
+# role -> Hugging Face parameter name; "{i}" is the layer index. A role is present in a model only
+# when the config calls for it (biases, qk_norm, untied lm_head, learned positions).
+NAMES = {
+    "gpt2": {
+        "wte": "transformer.wte.weight", "wpe": "transformer.wpe.weight",
+        "ln_f.w": "transformer.ln_f.weight", "ln_f.b": "transformer.ln_f.bias",
+        "lm_head": "lm_head.weight",
+        "ln1.w": "transformer.h.{i}.ln_1.weight", "ln1.b": "transformer.h.{i}.ln_1.bias",
+        "qkv.w": "transformer.h.{i}.attn.c_attn.weight", "qkv.b": "transformer.h.{i}.attn.c_attn.bias",
+        "q_norm.w": "transformer.h.{i}.attn.q_norm.weight", "q_norm.b": "transformer.h.{i}.attn.q_norm.bias",
+        "k_norm.w": "transformer.h.{i}.attn.k_norm.weight", "k_norm.b": "transformer.h.{i}.attn.k_norm.bias",
+        "o.w": "transformer.h.{i}.attn.c_proj.weight", "o.b": "transformer.h.{i}.attn.c_proj.bias",
+        "ln2.w": "transformer.h.{i}.ln_2.weight", "ln2.b": "transformer.h.{i}.ln_2.bias",
+        "up.w": "transformer.h.{i}.mlp.c_fc.weight", "up.b": "transformer.h.{i}.mlp.c_fc.bias",
+        "down.w": "transformer.h.{i}.mlp.c_proj.weight", "down.b": "transformer.h.{i}.mlp.c_proj.bias",
+    },
+    "llama": {
+        "wte": "model.embed_tokens.weight", "ln_f.w": "model.norm.weight", "lm_head": "lm_head.weight",
+        "ln1.w": "model.layers.{i}.input_layernorm.weight",
+        "q.w": "model.layers.{i}.self_attn.q_proj.weight", "k.w": "model.layers.{i}.self_attn.k_proj.weight",
+        "v.w": "model.layers.{i}.self_attn.v_proj.weight", "o.w": "model.layers.{i}.self_attn.o_proj.weight",
+        "q_norm.w": "model.layers.{i}.self_attn.q_norm.weight",
+        "k_norm.w": "model.layers.{i}.self_attn.k_norm.weight",
+        "ln2.w": "model.layers.{i}.post_attention_layernorm.weight",
+        "gate.w": "model.layers.{i}.mlp.gate_proj.weight", "up.w": "model.layers.{i}.mlp.up_proj.weight",
+        "down.w": "model.layers.{i}.mlp.down_proj.weight",
+    },
+}
+
+PRESETS = {
+    # tiny shapes for tests and quick experiments (byte-level vocabulary)
+    "gpt2-tiny": dict(arch="gpt2", vocab_size=256, n_layer=2, n_head=4, d_model=64, max_seq_len=128),
+    "llama-tiny": dict(arch="llama", vocab_size=256, n_layer=2, n_head=4, n_kv_head=2, d_model=64,
+                       ffn_dim=176, max_seq_len=128),
+    # what `minillm train` trains by default: ~5 minutes on 2 cores
+    "llama-small": dict(arch="llama", vocab_size=4096, n_layer=4, n_head=4, n_kv_head=2, d_model=256,
+                        ffn_dim=688, max_seq_len=256),
+    # the training-benchmark model (examples/bench_train.py)
+    "gpt2-6l": dict(arch="gpt2", vocab_size=8192, n_layer=6, n_head=6, d_model=384, max_seq_len=256),
+    "llama-6l": dict(arch="llama", vocab_size=8192, n_layer=6, n_head=6, d_model=384, ffn_dim=1024,
+                     max_seq_len=256),
+    # full-size shapes
+    "gpt2": dict(arch="gpt2", vocab_size=50257, n_layer=12, n_head=12, d_model=768, max_seq_len=1024),
+    "llama-134m": dict(arch="llama", vocab_size=32000, n_layer=12, n_head=12, d_model=768, ffn_dim=2048,
+                       max_seq_len=2048),
+}
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "llama"            # "gpt2" | "llama": norm, MLP, positions, biases and names
+    vocab_size: int = 256          # V
+    n_layer: int = 2               # L
+    n_head: int = 4                # H
+    n_kv_head: int = None          # Hkv (grouped-query attention); None means n_head
+    d_model: int = 64              # C
+    ffn_dim: int = None            # F; None means 4C (gpt2) or the Llama rule 2/3 * 4C rounded up to 16
+    max_seq_len: int = 128         # longest sequence (size of the learned position table for gpt2)
+    norm_eps: float = None         # None means 1e-5 (gpt2 LayerNorm) or 1e-6 (llama RMSNorm)
+    rope_theta: float = 10000.0    # RoPE base
+    rope_scaling: dict = None      # Hugging Face style rope_scaling dict, see nn/rope.py
+    tie_embeddings: bool = None    # None means True for gpt2, False for llama
+    qk_norm: bool = False          # normalise q and k per head (the model's norm, weights (D,))
+    z_loss: float = 0.0            # coefficient of the z-loss term in loss_and_grads
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        if self.arch not in NAMES:
+            raise ValueError(f"arch: expected one of {sorted(NAMES)}, got {self.arch!r}")
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.ffn_dim is None:
+            self.ffn_dim = 4 * self.d_model if self.arch == "gpt2" else -(-(8 * self.d_model // 3) // 16) * 16
+        if self.norm_eps is None:
+            self.norm_eps = 1e-5 if self.arch == "gpt2" else 1e-6
+        if self.tie_embeddings is None:
+            self.tie_embeddings = self.arch == "gpt2"
+        for name in ("vocab_size", "n_layer", "n_head", "n_kv_head", "d_model", "ffn_dim", "max_seq_len"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model: must be divisible by n_head={self.n_head}, got {self.d_model}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_kv_head: must divide n_head={self.n_head}, got {self.n_kv_head}")
+        if self.arch == "gpt2" and self.n_kv_head != self.n_head:
+            raise ValueError("n_kv_head: the gpt2 flavour has a fused QKV projection; use arch='llama' for GQA")
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ValueError(f"d_model/n_head: RoPE needs an even head dimension, got {self.head_dim}")
+
+    @classmethod
+    def preset(cls, name, **overrides):
+        if name not in PRESETS:
+            raise ValueError(f"name: unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    # --- what the flavour implies
+    @property
+    def head_dim(self):
+        return self.d_model // self.n_head
+
+    @property
+    def norm(self):
+        return "layernorm" if self.arch == "gpt2" else "rmsnorm"
+
+    @property
+    def bias(self):
+        return self.arch == "gpt2"
+
+    @property
+    def pos(self):
+        return "learned" if self.arch == "gpt2" else "rope"
+
+    # --- parameter shapes, counts and FLOPs
+    def param_shapes(self):
+        """Ordered {HF name: shape}, in the order Hugging Face lists them."""
+        C, F, V, D = self.d_model, self.ffn_dim, self.vocab_size, self.head_dim
+        Ckv = self.n_kv_head * D
+        names = NAMES[self.arch]
+        norm_b = self.norm == "layernorm"
+        shapes = {names["wte"]: (V, C)}
+        if self.pos == "learned":
+            shapes[names["wpe"]] = (self.max_seq_len, C)
+        for i in range(self.n_layer):
+            layer = {"ln1.w": (C,), "ln1.b": (C,) if norm_b else None}
+            if self.arch == "gpt2":
+                layer.update({"qkv.w": (C + 2 * Ckv, C), "qkv.b": (C + 2 * Ckv,)})
+            else:
+                layer.update({"q.w": (C, C), "k.w": (Ckv, C), "v.w": (Ckv, C)})
+            if self.qk_norm:
+                layer.update({"q_norm.w": (D,), "q_norm.b": (D,) if norm_b else None,
+                              "k_norm.w": (D,), "k_norm.b": (D,) if norm_b else None})
+            layer.update({"o.w": (C, C), "o.b": (C,) if self.bias else None,
+                          "ln2.w": (C,), "ln2.b": (C,) if norm_b else None})
+            if self.arch == "llama":
+                layer["gate.w"] = (F, C)
+            layer.update({"up.w": (F, C), "up.b": (F,) if self.bias else None,
+                          "down.w": (C, F), "down.b": (C,) if self.bias else None})
+            shapes.update({names[r].format(i=i): s for r, s in layer.items() if s is not None})
+        shapes[names["ln_f.w"]] = (C,)
+        if norm_b:
+            shapes[names["ln_f.b"]] = (C,)
+        if not self.tie_embeddings:
+            shapes[names["lm_head"]] = (V, C)
+        return shapes
+
+    def num_params(self, non_embedding=False):
+        n = sum(int(np.prod(s)) for s in self.param_shapes().values())
+        if non_embedding:
+            n -= self.vocab_size * self.d_model + (self.max_seq_len * self.d_model if self.pos == "learned" else 0)
+        return n
+
+    def flops_per_token(self, seq_len=None, training=True):
+        """Matmul FLOPs per token (Kaplan et al. 2020, Table 1; PaLM appendix B): forward
+        2 N_matmul + 4 L T C for the attention scores and weighted sum (full T x T, as PaLM counts);
+        training is 3x forward (backward costs twice the forward)."""
+        T = self.max_seq_len if seq_len is None else seq_len
+        n_matmul = self.num_params(non_embedding=True) + self.vocab_size * self.d_model  # + lm_head
+        fwd = 2 * n_matmul + 4 * self.n_layer * T * self.d_model
+        return 3 * fwd if training else fwd
+
+
+def init_params(cfg, seed=0):
+    """GPT-2 initialisation (Radford et al. 2019, Sec. 2.3): N(0, 0.02) weights, residual output
+    projections scaled by 1/sqrt(2L), zero biases, unit norm weights."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    resid = {NAMES[cfg.arch][r].format(i=i) for r in ("o.w", "down.w") for i in range(cfg.n_layer)}
+    for name, shape in cfg.param_shapes().items():
+        if len(shape) == 1:
+            fill = 1.0 if name.endswith("weight") else 0.0
+            params[name] = np.full(shape, fill, dtype=np.float32)
+        else:
+            std = cfg.init_std / np.sqrt(2 * cfg.n_layer) if name in resid else cfg.init_std
+            params[name] = (rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float32)
+    return params
+
+
+class Transformer:
+    """A decoder-only Transformer whose parameters are a flat ordered dict of arrays."""
+
+    def __init__(self, config, seed=0, params=None):
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config: expected ModelConfig, got {type(config).__name__}")
+        self.config = config
+        self.params = init_params(config, seed) if params is None else params
+        expected = config.param_shapes()
+        if list(self.params) != list(expected) or any(
+                self.params[k].shape != s for k, s in expected.items()):
+            missing = sorted(set(expected) - set(self.params))
+            extra = sorted(set(self.params) - set(expected))
+            wrong = [k for k in expected if k in self.params and self.params[k].shape != expected[k]]
+            raise ValueError(f"params: do not match the config (missing {missing[:3]}, unexpected "
+                             f"{extra[:3]}, wrong shape {wrong[:3]})")
+        n = NAMES[config.arch]
+        self._layer_names = [{r: v.format(i=i) for r, v in n.items() if "{i}" in v}
+                             for i in range(config.n_layer)]
+        inv_freq, attn_factor = rope_parameters(config.head_dim, config.rope_theta, config.rope_scaling,
+                                                config.max_seq_len)
+        self._inv_freq, self._rope_factor = inv_freq, attn_factor
+
+    # ------------------------------------------------------------------ helpers
+    def _p(self, names, role):
+        """The parameter of `role` in a layer's name table, or None where the config has none."""
+        return self.params.get(names.get(role, ""))
+
+    def _norm_forward(self, x, w, b):
+        if self.config.norm == "layernorm":
+            return layernorm_forward(x, w, b, self.config.norm_eps)
+        return rmsnorm_forward(x, w, self.config.norm_eps)
+
+    def _norm_backward(self, dy, cache):  # -> dx, dw, db (db None for RMSNorm)
+        if self.config.norm == "layernorm":
+            return layernorm_backward(dy, cache)
+        return (*rmsnorm_backward(dy, cache), None)
+
+    def _check_tokens(self, tokens, name="tokens"):
+        tokens = np.asarray(tokens)
+        if tokens.ndim == 1:
+            tokens = tokens[None, :]
+        if tokens.ndim != 2 or tokens.dtype.kind not in "iu":
+            raise ValueError(f"{name}: expected an int array (B, T), got shape {tokens.shape} dtype {tokens.dtype}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
+            raise ValueError(f"{name}: ids must lie in [0, {self.config.vocab_size}), "
+                             f"got [{tokens.min()}, {tokens.max()}]")
+        return tokens
+
+    # ------------------------------------------------------------------ one block
+    def _block_forward(self, l, x, rope_cs, kv=None):  # x (B, T, C) -> (B, T, C), cache
+        cfg, n = self.config, self._layer_names[l]
+        B, T, C = x.shape
+        H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        h, c_ln1 = self._norm_forward(x, self._p(n, "ln1.w"), self._p(n, "ln1.b"))  # (B, T, C)
+        h2 = h.reshape(B * T, C)
+        if "qkv.w" in n:  # fused projection, split afterwards
+            qkv, c_qkv = linear_forward(h2, self._p(n, "qkv.w"), self._p(n, "qkv.b"))  # (B*T, C+2Ckv)
+            q, k, v = np.split(qkv, [C, C + Hkv * D], axis=1)
+            c_proj = (c_qkv,)
+        else:
+            (q, c_q), (k, c_k), (v, c_v) = (linear_forward(h2, self._p(n, r + ".w")) for r in "qkv")
+            c_proj = (c_q, c_k, c_v)
+        q = np.ascontiguousarray(q.reshape(B, T, H, D).transpose(0, 2, 1, 3))     # (B, H, T, D)
+        k = np.ascontiguousarray(k.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3))   # (B, Hkv, T, D)
+        v = np.ascontiguousarray(v.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3))   # (B, Hkv, T, D)
+        c_qn = c_kn = c_rq = c_rk = None
+        if cfg.qk_norm:
+            q, c_qn = self._norm_forward(q, self._p(n, "q_norm.w"), self._p(n, "q_norm.b"))
+            k, c_kn = self._norm_forward(k, self._p(n, "k_norm.w"), self._p(n, "k_norm.b"))
+        if cfg.pos == "rope":
+            q, c_rq = rope_forward(q, *rope_cs)
+            k, c_rk = rope_forward(k, *rope_cs)
+        if kv is None:
+            a, c_att = attention_forward(q, k, v)                                 # (B, H, T, D)
+        else:
+            a, c_att = self._cached_attention(l, q, k, v, kv), None
+        a2 = np.ascontiguousarray(a.transpose(0, 2, 1, 3)).reshape(B * T, C)     # (B*T, C)
+        o, c_o = linear_forward(a2, self._p(n, "o.w"), self._p(n, "o.b"))      # (B*T, C)
+        x1 = x + o.reshape(B, T, C)                                              # residual
+        h, c_ln2 = self._norm_forward(x1, self._p(n, "ln2.w"), self._p(n, "ln2.b"))
+        h2 = h.reshape(B * T, C)
+        up, c_up = linear_forward(h2, self._p(n, "up.w"), self._p(n, "up.b"))  # (B*T, F)
+        if cfg.arch == "llama":
+            gate, c_gate = linear_forward(h2, self._p(n, "gate.w"))              # (B*T, F)
+            act, c_act = swiglu_forward(gate, up)
+        else:
+            c_gate = None
+            act, c_act = gelu_forward(up)
+        m, c_down = linear_forward(act, self._p(n, "down.w"), self._p(n, "down.b"))  # (B*T, C)
+        y = x1 + m.reshape(B, T, C)                                              # residual
+        cache = (c_ln1, c_proj, c_qn, c_kn, c_rq, c_rk, c_att, c_o, c_ln2, c_up, c_gate, c_act, c_down)
+        return y, cache
+
+    def _block_backward(self, l, dy, cache):  # dy (B, T, C) -> dx (B, T, C), {name: grad}
+        cfg, n = self.config, self._layer_names[l]
+        B, T, C = dy.shape
+        H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        c_ln1, c_proj, c_qn, c_kn, c_rq, c_rk, c_att, c_o, c_ln2, c_up, c_gate, c_act, c_down = cache
+        g = {}
+
+        def put(role, value):
+            if value is not None:
+                g[n[role]] = value
+
+        dy2 = dy.reshape(B * T, C)
+        dact, put_w, put_b = linear_backward(dy2, c_down)                        # y = x1 + down(act)
+        put("down.w", put_w), put("down.b", put_b)
+        if cfg.arch == "llama":
+            dgate, dup = swiglu_backward(dact, c_act)
+            dh2, dw, _ = linear_backward(dgate, c_gate)
+            put("gate.w", dw)
+        else:
+            dup = gelu_backward(dact, c_act)
+            dh2 = None
+        dh_up, dw, db = linear_backward(dup, c_up)
+        put("up.w", dw), put("up.b", db)
+        dh2 = dh_up if dh2 is None else dh2 + dh_up                              # (B*T, C)
+        dx1, dw, db = self._norm_backward(dh2.reshape(B, T, C), c_ln2)
+        put("ln2.w", dw), put("ln2.b", db)
+        dx1 = dx1 + dy                                                           # residual
+        da2, dw, db = linear_backward(dx1.reshape(B * T, C), c_o)
+        put("o.w", dw), put("o.b", db)
+        da = da2.reshape(B, T, H, D).transpose(0, 2, 1, 3)                       # (B, H, T, D)
+        dq, dk, dv = attention_backward(da, c_att)
+        if cfg.pos == "rope":
+            dq, dk = rope_backward(dq, c_rq), rope_backward(dk, c_rk)
+        if cfg.qk_norm:
+            dq, dw, db = self._norm_backward(dq, c_qn)
+            put("q_norm.w", dw), put("q_norm.b", db)
+            dk, dw, db = self._norm_backward(dk, c_kn)
+            put("k_norm.w", dw), put("k_norm.b", db)
+        dq2 = dq.transpose(0, 2, 1, 3).reshape(B * T, C)                         # (B*T, C)
+        dk2 = dk.transpose(0, 2, 1, 3).reshape(B * T, Hkv * D)                   # (B*T, Ckv)
+        dv2 = dv.transpose(0, 2, 1, 3).reshape(B * T, Hkv * D)
+        if "qkv.w" in n:
+            dh2, dw, db = linear_backward(np.concatenate([dq2, dk2, dv2], axis=1), c_proj[0])
+            put("qkv.w", dw), put("qkv.b", db)
+        else:
+            dh2 = 0
+            for role, d, c in zip("qkv", (dq2, dk2, dv2), c_proj):
+                dh, dw, _ = linear_backward(d, c)
+                put(role + ".w", dw)
+                dh2 = dh2 + dh
+        dx, dw, db = self._norm_backward(dh2.reshape(B, T, C), c_ln1)
+        put("ln1.w", dw), put("ln1.b", db)
+        return dx + dx1, g                                                       # residual
+
+    def _cached_attention(self, l, q, k, v, kv):  # writes k, v at kv.pos.. then attends 0..pos+T
+        T, pos = q.shape[2], kv.pos
+        if pos + T > kv.k.shape[3]:
+            raise ValueError(f"kv_cache: {pos + T} positions exceed its capacity {kv.k.shape[3]}")
+        kv.k[l, :, :, pos:pos + T] = k                                          # (B, Hkv, T, D)
+        kv.v[l, :, :, pos:pos + T] = v
+        if T == 1:  # decode: one query against the cache, no copy of the cached keys
+            B, H, _, D = q.shape
+            out = np.empty((B, H, D), dtype=q.dtype)
+            lengths = np.full(B, pos + 1, dtype=np.int32)
+            kernels.attention_decode(out, np.ascontiguousarray(q[:, :, 0]), kv.k[l], kv.v[l], lengths,
+                                     1.0 / np.sqrt(D))
+            return out[:, :, None, :]                                            # (B, H, 1, D)
+        a, _ = attention_forward(q, kv.k[l, :, :, :pos + T], kv.v[l, :, :, :pos + T])
+        return a
+
+    # ------------------------------------------------------------------ whole model
+    def _forward(self, tokens, keep_caches=True, checkpoint=False, kv=None):
+        """tokens (B, T) -> logits (B*T, V) and the caches for backward. With checkpoint=True only
+        each block's input is kept; _backward recomputes the block (Chen et al. 2016)."""
+        cfg, p, names = self.config, self.params, NAMES[self.config.arch]
+        B, T = tokens.shape
+        start = 0 if kv is None else kv.pos
+        if cfg.pos == "learned" and start + T > cfg.max_seq_len:
+            raise ValueError(f"tokens: sequence of {start + T} exceeds max_seq_len {cfg.max_seq_len}")
+        x, c_wte = embedding_forward(tokens, p[names["wte"]])                    # (B, T, C)
+        c_wpe = None
+        if cfg.pos == "learned":
+            pe, c_wpe = embedding_forward(np.arange(start, start + T), p[names["wpe"]])  # (T, C)
+            x = x + pe
+        rope_cs = None
+        if cfg.pos == "rope":
+            rope_cs = rope_tables(np.arange(start, start + T), self._inv_freq, self._rope_factor, x.dtype)
+        blocks = []
+        for l in range(cfg.n_layer):
+            x_in = x
+            x, cache = self._block_forward(l, x, rope_cs, kv)
+            blocks.append(x_in if checkpoint else (cache if keep_caches else None))
+        h, c_lnf = self._norm_forward(x, p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")))
+        lm_head = p[names["wte"] if cfg.tie_embeddings else names["lm_head"]]
+        logits, c_head = linear_forward(h.reshape(B * T, cfg.d_model), lm_head)  # (B*T, V)
+        if kv is not None:
+            kv.pos += T
+        return logits, (tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint)
+
+    def _backward(self, dlogits, caches):  # dlogits (B*T, V) -> {name: grad}
+        cfg, p, names = self.config, self.params, NAMES[self.config.arch]
+        tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint = caches
+        B, T = tokens.shape
+        grads = {}
+        dh, dlm, _ = linear_backward(dlogits, c_head)                            # (B*T, C), (V, C)
+        dx, dw, db = self._norm_backward(dh.reshape(B, T, cfg.d_model), c_lnf)
+        grads[names["ln_f.w"]] = dw
+        if db is not None:
+            grads[names["ln_f.b"]] = db
+        for l in reversed(range(cfg.n_layer)):
+            cache = blocks[l]
+            if checkpoint:  # recompute this block's forward from its saved input
+                cache = self._block_forward(l, cache, rope_cs)[1]
+            dx, g = self._block_backward(l, dx, cache)
+            grads.update(g)
+        if c_wpe is not None:
+            grads[names["wpe"]] = embedding_backward(dx.sum(axis=0), c_wpe)
+        dwte = embedding_backward(dx, c_wte)
+        if cfg.tie_embeddings:
+            dwte += dlm
+        else:
+            grads[names["lm_head"]] = dlm
+        grads[names["wte"]] = dwte
+        return {k: grads[k] for k in p}                                          # params' order
+
+    # ------------------------------------------------------------------ public API
+    def forward(self, tokens, kv_cache=None):
+        """tokens (B, T) int -> logits (B, T, V) float32. With a kv_cache (any object with arrays
+        k, v of shape (L, B, Hkv, S, D) and an int pos) the tokens sit at positions pos..pos+T-1:
+        their keys and values are written into the cache, they attend to everything before them,
+        and pos advances by T."""
+        tokens = self._check_tokens(tokens)
+        logits, _ = self._forward(tokens, keep_caches=False, kv=kv_cache)
+        return logits.reshape(*tokens.shape, -1)
+
+    def loss_and_grads(self, tokens, targets, checkpoint=False):
+        """Mean next-token cross-entropy (+ z_loss) and its gradient for every parameter.
+        tokens, targets (B, T) int; targets < 0 are ignored. -> (loss: float, grads: dict like params)"""
+        tokens = self._check_tokens(tokens)
+        targets = np.asarray(targets)
+        if targets.shape != tokens.shape:
+            raise ValueError(f"targets: expected shape {tokens.shape}, got {targets.shape}")
+        logits, caches = self._forward(tokens, checkpoint=checkpoint)
+        loss, c_loss = cross_entropy_forward(logits, targets.reshape(-1), self.config.z_loss)
+        return loss, self._backward(cross_entropy_backward(1.0, c_loss), caches)
+
+    def loss(self, tokens, targets):
+        """Mean next-token cross-entropy (no z-loss, no gradients): for evaluation."""
+        tokens = self._check_tokens(tokens)
+        logits, _ = self._forward(tokens, keep_caches=False)
+        return cross_entropy_forward(logits, np.asarray(targets).reshape(-1))[0]
+
+    def activation_bytes(self, tokens, checkpoint=False):
+        """Bytes of the arrays kept between forward and backward for a batch: what activation
+        checkpointing saves is activation_bytes(t) - activation_bytes(t, checkpoint=True)."""
+        logits, caches = self._forward(self._check_tokens(tokens), checkpoint=checkpoint)
+        param_ids = {id(a) for a in self.params.values()}
+        seen, total, stack = set(), logits.nbytes, [caches]
+        while stack:
+            obj = stack.pop()
+            if isinstance(obj, np.ndarray):
+                base = obj if obj.base is None else obj.base
+                if id(base) not in seen and id(base) not in param_ids and isinstance(base, np.ndarray):
+                    seen.add(id(base))
+                    total += base.nbytes
+            elif isinstance(obj, (tuple, list)):
+                stack.extend(obj)
+        return total
