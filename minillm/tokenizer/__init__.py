@@ -1,0 +1,12 @@
+"""Tokenizers: byte-level BPE (bpe.py), Unigram LM (unigram.py), pre-tokenizer patterns
+(patterns.py), chat templates (templates.py), and `cached_bpe`, the on-disk cache `minillm train` uses.
+
+    from minillm.tokenizer import BPETokenizer
+    tok = BPETokenizer.train(text, vocab_size=8192)
+    ids = tok.encode("hello world")            # list[int]
+    assert tok.decode(ids) == "hello world"
+"""
+from . import patterns
+from .bpe import BPETokenizer
+
+__all__ = ["BPETokenizer", "patterns"]
