@@ -41,3 +41,202 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     _check(int(step) >= 1, f"adamw_step: step must be >= 1, got {step}")
     lib.adamw_step(_f32(p, "p"), _f32(g, "g"), _f32(m, "m"), _f32(v, "v"), p.size, float(lr),
                    float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
+
+
+# ------------------------------------------------------------------------------------ validation
+def _shape(a, name, shape):
+    """a.shape must equal shape; entries that are None match anything."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected numpy.ndarray, got {type(a).__name__}")
+    if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
+
+
+def _int_array(a, name, shape):
+    """a as an integer numpy array of the given shape (callers range-check, then convert)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array, got {a.dtype}")
+    _shape(a, name, shape)
+    return a
+
+
+def _scalar(x, name):
+    if not np.isscalar(x) or isinstance(x, (bool, np.bool_)) or not np.isreal(x):
+        raise TypeError(f"{name}: expected a real number, got {x!r}")
+    return float(x)
+
+
+# ------------------------------------------------------------------------------------ matmul
+def matmul(out, x, w):  # (M, N) <- (M, K), (N, K)
+    _shape(x, "x", (None, None))
+    M, K = x.shape
+    _shape(w, "w", (None, K))
+    N = w.shape[0]
+    _shape(out, "out", (M, N))
+    lib.matmul(_f32(out, "out"), _f32(x, "x"), _f32(w, "w"), M, K, N)
+
+
+# ------------------------------------------------------------------------------------ attention
+def _attention_shapes(q, k, v, name="attention"):
+    """(B, H, Hkv, T, S, D) of q (B, H, T, D), k and v (B, Hkv, S, D), with the GQA and causal
+    constraints checked."""
+    _shape(q, "q", (None, None, None, None))
+    B, H, T, D = q.shape
+    _shape(k, "k", (B, None, None, D))
+    Hkv, S = k.shape[1], k.shape[2]
+    _shape(v, "v", (B, Hkv, S, D))
+    _check(Hkv >= 1 and H % Hkv == 0,
+           f"{name}: H % Hkv must be 0 (grouped-query attention), got H={H}, Hkv={Hkv}")
+    _check(S >= T, f"{name}: need S >= T (keys include every query position), got S={S}, T={T}")
+    return B, H, Hkv, T, S, D
+
+
+def attention_forward(out, lse, q, k, v, scale):
+    B, H, Hkv, T, S, D = _attention_shapes(q, k, v, "attention_forward")
+    _shape(out, "out", (B, H, T, D))
+    _shape(lse, "lse", (B, H, T))
+    lib.attention_forward(_f32(out, "out"), _f32(lse, "lse"), _f32(q, "q"), _f32(k, "k"),
+                          _f32(v, "v"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
+
+
+def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale):
+    B, H, Hkv, T, S, D = _attention_shapes(q, k, v, "attention_backward")
+    for a, name in ((dq, "dq"), (dout, "dout"), (out, "out")):
+        _shape(a, name, (B, H, T, D))
+    _shape(dk, "dk", (B, Hkv, S, D))
+    _shape(dv, "dv", (B, Hkv, S, D))
+    _shape(lse, "lse", (B, H, T))
+    lib.attention_backward(_f32(dq, "dq"), _f32(dk, "dk"), _f32(dv, "dv"), _f32(dout, "dout"),
+                           _f32(q, "q"), _f32(k, "k"), _f32(v, "v"), _f32(out, "out"),
+                           _f32(lse, "lse"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
+
+
+def attention_decode(out, q, k_cache, v_cache, lengths, scale):
+    _shape(q, "q", (None, None, None))
+    B, H, D = q.shape
+    _shape(k_cache, "k_cache", (B, None, None, D))
+    Hkv, Smax = k_cache.shape[1], k_cache.shape[2]
+    _shape(v_cache, "v_cache", (B, Hkv, Smax, D))
+    _shape(out, "out", (B, H, D))
+    _check(Hkv >= 1 and H % Hkv == 0,
+           f"attention_decode: H % Hkv must be 0 (grouped-query attention), got H={H}, Hkv={Hkv}")
+    lengths = _int_array(lengths, "lengths", (B,))
+    if B > 0:
+        lo, hi = int(lengths.min()), int(lengths.max())
+        _check(lo >= 1 and hi <= Smax,
+               f"lengths: expected every value in [1, {Smax}] (Smax), got min {lo}, max {hi}")
+    lengths = np.ascontiguousarray(lengths, dtype=np.int32)       # range checked: no wrap-around
+    lib.attention_decode(_f32(out, "out"), _f32(q, "q"), _f32(k_cache, "k_cache"),
+                         _f32(v_cache, "v_cache"), _i32(lengths, "lengths"), B, H, Hkv, Smax, D,
+                         _scalar(scale, "scale"))
+
+
+# ------------------------------------------------------------------------------------ norms
+def _rows(x, name="x"):
+    _shape(x, name, (None, None))
+    return x.shape
+
+
+def layernorm_forward(y, mean, rstd, x, w, b, eps):
+    N, C = _rows(x)
+    _shape(y, "y", (N, C))
+    _shape(mean, "mean", (N,))
+    _shape(rstd, "rstd", (N,))
+    _shape(w, "w", (C,))
+    _shape(b, "b", (C,))
+    lib.layernorm_forward(_f32(y, "y"), _f32(mean, "mean"), _f32(rstd, "rstd"), _f32(x, "x"),
+                          _f32(w, "w"), _f32(b, "b"), N, C, _scalar(eps, "eps"))
+
+
+def layernorm_backward(dx, dw, db, dy, x, w, mean, rstd):
+    N, C = _rows(x)
+    for a, name in ((dx, "dx"), (dy, "dy")):
+        _shape(a, name, (N, C))
+    for a, name in ((dw, "dw"), (db, "db"), (w, "w")):
+        _shape(a, name, (C,))
+    _shape(mean, "mean", (N,))
+    _shape(rstd, "rstd", (N,))
+    lib.layernorm_backward(_f32(dx, "dx"), _f32(dw, "dw"), _f32(db, "db"), _f32(dy, "dy"),
+                           _f32(x, "x"), _f32(w, "w"), _f32(mean, "mean"), _f32(rstd, "rstd"),
+                           N, C)
+
+
+def rmsnorm_forward(y, rstd, x, w, eps):
+    N, C = _rows(x)
+    _shape(y, "y", (N, C))
+    _shape(rstd, "rstd", (N,))
+    _shape(w, "w", (C,))
+    lib.rmsnorm_forward(_f32(y, "y"), _f32(rstd, "rstd"), _f32(x, "x"), _f32(w, "w"), N, C,
+                        _scalar(eps, "eps"))
+
+
+def rmsnorm_backward(dx, dw, dy, x, w, rstd):
+    N, C = _rows(x)
+    for a, name in ((dx, "dx"), (dy, "dy")):
+        _shape(a, name, (N, C))
+    _shape(dw, "dw", (C,))
+    _shape(w, "w", (C,))
+    _shape(rstd, "rstd", (N,))
+    lib.rmsnorm_backward(_f32(dx, "dx"), _f32(dw, "dw"), _f32(dy, "dy"), _f32(x, "x"),
+                         _f32(w, "w"), _f32(rstd, "rstd"), N, C)
+
+
+# ------------------------------------------------------------------------------------ activations
+def _same_shape(**arrays):
+    """Every array must have the shape of the first (elementwise kernels take any shape)."""
+    (first, a0), *rest = arrays.items()
+    _shape(a0, first, getattr(a0, "shape", ()))          # raises TypeError for a non-array
+    for n, a in rest:
+        _shape(a, n, a0.shape)
+    return a0.size
+
+
+def gelu_forward(y, x):
+    n = _same_shape(x=x, y=y)
+    lib.gelu_forward(_f32(y, "y"), _f32(x, "x"), n)
+
+
+def gelu_backward(dx, dy, x):
+    n = _same_shape(x=x, dy=dy, dx=dx)
+    lib.gelu_backward(_f32(dx, "dx"), _f32(dy, "dy"), _f32(x, "x"), n)
+
+
+def swiglu_forward(y, a, b):
+    n = _same_shape(a=a, b=b, y=y)
+    lib.swiglu_forward(_f32(y, "y"), _f32(a, "a"), _f32(b, "b"), n)
+
+
+def swiglu_backward(da, db, dy, a, b):
+    n = _same_shape(a=a, b=b, dy=dy, da=da, db=db)
+    lib.swiglu_backward(_f32(da, "da"), _f32(db, "db"), _f32(dy, "dy"), _f32(a, "a"),
+                        _f32(b, "b"), n)
+
+
+# ------------------------------------------------------------------------------------ rope
+def rope(out, x, cos, sin):  # (B, H, T, D) <- (B, H, T, D), (T, D/2), (T, D/2)
+    _shape(x, "x", (None, None, None, None))
+    B, H, T, D = x.shape
+    _check(D % 2 == 0, f"rope: x's last axis D must be even (rotate-half pairs), got D={D}")
+    _shape(out, "out", (B, H, T, D))
+    _shape(cos, "cos", (T, D // 2))
+    _shape(sin, "sin", (T, D // 2))
+    lib.rope(_f32(out, "out"), _f32(x, "x"), _f32(cos, "cos"), _f32(sin, "sin"), B * H, T, D)
+
+
+# ------------------------------------------------------------------------------------ loss
+def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
+    N, V = _rows(logits, "logits")
+    _check(V >= 1, f"logits: expected at least one class (V >= 1), got shape {logits.shape}")
+    _shape(loss, "loss", (N,))
+    _shape(dlogits, "dlogits", (N, V))
+    targets = _int_array(targets, "targets", (N,))
+    if N > 0:
+        hi = int(targets.max())
+        _check(hi < V, f"targets: expected values < V={V} (negative = ignored), got max {hi}")
+    # targets < V <= 2^31 and negatives only mean "ignored": clip so huge negatives cannot wrap
+    targets = np.ascontiguousarray(np.maximum(targets, -1), dtype=np.int32)
+    lib.cross_entropy(_f32(loss, "loss"), _f32(dlogits, "dlogits"), _f32(logits, "logits"),
+                      _i32(targets, "targets"), N, V, _scalar(z_loss, "z_loss"),
+                      _scalar(grad_scale, "grad_scale"))

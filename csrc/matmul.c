@@ -1,0 +1,265 @@
+/* csrc/matmul.c -- out (M, N) = x (M, K) @ w (N, K)^T in float32.
+ * Reference: minillm/kernels/reference.py:matmul.
+ *
+ * Two paths:
+ *  - small M (decode GEMV, M <= SMALL_M): every output is a dot product of a row of x with a row of
+ *    w. The run time is reading w once from memory, so nothing is packed; four rows of w are
+ *    dotted at once so each load of x feeds four FMAs, and threads split the rows of w.
+ *  - otherwise the blocked GEMM of Goto & van de Geijn 2008 ("Anatomy of high-performance matrix
+ *    multiplication") as organised in BLIS (Van Zee & van de Geijn 2015): five loops around a
+ *    register-tiled micro-kernel.
+ *
+ *        for jc in N step NC:               B panel  w[jc:jc+NC, pc:pc+KC]  packed once, shared
+ *          for pc in K step KC:             (lives in L3, read by every thread)
+ *            pack B -> Bp                   NR-wide slivers, k-major: Bp[p][j] = w[j][p]
+ *            parallel for ic in M step MC:  A block  x[ic:ic+MC, pc:pc+KC]  packed per thread (L2)
+ *              pack A -> Ap                 MR-tall slivers, k-major: Ap[p][i] = x[i][p]
+ *              for jr in NC step NR:        one B sliver (KC x NR) stays in L1 ...
+ *                for ir in MC step MR:      ... while the MR x KC A slivers stream past it
+ *                  micro-kernel: C[MR x NR] += Ap sliver . Bp sliver  (rank-1 updates over p)
+ *
+ * The micro-kernel keeps its MR x NR block of C in registers: per step p it loads NR floats of B,
+ * broadcasts MR floats of A and does MR * NR / width FMAs. AVX-512: 6 x 32 (12 zmm accumulators);
+ * AVX2: 6 x 16 (12 ymm); plain C: 4 x 16 written so the compiler can vectorise it. Packing pads
+ * slivers with zeros, so the kernel always runs full tiles; edge tiles go through a scratch tile.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+#include "matmul.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512F__)
+#define MR 6
+#define NR 32
+#elif defined(__AVX2__) && defined(__FMA__)
+#define MR 6
+#define NR 16
+#else
+#define MR 4
+#define NR 16
+#endif
+
+#define KC 256            /* depth of one packed block: a B sliver is KC*NR*4 B = 32 KB (L1) */
+#define MC 144            /* rows of x per packed A block: MC*KC*4 B = 144 KB (L2), multiple of MR */
+#define NC 3072           /* columns of w per packed B panel: KC*NC*4 B = 3 MB (L3) */
+#define SMALL_M 64        /* M at or below this takes the unpacked dot-product path */
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* ---------------------------------------------------------------------------- micro-kernels */
+/* C[MR x NR] (row stride ldc) = (accumulate ? C : 0) + sum_p Ap[p][0:MR] (outer) Bp[p][0:NR]. */
+#if defined(__AVX512F__)
+static void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                         int accumulate) {
+    __m512 c[MR][2];
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_load_ps(Bp + p * NR);        /* Bp is 64-byte aligned, NR = 32 */
+        __m512 b1 = _mm512_load_ps(Bp + p * NR + 16);
+        for (int i = 0; i < MR; i++) {                  /* unrolled by the compiler (MR const) */
+            __m512 a = _mm512_set1_ps(Ap[p * MR + i]);
+            c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        float* Ci = C + i * ldc;
+        if (accumulate) {
+            c[i][0] = _mm512_add_ps(c[i][0], _mm512_loadu_ps(Ci));
+            c[i][1] = _mm512_add_ps(c[i][1], _mm512_loadu_ps(Ci + 16));
+        }
+        _mm512_storeu_ps(Ci, c[i][0]);
+        _mm512_storeu_ps(Ci + 16, c[i][1]);
+    }
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+static void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                         int accumulate) {
+    __m256 c[MR][2];
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_load_ps(Bp + p * NR);
+        __m256 b1 = _mm256_load_ps(Bp + p * NR + 8);
+        for (int i = 0; i < MR; i++) {
+            __m256 a = _mm256_broadcast_ss(Ap + p * MR + i);
+            c[i][0] = _mm256_fmadd_ps(a, b0, c[i][0]);
+            c[i][1] = _mm256_fmadd_ps(a, b1, c[i][1]);
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        float* Ci = C + i * ldc;
+        if (accumulate) {
+            c[i][0] = _mm256_add_ps(c[i][0], _mm256_loadu_ps(Ci));
+            c[i][1] = _mm256_add_ps(c[i][1], _mm256_loadu_ps(Ci + 8));
+        }
+        _mm256_storeu_ps(Ci, c[i][0]);
+        _mm256_storeu_ps(Ci + 8, c[i][1]);
+    }
+}
+#else
+static void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                         int accumulate) {
+    float c[MR][NR] = {{0}};
+    for (int64_t p = 0; p < kc; p++)
+        for (int i = 0; i < MR; i++) {
+            const float a = Ap[p * MR + i];
+            #pragma omp simd
+            for (int j = 0; j < NR; j++) c[i][j] += a * Bp[p * NR + j];
+        }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + c[i][j];
+}
+#endif
+
+/* ---------------------------------------------------------------------------- packing */
+/* Ap <- x[ic:ic+mc, pc:pc+kc] as ceil(mc/MR) slivers of kc x MR, rows past mc zero-filled. */
+static void pack_a(float* Ap, const float* x, int64_t K, int64_t ic, int64_t mc, int64_t pc,
+                   int64_t kc) {
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+        float* dst = Ap + ir * kc;                              /* sliver ir / MR */
+        for (int i = 0; i < MR; i++) {
+            if (ir + i < mc) {
+                const float* src = x + (ic + ir + i) * K + pc;  /* contiguous row of x */
+                for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = src[p];
+            } else {
+                for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Bp sliver for columns jc+jr .. jc+jr+NR-1 of out: Bp[p][j] = w[jc+jr+j][pc+p], zero past nc. */
+static void pack_b_sliver(float* dst, const float* w, int64_t K, int64_t jc, int64_t jr,
+                          int64_t nc, int64_t pc, int64_t kc) {
+    for (int j = 0; j < NR; j++) {
+        if (jr + j < nc) {
+            const float* src = w + (jc + jr + j) * K + pc;      /* contiguous row of w */
+            for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+        } else {
+            for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0.0f;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------- small M */
+/* out[m][n] = dot(x[m], w[n]), with no packing: for a handful of rows of x, copying w into slivers
+ * would cost as much as the product itself. A 4 x 4 block of outputs is computed per pass over K
+ * (4 rows of x against 4 rows of w), so each vector load of x or w feeds four FMAs; the 16 vector
+ * sums are reduced horizontally once at the end. Threads split the rows of w. */
+#if defined(__AVX512F__)
+static void dot_block(float* out, int64_t ldo, const float* x, const float* w, int64_t mb,
+                      int64_t nb, int64_t K) {
+    __m512 acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    /* rows past mb / nb alias row 0: they are computed and then not stored, keeping loads legal */
+    const float* xr[4], *wr[4];
+    for (int i = 0; i < 4; i++) xr[i] = x + (i < mb ? i : 0) * K;
+    for (int j = 0; j < 4; j++) wr[j] = w + (j < nb ? j : 0) * K;
+    for (int64_t k = 0; k < K; k += 16) {
+        /* the last step loads only the K % 16 remaining lanes: masked loads never touch memory
+         * past the end of a row */
+        const __mmask16 mask = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1u);
+        __m512 wv[4];
+        for (int j = 0; j < 4; j++) wv[j] = _mm512_maskz_loadu_ps(mask, wr[j] + k);
+        for (int i = 0; i < 4; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(mask, xr[i] + k);
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < mb; i++)
+        for (int j = 0; j < nb; j++) out[i * ldo + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+#else
+static void dot_block(float* out, int64_t ldo, const float* x, const float* w, int64_t mb,
+                      int64_t nb, int64_t K) {
+    for (int64_t i = 0; i < mb; i++)
+        for (int64_t j = 0; j < nb; j++) {
+            const float *xi = x + i * K, *wj = w + j * K;
+            float s = 0.0f;
+            #pragma omp simd reduction(+ : s)   /* lets the compiler split the sum into lanes */
+            for (int64_t k = 0; k < K; k++) s += xi[k] * wj[k];
+            out[i * ldo + j] = s;
+        }
+}
+#endif
+
+static void matmul_small_m(float* out, const float* x, const float* w, int64_t M, int64_t K,
+                           int64_t N) {
+    const int64_t nblocks = (N + 3) / 4;
+    #pragma omp parallel for schedule(static) if (M * N * K >= (1 << 16))
+    for (int64_t b = 0; b < nblocks; b++) {
+        const int64_t n = b * 4, nb = min64(4, N - n);
+        for (int64_t m = 0; m < M; m += 4)
+            dot_block(out + m * N + n, N, x + m * K, w + n * K, min64(4, M - m), nb, K);
+    }
+}
+
+/* ---------------------------------------------------------------------------- blocked GEMM */
+static void matmul_blocked(float* out, const float* x, const float* w, int64_t M, int64_t K,
+                           int64_t N) {
+    const int nthreads = omp_get_max_threads();
+    /* Enough MC blocks for every thread: shrink the block (in multiples of MR) when M is small. */
+    int64_t per_thread = (M + nthreads - 1) / nthreads;
+    int64_t mc_max = min64(MC, (per_thread + MR - 1) / MR * MR);
+    const int64_t nc_max = min64(NC, (N + NR - 1) / NR * NR);
+    float* Bp = aligned_alloc(64, sizeof(float) * KC * nc_max);    /* KC*nc_max: multiple of 16 */
+    if (Bp == NULL) abort();
+    /* Tiny products are faster on one thread than paying the fork/join. */
+    #pragma omp parallel if (M * N * K >= (1 << 18))
+    {
+        float* Ap = aligned_alloc(64, sizeof(float) * KC * mc_max);
+        float Ct[MR * NR] __attribute__((aligned(64)));          /* scratch for edge tiles */
+        if (Ap == NULL) abort();
+        for (int64_t jc = 0; jc < N; jc += NC) {
+            const int64_t nc = min64(NC, N - jc);
+            for (int64_t pc = 0; pc < K; pc += KC) {
+                const int64_t kc = min64(KC, K - pc);
+                const int accumulate = pc > 0;                     /* later K blocks add to out */
+                #pragma omp for schedule(static)
+                for (int64_t jr = 0; jr < nc; jr += NR)
+                    pack_b_sliver(Bp + jr * kc, w, K, jc, jr, nc, pc, kc);
+                /* implicit barrier: Bp is complete before anyone reads it */
+                #pragma omp for schedule(dynamic, 1)
+                for (int64_t ic = 0; ic < M; ic += mc_max) {
+                    const int64_t mc = min64(mc_max, M - ic);
+                    pack_a(Ap, x, K, ic, mc, pc, kc);
+                    for (int64_t jr = 0; jr < nc; jr += NR) {
+                        const float* Bs = Bp + jr * kc;
+                        for (int64_t ir = 0; ir < mc; ir += MR) {
+                            const float* As = Ap + ir * kc;
+                            float* C = out + (ic + ir) * N + jc + jr;
+                            if (ir + MR <= mc && jr + NR <= nc) {
+                                micro_kernel(kc, As, Bs, C, N, accumulate);
+                            } else {                           /* edge: full tile into scratch */
+                                const int64_t mr = min64(MR, mc - ir), nr = min64(NR, nc - jr);
+                                micro_kernel(kc, As, Bs, Ct, NR, 0);
+                                for (int64_t i = 0; i < mr; i++)
+                                    for (int64_t j = 0; j < nr; j++)
+                                        C[i * N + j] = (accumulate ? C[i * N + j] : 0.0f)
+                                                       + Ct[i * NR + j];
+                            }
+                        }
+                    }
+                }
+                /* implicit barrier: nobody repacks Bp while another thread still reads it */
+            }
+        }
+        free(Ap);
+    }
+    free(Bp);
+}
+
+void matmul(float* out, const float* x, const float* w, int64_t M, int64_t K, int64_t N) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {                                   /* empty sum: out = 0, as np.matmul gives */
+        memset(out, 0, sizeof(float) * (size_t)(M * N));
+        return;
+    }
+    if (M <= SMALL_M) matmul_small_m(out, x, w, M, K, N);
+    else matmul_blocked(out, x, w, M, K, N);
+}
