@@ -1,0 +1,118 @@
+"""Perplexity filtering (Wenzek et al. 2020, "CCNet", Sec. 3.3): score each document with a language
+model trained on reference text and keep a percentile band of perplexity -- high perplexity marks
+gibberish, spam and boilerplate lists, very low perplexity marks repeated templates.
+
+The model here is a character n-gram LM with interpolated Kneser-Ney smoothing (Kneser & Ney 1995;
+Chen & Goodman 1998, "An empirical study of smoothing techniques", eq. 26-27):
+
+    P_k(w | h) = max(c_k(h w) - D, 0) / c_k(h ·)  +  D · N_{1+}(h ·) / c_k(h ·) · P_{k-1}(w | h')
+
+where h' drops the oldest character of h, c_k are raw counts at the highest order and continuation
+counts N_{1+}(· h w) (the number of distinct characters seen before h w) at lower orders, and P_0 is
+uniform over the training alphabet plus one unknown symbol. CCNet used a 5-gram KenLM model over
+SentencePiece tokens; a character model needs no tokenizer and is what `CharNGramLM` gives.
+
+Any object with `log_prob(text) -> float` (mean natural-log probability per character or per
+token, higher = more fluent) can replace it, e.g. a wrapper around a minillm Transformer.
+"""
+import math
+from collections import Counter, defaultdict
+
+import numpy as np
+
+BOS = "\x02"  # padding before the first character, so every character has a full context
+
+
+class CharNGramLM:
+    """Character n-gram LM with interpolated Kneser-Ney smoothing. order: n (context n - 1)."""
+
+    def __init__(self, order=5, discount=0.75):
+        if not isinstance(order, int) or order < 1:
+            raise ValueError(f"order: expected a positive int, got {order!r}")
+        if not 0.0 < discount < 1.0:
+            raise ValueError(f"discount: expected a value in (0, 1), got {discount!r}")
+        self.order, self.D = order, discount
+        self.counts = [None] + [Counter() for _ in range(order)]   # counts[k][h + w], len(h) = k-1
+        self.ctx_total = [None] + [Counter() for _ in range(order)]  # c_k(h ·)
+        self.ctx_types = [None] + [Counter() for _ in range(order)]  # N_1+(h ·)
+        self.vocab = set()
+
+    @classmethod
+    def train(cls, texts, order=5, discount=0.75):
+        lm = cls(order, discount)
+        top = lm.counts[order]
+        for text in texts:
+            padded = BOS * (order - 1) + text
+            lm.vocab.update(text)
+            for i in range(order - 1, len(padded)):
+                top[padded[i - order + 1:i + 1]] += 1
+        # lower orders: continuation counts, N_1+(· g) = distinct left extensions of g
+        for k in range(order - 1, 0, -1):
+            for gram in lm.counts[k + 1]:
+                lm.counts[k][gram[1:]] += 1
+        for k in range(1, order + 1):
+            for gram, c in lm.counts[k].items():
+                lm.ctx_total[k][gram[:-1]] += c
+                lm.ctx_types[k][gram[:-1]] += 1
+        return lm
+
+    def _char_log_prob(self, context, w):
+        p = 1.0 / (len(self.vocab) + 1)                      # P_0: uniform, + an unknown symbol
+        for k in range(1, self.order + 1):                  # from unigram up to the full order
+            h = context[len(context) - (k - 1):] if k > 1 else ""
+            total = self.ctx_total[k].get(h, 0)
+            if total == 0:
+                continue                                     # unseen context: keep the lower order
+            c = self.counts[k].get(h + w, 0)
+            p = max(c - self.D, 0.0) / total + self.D * self.ctx_types[k][h] / total * p
+        return math.log(p)
+
+    def log_prob(self, text):
+        """Mean natural-log probability per character (0.0 for an empty text)."""
+        if not text:
+            return 0.0
+        n = self.order
+        padded = BOS * (n - 1) + text
+        total = 0.0
+        for i in range(n - 1, len(padded)):
+            total += self._char_log_prob(padded[i - n + 1:i], padded[i])
+        return total / len(text)
+
+    def perplexity(self, text):
+        """exp(-mean log-prob per character)."""
+        return math.exp(-self.log_prob(text))
+
+
+class PerplexityBand:
+    """Keep documents whose perplexity lies between the low_pct and high_pct percentiles of a
+    calibration sample (fit), or between explicit bounds min_ppl / max_ppl."""
+
+    def __init__(self, scorer, low_pct=0.0, high_pct=90.0, min_ppl=None, max_ppl=None):
+        if not hasattr(scorer, "log_prob"):
+            raise TypeError(f"scorer: expected an object with log_prob(text), got {type(scorer).__name__}")
+        if not 0.0 <= low_pct < high_pct <= 100.0:
+            raise ValueError(f"low_pct, high_pct: expected 0 <= low < high <= 100, got {low_pct}, {high_pct}")
+        self.scorer, self.low_pct, self.high_pct = scorer, low_pct, high_pct
+        self.min_ppl, self.max_ppl = min_ppl, max_ppl
+
+    def perplexity(self, text):
+        return math.exp(-self.scorer.log_prob(text))
+
+    def fit(self, texts):
+        """Set the bounds from the percentiles of the calibration texts' perplexities."""
+        ppl = np.array([self.perplexity(t) for t in texts], dtype=np.float64)   # (n,)
+        if ppl.size == 0:
+            raise ValueError("texts: need at least one calibration text to fit the percentile band")
+        self.min_ppl = float(np.percentile(ppl, self.low_pct)) if self.low_pct > 0 else 0.0
+        self.max_ppl = float(np.percentile(ppl, self.high_pct)) if self.high_pct < 100 else math.inf
+        return self
+
+    def check(self, text):
+        if self.min_ppl is None or self.max_ppl is None:
+            raise RuntimeError("PerplexityBand: call fit(texts) or give min_ppl and max_ppl first")
+        ppl = self.perplexity(text)
+        if ppl < self.min_ppl:
+            return "perplexity_too_low"
+        if ppl > self.max_ppl:
+            return "perplexity_too_high"
+        return None
