@@ -6,7 +6,7 @@
  *   swiglu    = silu(a) b = a sigmoid(a) b
  *   d/da      = dy b s (1 + a (1 - s)),  d/db = dy a s,  s = sigmoid(a)
  *
- * One fused pass each, vectorised through fastmath.inc (tanh and exp are the whole cost).
+ * One fused pass each, vectorised through fastmath.inc (exp is the whole cost).
  */
 #include <math.h>
 #include "activations.h"
@@ -15,44 +15,55 @@
 #define GELU_C 0.7978845608028654f   /* sqrt(2 / pi) */
 #define PAR_MIN 65536                /* elements below which one thread is faster */
 
-/* sigmoid(a) = 1 / (1 + exp(-a)) computed from e = exp(-|a|) in (0, 1], so nothing overflows:
- * a >= 0: 1 / (1 + e);  a < 0: e / (1 + e). The numerator is picked without a float branch
- * (which would stop vectorisation): with sg = copysign(1, a), 0.5 ((1 + sg) + (1 - sg) e). */
-static inline float sigmoidf_(float a) {
-    const float e = fast_expf(-fabsf(a));
-    const float sg = copysignf(1.0f, a);
+/* sigmoid(z) = 1 / (1 + exp(-z)) computed from e = exp(-|z|) in (0, 1], so nothing overflows:
+ * z >= 0: 1 / (1 + e);  z < 0: e / (1 + e). The numerator is picked without a float branch
+ * (which would stop vectorisation): with sg = copysign(1, z), 0.5 ((1 + sg) + (1 - sg) e).
+ * Also returns e, from which sigmoid'(z) = e / (1 + e)^2 follows without cancellation. */
+static inline float sigmoid_e(float z, float* e_out) {
+    const float e = fast_expf(-fabsf(z));
+    const float sg = copysignf(1.0f, z);
+    *e_out = e;
     return 0.5f * ((1.0f + sg) + (1.0f - sg) * e) / (1.0f + e);
 }
 
+/* GELU through the sigmoid: 0.5 (1 + tanh(u)) = sigmoid(2u) and 1 - tanh(u)^2 = 4 e / (1 + e)^2
+ * with e = exp(-2|u|). Written this way, neither 1 + t (t -> -1 for x << 0) nor 1 - t^2 (|t| -> 1)
+ * cancels, so the small tails of gelu and gelu' keep their relative accuracy. */
 void gelu_forward(float* y, const float* x, int64_t n) {
     #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const float xi = x[i];
-        const float t = fast_tanhf(GELU_C * (xi + 0.044715f * xi * xi * xi));
-        y[i] = 0.5f * xi * (1.0f + t);
+        const float xi = x[i], u = GELU_C * (xi + 0.044715f * xi * xi * xi);
+        float e;
+        y[i] = xi * sigmoid_e(2.0f * u, &e);                     /* 0.5 x (1 + tanh u) */
     }
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
     #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const float xi = x[i];
-        const float t = fast_tanhf(GELU_C * (xi + 0.044715f * xi * xi * xi));
+        const float xi = x[i], u = GELU_C * (xi + 0.044715f * xi * xi * xi);
         const float du = GELU_C * (1.0f + 3.0f * 0.044715f * xi * xi);
-        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * xi * (1.0f - t * t) * du);
+        float e;
+        const float s = sigmoid_e(2.0f * u, &e);                /* 0.5 (1 + t) */
+        const float sech2 = 4.0f * e / ((1.0f + e) * (1.0f + e));    /* 1 - t^2 */
+        dx[i] = dy[i] * (s + 0.5f * xi * sech2 * du);
     }
 }
 
 void swiglu_forward(float* y, const float* a, const float* b, int64_t n) {
     #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = a[i] * sigmoidf_(a[i]) * b[i];
+    for (int64_t i = 0; i < n; i++) {
+        float e;
+        y[i] = a[i] * sigmoid_e(a[i], &e) * b[i];
+    }
 }
 
 void swiglu_backward(float* da, float* db, const float* dy, const float* a, const float* b,
                      int64_t n) {
     #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const float ai = a[i], s = sigmoidf_(ai);
+        float e;
+        const float ai = a[i], s = sigmoid_e(ai, &e);
         db[i] = dy[i] * ai * s;
         da[i] = dy[i] * b[i] * s * (1.0f + ai * (1.0f - s));
     }
