@@ -8,5 +8,6 @@
 """
 from . import patterns
 from .bpe import BPETokenizer
+from .cache import cached_bpe
 
-__all__ = ["BPETokenizer", "patterns"]
+__all__ = ["BPETokenizer", "cached_bpe", "patterns"]
