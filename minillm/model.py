@@ -205,17 +205,23 @@ def init_params(cfg, seed=0):
 class Transformer:
     """A decoder-only Transformer whose parameters are a flat ordered dict of arrays."""
 
-    def __init__(self, config, seed=0, params=None):
+    def __init__(self, config, seed=0, params=None, quantized=None):
+        """params: {name: float32 array} (default: init_params(config, seed)). quantized: optional
+        {name: object with .matmul(x (N, in)) -> (N, out) and .shape (out, in)} replacing those
+        weights in the forward pass (minillm.quant); such names may be absent from params."""
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config: expected ModelConfig, got {type(config).__name__}")
         self.config = config
         self.params = init_params(config, seed) if params is None else params
+        self.quantized = dict(quantized or {})
         expected = config.param_shapes()
-        if list(self.params) != list(expected) or any(
-                self.params[k].shape != s for k, s in expected.items()):
-            missing = sorted(set(expected) - set(self.params))
-            extra = sorted(set(self.params) - set(expected))
-            wrong = [k for k in expected if k in self.params and self.params[k].shape != expected[k]]
+        have = {**{k: tuple(q.shape) for k, q in self.quantized.items()},
+                **{k: a.shape for k, a in self.params.items()}}
+        if set(have) != set(expected) or any(have[k] != s for k, s in expected.items()) or \
+                list(self.params) != [k for k in expected if k in self.params]:
+            missing = sorted(set(expected) - set(have))
+            extra = sorted(set(have) - set(expected))
+            wrong = [k for k in expected if k in have and have[k] != expected[k]]
             raise ValueError(f"params: do not match the config (missing {missing[:3]}, unexpected "
                              f"{extra[:3]}, wrong shape {wrong[:3]})")
         n = NAMES[config.arch]
@@ -226,6 +232,17 @@ class Transformer:
         self._inv_freq, self._rope_factor = inv_freq, attn_factor
 
     # ------------------------------------------------------------------ helpers
+    def _linear(self, x, names, role):  # (N, Cin) -> (N, Cout), cache
+        """The linear layer of `role`: a quantized kernel when the model holds one for that weight
+        (forward only, cache None), else linear_forward on the float32 weight."""
+        name = names[role + ".w"]
+        q = self.quantized.get(name)
+        if q is None:
+            return linear_forward(x, self.params[name], self._p(names, role + ".b"))
+        y = q.matmul(x)                                                          # (N, Cout)
+        b = self._p(names, role + ".b")
+        return (y + b if b is not None else y), None
+
     def _p(self, names, role):
         """The parameter of `role` in a layer's name table, or None where the config has none."""
         return self.params.get(names.get(role, ""))
@@ -252,18 +269,20 @@ class Transformer:
         return tokens
 
     # ------------------------------------------------------------------ one block
-    def _block_forward(self, l, x, rope_cs, kv=None):  # x (B, T, C) -> (B, T, C), cache
+    def _block_forward(self, l, x, rope_cs, attend=None):  # x (B, T, C) -> (B, T, C), cache
+        """attend(l, q, k, v) -> (B, H, T, D), when given, replaces causal self-attention over the
+        block's own keys: KV caches (contiguous or paged) plug in here."""
         cfg, n = self.config, self._layer_names[l]
         B, T, C = x.shape
         H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
         h, c_ln1 = self._norm_forward(x, self._p(n, "ln1.w"), self._p(n, "ln1.b"))  # (B, T, C)
         h2 = h.reshape(B * T, C)
         if "qkv.w" in n:  # fused projection, split afterwards
-            qkv, c_qkv = linear_forward(h2, self._p(n, "qkv.w"), self._p(n, "qkv.b"))  # (B*T, C+2Ckv)
+            qkv, c_qkv = self._linear(h2, n, "qkv")                              # (B*T, C+2Ckv)
             q, k, v = np.split(qkv, [C, C + Hkv * D], axis=1)
             c_proj = (c_qkv,)
         else:
-            (q, c_q), (k, c_k), (v, c_v) = (linear_forward(h2, self._p(n, r + ".w")) for r in "qkv")
+            (q, c_q), (k, c_k), (v, c_v) = (self._linear(h2, n, r) for r in "qkv")
             c_proj = (c_q, c_k, c_v)
         q = np.ascontiguousarray(q.reshape(B, T, H, D).transpose(0, 2, 1, 3))     # (B, H, T, D)
         k = np.ascontiguousarray(k.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3))   # (B, Hkv, T, D)
@@ -275,23 +294,23 @@ class Transformer:
         if cfg.pos == "rope":
             q, c_rq = rope_forward(q, *rope_cs)
             k, c_rk = rope_forward(k, *rope_cs)
-        if kv is None:
+        if attend is None:
             a, c_att = attention_forward(q, k, v)                                 # (B, H, T, D)
         else:
-            a, c_att = self._cached_attention(l, q, k, v, kv), None
+            a, c_att = attend(l, q, k, v), None
         a2 = np.ascontiguousarray(a.transpose(0, 2, 1, 3)).reshape(B * T, C)     # (B*T, C)
-        o, c_o = linear_forward(a2, self._p(n, "o.w"), self._p(n, "o.b"))      # (B*T, C)
+        o, c_o = self._linear(a2, n, "o")                                        # (B*T, C)
         x1 = x + o.reshape(B, T, C)                                              # residual
         h, c_ln2 = self._norm_forward(x1, self._p(n, "ln2.w"), self._p(n, "ln2.b"))
         h2 = h.reshape(B * T, C)
-        up, c_up = linear_forward(h2, self._p(n, "up.w"), self._p(n, "up.b"))  # (B*T, F)
+        up, c_up = self._linear(h2, n, "up")                                     # (B*T, F)
         if cfg.arch == "llama":
-            gate, c_gate = linear_forward(h2, self._p(n, "gate.w"))              # (B*T, F)
+            gate, c_gate = self._linear(h2, n, "gate")                           # (B*T, F)
             act, c_act = swiglu_forward(gate, up)
         else:
             c_gate = None
             act, c_act = gelu_forward(up)
-        m, c_down = linear_forward(act, self._p(n, "down.w"), self._p(n, "down.b"))  # (B*T, C)
+        m, c_down = self._linear(act, n, "down")                                 # (B*T, C)
         y = x1 + m.reshape(B, T, C)                                              # residual
         cache = (c_ln1, c_proj, c_qn, c_kn, c_rq, c_rk, c_att, c_o, c_ln2, c_up, c_gate, c_act, c_down)
         return y, cache
@@ -367,40 +386,49 @@ class Transformer:
         return a
 
     # ------------------------------------------------------------------ whole model
-    def _forward(self, tokens, keep_caches=True, checkpoint=False, kv=None):
+    def _forward(self, tokens, keep_caches=True, checkpoint=False, positions=None, attend=None):
         """tokens (B, T) -> logits (B*T, V) and the caches for backward. With checkpoint=True only
-        each block's input is kept; _backward recomputes the block (Chen et al. 2016)."""
+        each block's input is kept; _backward recomputes the block (Chen et al. 2016).
+        positions (T,) int: each column's position (default 0..T-1); attend: see _block_forward."""
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
         B, T = tokens.shape
-        start = 0 if kv is None else kv.pos
-        if cfg.pos == "learned" and start + T > cfg.max_seq_len:
-            raise ValueError(f"tokens: sequence of {start + T} exceeds max_seq_len {cfg.max_seq_len}")
+        positions = np.arange(T) if positions is None else np.asarray(positions)
+        if positions.shape != (T,):
+            raise ValueError(f"positions: expected shape ({T},), got {positions.shape}")
+        if cfg.pos == "learned" and T and positions.max() >= cfg.max_seq_len:
+            raise ValueError(f"tokens: position {positions.max()} exceeds max_seq_len {cfg.max_seq_len}")
         x, c_wte = embedding_forward(tokens, p[names["wte"]])                    # (B, T, C)
         c_wpe = None
         if cfg.pos == "learned":
-            pe, c_wpe = embedding_forward(np.arange(start, start + T), p[names["wpe"]])  # (T, C)
+            pe, c_wpe = embedding_forward(positions, p[names["wpe"]])            # (T, C)
             x = x + pe
         rope_cs = None
         if cfg.pos == "rope":
-            rope_cs = rope_tables(np.arange(start, start + T), self._inv_freq, self._rope_factor, x.dtype)
+            rope_cs = rope_tables(positions, self._inv_freq, self._rope_factor, x.dtype)  # 2 x (T, D/2)
         blocks = []
         for l in range(cfg.n_layer):
             x_in = x
-            x, cache = self._block_forward(l, x, rope_cs, kv)
+            x, cache = self._block_forward(l, x, rope_cs, attend)
             blocks.append(x_in if checkpoint else (cache if keep_caches else None))
         h, c_lnf = self._norm_forward(x, p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")))
-        lm_head = p[names["wte"] if cfg.tie_embeddings else names["lm_head"]]
-        logits, c_head = linear_forward(h.reshape(B * T, cfg.d_model), lm_head)  # (B*T, V)
-        if kv is not None:
-            kv.pos += T
+        head = names["wte"] if cfg.tie_embeddings else names["lm_head"]
+        logits, c_head = self._linear(h.reshape(B * T, cfg.d_model), {"lm_head.w": head}, "lm_head")
         return logits, (tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint)
 
-    def _backward(self, dlogits, caches):  # dlogits (B*T, V) -> {name: grad}
+    def _backward(self, dlogits, caches, dhidden=None):  # dlogits (B*T, V) -> {name: grad}
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
         tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint = caches
+        if c_head is None:
+            raise ValueError("model: quantized models are inference-only (no backward pass)")
         B, T = tokens.shape
         grads = {}
-        dh, dlm, _ = linear_backward(dlogits, c_head)                            # (B*T, C), (V, C)
+        if dlogits is None:  # only the hidden states feed the loss (e.g. a reward head)
+            dh = np.zeros((B * T, cfg.d_model), dtype=c_head[0].dtype)
+            dlm = np.zeros_like(c_head[1])
+        else:
+            dh, dlm, _ = linear_backward(dlogits, c_head)                        # (B*T, C), (V, C)
+        if dhidden is not None:
+            dh = dh + dhidden.reshape(B * T, cfg.d_model)
         dx, dw, db = self._norm_backward(dh.reshape(B, T, cfg.d_model), c_lnf)
         grads[names["ln_f.w"]] = dw
         if db is not None:
@@ -428,19 +456,54 @@ class Transformer:
         their keys and values are written into the cache, they attend to everything before them,
         and pos advances by T."""
         tokens = self._check_tokens(tokens)
-        logits, _ = self._forward(tokens, keep_caches=False, kv=kv_cache)
+        if kv_cache is None:
+            logits, _ = self._forward(tokens, keep_caches=False)
+        else:
+            T, pos = tokens.shape[1], kv_cache.pos
+            logits, _ = self._forward(tokens, keep_caches=False, positions=np.arange(pos, pos + T),
+                                      attend=lambda l, q, k, v: self._cached_attention(l, q, k, v, kv_cache))
+            kv_cache.pos += T
+        return logits.reshape(*tokens.shape, -1)
+
+    def forward_with(self, tokens, positions, attend):
+        """The forward pass with explicit positions (T,) and an attention hook attend(l, q, k, v)
+        -> (B, H, T, D) (see _block_forward): how paged KV caches and packed batches of ragged
+        sequences run the model. Returns logits (B, T, V)."""
+        tokens = self._check_tokens(tokens)
+        logits, _ = self._forward(tokens, keep_caches=False, positions=positions, attend=attend)
         return logits.reshape(*tokens.shape, -1)
 
     def loss_and_grads(self, tokens, targets, checkpoint=False):
         """Mean next-token cross-entropy (+ z_loss) and its gradient for every parameter.
         tokens, targets (B, T) int; targets < 0 are ignored. -> (loss: float, grads: dict like params)"""
         tokens = self._check_tokens(tokens)
+        if self.quantized:
+            raise ValueError("model: quantized models are inference-only (no backward pass)")
         targets = np.asarray(targets)
         if targets.shape != tokens.shape:
             raise ValueError(f"targets: expected shape {tokens.shape}, got {targets.shape}")
         logits, caches = self._forward(tokens, checkpoint=checkpoint)
         loss, c_loss = cross_entropy_forward(logits, targets.reshape(-1), self.config.z_loss)
         return loss, self._backward(cross_entropy_backward(1.0, c_loss), caches)
+
+    def forward_train(self, tokens, checkpoint=False):
+        """Forward pass that keeps what backward needs: tokens (B, T) -> (logits (B, T, V),
+        hidden (B, T, C) -- the final-norm output that feeds the LM head --, caches). For losses
+        other than next-token cross-entropy (reward models, PPO, DPO): compute dlogits and/or
+        dhidden yourself, then call backward(caches, dlogits, dhidden)."""
+        tokens = self._check_tokens(tokens)
+        if self.quantized:
+            raise ValueError("model: quantized models are inference-only (no backward pass)")
+        logits, caches = self._forward(tokens, checkpoint=checkpoint)
+        hidden = caches[6][0].reshape(*tokens.shape, -1)  # the LM head's input, kept in its cache
+        return logits.reshape(*tokens.shape, -1), hidden, caches
+
+    def backward(self, caches, dlogits=None, dhidden=None):
+        """Gradients of every parameter given dL/dlogits (B, T, V) and/or dL/dhidden (B, T, C)."""
+        tokens = caches[0]
+        if dlogits is not None:
+            dlogits = np.ascontiguousarray(dlogits, dtype=caches[6][0].dtype).reshape(tokens.size, -1)
+        return self._backward(dlogits, caches, dhidden)
 
     def loss(self, tokens, targets):
         """Mean next-token cross-entropy (no z-loss, no gradients): for evaluation."""
