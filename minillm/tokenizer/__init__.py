@@ -9,5 +9,6 @@
 from . import patterns
 from .bpe import BPETokenizer
 from .cache import cached_bpe
+from .unigram import UnigramTokenizer
 
-__all__ = ["BPETokenizer", "cached_bpe", "patterns"]
+__all__ = ["BPETokenizer", "UnigramTokenizer", "cached_bpe", "patterns"]

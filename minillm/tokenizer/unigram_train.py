@@ -1,0 +1,314 @@
+"""Training a Unigram LM tokenizer (Kudo 2018, Sec. 3.2), following SentencePiece's trainer:
+
+1. Cut the corpus into words (a space starts a word; with split_digits every ASCII digit is its own
+   word) and count them. Characters covering `character_coverage` of the corpus are "required":
+   always in the vocabulary; rarer ones are unknown (byte fallback at encode time).
+2. Seed vocabulary: the most frequent substrings (up to max_piece_length characters) scored by
+   frequency x length, plus the required characters. Substrings are found by hashing every
+   (position, length) of every word at once with a polynomial rolling hash in NumPy.
+3. EM (Sec. 3.2, eqs. 3-4): the E-step runs forward-backward over each word's lattice to get the
+   expected count of every piece; the M-step sets log p(x) = digamma(c(x)) - digamma(sum c)
+   (SentencePiece's Bayesian variant) and drops pieces expected fewer than 0.5 times.
+4. Pruning: for each piece, the loss of likelihood if it were removed and its occurrences were
+   segmented by the best alternative (Viterbi over the piece's own string without it);
+   keep the max(target, 75%) pieces with the highest loss, and repeat 3-4 until the target is met.
+
+The lattice loops (forward-backward, Viterbi counts, alternatives) are Numba kernels over flat edge
+arrays: edge k of word w covers characters [e_start[k], e_end[k]) with piece e_piece[k]; a word's
+edges are sorted by end so one left-to-right sweep is a valid topological order.
+"""
+import collections
+import math
+
+import numba
+import numpy as np
+import regex
+
+from .unigram import BYTE, CONTROL, NORMAL, UNK_PENALTY, UNKNOWN
+
+WORD = r" ?[^ ]+| "
+WORD_SPLIT_DIGITS = r"[0-9]| ?[^ 0-9]+| "
+_HASH_BASE = np.uint64(0x100000001B3)
+
+
+@numba.njit(cache=True)
+def _logaddexp(a, b):
+    if a == -np.inf:
+        return b
+    if b == -np.inf:
+        return a
+    m = max(a, b)
+    return m + math.log(math.exp(a - m) + math.exp(b - m))
+
+
+@numba.njit(cache=True)
+def _digamma(x):
+    """psi(x) by recurrence to x >= 7 and the asymptotic series (as sentencepiece's trainer)."""
+    result = 0.0
+    while x < 7.0:
+        result -= 1.0 / x
+        x += 1.0
+    x -= 0.5
+    xx = 1.0 / x
+    xx2 = xx * xx
+    xx4 = xx2 * xx2
+    return result + math.log(x) + xx2 / 24.0 - 7.0 / 960.0 * xx4 + 31.0 / 8064.0 * xx4 * xx2 - 127.0 / 30720.0 * xx4 * xx4
+
+
+@numba.njit(cache=True)
+def _e_step(edge_off, e_start, e_end, e_piece, word_len, word_freq, logp, alive, n_slots):
+    """Expected piece counts sum_w f_w * P(edge | word w) and the log likelihood sum_w f_w log P(w)."""
+    counts = np.zeros(n_slots, dtype=np.float64)                  # (P+1,)
+    max_len = word_len.max() if len(word_len) else 0
+    alpha = np.empty(max_len + 1, dtype=np.float64)              # log forward sums
+    beta = np.empty(max_len + 1, dtype=np.float64)               # log backward sums
+    objective = 0.0
+    for w in range(len(word_len)):
+        n, a0, a1 = word_len[w], edge_off[w], edge_off[w + 1]
+        alpha[: n + 1] = -np.inf
+        beta[: n + 1] = -np.inf
+        alpha[0] = 0.0
+        beta[n] = 0.0
+        for k in range(a0, a1):
+            p = e_piece[k]
+            if alive[p]:
+                alpha[e_end[k]] = _logaddexp(alpha[e_end[k]], alpha[e_start[k]] + logp[p])
+        for k in range(a1 - 1, a0 - 1, -1):
+            p = e_piece[k]
+            if alive[p]:
+                beta[e_start[k]] = _logaddexp(beta[e_start[k]], beta[e_end[k]] + logp[p])
+        z = alpha[n]
+        for k in range(a0, a1):
+            p = e_piece[k]
+            if alive[p]:
+                counts[p] += word_freq[w] * math.exp(alpha[e_start[k]] + logp[p] + beta[e_end[k]] - z)
+        objective += word_freq[w] * z
+    return counts, objective
+
+
+@numba.njit(cache=True)
+def _viterbi_counts(edge_off, e_start, e_end, e_piece, word_len, word_freq, logp, alive, n_slots):
+    """How often each piece is used by the Viterbi segmentations of the words (weighted)."""
+    freq = np.zeros(n_slots, dtype=np.float64)
+    max_len = word_len.max() if len(word_len) else 0
+    best = np.empty(max_len + 1, dtype=np.float64)
+    back = np.empty(max_len + 1, dtype=np.int64)
+    for w in range(len(word_len)):
+        n = word_len[w]
+        best[: n + 1] = -np.inf
+        best[0] = 0.0
+        for k in range(edge_off[w], edge_off[w + 1]):
+            p = e_piece[k]
+            if alive[p] and best[e_start[k]] + logp[p] > best[e_end[k]]:
+                best[e_end[k]] = best[e_start[k]] + logp[p]
+                back[e_end[k]] = k
+        e = n
+        while e > 0:
+            k = back[e]
+            freq[e_piece[k]] += word_freq[w]
+            e = e_start[k]
+    return freq
+
+
+@numba.njit(cache=True)
+def _alternatives(edge_off, e_start, e_end, e_piece, rep_word, rep_start, rep_len, logp, alive, max_len):
+    """For each piece i (a substring rep_len[i] long at rep_start[i] of word rep_word[i]): the
+    Viterbi segmentation of that substring that does not use i. Row i lists its pieces, -1 padded."""
+    n_pieces = len(rep_word)
+    out = np.full((n_pieces, max_len), -1, dtype=np.int64)      # (P, max_len)
+    best = np.empty(max_len + 1, dtype=np.float64)
+    back = np.empty(max_len + 1, dtype=np.int64)
+    for i in range(n_pieces):
+        if not alive[i] or rep_len[i] <= 1:
+            continue
+        w, s0, n = rep_word[i], rep_start[i], rep_len[i]
+        best[: n + 1] = -np.inf
+        best[0] = 0.0
+        for k in range(edge_off[w], edge_off[w + 1]):
+            s, e, p = e_start[k] - s0, e_end[k] - s0, e_piece[k]
+            if s < 0 or e > n or p == i or not alive[p]:
+                continue
+            if best[s] + logp[p] > best[e]:
+                best[e] = best[s] + logp[p]
+                back[e] = k
+        if best[n] == -np.inf:
+            continue
+        e, j = n, 0
+        while e > 0:
+            k = back[e]
+            out[i, j] = e_piece[k]
+            j += 1
+            e = e_start[k] - s0
+    return out
+
+
+def _words(text_or_iterator, split_digits, special_tokens):
+    if isinstance(text_or_iterator, str):
+        chunks = [text_or_iterator]
+    else:
+        try:
+            chunks = iter(text_or_iterator)
+        except TypeError:
+            raise TypeError(f"text_or_iterator: expected str or an iterable of str, "
+                            f"got {type(text_or_iterator).__name__}") from None
+    rx = regex.compile(WORD_SPLIT_DIGITS if split_digits else WORD)
+    cut = regex.compile("|".join(map(regex.escape, special_tokens))) if special_tokens else None
+    counts = collections.Counter()
+    for k, chunk in enumerate(chunks):
+        if not isinstance(chunk, str):
+            raise TypeError(f"text_or_iterator: item {k} is {type(chunk).__name__}, expected str")
+        for part in (cut.split(chunk) if cut else [chunk]):
+            counts.update(rx.findall(part))
+    return counts
+
+
+def train(cls, text_or_iterator, vocab_size, split_digits=False, character_coverage=0.9995, max_piece_length=16,
+          special_tokens=None, progress=None, seed_size=100_000, shrinking_factor=0.75, num_sub_iterations=2):
+    special_tokens = list(special_tokens or [])
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size: expected int, got {type(vocab_size).__name__}")
+    reserved = 3 + len(special_tokens) + 256  # <unk> <s> </s>, specials, byte pieces
+    if vocab_size <= reserved:
+        raise ValueError(f"vocab_size: must be > 3 control pieces + {len(special_tokens)} special tokens "
+                         f"+ 256 byte pieces = {reserved}, got {vocab_size}")
+    if not 0.0 < character_coverage <= 1.0:
+        raise ValueError(f"character_coverage: expected a value in (0, 1], got {character_coverage}")
+    if not isinstance(max_piece_length, int) or max_piece_length < 1:
+        raise ValueError(f"max_piece_length: expected a positive int, got {max_piece_length!r}")
+    desired = vocab_size - reserved
+    counts = _words(text_or_iterator, split_digits, special_tokens)
+    words = list(counts)
+    if not words:
+        raise ValueError("text_or_iterator: the training text is empty")
+
+    # 1. required characters: the most frequent ones that cover character_coverage of the text
+    char_freq = collections.Counter()
+    for w, c in counts.items():
+        for ch in w:
+            char_freq[ch] += c
+    total_chars, covered, required = sum(char_freq.values()), 0, []
+    for ch, c in char_freq.most_common():
+        if covered / total_chars >= character_coverage:
+            break
+        required.append(ch)
+        covered += c
+    if len(required) > desired:
+        raise ValueError(f"vocab_size: {vocab_size} leaves {desired} learned pieces, fewer than the "
+                         f"{len(required)} characters needed for character_coverage={character_coverage}")
+
+    # 2. every substring of every word, hashed: position p, length l -> h(p, l)
+    word_len = np.fromiter(map(len, words), dtype=np.int64, count=len(words))       # (W,)
+    word_freq = np.fromiter((counts[w] for w in words), dtype=np.float64, count=len(words))
+    word_off = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum(word_len, out=word_off[1:])
+    joined = "".join(words)
+    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)  # (N,)
+    word_of = np.repeat(np.arange(len(words), dtype=np.int64), word_len)             # (N,)
+    room = word_off[word_of + 1] - np.arange(len(cps), dtype=np.int64)               # chars left in the word
+    req_set = set(required)
+    unknown_char = np.fromiter((ch not in req_set for ch in joined), dtype=np.int64, count=len(cps))
+    bad_prefix = np.concatenate([[0], np.cumsum(unknown_char)])                      # (N+1,)
+    hashes, positions, lengths = [], [], []
+    h = np.zeros(len(cps), dtype=np.uint64)
+    for l in range(1, max_piece_length + 1):
+        ok = room >= l                                                               # (N,)
+        if not ok.any():
+            break
+        idx = np.nonzero(ok)[0]
+        with np.errstate(over="ignore"):  # wrap-around is the hash's modulus 2**64
+            h[idx] = h[idx] * _HASH_BASE + cps[idx + l - 1] + np.uint64(1)
+        idx = idx[bad_prefix[idx + l] - bad_prefix[idx] == 0]  # no unknown characters inside
+        hashes.append(h[idx].copy())
+        positions.append(idx)
+        lengths.append(np.full(len(idx), l, dtype=np.int64))
+    hashes, positions, lengths = np.concatenate(hashes), np.concatenate(positions), np.concatenate(lengths)
+    uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    sub_freq = np.bincount(inverse, weights=word_freq[word_of[positions]])           # (U,)
+    sub_len = lengths[first]                                                         # (U,)
+
+    # seeds: required characters + the most frequent longer substrings (seen at least twice)
+    is_char = sub_len == 1
+    multi = np.nonzero(~is_char & (sub_freq >= 2))[0]
+    multi = multi[np.argsort(-(sub_freq[multi] * sub_len[multi]), kind="stable")][:seed_size]
+    chars = np.nonzero(is_char)[0]
+    seeds = np.concatenate([chars, multi])                                           # (P,)
+    n_pieces = len(seeds)
+    slot_of = np.full(len(uniq), -1, dtype=np.int64)
+    slot_of[seeds] = np.arange(n_pieces)
+    rep_pos = positions[first[seeds]]
+    rep_word, rep_start, rep_len = word_of[rep_pos], rep_pos - word_off[word_of[rep_pos]], sub_len[seeds]
+    piece_str = [joined[p:p + l] for p, l in zip(rep_pos.tolist(), rep_len.tolist())]
+
+    # 3. lattice edges (+ one unknown edge per unknown character; the unknown slot is n_pieces)
+    slot = slot_of[inverse]
+    keep = slot >= 0
+    e_pos, e_len, e_piece = positions[keep], lengths[keep], slot[keep]
+    unk_pos = np.nonzero(unknown_char)[0]
+    e_pos = np.concatenate([e_pos, unk_pos])
+    e_len = np.concatenate([e_len, np.ones(len(unk_pos), dtype=np.int64)])
+    e_piece = np.concatenate([e_piece, np.full(len(unk_pos), n_pieces, dtype=np.int64)])
+    e_word = word_of[e_pos]
+    e_start = e_pos - word_off[e_word]
+    e_end = e_start + e_len
+    order = np.lexsort((e_start, e_end, e_word))
+    e_word, e_start, e_end, e_piece = e_word[order], e_start[order], e_end[order], e_piece[order]
+    edge_off = np.searchsorted(e_word, np.arange(len(words) + 1), side="left").astype(np.int64)  # (W+1,)
+
+    score = np.log(sub_freq[seeds] * sub_len[seeds])
+    logp = np.empty(n_pieces + 1, dtype=np.float64)                                   # (P+1,)
+    logp[:n_pieces] = score - np.log(np.exp(score - score.max()).sum()) - score.max()
+    alive = np.ones(n_pieces + 1, dtype=np.bool_)
+    always = np.zeros(n_pieces, dtype=np.bool_)
+    always[: len(chars)] = np.array([piece_str[i] in req_set for i in range(len(chars))], dtype=np.bool_)
+    target = max(desired, int(desired * 1.1)) - len(required)  # sentencepiece prunes to 110%, then picks
+    step = 0
+    while True:
+        for _ in range(num_sub_iterations):
+            logp[n_pieces] = logp[:n_pieces][alive[:n_pieces]].min() - UNK_PENALTY
+            expected, _ = _e_step(edge_off, e_start, e_end, e_piece, word_len, word_freq, logp, alive, n_pieces + 1)
+            expected = expected[:n_pieces]
+            alive[:n_pieces] &= (expected >= 0.5) | always       # M-step: drop rarely expected pieces
+            c = np.where(alive[:n_pieces], np.maximum(expected, 1e-3), 0.0)
+            log_total = _digamma(c.sum())
+            logp[:n_pieces] = [(_digamma(x) - log_total) if x > 0 else -np.inf for x in c]
+        step += 1
+        n_alive = int(alive[:n_pieces].sum())
+        if progress:
+            progress(min(desired, max(0, desired - (n_alive - desired))), desired)
+        if n_alive - int(always.sum()) <= target:
+            break
+        # 4. pruning by loss of likelihood
+        logp[n_pieces] = logp[:n_pieces][alive[:n_pieces]].min() - UNK_PENALTY
+        freq = _viterbi_counts(edge_off, e_start, e_end, e_piece, word_len, word_freq, logp, alive, n_pieces + 1)
+        freq = freq[:n_pieces]
+        alts = _alternatives(edge_off, e_start, e_end, e_piece, rep_word, rep_start, rep_len, logp, alive,
+                             max_piece_length)
+        total = freq.sum()
+        loss = np.full(n_pieces, -np.inf, dtype=np.float64)   # -inf: never on a Viterbi path
+        n_alt = (alts >= 0).sum(axis=1)
+        for i in np.nonzero(alive[:n_pieces] & ~always & (freq > 0))[0]:
+            if n_alt[i] == 0:
+                loss[i] = np.inf                                 # no alternative: must stay
+                continue
+            a = alts[i, : n_alt[i]]
+            logsum_alt = math.log(total + freq[i] * (n_alt[i] - 1))
+            logprob_alt = np.sum(np.log(freq[a] + freq[i]) - logsum_alt)
+            loss[i] = freq[i] * (math.log(freq[i]) - math.log(total) - logprob_alt)
+        candidates = np.nonzero(alive[:n_pieces] & ~always)[0]
+        keep_n = max(target, int((n_alive - always.sum()) * shrinking_factor))
+        ranked = candidates[np.argsort(-loss[candidates], kind="stable")]
+        alive[ranked[keep_n:]] = False
+    # finalize: required characters + the best-scoring other pieces
+    others = np.nonzero(alive[:n_pieces] & ~always)[0]
+    others = others[np.argsort(-logp[others], kind="stable")][: desired - int(always.sum())]
+    chosen = np.concatenate([np.nonzero(always)[0], others])
+    chosen = chosen[np.argsort(-logp[chosen], kind="stable")]
+    floor = logp[others].min() if len(others) else 0.0
+    pieces = [("<unk>", 0.0, UNKNOWN), ("<s>", 0.0, CONTROL), ("</s>", 0.0, CONTROL)]
+    pieces += [(t, 0.0, CONTROL) for t in special_tokens]
+    pieces += [(f"<0x{b:02X}>", 0.0, BYTE) for b in range(256)]
+    pieces += [(piece_str[i], float(logp[i]) if np.isfinite(logp[i]) else float(floor) - 1.0, NORMAL)
+               for i in chosen.tolist()]
+    if progress:
+        progress(desired, desired)
+    return cls(pieces, model_type="unigram", byte_fallback=True, special_tokens=special_tokens)
