@@ -14,7 +14,7 @@
  *            pack B -> Bp                   NR-wide slivers, k-major: Bp[p][j] = w[j][p]
  *            parallel for ic in M step MC:  A block  x[ic:ic+MC, pc:pc+KC]  packed per thread (L2)
  *              pack A -> Ap                 MR-tall slivers, k-major: Ap[p][i] = x[i][p]
- *              for jr in NC step NR:        one B sliver (KC x NR) stays in L1 ...
+ *              for jr in NC step NR:        one B sliver (KC x NR) stays in L1/L2 ...
  *                for ir in MC step MR:      ... while the MR x KC A slivers stream past it
  *                  micro-kernel: C[MR x NR] += Ap sliver . Bp sliver  (rank-1 updates over p)
  *
@@ -43,9 +43,11 @@
 #define NR 16
 #endif
 
-#define KC 256            /* depth of one packed block: a B sliver is KC*NR*4 B = 32 KB (L1) */
-#define MC 144            /* rows of x per packed A block: MC*KC*4 B = 144 KB (L2), multiple of MR */
-#define NC 3072           /* columns of w per packed B panel: KC*NC*4 B = 3 MB (L3) */
+#define KC 384            /* depth of one packed block. A B sliver is KC*NR*4 B = 48 KB, more than
+                             L1 (32 KB), yet measured faster than 256 on Zen 4: K = 384 (the
+                             d_model of the training model) then takes a single pass over out */
+#define MC 144            /* rows of x per packed A block: MC*KC*4 B = 216 KB (L2), multiple of MR */
+#define NC 3072           /* columns of w per packed B panel: KC*NC*4 B = 4.5 MB (L3) */
 #define SMALL_M 64        /* M at or below this takes the unpacked dot-product path */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
