@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from . import sentencepiece_model
 from .bpe_io import _atomic_write_bytes
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -39,7 +40,7 @@ class UnigramTokenizer:
 
     def __init__(self, pieces, model_type="unigram", byte_fallback=True, add_dummy_prefix=False,
                  remove_extra_whitespaces=False, escape_whitespaces=False, charsmap=None,
-                 special_tokens=None):
+                 special_tokens=None, treat_whitespace_as_suffix=False):
         if model_type not in ("unigram", "bpe"):
             raise ValueError(f"model_type: expected 'unigram' or 'bpe', got {model_type!r}")
         self.pieces = [(str(p), float(s), int(t)) for p, s, t in pieces]
@@ -48,6 +49,7 @@ class UnigramTokenizer:
         self.add_dummy_prefix = bool(add_dummy_prefix)
         self.remove_extra_whitespaces = bool(remove_extra_whitespaces)
         self.escape_whitespaces = bool(escape_whitespaces)
+        self.treat_whitespace_as_suffix = bool(treat_whitespace_as_suffix)
         self.charsmap = charsmap  # sentencepiece_model.CharsMap or None (identity)
         self.piece_to_id, self.reserved = {}, {}
         for i, (p, _, t) in enumerate(self.pieces):
@@ -96,17 +98,9 @@ class UnigramTokenizer:
     # ------------------------------------------------------------------ normalization
     def normalize(self, text):
         """SentencePiece's Normalizer::Normalize for this model's spec (text -> text)."""
-        if self.charsmap is not None:
-            text = self.charsmap.normalize(text)
-        if self.remove_extra_whitespaces:
-            text = " ".join(t for t in text.split(" ") if t)  # strip, and collapse runs of " "
-        if not text:
-            return ""
-        if self.add_dummy_prefix:
-            text = " " + text
-        if self.escape_whitespaces:
-            text = text.replace(" ", SPACE)
-        return text
+        return sentencepiece_model.normalize(text, self.charsmap, self.add_dummy_prefix,
+                                             self.remove_extra_whitespaces, self.escape_whitespaces,
+                                             self.treat_whitespace_as_suffix)
 
     # ------------------------------------------------------------------ segmentation
     def _score(self, piece_id, length):
@@ -289,9 +283,11 @@ class UnigramTokenizer:
         return self.pieces[self._index(i)][0]
 
     def decode_bytes(self, ids):
-        """Bytes of the pieces: byte pieces as their byte, control pieces as nothing, "▁" as " "
-        (and the dummy-prefix space dropped) when the model escapes whitespace."""
+        """Bytes of the pieces: byte pieces as their byte, control pieces as nothing, "▁" as " ".
+        As in sentencepiece, while nothing has been output yet a leading "▁" is dropped from each
+        piece (it is the dummy prefix, or a space that remove_extra_whitespaces would have removed)."""
         out = bytearray()
+        strip = self.escape_whitespaces and (self.add_dummy_prefix or self.remove_extra_whitespaces)
         for i in ids:
             p, _, t = self.pieces[self._index(i)]
             if t == BYTE:
@@ -301,9 +297,9 @@ class UnigramTokenizer:
             elif t == UNKNOWN:
                 out += " \u2047 ".encode("utf-8")  # sentencepiece shows <unk> as " ⁇ "
             else:
+                if strip and not out and p.startswith(SPACE):
+                    p = p[1:]
                 out += (p.replace(SPACE, " ") if self.escape_whitespaces else p).encode("utf-8")
-        if self.add_dummy_prefix and out[:1] == b" ":
-            del out[:1]
         return bytes(out)
 
     def decode(self, ids, errors="replace"):
@@ -314,7 +310,8 @@ class UnigramTokenizer:
         """Readable text: a JSON header line, then one "<type> <score> <piece as JSON>" line per id."""
         header = {"model_type": self.model_type, "byte_fallback": self.byte_fallback,
                   "add_dummy_prefix": self.add_dummy_prefix, "remove_extra_whitespaces": self.remove_extra_whitespaces,
-                  "escape_whitespaces": self.escape_whitespaces, "special_tokens": self.visible_specials,
+                  "escape_whitespaces": self.escape_whitespaces,
+                  "treat_whitespace_as_suffix": self.treat_whitespace_as_suffix, "special_tokens": self.visible_specials,
                   "n_pieces": len(self.pieces)}
         if self.charsmap is not None:
             raise ValueError("save: models with a SentencePiece character map stay in their .model file")
@@ -329,7 +326,6 @@ class UnigramTokenizer:
         with open(path, "rb") as f:
             data = f.read()
         if not data.startswith(MAGIC.encode()):
-            from . import sentencepiece_model
             return sentencepiece_model.load(cls, data, str(path))
         text = data.decode("utf-8", errors="replace")
         body, sep, tail = text.rpartition("sha256 ")

@@ -268,7 +268,7 @@ def train(cls, text_or_iterator, vocab_size, split_digits=False, character_cover
             expected, _ = _e_step(edge_off, e_start, e_end, e_piece, word_len, word_freq, logp, alive, n_pieces + 1)
             expected = expected[:n_pieces]
             alive[:n_pieces] &= (expected >= 0.5) | always       # M-step: drop rarely expected pieces
-            c = np.where(alive[:n_pieces], np.maximum(expected, 1e-3), 0.0)
+            c = np.where(alive[:n_pieces], np.maximum(expected, 0.5), 0.0)  # required chars: at least 0.5
             log_total = _digamma(c.sum())
             logp[:n_pieces] = [(_digamma(x) - log_total) if x > 0 else -np.inf for x in c]
         step += 1
