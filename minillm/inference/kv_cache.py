@@ -1,0 +1,56 @@
+"""Contiguous KV cache (the "incremental decoding" of Vaswani et al. 2017 as every decoder runs it;
+Pope et al. 2022, "Efficiently Scaling Transformer Inference", Sec. 2).
+
+Attention at step t needs the keys and values of every earlier position. They do not change once
+computed, so they are kept: one preallocated (L, B, Hkv, S, D) array each for K and V, written at
+slot `pos` and read in place. A decode step therefore costs O(1) cache work plus attention over pos
+slots, instead of re-running the model over the whole prefix. The sibling paged_kv_cache.py keeps
+the same K/V in fixed-size pages from a shared pool so that many sequences of unknown length can
+share memory; this one reserves S slots per sequence up front.
+
+Memory per token (the formula kv_cache_analysis.py checks): 2 (K and V) * L * Hkv * D * bytes.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class KVCache:
+    k: np.ndarray   # (L, B, Hkv, S, D) float32
+    v: np.ndarray   # (L, B, Hkv, S, D) float32
+    pos: int = 0    # slots filled; the next token writes k[:, :, :, pos]
+
+    @classmethod
+    def allocate(cls, config, batch_size, max_len, dtype=np.float32):
+        """An empty cache for `batch_size` sequences of up to `max_len` tokens of a ModelConfig."""
+        if not isinstance(max_len, (int, np.integer)) or max_len < 1:
+            raise ValueError(f"max_len: expected an int >= 1, got {max_len!r}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+        shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_dim)
+        return cls(np.zeros(shape, dtype=dtype), np.zeros(shape, dtype=dtype), 0)
+
+    @property
+    def capacity(self):
+        return self.k.shape[3]
+
+    def truncate(self, pos):
+        """Forget every slot from `pos` on (speculative decoding's rollback). O(1): the stale
+        entries stay in memory but attention never reads past pos, and the next write replaces them."""
+        if not isinstance(pos, (int, np.integer)) or not 0 <= pos <= self.pos:
+            raise ValueError(f"pos: expected an int in [0, {self.pos}], got {pos!r}")
+        self.pos = int(pos)
+
+    def nbytes_used(self):
+        """Bytes holding real K/V: 2 * L * B * Hkv * pos * D * itemsize."""
+        L, B, Hkv, _, D = self.k.shape
+        return 2 * L * B * Hkv * self.pos * D * self.k.itemsize
+
+    def nbytes_reserved(self):
+        return self.k.nbytes + self.v.nbytes
+
+
+def kv_bytes_per_token(config, itemsize=4):
+    """2 * n_layer * n_kv_head * head_dim * bytes: the K and V one token leaves in every layer."""
+    return 2 * config.n_layer * config.n_kv_head * config.head_dim * itemsize

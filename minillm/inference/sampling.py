@@ -1,0 +1,217 @@
+"""Turning next-token logits into a token: logits processors and the sampler.
+
+A logits processor maps logits (..., V) to logits of the same shape, masking excluded tokens with
+-inf; processors compose left to right, and sampling draws from softmax of the result:
+  temperature      z / T                          (Ackley et al. 1985; T -> 0 is greedy, argmax z)
+  top-k            keep the k largest z           (Fan et al. 2018, "Hierarchical Neural Story Generation")
+  top-p (nucleus)  keep the smallest set of tokens, most probable first, whose mass is >= p
+                   (Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration", eq. 2-3)
+  min-p            keep tokens with prob >= p_min * max prob (Nguyen et al. 2024, "Turning Up the Heat")
+  repetition pen.  z_i / r if z_i > 0 else z_i * r for every token i already in the context
+                   (Keskar et al. 2019, CTRL, Sec. 4.1)
+The order used by `processors(...)` is the one Hugging Face applies: repetition penalty, temperature,
+top-k, top-p, min-p. Everything runs in float64 so that "mass >= p" is decided without float32
+rounding. This module knows nothing of models; generate.py, speculative.py and engine.py call it.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def softmax(z):  # (..., V) -> (..., V) float64
+    """Probabilities from logits; -inf logits get probability exactly 0."""
+    z = np.asarray(z, dtype=np.float64)
+    m = np.max(z, axis=-1, keepdims=True)                                 # (..., 1)
+    m = np.where(np.isfinite(m), m, 0.0)  # a row of all -inf stays all-zero instead of NaN
+    e = np.exp(z - m)                     # subtract the max: exp overflows for large logits
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def _check_logits(z):
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim < 1 or z.shape[-1] < 1:
+        raise ValueError(f"logits: expected shape (..., V) with V >= 1, got {z.shape}")
+    if np.isnan(z).any():
+        raise ValueError("logits: contain NaN")
+    return z
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """z / T. T must be > 0 (T = 0 means greedy, handled by sample())."""
+    t: float
+
+    def __post_init__(self):
+        if not (np.isfinite(self.t) and self.t > 0):
+            raise ValueError(f"temperature: expected a finite value > 0, got {self.t!r}")
+
+    def __call__(self, z, context=None):  # (..., V) -> (..., V)
+        return _check_logits(z) / self.t
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Keep the k largest logits (ties at the k-th value are all kept: which one of equal logits to
+    drop is arbitrary, and keeping them never removes probability mass unfairly)."""
+    k: int
+
+    def __post_init__(self):
+        if not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise ValueError(f"top_k: expected an int >= 1, got {self.k!r}")
+
+    def __call__(self, z, context=None):  # (..., V) -> (..., V)
+        z = _check_logits(z)
+        if self.k >= z.shape[-1]:
+            return z
+        kth = -np.partition(-z, self.k - 1, axis=-1)[..., self.k - 1:self.k]  # (..., 1) k-th largest
+        return np.where(z >= kth, z, -np.inf)
+
+
+@dataclass(frozen=True)
+class TopP:
+    """Nucleus: sort probabilities in decreasing order and keep the shortest prefix whose mass
+    reaches p (Holtzman et al. 2020, eq. 2: the smallest V^(p) with sum_{x in V^(p)} P(x) >= p)."""
+    p: float
+
+    def __post_init__(self):
+        if not (0.0 < self.p <= 1.0):
+            raise ValueError(f"top_p: expected a value in (0, 1], got {self.p!r}")
+
+    def __call__(self, z, context=None):  # (..., V) -> (..., V)
+        z = _check_logits(z)
+        probs = softmax(z)                                                 # (..., V)
+        order = np.argsort(-probs, axis=-1, kind="stable")                 # (..., V) descending
+        sorted_p = np.take_along_axis(probs, order, axis=-1)
+        before = np.cumsum(sorted_p, axis=-1) - sorted_p   # mass of the tokens ranked above each one
+        # a token is needed while the mass before it is still short of p; the first token always is.
+        # subtle: with p = 1 rounding can leave cumsum at 1 - 1e-16, so also stop at zero-prob tokens
+        keep_sorted = (before < self.p) & (sorted_p > 0)
+        keep_sorted[..., 0] = True
+        keep = np.empty_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)
+        return np.where(keep, z, -np.inf)
+
+
+@dataclass(frozen=True)
+class MinP:
+    """Keep tokens whose probability is at least p_min times that of the most likely token."""
+    p_min: float
+
+    def __post_init__(self):
+        if not (0.0 <= self.p_min <= 1.0):
+            raise ValueError(f"min_p: expected a value in [0, 1], got {self.p_min!r}")
+
+    def __call__(self, z, context=None):  # (..., V) -> (..., V)
+        z = _check_logits(z)
+        # p_i >= p_min * p_max  <=>  z_i >= z_max + log(p_min): no softmax needed
+        bound = np.max(z, axis=-1, keepdims=True) + (np.log(self.p_min) if self.p_min > 0 else -np.inf)
+        return np.where(z >= bound, z, -np.inf)
+
+
+@dataclass(frozen=True)
+class RepetitionPenalty:
+    """CTRL's penalty: for each token already in `context`, divide a positive logit by r and
+    multiply a negative one by r (so r > 1 always makes the repeat less likely)."""
+    r: float
+
+    def __post_init__(self):
+        if not (np.isfinite(self.r) and self.r > 0):
+            raise ValueError(f"repetition_penalty: expected a finite value > 0, got {self.r!r}")
+
+    def __call__(self, z, context=None):  # (V,) -> (V,); context: token ids seen so far
+        z = _check_logits(z).copy()
+        if context is None or len(context) == 0:
+            return z
+        if z.ndim != 1:
+            raise ValueError(f"logits: repetition penalty takes one row (V,), got {z.shape}")
+        seen = np.unique(np.asarray(context, dtype=np.int64))
+        if seen.min() < 0 or seen.max() >= z.shape[-1]:
+            raise ValueError(f"context: ids must lie in [0, {z.shape[-1]}), got [{seen.min()}, {seen.max()}]")
+        zs = z[seen]
+        z[seen] = np.where(zs > 0, zs / self.r, zs * self.r)
+        return z
+
+
+def processors(temperature=1.0, top_k=None, top_p=None, min_p=None, repetition_penalty=None):
+    """The list of processors for these settings, in Hugging Face's order. temperature 0 (greedy)
+    contributes no processor: sample() takes the argmax of the processed logits instead."""
+    out = []
+    if repetition_penalty is not None and repetition_penalty != 1.0:
+        out.append(RepetitionPenalty(float(repetition_penalty)))
+    if temperature is None or temperature < 0:
+        raise ValueError(f"temperature: expected a value >= 0, got {temperature!r}")
+    if temperature > 0 and temperature != 1.0:
+        out.append(Temperature(float(temperature)))
+    if top_k is not None:
+        out.append(TopK(top_k))
+    if top_p is not None:
+        out.append(TopP(float(top_p)))
+    if min_p is not None:
+        out.append(MinP(float(min_p)))
+    return out
+
+
+def apply(procs, z, context=None):  # (..., V) -> (..., V) float64
+    """Run the processors left to right."""
+    z = _check_logits(z)
+    for proc in procs:
+        z = proc(z, context)
+    return z
+
+
+@dataclass
+class Sampler:
+    """One request's decoding settings and its random stream. probs() is the distribution the next
+    token is drawn from (a one-hot at the argmax when greedy); sample() draws from it."""
+    temperature: float = 0.0
+    top_k: int = None
+    top_p: float = None
+    min_p: float = None
+    repetition_penalty: float = None
+    seed: int = None
+
+    def __post_init__(self):
+        self.procs = processors(self.temperature, self.top_k, self.top_p, self.min_p,
+                                self.repetition_penalty)
+        self.rng = np.random.default_rng(self.seed)
+
+    @property
+    def greedy(self):
+        return self.temperature == 0
+
+    def probs(self, logits, context=None):  # (V,) -> (V,) float64, sums to 1
+        z = apply(self.procs, logits, context)
+        if self.greedy:
+            p = np.zeros(z.shape, dtype=np.float64)
+            p[int(np.argmax(z))] = 1.0
+            return p
+        return softmax(z)
+
+    def sample(self, logits, context=None):  # (V,) -> int
+        z = apply(self.procs, logits, context)
+        if self.greedy:
+            return int(np.argmax(z))
+        return draw(softmax(z), self.rng)
+
+
+def draw(p, rng):  # (V,) float64 probabilities -> int
+    """Inverse-CDF sampling from one probability vector with a single uniform draw. (rng.choice
+    re-checks that p sums to 1 within 1e-8 and is slower; this is exact up to the last ulp.)"""
+    c = np.cumsum(p)                                                     # (V,)
+    i = int(np.searchsorted(c, rng.random() * c[-1], side="right"))
+    i = min(i, len(p) - 1)
+    while p[i] == 0 and i > 0:  # u landed exactly on a boundary next to a zero-probability token
+        i -= 1
+    return i
+
+
+def sample(logits, rng=None, temperature=0.0, top_k=None, top_p=None, min_p=None,
+           repetition_penalty=None, context=None):  # (V,) -> int
+    """One token from logits (V,) with the given settings; rng: np.random.Generator (needed unless
+    temperature is 0)."""
+    z = apply(processors(temperature, top_k, top_p, min_p, repetition_penalty), logits, context)
+    if temperature == 0:
+        return int(np.argmax(z))
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected numpy.random.Generator when temperature > 0, got {type(rng).__name__}")
+    return draw(softmax(z), rng)
