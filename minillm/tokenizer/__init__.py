@@ -6,9 +6,9 @@
     ids = tok.encode("hello world")            # list[int]
     assert tok.decode(ids) == "hello world"
 """
-from . import patterns
+from . import patterns, templates
 from .bpe import BPETokenizer
 from .cache import cached_bpe
 from .unigram import UnigramTokenizer
 
-__all__ = ["BPETokenizer", "UnigramTokenizer", "cached_bpe", "patterns"]
+__all__ = ["BPETokenizer", "UnigramTokenizer", "cached_bpe", "patterns", "templates"]

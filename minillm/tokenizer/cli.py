@@ -1,0 +1,101 @@
+"""`minillm tokenizer train|encode|decode`.
+
+    minillm tokenizer train corpus.txt --vocab-size 8192 --out tok.bpe            # BPE (C trainer)
+    minillm tokenizer train corpus.txt --type unigram --vocab-size 4096 --out tok.unigram
+    echo "Hello world" | minillm tokenizer encode --model tok.bpe                  # ids on stdout
+    minillm tokenizer decode --model tok.bpe 15496 995                             # text on stdout
+
+--model also accepts a SentencePiece .model file. Training shows a progress bar on stderr.
+"""
+import sys
+
+from . import BPETokenizer, UnigramTokenizer, patterns
+
+
+def load_any(path):
+    """A BPE or Unigram tokenizer from any file format minillm reads, chosen by content."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return BPETokenizer.load(path) if head.startswith(b"minillm-bpe") else UnigramTokenizer.load(path)
+
+
+class ProgressBar:
+    """`[#####.....]  512/8192 merges` redrawn in place on a stream."""
+
+    def __init__(self, what, stream=sys.stderr, width=30):
+        self.what, self.stream, self.width = what, stream, width
+
+    def __call__(self, done, total):
+        filled = self.width * done // max(total, 1)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {self.what}")
+        self.stream.flush()
+
+    def close(self):
+        self.stream.write("\n")
+
+
+def _train(args):
+    texts = []
+    for path in args.inputs:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            texts.append(f.read())
+    bar = ProgressBar("merges" if args.type == "bpe" else "pieces")
+    if args.type == "bpe":
+        tok = BPETokenizer.train(texts, args.vocab_size, pattern=args.pattern, special_tokens=args.special,
+                                 progress=bar)
+    else:
+        tok = UnigramTokenizer.train(texts, args.vocab_size, special_tokens=args.special,
+                                     split_digits=args.split_digits, character_coverage=args.character_coverage,
+                                     progress=bar)
+    bar.close()
+    tok.save(args.out)
+    print(f"wrote {args.out} ({tok.n_vocab} tokens)", file=sys.stderr)
+    return 0
+
+
+def _encode(args):
+    tok = load_any(args.model)
+    text = args.text if args.text is not None else sys.stdin.read()
+    ids = tok.encode(text, allowed_special="all" if args.allow_special else frozenset())
+    print(" ".join(map(str, ids)))
+    return 0
+
+
+def _decode(args):
+    tok = load_any(args.model)
+    raw = args.ids if args.ids else sys.stdin.read().split()
+    try:
+        ids = [int(x) for x in raw]
+    except ValueError as e:
+        print(f"minillm tokenizer decode: ids must be integers ({e})", file=sys.stderr)
+        return 2
+    sys.stdout.write(tok.decode(ids))
+    return 0
+
+
+def register(subparsers):
+    p = subparsers.add_parser("tokenizer", help="train, encode and decode with BPE / Unigram tokenizers")
+    sub = p.add_subparsers(dest="tokenizer_command", metavar="{train,encode,decode}", required=True)
+
+    t = sub.add_parser("train", help="train a tokenizer on text files")
+    t.add_argument("inputs", nargs="+", help="UTF-8 text files")
+    t.add_argument("--type", choices=("bpe", "unigram"), default="bpe")
+    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument("--pattern", default="cl100k", help=f"BPE pre-tokenizer: {sorted(patterns.NAMES)} or a regex")
+    t.add_argument("--special", action="append", default=[], help="a special token (repeatable)")
+    t.add_argument("--split-digits", action="store_true", help="unigram: every digit its own piece")
+    t.add_argument("--character-coverage", type=float, default=0.9995, help="unigram: required-character coverage")
+    t.add_argument("--out", required=True, help="output file")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("encode", help="text (argument or stdin) -> token ids")
+    e.add_argument("--model", required=True)
+    e.add_argument("--text")
+    e.add_argument("--allow-special", action="store_true", help="encode special-token strings as special tokens")
+    e.set_defaults(func=_encode)
+
+    d = sub.add_parser("decode", help="token ids (arguments or stdin) -> text")
+    d.add_argument("--model", required=True)
+    d.add_argument("ids", nargs="*")
+    d.set_defaults(func=_decode)
+    return p
