@@ -1,0 +1,93 @@
+"""`minillm data ...`: run a pipeline described in TOML, print the default pipeline, explain LSH
+parameters, and detect languages / scrub PII from the command line.
+
+    minillm data run pipeline.toml [--workers N] [--input DIR] [--output DIR]
+    minillm data default-config > pipeline.toml
+    minillm data lsh --threshold 0.8 --num-perm 128
+"""
+import sys
+import time
+
+
+def _progress_bar(stream=sys.stderr, width=30):
+    start = time.perf_counter()
+
+    def show(phase, done, total):
+        frac = done / total if total else 1.0
+        bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
+        stream.write(f"\r{phase:<32} [{bar}] {done}/{total} shards  {time.perf_counter() - start:6.1f}s")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+    return show
+
+
+def print_report(report, out=None):
+    out = out or sys.stdout
+    out.write(f"\n{'stage':<20} {'docs in':>8} {'docs out':>8} {'MB in':>8} {'MB out':>8}  dropped (top reasons)\n")
+    for name, din, dout, bin_, bout, reasons in report.table():
+        out.write(f"{name:<20} {din:>8} {dout:>8} {bin_:>8.3f} {bout:>8.3f}  {reasons}\n")
+    out.write(f"\ndocuments: {report.docs_in} in, {report.docs_out} out, {len(report.dropped)} dropped "
+              f"({report.tasks_run} of {report.tasks_total} shard x segment tasks run now, the rest resumed)\n")
+    for name, summary in report.summaries.items():
+        if summary:
+            out.write(f"{name}: " + "; ".join(f"{k}={v}" for k, v in summary.items()) + "\n")
+    for name, st in report.stages.items():
+        if st.counters:
+            top = ", ".join(f"{k} {v}" for k, v in sorted(st.counters.items()))
+            out.write(f"{name} counters: {top}\n")
+    out.write(f"output: {report.out_dir}\n")
+
+
+def cmd_run(args):
+    from .pipeline import load_config, pipeline_from_config
+    cfg = load_config(args.config)
+    pipe, inp, outp = pipeline_from_config(cfg, workers=args.workers)
+    inp, outp = args.input or inp, args.output or outp
+    if not inp or not outp:
+        sys.stderr.write("minillm data run: the TOML needs [input] path and [output] path "
+                         "(or pass --input/--output)\n")
+        return 2
+    for s in pipe.stages:
+        if hasattr(s, "params"):              # MinHash stages: the LSH trade-off they chose
+            print(f"{s.name}: {s.params.describe()}")
+    report = pipe.run(inp, outp, progress=None if args.quiet else _progress_bar())
+    print_report(report)
+    return 0
+
+
+def cmd_default_config(args):
+    from .pipeline import DEFAULT_PIPELINE
+    sys.stdout.write(DEFAULT_PIPELINE.read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_lsh(args):
+    from .minhash import lsh_params, s_curve
+    p = lsh_params(args.threshold, args.num_perm, args.fp_weight, 1.0 - args.fp_weight)
+    print(p.describe())
+    print(f"{'Jaccard':>8} {'P(candidate)':>13}")
+    for s in [0.1 * i for i in range(1, 10)] + [0.95]:
+        print(f"{s:>8.2f} {float(s_curve(s, p.bands, p.rows)):>13.4f}")
+    return 0
+
+
+def register(subparsers):
+    p = subparsers.add_parser("data", help="data pipeline: filter, deduplicate, scrub, tokenize",
+                              description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    r = sub.add_parser("run", help="run the pipeline described in a TOML file")
+    r.add_argument("config", help="pipeline TOML (see `minillm data default-config`)")
+    r.add_argument("--workers", type=int, default=None, help="worker processes (overrides [run])")
+    r.add_argument("--input", default=None, help="input file or folder (overrides [input] path)")
+    r.add_argument("--output", default=None, help="output folder (overrides [output] path)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+    d = sub.add_parser("default-config", help="print the default pipeline TOML")
+    d.set_defaults(func=cmd_default_config)
+    l = sub.add_parser("lsh", help="choose LSH bands x rows for a Jaccard threshold")
+    l.add_argument("--threshold", type=float, default=0.8)
+    l.add_argument("--num-perm", type=int, default=128)
+    l.add_argument("--fp-weight", type=float, default=0.5, help="weight of false positives (0..1)")
+    l.set_defaults(func=cmd_lsh)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
