@@ -57,7 +57,7 @@ def config_to_hf(cfg):
     hf.update(model_type=cfg.arch, architectures=[ARCHITECTURES[cfg.arch]], torch_dtype="float32")
     if cfg.arch == "gpt2":
         hf.update(activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                  n_ctx=cfg.max_seq_len)
+                  n_ctx=cfg.max_seq_len, bos_token_id=None, eos_token_id=None)
     else:
         hf.update(hidden_act="silu", attention_bias=False, mlp_bias=False, head_dim=cfg.head_dim)
         if hf["rope_scaling"] is None:

@@ -1,0 +1,105 @@
+"""Training-step benchmark: minillm vs PyTorch eager on the same model and batch.
+
+    python examples/bench_train.py            # both flavours, 2 threads, median of 5 steps
+    python examples/bench_train.py --steps 10 --flavours llama
+
+Model: 6 layers, d_model 384, 6 heads, ctx 256, vocab 8192, batch 8 (presets gpt2-6l / llama-6l).
+One step = forward + backward + AdamW update. PyTorch runs the same weights through Hugging Face
+transformers' GPT2LMHeadModel / LlamaForCausalLM (eager mode, loaded with minillm.io.save_hf), with
+torch.optim.AdamW. Both use 2 threads (OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / torch threads).
+"""
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(var, "2")
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from minillm import ModelConfig, Transformer, kernels
+from minillm.io import save_hf
+from minillm.optim import AdamW, clip_grad_norm
+
+
+def time_steps(step, n, warmup=2):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_minillm(model, x, y, n):
+    opt = AdamW(model.params, lr=1e-4, weight_decay=0.1)
+
+    def step():
+        _, grads = model.loss_and_grads(x, y)
+        clip_grad_norm(grads, 1.0)
+        opt.step(grads)
+
+    return time_steps(step, n)
+
+
+def bench_torch(model, x, y, n, threads):
+    import torch
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as d:
+        save_hf(model, d)
+        import transformers
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        tm = transformers.AutoModelForCausalLM.from_pretrained(d, attn_implementation="sdpa")
+    tm.train()
+    opt = torch.optim.AdamW(tm.parameters(), lr=1e-4, weight_decay=0.1)
+    tx, ty = torch.tensor(x), torch.tensor(y)
+
+    def step():
+        logits = tm(tx).logits
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), ty.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
+        opt.step()
+
+    return time_steps(step, n)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--flavours", nargs="+", default=["gpt2", "llama"])
+    args = ap.parse_args()
+    threads = int(os.environ["OMP_NUM_THREADS"])
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    print(f"kernels: {kernels.backend()}, threads: {threads}, batch {args.batch}, median of {args.steps} steps")
+    print(f"{'flavour':8} {'params':>8} {'minillm s/step':>15} {'torch s/step':>13} {'ratio':>6} "
+          f"{'minillm tok/s':>14} {'torch tok/s':>12}")
+    for flavour in args.flavours:
+        cfg = ModelConfig.preset(f"{flavour}-6l")
+        model = Transformer(cfg, seed=0)
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, cfg.vocab_size, (args.batch, cfg.max_seq_len))
+        y = rng.integers(0, cfg.vocab_size, (args.batch, cfg.max_seq_len))
+        ntok = x.size
+        t_torch = bench_torch(model, x, y, args.steps, threads) if have_torch else float("nan")
+        t_ours = bench_minillm(model, x, y, args.steps)
+        print(f"{flavour:8} {cfg.num_params() / 1e6:7.1f}M {t_ours:15.3f} {t_torch:13.3f} {t_ours / t_torch:6.2f} "
+              f"{ntok / t_ours:14,.0f} {ntok / t_torch:12,.0f}")
+    if not have_torch:
+        print("(torch not installed: pip install torch==2.13.0 for the comparison)")
+
+
+if __name__ == "__main__":
+    main()
