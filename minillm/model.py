@@ -20,6 +20,7 @@ from .nn import (attention_backward, attention_forward, cross_entropy_backward, 
                  layernorm_forward, linear_backward, linear_forward, rmsnorm_backward, rmsnorm_forward,
                  rope_backward, rope_forward, rope_parameters, rope_tables, swiglu_backward,
                  swiglu_forward)
+from .nn.attention import segment_bounds, segmented_attention_backward, segmented_attention_forward
 
 # role -> Hugging Face parameter name; "{i}" is the layer index. A role is present in a model only
 # when the config calls for it (biases, qk_norm, untied lm_head, learned positions).
@@ -269,9 +270,10 @@ class Transformer:
         return tokens
 
     # ------------------------------------------------------------------ one block
-    def _block_forward(self, l, x, rope_cs, attend=None):  # x (B, T, C) -> (B, T, C), cache
+    def _block_forward(self, l, x, rope_cs, attend=None, bounds=None):  # x (B, T, C) -> (B, T, C), cache
         """attend(l, q, k, v) -> (B, H, T, D), when given, replaces causal self-attention over the
-        block's own keys: KV caches (contiguous or paged) plug in here."""
+        block's own keys: KV caches (contiguous or paged) plug in here. bounds: [(start, end)] of
+        packed documents; attention then stays causal within each one (differentiable)."""
         cfg, n = self.config, self._layer_names[l]
         B, T, C = x.shape
         H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
@@ -294,7 +296,9 @@ class Transformer:
         if cfg.pos == "rope":
             q, c_rq = rope_forward(q, *rope_cs)
             k, c_rk = rope_forward(k, *rope_cs)
-        if attend is None:
+        if attend is None and bounds is not None:
+            a, c_att = segmented_attention_forward(q, k, v, bounds)               # (B, H, T, D)
+        elif attend is None:
             a, c_att = attention_forward(q, k, v)                                 # (B, H, T, D)
         else:
             a, c_att = attend(l, q, k, v), None
@@ -315,7 +319,7 @@ class Transformer:
         cache = (c_ln1, c_proj, c_qn, c_kn, c_rq, c_rk, c_att, c_o, c_ln2, c_up, c_gate, c_act, c_down)
         return y, cache
 
-    def _block_backward(self, l, dy, cache):  # dy (B, T, C) -> dx (B, T, C), {name: grad}
+    def _block_backward(self, l, dy, cache, bounds=None):  # dy (B, T, C) -> dx (B, T, C), {name: grad}
         cfg, n = self.config, self._layer_names[l]
         B, T, C = dy.shape
         H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
@@ -345,7 +349,7 @@ class Transformer:
         da2, dw, db = linear_backward(dx1.reshape(B * T, C), c_o)
         put("o.w", dw), put("o.b", db)
         da = da2.reshape(B, T, H, D).transpose(0, 2, 1, 3)                       # (B, H, T, D)
-        dq, dk, dv = attention_backward(da, c_att)
+        dq, dk, dv = (attention_backward if bounds is None else segmented_attention_backward)(da, c_att)
         if cfg.pos == "rope":
             dq, dk = rope_backward(dq, c_rq), rope_backward(dk, c_rk)
         if cfg.qk_norm:
@@ -386,10 +390,12 @@ class Transformer:
         return a
 
     # ------------------------------------------------------------------ whole model
-    def _forward(self, tokens, keep_caches=True, checkpoint=False, positions=None, attend=None):
+    def _forward(self, tokens, keep_caches=True, checkpoint=False, positions=None, attend=None,
+                 segments=None):
         """tokens (B, T) -> logits (B*T, V) and the caches for backward. With checkpoint=True only
         each block's input is kept; _backward recomputes the block (Chen et al. 2016).
-        positions (T,) int: each column's position (default 0..T-1); attend: see _block_forward."""
+        positions (T,) int: each column's position (default 0..T-1); attend: see _block_forward;
+        segments (T,) int: document ids of packed sequences (see forward_train)."""
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
         B, T = tokens.shape
         positions = np.arange(T) if positions is None else np.asarray(positions)
@@ -397,6 +403,7 @@ class Transformer:
             raise ValueError(f"positions: expected shape ({T},), got {positions.shape}")
         if cfg.pos == "learned" and T and positions.max() >= cfg.max_seq_len:
             raise ValueError(f"tokens: position {positions.max()} exceeds max_seq_len {cfg.max_seq_len}")
+        bounds = None if segments is None else segment_bounds(segments, T)
         x, c_wte = embedding_forward(tokens, p[names["wte"]])                    # (B, T, C)
         c_wpe = None
         if cfg.pos == "learned":
@@ -408,16 +415,16 @@ class Transformer:
         blocks = []
         for l in range(cfg.n_layer):
             x_in = x
-            x, cache = self._block_forward(l, x, rope_cs, attend)
+            x, cache = self._block_forward(l, x, rope_cs, attend, bounds)
             blocks.append(x_in if checkpoint else (cache if keep_caches else None))
         h, c_lnf = self._norm_forward(x, p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")))
         head = names["wte"] if cfg.tie_embeddings else names["lm_head"]
         logits, c_head = self._linear(h.reshape(B * T, cfg.d_model), {"lm_head.w": head}, "lm_head")
-        return logits, (tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint)
+        return logits, (tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint, bounds)
 
     def _backward(self, dlogits, caches, dhidden=None):  # dlogits (B*T, V) -> {name: grad}
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
-        tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint = caches
+        tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint, bounds = caches
         if c_head is None:
             raise ValueError("model: quantized models are inference-only (no backward pass)")
         B, T = tokens.shape
@@ -436,8 +443,8 @@ class Transformer:
         for l in reversed(range(cfg.n_layer)):
             cache = blocks[l]
             if checkpoint:  # recompute this block's forward from its saved input
-                cache = self._block_forward(l, cache, rope_cs)[1]
-            dx, g = self._block_backward(l, dx, cache)
+                cache = self._block_forward(l, cache, rope_cs, bounds=bounds)[1]
+            dx, g = self._block_backward(l, dx, cache, bounds)
             grads.update(g)
         if c_wpe is not None:
             grads[names["wpe"]] = embedding_backward(dx.sum(axis=0), c_wpe)
@@ -486,15 +493,18 @@ class Transformer:
         loss, c_loss = cross_entropy_forward(logits, targets.reshape(-1), self.config.z_loss)
         return loss, self._backward(cross_entropy_backward(1.0, c_loss), caches)
 
-    def forward_train(self, tokens, checkpoint=False):
+    def forward_train(self, tokens, checkpoint=False, positions=None, segments=None):
         """Forward pass that keeps what backward needs: tokens (B, T) -> (logits (B, T, V),
         hidden (B, T, C) -- the final-norm output that feeds the LM head --, caches). For losses
         other than next-token cross-entropy (reward models, PPO, DPO): compute dlogits and/or
-        dhidden yourself, then call backward(caches, dlogits, dhidden)."""
+        dhidden yourself, then call backward(caches, dlogits, dhidden).
+        Packed sequences (several documents per row, minillm.align.sft): segments (T,) int gives
+        each column's document id -- attention is causal within each run of equal ids and never
+        crosses into another document -- and positions (T,) restarts at 0 for each document."""
         tokens = self._check_tokens(tokens)
         if self.quantized:
             raise ValueError("model: quantized models are inference-only (no backward pass)")
-        logits, caches = self._forward(tokens, checkpoint=checkpoint)
+        logits, caches = self._forward(tokens, checkpoint=checkpoint, positions=positions, segments=segments)
         hidden = caches[6][0].reshape(*tokens.shape, -1)  # the LM head's input, kept in its cache
         return logits.reshape(*tokens.shape, -1), hidden, caches
 

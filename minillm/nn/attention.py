@@ -24,3 +24,37 @@ def attention_backward(dout, cache):  # (B, H, T, D) -> dq, dk, dv
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
     kernels.attention_backward(dq, dk, dv, np.ascontiguousarray(dout), q, k, v, out, lse, scale)
     return dq, dk, dv
+
+
+# ------------------------------------------------------------------ packed sequences
+def segment_bounds(segments, T):  # (T,) int -> [(start, end)], the runs of equal ids
+    """Document spans of a packed row: a new document starts wherever the id changes."""
+    seg = np.asarray(segments)
+    if seg.shape != (T,) or seg.dtype.kind not in "iu":
+        raise ValueError(f"segments: expected an int array of shape ({T},), got {seg.shape} {seg.dtype}")
+    starts = [0] + [int(t) for t in np.flatnonzero(seg[1:] != seg[:-1]) + 1]
+    return list(zip(starts, starts[1:] + [T]))
+
+
+def segmented_attention_forward(q, k, v, bounds):  # (B, H, T, D), (B, Hkv, T, D) x 2 -> (B, H, T, D)
+    """Causal attention within each [start, end) span and none across spans: the block-diagonal
+    causal mask of sequence packing, computed exactly by one causal attention call per document
+    (cheaper than a masked (T, T) score matrix, and it reuses the tested kernels)."""
+    out = np.empty_like(q)                                               # (B, H, T, D)
+    caches = []
+    for s, e in bounds:
+        out[:, :, s:e], c = attention_forward(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e])
+        caches.append(c)
+    return out, (bounds, caches)
+
+
+def segmented_attention_backward(dout, cache):  # (B, H, T, D) -> dq, dk, dv
+    bounds, caches = cache
+    B, H, T, D = dout.shape
+    Hkv = caches[0][1].shape[1]
+    dq = np.empty_like(dout)                                             # (B, H, T, D)
+    dk = np.empty((B, Hkv, T, D), dtype=dout.dtype)                      # (B, Hkv, T, D)
+    dv = np.empty_like(dk)
+    for (s, e), c in zip(bounds, caches):
+        dq[:, :, s:e], dk[:, :, s:e], dv[:, :, s:e] = attention_backward(dout[:, :, s:e], c)
+    return dq, dk, dv
