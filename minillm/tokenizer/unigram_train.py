@@ -142,6 +142,49 @@ def _alternatives(edge_off, e_start, e_end, e_piece, rep_word, rep_start, rep_le
     return out
 
 
+@numba.njit(cache=True)
+def _m_step(expected, alive, always):
+    """log p(x) = digamma(c(x)) - digamma(sum c) over the surviving pieces (Kudo 2018 eq. 4 with
+    sentencepiece's Bayesian digamma); pieces expected fewer than 0.5 times die unless required."""
+    n = len(expected)
+    c = np.zeros(n, dtype=np.float64)
+    for i in range(n):
+        if alive[i] and (expected[i] >= 0.5 or always[i]):
+            c[i] = max(expected[i], 0.5)  # required characters keep at least half an occurrence
+        else:
+            alive[i] = False
+    log_total = _digamma(c.sum())
+    logp = np.full(n, -np.inf, dtype=np.float64)
+    for i in range(n):
+        if alive[i]:
+            logp[i] = _digamma(c[i]) - log_total
+    return logp
+
+
+@numba.njit(cache=True)
+def _prune_loss(freq, alts, alive, always):
+    """Loss of likelihood if piece i were removed and its Viterbi occurrences re-segmented into its
+    alternative pieces (sentencepiece's PruneSentencePieces): -inf if unused, +inf if no alternative."""
+    n = len(freq)
+    total = freq.sum()
+    loss = np.full(n, -np.inf, dtype=np.float64)
+    for i in range(n):
+        if not alive[i] or always[i] or freq[i] <= 0:
+            continue
+        k = 0
+        while k < alts.shape[1] and alts[i, k] >= 0:
+            k += 1
+        if k == 0:
+            loss[i] = np.inf
+            continue
+        logsum_alt = math.log(total + freq[i] * (k - 1))   # the corpus grows by k-1 tokens per use
+        logprob_alt = 0.0
+        for j in range(k):
+            logprob_alt += math.log(freq[alts[i, j]] + freq[i]) - logsum_alt
+        loss[i] = freq[i] * (math.log(freq[i]) - math.log(total) - logprob_alt)
+    return loss
+
+
 def _words(text_or_iterator, split_digits, special_tokens):
     if isinstance(text_or_iterator, str):
         chunks = [text_or_iterator]
@@ -163,7 +206,7 @@ def _words(text_or_iterator, split_digits, special_tokens):
 
 
 def train(cls, text_or_iterator, vocab_size, split_digits=False, character_coverage=0.9995, max_piece_length=16,
-          special_tokens=None, progress=None, seed_size=100_000, shrinking_factor=0.75, num_sub_iterations=2):
+          special_tokens=None, progress=None, seed_size=50_000, shrinking_factor=0.75, num_sub_iterations=2):
     special_tokens = list(special_tokens or [])
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TypeError(f"vocab_size: expected int, got {type(vocab_size).__name__}")
@@ -267,10 +310,7 @@ def train(cls, text_or_iterator, vocab_size, split_digits=False, character_cover
             logp[n_pieces] = logp[:n_pieces][alive[:n_pieces]].min() - UNK_PENALTY
             expected, _ = _e_step(edge_off, e_start, e_end, e_piece, word_len, word_freq, logp, alive, n_pieces + 1)
             expected = expected[:n_pieces]
-            alive[:n_pieces] &= (expected >= 0.5) | always       # M-step: drop rarely expected pieces
-            c = np.where(alive[:n_pieces], np.maximum(expected, 0.5), 0.0)  # required chars: at least 0.5
-            log_total = _digamma(c.sum())
-            logp[:n_pieces] = [(_digamma(x) - log_total) if x > 0 else -np.inf for x in c]
+            logp[:n_pieces] = _m_step(expected, alive[:n_pieces], always)
         step += 1
         n_alive = int(alive[:n_pieces].sum())
         if progress:
@@ -283,21 +323,15 @@ def train(cls, text_or_iterator, vocab_size, split_digits=False, character_cover
         freq = freq[:n_pieces]
         alts = _alternatives(edge_off, e_start, e_end, e_piece, rep_word, rep_start, rep_len, logp, alive,
                              max_piece_length)
-        total = freq.sum()
-        loss = np.full(n_pieces, -np.inf, dtype=np.float64)   # -inf: never on a Viterbi path
-        n_alt = (alts >= 0).sum(axis=1)
-        for i in np.nonzero(alive[:n_pieces] & ~always & (freq > 0))[0]:
-            if n_alt[i] == 0:
-                loss[i] = np.inf                                 # no alternative: must stay
-                continue
-            a = alts[i, : n_alt[i]]
-            logsum_alt = math.log(total + freq[i] * (n_alt[i] - 1))
-            logprob_alt = np.sum(np.log(freq[a] + freq[i]) - logsum_alt)
-            loss[i] = freq[i] * (math.log(freq[i]) - math.log(total) - logprob_alt)
+        loss = _prune_loss(freq, alts, alive[:n_pieces], always)
         candidates = np.nonzero(alive[:n_pieces] & ~always)[0]
         keep_n = max(target, int((n_alive - always.sum()) * shrinking_factor))
         ranked = candidates[np.argsort(-loss[candidates], kind="stable")]
         alive[ranked[keep_n:]] = False
+        # drop the edges of dead pieces so later sweeps skip them
+        live = alive[e_piece]
+        e_word, e_start, e_end, e_piece = e_word[live], e_start[live], e_end[live], e_piece[live]
+        edge_off = np.searchsorted(e_word, np.arange(len(words) + 1), side="left").astype(np.int64)
     # finalize: required characters + the best-scoring other pieces
     others = np.nonzero(alive[:n_pieces] & ~always)[0]
     others = others[np.argsort(-logp[others], kind="stable")][: desired - int(always.sum())]

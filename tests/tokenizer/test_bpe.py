@@ -211,3 +211,13 @@ def test_bad_input_raises(trained):
 
 def test_lone_surrogates_become_replacement_characters(trained):
     assert trained.decode(trained.encode("a\ud800b")) == "a\ufffdb"
+
+
+def test_pure_python_fallback_matches_native(monkeypatch, trained):
+    # MINILLM_KERNELS=numpy is how the package runs without a compiler: every path in Python
+    monkeypatch.setenv("MINILLM_KERNELS", "numpy")
+    tok = BPETokenizer.train(CORPUS, 400, special_tokens=["<|endoftext|>"])
+    assert tok._native is None
+    assert tok.merges == trained.merges
+    s = CORPUS[:500] + " ünï 🙂 <|endoftext|>"
+    assert tok.encode(s, allowed_special="all") == trained.encode(s, allowed_special="all")
