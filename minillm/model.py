@@ -182,7 +182,9 @@ class ModelConfig:
         2 N_matmul + 4 L T C for the attention scores and weighted sum (full T x T, as PaLM counts);
         training is 3x forward (backward costs twice the forward)."""
         T = self.max_seq_len if seq_len is None else seq_len
-        n_matmul = self.num_params(non_embedding=True) + self.vocab_size * self.d_model  # + lm_head
+        n_matmul = self.num_params(non_embedding=True)  # an untied lm_head is already counted here
+        if self.tie_embeddings:
+            n_matmul += self.vocab_size * self.d_model  # the tied head reuses wte: count it once
         fwd = 2 * n_matmul + 4 * self.n_layer * T * self.d_model
         return 3 * fwd if training else fwd
 
