@@ -14,9 +14,10 @@
 """
 from .generate import generate
 from .kv_cache import KVCache, kv_bytes_per_token
+from .speculative import prompt_lookup_generate, speculative_generate
 from .sampling import (MinP, RepetitionPenalty, Sampler, Temperature, TopK, TopP, apply, processors,
                        sample, softmax)
 
 __all__ = ["generate", "KVCache", "kv_bytes_per_token", "Sampler", "sample", "softmax", "processors",
            "apply", "Temperature", "TopK", "TopP", "MinP", "RepetitionPenalty", "speculative_generate",
-           "prompt_lookup_generate", "BlockAllocator", "PagedKVCache", "Engine", "beam_search"]
+           "prompt_lookup_generate"]
