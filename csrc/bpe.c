@@ -204,6 +204,13 @@ static int utf8_valid(const uint8_t* s, int64_t n) {
         int len = b < 0x80 ? 1 : (b >= 0xC2 && b < 0xE0) ? 2 : (b >= 0xE0 && b < 0xF0) ? 3 : (b >= 0xF0 && b < 0xF5) ? 4 : 0;
         if (!len || i + len > n) return 0;
         for (int k = 1; k < len; k++) if ((s[i + k] & 0xC0) != 0x80) return 0;
+        /* reject overlong forms, surrogates and code points past U+10FFFF: the class table has
+           0x110000 entries and is indexed by the decoded code point */
+        int32_t cp = len == 1 ? b : len == 2 ? ((b & 0x1F) << 6) | (s[i + 1] & 0x3F)
+                   : len == 3 ? ((b & 0x0F) << 12) | ((s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F)
+                   : ((b & 0x07) << 18) | ((s[i + 1] & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
         i += len;
     }
     return 1;

@@ -221,3 +221,11 @@ def test_pure_python_fallback_matches_native(monkeypatch, trained):
     assert tok.merges == trained.merges
     s = CORPUS[:500] + " ünï 🙂 <|endoftext|>"
     assert tok.encode(s, allowed_special="all") == trained.encode(s, allowed_special="all")
+
+
+@needs_native
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe4\xb8"])
+def test_native_split_rejects_invalid_utf8(bad):
+    # the C scanner indexes a 0x110000-entry table by code point: bad bytes must never reach it
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        _native_bpe.split(b"ok " + bad, patterns.BUILTIN[patterns.CL100K])
