@@ -13,6 +13,8 @@ def _progress_bar(stream=sys.stderr, width=30):
     start = time.perf_counter()
 
     def show(phase, done, total):
+        if not stream.isatty() and done < total:
+            return                                   # in a log file, one line per phase
         frac = done / total if total else 1.0
         bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
         stream.write(f"\r{phase:<32} [{bar}] {done}/{total} shards  {time.perf_counter() - start:6.1f}s")

@@ -56,15 +56,24 @@ class CharNGramLM:
                 lm.ctx_types[k][gram[:-1]] += 1
         return lm
 
+    def _contexts(self):
+        # per order: context h -> (1 / c_k(h ·), D · N_1+(h ·) / c_k(h ·)), built on first use
+        if getattr(self, "_ctx", None) is None:
+            self._ctx = [None] + [{h: (1.0 / t, self.D * self.ctx_types[k][h] / t)
+                                   for h, t in self.ctx_total[k].items()}
+                                  for k in range(1, self.order + 1)]
+        return self._ctx
+
     def _char_log_prob(self, context, w):
+        ctx = self._contexts()
         p = 1.0 / (len(self.vocab) + 1)                      # P_0: uniform, + an unknown symbol
         for k in range(1, self.order + 1):                  # from unigram up to the full order
             h = context[len(context) - (k - 1):] if k > 1 else ""
-            total = self.ctx_total[k].get(h, 0)
-            if total == 0:
-                continue                                     # unseen context: keep the lower order
-            c = self.counts[k].get(h + w, 0)
-            p = max(c - self.D, 0.0) / total + self.D * self.ctx_types[k][h] / total * p
+            c = ctx[k].get(h)
+            if c is None:
+                break                                        # unseen context: longer ones are too
+            inv_total, backoff = c
+            p = max(self.counts[k].get(h + w, 0) - self.D, 0.0) * inv_total + backoff * p
         return math.log(p)
 
     def log_prob(self, text):
@@ -73,9 +82,14 @@ class CharNGramLM:
             return 0.0
         n = self.order
         padded = BOS * (n - 1) + text
+        memo = {}                                            # repeated n-grams are scored once
         total = 0.0
         for i in range(n - 1, len(padded)):
-            total += self._char_log_prob(padded[i - n + 1:i], padded[i])
+            gram = padded[i - n + 1:i + 1]
+            lp = memo.get(gram)
+            if lp is None:
+                lp = memo[gram] = self._char_log_prob(gram[:-1], gram[-1])
+            total += lp
         return total / len(text)
 
     def perplexity(self, text):

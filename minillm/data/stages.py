@@ -402,12 +402,29 @@ class TokenizeStage(GlobalStage):
             self._set(ByteTokenizer())
         else:
             from minillm.tokenizer import BPETokenizer, cached_bpe
-            if self.path is not None:
-                self._set(BPETokenizer.load(self.path))
-            else:
+            if self.path is None:
                 cache = self.cache_dir or pathlib.Path(work_dir) / "tokenizer"
-                self._set(cached_bpe("\n\n".join(self.sample), self.vocab_size, cache))
+                tok = cached_bpe("\n\n".join(self.sample), self.vocab_size, cache)
+                self.path = str(pathlib.Path(work_dir) / "tokenizer.bpe")
+                tok.save(self.path)                 # the pipeline's output keeps its tokenizer
+            self._set(BPETokenizer.load(self.path))
         self.sample = []
+
+    def __getstate__(self):
+        # a loaded BPETokenizer holds native handles: ship its file path to workers instead
+        state = dict(self.__dict__)
+        if self.path is not None and self.kind != "bytes" and isinstance(self.kind, str):
+            state["tokenizer"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.tokenizer is None and self.path is not None and self.n_vocab_known():
+            from minillm.tokenizer import BPETokenizer
+            self._set(BPETokenizer.load(self.path))
+
+    def n_vocab_known(self):
+        return hasattr(self, "n_vocab")
 
     def start_shard(self, shard_name, out_dir):
         self.ids, self.shard_path = [], pathlib.Path(out_dir) / "tokens" / f"{shard_name}.bin"
