@@ -52,4 +52,26 @@ for _name in KERNELS:
     globals()[_name] = _dispatch(_name)
 del _name
 
+# matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T), OpenBLAS), so "native when it fits"
+# would not be the fast choice everywhere. Measured with examples/bench_kernels.py (2 threads,
+# Zen 4, min of repeats, out = x (M, K) @ w (N, K)^T):
+#   M = 2048 / 1024 (training, prefill): C 90-126 GF/s vs BLAS 103-140 GF/s -> BLAS, 1.1-1.5x
+#   M = 1 (decode GEMV, K 768-3072, N 768-3072): C 0.10-0.35 ms vs BLAS 0.07-0.27 ms -> BLAS
+#   M = 2..4 (a few sequences decoding, draft verification): e.g. (2, 768, 3072) C 0.33 ms vs
+#   BLAS 0.87 ms, (4, 768, 3072) C 0.68-0.91 ms vs BLAS 0.80-1.08 ms -> C
+#   M = 8..64: BLAS 1.7-4x (our unpacked path runs out of registers, the packed one pays for
+#   packing w)
+# Hence: the C kernel for 2 <= M <= 4, BLAS otherwise.
+_MATMUL_NATIVE_M = range(2, 5)
+
+
+def matmul(out, x, w):
+    """out (M, N) = x (M, K) @ w (N, K)^T, by whichever of the C kernel and BLAS is faster for
+    this shape (see the measurements above)."""
+    if (_USE_NATIVE and isinstance(x, np.ndarray) and x.ndim == 2
+            and x.shape[0] in _MATMUL_NATIVE_M and _fits((out, x, w))):
+        native.matmul(out, x, w)
+    else:
+        reference.matmul(out, x, w)
+
 __all__ = ["backend", "reference", "native"] + KERNELS
