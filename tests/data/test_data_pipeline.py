@@ -189,3 +189,23 @@ def test_readers_and_writers_round_trip(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"txt": 1}\n')
     with pytest.raises(ValueError, match="bad.jsonl:2"):
         list(read_documents(tmp_path / "bad.jsonl"))
+
+
+def test_simhash_perplexity_and_bpe_tokenize_stages_in_worker_processes(tmp_path):
+    tokenizer = pytest.importorskip("minillm.tokenizer")
+    make_corpus(tmp_path / "in")
+    stages = [{"type": "simhash_dedup", "max_distance": 6, "ngram": 2, "keep": "longest"},
+              {"type": "perplexity", "order": 3, "high_pct": 100.0, "low_pct": 0.0},
+              {"type": "tokenize", "tokenizer": "bpe", "vocab_size": 300}]
+    report = Pipeline(stages, workers=2, text_unit="paragraph").run(tmp_path / "in", tmp_path / "out")
+    ids_out = _check_accounting(report, tmp_path / "out", _ids_in(tmp_path / "in"))
+    assert report.stages["simhash_dedup"].dropped["near_duplicate"] >= 2   # the copy and the edit
+    assert {"a1", "a5"} - set(ids_out) and {"a2", "b1"} - set(ids_out)
+    texts = [d["text"] for p in sorted((tmp_path / "out" / "shards").glob("*.jsonl.gz"))
+             for d in read_documents(p)]
+    tok = tokenizer.BPETokenizer.load(tmp_path / "out" / "_work" / "tokenizer.bpe")
+    ids, vocab = read_tokens(tmp_path / "out" / "tokens.bin")
+    assert vocab == tok.n_vocab
+    eot = tok.special_tokens["<|endoftext|>"]
+    want = [i for t in texts for i in tok.encode(t) + [eot]]
+    np.testing.assert_array_equal(ids, want)
