@@ -228,11 +228,12 @@ def loss_curve(history, path=None, width=60, height=12):
     cols = np.array_split(losses, min(width, len(losses)))
     ys = np.array([c.mean() for c in cols])
     lo, hi = ys.min(), ys.max()
+    span = max(hi - lo, 1e-12)
+    row_of = np.rint((hi - ys) / span * (height - 1)).astype(int)           # one '*' per column
     rows = []
     for r in range(height):
-        level = hi - (hi - lo) * r / max(height - 1, 1)
-        line = "".join("*" if abs(y - level) <= (hi - lo) / (2 * max(height - 1, 1)) + 1e-12 else " " for y in ys)
-        rows.append(f"{level:7.3f} |{line}")
+        line = "".join("*" if row_of[c] == r else " " for c in range(len(ys)))
+        rows.append(f"{hi - span * r / max(height - 1, 1):7.3f} |{line}")
     rows.append("        +" + "-" * len(ys))
     rows.append(f"         step 1 .. {pts[-1][0]}")
     return "\n".join(rows)

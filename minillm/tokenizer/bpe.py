@@ -118,6 +118,11 @@ class BPETokenizer:
         """One more than the largest id (ordinary or special)."""
         return max(list(self.vocab) + list(self.special_tokens.values())) + 1
 
+    @property
+    def vocab_size(self):
+        """Alias of n_vocab: the embedding-table size a model needs for this tokenizer."""
+        return self.n_vocab
+
     def token_bytes(self, token_id):
         """The bytes of one token (special tokens: their UTF-8 text)."""
         b = self.vocab.get(token_id)

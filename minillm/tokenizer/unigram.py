@@ -85,6 +85,11 @@ class UnigramTokenizer:
     def n_vocab(self):
         return len(self.pieces)
 
+    @property
+    def vocab_size(self):
+        """Alias of n_vocab: the embedding-table size a model needs for this tokenizer."""
+        return self.n_vocab
+
     # ------------------------------------------------------------------ training
     @classmethod
     def train(cls, text_or_iterator, vocab_size, split_digits=False, character_coverage=0.9995,
