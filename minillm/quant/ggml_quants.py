@@ -1,0 +1,369 @@
+"""ggml's block quantizers Q8_0, Q4_0, Q4_K and Q6_K, producing the same bytes as ggml's reference C
+quantizers (ggml-quants.c: quantize_row_*_ref, and quantize_row_*_impl when an importance matrix is
+given), plus their dequantizers. Layouts are in formats.py.
+
+  Q8_0  blocks of 32: d = absmax / 127 (fp16), qs = round(x / d)                           8.5 bits/weight
+  Q4_0  blocks of 32: d = -max / 8 where max is the signed value of largest |x|, q in [0, 15]  4.5 bits/weight
+  Q4_K  super-blocks of 256 = 8 sub-blocks of 32, each an asymmetric 4-bit grid (scale, min) fitted by
+        a weighted least-squares search (make_qkx2_quants); the 8 scales and 8 mins are themselves
+        quantized to 6 bits against fp16 super-scales d and dmin                        4.5 bits/weight
+  Q6_K  super-blocks of 256 = 16 sub-blocks of 16, symmetric 6-bit codes with an rmse-searched scale
+        (make_qx_quants), int8 sub-scales against one fp16 d                            6.5625 bits/weight
+
+Byte-exactness means float32 arithmetic in ggml's exact order. Each routine is vectorized across
+blocks, but every sum runs left to right like the C loop: np.cumsum (np.add.accumulate) is strictly
+sequential, unlike np.sum's pairwise summation, and every operand is float32 so nothing is promoted.
+nearest_int copies ggml's magic-number rounding (ties to even). Importance weights ("imatrix", the
+mean squared activation of each input channel over calibration data, llama.cpp's imatrix tool) switch
+Q4_0/Q4_K/Q6_K to the weighted variants, as llama-quantize --imatrix does.
+"""
+import numpy as np
+
+from .formats import BLOCK_Q4_0, BLOCK_Q4_K, BLOCK_Q6_K, BLOCK_Q8_0, GGML_BLOCKS, QK4_0, QK8_0, QK_K
+
+F32 = np.float32
+GROUP_MAX_EPS = F32(1e-15)
+_CHUNK = 1 << 12  # super-blocks per vectorized step: bounds the temporaries to a few MB
+
+
+def nearest_int(f):  # float32 array -> int32 array
+    """ggml's nearest_int: add 1.5 * 2^23 so the float's mantissa holds round(f) (ties to even)."""
+    v = (np.asarray(f, dtype=F32) + F32(12582912.0)).view(np.int32)
+    return (v & 0x007FFFFF) - 0x00400000
+
+
+def _seqsum(a):  # (n, R) -> (R,): a[0] + a[1] + ... in exactly that order, in float32
+    acc = a[0].astype(F32)                   # the fitting routines keep blocks on the last axis, so
+    for i in range(1, len(a)):               # each step is one vectorized add across all R blocks
+        acc += a[i]
+    return acc
+
+
+def _fp16(x):
+    return np.asarray(x, dtype=F32).astype(np.float16)
+
+
+def _roundf(v):  # C roundf: halves away from zero (np.rint would round them to even)
+    t = np.trunc(v)
+    return t + np.sign(v) * (np.abs(v - t) >= F32(0.5))
+
+
+# ------------------------------------------------------------------ the shared fitting routines
+# These take blocks as COLUMNS: x (n, R) holds R blocks of n values, so the sequential sums over a
+# block's n values are n vectorized adds across all R blocks (see _seqsum).
+def make_qx_quants(x, nmax, qw=None):  # (n, R) -> scale (R,), L (n, R) in [0, 2 nmax)
+    """Symmetric grid l in [-nmax, nmax-1] fitted to minimise sum w (x - scale l)^2 (rmse_type 1:
+    w = x^2 unless importance weights qw are given): start from iscale = -nmax / max, then try 18
+    nearby iscales and keep the least-squares scale of the best."""
+    n, R = x.shape
+    idx = np.argmax(np.abs(x), axis=0)                       # first index of the largest |x|, like `>`
+    mx = x[idx, np.arange(R)]                                                        # (R,)
+    zero = np.abs(mx) < GROUP_MAX_EPS
+    mx = np.where(zero, F32(1), mx).astype(F32)
+    w = x * x if qw is None else qw.astype(F32)                                      # (n, R)
+    wx = w * x
+
+    def fit(iscale):
+        l = np.clip(nearest_int(iscale * x), -nmax, nmax - 1).astype(F32)           # (n, R)
+        return l, _seqsum(wx * l), _seqsum(w * l * l)
+
+    l, sumlx, suml2 = fit(F32(-nmax) / mx)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(suml2 != 0, sumlx / suml2, F32(0)).astype(F32)
+    L = (l + nmax).astype(np.int8)
+    best = scale * sumlx
+    for step in range(-9, 10):
+        if step == 0:
+            continue
+        l, sumlx, suml2 = fit(-(F32(nmax) + F32(0.1) * F32(step)) / mx)
+        better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(better, sumlx / suml2, scale).astype(F32)
+        L = np.where(better, (l + nmax).astype(np.int8), L)
+        best = np.where(better, scale * sumlx, best).astype(F32)
+    scale[zero] = 0
+    L[:, zero] = 0
+    return scale, L
+
+
+def make_qkx_quants(x, w, nmax, rmin, rdelta, nstep, v3=False):  # (n, R) -> scale, the_min (R,), L
+    """Asymmetric grid x ~= scale * l - the_min, l in [0, nmax] (make_qkx2_quants; make_qkx3_quants
+    when v3): start from the min/max range, then sweep nstep+1 iscales and for each solve the 2x2
+    weighted least-squares problem for (scale, min); keep the fit with the least weighted error."""
+    mn, mx = x.min(axis=0), x.max(axis=0)                                            # (R,)
+    sum_w, sum_x = _seqsum(w), _seqsum(w * x)
+    mn = np.minimum(mn, F32(0))
+    degenerate = (mx <= mn) if v3 else (mx == mn)
+    with np.errstate(all="ignore"):
+        iscale = F32(nmax) / (mx - mn)
+        scale = F32(1) / iscale
+        L = np.clip(nearest_int(iscale * (x - mn)), 0, nmax).astype(F32)             # (n, R)
+        diff = scale * L + mn - x
+        best = _seqsum(w * (diff * diff))
+        for step in range(nstep + 1):
+            iscale = (F32(rmin) + F32(rdelta) * F32(step) + F32(nmax)) / (mx - mn)
+            v = iscale * (x - mn)
+            if v3:  # the current min can sit near max: guard inf/nan before rounding
+                la = np.where(v > 0, nearest_int(np.minimum(v, F32(nmax))), 0).astype(F32)
+            else:
+                la = np.clip(nearest_int(v), 0, nmax).astype(F32)
+            wl = w * la
+            sum_l, sum_l2, sum_xl = _seqsum(wl), _seqsum(wl * la), _seqsum(wl * x)
+            D = sum_w * sum_l2 - sum_l * sum_l
+            this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
+            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
+            pos = this_min > 0
+            this_min = np.where(pos, F32(0), this_min).astype(F32)
+            this_scale = np.where(pos, sum_xl / sum_l2, this_scale).astype(F32)
+            diff = this_scale * la + this_min - x
+            err = _seqsum(w * (diff * diff))
+            better = (D > 0) & (err < best)
+            L = np.where(better, la, L)
+            best = np.where(better, err, best).astype(F32)
+            scale = np.where(better, this_scale, scale).astype(F32)
+            mn = np.where(better, this_min, mn).astype(F32)
+    scale = np.where(degenerate, F32(0), scale).astype(F32)
+    L[:, degenerate] = 0
+    return scale, (-mn).astype(F32), L.astype(np.uint8)
+
+
+def make_qp_quants(x, w, nmax):  # (n, R) non-negative -> scale (R,), L (n, R)
+    """Unsigned grid for the K-quant sub-block scales under importance weights: a 9-point iscale
+    search, then up to 5 passes of coordinate descent on each code (ggml's make_qp_quants)."""
+    n, R = x.shape
+    mx = np.maximum(x.max(axis=0), F32(0))
+    zero = mx < GROUP_MAX_EPS
+    mx = np.where(zero, F32(1), mx).astype(F32)
+    iscale = F32(nmax) / mx
+    L = nearest_int(iscale * x).astype(F32)
+    scale = F32(1) / iscale
+    diff = x - scale * L
+    best = _seqsum(w * diff * diff)
+    for step in range(-4, 5):
+        if step == 0:
+            continue
+        iscale_s = (F32(0.1) * F32(step) + F32(nmax)) / mx
+        scale_s = F32(1) / iscale_s
+        l = np.minimum(nmax, nearest_int(iscale_s * x)).astype(F32)
+        diff = x - scale_s * l
+        mse = _seqsum(w * diff * diff)
+        better = mse < best
+        best = np.where(better, mse, best).astype(F32)
+        iscale = np.where(better, iscale_s, iscale).astype(F32)
+    L = np.minimum(nmax, nearest_int(iscale * x)).astype(F32)
+    wx = w * x
+    sumlx, suml2 = _seqsum(wx * L), _seqsum(w * L * L)
+    active = np.ones(R, dtype=bool)
+    for _ in range(5):  # each pass changes codes one at a time, in order, so sums stay sequential
+        changed = np.zeros(R, dtype=bool)
+        for i in range(n):
+            wi, xi, li = w[i], x[i], L[i]
+            slx = sumlx - wx[i] * li
+            sl2 = suml2 - wi * li * li
+            with np.errstate(all="ignore"):
+                new_l = np.minimum(nmax, nearest_int(xi * sl2 / slx)).astype(F32)
+            cand = active & (slx > 0) & (sl2 > 0) & (new_l != li)
+            slx2 = slx + wx[i] * new_l
+            sl22 = sl2 + wi * new_l * new_l
+            take = cand & (slx2 * slx2 * suml2 > sumlx * sumlx * sl22)
+            L[i] = np.where(take, new_l, li)
+            sumlx = np.where(take, slx2, sumlx).astype(F32)
+            suml2 = np.where(take, sl22, suml2).astype(F32)
+            changed |= take
+        active &= changed
+        if not active.any():
+            break
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(suml2 > 0, sumlx / suml2, F32(0)).astype(F32)
+    scale[zero] = 0
+    L[:, zero] = 0
+    return scale, L.astype(np.uint8)
+
+
+# ------------------------------------------------------------------ Q8_0 / Q4_0
+def _quantize_q8_0(x, qw=None):  # (nb, 32) -> (nb,) BLOCK_Q8_0; Q8_0 ignores importance weights
+    amax = np.abs(x).max(axis=1)
+    d = amax / F32(127)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, F32(1) / d, F32(0)).astype(F32)
+    y = np.zeros(len(x), dtype=BLOCK_Q8_0)
+    y["d"] = _fp16(d)
+    y["qs"] = _roundf(x * inv[:, None]).astype(np.int8)
+    return y
+
+
+def _quantize_q4_0(x, qw=None, sigma2=None):  # (nb, 32) -> (nb,) BLOCK_Q4_0
+    y = np.zeros(len(x), dtype=BLOCK_Q4_0)
+    if qw is None:
+        mx = x[np.arange(len(x)), np.argmax(np.abs(x), axis=1)]                     # signed max
+        d = mx / F32(-8)
+        with np.errstate(divide="ignore"):
+            inv = np.where(d != 0, F32(1) / d, F32(0)).astype(F32)
+        q = np.minimum(15, np.trunc(x * inv[:, None] + F32(8.5))).astype(np.uint8)  # (int8_t) truncates
+    else:  # quantize_row_q4_0_impl: weight = qw * sqrt(sigma2 + x^2), sigma2 = mean x^2 of the row
+        wt = qw * np.sqrt(sigma2[:, None] + x * x)                                  # (nb, 32)
+        d, q = make_qx_quants(np.ascontiguousarray(x.T), 8, np.ascontiguousarray(wt.T))
+        q = q.T.astype(np.uint8)
+    y["d"] = _fp16(d)
+    y["qs"] = q[:, :16] | (q[:, 16:] << 4)
+    return y
+
+
+# ------------------------------------------------------------------ Q4_K
+def _pack_scales_k4(ls, lm):  # (nb, 8) uint8 6-bit scales and mins -> (nb, 12) uint8
+    s = np.zeros((len(ls), 12), dtype=np.uint8)
+    s[:, 0:4] = ls[:, 0:4]
+    s[:, 4:8] = lm[:, 0:4]
+    s[:, 8:12] = (ls[:, 4:8] & 0xF) | ((lm[:, 4:8] & 0xF) << 4)
+    s[:, 0:4] |= (ls[:, 4:8] >> 4) << 6
+    s[:, 4:8] |= (lm[:, 4:8] >> 4) << 6
+    return s
+
+
+def unpack_scales_k4(s):  # (nb, 12) -> sc, m (nb, 8) uint8 (get_scale_min_k4)
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 0xF) | ((s[:, 0:4] >> 6) << 4)], axis=1)
+    m = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
+    return sc, m
+
+
+def _quantize_q4_k(x, qw=None):  # (nb, 256) -> (nb,) BLOCK_Q4_K
+    nb = len(x)
+    xs = np.ascontiguousarray(x.reshape(nb * 8, 32).T)                               # (32, nb*8) sub-blocks
+    if qw is None:  # quantize_row_q4_K_ref
+        av_x = np.sqrt(_seqsum(xs * xs) / F32(32))
+        w = av_x + np.abs(xs)
+        scales, mins, L = make_qkx_quants(xs, w, 15, -1.0, 0.1, 20)
+        scales, mins = scales.reshape(nb, 8), mins.reshape(nb, 8)
+        max_scale = np.maximum(scales.max(axis=1), F32(0))
+        max_min = np.maximum(mins.max(axis=1), F32(0))
+        with np.errstate(divide="ignore"):
+            inv_scale = np.where(max_scale > 0, F32(63) / max_scale, F32(0)).astype(F32)
+            inv_min = np.where(max_min > 0, F32(63) / max_min, F32(0)).astype(F32)
+        ls = np.minimum(63, nearest_int(inv_scale[:, None] * scales) & 0xFF).astype(np.uint8)  # uint8 cast
+        lm = np.minimum(63, nearest_int(inv_min[:, None] * mins) & 0xFF).astype(np.uint8)
+        d, dmin = _fp16(max_scale / F32(63)), _fp16(max_min / F32(63))
+    else:  # quantize_row_q4_K_impl
+        xt = np.ascontiguousarray(x.T)                                               # (256, nb)
+        sigma2 = F32(2) * _seqsum(xt * xt) / F32(QK_K)                               # (nb,)
+        qwt = np.ascontiguousarray(qw.reshape(-1, 32).T)                             # (32, nb*8)
+        w = (qwt * np.sqrt(np.repeat(sigma2, 8) + xs * xs)).astype(F32)
+        sw = np.ascontiguousarray(_seqsum(w).reshape(nb, 8).T)                       # (8, nb)
+        scales, mins, L = make_qkx_quants(xs, w, 15, -0.9, 0.05, 36, v3=True)
+        d_block, ls = make_qp_quants(np.ascontiguousarray(scales.reshape(nb, 8).T), sw, 63)
+        m_block, lm = make_qp_quants(np.ascontiguousarray(mins.reshape(nb, 8).T), sw, 63)
+        ls, lm = ls.T, lm.T
+        d, dmin = _fp16(d_block), _fp16(m_block)
+    y = np.zeros(nb, dtype=BLOCK_Q4_K)
+    y["d"], y["dmin"] = d, dmin
+    y["scales"] = _pack_scales_k4(ls, lm)
+    dj = d.astype(F32)[:, None] * ls.astype(F32)                                     # (nb, 8)
+    dm = dmin.astype(F32)[:, None] * lm.astype(F32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        l = np.clip(nearest_int((x.reshape(nb, 8, 32) + dm[:, :, None]) / dj[:, :, None]), 0, 15)
+    L = np.where(dj[:, :, None] != 0, l, L.T.reshape(nb, 8, 32)).astype(np.uint8)    # d == 0: keep the fit
+    L = L.reshape(nb, 4, 2, 32)                                                      # 64-chunks, low/high
+    y["qs"] = (L[:, :, 0] | (L[:, :, 1] << 4)).reshape(nb, 128)
+    return y
+
+
+# ------------------------------------------------------------------ Q6_K
+def _quantize_q6_k(x, qw=None):  # (nb, 256) -> (nb,) BLOCK_Q6_K
+    nb = len(x)
+    qws = None if qw is None else np.ascontiguousarray(qw.reshape(-1, 16).T)
+    scales, L = make_qx_quants(np.ascontiguousarray(x.reshape(nb * 16, 16).T), 32, qws)
+    scales, L = scales.reshape(nb, 16), L.T.reshape(nb, 16, 16)
+    idx = np.argmax(np.abs(scales), axis=1)
+    max_scale = scales[np.arange(nb), idx]
+    empty = np.abs(max_scale) < GROUP_MAX_EPS
+    max_scale = np.where(empty, F32(1), max_scale).astype(F32)
+    iscale = F32(-128) / max_scale
+    d = _fp16(F32(1) / iscale)
+    sc = (np.minimum(127, nearest_int(iscale[:, None] * scales)) & 0xFF).astype(np.uint8).view(np.int8)
+    dj = d.astype(F32)[:, None] * sc.astype(F32)                                     # (nb, 16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        l = np.clip(nearest_int(x.reshape(nb, 16, 16) / dj[:, :, None]), -32, 31) + 32
+    L = np.where(dj[:, :, None] != 0, l, L).astype(np.uint8).reshape(nb, 2, 4, 32)  # 128-chunks of 4 runs
+    y = np.zeros(nb, dtype=BLOCK_Q6_K)
+    lo = L & 0xF
+    y["ql"] = np.concatenate([lo[:, :, 0] | (lo[:, :, 2] << 4), lo[:, :, 1] | (lo[:, :, 3] << 4)],
+                             axis=2).reshape(nb, 128)
+    hi = L >> 4
+    y["qh"] = (hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)).reshape(nb, 64)
+    y["scales"] = sc
+    y["d"] = d
+    y[empty] = np.zeros(1, dtype=BLOCK_Q6_K)
+    return y
+
+
+_QUANTIZERS = {"q8_0": _quantize_q8_0, "q4_0": _quantize_q4_0, "q4_K": _quantize_q4_k, "q6_K": _quantize_q6_k}
+
+
+def _check_fmt(fmt):
+    if fmt not in GGML_BLOCKS:
+        raise ValueError(f"fmt: expected one of {sorted(GGML_BLOCKS)}, got {fmt!r}")
+    return GGML_BLOCKS[fmt]
+
+
+def quantize_blocks(w, fmt, imatrix=None):  # (N, K) float -> (N, K/block) structured blocks
+    """Quantize each row of w into ggml blocks of format fmt. imatrix (K,): optional importance of
+    each input channel (e.g. mean x^2 over calibration activations); Q8_0 ignores it, as ggml does."""
+    dtype, bs = _check_fmt(fmt)
+    w = np.asarray(w)
+    if w.ndim != 2 or w.dtype.kind != "f":
+        raise ValueError(f"w: expected a 2-D float array, got shape {w.shape} dtype {w.dtype}")
+    N, K = w.shape
+    if K % bs:
+        raise ValueError(f"w: {fmt} needs the row length to be a multiple of {bs}, got {K}")
+    w = np.ascontiguousarray(w, dtype=F32)
+    if not np.all(np.isfinite(w)):
+        raise ValueError("w: contains NaN or Inf")
+    qw = None
+    if imatrix is not None and fmt != "q8_0":
+        qw = np.asarray(imatrix, dtype=F32)
+        if qw.shape != (K,):
+            raise ValueError(f"imatrix: expected shape ({K},), got {qw.shape}")
+    out = np.empty((N, K // bs), dtype=dtype)
+    rows = max(1, _CHUNK * QK_K // K)
+    for r0 in range(0, N, rows):
+        x = w[r0:r0 + rows]                                                          # (n, K)
+        n = len(x)
+        if qw is None:
+            y = _QUANTIZERS[fmt](x.reshape(-1, bs))
+        elif fmt == "q4_0":
+            sigma2 = np.repeat(_seqsum((x * x).T) / F32(K), K // bs)
+            y = _quantize_q4_0(x.reshape(-1, bs), np.tile(qw, n).reshape(-1, bs), sigma2)
+        else:
+            y = _QUANTIZERS[fmt](x.reshape(-1, bs), np.tile(qw, n))
+        out[r0:r0 + n] = y.reshape(n, K // bs)
+    return out
+
+
+# ------------------------------------------------------------------ dequantization
+def dequantize_blocks(blocks, fmt):  # (N, nb) blocks -> (N, nb * block) float32
+    dtype, bs = _check_fmt(fmt)
+    blocks = np.asarray(blocks)
+    if blocks.dtype != dtype:
+        raise TypeError(f"blocks: expected the {fmt} block dtype, got {blocks.dtype}")
+    shape = blocks.shape
+    b = blocks.reshape(-1)
+    d = b["d"].astype(F32)[:, None]                                                  # (nb, 1)
+    if fmt == "q8_0":
+        y = b["qs"].astype(F32) * d
+    elif fmt == "q4_0":
+        q = np.concatenate([b["qs"] & 0xF, b["qs"] >> 4], axis=1).astype(np.int16) - 8
+        y = q.astype(F32) * d
+    elif fmt == "q4_K":
+        sc, m = unpack_scales_k4(b["scales"])
+        d1 = d * sc.astype(F32)                                                      # (nb, 8)
+        m1 = b["dmin"].astype(F32)[:, None] * m.astype(F32)
+        qs = b["qs"].reshape(-1, 4, 1, 32)
+        q = np.concatenate([qs & 0xF, qs >> 4], axis=2).reshape(-1, 8, 32).astype(F32)
+        y = d1[:, :, None] * q - m1[:, :, None]
+    else:  # q6_K
+        ql = b["ql"].reshape(-1, 2, 2, 32)                                           # (nb, half, 2, 32)
+        qh = b["qh"].reshape(-1, 2, 1, 32)
+        lo = np.concatenate([ql & 0xF, ql >> 4], axis=2)                             # runs 0,1,2,3
+        hi = np.concatenate([(qh >> s) & 3 for s in (0, 2, 4, 6)], axis=2)
+        q = ((lo | (hi << 4)).astype(np.int16) - 32).reshape(-1, 16, 16).astype(F32)
+        y = (d * b["scales"].astype(F32))[:, :, None] * q
+    return y.reshape(*shape[:-1], shape[-1] * bs).astype(F32)

@@ -1,0 +1,269 @@
+"""Quantized linear layers: what the model's `quantized=` hook holds (minillm.model.Transformer._linear).
+Each object stores one weight W (N, K) = (out, in) in a quantized format and exposes
+  .shape (N, K), .matmul(x (M, K)) -> (M, N) = x @ W^T, .dequantize() -> (N, K) float32,
+  .matmul_reference(x) (the NumPy spec: dequantize, then matmul), .nbytes, .bits_per_weight,
+  .arrays() / from_arrays() for checkpoints.
+matmul runs the fused C kernels of csrc/quant.c (weights decoded block by block, never expanded);
+for prefill-sized M it decodes tiles of TILE_N rows into a scratch buffer and uses the dense GEMM,
+which is compute-bound there anyway. Without the extension it runs matmul_reference.
+The quantizers that build these objects are in rtn.py, gptq.py, awq.py, nf4.py, llm_int8.py and
+ggml_quants.py.
+"""
+import numpy as np
+
+from .. import kernels
+from . import _native
+from .formats import GGML_BLOCKS, NF4_BLOCK, NF4_CODE, NF4_DQ_BLOCK
+from .ggml_quants import dequantize_blocks
+from .rtn import dequantize_int4, dequantize_int8
+
+GEMV_MAX_M = 4     # up to this many rows the fused kernel re-reads each weight row from L1 per x row
+TILE_N = 256       # rows of W decoded per tile on the prefill path
+
+
+def _as_input(x, K):
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != K:
+        raise ValueError(f"x: expected shape (M, {K}), got {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"x: expected a float array, got {x.dtype}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class QuantizedLinear:
+    """Shared matmul dispatch; subclasses define fmt, shape, dequantize, _kernel_args and arrays."""
+    fmt = None
+
+    def _kernel_args(self):  # -> (w, scale, zero, group_size, row_bytes, n_scales) for csrc/quant.c
+        raise NotImplementedError
+
+    def matmul_reference(self, x):  # (M, K) -> (M, N)
+        x = _as_input(x, self.shape[1])
+        return (x @ self.dequantize().T).astype(np.float32)
+
+    def matmul(self, x):  # (M, K) -> (M, N)
+        x = _as_input(x, self.shape[1])
+        if not _native.available():
+            return self.matmul_reference(x)
+        (N, K), M = self.shape, x.shape[0]
+        args = self._kernel_args()
+        if M <= 2 * GEMV_MAX_M or N < TILE_N:
+            return _native.matmul(self.fmt, x, *args[:4], N, *args[4:])
+        out = np.empty((M, N), dtype=np.float32)
+        for n0 in range(0, N, TILE_N):  # prefill: decode a tile, then the dense blocked GEMM
+            n1 = min(N, n0 + TILE_N)
+            wt = _native.dequant_rows(self.fmt, n0, n1, K, *args[:4], N, *args[4:])      # (n1-n0, K)
+            tile = np.empty((M, n1 - n0), dtype=np.float32)
+            kernels.matmul(tile, x, wt)
+            out[:, n0:n1] = tile
+        return out
+
+    @property
+    def nbytes(self):
+        return int(sum(a.nbytes for a in self.arrays().values()))
+
+    @property
+    def bits_per_weight(self):
+        return 8.0 * self.nbytes / (self.shape[0] * self.shape[1])
+
+    def meta(self):
+        return {"fmt": self.fmt, "shape": list(self.shape)}
+
+
+class Int8Linear(QuantizedLinear):
+    """INT8 per-output-channel symmetric: W = scale[n] * q[n, k] (rtn.quantize_int8)."""
+    fmt = "int8"
+
+    def __init__(self, q, scale):  # (N, K) int8, (N,) float32
+        if q.dtype != np.int8 or q.ndim != 2:
+            raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} {q.shape}")
+        if scale.shape != (q.shape[0],):
+            raise ValueError(f"scale: expected shape ({q.shape[0]},), got {scale.shape}")
+        self.q, self.scale = np.ascontiguousarray(q), np.ascontiguousarray(scale, dtype=np.float32)
+        self.shape = q.shape
+
+    def dequantize(self):
+        return dequantize_int8(self.q, self.scale)
+
+    def _kernel_args(self):
+        return self.q, self.scale, None, 0, self.shape[1], self.shape[0]
+
+    def arrays(self):
+        return {"q": self.q, "scale": self.scale}
+
+    @classmethod
+    def from_arrays(cls, meta, a):
+        return cls(a["q"], a["scale"])
+
+
+class Int4Linear(QuantizedLinear):
+    """INT4 group-wise asymmetric: W = scale[n, g] * (q - zero[n, g]), two codes per byte."""
+    fmt = "int4"
+
+    def __init__(self, packed, scale, zero, group_size):  # (N, K/2) uint8, (N, K/G) f32, (N, K/G) u8
+        N, K2 = packed.shape
+        if packed.dtype != np.uint8:
+            raise TypeError(f"packed: expected uint8, got {packed.dtype}")
+        if scale.shape != (N, 2 * K2 // group_size) or zero.shape != scale.shape or zero.dtype != np.uint8:
+            raise ValueError(f"scale/zero: expected shape ({N}, {2 * K2 // group_size}) (zero uint8), "
+                             f"got {scale.shape}, {zero.shape} {zero.dtype}")
+        self.packed = np.ascontiguousarray(packed)
+        self.scale = np.ascontiguousarray(scale, dtype=np.float32)
+        self.zero = np.ascontiguousarray(zero)
+        self.group_size = int(group_size)
+        self.shape = (N, 2 * K2)
+
+    def dequantize(self):
+        return dequantize_int4(self.packed, self.scale, self.zero, self.group_size)
+
+    def _kernel_args(self):
+        return self.packed, self.scale, self.zero, self.group_size, self.shape[1] // 2, self.scale.size
+
+    def arrays(self):
+        return {"packed": self.packed, "scale": self.scale, "zero": self.zero}
+
+    def meta(self):
+        return {**super().meta(), "group_size": self.group_size}
+
+    @classmethod
+    def from_arrays(cls, meta, a):
+        return cls(a["packed"], a["scale"], a["zero"], meta["group_size"])
+
+
+class NF4Linear(QuantizedLinear):
+    """NF4 with double-quantized block scales (QLoRA): W = absmax[n, b] * NF4_CODE[q], where the
+    absmax of each 64-weight block is itself stored as int8 codes: absmax = code2 * scale2 + mean,
+    one float scale2 per NF4_DQ_BLOCK absmax values (nf4.py)."""
+    fmt = "nf4"
+
+    def __init__(self, packed, absmax_code, absmax_scale, absmax_mean):
+        N, K2 = packed.shape
+        nblk = N * 2 * K2 // NF4_BLOCK
+        if absmax_code.shape != (nblk,) or absmax_code.dtype != np.int8:
+            raise ValueError(f"absmax_code: expected int8 shape ({nblk},), got {absmax_code.dtype} {absmax_code.shape}")
+        if absmax_scale.shape != (-(-nblk // NF4_DQ_BLOCK),):
+            raise ValueError(f"absmax_scale: expected shape ({-(-nblk // NF4_DQ_BLOCK)},), got {absmax_scale.shape}")
+        self.packed, self.absmax_code = np.ascontiguousarray(packed), absmax_code
+        self.absmax_scale = np.asarray(absmax_scale, dtype=np.float32)
+        self.absmax_mean = np.asarray(absmax_mean, dtype=np.float32).reshape(())
+        self.shape = (N, 2 * K2)
+
+    def absmax(self):  # (N, K/64) float32: undo the double quantization (K/64 values per row, cheap)
+        s2 = np.repeat(self.absmax_scale, NF4_DQ_BLOCK)[:self.absmax_code.size]
+        a = self.absmax_code.astype(np.float32) * s2 + self.absmax_mean
+        return a.reshape(self.shape[0], self.shape[1] // NF4_BLOCK).astype(np.float32)
+
+    def dequantize(self):
+        from .formats import unpack_int4
+        N, K = self.shape
+        v = NF4_CODE[unpack_int4(self.packed)].reshape(N, K // NF4_BLOCK, NF4_BLOCK)
+        return (v * self.absmax()[:, :, None]).reshape(N, K).astype(np.float32)
+
+    def _kernel_args(self):
+        a = self.absmax()
+        return self.packed, a, None, 0, self.shape[1] // 2, a.size
+
+    def arrays(self):
+        return {"packed": self.packed, "absmax_code": self.absmax_code, "absmax_scale": self.absmax_scale,
+                "absmax_mean": self.absmax_mean.reshape(1)}
+
+    @classmethod
+    def from_arrays(cls, meta, a):
+        return cls(a["packed"], a["absmax_code"], a["absmax_scale"], a["absmax_mean"][0])
+
+
+class GGMLLinear(QuantizedLinear):
+    """A weight stored as ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K), row by row as in a GGUF tensor."""
+
+    def __init__(self, fmt, blocks):  # blocks (N, K / block) of formats.GGML_BLOCKS[fmt]
+        if fmt not in GGML_BLOCKS:
+            raise ValueError(f"fmt: expected one of {sorted(GGML_BLOCKS)}, got {fmt!r}")
+        dtype, bs = GGML_BLOCKS[fmt]
+        if blocks.dtype != dtype or blocks.ndim != 2:
+            raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got {blocks.dtype} {blocks.shape}")
+        self.fmt, self.blocks = fmt, np.ascontiguousarray(blocks)
+        self.shape = (blocks.shape[0], blocks.shape[1] * bs)
+
+    def dequantize(self):
+        return dequantize_blocks(self.blocks, self.fmt)
+
+    def _kernel_args(self):
+        return self.blocks, None, None, 0, self.blocks.shape[1] * self.blocks.dtype.itemsize, 0
+
+    def arrays(self):
+        return {"blocks": self.blocks.view(np.uint8).reshape(self.shape[0], -1)}
+
+    @classmethod
+    def from_arrays(cls, meta, a):
+        dtype, _ = GGML_BLOCKS[meta["fmt"]]
+        return cls(meta["fmt"], np.ascontiguousarray(a["blocks"]).view(dtype))
+
+
+class LLMInt8Linear(QuantizedLinear):
+    """LLM.int8() mixed-precision decomposition (Dettmers et al. 2022, Sec. 3.2, eq. 5):
+    X W^T = X[:, O] W[:, O]^T (float, the outlier input channels O)
+          + diag(s_x) (Q_x Q_w^T) diag(s_w) (vector-wise INT8: per row of x, per row of W).
+    The INT8 part is padded with zero columns to a multiple of 64 for the VNNI kernel."""
+    fmt = "llm_int8"
+
+    def __init__(self, outliers, w_outlier, q, scale, K):  # (k,), (N, k) f32, (N, Kp) int8, (N,)
+        self.outliers = np.asarray(outliers, dtype=np.int64)
+        self.keep = np.setdiff1d(np.arange(K), self.outliers)                        # (K - k,)
+        self.w_outlier = np.ascontiguousarray(w_outlier, dtype=np.float32)
+        self.q, self.scale = np.ascontiguousarray(q), np.ascontiguousarray(scale, dtype=np.float32)
+        self.shape = (q.shape[0], int(K))
+        if q.shape[1] % 64 or q.shape[1] < len(self.keep):
+            raise ValueError(f"q: expected >= {len(self.keep)} columns padded to a multiple of 64, got {q.shape[1]}")
+
+    def _split(self, x):  # x (M, K) -> outlier part (M, k), int8 part padded (M, Kp)
+        xr = np.zeros((x.shape[0], self.q.shape[1]), dtype=np.float32)
+        xr[:, :len(self.keep)] = x[:, self.keep]
+        return x[:, self.outliers], xr
+
+    def dequantize(self):
+        N, K = self.shape
+        w = np.zeros((N, K), dtype=np.float32)
+        w[:, self.outliers] = self.w_outlier
+        w[:, self.keep] = dequantize_int8(self.q, self.scale)[:, :len(self.keep)]
+        return w
+
+    def int8_reference(self, xr):  # (M, Kp) -> (M, N): vector-wise int8 x int8, exact int sums
+        amax = np.max(np.abs(xr), axis=1)
+        d = (amax / np.float32(127)).astype(np.float32)
+        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
+        qx = np.rint(xr * inv[:, None])                                              # (M, Kp)
+        acc = qx.astype(np.float64) @ self.q.T.astype(np.float64)                    # exact in float64
+        return (acc.astype(np.float32) * d[:, None]) * self.scale[None, :]
+
+    def matmul_reference(self, x):
+        x = _as_input(x, self.shape[1])
+        xo, xr = self._split(x)
+        return (xo @ self.w_outlier.T + self.int8_reference(xr)).astype(np.float32)
+
+    def matmul(self, x):
+        x = _as_input(x, self.shape[1])
+        if not _native.available():
+            return self.matmul_reference(x)
+        xo, xr = self._split(x)
+        return (xo @ self.w_outlier.T + _native.matmul_int8_vnni(xr, self.q, self.scale)).astype(np.float32)
+
+    def arrays(self):
+        return {"outliers": self.outliers, "w_outlier": self.w_outlier, "q": self.q, "scale": self.scale}
+
+    @classmethod
+    def from_arrays(cls, meta, a):
+        return cls(a["outliers"], a["w_outlier"], a["q"], a["scale"], meta["shape"][1])
+
+
+CLASSES = {"int8": Int8Linear, "int4": Int4Linear, "nf4": NF4Linear, "llm_int8": LLMInt8Linear,
+           **{f: GGMLLinear for f in GGML_BLOCKS}}
+
+
+def from_arrays(meta, arrays):
+    """Rebuild a quantized linear from .meta() and .arrays() (checkpoint loading)."""
+    if meta.get("fmt") not in CLASSES:
+        raise ValueError(f"meta: unknown quantized format {meta.get('fmt')!r}")
+    obj = CLASSES[meta["fmt"]].from_arrays(meta, arrays)
+    if list(obj.shape) != list(meta["shape"]):
+        raise ValueError(f"arrays: rebuild a {meta['fmt']} weight of shape {obj.shape}, metadata says {meta['shape']}")
+    return obj
