@@ -52,7 +52,7 @@ def with_pii(text, rng, i):
     extras = [f"Contact the maintainer at dev{i}@example.org for details.",
               f"Call +1 (415) 555-{1000 + i:04d} or +44 20 7946 {i:04d} during office hours.",
               "Payment card 4111 1111 1111 1111 was charged; IBAN DE89 3704 0044 0532 0130 00.",
-              f"The server at 192.168.{i % 256}.17 logged SSN 123-45-{6789 - i:04d} by mistake."]
+              f"The server at 192.168.{i % 256}.17 (fe80::1ff:fe23:4567:{i:x}) logged SSN 123-45-{6789 - i:04d}."]
     lines = text.split("\n")
     for e in rng.choice(extras, 2, replace=False):
         lines.insert(int(rng.integers(len(lines) + 1)), e)

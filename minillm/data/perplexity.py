@@ -16,7 +16,7 @@ Any object with `log_prob(text) -> float` (mean natural-log probability per char
 token, higher = more fluent) can replace it, e.g. a wrapper around a minillm Transformer.
 """
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 
 import numpy as np
 

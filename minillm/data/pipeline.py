@@ -25,7 +25,6 @@ import concurrent.futures
 import hashlib
 import json
 import multiprocessing
-import os
 import pathlib
 import pickle
 import tomllib

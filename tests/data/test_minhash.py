@@ -48,7 +48,7 @@ def test_jaccard_estimate_is_unbiased_within_theoretical_error(common, only_a, o
     assert abs(est.mean() - J) <= 4 * np.sqrt(J * (1 - J) / (P * runs)) + 1e-9
 
 
-def _pairs_at(similarities, size, rng):
+def _pairs_at(similarities, size):
     """Two texts per similarity s with exact word-set Jaccard round(s*size)/size."""
     texts, truth = [], []
     for p, s in enumerate(similarities):
@@ -63,12 +63,11 @@ def _pairs_at(similarities, size, rng):
 
 
 def test_lsh_candidate_rate_follows_the_s_curve():
-    rng = np.random.default_rng(0)
     params = lsh_params(0.8, 128)
     levels = [0.5, 0.65, 0.75, 0.8, 0.85, 0.9]
     n_pairs = 300
     sims = np.repeat(levels, n_pairs)
-    texts, truth = _pairs_at(sims, 100, rng)
+    texts, truth = _pairs_at(sims, 100)
     sig = minhash_signatures(texts, num_perm=128, ngram=1, seed=1)
     found = {tuple(p) for p in candidate_pairs(sig, params.bands, params.rows).tolist()}
     is_candidate = np.array([(2 * i, 2 * i + 1) in found for i in range(len(sims))])
@@ -87,7 +86,7 @@ def test_lsh_recall_and_precision_match_s_curve_prediction():
     t = 0.7
     params = lsh_params(t, 128)
     sims = rng.uniform(0.3, 1.0, size=1500)
-    texts, truth = _pairs_at(sims, 100, rng)
+    texts, truth = _pairs_at(sims, 100)
     sig = minhash_signatures(texts, num_perm=128, ngram=1, seed=2)
     found = {tuple(p) for p in candidate_pairs(sig, params.bands, params.rows).tolist()}
     cand = np.array([(2 * i, 2 * i + 1) in found for i in range(len(sims))])
@@ -165,7 +164,7 @@ def test_estimates_agree_with_datasketch_statistically():
     datasketch = pytest.importorskip("datasketch")
     rng = np.random.default_rng(5)
     sims = rng.uniform(0.0, 1.0, size=200)
-    texts, truth = _pairs_at(sims, 80, rng)
+    texts, truth = _pairs_at(sims, 80)
     ours = minhash_signatures(texts, num_perm=128, ngram=1, seed=3)
     diffs = []
     for i in range(len(sims)):
