@@ -49,7 +49,8 @@ def _shape(a, name, shape):
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected numpy.ndarray, got {type(a).__name__}")
     if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
-        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        dims = ["?" if s is None else str(s) for s in shape]
+        want = f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"  # as Python prints
         raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
 
 
@@ -63,9 +64,11 @@ def _int_array(a, name, shape):
 
 
 def _scalar(x, name):
-    if not np.isscalar(x) or isinstance(x, (bool, np.bool_)) or not np.isreal(x):
+    """float(x) for a real number (Python or NumPy scalar, or a 0-d array), else TypeError."""
+    a = np.asarray(x) if not isinstance(x, (str, bytes)) else None
+    if a is None or a.ndim != 0 or a.dtype.kind not in "iuf":     # rejects bool, complex, text
         raise TypeError(f"{name}: expected a real number, got {x!r}")
-    return float(x)
+    return float(a)
 
 
 # ------------------------------------------------------------------------------------ matmul
