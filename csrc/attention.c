@@ -10,15 +10,18 @@
  * Backward: FlashAttention Alg. 4 (FlashAttention-2 Alg. 2). P is rebuilt from lse,
  * P_ij = exp(s_ij - lse_i), and with D_i = dout_i . out_i the softmax backward is
  * dS_ij = P_ij (dP_ij - D_i), dP_ij = dout_i . v_j. Key blocks are the outer loop: dk_j and dv_j
- * are summed over every query row (and, in GQA, over the G query heads that share kv head),
+ * are summed over every query row (and, in GQA, over the G query heads that share a kv head),
  * so a thread owns one (b, kv head) and all of its G query heads -- no two threads ever write the
  * same dk, dv or dq row, and no atomics are needed.
  *
  * Decode: one query per sequence, so the scores of a row (lengths[b] floats) fit in a buffer;
  * the G query heads of a kv head are done together so each cached key is loaded once.
  *
- * Score tiles are computed against K^T (the block transposed to D x BC) so the inner loop runs
- * over keys with unit stride and vectorises; exp is the vectorisable fast_expf of fastmath.inc.
+ * Forward work items are (b, h, query tile), handed out dynamically because causal tiles late
+ * in T see more keys. Scores are computed one row at a time against K^T (the block transposed to
+ * D x BC), so the inner loop runs over keys with unit stride and vectorises; exp is fast_expf of
+ * fastmath.inc. (A 4-row register-tiled version of the score and P V products, as in matmul.c,
+ * measured slower here -- 19 vs 21 GF/s per core at D = 64 -- so the simple loops stay.)
  */
 #include <math.h>
 #include <stdlib.h>

@@ -2,9 +2,10 @@
  * Reference: minillm/kernels/reference.py:matmul.
  *
  * Two paths:
- *  - small M (decode GEMV, M <= SMALL_M): every output is a dot product of a row of x with a row of
- *    w. The run time is reading w once from memory, so nothing is packed; four rows of w are
- *    dotted at once so each load of x feeds four FMAs, and threads split the rows of w.
+ *  - small M (decode GEMV and a few rows, M <= SMALL_M): every output is a dot product of a row
+ *    of x with a row of w. The run time is reading w once from memory, so nothing is packed: a
+ *    4 x 4 block of outputs (4 rows of x against 4 rows of w; 1 x 4 for a GEMV) is summed per
+ *    pass over K, so each vector load feeds four FMAs, and threads split the rows of w.
  *  - otherwise the blocked GEMM of Goto & van de Geijn 2008 ("Anatomy of high-performance matrix
  *    multiplication") as organised in BLIS (Van Zee & van de Geijn 2015): five loops around a
  *    register-tiled micro-kernel.
