@@ -14,10 +14,16 @@
 """
 from .bm25 import BM25, tokenize
 from .chunking import Chunk, recursive_chunks, token_chunks
+from .cot import (Example, cot_prompt, extract_answer, majority_accuracy, majority_vote, self_consistency,
+                  standard_prompt, zero_shot_cot_prompt)
 from .dense import DenseIndex, cosine_top_k, embed
 from .hybrid import reciprocal_rank_fusion
 from .rag import RAGIndex, build_prompt
 from .rerank import query_likelihood, rerank
+from .tree_search import LikelihoodEvaluator, ModelProposer, ValuePromptEvaluator, bfs, dfs, mcts
 
 __all__ = ["BM25", "tokenize", "Chunk", "recursive_chunks", "token_chunks", "DenseIndex", "cosine_top_k",
-           "embed", "reciprocal_rank_fusion", "RAGIndex", "build_prompt", "query_likelihood", "rerank"]
+           "embed", "reciprocal_rank_fusion", "RAGIndex", "build_prompt", "query_likelihood", "rerank",
+           "Example", "standard_prompt", "cot_prompt", "zero_shot_cot_prompt", "extract_answer", "majority_vote",
+           "self_consistency", "majority_accuracy", "bfs", "dfs", "mcts", "ModelProposer", "LikelihoodEvaluator",
+           "ValuePromptEvaluator"]
