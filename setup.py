@@ -33,7 +33,7 @@ setup(
                 "training, alignment, inference and quantization on a CPU",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["minillm", "minillm.*"]),
     package_data={"minillm": ["data/resources/*"]},
     setup_requires=["cffi>=1.15"],
