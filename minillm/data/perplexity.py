@@ -97,6 +97,40 @@ class CharNGramLM:
         return math.exp(-self.log_prob(text))
 
 
+class TransformerScorer:
+    """A minillm Transformer as the perplexity model: log_prob(text) is the mean natural-log
+    probability per token of the text under the model (the model's own next-token loss, negated),
+    scored in windows of the model's max_seq_len. Build it from a `minillm train` run folder with
+    TransformerScorer.from_run(run_dir)."""
+
+    def __init__(self, model, tokenizer, max_tokens=4096):
+        self.model, self.tokenizer, self.max_tokens = model, tokenizer, int(max_tokens)
+
+    @classmethod
+    def from_run(cls, run_dir, **kw):
+        import os
+
+        from ..checkpoint import latest_checkpoint, load_checkpoint
+        from ..train import load_run_tokenizer
+        path = latest_checkpoint(os.path.join(run_dir, "ckpt"))
+        if path is None:
+            raise FileNotFoundError(f"{run_dir}: no checkpoint (run `minillm train --out {run_dir}` first)")
+        return cls(load_checkpoint(path)[0], load_run_tokenizer(run_dir), **kw)
+
+    def log_prob(self, text):
+        ids = np.asarray(self.tokenizer.encode(text)[: self.max_tokens], dtype=np.int64)   # (n,)
+        if len(ids) < 2:
+            return 0.0
+        T = self.model.config.max_seq_len
+        total, count = 0.0, 0
+        for s in range(0, len(ids) - 1, T):
+            x, y = ids[s:s + T], ids[s + 1:s + T + 1]
+            x = x[:len(y)]
+            total += self.model.loss(x[None, :], y[None, :]) * len(y)
+            count += len(y)
+        return -total / count
+
+
 class PerplexityBand:
     """Keep documents whose perplexity lies between the low_pct and high_pct percentiles of a
     calibration sample (fit), or between explicit bounds min_ppl / max_ppl."""

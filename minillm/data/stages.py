@@ -297,13 +297,16 @@ class SimHashDedupStage(_ClusterDedupStage):
 class PerplexityStage(GlobalStage):
     """Perplexity band filter (perplexity.py). Pass 1 draws a deterministic reservoir sample of
     `sample_docs` documents; finalize trains a character KN model on 80% of it (unless a `scorer`
-    object was given) and sets the band from the percentiles of the other 20%. Each document is
+    object or a `model_run` folder of `minillm train` was given) and sets the band from the percentiles of the other 20%. Each document is
     scored on its first max_chars characters."""
     type_name = "perplexity"
 
     def __init__(self, order=5, low_pct=0.0, high_pct=90.0, min_ppl=None, max_ppl=None,
-                 sample_docs=2000, max_chars=5000, seed=0, scorer=None, name=None):
+                 sample_docs=2000, max_chars=5000, seed=0, scorer=None, model_run=None, name=None):
         super().__init__(name)
+        if scorer is None and model_run is not None:  # a `minillm train` run folder as the LM
+            from .perplexity import TransformerScorer
+            scorer = TransformerScorer.from_run(model_run)
         self.order, self.sample_docs, self.max_chars = order, int(sample_docs), int(max_chars)
         self.low_pct, self.high_pct, self.min_ppl, self.max_ppl = low_pct, high_pct, min_ppl, max_ppl
         self.scorer, self.rng, self.sample, self.seen = scorer, random.Random(seed), [], 0

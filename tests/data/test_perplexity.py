@@ -2,6 +2,7 @@
 import math
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,3 +48,29 @@ def test_any_scorer_object_plugs_in_and_errors_are_named():
         PerplexityBand(object())
     with pytest.raises(ValueError, match="low_pct"):
         PerplexityBand(Constant(), low_pct=50, high_pct=10)
+
+
+def test_transformer_scorer_ranks_fluent_text_above_noise(tmp_path):
+    """A minillm model trained a little on repetitive text gives it a lower perplexity than noise."""
+    import random
+
+    from minillm import ModelConfig, Transformer
+    from minillm.data.perplexity import PerplexityBand, TransformerScorer
+    from minillm.optim import AdamW
+    from minillm.train import ByteTokenizer
+
+    tok = ByteTokenizer()
+    text = "the cat sat on the mat. " * 40
+    ids = np.array(tok.encode(text), dtype=np.int64)
+    model = Transformer(ModelConfig.preset("llama-tiny", max_seq_len=64), seed=0)
+    opt = AdamW(model.params, lr=3e-3, weight_decay=0.0)
+    for step in range(30):
+        s = (step * 7) % (len(ids) - 65)
+        _, g = model.loss_and_grads(ids[None, s:s + 64], ids[None, s + 1:s + 65])
+        opt.step(g)
+    scorer = TransformerScorer(model, tok)
+    rnd = random.Random(0)
+    noise = "".join(rnd.choice("qzxjvkw%$#@!") for _ in range(120))
+    assert scorer.log_prob("the cat sat on the mat. the cat sat") > scorer.log_prob(noise)
+    band = PerplexityBand(scorer, min_ppl=0.0, max_ppl=math.exp(-scorer.log_prob(noise)) * 0.5)
+    assert band.check("the cat sat on the mat.") is None and band.check(noise) == "perplexity_too_high"
