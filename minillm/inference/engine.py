@@ -1,0 +1,311 @@
+"""A continuous-batching inference engine over the paged KV cache (Yu et al. 2022, "Orca":
+iteration-level scheduling; Kwon et al. 2023, "vLLM", Sec. 4.5 scheduling and preemption; Agrawal
+et al. 2024, "Sarathi-Serve": chunked prefill under a per-step token budget).
+
+Every step() the scheduler decides which requests run and how many of their tokens, then ONE model
+forward runs them all: the scheduled tokens of every sequence are packed into a single row (B=1,
+T=total tokens) with their own positions, and the attention hook routes each sequence's queries to
+its own keys and values in the paged cache:
+  - prefill chunks attend causally over the sequence's cached positions plus the new ones;
+  - decode tokens (one per sequence) go to the PagedAttention kernel through the block tables.
+The batch changes every step: requests join as soon as blocks are free, leave the moment they finish.
+
+Scheduling, in priority order (first come, first served):
+  1. running requests, oldest first: the next chunk of an unfinished prefill, or one decode token.
+     If the pool cannot supply their blocks, the NEWEST running request is preempted -- by recompute
+     (its blocks are freed; later it is re-admitted and its prompt + output recomputed, often from
+     the prefix cache) or by swap (its blocks are copied to the host pool and back later);
+  2. swapped-out requests, oldest first, when their blocks fit again;
+  3. waiting requests, while the token budget, max_num_seqs and free blocks allow.
+Compared with generate.py (one sequence, contiguous cache) the engine trades a little per-step
+bookkeeping for memory that grows one block at a time and batches of any shape.
+"""
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..nn import attention_forward
+from ._native import paged_attention_decode
+from .generate import check_length, check_prompt, stop_matcher
+from .paged_kv_cache import NoFreeBlocks, PagedKVCache
+from .sampling import Sampler
+
+WAITING, RUNNING, SWAPPED, FINISHED = "waiting", "running", "swapped", "finished"
+
+
+@dataclass
+class Request:
+    rid: int
+    prompt: list
+    max_new_tokens: int
+    sampler: Sampler
+    stop: object                     # stop_matcher(...) callable
+    output: list = field(default_factory=list)
+    state: str = WAITING
+    parent: int = None               # parallel sampling: fork from this request after its prefill
+    children: list = field(default_factory=list)
+
+    @property
+    def tokens(self):
+        return self.prompt + self.output
+
+
+class Engine:
+    """Continuous batching over a PagedKVCache.
+
+    model: Transformer; block_size: token slots per block; num_blocks: pool size (default: room for
+    max_num_seqs sequences of max_seq_len); max_num_batched_tokens: per-step token budget (chunked
+    prefill splits longer prompts); preemption: "recompute" | "swap"; num_host_blocks: swap pool."""
+
+    def __init__(self, model, block_size=16, num_blocks=None, max_num_batched_tokens=256,
+                 max_num_seqs=64, enable_prefix_caching=True, chunked_prefill=True,
+                 preemption="recompute", num_host_blocks=None, watermark=0.0, use_native=True):
+        cfg = model.config
+        if preemption not in ("recompute", "swap"):
+            raise ValueError(f"preemption: expected 'recompute' or 'swap', got {preemption!r}")
+        for name, v in (("max_num_batched_tokens", max_num_batched_tokens), ("max_num_seqs", max_num_seqs)):
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+        if num_blocks is None:
+            num_blocks = max_num_seqs * -(-cfg.max_seq_len // block_size)
+        if num_host_blocks is None:
+            num_host_blocks = num_blocks if preemption == "swap" else 0
+        self.model = model
+        self.cache = PagedKVCache(cfg, num_blocks, block_size, enable_prefix_caching, num_host_blocks)
+        self.max_num_batched_tokens = int(max_num_batched_tokens)
+        self.max_num_seqs = int(max_num_seqs)
+        self.chunked_prefill = bool(chunked_prefill)
+        self.preemption = preemption
+        self.watermark_blocks = int(watermark * num_blocks)
+        self.use_native = use_native
+        self.requests = {}
+        self.waiting = deque()           # FCFS; preempted-by-recompute requests go back to the front
+        self.running = []                # in arrival order
+        self.swapped = []
+        self.stats = {"steps": 0, "prefill_tokens": 0, "decode_tokens": 0, "cached_prompt_tokens": 0,
+                      "preempted_recompute": 0, "preempted_swap": 0, "max_batch": 0, "seconds": 0.0,
+                      "kv_used_bytes_sum": 0, "kv_reserved_bytes_sum": 0}
+
+    # ------------------------------------------------------------------ requests
+    def add_request(self, prompt_ids, max_new_tokens, temperature=0.0, seed=None, top_k=None,
+                    top_p=None, min_p=None, repetition_penalty=None, stop=None):
+        """Queue a request; returns its id. Sampling settings as in generate()."""
+        ids = check_prompt(self.model, prompt_ids)
+        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
+        check_length(self.model, len(ids) + max_new_tokens)
+        need = self.cache.blocks_for(len(ids) + max_new_tokens)
+        if need > self.cache.num_blocks:
+            raise ValueError(f"prompt_ids: prompt + max_new_tokens needs {need} blocks, the pool has "
+                             f"{self.cache.num_blocks} (raise num_blocks)")
+        rid = len(self.requests)
+        req = Request(rid, [int(t) for t in ids], int(max_new_tokens),
+                      Sampler(temperature, top_k, top_p, min_p, repetition_penalty, seed), stop_matcher(stop))
+        self.requests[rid] = req
+        self.waiting.append(rid)
+        return rid
+
+    def add_parallel_requests(self, prompt_ids, n, max_new_tokens, temperature=1.0, seed=None, **kw):
+        """n samples of one prompt (parallel sampling): the prompt is prefilled once, then n - 1
+        children fork the parent's blocks (copy-on-write). Sample i uses seed + i. -> [request ids]"""
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n: expected an int >= 1, got {n!r}")
+        seeds = [None if seed is None else seed + i for i in range(n)]
+        parent = self.add_request(prompt_ids, max_new_tokens, temperature, seeds[0], **kw)
+        rids = [parent]
+        for i in range(1, n):
+            p = self.requests[parent]
+            rid = len(self.requests)
+            child = Request(rid, list(p.prompt), p.max_new_tokens,
+                            Sampler(temperature, kw.get("top_k"), kw.get("top_p"), kw.get("min_p"),
+                                    kw.get("repetition_penalty"), seeds[i]), p.stop, parent=parent)
+            self.requests[rid] = child   # not queued: it starts when the parent's prefill is done
+            p.children.append(rid)
+            rids.append(rid)
+        return rids
+
+    def has_unfinished(self):
+        return bool(self.waiting or self.running or self.swapped)
+
+    # ------------------------------------------------------------------ scheduling
+    def _preempt(self, rid):
+        req = self.requests[rid]
+        self.running.remove(rid)
+        if self.preemption == "swap":
+            try:
+                self.cache.swap_out(rid)
+                req.state = SWAPPED
+                self.swapped.append(rid)
+                self.stats["preempted_swap"] += 1
+                return
+            except NoFreeBlocks:
+                pass  # host pool full: fall back to recompute
+        self.cache.free(rid)
+        req.state = WAITING
+        self.waiting.appendleft(rid)
+        self.stats["preempted_recompute"] += 1
+
+    def _schedule(self):
+        """-> [(rid, first position, n tokens, slots (n,))] for this step; blocks are reserved."""
+        budget, plan = self.max_num_batched_tokens, []
+        preempted = False
+        for rid in sorted(self.running):
+            if rid not in self.running or budget <= 0:
+                continue
+            seq = self.cache.seqs[rid]
+            left = len(seq.tokens) - seq.num_computed
+            n = min(left, budget) if self.chunked_prefill or left == 1 else left
+            if n > budget and plan:
+                continue      # an unchunked prefill waits for a step of its own
+            while self.cache.blocks_needed(rid, n) > self.cache.allocator.num_free():
+                victim = max(self.running)            # the newest request
+                self._preempt(victim)
+                preempted = True
+                if victim == rid:
+                    break
+            if rid in self.running:
+                plan.append((rid, seq.num_computed, n, self.cache.prepare(rid, n)))
+                budget -= n
+        while self.swapped and not preempted:
+            rid = self.swapped[0]
+            seq, host = self.cache.swapped[rid]
+            if len(host) + 1 > self.cache.allocator.num_free() - self.watermark_blocks or \
+                    len(self.running) >= self.max_num_seqs or budget <= 0:
+                break
+            self.swapped.pop(0)
+            self.cache.swap_in(rid)
+            self.requests[rid].state = RUNNING
+            self.running.append(rid)
+            self.running.sort()
+            seq = self.cache.seqs[rid]
+            n = min(len(seq.tokens) - seq.num_computed, budget)
+            if self.cache.blocks_needed(rid, n) <= self.cache.allocator.num_free():
+                plan.append((rid, seq.num_computed, n, self.cache.prepare(rid, n)))
+                budget -= n
+        while self.waiting and not preempted and budget > 0 and len(self.running) < self.max_num_seqs:
+            rid = self.waiting[0]
+            req = self.requests[rid]
+            counters = (self.cache.allocator.queries, self.cache.allocator.hits)
+            done = self.cache.add_sequence(rid, req.tokens)
+            left = len(req.tokens) - done
+            n = min(left, budget) if self.chunked_prefill else left
+            if (not self.chunked_prefill and n > budget and plan) or \
+                    self.cache.blocks_needed(rid, n) > self.cache.allocator.num_free() - self.watermark_blocks:
+                self.cache.free(rid)         # undo the prefix-cache lookups; try again next step
+                self.cache.allocator.queries, self.cache.allocator.hits = counters
+                break
+            self.waiting.popleft()
+            req.state = RUNNING
+            self.running.append(rid)
+            self.running.sort()
+            self.stats["cached_prompt_tokens"] += done
+            plan.append((rid, done, n, self.cache.prepare(rid, n)))
+            budget -= n
+        return plan
+
+    # ------------------------------------------------------------------ execution
+    def _attend(self, plan, slots, decode_rows):
+        """The attention hook for one packed forward pass (see module docstring)."""
+        cache, use_native = self.cache, self.use_native
+        starts = np.cumsum([0] + [n for _, _, n, _ in plan])                       # packed offsets
+        prefill = [(rid, start, n, starts[i]) for i, (rid, start, n, _) in enumerate(plan)
+                   if i not in decode_rows]
+        if decode_rows:
+            d_idx = starts[decode_rows]                                             # (Bd,) columns
+            tables = cache.block_tables([plan[i][0] for i in decode_rows])          # (Bd, MB) int32
+            lengths = np.array([plan[i][1] + 1 for i in decode_rows], dtype=np.int32)
+
+        def attend(l, q, k, v):  # q (1, H, T, D), k, v (1, Hkv, T, D) -> (1, H, T, D)
+            cache.write(l, slots, k[0].transpose(1, 0, 2), v[0].transpose(1, 0, 2))
+            out = np.empty_like(q)
+            if decode_rows:
+                qd = np.ascontiguousarray(q[0][:, d_idx].transpose(1, 0, 2))          # (Bd, H, D)
+                od = paged_attention_decode(qd, cache.k[l], cache.v[l], tables, lengths,
+                                            1.0 / np.sqrt(q.shape[-1]), use_native=use_native)
+                out[0][:, d_idx] = od.transpose(1, 0, 2)
+            for rid, start, n, off in prefill:  # causal over cached + new positions
+                kk, vv = cache.gather(l, rid, start + n)                              # (Hkv, S, D)
+                a, _ = attention_forward(q[:, :, off:off + n], kk[None], vv[None])    # (1, H, n, D)
+                out[:, :, off:off + n] = a
+            return out
+        return attend
+
+    def step(self):
+        """Schedule and run one forward pass. Returns {request id: token} for every token sampled."""
+        t0 = time.perf_counter()
+        plan = self._schedule()
+        if not plan:
+            if self.has_unfinished():
+                raise RuntimeError("engine: no request can be scheduled (pool too small for any of them)")
+            return {}
+        tokens = np.concatenate([self.cache.seqs[rid].tokens[start:start + n] for rid, start, n, _ in plan])
+        positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])
+        slots = np.concatenate([s for *_, s in plan])
+        decode_rows = [i for i, (rid, start, n, _) in enumerate(plan)
+                       if n == 1 and start > 0]  # one new token after cached ones
+        logits = self.model.forward_with(tokens[None, :].astype(np.int64), positions,
+                                         self._attend(plan, slots, decode_rows))[0]   # (T, V)
+        produced, off = {}, 0
+        for rid, start, n, _ in plan:
+            off += n
+            self.cache.commit(rid, n)
+            seq = self.cache.seqs[rid]
+            if seq.num_computed == len(seq.tokens):            # caught up: sample the next token
+                row = logits[off - 1]
+                req = self.requests[rid]
+                if not req.output and req.children:
+                    self._fork_children(req, row)
+                produced[rid] = self._emit(req, row)
+            is_prefill = not (n == 1 and start > 0)
+            self.stats["prefill_tokens" if is_prefill else "decode_tokens"] += n
+        for rid in list(produced):
+            self._maybe_finish(rid)
+        s = self.stats
+        s["steps"] += 1
+        s["max_batch"] = max(s["max_batch"], len(plan))
+        s["kv_used_bytes_sum"] += self.cache.kv_bytes_used()
+        s["kv_reserved_bytes_sum"] += self.cache.kv_bytes_reserved()
+        s["seconds"] += time.perf_counter() - t0
+        return produced
+
+    def _fork_children(self, parent, row):
+        """Parallel sampling: each child takes the parent's blocks and samples its own first token
+        from the same logits."""
+        for cid in parent.children:
+            child = self.requests[cid]
+            self.cache.fork(parent.rid, cid)
+            child.state = RUNNING
+            self.running.append(cid)
+            self._emit(child, row)
+            self._maybe_finish(cid)
+        self.running.sort()
+
+    def _emit(self, req, row):
+        tok = req.sampler.sample(row, req.tokens)
+        req.output.append(tok)
+        self.cache.append_token(req.rid, tok)
+        return tok
+
+    def _maybe_finish(self, rid):
+        req = self.requests[rid]
+        if req.state == RUNNING and (len(req.output) >= req.max_new_tokens or req.stop(req.output)):
+            req.state = FINISHED
+            self.running.remove(rid)
+            self.cache.free(rid)
+
+    def run(self):
+        """Step until every request has finished. -> {request id: new tokens (N,) int64}"""
+        while self.has_unfinished():
+            self.step()
+        return {rid: np.asarray(r.output, dtype=np.int64) for rid, r in self.requests.items()}
+
+    # ------------------------------------------------------------------ reporting
+    def memory_utilization(self):
+        """Mean over steps of used KV bytes / reserved KV bytes."""
+        s = self.stats
+        return s["kv_used_bytes_sum"] / s["kv_reserved_bytes_sum"] if s["kv_reserved_bytes_sum"] else 0.0
+
+    def prefix_hit_rate(self):
+        return self.cache.allocator.hit_rate()
