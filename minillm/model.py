@@ -21,6 +21,7 @@ from .nn import (attention_backward, attention_forward, cross_entropy_backward, 
                  rope_backward, rope_forward, rope_parameters, rope_tables, swiglu_backward,
                  swiglu_forward)
 from .nn.attention import segment_bounds, segmented_attention_backward, segmented_attention_forward
+from .nn.alibi import alibi_attention_backward, alibi_attention_forward, alibi_slopes
 
 # role -> Hugging Face parameter name; "{i}" is the layer index. A role is present in a model only
 # when the config calls for it (biases, qk_norm, untied lm_head, learned positions).
@@ -87,6 +88,7 @@ class ModelConfig:
     qk_norm: bool = False          # normalise q and k per head (the model's norm, weights (D,))
     z_loss: float = 0.0            # coefficient of the z-loss term in loss_and_grads
     init_std: float = 0.02
+    position: str = None           # None: the flavour's (learned / rope); "alibi": linear attention biases
 
     def __post_init__(self):
         if self.arch not in NAMES:
@@ -109,6 +111,8 @@ class ModelConfig:
             raise ValueError(f"n_kv_head: must divide n_head={self.n_head}, got {self.n_kv_head}")
         if self.arch == "gpt2" and self.n_kv_head != self.n_head:
             raise ValueError("n_kv_head: the gpt2 flavour has a fused QKV projection; use arch='llama' for GQA")
+        if self.position not in (None, "alibi", "learned" if self.arch == "gpt2" else "rope"):
+            raise ValueError(f"position: expected None or 'alibi', got {self.position!r}")
         if self.pos == "rope" and self.head_dim % 2:
             raise ValueError(f"d_model/n_head: RoPE needs an even head dimension, got {self.head_dim}")
 
@@ -136,7 +140,7 @@ class ModelConfig:
 
     @property
     def pos(self):
-        return "learned" if self.arch == "gpt2" else "rope"
+        return self.position or ("learned" if self.arch == "gpt2" else "rope")
 
     # --- parameter shapes, counts and FLOPs
     def param_shapes(self):
@@ -233,6 +237,8 @@ class Transformer:
         inv_freq, attn_factor = rope_parameters(config.head_dim, config.rope_theta, config.rope_scaling,
                                                 config.max_seq_len)
         self._inv_freq, self._rope_factor = inv_freq, attn_factor
+        # ALiBi head slopes (H,), for attention hooks too; None unless config.pos == "alibi"
+        self.alibi_slopes = alibi_slopes(config.n_head) if config.pos == "alibi" else None
 
     # ------------------------------------------------------------------ helpers
     def _linear(self, x, names, role):  # (N, Cin) -> (N, Cout), cache
@@ -298,7 +304,11 @@ class Transformer:
         if cfg.pos == "rope":
             q, c_rq = rope_forward(q, *rope_cs)
             k, c_rk = rope_forward(k, *rope_cs)
-        if attend is None and bounds is not None:
+        if attend is None and cfg.pos == "alibi":
+            if bounds is not None:
+                raise ValueError("segments: packed sequences are not supported with ALiBi")
+            a, c_att = alibi_attention_forward(q, k, v, self.alibi_slopes)       # (B, H, T, D)
+        elif attend is None and bounds is not None:
             a, c_att = segmented_attention_forward(q, k, v, bounds)               # (B, H, T, D)
         elif attend is None:
             a, c_att = attention_forward(q, k, v)                                 # (B, H, T, D)
@@ -351,7 +361,10 @@ class Transformer:
         da2, dw, db = linear_backward(dx1.reshape(B * T, C), c_o)
         put("o.w", dw), put("o.b", db)
         da = da2.reshape(B, T, H, D).transpose(0, 2, 1, 3)                       # (B, H, T, D)
-        dq, dk, dv = (attention_backward if bounds is None else segmented_attention_backward)(da, c_att)
+        if cfg.pos == "alibi":
+            dq, dk, dv = alibi_attention_backward(da, c_att)
+        else:
+            dq, dk, dv = (attention_backward if bounds is None else segmented_attention_backward)(da, c_att)
         if cfg.pos == "rope":
             dq, dk = rope_backward(dq, c_rq), rope_backward(dk, c_rk)
         if cfg.qk_norm:
@@ -381,6 +394,9 @@ class Transformer:
             raise ValueError(f"kv_cache: {pos + T} positions exceed its capacity {kv.k.shape[3]}")
         kv.k[l, :, :, pos:pos + T] = k                                          # (B, Hkv, T, D)
         kv.v[l, :, :, pos:pos + T] = v
+        if self.alibi_slopes is not None:  # ALiBi: biased attention over the cached keys 0..pos+T-1
+            return alibi_attention_forward(q, kv.k[l, :, :, :pos + T], kv.v[l, :, :, :pos + T],
+                                           self.alibi_slopes)[0]
         if T == 1:  # decode: one query against the cache, no copy of the cached keys
             B, H, _, D = q.shape
             out = np.empty((B, H, D), dtype=q.dtype)
@@ -477,7 +493,8 @@ class Transformer:
     def forward_with(self, tokens, positions, attend):
         """The forward pass with explicit positions (T,) and an attention hook attend(l, q, k, v)
         -> (B, H, T, D) (see _block_forward): how paged KV caches and packed batches of ragged
-        sequences run the model. Returns logits (B, T, V)."""
+        sequences run the model. Returns logits (B, T, V). For an ALiBi model the hook must add
+        the bias: nn.alibi.alibi_attention_forward(q, k_all, v_all, self.alibi_slopes)[0]."""
         tokens = self._check_tokens(tokens)
         logits, _ = self._forward(tokens, keep_caches=False, positions=positions, attend=attend)
         return logits.reshape(*tokens.shape, -1)
