@@ -178,8 +178,13 @@ static inline __attribute__((always_inline)) void dot_tile(float* out, int64_t l
             for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
         }
     }
+    /* reduce with constant bounds first: indexing acc with the variable mb, nb would force
+     * the 16 accumulators out of registers into memory for the whole loop above */
+    float res[4][4];
+    for (int i = 0; i < MB; i++)
+        for (int j = 0; j < 4; j++) res[i][j] = _mm512_reduce_add_ps(acc[i][j]);
     for (int i = 0; i < mb; i++)
-        for (int j = 0; j < nb; j++) out[i * ldo + j] = _mm512_reduce_add_ps(acc[i][j]);
+        for (int j = 0; j < nb; j++) out[i * ldo + j] = res[i][j];
 }
 
 static void dot_block(float* out, int64_t ldo, const float* x, const float* w, int64_t mb,

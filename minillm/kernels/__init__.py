@@ -52,17 +52,18 @@ for _name in KERNELS:
     globals()[_name] = _dispatch(_name)
 del _name
 
-# matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T), OpenBLAS), so "native when it fits"
-# would not be the fast choice everywhere. Measured with examples/bench_kernels.py (2 threads,
-# Zen 4, min of repeats, out = x (M, K) @ w (N, K)^T):
-#   M = 2048 / 1024 (training, prefill): C 90-126 GF/s vs BLAS 103-140 GF/s -> BLAS, 1.1-1.5x
-#   M = 1 (decode GEMV, K 768-3072, N 768-3072): C 0.10-0.35 ms vs BLAS 0.07-0.27 ms -> BLAS
-#   M = 2..4 (a few sequences decoding, draft verification): e.g. (2, 768, 3072) C 0.33 ms vs
-#   BLAS 0.87 ms, (4, 768, 3072) C 0.68-0.91 ms vs BLAS 0.80-1.08 ms -> C
-#   M = 8..64: BLAS 1.7-4x (our unpacked path runs out of registers, the packed one pays for
-#   packing w)
-# Hence: the C kernel for 2 <= M <= 4, BLAS otherwise.
-_MATMUL_NATIVE_M = range(2, 5)
+# matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T), OpenBLAS 0.3.31), so "native when
+# it fits" is not the fast choice everywhere. Measured on the Zen 4 box (shared and loaded, so as
+# single-thread CPU time, min of repeats; out (M, N) = x (M, K) @ w (N, K)^T):
+#   M = 2048, 1024 (training, prefill): C 56-80 GF/s vs BLAS 59-84 GF/s; BLAS faster on 8 of 9
+#       shapes (by 1.1-1.4x), C only on (2048, 384, 384) -> BLAS
+#   M = 1 (decode GEMV): C 0.12-0.66 ms vs BLAS 0.06-0.31 ms at K, N in 768..3072 -> BLAS (2x)
+#   M = 2, 3: C 1.05-1.44x faster, e.g. (3, 768, 3072) 1.44 vs 2.05 ms, (2, 384, 1152) 0.14 vs
+#       0.18 ms (OpenBLAS is slower at 2-3 rows than at 4 here) -> C
+#   M = 4 .. 32: BLAS 1.2-2x faster ((4, 768, 3072): 0.84 vs 1.76 ms) -> BLAS
+# Hence the C kernel for M in {2, 3} (a few sequences decoding together, short draft
+# verification) and BLAS otherwise. Re-measure with examples/bench_kernels.py on a new machine.
+_MATMUL_NATIVE_M = (2, 3)
 
 
 def matmul(out, x, w):
@@ -73,5 +74,6 @@ def matmul(out, x, w):
         native.matmul(out, x, w)
     else:
         reference.matmul(out, x, w)
+
 
 __all__ = ["backend", "reference", "native"] + KERNELS

@@ -347,7 +347,7 @@ def test_dispatch_falls_back_to_reference_for_float64():
     np.testing.assert_array_equal(out, 3.0)
 
 
-@pytest.mark.parametrize("M", [1, 2, 4, 5, 64])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 64])
 def test_dispatched_matmul_is_correct_on_both_sides_of_the_rule(M):
     import minillm.kernels as K
     rng = np.random.default_rng(M)
