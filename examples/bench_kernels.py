@@ -7,14 +7,15 @@ Thread counts: OMP_NUM_THREADS (our OpenMP kernels) and OPENBLAS_NUM_THREADS (nu
 to 2 here, set before numpy is imported (the pools read them once, at start-up); values already
 in the environment win. PyTorch gets the same count via torch.set_num_threads.
 
-Every time is the median of several repeats after a warm-up call. Before each measured block the
+Every time is the median of several repeats after a warm-up call (wall clock: on a machine shared
+with other jobs, OpenMP kernels also wait for descheduled threads, so run it on an idle machine). Before each measured block the
 script sleeps 0.2 s: OpenBLAS worker threads keep spinning for a while after a call, and would
 steal a core from the next kernel measured (a real effect in a program mixing the two pools, but
 here it would blame one kernel for another's threads).
 
 Sections: matmul on the shapes of the training-benchmark model (6 layers, d_model 384, 6 heads,
 ctx 256, vocab 8192, batch 8 -> M = 2048) and of GPT-2 124M (d 768, ffn 3072, vocab 50257; M = 1
-decode GEMVs and M = 1024 prefill); causal attention forward and forward+backward; decode
+decode GEMVs, 2-4 sequences decoding together, and M = 1024 prefill); causal attention forward and forward+backward; decode
 attention (1 query against 1024 cached keys); and the fused norm/activation/loss kernels.
 """
 import os
@@ -71,6 +72,8 @@ MATMUL_SHAPES = [  # (label, M, K, N): out (M, N) = x (M, K) @ w (N, K)^T
     ("gpt2 decode qkv", 1, 768, 2304), ("gpt2 decode attn-out", 1, 768, 768),
     ("gpt2 decode fc", 1, 768, 3072), ("gpt2 decode fc-proj", 1, 3072, 768),
     ("gpt2 decode lm-head", 1, 768, 50257),
+    ("gpt2 decode x2 qkv", 2, 768, 2304), ("gpt2 decode x3 fc", 3, 768, 3072),
+    ("gpt2 decode x4 fc", 4, 768, 3072),
     ("gpt2 prefill qkv", 1024, 768, 2304), ("gpt2 prefill attn-out", 1024, 768, 768),
     ("gpt2 prefill fc", 1024, 768, 3072), ("gpt2 prefill fc-proj", 1024, 3072, 768),
     ("gpt2 prefill lm-head", 1024, 768, 50257),
