@@ -1,4 +1,5 @@
-/* csrc/loss.c -- fused log-softmax cross-entropy with PaLM's z-loss (Chowdhery et al. 2022, Sec. 5).
+/* csrc/loss.c -- fused log-softmax cross-entropy with PaLM's z-loss (Chowdhery et al. 2022,
+ * Sec. 5).
  * Reference: minillm/kernels/reference.py:cross_entropy.
  *
  *   lse_i    = m_i + log sum_v exp(logits_iv - m_i),   m_i = max_v logits_iv

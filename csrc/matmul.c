@@ -47,7 +47,8 @@
 #define KC 384            /* depth of one packed block. A B sliver is KC*NR*4 B = 48 KB, more than
                              L1 (32 KB), yet measured faster than 256 on Zen 4: K = 384 (the
                              d_model of the training model) then takes a single pass over out */
-#define MC 144            /* rows of x per packed A block: MC*KC*4 B = 216 KB (L2), multiple of MR */
+#define MC 144            /* rows of x per packed A block (a multiple of MR): MC*KC*4 B = 216 KB,
+                             in L2 */
 #define NC 3072           /* columns of w per packed B panel: KC*NC*4 B = 4.5 MB (L3) */
 #define SMALL_M 16        /* M at or below this skips packing (dot-product tiles): measured faster
                              than the blocked path, whose packing of w dominates, up to M ~ 16 */
@@ -115,7 +116,8 @@ static void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
             for (int j = 0; j < NR; j++) c[i][j] += a * Bp[p * NR + j];
         }
     for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + c[i][j];
+        for (int j = 0; j < NR; j++)
+            C[i * ldc + j] = (accumulate ? C[i * ldc + j] : 0.0f) + c[i][j];
 }
 #endif
 

@@ -8,15 +8,16 @@ to 2 here, set before numpy is imported (the pools read them once, at start-up);
 in the environment win. PyTorch gets the same count via torch.set_num_threads.
 
 Every time is the median of several repeats after a warm-up call (wall clock: on a machine shared
-with other jobs, OpenMP kernels also wait for descheduled threads, so run it on an idle machine). Before each measured block the
-script sleeps 0.2 s: OpenBLAS worker threads keep spinning for a while after a call, and would
-steal a core from the next kernel measured (a real effect in a program mixing the two pools, but
-here it would blame one kernel for another's threads).
+with other jobs, OpenMP kernels also wait for descheduled threads, so run it on an idle machine).
+Before each measured block the script sleeps 0.2 s: OpenBLAS worker threads keep spinning for a
+while after a call, and would steal a core from the next kernel measured (a real effect in a
+program mixing the two pools, but here it would blame one kernel for another's threads).
 
 Sections: matmul on the shapes of the training-benchmark model (6 layers, d_model 384, 6 heads,
 ctx 256, vocab 8192, batch 8 -> M = 2048) and of GPT-2 124M (d 768, ffn 3072, vocab 50257; M = 1
-decode GEMVs, 2-4 sequences decoding together, and M = 1024 prefill); causal attention forward and forward+backward; decode
-attention (1 query against 1024 cached keys); and the fused norm/activation/loss kernels.
+decode GEMVs, 2-4 sequences decoding together, M = 1024 prefill); causal attention forward and
+forward+backward; decode attention (1 query against 1024 cached keys); and the fused
+norm/activation/loss kernels.
 """
 import os
 

@@ -11,7 +11,7 @@ def numerical_grad(f, x, eps=1e-6):
     """Gradient of the scalar function f at x by central differences. x: any-shape float array;
     f is called on a private copy of x, perturbed one element at a time, so the caller's array is
     never modified. Returns an array shaped like x (same dtype)."""
-    x = np.array(x, copy=True, order="C")                      # private, contiguous: reshape is a view
+    x = np.array(x, copy=True, order="C")           # private and contiguous: reshape is a view
     grad = np.zeros_like(x, dtype=np.float64)                  # like x, float64 accumulator
     flat, gflat = x.reshape(-1), grad.reshape(-1)              # views: writing flat changes x
     for i in range(flat.size):

@@ -50,7 +50,8 @@ def _shape(a, name, shape):
         raise TypeError(f"{name}: expected numpy.ndarray, got {type(a).__name__}")
     if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
         dims = ["?" if s is None else str(s) for s in shape]
-        want = f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"  # as Python prints
+        # printed as Python prints tuples: (3,) and (2, 3)
+        want = f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
         raise ValueError(f"{name}: expected shape {want}, got {a.shape}")
 
 
