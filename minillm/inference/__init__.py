@@ -12,6 +12,7 @@
     from minillm.inference import generate, Engine, speculative_generate
     new_ids = generate(model, prompt_ids, 50, temperature=0.8, top_p=0.95, seed=0)
 """
+from .beam_search import beam_search
 from .engine import Engine
 from .generate import generate
 from .kv_cache import KVCache, kv_bytes_per_token
@@ -22,4 +23,4 @@ from .sampling import (MinP, RepetitionPenalty, Sampler, Temperature, TopK, TopP
 
 __all__ = ["generate", "KVCache", "kv_bytes_per_token", "Sampler", "sample", "softmax", "processors",
            "apply", "Temperature", "TopK", "TopP", "MinP", "RepetitionPenalty", "speculative_generate",
-           "prompt_lookup_generate", "BlockAllocator", "PagedKVCache", "NoFreeBlocks", "Engine"]
+           "prompt_lookup_generate", "BlockAllocator", "PagedKVCache", "NoFreeBlocks", "Engine", "beam_search"]

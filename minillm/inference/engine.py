@@ -35,6 +35,43 @@ from .sampling import Sampler
 WAITING, RUNNING, SWAPPED, FINISHED = "waiting", "running", "swapped", "finished"
 
 
+def paged_forward(model, cache, plan, use_native=True):
+    """One forward pass over several sequences of a PagedKVCache, packed into one row.
+
+    plan: [(sid, start, n, slots)]: positions start..start+n-1 of sequence sid, with the slots that
+    cache.prepare(sid, n) returned. Each layer writes the new K/V into the pages, then attends:
+    a single new token after cached ones (decode) through the block table with the C kernel, a
+    longer chunk (prefill) causally over the sequence's gathered K/V. Returns logits (T, V) for the
+    T = sum(n) packed tokens; the caller commits."""
+    tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
+    positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])   # (T,)
+    slots = np.concatenate([s for *_, s in plan])                                         # (T,)
+    starts = np.cumsum([0] + [n for _, _, n, _ in plan])                       # packed offsets
+    decode_rows = [i for i, (_, start, n, _) in enumerate(plan) if n == 1 and start > 0]
+    prefill = [(sid, start, n, starts[i]) for i, (sid, start, n, _) in enumerate(plan)
+               if i not in decode_rows]
+    if decode_rows:
+        d_idx = starts[decode_rows]                                             # (Bd,) columns
+        tables = cache.block_tables([plan[i][0] for i in decode_rows])          # (Bd, MB) int32
+        lengths = np.array([plan[i][1] + 1 for i in decode_rows], dtype=np.int32)
+
+    def attend(l, q, k, v):  # q (1, H, T, D), k, v (1, Hkv, T, D) -> (1, H, T, D)
+        cache.write(l, slots, k[0].transpose(1, 0, 2), v[0].transpose(1, 0, 2))
+        out = np.empty_like(q)
+        if decode_rows:
+            qd = np.ascontiguousarray(q[0][:, d_idx].transpose(1, 0, 2))          # (Bd, H, D)
+            od = paged_attention_decode(qd, cache.k[l], cache.v[l], tables, lengths,
+                                        1.0 / np.sqrt(q.shape[-1]), use_native=use_native)
+            out[0][:, d_idx] = od.transpose(1, 0, 2)
+        for sid, start, n, off in prefill:  # causal over cached + new positions
+            kk, vv = cache.gather(l, sid, start + n)                              # (Hkv, S, D)
+            a, _ = attention_forward(q[:, :, off:off + n], kk[None], vv[None])    # (1, H, n, D)
+            out[:, :, off:off + n] = a
+        return out
+
+    return model.forward_with(tokens[None, :].astype(np.int64), positions, attend)[0]
+
+
 @dataclass
 class Request:
     rid: int
@@ -206,32 +243,6 @@ class Engine:
         return plan
 
     # ------------------------------------------------------------------ execution
-    def _attend(self, plan, slots, decode_rows):
-        """The attention hook for one packed forward pass (see module docstring)."""
-        cache, use_native = self.cache, self.use_native
-        starts = np.cumsum([0] + [n for _, _, n, _ in plan])                       # packed offsets
-        prefill = [(rid, start, n, starts[i]) for i, (rid, start, n, _) in enumerate(plan)
-                   if i not in decode_rows]
-        if decode_rows:
-            d_idx = starts[decode_rows]                                             # (Bd,) columns
-            tables = cache.block_tables([plan[i][0] for i in decode_rows])          # (Bd, MB) int32
-            lengths = np.array([plan[i][1] + 1 for i in decode_rows], dtype=np.int32)
-
-        def attend(l, q, k, v):  # q (1, H, T, D), k, v (1, Hkv, T, D) -> (1, H, T, D)
-            cache.write(l, slots, k[0].transpose(1, 0, 2), v[0].transpose(1, 0, 2))
-            out = np.empty_like(q)
-            if decode_rows:
-                qd = np.ascontiguousarray(q[0][:, d_idx].transpose(1, 0, 2))          # (Bd, H, D)
-                od = paged_attention_decode(qd, cache.k[l], cache.v[l], tables, lengths,
-                                            1.0 / np.sqrt(q.shape[-1]), use_native=use_native)
-                out[0][:, d_idx] = od.transpose(1, 0, 2)
-            for rid, start, n, off in prefill:  # causal over cached + new positions
-                kk, vv = cache.gather(l, rid, start + n)                              # (Hkv, S, D)
-                a, _ = attention_forward(q[:, :, off:off + n], kk[None], vv[None])    # (1, H, n, D)
-                out[:, :, off:off + n] = a
-            return out
-        return attend
-
     def step(self):
         """Schedule and run one forward pass. Returns {request id: token} for every token sampled."""
         t0 = time.perf_counter()
@@ -240,13 +251,7 @@ class Engine:
             if self.has_unfinished():
                 raise RuntimeError("engine: no request can be scheduled (pool too small for any of them)")
             return {}
-        tokens = np.concatenate([self.cache.seqs[rid].tokens[start:start + n] for rid, start, n, _ in plan])
-        positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])
-        slots = np.concatenate([s for *_, s in plan])
-        decode_rows = [i for i, (rid, start, n, _) in enumerate(plan)
-                       if n == 1 and start > 0]  # one new token after cached ones
-        logits = self.model.forward_with(tokens[None, :].astype(np.int64), positions,
-                                         self._attend(plan, slots, decode_rows))[0]   # (T, V)
+        logits = paged_forward(self.model, self.cache, plan, self.use_native)            # (T, V)
         produced, off = {}, 0
         for rid, start, n, _ in plan:
             off += n
