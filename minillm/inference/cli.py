@@ -129,31 +129,38 @@ def cmd_generate(args, out=None):
 
 # ------------------------------------------------------------------------------------------ chat
 def chat_format(tokenizer):
-    """(render(messages) -> prompt text ending where the assistant speaks, stop strings).
-    Uses minillm.tokenizer.templates' ChatML when it exists, else a plain User:/Assistant: layout."""
+    """(encode(messages) -> prompt ids ending where the assistant speaks, stop strings, name).
+    ChatML from minillm.tokenizer.templates when it is available -- with real special-token ids if
+    the tokenizer has them, as plain text otherwise (the byte vocabulary) -- else a plain
+    User:/Assistant: layout."""
     try:
         from ..tokenizer import templates
     except ImportError:
         templates = None
-    render = getattr(templates, "render_chat", None) if templates else None
-    if render is not None:
+    if templates is not None:
+        specials = set(templates.special_tokens("chatml"))
+        have = set(getattr(tokenizer, "special_tokens", None) or ())
+
         def chatml(messages):
-            return render(messages, "chatml", add_generation_prompt=True)
-        return chatml, ["<|im_end|>", "<|im_start|>"]
+            if specials <= have:
+                return templates.encode(tokenizer, messages, "chatml", add_generation_prompt=True)
+            return tokenizer.encode(templates.render(messages, "chatml", add_generation_prompt=True))
+        return chatml, ["<|im_end|>", "<|im_start|>"], "chatml"
 
     def plain(messages):
         parts = []
         for m in messages:
             role = {"system": "System", "user": "User", "assistant": "Assistant"}[m["role"]]
             parts.append(f"{role}: {m['content']}\n")
-        return "".join(parts) + "Assistant:"
-    return plain, ["\nUser:", "\nSystem:"]
+        return tokenizer.encode("".join(parts) + "Assistant:")
+    return plain, ["\nUser:", "\nSystem:"], "plain"
 
 
-def chat_reply(model, tokenizer, messages, render, stops, max_new_tokens, seed=None, write=None, **kw):
-    """Generate the assistant's next message for `messages`; streams it through write(text) and
-    ends at the first stop string. Returns the reply text without the stop string."""
-    ids = _fit_prompt(model, tokenizer.encode(render(messages)), max_new_tokens)
+def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=None, write=None, **kw):
+    """Generate the assistant's next message for `messages` (prompt ids from encode(messages), see
+    chat_format); streams it through write(text) and ends at the first stop string. Returns the
+    reply text without the stop string."""
+    ids = _fit_prompt(model, list(encode(messages)), max_new_tokens)
     dec = StreamDecoder(tokenizer)
     state = {"text": "", "written": 0, "end": None}
 
@@ -195,7 +202,7 @@ def cmd_chat(args, stdin=None, out=None):
     except ValueError as e:
         print(f"minillm chat: {e}", file=sys.stderr)
         return 1
-    render, stops = chat_format(tok)
+    encode, stops, _ = chat_format(tok)
     messages = [{"role": "system", "content": args.system}] if args.system else []
     rng = np.random.default_rng(args.seed)
     interactive = stdin.isatty()
@@ -216,7 +223,7 @@ def cmd_chat(args, stdin=None, out=None):
         def write(text):
             out.write(text)
             out.flush()
-        reply = chat_reply(model, tok, messages, render, stops, args.max_new_tokens,
+        reply = chat_reply(model, tok, messages, encode, stops, args.max_new_tokens,
                            seed=int(rng.integers(2**63 - 1)), write=write, **_sampling_kwargs(args))
         out.write("\n")
         out.flush()

@@ -74,15 +74,24 @@ class ScriptedModel:
 
 def test_chat_reply_streams_and_stops_at_stop_string():
     tok = ByteTokenizer()
-    render, stops = chat_format(tok)
+    encode, stops, name = chat_format(tok)
     messages = [{"role": "user", "content": "hello"}]
-    n = len(tok.encode(render(messages)))
-    model = ScriptedModel(n, " Hi — there!\nUser: more")
+    n = len(encode(messages))
+    stop = "<|im_end|>" if name == "chatml" else "\nUser:"
+    model = ScriptedModel(n, f" Hi — there!{stop} more")
     written = []
-    reply = chat_reply(model, tok, messages, render, stops, 40, write=written.append, temperature=0.0)
+    reply = chat_reply(model, tok, messages, encode, stops, 40, write=written.append, temperature=0.0)
     assert reply == "Hi — there!"
     assert "".join(written) == " Hi — there!"                 # the stop string is never shown
     assert not any("\ufffd" in w for w in written)
+
+
+def test_chat_uses_chatml_when_templates_exist():
+    templates = pytest.importorskip("minillm.tokenizer.templates")
+    encode, stops, name = chat_format(ByteTokenizer())
+    messages = [{"role": "user", "content": "hi"}]
+    assert name == "chatml" and "<|im_end|>" in stops
+    assert ByteTokenizer().decode(encode(messages)) == templates.render(messages, "chatml", True)
 
 
 def test_chat_command_multi_turn(run_dir):
