@@ -31,6 +31,7 @@ class DPOConfig:
     loss_type: str = "sigmoid"     # "sigmoid" (DPO) | "ipo" | "hinge" | "robust"
     label_smoothing: float = 0.0   # ε: conservative DPO (sigmoid) or robust DPO's assumed flip rate
     reference_free: bool = False   # π_ref ≡ 1 (no reference model at all)
+    sft_coef: float = 0.0          # α: + α * mean per-token NLL of y_w (RPO, Pang et al. 2024, eq. 2)
     lr: float = 1e-4
     weight_decay: float = 0.0
     batch_size: int = 16           # pairs per step (2x sequences per forward pass)
@@ -84,12 +85,21 @@ def dpo_step(policy, pairs, ref_chosen, ref_rejected, cfg):
     pw, pl = seq[:N], seq[N:]
     loss, d_w, d_l = dpo_loss(pw, pl, ref_chosen, ref_rejected, beta=cfg.beta, loss_type=cfg.loss_type,
                               label_smoothing=cfg.label_smoothing, reference_free=cfg.reference_free)
+    dpo_value = loss
     dseq = np.concatenate([d_w, d_l])                                    # (2N,)
-    grads = backward((dseq[:, None] * m).astype(logp.dtype))             # each response token gets dL/dseq
+    dtok = dseq[:, None] * m                                             # (2N, T-1): each response token
+    if cfg.sft_coef:
+        # α * mean_i [-log π(y_w,i) / |y_w,i|]: anchors the chosen response's likelihood, the
+        # standard remedy for likelihood displacement (see diagnose)
+        len_w = np.maximum(m[:N].sum(axis=1), 1.0)                       # (N,)
+        nll = -pw / len_w                                                # (N,)
+        loss = loss + cfg.sft_coef * float(np.mean(nll))
+        dtok[:N] += (-cfg.sft_coef / (N * len_w))[:, None] * m[:N]
+    grads = backward(dtok.astype(logp.dtype))
     zeros = np.zeros(N)
     _, _, stats = dpo_implicit_rewards(pw, pl, zeros if cfg.reference_free else ref_chosen,
                                        zeros if cfg.reference_free else ref_rejected, cfg.beta)
-    stats.update(loss=loss, logp_chosen=float(np.mean(pw)), logp_rejected=float(np.mean(pl)))
+    stats.update(loss=loss, dpo_loss=dpo_value, logp_chosen=float(np.mean(pw)), logp_rejected=float(np.mean(pl)))
     return loss, grads, stats
 
 
@@ -140,9 +150,9 @@ def diagnose(history, window=5):
     if len(history) < 2 * window:
         return []
     first, last = history[:window], history[-window:]
-    mean = lambda rows, k: float(np.mean([r[k] for r in rows]))  # noqa: E731
+    mean = lambda rows, k: float(np.mean([r.get(k, r.get("loss")) for r in rows]))  # noqa: E731
     out = []
-    loss0, loss1 = mean(first, "loss"), mean(last, "loss")
+    loss0, loss1 = mean(first, "dpo_loss"), mean(last, "dpo_loss")  # the preference term alone
     c0, c1 = mean(first, "logp_chosen"), mean(last, "logp_chosen")
     if loss1 < loss0 and c1 < c0 - 1.0:
         out.append(f"loss fell {loss0:.3f} -> {loss1:.3f} while the chosen log-prob fell {c0:.2f} -> {c1:.2f}: "

@@ -171,14 +171,15 @@ def ppo_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2):  # (B, T) 
 
 
 def ppo_stats(logprobs, old_logprobs, mask, clip_eps=0.2):
-    """Diagnostics of one PPO minibatch: clip fraction (share of tokens whose ratio left [1-ε, 1+ε])
-    and approx-KL(π_old || π_θ) by the k3 estimator (John Schulman's recommended low-variance one)."""
+    """Diagnostics of one PPO minibatch: clip fraction (share of tokens whose ratio left [1-ε, 1+ε]),
+    approx-KL(π_old || π_θ) by the k3 estimator (John Schulman's recommended low-variance one) and
+    the mean ratio π_θ / π_old over the masked tokens."""
     lp, old, m = (np.asarray(a, dtype=np.float64) for a in (logprobs, old_logprobs, mask))
     n = _masked_mean_denominator(m)
     ratio = np.exp(lp - old)
     clipfrac = float(np.sum((np.abs(ratio - 1.0) > clip_eps) * m) / n)
     approx_kl = float(np.sum(((ratio - 1.0) - (lp - old)) * m) / n)     # k3 with r = π_θ/π_old
-    return {"clipfrac": clipfrac, "approx_kl": approx_kl}
+    return {"clipfrac": clipfrac, "approx_kl": approx_kl, "ratio": float(np.sum(ratio * m) / n)}
 
 
 def value_loss(values, old_values, returns, mask, clip_eps=0.2):  # (B, T) x 4 -> float, (B, T)

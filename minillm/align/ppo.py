@@ -201,8 +201,8 @@ class PPOTrainer:
     def step(self, prompts):
         """One PPO iteration on a list of prompts (id lists). Returns the iteration's statistics:
         reward (mean score), kl (mean Σ_t k1 per response vs the reference), kl_k3, kl_coef, pg_loss,
-        vf_loss, clipfrac, approx_kl (π_old -> π_θ), explained variance of the values, entropy and
-        response length."""
+        vf_loss, clipfrac, approx_kl (π_old -> π_θ), ratio (mean π_θ/π_old as each minibatch saw
+        it), explained variance of the values, entropy and response length."""
         c = self.cfg
         ro = self.rollout(prompts)
         B = len(prompts)
@@ -220,6 +220,7 @@ class PPOTrainer:
         return {"iteration": self.iteration, "reward": float(np.mean(ro.scores)), "kl": float(np.mean(k1)),
                 "kl_k3": float(np.mean(k3)), "kl_coef": kl_coef, "pg_loss": mean("pg_loss"),
                 "vf_loss": mean("vf_loss"), "clipfrac": mean("clipfrac"), "approx_kl": mean("approx_kl"),
+                "ratio": mean("ratio"),
                 "entropy": mean("entropy"),
                 "explained_variance": explained_variance(ro.values, ro.returns, ro.mask),
                 "response_length": float(np.mean(ro.mask.sum(axis=1)))}

@@ -80,3 +80,56 @@ def label_pair(prompt, a, b):
     if sa == sb:
         return None
     return (a, b) if sa > sb else (b, a)
+
+
+# ------------------------------------------------------------------------------ stages on this task
+def sft_examples(pairs):
+    """(prompt, response) texts -> [(ids (T,), mask (T,))], the loss on the response only."""
+    out = []
+    for p, r in pairs:
+        ids = np.array(encode(p + r), dtype=np.int64)
+        mask = np.zeros(len(ids), dtype=np.float32)
+        mask[len(p):] = 1.0
+        out.append((ids, mask))
+    return out
+
+
+def preference_pairs(policy, prompts, rng, K=4, max_new_tokens=8):
+    """The labelling stage: sample K responses per prompt from the policy, rank the distinct ones by
+    score (the program is the labeller), expand each ranking to all pairs, drop ties.
+    -> [(prompt_ids, chosen_ids, rejected_ids)]"""
+    from .reward import rankings_to_pairs
+    from .rollout import sample_responses
+    ids = [encode(p) for p in prompts for _ in range(K)]
+    responses = sample_responses(policy, ids, max_new_tokens, rng, 1.0, stop_id=STOP)
+    pairs = []
+    for i, p in enumerate(prompts):
+        group = sorted({decode(r) for r in responses[i * K:(i + 1) * K]})
+        ranked = sorted(group, key=lambda r: -score(p, r))
+        for _, good, bad in rankings_to_pairs(p, ranked):
+            if score(p, good) > score(p, bad):
+                pairs.append((encode(p), encode(good), encode(bad)))
+    return pairs
+
+
+def evaluate_policy(policy, ref, prompts, rng, max_new_tokens=8):
+    """Preference rate of sampled (temperature 1) and greedy responses, share of well-formed samples,
+    and KL(π || π_ref) per response estimated on the samples (mean of Σ_t k1 and of Σ_t k3, nats)."""
+    from .batch import collate
+    from .logprobs import model_logprobs, shifted
+    from .losses import kl_estimate
+    from .rollout import sample_responses
+    ids = [encode(p) for p in prompts]
+    sampled = sample_responses(policy, ids, max_new_tokens, rng, 1.0, stop_id=STOP)
+    greedy = sample_responses(policy, ids, max_new_tokens, rng, 0.0, stop_id=STOP)
+    tokens, resp_mask = collate(ids, sampled)
+    _, m = shifted(tokens, resp_mask)
+    lp = model_logprobs(policy, tokens).astype(np.float64)
+    lr = model_logprobs(ref, tokens).astype(np.float64)
+    texts = [decode(r) for r in sampled]
+    return {"rate_sampled": preference_rate(prompts, texts),
+            "rate_greedy": preference_rate(prompts, [decode(r) for r in greedy]),
+            "well_formed": float(np.mean([score(p, t) >= 0 for p, t in zip(prompts, texts)])),
+            "kl_k1": float(np.mean(np.sum(kl_estimate(lp, lr, "k1")[0] * m, axis=1))),
+            "kl_k3": float(np.mean(np.sum(kl_estimate(lp, lr, "k3")[0] * m, axis=1))),
+            "examples": texts[:6]}

@@ -11,13 +11,14 @@ from minillm.align.dpo import DPOConfig, diagnose, dpo_step, dpo_train, precompu
 PAIRS = [([1, 2], [3, 4, 5], [6, 7]), ([2], [8, 9], [10, 1, 2, 3]), ([4, 4, 4], [5], [6])]
 
 
-@pytest.mark.parametrize("loss_type,eps,ref_free", [("sigmoid", 0.0, False), ("sigmoid", 0.1, False),
-                                                    ("robust", 0.1, False), ("hinge", 0.0, False),
-                                                    ("ipo", 0.0, False), ("sigmoid", 0.0, True)])
-def test_dpo_step_gradients_match_finite_differences(loss_type, eps, ref_free, f64_model):
+@pytest.mark.parametrize("loss_type,eps,ref_free,alpha", [("sigmoid", 0.0, False, 0.0), ("sigmoid", 0.1, False, 0.0),
+                                                          ("robust", 0.1, False, 0.0), ("hinge", 0.0, False, 0.0),
+                                                          ("ipo", 0.0, False, 0.0), ("sigmoid", 0.0, True, 0.0),
+                                                          ("sigmoid", 0.0, False, 0.5)])
+def test_dpo_step_gradients_match_finite_differences(loss_type, eps, ref_free, alpha, f64_model):
     policy, ref = f64_model(1), f64_model(2)
     ref_w, ref_l = precompute_reference_logps(ref, PAIRS)
-    cfg = DPOConfig(beta=0.7, loss_type=loss_type, label_smoothing=eps, reference_free=ref_free)
+    cfg = DPOConfig(beta=0.7, loss_type=loss_type, label_smoothing=eps, reference_free=ref_free, sft_coef=alpha)
     _, grads, _ = dpo_step(policy, PAIRS, ref_w, ref_l, cfg)
     for name in ("model.layers.0.mlp.up_proj.weight", "lm_head.weight", "model.norm.weight"):
         p = policy.params[name]
