@@ -208,7 +208,8 @@ def test_gelu_matches_reference(shape, seed):
     # a few float32 roundings plus fast_expf's ~1.5 ulp, relative; atol for values near 0
     np.testing.assert_allclose(y, y_r, rtol=1e-5, atol=1e-7)
     (dx,), (dx_r,) = run_vs_float64("gelu_backward", [np.empty(shape, np.float32)], [dy, x])
-    np.testing.assert_allclose(dx, dx_r, rtol=1e-5, atol=1e-7)
+    # gelu' crosses 0 near x = -0.75, where its two O(1) terms cancel: absolute error ~eps |dy|
+    np.testing.assert_allclose(dx, dx_r, rtol=1e-5, atol=1e-6)
 
 
 @SETTINGS
@@ -221,7 +222,8 @@ def test_swiglu_matches_reference(shape, seed):
     np.testing.assert_allclose(y, y_r, rtol=1e-5, atol=1e-7)
     grads = [np.empty(shape, np.float32), np.empty(shape, np.float32)]
     (da, db), (da_r, db_r) = run_vs_float64("swiglu_backward", grads, [dy, a, b])
-    np.testing.assert_allclose(da, da_r, rtol=1e-5, atol=1e-7)
+    # 1 + a (1 - s) crosses 0 near a = -1.28 (cancellation, as for gelu'): ~eps |dy b| absolute
+    np.testing.assert_allclose(da, da_r, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(db, db_r, rtol=1e-5, atol=1e-7)
 
 
