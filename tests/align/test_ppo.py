@@ -128,6 +128,7 @@ def test_rollout_rewards_layout():
     assert set(mem) == {"policy", "reference", "reward", "value"} and mem["policy"] == mem["reference"]
 
 
+@pytest.mark.slow  # a few seconds on an idle machine; minutes when 2 cores are oversubscribed
 def test_ppo_learns_a_programmatic_reward():
     """One-token responses (a bandit per prompt): the exact probability of a rewarded token, read
     from the policy's logits rather than sampled, must rise from ~1/4 to most of the mass."""

@@ -56,6 +56,7 @@ def test_rankings_expand_to_all_pairs_and_last_index():
     assert last_index(mask).tolist() == [2, 3, 0]
 
 
+@pytest.mark.slow  # a few seconds on an idle machine; minutes when 2 cores are oversubscribed
 def test_reward_model_learns_a_programmatic_preference():
     """Preferred: the response with more 'a' bytes. Held-out accuracy must end well above chance."""
     rng = np.random.default_rng(0)

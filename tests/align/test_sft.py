@@ -93,6 +93,7 @@ def _toy_examples(n, rng):
     return out
 
 
+@pytest.mark.slow  # a few seconds on an idle machine; minutes when 2 cores are oversubscribed
 def test_sft_training_lowers_held_out_response_loss():
     rng = np.random.default_rng(0)
     train, val = _toy_examples(256, rng), _toy_examples(32, rng)
