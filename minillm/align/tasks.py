@@ -13,6 +13,12 @@ preference rate. Byte-level ids (vocabulary 256), so any tokenizer-free tiny mod
 """
 import numpy as np
 
+from .batch import collate
+from .logprobs import model_logprobs, shifted
+from .losses import kl_estimate
+from .reward import rankings_to_pairs
+from .rollout import sample_responses
+
 VOWELS = "aeiou"
 CONSONANTS = "bcdfghklmnprst"
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -98,8 +104,6 @@ def preference_pairs(policy, prompts, rng, K=4, max_new_tokens=8):
     """The labelling stage: sample K responses per prompt from the policy, rank the distinct ones by
     score (the program is the labeller), expand each ranking to all pairs, drop ties.
     -> [(prompt_ids, chosen_ids, rejected_ids)]"""
-    from .reward import rankings_to_pairs
-    from .rollout import sample_responses
     ids = [encode(p) for p in prompts for _ in range(K)]
     responses = sample_responses(policy, ids, max_new_tokens, rng, 1.0, stop_id=STOP)
     pairs = []
@@ -115,10 +119,6 @@ def preference_pairs(policy, prompts, rng, K=4, max_new_tokens=8):
 def evaluate_policy(policy, ref, prompts, rng, max_new_tokens=8):
     """Preference rate of sampled (temperature 1) and greedy responses, share of well-formed samples,
     and KL(π || π_ref) per response estimated on the samples (mean of Σ_t k1 and of Σ_t k3, nats)."""
-    from .batch import collate
-    from .logprobs import model_logprobs, shifted
-    from .losses import kl_estimate
-    from .rollout import sample_responses
     ids = [encode(p) for p in prompts]
     sampled = sample_responses(policy, ids, max_new_tokens, rng, 1.0, stop_id=STOP)
     greedy = sample_responses(policy, ids, max_new_tokens, rng, 0.0, stop_id=STOP)
