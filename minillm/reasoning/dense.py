@@ -58,18 +58,25 @@ def cosine_top_k(queries, keys, k):
 
 
 class DenseIndex:
-    """Unit-norm chunk embeddings (N, C) and exact cosine search over them."""
+    """Unit-norm chunk embeddings (N, C) and exact cosine search over them.
 
-    def __init__(self, embeddings):
+    center=True subtracts the corpus mean embedding from chunks and queries before the cosine:
+    hidden states of a language model share a large common direction (they are anisotropic,
+    Ethayarajh 2019), which makes every cosine similar; removing the mean is the first step of
+    BERT-whitening (Su et al. 2021)."""
+
+    def __init__(self, embeddings, center=False):
         e = np.asarray(embeddings, dtype=np.float32)
         if e.ndim != 2 or len(e) == 0:
             raise ValueError(f"embeddings: expected a non-empty (N, C) array, got shape {e.shape}")
-        self.embeddings = normalize(e)
+        self.embeddings = normalize(e)                                           # (N, C)
+        self.mean = self.embeddings.mean(axis=0) if center else np.zeros(e.shape[1], np.float32)  # (C,)
+        self._keys = normalize(self.embeddings - self.mean)                      # (N, C)
 
     @classmethod
-    def build(cls, model, token_lists, batch_size=16):
-        return cls(embed(model, token_lists, batch_size))
+    def build(cls, model, token_lists, batch_size=16, center=False):
+        return cls(embed(model, token_lists, batch_size), center)
 
     def search(self, query_embedding, k):  # (C,) -> (indices (k,), cosine (k,))
-        idx, sims = cosine_top_k(query_embedding, self.embeddings, k)
+        idx, sims = cosine_top_k(np.asarray(query_embedding) - self.mean, self._keys, k)
         return idx[0], sims[0]

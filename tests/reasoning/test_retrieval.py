@@ -145,3 +145,19 @@ def test_rag_cli(tmp_path, capsys, model):
     out = capsys.readouterr().out
     assert "hybrid + rerank" in out and "answer:" in out
     assert main(["rag", "query", str(tmp_path / "nothing"), "x"]) == 2
+
+
+def test_dense_index_centering():
+    from minillm.reasoning import DenseIndex
+    rng = np.random.default_rng(4)
+    E = rng.standard_normal((20, 6)) + 5.0          # a large shared direction, as LM states have
+    q = rng.standard_normal(6) + 5.0
+    idx, sims = DenseIndex(E, center=True).search(q, 5)
+    U = E / np.linalg.norm(E, axis=1, keepdims=True)
+    mu = U.mean(axis=0)
+    keys, qc = U - mu, q - mu
+    cos = keys @ qc / np.linalg.norm(keys, axis=1) / np.linalg.norm(qc)
+    assert list(idx) == sorted(range(20), key=lambda i: -cos[i])[:5]
+    np.testing.assert_allclose(sims, cos[idx], rtol=1e-5)
+    plain = DenseIndex(E).search(q, 5)[0]
+    assert list(plain) == list(cosine_top_k(q, E, 5)[0][0])
