@@ -80,7 +80,7 @@ def test_bad_inputs():
 
 
 # ------------------------------------------------------------------ against llama.cpp itself
-def _llama_quantize_row(fmt, w):
+def _llama_quantize_row(fmt, w, imatrix=None):
     """llama.cpp's ggml_quantize_chunk (no importance matrix), via llama-cpp-python's libggml."""
     llama_cpp = pytest.importorskip("llama_cpp")
     import glob
@@ -98,7 +98,8 @@ def _llama_quantize_row(fmt, w):
     dtype, bs = GGML_BLOCKS[fmt]
     out = np.zeros(N * K // bs * dtype.itemsize, dtype=np.uint8)
     w = np.ascontiguousarray(w, dtype=np.float32)
-    fn(int(TYPES[fmt]), w.ctypes.data, out.ctypes.data, 0, N, K, None)
+    im = None if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32)
+    fn(int(TYPES[fmt]), w.ctypes.data, out.ctypes.data, 0, N, K, None if im is None else im.ctypes.data)
     return out.reshape(N, -1)
 
 
@@ -108,3 +109,12 @@ def test_bytes_match_llama_cpp(fmt, kind):
     w = _w(7, 8, 1024, kind)
     theirs = _llama_quantize_row(fmt, w)
     np.testing.assert_array_equal(quantize_blocks(w, fmt).view(np.uint8).reshape(8, -1), theirs)
+
+
+@pytest.mark.parametrize("fmt", ["q4_K", "q6_K", "q4_0"])
+def test_imatrix_bytes_match_llama_cpp(fmt):
+    w = _w(11, 8, 1024, "outliers")
+    imatrix = (np.random.default_rng(2).random(1024) ** 3 * 5).astype(np.float32)
+    theirs = _llama_quantize_row(fmt, w, imatrix)
+    ours = quantize_blocks(w, fmt, imatrix=imatrix).view(np.uint8).reshape(8, -1)
+    np.testing.assert_array_equal(ours, theirs)
