@@ -196,13 +196,12 @@ def _dedupe(states):
     seen, out = set(), []
     for s in states:
         try:
-            key = hash(s)
+            if s in seen:
+                continue
+            seen.add(s)
         except TypeError:                      # unhashable states: keep them all
-            out.append(s)
-            continue
-        if key not in seen:
-            seen.add(key)
-            out.append(s)
+            pass
+        out.append(s)
     return out
 
 

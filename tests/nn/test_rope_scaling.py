@@ -124,3 +124,23 @@ def test_relative_position_property(scaling, half, m, n, shift, seed):
     # and the score equals the unrotated q against k rotated by n - m, times the temperature^2
     s3 = float(np.sum(q * rot(k, n - m))) * a if n >= m else float(np.sum(rot(q, m - n) * k)) * a
     assert math.isclose(s1, s3, rel_tol=1e-9, abs_tol=1e-9 * a * a * D)
+
+
+def test_model_with_linear_scaling_reads_position_m_as_m_over_s():
+    """Position interpolation in the model: a Transformer built around the same weights with
+    rope_scaling linear s, run at positions s*m, gives the logits of the original at positions m."""
+    from minillm import ModelConfig, Transformer
+    from minillm.nn import attention_forward
+    cfg = ModelConfig.preset("llama-tiny")
+    base = Transformer(cfg, seed=4)
+    s = 4
+    scaled = Transformer(ModelConfig(**{**cfg.to_dict(), "rope_scaling": {"rope_type": "linear", "factor": float(s)}}),
+                         params=base.params)
+    x = np.random.default_rng(0).integers(0, 256, (1, 10))
+    causal = lambda l, q, k, v: attention_forward(q, k, v)[0]
+    np.testing.assert_allclose(scaled.forward_with(x, s * np.arange(10), causal),
+                               base.forward_with(x, np.arange(10), causal), atol=1e-5)
+    yarn = Transformer(ModelConfig(**{**cfg.to_dict(), "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                                                        "original_max_position_embeddings": 32}}),
+                       params=base.params)
+    assert yarn._rope_factor == pytest.approx(0.1 * math.log(4.0) + 1) and np.all(np.isfinite(yarn.forward(x)))

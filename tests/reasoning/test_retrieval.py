@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm.model import ModelConfig, Transformer
-from minillm.reasoning import (RAGIndex, build_prompt, cosine_top_k, embed, reciprocal_rank_fusion,
-                               recursive_chunks, rerank)
+from minillm.reasoning import RAGIndex, build_prompt, cosine_top_k, embed, reciprocal_rank_fusion, rerank
 from minillm.reasoning.chunking import Chunk
 from minillm.reasoning.lm import continuation_logprobs, log_softmax
 from minillm.reasoning.rerank import query_likelihood

@@ -2,7 +2,6 @@
 known optima, DFS with threshold 0 enumerates every leaf exactly once, and MCTS visit counts
 concentrate on the best move as the budget grows."""
 import itertools
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -203,3 +202,26 @@ def test_game24_oracle_guided_search_and_text():
         assert game24.parse_step(bad, s) is None
     with pytest.raises(ValueError, match="numbers"):
         game24.start([1.5, 2, 3, 4])
+
+
+def test_model_in_the_loop_pieces():
+    from minillm.model import ModelConfig, Transformer
+    from minillm.reasoning.lm import continuation_logprobs
+    from minillm.reasoning.tree_search import LikelihoodEvaluator, ModelProposer, ValuePromptEvaluator
+    from minillm.train import ByteTokenizer
+    model, tok = Transformer(ModelConfig.preset("llama-tiny", max_seq_len=64), seed=0), ByteTokenizer()
+    s = game24.start([1, 2, 3, 4])
+    # the proposer keeps what parse accepts, merges duplicates, and is reproducible from its seed
+    parse = lambda text, state: text[:1] if text else None
+    kids = ModelProposer(model, tok, game24.prompt, parse, n=12, max_new_tokens=2, temperature=1.0, seed=3)(s)
+    again = ModelProposer(model, tok, game24.prompt, parse, n=12, max_new_tokens=2, temperature=1.0, seed=3)(s)
+    assert kids == again and len(kids) == len(set(kids)) >= 1
+    # likelihood evaluator = mean log-prob of the continuation
+    ev = LikelihoodEvaluator(model, tok, lambda st: (game24.prompt(st), " 1 + 2 = 3\n"))
+    ref = continuation_logprobs(model, tok.encode(game24.prompt(s)), tok.encode(" 1 + 2 = 3\n")).mean()
+    assert ev(s) == pytest.approx(ref)
+    # value prompt: label probabilities renormalised, value their weighted score
+    vp = ValuePromptEvaluator(model, tok, lambda st: game24.prompt(st) + " can reach 24?")
+    probs = vp.label_probs(s)
+    assert probs.shape == (3,) and probs.sum() == pytest.approx(1.0) and np.all(probs > 0)
+    assert vp(s) == pytest.approx(probs @ np.array([1.0, 0.5, 0.0]))
