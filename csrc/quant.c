@@ -35,6 +35,9 @@ _Static_assert(sizeof(block_q6_K) == 210, "block_q6_K size");
 enum { F_INT8 = 0, F_INT4 = 1, F_NF4 = 2, F_Q8_0 = 3, F_Q4_0 = 4, F_Q4_K = 5, F_Q6_K = 6, F_COUNT = 7 };
 #define NF4_BLOCK 64
 #define MB 8 /* rows of x per pass of the generic path */
+/* below this many weights a matrix is not worth waking a second thread for (fork/join costs
+   microseconds, far more on a busy machine) */
+#define PAR_MIN ((int64_t)1 << 18)
 
 static const float NF4_CODE[16] = {
     -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
@@ -163,7 +166,7 @@ static inline float dot(const float* a, const float* b, int64_t n) {
 static void matmul_generic(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N,
                            const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
                            const layout_t* L) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         float buf[QK_K];
         const uint8_t* row = w + n * L->row_bytes;
@@ -185,7 +188,7 @@ static inline __m512 widen_i8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm51
 
 static void matmul_int8_avx512(float* out, const float* x, int64_t M, int64_t K, int64_t N,
                                const int8_t* w, const float* scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const int8_t* q = w + n * K;
         for (int64_t m = 0; m < M; m++) {
@@ -208,7 +211,7 @@ static void matmul_int4_avx512(float* out, const float* x, int64_t M, int64_t K,
                                const float* sumx) {
     const int64_t ng = K / G;
     const __m512i low4 = _mm512_set1_epi32(0xF);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const uint8_t* p = w + n * (K / 2);
         const float* s = scale + n * ng;
@@ -237,7 +240,7 @@ static void matmul_int4_avx512(float* out, const float* x, int64_t M, int64_t K,
 
 static void matmul_q8_0_avx512(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
     const int64_t nb = K / QK8_0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const block_q8_0* blk = (const block_q8_0*)(w + n * nb * sizeof(block_q8_0));
         for (int64_t m = 0; m < M; m++) {
@@ -256,7 +259,7 @@ static void matmul_q8_0_avx512(float* out, const float* x, int64_t M, int64_t K,
 static void matmul_q4_0_avx512(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
     const int64_t nb = K / QK4_0;
     const __m512i low4 = _mm512_set1_epi32(0xF), eight = _mm512_set1_epi32(8);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const block_q4_0* blk = (const block_q4_0*)(w + n * nb * sizeof(block_q4_0));
         for (int64_t m = 0; m < M; m++) {
@@ -310,7 +313,7 @@ int32_t quant_dequant_rows(int32_t fmt, float* out, int64_t n0, int64_t n1, int6
                            const uint8_t* w, const float* scale, const uint8_t* zero, int64_t group_size) {
     layout_t L;
     if (n0 < 0 || n1 < n0 || K <= 0 || get_layout(fmt, K, group_size, &L)) return -1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((n1 - n0) * K >= PAR_MIN)
     for (int64_t n = n0; n < n1; n++) {
         const uint8_t* row = w + n * L.row_bytes;
         for (int64_t b = 0; b < K / L.block; b++)
@@ -333,7 +336,7 @@ int32_t quant_matmul_int8_vnni(float* out, const float* x, int64_t M, int64_t K,
         sx[m] = d;
         for (int64_t k = 0; k < K; k++) xq[m * K + k] = (uint8_t)((int)nearbyintf(x[m * K + k] * id) + 128);
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const int8_t* q = w + n * K;
         for (int64_t m = 0; m < M; m++) {

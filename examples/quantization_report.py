@@ -48,7 +48,7 @@ def get_model(run, steps):
     if ckpt is None or load_checkpoint(ckpt)[3].get("step", 0) < steps:
         cfg = ModelConfig.preset("llama-small", vocab_size=tok.vocab_size, ffn_dim=768, max_seq_len=SEQ)
         tc = TrainConfig(train_data=train_path, val_data=val_path, out_dir=os.path.join(run, "ckpt"),
-                         batch_size=16, seq_len=SEQ, max_steps=steps, lr=3e-3, min_lr=3e-4,
+                         batch_size=8, seq_len=SEQ, max_steps=steps, lr=3e-3, min_lr=3e-4,
                          warmup_steps=steps // 20, eval_interval=steps, ckpt_interval=steps // 2)
         print(f"training {cfg.num_params():,} parameters for {steps} steps in {run} ...", flush=True)
         t = time.time()
@@ -89,7 +89,7 @@ def decode_speed(model, prompt, n_new=48):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="runs/qreport")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--eval-windows", type=int, default=48)
     ap.add_argument("--calib-windows", type=int, default=32)
     args = ap.parse_args()
