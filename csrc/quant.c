@@ -2,7 +2,7 @@
    Reference: minillm/quant/linear.py (matmul_reference) and minillm/quant/ggml_quants.py (layouts).
 
    Two kinds of loop:
-   - AVX-512 paths for INT8, INT4, Q8_0 and Q4_0 (the decode formats): codes are widened to int32 in a
+   - AVX-512 (or AVX2+FMA) paths for INT8, INT4, Q8_0 and Q4_0 (the decode formats): codes are widened to int32 in a
      register, converted to float and fused-multiply-added with x; per-block scales are applied once
      per block (Q8_0/Q4_0) or once per group (INT4, whose zero point is folded out as
      s * (sum q x - z * sum x), with sum x precomputed per group).
@@ -14,7 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -182,11 +182,12 @@ static void matmul_generic(int32_t fmt, float* out, const float* x, int64_t M, i
     }
 }
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__)
 /* ------------------------------------------------------------------ AVX-512 decode-format paths */
+#define HAVE_SIMD_GEMV 1
 static inline __m512 widen_i8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); }
 
-static void matmul_int8_avx512(float* out, const float* x, int64_t M, int64_t K, int64_t N,
+static void matmul_int8_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N,
                                const int8_t* w, const float* scale) {
 #pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
@@ -206,7 +207,7 @@ static void matmul_int8_avx512(float* out, const float* x, int64_t M, int64_t K,
     }
 }
 
-static void matmul_int4_avx512(float* out, const float* x, int64_t M, int64_t K, int64_t N,
+static void matmul_int4_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N,
                                const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
                                const float* sumx) {
     const int64_t ng = K / G;
@@ -238,7 +239,7 @@ static void matmul_int4_avx512(float* out, const float* x, int64_t M, int64_t K,
     }
 }
 
-static void matmul_q8_0_avx512(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
+static void matmul_q8_0_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
     const int64_t nb = K / QK8_0;
 #pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
@@ -256,7 +257,7 @@ static void matmul_q8_0_avx512(float* out, const float* x, int64_t M, int64_t K,
     }
 }
 
-static void matmul_q4_0_avx512(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
+static void matmul_q4_0_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
     const int64_t nb = K / QK4_0;
     const __m512i low4 = _mm512_set1_epi32(0xF), eight = _mm512_set1_epi32(8);
 #pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
@@ -277,6 +278,116 @@ static void matmul_q4_0_avx512(float* out, const float* x, int64_t M, int64_t K,
         }
     }
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+/* ------------------------------------------------------------------ AVX2 + FMA decode-format paths
+   The same loops 8 lanes wide, for CPUs without AVX-512. */
+#define HAVE_SIMD_GEMV 1
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+static inline __m256 widen8_i8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
+
+/* 32 packed weights (16 bytes, run-of-32 order) dotted with x[0..32): 4 vectors of 8 codes */
+static inline __m256 dot_nibbles32(const uint8_t* p, const float* x, __m256i bias, __m256 acc) {
+    const __m256i low4 = _mm256_set1_epi32(0xF);
+    __m128i b = _mm_loadu_si128((const __m128i*)p);
+    __m256i v0 = _mm256_cvtepu8_epi32(b), v1 = _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, low4), bias)), _mm256_loadu_ps(x), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, low4), bias)), _mm256_loadu_ps(x + 8), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), bias)), _mm256_loadu_ps(x + 16), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), bias)), _mm256_loadu_ps(x + 24), acc);
+    return acc;
+}
+
+static void matmul_int8_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N,
+                             const int8_t* w, const float* scale) {
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const int8_t* q = w + n * K;
+        for (int64_t m = 0; m < M; m++) {
+            const float* xm = x + m * K;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            int64_t k = 0;
+            for (; k + 16 <= K; k += 16) {
+                a0 = _mm256_fmadd_ps(widen8_i8(q + k), _mm256_loadu_ps(xm + k), a0);
+                a1 = _mm256_fmadd_ps(widen8_i8(q + k + 8), _mm256_loadu_ps(xm + k + 8), a1);
+            }
+            float s = hsum256(_mm256_add_ps(a0, a1));
+            for (; k < K; k++) s += (float)q[k] * xm[k];
+            out[m * N + n] = s * scale[n];
+        }
+    }
+}
+
+static void matmul_int4_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N,
+                             const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
+                             const float* sumx) {
+    const int64_t ng = K / G;
+    const __m256i nobias = _mm256_setzero_si256();
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const uint8_t* p = w + n * (K / 2);
+        const float* s = scale + n * ng;
+        const uint8_t* z = zero + n * ng;
+        for (int64_t m = 0; m < M; m++) {
+            const float* xm = x + m * K;
+            __m256 acc = _mm256_setzero_ps();
+            float zterm = 0.0f;
+            for (int64_t g = 0; g < ng; g++) {
+                __m256 ga = _mm256_setzero_ps();
+                for (int64_t r = 0; r < G / 32; r++) {
+                    const int64_t k = g * G + 32 * r;
+                    ga = dot_nibbles32(p + k / 2, xm + k, nobias, ga);
+                }
+                acc = _mm256_fmadd_ps(ga, _mm256_set1_ps(s[g]), acc);
+                zterm += s[g] * (float)z[g] * sumx[m * ng + g];
+            }
+            out[m * N + n] = hsum256(acc) - zterm;  /* sum s (q - z) x */
+        }
+    }
+}
+
+static void matmul_q8_0_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
+    const int64_t nb = K / QK8_0;
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const block_q8_0* blk = (const block_q8_0*)(w + n * nb * sizeof(block_q8_0));
+        for (int64_t m = 0; m < M; m++) {
+            const float* xm = x + m * K;
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const float* xb = xm + 32 * b;
+                __m256 t = _mm256_mul_ps(widen8_i8(blk[b].qs), _mm256_loadu_ps(xb));
+                t = _mm256_fmadd_ps(widen8_i8(blk[b].qs + 8), _mm256_loadu_ps(xb + 8), t);
+                t = _mm256_fmadd_ps(widen8_i8(blk[b].qs + 16), _mm256_loadu_ps(xb + 16), t);
+                t = _mm256_fmadd_ps(widen8_i8(blk[b].qs + 24), _mm256_loadu_ps(xb + 24), t);
+                acc = _mm256_fmadd_ps(t, _mm256_set1_ps(fp16_to_fp32(blk[b].d)), acc);
+            }
+            out[m * N + n] = hsum256(acc);
+        }
+    }
+}
+
+static void matmul_q4_0_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
+    const int64_t nb = K / QK4_0;
+    const __m256i eight = _mm256_set1_epi32(8);
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const block_q4_0* blk = (const block_q4_0*)(w + n * nb * sizeof(block_q4_0));
+        for (int64_t m = 0; m < M; m++) {
+            const float* xm = x + m * K;
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                __m256 t = dot_nibbles32(blk[b].qs, xm + 32 * b, eight, _mm256_setzero_ps());
+                acc = _mm256_fmadd_ps(t, _mm256_set1_ps(fp16_to_fp32(blk[b].d)), acc);
+            }
+            out[m * N + n] = hsum256(acc);
+        }
+    }
+}
 #endif
 
 int32_t quant_matmul(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N,
@@ -284,11 +395,11 @@ int32_t quant_matmul(int32_t fmt, float* out, const float* x, int64_t M, int64_t
     layout_t L;
     if (M < 0 || K <= 0 || N < 0 || get_layout(fmt, K, group_size, &L)) return -1;
     if (M == 0 || N == 0) return 0;
-#ifdef __AVX512F__
+#ifdef HAVE_SIMD_GEMV
     if (M <= 4) {  /* decode / tiny batches: re-reading a row from L1 per x row beats buffering */
-        if (fmt == F_INT8) { matmul_int8_avx512(out, x, M, K, N, (const int8_t*)w, scale); return 0; }
-        if (fmt == F_Q8_0) { matmul_q8_0_avx512(out, x, M, K, N, w); return 0; }
-        if (fmt == F_Q4_0) { matmul_q4_0_avx512(out, x, M, K, N, w); return 0; }
+        if (fmt == F_INT8) { matmul_int8_simd(out, x, M, K, N, (const int8_t*)w, scale); return 0; }
+        if (fmt == F_Q8_0) { matmul_q8_0_simd(out, x, M, K, N, w); return 0; }
+        if (fmt == F_Q4_0) { matmul_q4_0_simd(out, x, M, K, N, w); return 0; }
         if (fmt == F_INT4) {
             const int64_t ng = K / group_size;
             float* sumx = (float*)malloc((size_t)(M * ng) * sizeof(float));
@@ -299,7 +410,7 @@ int32_t quant_matmul(int32_t fmt, float* out, const float* x, int64_t M, int64_t
                     for (int64_t i = 0; i < group_size; i++) s += x[m * K + g * group_size + i];
                     sumx[m * ng + g] = s;
                 }
-            matmul_int4_avx512(out, x, M, K, N, w, scale, zero, group_size, sumx);
+            matmul_int4_simd(out, x, M, K, N, w, scale, zero, group_size, sumx);
             free(sumx);
             return 0;
         }
@@ -361,5 +472,81 @@ int32_t quant_matmul_int8_vnni(float* out, const float* x, int64_t M, int64_t K,
     }
     free(xq);
     free(sx);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ INT4 x INT8 activations */
+int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, int64_t N,
+                             const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G) {
+    if (M < 0 || N < 0 || K <= 0 || G <= 0 || G % 64 || K % G) return -1;
+    const int64_t ng = K / G;
+    int8_t* xq = (int8_t*)malloc((size_t)(M * K));
+    float* dx = (float*)malloc((size_t)(M * ng + 1) * sizeof(float));
+    int32_t* sx = (int32_t*)malloc((size_t)(M * ng + 1) * sizeof(int32_t));
+    if (!xq || !dx || !sx) { free(xq); free(dx); free(sx); return -1; }
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t g = 0; g < ng; g++) {
+            const float* xg = x + m * K + g * G;
+            float amax = 0.0f;
+            for (int64_t i = 0; i < G; i++) amax = fmaxf(amax, fabsf(xg[i]));
+            float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+            int32_t s = 0;
+            /* stored in the order the nibbles unpack: per 64 inputs, [0..16) [32..48) then [16..32) [48..64) */
+            int8_t* dst = xq + m * K + g * G;
+            for (int64_t c = 0; c < G; c += 64)
+                for (int h = 0; h < 2; h++)
+                    for (int r = 0; r < 2; r++)
+                        for (int j = 0; j < 16; j++) {
+                            int v = (int)nearbyintf(xg[c + 32 * r + 16 * h + j] * id);
+                            dst[c + 32 * h + 16 * r + j] = (int8_t)v;
+                            s += v;
+                        }
+            dx[m * ng + g] = d;
+            sx[m * ng + g] = s;
+        }
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const uint8_t* p = w + n * (K / 2);
+        const float* s = scale + n * ng;
+        const uint8_t* z = zero + n * ng;
+        for (int64_t m = 0; m < M; m++) {
+            const int8_t* a = xq + m * K;
+            float total = 0.0f;
+#if defined(__AVX2__)
+            const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+            __m256 accf = _mm256_setzero_ps();
+            for (int64_t g = 0; g < ng; g++) {
+                __m256i acc = _mm256_setzero_si256();
+                for (int64_t c = g * G; c < (g + 1) * G; c += 64) {
+                    __m256i b = _mm256_loadu_si256((const __m256i*)(p + c / 2));
+                    __m256i lo = _mm256_and_si256(b, low4);
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
+                    __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i*)(a + c))),
+                                                 _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i*)(a + c + 32))));
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(t, ones));
+                }
+                const float f = s[g] * dx[m * ng + g];
+                accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(f), accf);
+                total -= f * (float)z[g] * (float)sx[m * ng + g];
+            }
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(accf), _mm256_extractf128_ps(accf, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            total += _mm_cvtss_f32(h);
+#else
+            for (int64_t g = 0; g < ng; g++) {
+                int32_t dot = 0;
+                for (int64_t c = g * G; c < (g + 1) * G; c += 64)
+                    for (int j = 0; j < 32; j++) {
+                        dot += (p[c / 2 + j] & 0xF) * a[c + j] + (p[c / 2 + j] >> 4) * a[c + 32 + j];
+                    }
+                const float f = s[g] * dx[m * ng + g];
+                total += f * ((float)dot - (float)z[g] * (float)sx[m * ng + g]);
+            }
+#endif
+            out[m * N + n] = total;
+        }
+    }
+    free(xq); free(dx); free(sx);
     return 0;
 }

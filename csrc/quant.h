@@ -26,4 +26,10 @@ int32_t quant_dequant_rows(int32_t fmt, float* out, int64_t n0, int64_t n1, int6
 int32_t quant_matmul_int8_vnni(float* out, const float* x, int64_t M, int64_t K, int64_t N,
                                const int8_t* w, const float* scale);
 
+/* INT4 weights x INT8 activations (the llama.cpp-style integer path): each group of G inputs of a row
+   of x is quantized to int8 (absmax / 127) inside, and sum q_w q_x runs in integers (AVX2 maddubs);
+   out = sum_g s_w[g] d_x[g] (sum q_w q_x - z[g] sum q_x). G must be a multiple of 64. */
+int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, int64_t N,
+                             const uint8_t* w, const float* scale, const uint8_t* zero, int64_t group_size);
+
 #endif

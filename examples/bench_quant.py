@@ -5,7 +5,8 @@ llama.cpp on the same GGUF files.
     python examples/bench_quant.py --quick    # fewer repeats, 4096x4096 only
 
 Part 1: x (1, K) @ W^T for W (N, K) = 4096x4096 and 11008x4096, W in fp32 (numpy/OpenBLAS), INT8
-(per-channel), INT4 (group 128), Q8_0 and Q4_0. GB/s counts the bytes of the weights read once per
+(per-channel), INT4 (group 128; "int4-q8x" also quantizes x to int8 per group and sums in integers,
+as llama.cpp does), Q8_0 and Q4_0. GB/s counts the bytes of the weights read once per
 GEMV; the machine's bandwidth is measured in the same run (numpy sum over a 256 MiB array). A weight
 set of a few MB can stay in the 32 MB L3 between repeats, so each timing rotates through enough
 copies of the matrix to exceed the cache, as a real decode step (every layer once) does.
@@ -52,11 +53,13 @@ def gemv_table(shapes, repeats):
     rng = np.random.default_rng(0)
     bw = bandwidth()
     print(f"measured memory bandwidth (numpy sum, 256 MiB): {bw:.1f} GB/s")
-    print(f"{'N x K':>12} {'format':>7} {'bytes MB':>9} {'time ms':>8} {'GB/s':>6} {'% of bw':>8} {'speedup vs fp32':>16}")
+    print(f"{'N x K':>12} {'format':>8} {'bytes MB':>9} {'time ms':>8} {'GB/s':>6} {'% of bw':>8} {'speedup vs fp32':>16}")
     for N, K in shapes:
         w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
         x = rng.standard_normal((1, K)).astype(np.float32)
-        layers = {"fp32": None, "int8": Int8Linear(*quantize_int8(w)), "int4": Int4Linear(*quantize_int4(w, 128), 128),
+        i4 = quantize_int4(w, 128)
+        layers = {"fp32": None, "int8": Int8Linear(*quantize_int8(w)), "int4": Int4Linear(*i4, 128),
+                  "int4-q8x": Int4Linear(*i4, 128, act_int8=True),
                   "q8_0": GGMLLinear("q8_0", quantize_blocks(w, "q8_0")), "q4_0": GGMLLinear("q4_0", quantize_blocks(w, "q4_0"))}
         base = None
         for fmt, lin in layers.items():
@@ -68,6 +71,8 @@ def gemv_table(shapes, repeats):
             else:
                 ws = [type(lin).from_arrays(lin.meta(), {k: v.copy() for k, v in lin.arrays().items()})
                       for _ in range(copies)]
+                for m in ws:
+                    m.act_int8 = getattr(lin, "act_int8", False)
                 calls = [lambda m=m: m.matmul(x) for m in ws]
 
             def run():
@@ -76,7 +81,7 @@ def gemv_table(shapes, repeats):
             t = median_time(run, repeats) / copies
             base = t if base is None else base
             gbs = nbytes / t / 1e9
-            print(f"{N:>5} x {K:<5} {fmt:>7} {nbytes / 1e6:9.1f} {t * 1e3:8.3f} {gbs:6.1f} {100 * gbs / bw:7.0f}% "
+            print(f"{N:>5} x {K:<5} {fmt:>8} {nbytes / 1e6:9.1f} {t * 1e3:8.3f} {gbs:6.1f} {100 * gbs / bw:7.0f}% "
                   f"{base / t:15.2f}x")
             del ws, calls
 
@@ -94,7 +99,7 @@ def decode_table(n_new=64, prompt_len=16):
     model = Transformer(cfg, seed=0)
     prompt = [int(t) for t in np.random.default_rng(1).integers(0, cfg.vocab_size, prompt_len)]
     print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, 2 threads")
-    print(f"{'format':>7} {'llama.cpp tok/s':>16} {'minillm tok/s':>14} {'llama.cpp / minillm':>20}")
+    print(f"{'format':>8} {'llama.cpp tok/s':>16} {'minillm tok/s':>14} {'llama.cpp / minillm':>20}")
     with tempfile.TemporaryDirectory() as d:
         for dtype in ("f32", "q8_0", "q4_0"):
             path = os.path.join(d, f"m-{dtype}.gguf")

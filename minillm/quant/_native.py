@@ -67,3 +67,19 @@ def matmul_int8_vnni(x, q, scale):  # x (M, K) float32, q (N, K) int8, scale (N,
     if rc:
         raise MemoryError("quant_matmul_int8_vnni: allocation failed")
     return out
+
+
+def matmul_int4_q8(x, packed, scale, zero, group_size):  # x (M, K) float32 -> (M, N), int8 activations
+    M, K = x.shape
+    N = packed.shape[0]
+    if group_size % 64 or K % group_size:
+        raise ValueError(f"group_size: the int8-activation path needs a multiple of 64 dividing K={K}, got {group_size}")
+    ng = K // group_size
+    out = np.empty((M, N), dtype=np.float32)
+    rc = lib.quant_matmul_int4_q8(ffi.cast("float*", out.ctypes.data), _ptr(x, "float*", np.float32, "x", 4 * M * K),
+                                  M, K, N, _ptr(packed, "uint8_t*", np.uint8, "packed", N * K // 2),
+                                  _ptr(scale, "float*", np.float32, "scale", 4 * N * ng),
+                                  _ptr(zero, "uint8_t*", np.uint8, "zero", N * ng), group_size)
+    if rc:
+        raise MemoryError("quant_matmul_int4_q8: allocation failed")
+    return out

@@ -77,3 +77,22 @@ def test_bad_inputs_raise():
         _native.matmul("int4", np.zeros((1, 64), np.float32), lin.packed[:2], lin.scale, lin.zero, 32, 4, 32, 8)
     with pytest.raises(ValueError, match="fmt"):
         _native.matmul("q5_K", np.zeros((1, 64), np.float32), lin.packed, None, None, 0, 4, 32, 0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(M=st.integers(1, 4), N=st.integers(1, 33), G=st.sampled_from([64, 128]), kb=st.integers(1, 3),
+       seed=st.integers(0, 2**32 - 1))
+def test_int4_int8_activation_path_matches_its_integer_reference(M, N, G, kb, seed):
+    rng = np.random.default_rng(seed)
+    K = 128 * kb
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    x = rng.standard_normal((M, K)).astype(np.float32) * 3
+    lin = Int4Linear(*quantize_int4(w, G), G, act_int8=True)
+    got = lin.matmul(x)
+    want = lin.matmul_int8_act_reference(x)
+    # integer sums are exact on both sides; only the per-group float scaling is rounded
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    # activation rounding costs at most d_x/2 per input: a loose check against the exact product
+    exact = lin.matmul_reference(x)
+    bound = (np.abs(x).max() / 127 / 2) * np.abs(lin.dequantize()).sum(axis=1)[None, :] + 1e-4
+    assert np.all(np.abs(got - exact) <= bound)
