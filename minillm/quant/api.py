@@ -260,4 +260,4 @@ def model_bytes(model):
     return int(sum(a.nbytes for a in model.params.values()) + sum(q.nbytes for q in model.quantized.values()))
 
 
-__all__ = ["quantize", "save_quantized", "load_quantized", "model_bytes", "METHODS", "FORMATS", "NF4_BLOCK"]
+__all__ = ["quantize", "save_quantized", "load_quantized", "model_bytes", "fits", "METHODS", "FORMATS"]

@@ -19,7 +19,7 @@ Q4_0/Q4_K/Q6_K to the weighted variants, as llama-quantize --imatrix does.
 """
 import numpy as np
 
-from .formats import BLOCK_Q4_0, BLOCK_Q4_K, BLOCK_Q6_K, BLOCK_Q8_0, GGML_BLOCKS, QK4_0, QK8_0, QK_K
+from .formats import BLOCK_Q4_0, BLOCK_Q4_K, BLOCK_Q6_K, BLOCK_Q8_0, GGML_BLOCKS, QK_K
 
 F32 = np.float32
 GROUP_MAX_EPS = F32(1e-15)
