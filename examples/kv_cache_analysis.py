@@ -1,0 +1,203 @@
+"""What the KV cache buys, and how fast minillm decodes beside transformers and llama.cpp.
+
+    python examples/kv_cache_analysis.py                    # ~5 minutes on 2 cores
+    python examples/kv_cache_analysis.py --lengths 25,50,100,200 --repeats 3
+
+Table 1 -- with vs without the cache (124M GPT-2 shape, random weights, greedy, 16-token prompt):
+    generation tokens/s and the speedup at several lengths. Without a cache step t re-runs the model
+    over all 16 + t tokens, so the cost per token grows with length; with it, only the new token runs.
+Table 2 -- memory per token: the formula 2 * n_layer * n_kv_head * d_head * bytes beside the bytes
+    actually held per token by kv_cache.KVCache and by the paged cache, for GPT-2 124M and a Llama.
+Table 3 -- decode tokens/s at batch 1 after a 128-token prompt (time between streamed tokens, median):
+    minillm vs Hugging Face transformers (torch CPU, fp32) on the same weights (minillm.io.save_hf ->
+    from_pretrained), for the GPT-2 124M shape and the 134M Llama shape; and, when llama-cpp-python is
+    installed and minillm.io.save_gguf exists, llama.cpp on the same Llama written as F32 GGUF.
+Everything runs in one process on the same inputs; ratios are what to compare across machines.
+"""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+# OpenBLAS's pthreads and the C kernels' OpenMP threads take turns every layer; spinning OpenMP
+# workers starve BLAS on 2 busy cores (measured 6.7 -> 31 tok/s decode on the 124M shape)
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from minillm import ModelConfig, Transformer  # noqa: E402
+from minillm.inference import KVCache, generate, kv_bytes_per_token  # noqa: E402
+from minillm.inference.paged_kv_cache import PagedKVCache  # noqa: E402
+
+
+def timed(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def cache_speedup(model, lengths, repeats):
+    prompt = np.arange(16) + 100
+    print(f"\n== Table 1: with vs without KV cache ({model.config.n_layer}L d{model.config.d_model}, "
+          f"greedy, 16-token prompt, median of {repeats})")
+    print(f"{'new tokens':>10s} {'no cache tok/s':>15s} {'cache tok/s':>12s} {'speedup':>8s} {'same tokens':>12s}")
+    for n in lengths:
+        a = generate(model, prompt, n)
+        b = generate(model, prompt, n, use_cache=False)
+        t_cache = timed(lambda: generate(model, prompt, n), repeats)
+        t_plain = timed(lambda: generate(model, prompt, n, use_cache=False), repeats)
+        print(f"{n:10d} {n / t_plain:15.1f} {n / t_cache:12.1f} {t_plain / t_cache:7.1f}x "
+              f"{str(bool(np.array_equal(a, b))):>12s}")
+
+
+def memory_per_token():
+    print("\n== Table 2: KV memory per token (float32)")
+    print(f"{'model':12s} {'formula B/tok':>14s} {'KVCache B/slot':>15s} {'paged B/slot':>13s} "
+          f"{'MiB @1024 tok':>14s}")
+    for name in ("gpt2", "llama-134m", "llama-small"):
+        cfg = ModelConfig.preset(name)
+        formula = kv_bytes_per_token(cfg, 4)
+        c = KVCache.allocate(cfg, 1, 64)
+        measured = (c.k.nbytes + c.v.nbytes) / 64
+        p = PagedKVCache(cfg, num_blocks=4, block_size=16)
+        paged = (p.k.nbytes + p.v.nbytes) / (4 * 16)
+        print(f"{name:12s} {formula:14,d} {measured:15,.0f} {paged:13,.0f} {formula * 1024 / 2**20:14.1f}")
+    print("  formula: 2 (K and V) * n_layer * n_kv_head * head_dim * 4 bytes; GQA shrinks it by n_head / n_kv_head")
+
+
+def minillm_decode_rate(model, prompt, n):
+    stamps = []
+    generate(model, prompt, n, stream=lambda t: stamps.append(time.perf_counter()))
+    return 1.0 / float(np.median(np.diff(stamps))), stamps
+
+
+def hf_decode_rate(hf, prompt, n):
+    import torch
+    from transformers.generation.streamers import BaseStreamer
+
+    class Stamps(BaseStreamer):
+        def __init__(self):
+            self.t, self.tokens, self.first = [], [], True
+
+        def put(self, value):
+            if self.first:          # the prompt comes first
+                self.first = False
+                return
+            self.t.append(time.perf_counter())
+            self.tokens.append(int(value.reshape(-1)[0]))
+
+        def end(self):
+            pass
+    s = Stamps()
+    with torch.inference_mode():
+        ids = torch.tensor(prompt[None])
+        # an explicit all-ones mask: otherwise transformers masks every prompt token equal to pad_token_id
+        hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                    do_sample=False, pad_token_id=hf.config.eos_token_id, streamer=s)
+    return 1.0 / float(np.median(np.diff(s.t))), np.array(s.tokens)
+
+
+def llama_cpp_decode_rate(model, prompt, n, folder):
+    """llama.cpp F32 on the same Llama, or (None, reason)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None, "llama-cpp-python not installed (pip install llama-cpp-python builds it, ~6 min)"
+    try:
+        from minillm.io import save_gguf
+    except ImportError:
+        return None, "minillm.io.save_gguf not available"
+    path = os.path.join(folder, "model-f32.gguf")
+    save_gguf(model, path, dtype="f32")
+    # logits_all: llama-cpp-python fills .scores only then (a decode step still computes one row)
+    llm = llama_cpp.Llama(model_path=path, n_ctx=len(prompt) + n + 8, n_batch=512, logits_all=True,
+                          n_threads=int(os.environ["OMP_NUM_THREADS"]), verbose=False)
+    llm.reset()
+    llm.eval(prompt.tolist())
+    stamps, tokens = [], []
+    for _ in range(n):
+        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        tokens.append(tok)
+        stamps.append(time.perf_counter())
+        llm.eval([tok])
+    return 1.0 / float(np.median(np.diff(stamps))), np.array(tokens)
+
+
+def decode_speed(n_new, folder):
+    import torch
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    from transformers import AutoModelForCausalLM
+
+    from minillm.io import save_hf
+    print(f"\n== Table 3: decode tokens/s at batch 1 (prompt 128, {n_new} new tokens, greedy, "
+          f"median time between tokens, {os.environ['OMP_NUM_THREADS']} threads)")
+    print(f"{'model':12s} {'minillm':>8s} {'transformers':>13s} {'ratio':>6s} {'llama.cpp F32':>14s} "
+          f"{'ratio':>6s}  same tokens as minillm")
+    notes = []
+    for name in ("gpt2", "llama-134m"):
+        cfg = ModelConfig.preset(name)
+        model = Transformer(cfg, seed=0)
+        prompt = ((np.arange(128) * 7919 + 13) % cfg.vocab_size).astype(np.int64)
+        d = os.path.join(folder, name)
+        save_hf(model, d)
+        hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+        generate(model, prompt, 2)
+        ours, ours_tok = [], None
+        theirs, hf_tok = [], None
+        for _ in range(3):  # alternate, so both see the same machine load
+            r, _ = minillm_decode_rate(model, prompt, n_new)
+            ours.append(r)
+            r, hf_tok = hf_decode_rate(hf, prompt, n_new)
+            theirs.append(r)
+        ours_tok = generate(model, prompt, n_new)
+        ours, theirs = float(np.median(ours)), float(np.median(theirs))
+        same = [f"transformers {int(np.sum(ours_tok == hf_tok))}/{n_new}"]
+        cpp, cpp_s = None, "-"
+        if cfg.arch == "llama":
+            rates = []
+            for _ in range(3):
+                res = llama_cpp_decode_rate(model, prompt, n_new, d)
+                if res[0] is None:
+                    notes.append(f"llama.cpp column skipped: {res[1]}")
+                    break
+                rates.append(res[0])
+                cpp_tok = res[1]
+            if rates:
+                cpp = float(np.median(rates))
+                same.append(f"llama.cpp {int(np.sum(ours_tok == cpp_tok))}/{n_new}")
+        cpp_s = f"{cpp:14.1f} {ours / cpp:5.2f}x" if cpp else f"{'-':>14s} {'-':>6s}"
+        print(f"{name:12s} {ours:8.1f} {theirs:13.1f} {ours / theirs:5.2f}x {cpp_s}  {', '.join(same)}")
+        del hf
+    for note in notes:
+        print("  " + note)
+    print("  ceiling at batch 1: bytes of weights read per token / memory bandwidth (~30 GB/s here):"
+          f" gpt2 {ModelConfig.preset('gpt2').num_params() * 4 / 1e9:.2f} GB -> "
+          f"~{30e9 / (ModelConfig.preset('gpt2').num_params() * 4):.0f} tok/s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lengths", default="25,50,100")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--skip", default="", help="comma list of tables to skip: 1,2,3")
+    args = ap.parse_args()
+    skip = set(args.skip.split(","))
+    if "1" not in skip:
+        cache_speedup(Transformer(ModelConfig.preset("gpt2"), seed=0),
+                      [int(x) for x in args.lengths.split(",")], args.repeats)
+    if "2" not in skip:
+        memory_per_token()
+    if "3" not in skip:
+        with tempfile.TemporaryDirectory() as folder:
+            decode_speed(args.decode_tokens, folder)
+
+
+if __name__ == "__main__":
+    main()
