@@ -22,8 +22,9 @@ def load_any(path):
 class ProgressBar:
     """`[#####.....]  512/8192 merges` redrawn in place on a stream."""
 
-    def __init__(self, what, stream=sys.stderr, width=30):
-        self.what, self.stream, self.width = what, stream, width
+    def __init__(self, what, stream=None, width=30):
+        # sys.stderr is looked up now, not at import: it may have been replaced since (e.g. captured)
+        self.what, self.stream, self.width = what, stream or sys.stderr, width
 
     def __call__(self, done, total):
         filled = self.width * done // max(total, 1)
