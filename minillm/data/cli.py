@@ -9,7 +9,8 @@ import sys
 import time
 
 
-def _progress_bar(stream=sys.stderr, width=30):
+def _progress_bar(stream=None, width=30):
+    stream = stream or sys.stderr  # looked up now, not at import: it may have been replaced since
     start = time.perf_counter()
 
     def show(phase, done, total):
