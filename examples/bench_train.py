@@ -4,9 +4,10 @@
     python examples/bench_train.py --steps 10 --flavours llama
 
 Model: 6 layers, d_model 384, 6 heads, ctx 256, vocab 8192, batch 8 (presets gpt2-6l / llama-6l).
-One step = forward + backward + AdamW update. PyTorch runs the same weights through Hugging Face
-transformers' GPT2LMHeadModel / LlamaForCausalLM (eager mode, loaded with minillm.io.save_hf), with
-torch.optim.AdamW. Both use 2 threads (OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / torch threads).
+One step = forward + backward + gradient clipping + AdamW update. PyTorch runs the same weights
+(written with minillm.io.save_hf) through Hugging Face transformers' GPT2LMHeadModel /
+LlamaForCausalLM in eager mode with torch.optim.AdamW. Each library runs in its own process so that
+neither's thread pools (OpenMP, OpenBLAS) or wait policies disturb the other; both use 2 threads.
 """
 import os
 
@@ -14,15 +15,14 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(var, "2")
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
 import numpy as np
-
-from minillm import ModelConfig, Transformer, kernels
-from minillm.io import save_hf
-from minillm.optim import AdamW, clip_grad_norm
 
 
 def time_steps(step, n, warmup=2):
@@ -37,6 +37,7 @@ def time_steps(step, n, warmup=2):
 
 
 def bench_minillm(model, x, y, n):
+    from minillm.optim import AdamW, clip_grad_norm
     opt = AdamW(model.params, lr=1e-4, weight_decay=0.1)
 
     def step():
@@ -47,18 +48,18 @@ def bench_minillm(model, x, y, n):
     return time_steps(step, n)
 
 
-def bench_torch(model, x, y, n, threads):
+def torch_worker(folder, n, threads):
+    """Runs in a child process: times the PyTorch step on the weights and batch in `folder`."""
     import torch
+    import transformers
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as d:
-        save_hf(model, d)
-        import transformers
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        tm = transformers.AutoModelForCausalLM.from_pretrained(d, attn_implementation="sdpa")
+    tm = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa")
     tm.train()
     opt = torch.optim.AdamW(tm.parameters(), lr=1e-4, weight_decay=0.1)
-    tx, ty = torch.tensor(x), torch.tensor(y)
+    tx = torch.tensor(np.load(os.path.join(folder, "x.npy")))
+    ty = torch.tensor(np.load(os.path.join(folder, "y.npy")))
 
     def step():
         logits = tm(tx).logits
@@ -68,7 +69,23 @@ def bench_torch(model, x, y, n, threads):
         torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
         opt.step()
 
-    return time_steps(step, n)
+    print(json.dumps({"seconds": time_steps(step, n)}))
+
+
+def bench_torch(model, x, y, n, threads):
+    """Median seconds per PyTorch step in a child process, or nan when torch is missing."""
+    from minillm.io import save_hf
+    with tempfile.TemporaryDirectory() as d:
+        save_hf(model, d)
+        np.save(os.path.join(d, "x.npy"), x)
+        np.save(os.path.join(d, "y.npy"), y)
+        out = subprocess.run([sys.executable, __file__, "--torch-worker", d, "--steps", str(n)],
+                             capture_output=True, text=True)
+    if out.returncode != 0:
+        if "No module named 'torch'" in out.stderr or "No module named 'transformers'" in out.stderr:
+            return float("nan")
+        raise RuntimeError(f"torch worker failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def main():
@@ -76,29 +93,30 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--flavours", nargs="+", default=["gpt2", "llama"])
+    ap.add_argument("--torch-worker", metavar="DIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
     threads = int(os.environ["OMP_NUM_THREADS"])
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
+    if args.torch_worker:
+        return torch_worker(args.torch_worker, args.steps, threads)
+
+    from minillm import ModelConfig, Transformer, kernels
     print(f"kernels: {kernels.backend()}, threads: {threads}, batch {args.batch}, median of {args.steps} steps")
     print(f"{'flavour':8} {'params':>8} {'minillm s/step':>15} {'torch s/step':>13} {'ratio':>6} "
           f"{'minillm tok/s':>14} {'torch tok/s':>12}")
+    missing = False
     for flavour in args.flavours:
         cfg = ModelConfig.preset(f"{flavour}-6l")
         model = Transformer(cfg, seed=0)
         rng = np.random.default_rng(0)
         x = rng.integers(0, cfg.vocab_size, (args.batch, cfg.max_seq_len))
         y = rng.integers(0, cfg.vocab_size, (args.batch, cfg.max_seq_len))
-        ntok = x.size
-        t_torch = bench_torch(model, x, y, args.steps, threads) if have_torch else float("nan")
+        t_torch = bench_torch(model, x, y, args.steps, threads)
+        missing |= t_torch != t_torch
         t_ours = bench_minillm(model, x, y, args.steps)
         print(f"{flavour:8} {cfg.num_params() / 1e6:7.1f}M {t_ours:15.3f} {t_torch:13.3f} {t_ours / t_torch:6.2f} "
-              f"{ntok / t_ours:14,.0f} {ntok / t_torch:12,.0f}")
-    if not have_torch:
-        print("(torch not installed: pip install torch==2.13.0 for the comparison)")
+              f"{x.size / t_ours:14,.0f} {x.size / t_torch:12,.0f}")
+    if missing:
+        print("(torch/transformers not installed: pip install torch==2.13.0 transformers for the comparison)")
 
 
 if __name__ == "__main__":
