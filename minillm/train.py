@@ -305,7 +305,7 @@ def register(subparsers):
     p.add_argument("--preset", default="llama-small", help="model preset (minillm.model.PRESETS)")
     p.add_argument("--tokenizer", default="bpe", choices=["bpe", "byte"], help="vocabulary")
     p.add_argument("--vocab-size", type=int, default=2048)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=450)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
