@@ -18,15 +18,32 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
-# OpenBLAS's pthreads and the C kernels' OpenMP threads take turns every layer; spinning OpenMP
-# workers starve BLAS on 2 busy cores (measured 6.7 -> 31 tok/s decode on the 124M shape)
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# transformers runs in a child process (hf_worker): torch and minillm would otherwise share one
+# OpenMP runtime, and minillm sets OMP_WAIT_POLICY=PASSIVE for it (kernels/native.py), which
+# slows torch. The child gets the user's own setting, or none.
+USER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+if __name__ == "__main__" and "--hf-worker" in sys.argv:  # child: torch only, never minillm's kernels
+    def _hf_worker(folder, n, repeats):
+        import torch
+        from transformers import AutoModelForCausalLM
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        prompt = np.load(os.path.join(folder, "prompt.npy"))
+        rates = []
+        for _ in range(repeats):
+            r, tokens = hf_decode_rate(hf, prompt, n)
+            rates.append(r)
+        print(json.dumps({"rate": float(np.median(rates)), "tokens": [int(t) for t in tokens]}))
 
 from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.inference import KVCache, generate, kv_bytes_per_token  # noqa: E402
@@ -129,11 +146,21 @@ def llama_cpp_decode_rate(model, prompt, n, folder):
     return 1.0 / float(np.median(np.diff(stamps))), np.array(tokens)
 
 
-def decode_speed(n_new, folder):
-    import torch
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    from transformers import AutoModelForCausalLM
+def hf_decode_in_child(folder, prompt, n, repeats=3):
+    """transformers' decode rate (median of repeats) and tokens, measured in a child process."""
+    np.save(os.path.join(folder, "prompt.npy"), prompt)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if USER_WAIT_POLICY is not None:
+        env["OMP_WAIT_POLICY"] = USER_WAIT_POLICY
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--hf-worker", folder, str(n), str(repeats)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"transformers worker failed:\n{out.stderr}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return res["rate"], np.array(res["tokens"])
 
+
+def decode_speed(n_new, folder):
     from minillm.io import save_hf
     print(f"\n== Table 3: decode tokens/s at batch 1 (prompt 128, {n_new} new tokens, greedy, "
           f"median time between tokens, {os.environ['OMP_NUM_THREADS']} threads)")
@@ -146,17 +173,10 @@ def decode_speed(n_new, folder):
         prompt = ((np.arange(128) * 7919 + 13) % cfg.vocab_size).astype(np.int64)
         d = os.path.join(folder, name)
         save_hf(model, d)
-        hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
         generate(model, prompt, 2)
-        ours, ours_tok = [], None
-        theirs, hf_tok = [], None
-        for _ in range(3):  # alternate, so both see the same machine load
-            r, _ = minillm_decode_rate(model, prompt, n_new)
-            ours.append(r)
-            r, hf_tok = hf_decode_rate(hf, prompt, n_new)
-            theirs.append(r)
+        theirs, hf_tok = hf_decode_in_child(d, prompt, n_new)
+        ours = float(np.median([minillm_decode_rate(model, prompt, n_new)[0] for _ in range(3)]))
         ours_tok = generate(model, prompt, n_new)
-        ours, theirs = float(np.median(ours)), float(np.median(theirs))
         same = [f"transformers {int(np.sum(ours_tok == hf_tok))}/{n_new}"]
         cpp, cpp_s = None, "-"
         if cfg.arch == "llama":
@@ -173,7 +193,6 @@ def decode_speed(n_new, folder):
                 same.append(f"llama.cpp {int(np.sum(ours_tok == cpp_tok))}/{n_new}")
         cpp_s = f"{cpp:14.1f} {ours / cpp:5.2f}x" if cpp else f"{'-':>14s} {'-':>6s}"
         print(f"{name:12s} {ours:8.1f} {theirs:13.1f} {ours / theirs:5.2f}x {cpp_s}  {', '.join(same)}")
-        del hf
     for note in notes:
         print("  " + note)
     print("  ceiling at batch 1: bytes of weights read per token / memory bandwidth (~30 GB/s here):"
@@ -200,4 +219,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if "--hf-worker" in sys.argv:
+        i = sys.argv.index("--hf-worker")
+        _hf_worker(sys.argv[i + 1], int(sys.argv[i + 2]), int(sys.argv[i + 3]))
+    else:
+        main()
