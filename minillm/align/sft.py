@@ -20,11 +20,11 @@ block-diagonal `segments` path, exact and differentiable), positions restart at 
 and the last token of a document never gets the next document's first token as its target. A packed
 batch therefore gives the same loss and gradients as the padded batch of the same examples.
 """
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..io.jsonl import iter_jsonl
 from ..nn import cross_entropy_backward, cross_entropy_forward
 from ..optim import AdamW, clip_grad_norm, warmup_cosine
 from ..tokenizer import templates
@@ -55,17 +55,8 @@ def record_to_messages(record, index=0):
 
 
 def load_jsonl(path):
-    """A JSON-lines file in either format -> list of conversations (lists of messages)."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON: {e}") from None
-            out.append(record_to_messages(record, f"{path}:{n}"))
+    """A JSON-lines file (plain or .gz) in either format -> list of conversations (lists of messages)."""
+    out = [record_to_messages(record, f"{path}:{n}") for n, record in iter_jsonl(path)]
     if not out:
         raise ValueError(f"{path}: no records")
     return out

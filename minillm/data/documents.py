@@ -12,13 +12,13 @@ Writers are atomic (temp file + rename, minillm.io.atomic_write): a shard appear
 all, which is what lets an interrupted pipeline run resume shard by shard.
 """
 import gzip
-import io
 import json
 import os
 import pathlib
 import re
 
 from ..io.atomic import atomic_write
+from ..io.jsonl import iter_jsonl, open_text
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
 TEXT_SUFFIXES = (".txt", ".txt.gz")
@@ -54,13 +54,6 @@ def list_shards(path):
     return shards
 
 
-def _open_text(path):
-    path = os.fspath(path)
-    if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def read_documents(path, text_unit="file"):
     """Yield the documents of one shard file (see the module docstring for formats)."""
     if text_unit not in TEXT_UNITS:
@@ -68,19 +61,12 @@ def read_documents(path, text_unit="file"):
     name = os.fspath(path)
     stem = shard_stem(path)
     if name.endswith(JSONL_SUFFIXES):
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{name}:{lineno}: not valid JSON ({e})") from e
-                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                    raise ValueError(f"{name}:{lineno}: expected an object with a string 'text' field")
-                yield make_document(obj.get("id", f"{stem}:{lineno}"), obj["text"], obj.get("meta"))
+        for lineno, obj in iter_jsonl(path):
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise ValueError(f"{name}:{lineno}: expected an object with a string 'text' field")
+            yield make_document(obj.get("id", f"{stem}:{lineno}"), obj["text"], obj.get("meta"))
     elif name.endswith(TEXT_SUFFIXES):
-        with _open_text(path) as f:
+        with open_text(path) as f:
             text = f.read()
         if text_unit == "file":
             parts = [text]
