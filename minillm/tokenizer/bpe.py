@@ -332,20 +332,10 @@ def _special_regex(tokens):
 
 def count_pieces(text_or_iterator, pattern, special_tokens=()):
     """{tuple of byte values: count} over the pre-tokenized pieces of the training text."""
-    if isinstance(text_or_iterator, str):
-        chunks = [text_or_iterator]
-    else:
-        try:
-            chunks = iter(text_or_iterator)
-        except TypeError:
-            raise TypeError(f"text_or_iterator: expected str or an iterable of str, "
-                            f"got {type(text_or_iterator).__name__}") from None
     split_special = _special_regex(tuple(special_tokens)) if special_tokens else None
     pattern_id = patterns.BUILTIN.get(pattern, 0) if _native_bpe.available() else 0
     counts = collections.Counter()
-    for k, chunk in enumerate(chunks):
-        if not isinstance(chunk, str):
-            raise TypeError(f"text_or_iterator: item {k} is {type(chunk).__name__}, expected str")
+    for chunk in patterns.text_chunks(text_or_iterator):
         chunk = _check_text(chunk)
         for part in (split_special.split(chunk) if split_special else [chunk]):
             if pattern_id:

@@ -86,3 +86,20 @@ def class_table():
         raise RuntimeError(f"regex case folding gives {sorted(folded)}, csrc/bpe.c assumes {sorted(expect)}")
     table.setflags(write=False)
     return table
+
+
+def text_chunks(text_or_iterator):
+    """The training input of every trainer as str chunks: a str, or an iterable of str (checked
+    lazily, so a generator over a large corpus is never held in memory)."""
+    if isinstance(text_or_iterator, str):
+        yield text_or_iterator
+        return
+    try:
+        chunks = iter(text_or_iterator)
+    except TypeError:
+        raise TypeError(f"text_or_iterator: expected str or an iterable of str, "
+                        f"got {type(text_or_iterator).__name__}") from None
+    for k, chunk in enumerate(chunks):
+        if not isinstance(chunk, str):
+            raise TypeError(f"text_or_iterator: item {k} is {type(chunk).__name__}, expected str")
+        yield chunk

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 import regex
 
+from .patterns import text_chunks
 from .unigram import BYTE, CONTROL, NORMAL, UNK_PENALTY, UNKNOWN
 
 WORD = r" ?[^ ]+| "
@@ -186,20 +187,10 @@ def _prune_loss(freq, alts, alive, always):
 
 
 def _words(text_or_iterator, split_digits, special_tokens):
-    if isinstance(text_or_iterator, str):
-        chunks = [text_or_iterator]
-    else:
-        try:
-            chunks = iter(text_or_iterator)
-        except TypeError:
-            raise TypeError(f"text_or_iterator: expected str or an iterable of str, "
-                            f"got {type(text_or_iterator).__name__}") from None
     rx = regex.compile(WORD_SPLIT_DIGITS if split_digits else WORD)
     cut = regex.compile("|".join(map(regex.escape, special_tokens))) if special_tokens else None
     counts = collections.Counter()
-    for k, chunk in enumerate(chunks):
-        if not isinstance(chunk, str):
-            raise TypeError(f"text_or_iterator: item {k} is {type(chunk).__name__}, expected str")
+    for chunk in text_chunks(text_or_iterator):
         for part in (cut.split(chunk) if cut else [chunk]):
             counts.update(rx.findall(part))
     return counts
