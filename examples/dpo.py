@@ -25,11 +25,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from minillm import ModelConfig, Transformer  # noqa: E402
+from minillm import ModelConfig  # noqa: E402
 from minillm.align import tasks  # noqa: E402
 from minillm.align.dpo import DPOConfig, dpo_train, precompute_reference_logps  # noqa: E402
 from minillm.align.ppo import model_bytes  # noqa: E402
-from minillm.align.sft import SFTConfig, sft_eval_loss, sft_train  # noqa: E402
 
 
 def main():
@@ -53,14 +52,10 @@ def main():
 
     # ---------------------------------------------------------------- 1. SFT
     t0 = time.perf_counter()
-    policy = Transformer(cfg, seed=args.seed)
-    train, val = tasks.sft_examples(tasks.sft_data(4000, rng)), tasks.sft_examples(tasks.sft_data(256, rng))
     print("\n== stage 1: supervised fine-tuning (loss on response tokens only) ==")
-    print(f"response loss before: {sft_eval_loss(policy, val):.3f}")
-    sft_train(policy, train, SFTConfig(lr=3e-3, min_lr=3e-4, warmup_steps=20, steps=150 if q else 400,
-                                       batch_size=64, seed=args.seed))
-    print(f"response loss after: {sft_eval_loss(policy, val):.3f}")
-    ref = Transformer(cfg, params={k: v.copy() for k, v in policy.params.items()})
+    policy, ref, val, loss0, loss1 = tasks.sft_stage(cfg, args.seed, 150 if q else 400, rng)
+    print(f"response loss before: {loss0:.3f}")
+    print(f"response loss after: {loss1:.3f}")
     before = tasks.evaluate_policy(policy, ref, held_out, np.random.default_rng(1))
     print(f"SFT policy: preference rate {before['rate_sampled']:.1%} sampled / {before['rate_greedy']:.1%} greedy"
           f"   [{time.perf_counter() - t0:.0f} s]")

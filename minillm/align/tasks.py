@@ -100,6 +100,21 @@ def sft_examples(pairs):
     return out
 
 
+def sft_stage(cfg, seed, steps, rng, log=None):
+    """Stage 1 of the RLHF and DPO pipelines: a fresh policy of `cfg`, fine-tuned on 4000 task
+    demonstrations (loss on the response only) and scored on 256 held-out ones.
+    -> (policy, frozen reference copy, val examples, response loss before, response loss after)"""
+    from ..model import Transformer
+    from .sft import SFTConfig, sft_eval_loss, sft_train
+    policy = Transformer(cfg, seed=seed)
+    train, val = sft_examples(sft_data(4000, rng)), sft_examples(sft_data(256, rng))
+    before = sft_eval_loss(policy, val)
+    sft_train(policy, train, SFTConfig(lr=3e-3, min_lr=3e-4, warmup_steps=20, steps=steps, batch_size=64,
+                                       seed=seed), log=log)
+    ref = Transformer(cfg, params={k: v.copy() for k, v in policy.params.items()})
+    return policy, ref, val, before, sft_eval_loss(policy, val)
+
+
 def preference_pairs(policy, prompts, rng, K=4, max_new_tokens=8):
     """The labelling stage: sample K responses per prompt from the policy, rank the distinct ones by
     score (the program is the labeller), expand each ranking to all pairs, drop ties.
