@@ -194,6 +194,58 @@ static void dot_block(float* out, int64_t ldo, const float* x, const float* w, i
     if (mb == 1) dot_tile(out, ldo, x, w, 1, 1, nb, K);
     else dot_tile(out, ldo, x, w, 4, mb, nb, K);
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+/* The AVX2 twin, 8 lanes wide. Sixteen ymm registers hold at most a 2 x 4 block of accumulators
+ * with its loads (a 4 x 4 block would spill), so x is taken two rows at a time; a GEMV (MB = 1)
+ * still streams four rows of w at once, which is what keeps enough loads in flight for a
+ * memory-bound product. The K % 8 tail is read with a masked load (never past a row's end). */
+static inline __attribute__((always_inline)) void dot_tile(float* out, int64_t ldo, const float* x,
+                                                           const float* w, const int MB,
+                                                           int64_t mb, int64_t nb, int64_t K) {
+    __m256 acc[2][4];
+    for (int i = 0; i < MB; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+    const float* xr[2], *wr[4];
+    for (int i = 0; i < MB; i++) xr[i] = x + (i < mb ? i : 0) * K;
+    for (int j = 0; j < 4; j++) wr[j] = w + (j < nb ? j : 0) * K;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 wv[4];
+        for (int j = 0; j < 4; j++) wv[j] = _mm256_loadu_ps(wr[j] + k);
+        for (int i = 0; i < MB; i++) {
+            __m256 xv = _mm256_loadu_ps(xr[i] + k);
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    if (k < K) {
+        static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+        const __m256i mask = _mm256_loadu_si256((const __m256i*)(lanes + 8 - (K - k)));
+        __m256 wv[4];
+        for (int j = 0; j < 4; j++) wv[j] = _mm256_maskload_ps(wr[j] + k, mask);
+        for (int i = 0; i < MB; i++) {
+            __m256 xv = _mm256_maskload_ps(xr[i] + k, mask);
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    float res[2][4];
+    for (int i = 0; i < MB; i++)
+        for (int j = 0; j < 4; j++) {
+            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
+            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            s = _mm_add_ss(s, _mm_movehdup_ps(s));
+            res[i][j] = _mm_cvtss_f32(s);
+        }
+    for (int i = 0; i < mb; i++)
+        for (int j = 0; j < nb; j++) out[i * ldo + j] = res[i][j];
+}
+
+static void dot_block(float* out, int64_t ldo, const float* x, const float* w, int64_t mb,
+                      int64_t nb, int64_t K) {
+    for (int64_t i = 0; i < mb; i += 2) {             /* the 4 rows of w stay in L1 between passes */
+        if (mb - i == 1) dot_tile(out + i * ldo, ldo, x + i * K, w, 1, 1, nb, K);
+        else dot_tile(out + i * ldo, ldo, x + i * K, w, 2, 2, nb, K);
+    }
+}
 #else
 static void dot_block(float* out, int64_t ldo, const float* x, const float* w, int64_t mb,
                       int64_t nb, int64_t K) {

@@ -53,17 +53,20 @@ for _name in KERNELS:
 del _name
 
 # matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T), OpenBLAS 0.3.31), so "native when
-# it fits" is not the fast choice everywhere. Measured on the Zen 4 box (shared and loaded, so as
-# single-thread CPU time, min of repeats; out (M, N) = x (M, K) @ w (N, K)^T):
-#   M = 2048, 1024 (training, prefill): C 56-80 GF/s vs BLAS 59-84 GF/s; BLAS faster on 8 of 9
-#       shapes (by 1.1-1.4x), C only on (2048, 384, 384) -> BLAS
-#   M = 1 (decode GEMV): C 0.12-0.66 ms vs BLAS 0.06-0.31 ms at K, N in 768..3072 -> BLAS (2x)
-#   M = 2, 3: C 1.05-1.44x faster, e.g. (3, 768, 3072) 1.44 vs 2.05 ms, (2, 384, 1152) 0.14 vs
-#       0.18 ms (OpenBLAS is slower at 2-3 rows than at 4 here) -> C
-#   M = 4 .. 32: BLAS 1.2-2x faster ((4, 768, 3072): 0.84 vs 1.76 ms) -> BLAS
-# Hence the C kernel for M in {2, 3} (a few sequences decoding together, short draft
-# verification) and BLAS otherwise. Re-measure with examples/bench_kernels.py on a new machine.
-_MATMUL_NATIVE_M = (2, 3)
+# it fits" is not the fast choice everywhere. out (M, N) = x (M, K) @ w (N, K)^T:
+#   M >= 4 (training, prefill, batched decode): BLAS. On the Zen 4 box (single-thread CPU time,
+#       min of repeats) C reached 56-80 GF/s vs BLAS 59-84 GF/s at M = 1024, 2048, and BLAS was
+#       1.2-2x faster at M = 4 .. 32 ((4, 768, 3072): 0.84 vs 1.76 ms).
+#   M = 2, 3: C 1.05-1.44x faster, e.g. (3, 768, 3072) 1.44 vs 2.05 ms (OpenBLAS is slower at 2-3
+#       rows than at 4 here).
+#   M = 1 (decode GEMV, memory-bound): C, since the AVX2 dot tile of csrc/matmul.c. With weights
+#       streamed from DRAM both read 19-24 GB/s on 2 threads (a quiet AVX2 box, 768 x 3072 up to
+#       50257 x 768). But a decode step alternates GEMVs with small C kernels, and when the two
+#       cores are also busy with other work, handing each GEMV to OpenBLAS's own thread pool
+#       collapsed: a Llama-134M decode step took 670 ms through BLAS vs 53 ms through the C kernel
+#       on the same loaded machine (interleaved runs). One OpenMP pool for the whole step avoids it.
+# Re-measure with examples/bench_kernels.py on a new machine.
+_MATMUL_NATIVE_M = (1, 2, 3)
 
 
 def matmul(out, x, w):
