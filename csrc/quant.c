@@ -2,12 +2,13 @@
    Reference: minillm/quant/linear.py (matmul_reference) and minillm/quant/ggml_quants.py (layouts).
 
    Two kinds of loop:
-   - AVX-512 (or AVX2+FMA) paths for INT8, INT4, Q8_0 and Q4_0 (the decode formats): codes are widened to int32 in a
-     register, converted to float and fused-multiply-added with x; per-block scales are applied once
-     per block (Q8_0/Q4_0) or once per group (INT4, whose zero point is folded out as
-     s * (sum q x - z * sum x), with sum x precomputed per group).
+   - AVX2+FMA GEMV paths (M <= 4, decode) for every format: codes are widened to int32 in a register,
+     converted to float and fused-multiply-added with x; scales are applied once per block, sub-block
+     or group, and offsets (INT4 zero points, Q4_0's 8, Q4_K's mins) are folded out of the inner loop
+     as s * (sum q x - z * sum x), with sum x per block computed once per call. AVX-512 hosts run the
+     same 8-lane loops.
    - a generic path for every format: decode one block into a stack buffer (<= 256 floats, stays in
-     L1) and dot it with up to 8 rows of x before moving on. Q4_K, Q6_K and NF4 use it always.
+     L1) and dot it with up to 8 rows of x before moving on (M > 4, or no AVX2).
    Summation order differs from x @ W^T, so results agree within float32 rounding, not bitwise. */
 #include "quant.h"
 
@@ -182,211 +183,272 @@ static void matmul_generic(int32_t fmt, float* out, const float* x, int64_t M, i
     }
 }
 
-#if defined(__AVX512F__)
-/* ------------------------------------------------------------------ AVX-512 decode-format paths */
+#if defined(__AVX2__) && defined(__FMA__)
+/* ------------------------------------------------------------------ AVX2 + FMA GEMV paths (M <= 4)
+   One output row n against one row of x, for every format; AVX-512 hosts run these too (Zen 4
+   executes 512-bit arithmetic as two 256-bit halves, so 8-lane loops reach the same throughput, and
+   one path is one thing to test). Two rules make them fast enough to be bound by memory:
+   - independent accumulators. A single FMA chain waits 4 cycles (the FMA latency) per 8 weights;
+     with 2-4 chains (and fresh partial sums per block) both FMA pipes stay busy.
+   - offsets leave the inner loop. For W = s (q - z):  sum_k s (q_k - z) x_k = s (sum_k q_k x_k - z sum_k x_k),
+     and sum_k x_k per block is computed once per call for all N rows (INT4 zero points, Q4_0's 8,
+     Q4_K's mins), so the inner loop is only widen bytes -> convert to float -> FMA with x.
+   Block scales are applied once per block (Q8_0/Q4_0/NF4), sub-block (Q4_K: 32, Q6_K: 16) or group
+   (INT4), never per weight. Nibble runs unpack with `& 0xF` (weights j) and `>> 4` (weights j + 16). */
 #define HAVE_SIMD_GEMV 1
-static inline __m512 widen_i8(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p))); }
 
-static void matmul_int8_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N,
-                               const int8_t* w, const float* scale) {
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const int8_t* q = w + n * K;
-        for (int64_t m = 0; m < M; m++) {
-            const float* xm = x + m * K;
-            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-            int64_t k = 0;
-            for (; k + 32 <= K; k += 32) {
-                a0 = _mm512_fmadd_ps(widen_i8(q + k), _mm512_loadu_ps(xm + k), a0);
-                a1 = _mm512_fmadd_ps(widen_i8(q + k + 16), _mm512_loadu_ps(xm + k + 16), a1);
-            }
-            float s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-            for (; k < K; k++) s += (float)q[k] * xm[k];
-            out[m * N + n] = s * scale[n];
-        }
-    }
-}
-
-static void matmul_int4_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N,
-                               const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
-                               const float* sumx) {
-    const int64_t ng = K / G;
-    const __m512i low4 = _mm512_set1_epi32(0xF);
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const uint8_t* p = w + n * (K / 2);
-        const float* s = scale + n * ng;
-        const uint8_t* z = zero + n * ng;
-        for (int64_t m = 0; m < M; m++) {
-            const float* xm = x + m * K;
-            __m512 acc = _mm512_setzero_ps();
-            float zterm = 0.0f;
-            for (int64_t g = 0; g < ng; g++) {
-                __m512 ga = _mm512_setzero_ps(), gb = _mm512_setzero_ps();
-                for (int64_t r = 0; r < G / 32; r++) {
-                    const int64_t k = g * G + 32 * r;
-                    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(p + k / 2)));
-                    __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, low4));
-                    __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
-                    ga = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xm + k), ga);
-                    gb = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xm + k + 16), gb);
-                }
-                acc = _mm512_fmadd_ps(_mm512_add_ps(ga, gb), _mm512_set1_ps(s[g]), acc);
-                zterm += s[g] * (float)z[g] * sumx[m * ng + g];
-            }
-            out[m * N + n] = _mm512_reduce_add_ps(acc) - zterm;  /* sum s (q - z) x */
-        }
-    }
-}
-
-static void matmul_q8_0_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
-    const int64_t nb = K / QK8_0;
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const block_q8_0* blk = (const block_q8_0*)(w + n * nb * sizeof(block_q8_0));
-        for (int64_t m = 0; m < M; m++) {
-            const float* xm = x + m * K;
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                __m512 t = _mm512_mul_ps(widen_i8(blk[b].qs), _mm512_loadu_ps(xm + 32 * b));
-                t = _mm512_fmadd_ps(widen_i8(blk[b].qs + 16), _mm512_loadu_ps(xm + 32 * b + 16), t);
-                acc = _mm512_fmadd_ps(t, _mm512_set1_ps(fp16_to_fp32(blk[b].d)), acc);
-            }
-            out[m * N + n] = _mm512_reduce_add_ps(acc);
-        }
-    }
-}
-
-static void matmul_q4_0_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
-    const int64_t nb = K / QK4_0;
-    const __m512i low4 = _mm512_set1_epi32(0xF), eight = _mm512_set1_epi32(8);
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const block_q4_0* blk = (const block_q4_0*)(w + n * nb * sizeof(block_q4_0));
-        for (int64_t m = 0; m < M; m++) {
-            const float* xm = x + m * K;
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)blk[b].qs));
-                __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, low4), eight));
-                __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), eight));
-                __m512 t = _mm512_mul_ps(lo, _mm512_loadu_ps(xm + 32 * b));
-                t = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xm + 32 * b + 16), t);
-                acc = _mm512_fmadd_ps(t, _mm512_set1_ps(fp16_to_fp32(blk[b].d)), acc);
-            }
-            out[m * N + n] = _mm512_reduce_add_ps(acc);
-        }
-    }
-}
-#elif defined(__AVX2__) && defined(__FMA__)
-/* ------------------------------------------------------------------ AVX2 + FMA decode-format paths
-   The same loops 8 lanes wide, for CPUs without AVX-512. */
-#define HAVE_SIMD_GEMV 1
 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-static inline __m256 widen8_i8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
 
-/* 32 packed weights (16 bytes, run-of-32 order) dotted with x[0..32): 4 vectors of 8 codes */
-static inline __m256 dot_nibbles32(const uint8_t* p, const float* x, __m256i bias, __m256 acc) {
+static inline float half_to_float(fp16_t h) {  /* one vcvtph2ps with F16C; both are exact */
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return fp16_to_fp32(h);
+#endif
+}
+
+/* 8 consecutive codes -> 8 int32 lanes (one vpmovzxbd / vpmovsxbd with a memory operand) */
+static inline __m256i u8x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)); }
+static inline __m256 i8x8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
+
+/* sum_{j<32} q_j x_j over one run of 32 nibbles (16 bytes, run-of-32 order), two FMA chains */
+static inline __m256 nibbles32_dot(const uint8_t* p, const float* x) {
     const __m256i low4 = _mm256_set1_epi32(0xF);
-    __m128i b = _mm_loadu_si128((const __m128i*)p);
-    __m256i v0 = _mm256_cvtepu8_epi32(b), v1 = _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, low4), bias)), _mm256_loadu_ps(x), acc);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, low4), bias)), _mm256_loadu_ps(x + 8), acc);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), bias)), _mm256_loadu_ps(x + 16), acc);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), bias)), _mm256_loadu_ps(x + 24), acc);
-    return acc;
+    __m256i v0 = u8x8(p), v1 = u8x8(p + 8);           /* bytes 0..7 and 8..15 */
+    __m256 t0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, low4)), _mm256_loadu_ps(x));
+    __m256 t1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low4)), _mm256_loadu_ps(x + 8));
+    t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), _mm256_loadu_ps(x + 16), t0);
+    t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), _mm256_loadu_ps(x + 24), t1);
+    return _mm256_add_ps(t0, t1);
 }
 
-static void matmul_int8_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N,
-                             const int8_t* w, const float* scale) {
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const int8_t* q = w + n * K;
-        for (int64_t m = 0; m < M; m++) {
-            const float* xm = x + m * K;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-            int64_t k = 0;
-            for (; k + 16 <= K; k += 16) {
-                a0 = _mm256_fmadd_ps(widen8_i8(q + k), _mm256_loadu_ps(xm + k), a0);
-                a1 = _mm256_fmadd_ps(widen8_i8(q + k + 8), _mm256_loadu_ps(xm + k + 8), a1);
-            }
-            float s = hsum256(_mm256_add_ps(a0, a1));
-            for (; k < K; k++) s += (float)q[k] * xm[k];
-            out[m * N + n] = s * scale[n];
-        }
-    }
+/* sum_{j<32} q_j x_j for 32 int8 codes, two FMA chains */
+static inline __m256 int8x32_dot(const int8_t* q, const float* x) {
+    __m256 t0 = _mm256_mul_ps(i8x8(q), _mm256_loadu_ps(x));
+    __m256 t1 = _mm256_mul_ps(i8x8(q + 8), _mm256_loadu_ps(x + 8));
+    t0 = _mm256_fmadd_ps(i8x8(q + 16), _mm256_loadu_ps(x + 16), t0);
+    t1 = _mm256_fmadd_ps(i8x8(q + 24), _mm256_loadu_ps(x + 24), t1);
+    return _mm256_add_ps(t0, t1);
 }
 
-static void matmul_int4_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N,
-                             const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
-                             const float* sumx) {
-    const int64_t ng = K / G;
-    const __m256i nobias = _mm256_setzero_si256();
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const uint8_t* p = w + n * (K / 2);
-        const float* s = scale + n * ng;
-        const uint8_t* z = zero + n * ng;
-        for (int64_t m = 0; m < M; m++) {
-            const float* xm = x + m * K;
-            __m256 acc = _mm256_setzero_ps();
-            float zterm = 0.0f;
-            for (int64_t g = 0; g < ng; g++) {
-                __m256 ga = _mm256_setzero_ps();
-                for (int64_t r = 0; r < G / 32; r++) {
-                    const int64_t k = g * G + 32 * r;
-                    ga = dot_nibbles32(p + k / 2, xm + k, nobias, ga);
-                }
-                acc = _mm256_fmadd_ps(ga, _mm256_set1_ps(s[g]), acc);
-                zterm += s[g] * (float)z[g] * sumx[m * ng + g];
-            }
-            out[m * N + n] = hsum256(acc) - zterm;  /* sum s (q - z) x */
-        }
+/* INT8: sum_k q_k x_k (the per-row scale is applied by the caller); any K */
+static float row_int8(const int8_t* q, const float* x, int64_t K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        a0 = _mm256_fmadd_ps(i8x8(q + k), _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(i8x8(q + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+        a2 = _mm256_fmadd_ps(i8x8(q + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+        a3 = _mm256_fmadd_ps(i8x8(q + k + 24), _mm256_loadu_ps(x + k + 24), a3);
     }
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; k < K; k++) s += (float)q[k] * x[k];
+    return s;
 }
 
-static void matmul_q8_0_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
-    const int64_t nb = K / QK8_0;
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const block_q8_0* blk = (const block_q8_0*)(w + n * nb * sizeof(block_q8_0));
-        for (int64_t m = 0; m < M; m++) {
-            const float* xm = x + m * K;
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                const float* xb = xm + 32 * b;
-                __m256 t = _mm256_mul_ps(widen8_i8(blk[b].qs), _mm256_loadu_ps(xb));
-                t = _mm256_fmadd_ps(widen8_i8(blk[b].qs + 8), _mm256_loadu_ps(xb + 8), t);
-                t = _mm256_fmadd_ps(widen8_i8(blk[b].qs + 16), _mm256_loadu_ps(xb + 16), t);
-                t = _mm256_fmadd_ps(widen8_i8(blk[b].qs + 24), _mm256_loadu_ps(xb + 24), t);
-                acc = _mm256_fmadd_ps(t, _mm256_set1_ps(fp16_to_fp32(blk[b].d)), acc);
-            }
-            out[m * N + n] = hsum256(acc);
+/* INT4, W = s_g (q - z_g):  sum_g s_g (sum_{k in g} q_k x_k - z_g sumx_g); four chains per group */
+static float row_int4(const uint8_t* p, const float* s, const uint8_t* z, const float* x, const float* sumx,
+                      int64_t K, int64_t G) {
+    const __m256i low4 = _mm256_set1_epi32(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    float zterm = 0.0f;
+    for (int64_t g = 0; g < K / G; g++) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
+            __m256i v0 = u8x8(p + k / 2), v1 = u8x8(p + k / 2 + 8);
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, low4)), _mm256_loadu_ps(x + k), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low4)), _mm256_loadu_ps(x + k + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), _mm256_loadu_ps(x + k + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), _mm256_loadu_ps(x + k + 24), a3);
         }
+        acc = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_set1_ps(s[g]), acc);
+        zterm += s[g] * (float)z[g] * sumx[g];
     }
+    return hsum256(acc) - zterm;
 }
 
-static void matmul_q4_0_simd(float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
-    const int64_t nb = K / QK4_0;
-    const __m256i eight = _mm256_set1_epi32(8);
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const block_q4_0* blk = (const block_q4_0*)(w + n * nb * sizeof(block_q4_0));
-        for (int64_t m = 0; m < M; m++) {
-            const float* xm = x + m * K;
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                __m256 t = dot_nibbles32(blk[b].qs, xm + 32 * b, eight, _mm256_setzero_ps());
-                acc = _mm256_fmadd_ps(t, _mm256_set1_ps(fp16_to_fp32(blk[b].d)), acc);
-            }
-            out[m * N + n] = hsum256(acc);
+/* NF4, W = absmax_b NF4[q]: the 16-entry code book sits in two registers; vpermps looks up the
+   low 3 bits of each code in both halves and bit 3 (moved to the sign bit) picks one. */
+static inline __m256 nf4_lookup(__m256i q, __m256 lo_tab, __m256 hi_tab) {
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_tab, q), _mm256_permutevar8x32_ps(hi_tab, q),
+                            _mm256_castsi256_ps(_mm256_slli_epi32(q, 28)));
+}
+
+static float row_nf4(const uint8_t* p, const float* absmax, const float* x, int64_t K) {
+    const __m256i low4 = _mm256_set1_epi32(0xF);
+    const __m256 lo_tab = _mm256_loadu_ps(NF4_CODE), hi_tab = _mm256_loadu_ps(NF4_CODE + 8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t b = 0; b < K / NF4_BLOCK; b++) {
+        __m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
+        for (int64_t k = b * NF4_BLOCK; k < (b + 1) * NF4_BLOCK; k += 32) {
+            __m256i v0 = u8x8(p + k / 2), v1 = u8x8(p + k / 2 + 8);
+            t0 = _mm256_fmadd_ps(nf4_lookup(_mm256_and_si256(v0, low4), lo_tab, hi_tab), _mm256_loadu_ps(x + k), t0);
+            t1 = _mm256_fmadd_ps(nf4_lookup(_mm256_and_si256(v1, low4), lo_tab, hi_tab), _mm256_loadu_ps(x + k + 8), t1);
+            t0 = _mm256_fmadd_ps(nf4_lookup(_mm256_srli_epi32(v0, 4), lo_tab, hi_tab), _mm256_loadu_ps(x + k + 16), t0);
+            t1 = _mm256_fmadd_ps(nf4_lookup(_mm256_srli_epi32(v1, 4), lo_tab, hi_tab), _mm256_loadu_ps(x + k + 24), t1);
+        }
+        if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), _mm256_set1_ps(absmax[b]), acc1);
+        else acc0 = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), _mm256_set1_ps(absmax[b]), acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q8_0, W = d_b q: sum_b d_b (sum q x); two blocks per step into two accumulators */
+static float row_q8_0(const block_q8_0* blk, const float* x, int64_t nb) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        acc0 = _mm256_fmadd_ps(int8x32_dot(blk[b].qs, x + 32 * b), _mm256_set1_ps(half_to_float(blk[b].d)), acc0);
+        acc1 = _mm256_fmadd_ps(int8x32_dot(blk[b + 1].qs, x + 32 * b + 32), _mm256_set1_ps(half_to_float(blk[b + 1].d)), acc1);
+    }
+    if (b < nb) acc0 = _mm256_fmadd_ps(int8x32_dot(blk[b].qs, x + 32 * b), _mm256_set1_ps(half_to_float(blk[b].d)), acc0);
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_0, W = d_b (q - 8):  sum_b d_b (sum q x - 8 sumx_b) */
+static float row_q4_0(const block_q4_0* blk, const float* x, const float* sumx, int64_t nb) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float off0 = 0.0f, off1 = 0.0f;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const float d0 = half_to_float(blk[b].d), d1 = half_to_float(blk[b + 1].d);
+        acc0 = _mm256_fmadd_ps(nibbles32_dot(blk[b].qs, x + 32 * b), _mm256_set1_ps(d0), acc0);
+        acc1 = _mm256_fmadd_ps(nibbles32_dot(blk[b + 1].qs, x + 32 * b + 32), _mm256_set1_ps(d1), acc1);
+        off0 += d0 * sumx[b];
+        off1 += d1 * sumx[b + 1];
+    }
+    if (b < nb) {
+        const float d0 = half_to_float(blk[b].d);
+        acc0 = _mm256_fmadd_ps(nibbles32_dot(blk[b].qs, x + 32 * b), _mm256_set1_ps(d0), acc0);
+        off0 += d0 * sumx[b];
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - 8.0f * (off0 + off1);
+}
+
+/* Q4_K, W = d sc_j q - dmin m_j over sub-blocks j of 32:
+   sum_j d sc_j (sum q x) - sum_j dmin m_j sumx_j, the second term one 8-lane FMA per super-block.
+   The eight 6-bit (sc, m) pairs unpack four at a time from 32-bit words (get_scale_min_k4 in ggml:
+   j < 4 keep the low 6 bits of bytes 0..7; j >= 4 join a nibble of bytes 8..11 with the top 2 bits
+   of bytes 0..7). */
+static float row_q4_K(const block_q4_K* blk, const float* x, const float* sumx32, int64_t nb) {
+    const __m256i low4 = _mm256_set1_epi32(0xF);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    float dsc[8];
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q4_K* B = blk + b;
+        uint32_t w[3], sc[2], mn[2];
+        memcpy(w, B->scales, 12);
+        sc[0] = w[0] & 0x3F3F3F3Fu;
+        mn[0] = w[1] & 0x3F3F3F3Fu;
+        sc[1] = (w[2] & 0x0F0F0F0Fu) | (((w[0] >> 6) & 0x03030303u) << 4);
+        mn[1] = ((w[2] >> 4) & 0x0F0F0F0Fu) | (((w[1] >> 6) & 0x03030303u) << 4);
+        _mm256_storeu_ps(dsc, _mm256_mul_ps(_mm256_cvtepi32_ps(u8x8((const uint8_t*)sc)), _mm256_set1_ps(half_to_float(B->d))));
+        accm = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(u8x8((const uint8_t*)mn)), _mm256_set1_ps(half_to_float(B->dmin))),
+                               _mm256_loadu_ps(sumx32 + 8 * b), accm);
+        const float* xb = x + QK_K * b;
+        for (int i = 0; i < 4; i++) {  /* 32 bytes: low nibbles = sub-block 2i, high = sub-block 2i + 1 */
+            const uint8_t* q = B->qs + 32 * i;
+            const float* xl = xb + 64 * i;
+            __m256i v0 = u8x8(q), v1 = u8x8(q + 8), v2 = u8x8(q + 16), v3 = u8x8(q + 24);
+            __m256 l0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, low4)), _mm256_loadu_ps(xl));
+            __m256 l1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low4)), _mm256_loadu_ps(xl + 8));
+            __m256 h0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), _mm256_loadu_ps(xl + 32));
+            __m256 h1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), _mm256_loadu_ps(xl + 40));
+            l0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v2, low4)), _mm256_loadu_ps(xl + 16), l0);
+            l1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v3, low4)), _mm256_loadu_ps(xl + 24), l1);
+            h0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v2, 4)), _mm256_loadu_ps(xl + 48), h0);
+            h1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v3, 4)), _mm256_loadu_ps(xl + 56), h1);
+            acc0 = _mm256_fmadd_ps(_mm256_add_ps(l0, l1), _mm256_broadcast_ss(dsc + 2 * i), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_add_ps(h0, h1), _mm256_broadcast_ss(dsc + 2 * i + 1), acc1);
         }
     }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(accm);
+}
+
+/* Q6_K, W = d sc_j (q - 32) over sub-blocks j of 16. The 6-bit codes are assembled 32 at a time
+   with byte operations (low 4 bits from ql, high 2 from qh), re-centred to int8 in [-32, 31] into
+   an L1 buffer, then widened 8 at a time like Q8_0. */
+static float row_q6_K(const block_q6_K* blk, const float* x, int64_t nb) {
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), c32 = _mm256_set1_epi8(32);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int8_t q[QK_K];
+    float dsc[16];
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q6_K* B = blk + b;
+        for (int h = 0; h < 2; h++) {  /* 128 weights: ql[64h..64h+64), qh[32h..32h+32) */
+            __m256i A = _mm256_loadu_si256((const __m256i*)(B->ql + 64 * h));
+            __m256i C = _mm256_loadu_si256((const __m256i*)(B->ql + 64 * h + 32));
+            __m256i H = _mm256_loadu_si256((const __m256i*)(B->qh + 32 * h));
+            /* weight l: ql[l] low | qh bits 0-1; l+32: ql[l+32] low | bits 2-3; l+64: ql[l] high | bits 4-5;
+               l+96: ql[l+32] high | bits 6-7 (16-bit shifts are safe: the masks drop bits crossing bytes) */
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(A, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+            __m256i q2 = _mm256_or_si256(_mm256_and_si256(C, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+            __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m0f), _mm256_and_si256(H, m30));
+            __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(C, 4), m0f),
+                                         _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+            _mm256_storeu_si256((__m256i*)(q + 128 * h), _mm256_sub_epi8(q1, c32));
+            _mm256_storeu_si256((__m256i*)(q + 128 * h + 32), _mm256_sub_epi8(q2, c32));
+            _mm256_storeu_si256((__m256i*)(q + 128 * h + 64), _mm256_sub_epi8(q3, c32));
+            _mm256_storeu_si256((__m256i*)(q + 128 * h + 96), _mm256_sub_epi8(q4, c32));
+        }
+        const __m256 d = _mm256_set1_ps(half_to_float(B->d));
+        _mm256_storeu_ps(dsc, _mm256_mul_ps(i8x8(B->scales), d));
+        _mm256_storeu_ps(dsc + 8, _mm256_mul_ps(i8x8(B->scales + 8), d));
+        const float* xb = x + QK_K * b;
+        for (int j = 0; j < 16; j++) {
+            __m256 t = _mm256_mul_ps(i8x8(q + 16 * j), _mm256_loadu_ps(xb + 16 * j));
+            t = _mm256_fmadd_ps(i8x8(q + 16 * j + 8), _mm256_loadu_ps(xb + 16 * j + 8), t);
+            acc[j & 3] = _mm256_fmadd_ps(t, _mm256_broadcast_ss(dsc + j), acc[j & 3]);
+        }
+    }
+    return hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+}
+
+/* out[m, n] = x[m] . W[n] for one row n: dispatch on the format (once per row, not per weight) */
+static float row_dot(int32_t fmt, const uint8_t* row, int64_t n, const float* xm, const float* sums_m,
+                     int64_t K, int64_t G, const float* scale, const uint8_t* zero) {
+    switch (fmt) {
+        case F_INT8: return scale[n] * row_int8((const int8_t*)row, xm, K);
+        case F_INT4: return row_int4(row, scale + n * (K / G), zero + n * (K / G), xm, sums_m, K, G);
+        case F_NF4: return row_nf4(row, scale + n * (K / NF4_BLOCK), xm, K);
+        case F_Q8_0: return row_q8_0((const block_q8_0*)row, xm, K / QK8_0);
+        case F_Q4_0: return row_q4_0((const block_q4_0*)row, xm, sums_m, K / QK4_0);
+        case F_Q4_K: return row_q4_K((const block_q4_K*)row, xm, sums_m, K / QK_K);
+        case F_Q6_K: return row_q6_K((const block_q6_K*)row, xm, K / QK_K);
+    }
+    return 0.0f;
+}
+
+#define SUMS_ON_STACK 1024
+static int32_t matmul_simd(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N,
+                           const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
+                           const layout_t* L) {
+    /* sumx (M, K / sb): the per-block sums of x that the factored-out offsets need, once per call */
+    const int64_t sb = fmt == F_INT4 ? G : (fmt == F_Q4_0 || fmt == F_Q4_K) ? 32 : 0;
+    const int64_t nsums = sb ? M * (K / sb) : 0;
+    float stack_sums[SUMS_ON_STACK];
+    float* sums = nsums <= SUMS_ON_STACK ? stack_sums : (float*)malloc((size_t)nsums * sizeof(float));
+    if (!sums) return -1;
+    for (int64_t i = 0; i < nsums; i++) {
+        const float* xb = x + i * sb;  /* row m, block b of x (M, K) is x + (m * K/sb + b) * sb */
+        float s = 0.0f;
+        for (int64_t j = 0; j < sb; j++) s += xb[j];
+        sums[i] = s;
+    }
+    const int64_t nspr = sb ? K / sb : 0;  /* sums per row of x */
+#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const uint8_t* row = w + n * L->row_bytes;
+        for (int64_t m = 0; m < M; m++)
+            out[m * N + n] = row_dot(fmt, row, n, x + m * K, sums + m * nspr, K, G, scale, zero);
+    }
+    if (sums != stack_sums) free(sums);
+    return 0;
 }
 #endif
 
@@ -396,25 +458,8 @@ int32_t quant_matmul(int32_t fmt, float* out, const float* x, int64_t M, int64_t
     if (M < 0 || K <= 0 || N < 0 || get_layout(fmt, K, group_size, &L)) return -1;
     if (M == 0 || N == 0) return 0;
 #ifdef HAVE_SIMD_GEMV
-    if (M <= 4) {  /* decode / tiny batches: re-reading a row from L1 per x row beats buffering */
-        if (fmt == F_INT8) { matmul_int8_simd(out, x, M, K, N, (const int8_t*)w, scale); return 0; }
-        if (fmt == F_Q8_0) { matmul_q8_0_simd(out, x, M, K, N, w); return 0; }
-        if (fmt == F_Q4_0) { matmul_q4_0_simd(out, x, M, K, N, w); return 0; }
-        if (fmt == F_INT4) {
-            const int64_t ng = K / group_size;
-            float* sumx = (float*)malloc((size_t)(M * ng) * sizeof(float));
-            if (!sumx) return -1;
-            for (int64_t m = 0; m < M; m++)
-                for (int64_t g = 0; g < ng; g++) {
-                    float s = 0.0f;
-                    for (int64_t i = 0; i < group_size; i++) s += x[m * K + g * group_size + i];
-                    sumx[m * ng + g] = s;
-                }
-            matmul_int4_simd(out, x, M, K, N, w, scale, zero, group_size, sumx);
-            free(sumx);
-            return 0;
-        }
-    }
+    /* decode / tiny batches: re-reading a row from L1 per x row beats buffering decoded blocks */
+    if (M <= 4) return matmul_simd(fmt, out, x, M, K, N, w, scale, zero, group_size, &L);
 #endif
     matmul_generic(fmt, out, x, M, K, N, w, scale, zero, group_size, &L);
     return 0;
