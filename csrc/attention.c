@@ -15,7 +15,8 @@
  * same dk, dv or dq row, and no atomics are needed.
  *
  * Decode: one query per sequence, so the scores of a row (lengths[b] floats) fit in a buffer;
- * the G query heads of a kv head are done together so each cached key is loaded once.
+ * a thread takes one kv head and its G query heads, so the G passes over the same cached keys
+ * after the first hit cache. Scores are taken DK keys at a time (see decode_scores).
  *
  * Forward work items are (b, h, query tile), handed out dynamically because causal tiles late
  * in T see more keys. Scores are computed one row at a time against K^T (the block transposed to
@@ -209,6 +210,53 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 }
 
 /* ------------------------------------------------------------------------------ decode */
+/* s[0:n] = scale * (q . k_j) for the n cached keys k (n, D). One key at a time would be a chain
+ * of dependent FMAs (each waits ~4 cycles for the previous) ending in a horizontal sum; DK keys at
+ * a time keep DK independent 8-lane partial sums, so the FMAs overlap, and the horizontal sums
+ * are paid once per key at the end. Written in plain C with fixed inner trip counts, which the
+ * compiler turns into one vector FMA per key and 8 lanes of d. */
+#define DK 8
+static void decode_scores(float* s, const float* q, const float* k, int64_t n, int64_t D,
+                          float scale) {
+    const int64_t D8 = D - D % 8;
+    int64_t j = 0;
+    for (; j + DK <= n; j += DK) {
+        float acc[DK][8] = {{0.0f}};
+        for (int64_t d = 0; d < D8; d += 8)
+            for (int jj = 0; jj < DK; jj++)
+                for (int l = 0; l < 8; l++) acc[jj][l] += q[d + l] * k[(j + jj) * D + d + l];
+        for (int jj = 0; jj < DK; jj++) {
+            float t = 0.0f;
+            for (int l = 0; l < 8; l++) t += acc[jj][l];
+            for (int64_t d = D8; d < D; d++) t += q[d] * k[(j + jj) * D + d];
+            s[j + jj] = t * scale;
+        }
+    }
+    for (; j < n; j++) {                                   /* the last n % DK keys */
+        float t = 0.0f;
+        for (int64_t d = 0; d < D; d++) t += q[d] * k[j * D + d];
+        s[j] = t * scale;
+    }
+}
+
+/* o[0:D] = sum_j p[j] * v_j over the n cached values v (n, D), four keys per pass over o so o is
+ * loaded and stored once per four keys instead of once per key. */
+static void decode_values(float* o, const float* p, const float* v, int64_t n, int64_t D) {
+    for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float p0 = p[j], p1 = p[j + 1], p2 = p[j + 2], p3 = p[j + 3];
+        const float *v0 = v + j * D, *v1 = v0 + D, *v2 = v1 + D, *v3 = v2 + D;
+        #pragma omp simd
+        for (int64_t d = 0; d < D; d++) o[d] += p0 * v0[d] + p1 * v1[d] + p2 * v2[d] + p3 * v3[d];
+    }
+    for (; j < n; j++) {
+        const float pj = p[j], *vj = v + j * D;
+        #pragma omp simd
+        for (int64_t d = 0; d < D; d++) o[d] += pj * vj[d];
+    }
+}
+
 void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const int32_t* lengths, int64_t B, int64_t H, int64_t Hkv, int64_t Smax,
                       int64_t D, float scale) {
@@ -229,15 +277,8 @@ void attention_decode(float* out, const float* q, const float* k_cache, const fl
             const float* vh = v_cache + bk * Smax * D;
             const float* qg = q + (b * H + hk * G) * D; /* (G, D): the heads reading this kv head */
             float* og = out + (b * H + hk * G) * D;
-            for (int64_t j = 0; j < n; j++) {
-                const float* kj = kh + j * D;
-                for (int64_t g = 0; g < G; g++) {
-                    float acc = 0.0f;
-                    #pragma omp simd reduction(+ : acc)
-                    for (int64_t d = 0; d < D; d++) acc += qg[g * D + d] * kj[d];
-                    s[g * n + j] = acc * scale;
-                }
-            }
+            for (int64_t g = 0; g < G; g++)
+                decode_scores(s + g * n, qg + g * D, kh, n, D, scale);
             for (int64_t g = 0; g < G; g++) {
                 float* sg = s + g * n;
                 float mx = sg[0];
@@ -249,14 +290,8 @@ void attention_decode(float* out, const float* q, const float* k_cache, const fl
                     sum += sg[j];
                 }
                 const float inv = 1.0f / sum;
-                float* o = og + g * D;
-                for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
-                for (int64_t j = 0; j < n; j++) {
-                    const float p = sg[j] * inv;
-                    const float* vj = vh + j * D;
-                    #pragma omp simd
-                    for (int64_t d = 0; d < D; d++) o[d] += p * vj[d];
-                }
+                for (int64_t j = 0; j < n; j++) sg[j] *= inv;
+                decode_values(og + g * D, sg, vh, n, D);
             }
         }
         free(s);
