@@ -22,11 +22,18 @@ def backend():
     return "native" if _USE_NATIVE else "numpy"
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _fits(args):
+    """Every floating array is float32 and C-contiguous (integer arrays, scalars: anything)."""
     for a in args:
-        if isinstance(a, np.ndarray) and a.dtype.kind == "f" and (
-                a.dtype != np.float32 or not a.flags.c_contiguous):
-            return False
+        if isinstance(a, np.ndarray):
+            if a.dtype == _F32:
+                if not a.flags.c_contiguous:
+                    return False
+            elif a.dtype.kind == "f":
+                return False
     return True
 
 
