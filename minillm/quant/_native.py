@@ -1,6 +1,11 @@
 """cffi wrappers around csrc/quant.c. C never trusts its caller: every argument's dtype, contiguity and
 size is checked here first. `available()` is False when the extension was not built (or predates
-csrc/quant.c); linear.py then runs the NumPy references."""
+csrc/quant.c); linear.py then runs the NumPy references.
+
+A decode step calls each quantized weight's matmul about 7 times per layer, so the per-call cost of
+this wrapper is part of decode speed: `Kernel` validates a weight's arrays and takes their cffi
+pointers once, when the layer is built; each call then only checks x, allocates the output and
+takes two pointers (ffi.from_buffer, ~0.5 us, where `ffi.cast(..., a.ctypes.data)` costs ~5 us)."""
 import numpy as np
 
 try:
@@ -17,42 +22,62 @@ def available():
     return _HAVE
 
 
-def _ptr(a, ctype, dtype, name, size):
+def _buf(a, ctype, dtype, name, size):
+    """cffi pointer into a's memory (which the returned object keeps alive), after checking a."""
     if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
-        raise TypeError(f"{name}: expected a C-contiguous {np.dtype(dtype)} array")
+        raise TypeError(f"{name}: expected a C-contiguous {np.dtype(dtype)} array, got "
+                        f"{type(a).__name__} {getattr(a, 'dtype', '')}")
     if a.nbytes != size:
         raise ValueError(f"{name}: expected {size} bytes, got {a.nbytes}")
-    return ffi.cast(ctype, a.ctypes.data)
+    return ffi.from_buffer(ctype + "[]", a)
 
 
-def _args(fmt, K, N, w, scale, zero, group_size, row_bytes, n_scales):
-    if fmt not in FMT_ID:
-        raise ValueError(f"fmt: expected one of {sorted(FMT_ID)}, got {fmt!r}")
-    wp = _ptr(w.view(np.uint8) if w.dtype != np.uint8 else w, "uint8_t*", np.uint8, "w", N * row_bytes)
-    sp = ffi.NULL if scale is None else _ptr(scale, "float*", np.float32, "scale", 4 * n_scales)
-    zp = ffi.NULL if zero is None else _ptr(zero, "uint8_t*", np.uint8, "zero", n_scales)
-    return wp, sp, zp, int(group_size or 0)
+def _x_buf(x, K):  # x (M, K) float32, C-contiguous -> pointer
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != K \
+            or not x.flags.c_contiguous:
+        raise TypeError(f"x: expected a C-contiguous float32 array of shape (M, {K}), got "
+                        f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}")
+    return ffi.from_buffer("float[]", x)
+
+
+class Kernel:
+    """One quantized weight W (N, K) as csrc/quant.c sees it: format id, sizes and pointers to
+    w (N rows of row_bytes), scale and zero (n_scales each, or None), all validated here once."""
+
+    def __init__(self, fmt, N, K, w, scale, zero, group_size, row_bytes, n_scales):
+        if fmt not in FMT_ID:
+            raise ValueError(f"fmt: expected one of {sorted(FMT_ID)}, got {fmt!r}")
+        self.fmt, self.fid, self.N, self.K, self.group_size = fmt, FMT_ID[fmt], int(N), int(K), int(group_size or 0)
+        w8 = w.view(np.uint8) if isinstance(w, np.ndarray) and w.dtype != np.uint8 and w.flags.c_contiguous else w
+        self.w = _buf(w8, "uint8_t", np.uint8, "w", self.N * row_bytes)
+        self.scale = ffi.NULL if scale is None else _buf(scale, "float", np.float32, "scale", 4 * n_scales)
+        self.zero = ffi.NULL if zero is None else _buf(zero, "uint8_t", np.uint8, "zero", n_scales)
+
+    def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
+        out = np.empty((x.shape[0], self.N), dtype=np.float32)
+        if lib.quant_matmul(self.fid, ffi.from_buffer("float[]", out), _x_buf(x, self.K), x.shape[0], self.K,
+                            self.N, self.w, self.scale, self.zero, self.group_size):
+            raise ValueError(f"quant_matmul: invalid sizes for {self.fmt} (K={self.K}, group_size={self.group_size})")
+        return out
+
+    def dequant_rows(self, n0, n1):  # -> (n1 - n0, K) float32: rows n0..n1-1 of W
+        if not 0 <= n0 <= n1 <= self.N:
+            raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
+        out = np.empty((n1 - n0, self.K), dtype=np.float32)
+        if lib.quant_dequant_rows(self.fid, ffi.from_buffer("float[]", out), n0, n1, self.K, self.w, self.scale,
+                                  self.zero, self.group_size):
+            raise ValueError(f"quant_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
+        return out
 
 
 def matmul(fmt, x, w, scale, zero, group_size, N, row_bytes, n_scales):  # x (M, K) -> (M, N)
-    """out = x @ W^T with W in format fmt (see csrc/quant.h for what w/scale/zero hold)."""
-    M, K = x.shape
-    out = np.empty((M, N), dtype=np.float32)
-    xp = _ptr(x, "float*", np.float32, "x", 4 * M * K)
-    wp, sp, zp, g = _args(fmt, K, N, w, scale, zero, group_size, row_bytes, n_scales)
-    if lib.quant_matmul(FMT_ID[fmt], ffi.cast("float*", out.ctypes.data), xp, M, K, N, wp, sp, zp, g):
-        raise ValueError(f"quant_matmul: invalid sizes for {fmt} (K={K}, group_size={group_size})")
-    return out
+    """out = x @ W^T with W in format fmt (see csrc/quant.h for what w/scale/zero hold). One-off
+    calls; layers keep a Kernel instead."""
+    return Kernel(fmt, N, x.shape[1], w, scale, zero, group_size, row_bytes, n_scales).matmul(x)
 
 
 def dequant_rows(fmt, n0, n1, K, w, scale, zero, group_size, N, row_bytes, n_scales):  # -> (n1-n0, K)
-    if not 0 <= n0 <= n1 <= N:
-        raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {N}, got {n0}, {n1}")
-    out = np.empty((n1 - n0, K), dtype=np.float32)
-    wp, sp, zp, g = _args(fmt, K, N, w, scale, zero, group_size, row_bytes, n_scales)
-    if lib.quant_dequant_rows(FMT_ID[fmt], ffi.cast("float*", out.ctypes.data), n0, n1, K, wp, sp, zp, g):
-        raise ValueError(f"quant_dequant_rows: invalid sizes for {fmt} (K={K})")
-    return out
+    return Kernel(fmt, N, K, w, scale, zero, group_size, row_bytes, n_scales).dequant_rows(n0, n1)
 
 
 def matmul_int8_vnni(x, q, scale):  # x (M, K) float32, q (N, K) int8, scale (N,) -> (M, N)
@@ -61,25 +86,34 @@ def matmul_int8_vnni(x, q, scale):  # x (M, K) float32, q (N, K) int8, scale (N,
     if K % 64:
         raise ValueError(f"x: the VNNI path needs K % 64 == 0, got K={K}")
     out = np.empty((M, N), dtype=np.float32)
-    rc = lib.quant_matmul_int8_vnni(ffi.cast("float*", out.ctypes.data), _ptr(x, "float*", np.float32, "x", 4 * M * K),
-                                    M, K, N, _ptr(q, "int8_t*", np.int8, "q", N * K),
-                                    _ptr(scale, "float*", np.float32, "scale", 4 * N))
+    rc = lib.quant_matmul_int8_vnni(ffi.from_buffer("float[]", out), _x_buf(x, K), M, K, N,
+                                    _buf(q, "int8_t", np.int8, "q", N * K), _buf(scale, "float", np.float32, "scale", 4 * N))
     if rc:
         raise MemoryError("quant_matmul_int8_vnni: allocation failed")
     return out
 
 
+class Int4Q8Kernel:
+    """INT4 weights x int8-quantized activations (quant_matmul_int4_q8), pointers taken once."""
+
+    def __init__(self, packed, scale, zero, group_size):  # (N, K/2) u8, (N, K/G) f32, (N, K/G) u8
+        N, K = packed.shape[0], 2 * packed.shape[1]
+        if group_size % 64 or K % group_size:
+            raise ValueError(f"group_size: the int8-activation path needs a multiple of 64 dividing K={K}, "
+                             f"got {group_size}")
+        ng = K // group_size
+        self.N, self.K, self.group_size = N, K, int(group_size)
+        self.packed = _buf(packed, "uint8_t", np.uint8, "packed", N * K // 2)
+        self.scale = _buf(scale, "float", np.float32, "scale", 4 * N * ng)
+        self.zero = _buf(zero, "uint8_t", np.uint8, "zero", N * ng)
+
+    def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N)
+        out = np.empty((x.shape[0], self.N), dtype=np.float32)
+        if lib.quant_matmul_int4_q8(ffi.from_buffer("float[]", out), _x_buf(x, self.K), x.shape[0], self.K, self.N,
+                                    self.packed, self.scale, self.zero, self.group_size):
+            raise MemoryError("quant_matmul_int4_q8: allocation failed")
+        return out
+
+
 def matmul_int4_q8(x, packed, scale, zero, group_size):  # x (M, K) float32 -> (M, N), int8 activations
-    M, K = x.shape
-    N = packed.shape[0]
-    if group_size % 64 or K % group_size:
-        raise ValueError(f"group_size: the int8-activation path needs a multiple of 64 dividing K={K}, got {group_size}")
-    ng = K // group_size
-    out = np.empty((M, N), dtype=np.float32)
-    rc = lib.quant_matmul_int4_q8(ffi.cast("float*", out.ctypes.data), _ptr(x, "float*", np.float32, "x", 4 * M * K),
-                                  M, K, N, _ptr(packed, "uint8_t*", np.uint8, "packed", N * K // 2),
-                                  _ptr(scale, "float*", np.float32, "scale", 4 * N * ng),
-                                  _ptr(zero, "uint8_t*", np.uint8, "zero", N * ng), group_size)
-    if rc:
-        raise MemoryError("quant_matmul_int4_q8: allocation failed")
-    return out
+    return Int4Q8Kernel(packed, scale, zero, group_size).matmul(x)

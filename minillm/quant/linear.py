@@ -6,6 +6,8 @@ Each object stores one weight W (N, K) = (out, in) in a quantized format and exp
 matmul runs the fused C kernels of csrc/quant.c (weights decoded block by block, never expanded);
 for prefill-sized M it decodes tiles of TILE_N rows into a scratch buffer and uses the dense GEMM,
 which is compute-bound there anyway. Without the extension it runs matmul_reference.
+Each layer binds its arrays to a _native.Kernel once, at construction (validated sizes, cached cffi
+pointers), so a decode-time call costs a few microseconds of Python: check x, allocate the output.
 The quantizers that build these objects are in rtn.py, gptq.py, awq.py, nf4.py, llm_int8.py and
 ggml_quants.py.
 """
@@ -22,6 +24,8 @@ TILE_N = 256       # rows of W decoded per tile on the prefill path
 
 
 def _as_input(x, K):
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.shape[1] == K and x.flags.c_contiguous:
+        return x                                                # the decode fast path: nothing to convert
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != K:
         raise ValueError(f"x: expected shape (M, {K}), got {x.shape}")
@@ -31,11 +35,18 @@ def _as_input(x, K):
 
 
 class QuantizedLinear:
-    """Shared matmul dispatch; subclasses define fmt, shape, dequantize, _kernel_args and arrays."""
+    """Shared matmul dispatch; subclasses define fmt, shape, dequantize, _kernel_args and arrays,
+    and call _bind() at the end of __init__."""
     fmt = None
+    _kernel = None  # _native.Kernel, or None without the extension
 
     def _kernel_args(self):  # -> (w, scale, zero, group_size, row_bytes, n_scales) for csrc/quant.c
         raise NotImplementedError
+
+    def _bind(self):
+        """Validate the arrays for csrc/quant.c and cache their pointers, once per layer."""
+        if _native.available():
+            self._kernel = _native.Kernel(self.fmt, *self.shape, *self._kernel_args())
 
     def matmul_reference(self, x):  # (M, K) -> (M, N)
         x = _as_input(x, self.shape[1])
@@ -43,16 +54,16 @@ class QuantizedLinear:
 
     def matmul(self, x):  # (M, K) -> (M, N)
         x = _as_input(x, self.shape[1])
-        if not _native.available():
+        kernel = self._kernel
+        if kernel is None:
             return self.matmul_reference(x)
-        (N, K), M = self.shape, x.shape[0]
-        args = self._kernel_args()
+        M, N = x.shape[0], self.shape[0]
         if M <= 2 * GEMV_MAX_M or N < TILE_N:
-            return _native.matmul(self.fmt, x, *args[:4], N, *args[4:])
+            return kernel.matmul(x)
         out = np.empty((M, N), dtype=np.float32)
         for n0 in range(0, N, TILE_N):  # prefill: decode a tile, then the dense blocked GEMM
             n1 = min(N, n0 + TILE_N)
-            wt = _native.dequant_rows(self.fmt, n0, n1, K, *args[:4], N, *args[4:])      # (n1-n0, K)
+            wt = kernel.dequant_rows(n0, n1)                                           # (n1-n0, K)
             tile = np.empty((M, n1 - n0), dtype=np.float32)
             kernels.matmul(tile, x, wt)
             out[:, n0:n1] = tile
@@ -81,6 +92,7 @@ class Int8Linear(QuantizedLinear):
             raise ValueError(f"scale: expected shape ({q.shape[0]},), got {scale.shape}")
         self.q, self.scale = np.ascontiguousarray(q), np.ascontiguousarray(scale, dtype=np.float32)
         self.shape = q.shape
+        self._bind()
 
     def dequantize(self):
         return dequantize_int8(self.q, self.scale)
@@ -116,6 +128,10 @@ class Int4Linear(QuantizedLinear):
         self.group_size = int(group_size)
         self.shape = (N, 2 * K2)
         self.act_int8 = bool(act_int8)
+        self._bind()
+        self._q8_kernel = None
+        if _native.available() and self.group_size % 64 == 0:
+            self._q8_kernel = _native.Int4Q8Kernel(self.packed, self.scale, self.zero, self.group_size)
 
     def dequantize(self):
         return dequantize_int4(self.packed, self.scale, self.zero, self.group_size)
@@ -134,10 +150,10 @@ class Int4Linear(QuantizedLinear):
         return np.sum(dot * (d[:, None, :].astype(np.float64) * self.scale[None]), axis=2).astype(np.float32)
 
     def matmul(self, x):
-        if self.act_int8 and _native.available() and self.group_size % 64 == 0:
+        if self.act_int8 and self._q8_kernel is not None:
             x = _as_input(x, self.shape[1])
             if x.shape[0] <= GEMV_MAX_M:
-                return _native.matmul_int4_q8(x, self.packed, self.scale, self.zero, self.group_size)
+                return self._q8_kernel.matmul(x)
         return super().matmul(x)
 
     def _kernel_args(self):
@@ -171,6 +187,7 @@ class NF4Linear(QuantizedLinear):
         self.absmax_scale = np.asarray(absmax_scale, dtype=np.float32)
         self.absmax_mean = np.asarray(absmax_mean, dtype=np.float32).reshape(())
         self.shape = (N, 2 * K2)
+        self._bind()
 
     def absmax(self):  # (N, K/64) float32: undo the double quantization (K/64 values per row, cheap)
         s2 = np.repeat(self.absmax_scale, NF4_DQ_BLOCK)[:self.absmax_code.size]
@@ -183,7 +200,7 @@ class NF4Linear(QuantizedLinear):
         v = NF4_CODE[unpack_int4(self.packed)].reshape(N, K // NF4_BLOCK, NF4_BLOCK)
         return (v * self.absmax()[:, :, None]).reshape(N, K).astype(np.float32)
 
-    def _kernel_args(self):
+    def _kernel_args(self):  # the kernel reads the absmax values undone once, here (N * K/64 floats)
         a = self.absmax()
         return self.packed, a, None, 0, self.shape[1] // 2, a.size
 
@@ -207,6 +224,7 @@ class GGMLLinear(QuantizedLinear):
             raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got {blocks.dtype} {blocks.shape}")
         self.fmt, self.blocks = fmt, np.ascontiguousarray(blocks)
         self.shape = (blocks.shape[0], blocks.shape[1] * bs)
+        self._bind()
 
     def dequantize(self):
         return dequantize_blocks(self.blocks, self.fmt)
