@@ -441,7 +441,9 @@ static int32_t matmul_simd(int32_t fmt, float* out, const float* x, int64_t M, i
         sums[i] = s;
     }
     const int64_t nspr = sb ? K / sb : 0;  /* sums per row of x */
-#pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
+    /* chunks of 16 rows handed out on demand: on a shared machine a thread that loses its core for a
+       scheduler tick no longer holds up the whole call (a static split waits for the slower half) */
+#pragma omp parallel for schedule(dynamic, 16) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const uint8_t* row = w + n * L->row_bytes;
         for (int64_t m = 0; m < M; m++)
@@ -594,4 +596,169 @@ int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, i
     }
     free(xq); free(dx); free(sx);
     return 0;
+}
+
+/* ------------------------------------------------------------------ ggml formats x INT8 activations
+   The llama.cpp way (ggml_vec_dot_*_q8_0): each block of 32 inputs of a row of x is quantized to
+   int8 with d_x = absmax / 127, and sum_k q_w q_x runs exactly in integers (AVX2 maddubs: unsigned
+   8-bit x signed 8-bit products summed in pairs to int16, then madd to int32), scaled once per block.
+   Products never overflow: |pair| <= 2 * 127 * 127 (Q8_0, via |w| and sign(w) * x), 2 * 15 * 127
+   (4-bit), 2 * 63 * 127 (Q6_K, then * |sc| <= 128 in int32). Offsets (Q4_0's 8, Q4_K's mins, Q6_K's 32)
+   use the integer sums of q_x per block of 16 or 32. Opt-in: x's rounding (<= d_x / 2 per input) is an
+   extra error the fp32 paths do not have. Reference: GGMLLinear.matmul_int8_act_reference. */
+#if defined(__AVX2__) && defined(__FMA__)
+typedef struct {
+    const int8_t* q;    /* (K,) codes of this row of x */
+    const float* d;     /* (K/32,) scales */
+    const float* dsum;  /* (K/32,) d_x[b] * sum of the codes of block b */
+    const int16_t* s16; /* (K/16,) sum of the codes of each half block */
+} xq8_t;
+
+static float row_q8_0_x8(const block_q8_0* blk, const xq8_t* X, int64_t nb) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i w = _mm256_loadu_si256((const __m256i*)blk[b].qs);
+        const __m256i x = _mm256_loadu_si256((const __m256i*)(X->q + 32 * b));
+        /* maddubs wants one unsigned operand: |w| * (x * sign(w)) = w * x */
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+        const __m256 f = _mm256_set1_ps(half_to_float(blk[b].d) * X->d[b]);
+        if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc1);
+        else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+static float row_q4_0_x8(const block_q4_0* blk, const xq8_t* X, int64_t nb) {
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0F);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float off = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m128i t = _mm_loadu_si128((const __m128i*)blk[b].qs);
+        /* low nibbles are weights 0..15, high nibbles 16..31: one register in weight order */
+        const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), low4);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i*)(X->q + 32 * b))), ones);
+        const float d = half_to_float(blk[b].d);
+        if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * X->d[b]), acc1);
+        else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * X->d[b]), acc0);
+        off += d * X->dsum[b];                                     /* sum (q - 8) q_x = sum q q_x - 8 sum q_x */
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - 8.0f * off;
+}
+
+static float row_q4_K_x8(const block_q4_K* blk, const xq8_t* X, int64_t nb) {
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0F);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    float f[8];
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q4_K* B = blk + b;
+        uint32_t w[3], sc[2], mn[2];
+        memcpy(w, B->scales, 12);
+        sc[0] = w[0] & 0x3F3F3F3Fu;
+        mn[0] = w[1] & 0x3F3F3F3Fu;
+        sc[1] = (w[2] & 0x0F0F0F0Fu) | (((w[0] >> 6) & 0x03030303u) << 4);
+        mn[1] = ((w[2] >> 4) & 0x0F0F0F0Fu) | (((w[1] >> 6) & 0x03030303u) << 4);
+        const __m256 dx = _mm256_loadu_ps(X->d + 8 * b);          /* sub-block j uses x block 8b + j */
+        _mm256_storeu_ps(f, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(u8x8((const uint8_t*)sc)),
+                                                        _mm256_set1_ps(half_to_float(B->d))), dx));
+        accm = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(u8x8((const uint8_t*)mn)), _mm256_set1_ps(half_to_float(B->dmin))),
+                               _mm256_loadu_ps(X->dsum + 8 * b), accm);
+        const int8_t* xq = X->q + QK_K * b;
+        for (int i = 0; i < 4; i++) {  /* 32 bytes: low nibbles = sub-block 2i, high = sub-block 2i + 1 */
+            const __m256i v = _mm256_loadu_si256((const __m256i*)(B->qs + 32 * i));
+            const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i*)(xq + 64 * i))), ones);
+            const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i*)(xq + 64 * i + 32))), ones);
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pl), _mm256_broadcast_ss(f + 2 * i), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ph), _mm256_broadcast_ss(f + 2 * i + 1), acc1);
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(accm);
+}
+
+static float row_q6_K_x8(const block_q6_K* blk, const xq8_t* X, int64_t nb) {
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acco = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q6_K* B = blk + b;
+        const float d = half_to_float(B->d);
+        const __m256 ddx = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_loadu_ps(X->d + 8 * b));   /* d * d_x, 8 x blocks */
+        /* offset: 32 * sum_j sc_j * (sum of q_x over sub-block j), pairs of sub-blocks share an x block */
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)B->scales));
+        const __m256i so = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i*)(X->s16 + 16 * b)));
+        acco = _mm256_fmadd_ps(_mm256_cvtepi32_ps(so), ddx, acco);
+        float f[8];
+        _mm256_storeu_ps(f, ddx);
+        const int8_t* xq = X->q + QK_K * b;
+        for (int h = 0; h < 2; h++) {
+            const __m256i A = _mm256_loadu_si256((const __m256i*)(B->ql + 64 * h));
+            const __m256i C = _mm256_loadu_si256((const __m256i*)(B->ql + 64 * h + 32));
+            const __m256i H = _mm256_loadu_si256((const __m256i*)(B->qh + 32 * h));
+            __m256i q[4];  /* unsigned 6-bit codes of weights 128h + 32r .. + 32, as in row_q6_K */
+            q[0] = _mm256_or_si256(_mm256_and_si256(A, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(C, m0f), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m0f), _mm256_and_si256(H, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(C, 4), m0f), _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+            for (int r = 0; r < 4; r++) {
+                const int j = 8 * h + 2 * r;                       /* sub-blocks j, j + 1 = x block 4h + r */
+                const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(B->scales[j + 1]), _mm_set1_epi16(B->scales[j]));
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], _mm256_loadu_si256((const __m256i*)(xq + 32 * (4 * h + r)))), sv);
+                if (r & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(f + 4 * h + r), acc1);
+                else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(f + 4 * h + r), acc0);
+            }
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - 32.0f * hsum256(acco);
+}
+#endif
+
+int32_t quant_matmul_q8x(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
+    layout_t L;
+    if (M < 0 || K <= 0 || N < 0 || (fmt != F_Q8_0 && fmt != F_Q4_0 && fmt != F_Q4_K && fmt != F_Q6_K)
+        || get_layout(fmt, K, 0, &L)) return -1;
+    if (M == 0 || N == 0) return 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    const int64_t nb = K / 32;
+    int8_t* q = (int8_t*)malloc((size_t)(M * K));
+    float* d = (float*)malloc((size_t)(M * nb) * sizeof(float));
+    float* dsum = (float*)malloc((size_t)(M * nb) * sizeof(float));
+    int16_t* s16 = (int16_t*)malloc((size_t)(M * nb * 2) * sizeof(int16_t));
+    if (!q || !d || !dsum || !s16) { free(q); free(d); free(dsum); free(s16); return -1; }
+    for (int64_t i = 0; i < M * nb; i++) {  /* x -> int8 per block of 32: d = absmax / 127 */
+        const float* xb = x + 32 * i;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        int32_t s[2] = {0, 0};
+        for (int j = 0; j < 32; j++) {
+            const int v = (int)nearbyintf(xb[j] * id);
+            q[32 * i + j] = (int8_t)v;
+            s[j / 16] += v;
+        }
+        d[i] = db;
+        dsum[i] = db * (float)(s[0] + s[1]);
+        s16[2 * i] = (int16_t)s[0];
+        s16[2 * i + 1] = (int16_t)s[1];
+    }
+#pragma omp parallel for schedule(dynamic, 16) if (N * K >= PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const uint8_t* row = w + n * L.row_bytes;
+        for (int64_t m = 0; m < M; m++) {
+            const xq8_t X = {q + m * K, d + m * nb, dsum + m * nb, s16 + m * 2 * nb};
+            float y = 0.0f;
+            switch (fmt) {
+                case F_Q8_0: y = row_q8_0_x8((const block_q8_0*)row, &X, K / QK8_0); break;
+                case F_Q4_0: y = row_q4_0_x8((const block_q4_0*)row, &X, K / QK4_0); break;
+                case F_Q4_K: y = row_q4_K_x8((const block_q4_K*)row, &X, K / QK_K); break;
+                case F_Q6_K: y = row_q6_K_x8((const block_q6_K*)row, &X, K / QK_K); break;
+            }
+            out[m * N + n] = y;
+        }
+    }
+    free(q); free(d); free(dsum); free(s16);
+    return 0;
+#else
+    (void)out; (void)x; (void)w;
+    return -2;  /* no integer path on this CPU: the caller uses the fp32 kernels */
+#endif
 }

@@ -7,8 +7,8 @@
      fmt 2 NF4   w: packed nibbles (N, K/2),           scale = absmax (N, K/64) W = absmax * NF4[q]
      fmt 3 Q8_0, fmt 4 Q4_0, fmt 5 Q4_K, fmt 6 Q6_K: w = ggml blocks (N, K/block), scale/zero unused
    Nibbles are packed in runs of 32: byte j holds weight j (low nibble) and j + 16 (high nibble).
-   Weights are never expanded in memory: each block is decoded in registers (AVX-512 paths) or into a
-   block-sized stack buffer, then used against every row of x. OpenMP splits the N output rows. */
+   Weights are never expanded in memory: each block is decoded in registers (AVX2 GEMV paths, M <= 4)
+   or into a block-sized stack buffer, then used against every row of x. OpenMP splits the N output rows. */
 #ifndef MINILLM_QUANT_H
 #define MINILLM_QUANT_H
 #include <stdint.h>
@@ -31,5 +31,10 @@ int32_t quant_matmul_int8_vnni(float* out, const float* x, int64_t M, int64_t K,
    out = sum_g s_w[g] d_x[g] (sum q_w q_x - z[g] sum q_x). G must be a multiple of 64. */
 int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, int64_t N,
                              const uint8_t* w, const float* scale, const uint8_t* zero, int64_t group_size);
+
+/* Q8_0 / Q4_0 / Q4_K / Q6_K weights x INT8 activations (llama.cpp's integer dot products): each block
+   of 32 inputs of a row of x is quantized to int8 (absmax / 127) inside, block sums run in integers.
+   returns 0, -1 on invalid fmt/sizes or allocation failure, -2 if this CPU has no such path (no AVX2). */
+int32_t quant_matmul_q8x(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w);
 
 #endif

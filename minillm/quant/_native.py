@@ -117,3 +117,25 @@ class Int4Q8Kernel:
 
 def matmul_int4_q8(x, packed, scale, zero, group_size):  # x (M, K) float32 -> (M, N), int8 activations
     return Int4Q8Kernel(packed, scale, zero, group_size).matmul(x)
+
+
+class GGMLQ8Kernel:
+    """ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K) x int8-quantized activations (quant_matmul_q8x), as
+    llama.cpp computes them. matmul returns None where the CPU has no integer path (no AVX2)."""
+
+    def __init__(self, fmt, blocks):  # blocks (N, K / block) of the format's block dtype
+        if fmt not in ("q8_0", "q4_0", "q4_K", "q6_K"):
+            raise ValueError(f"fmt: the int8-activation path covers q8_0, q4_0, q4_K, q6_K, got {fmt!r}")
+        self.fid, self.N = FMT_ID[fmt], blocks.shape[0]
+        self.K = blocks.shape[1] * (32 if fmt in ("q8_0", "q4_0") else 256)
+        self.w = _buf(blocks.view(np.uint8), "uint8_t", np.uint8, "blocks", blocks.nbytes)
+
+    def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N), or None without the integer path
+        out = np.empty((x.shape[0], self.N), dtype=np.float32)
+        rc = lib.quant_matmul_q8x(self.fid, ffi.from_buffer("float[]", out), _x_buf(x, self.K), x.shape[0], self.K,
+                                  self.N, self.w)
+        if rc == -2:
+            return None
+        if rc:
+            raise MemoryError("quant_matmul_q8x: allocation failed")
+        return out

@@ -214,9 +214,12 @@ class NF4Linear(QuantizedLinear):
 
 
 class GGMLLinear(QuantizedLinear):
-    """A weight stored as ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K), row by row as in a GGUF tensor."""
+    """A weight stored as ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K), row by row as in a GGUF tensor.
+    act_int8=True makes decode-sized matmuls (M <= 4) quantize each block of 32 inputs of x to int8
+    and sum q_w q_x in integers, as llama.cpp does (its ggml_vec_dot_*_q8_0/q8_K kernels);
+    matmul_int8_act_reference is that path's spec. Off by default: x's rounding is an extra error."""
 
-    def __init__(self, fmt, blocks):  # blocks (N, K / block) of formats.GGML_BLOCKS[fmt]
+    def __init__(self, fmt, blocks, act_int8=False):  # blocks (N, K / block) of formats.GGML_BLOCKS[fmt]
         if fmt not in GGML_BLOCKS:
             raise ValueError(f"fmt: expected one of {sorted(GGML_BLOCKS)}, got {fmt!r}")
         dtype, bs = GGML_BLOCKS[fmt]
@@ -224,7 +227,29 @@ class GGMLLinear(QuantizedLinear):
             raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got {blocks.dtype} {blocks.shape}")
         self.fmt, self.blocks = fmt, np.ascontiguousarray(blocks)
         self.shape = (blocks.shape[0], blocks.shape[1] * bs)
+        self.act_int8 = bool(act_int8)
         self._bind()
+        self._q8_kernel = _native.GGMLQ8Kernel(fmt, self.blocks) if _native.available() else None
+
+    def matmul(self, x):
+        if self.act_int8 and self._q8_kernel is not None:
+            x = _as_input(x, self.shape[1])
+            if x.shape[0] <= GEMV_MAX_M:
+                out = self._q8_kernel.matmul(x)
+                if out is not None:
+                    return out
+        return super().matmul(x)
+
+    def matmul_int8_act_reference(self, x):  # (M, K) -> (M, N): x quantized per 32 inputs, exact sums
+        x = _as_input(x, self.shape[1])
+        M, K = x.shape
+        xb = x.reshape(M, K // 32, 32)                                               # (M, K/32, 32)
+        d = (np.abs(xb).max(axis=2) / np.float32(127)).astype(np.float32)            # (M, K/32)
+        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
+        qx = np.rint(xb * inv[:, :, None]).astype(np.float64)                        # (M, K/32, 32)
+        W = self.dequantize().astype(np.float64).reshape(self.shape[0], K // 32, 32)  # (N, K/32, 32)
+        dot = np.einsum("mbk,nbk->mnb", qx, W)                                        # (M, N, K/32)
+        return np.sum(dot * d[:, None, :].astype(np.float64), axis=2).astype(np.float32)
 
     def dequantize(self):
         return dequantize_blocks(self.blocks, self.fmt)

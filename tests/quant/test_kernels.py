@@ -163,3 +163,27 @@ def test_int4_int8_activation_path_matches_its_integer_reference(M, N, G, kb, se
     exact = lin.matmul_reference(x)
     bound = (np.abs(x).max() / 127 / 2) * np.abs(lin.dequantize()).sum(axis=1)[None, :] + 1e-4
     assert np.all(np.abs(got - exact) <= bound)
+
+
+@settings(max_examples=30, deadline=None)
+@given(fmt=st.sampled_from(["q8_0", "q4_0", "q4_K", "q6_K"]), M=st.integers(1, 4), N=st.integers(1, 37),
+       nblocks=st.integers(1, 3), kinds=st.lists(st.sampled_from(["normal", "zero", "constant", "large", "outlier"]),
+                                                 min_size=1, max_size=3), seed=st.integers(0, 2**32 - 1))
+def test_ggml_int8_activation_path_matches_its_integer_reference(fmt, M, N, nblocks, kinds, seed):
+    rng = np.random.default_rng(seed)
+    K = BLOCK[fmt] * nblocks * (8 if BLOCK[fmt] == 32 else 1)
+    w = _weights(rng, N, K, BLOCK[fmt], kinds)
+    x = rng.standard_normal((M, K)).astype(np.float32) * 3
+    x[:, :32] = 0                                                    # an all-zero block of x: d_x = 0
+    lin = GGMLLinear(fmt, quantize_blocks(w, fmt), act_int8=True)
+    got = lin.matmul(x)
+    want = lin.matmul_int8_act_reference(x)
+    # integer block sums are exact on both sides; float32 rounding enters through the block scales
+    # (d_w * d_x, one product each) and the K/32-term float sum over blocks
+    W = np.abs(lin.dequantize())
+    xmax = np.abs(x).reshape(M, -1, 32).max(axis=2).repeat(32, axis=1)              # (M, K): |q_x| d_x <= this
+    tol = 8 * K * np.finfo(np.float32).eps * (xmax @ (4 * W).T) + 1e-30
+    assert np.all(np.abs(got - want) <= tol)
+    # activation rounding costs at most d_x / 2 per input against the exact product
+    exact = lin.matmul_reference(x)
+    assert np.all(np.abs(got - exact) <= (xmax / 254) @ W.T + tol)
