@@ -275,7 +275,10 @@ static void dot_block(float* out, int64_t ldo, const float* x, const float* w, i
 static void matmul_small_m(float* out, const float* x, const float* w, int64_t M, int64_t K,
                            int64_t N) {
     const int64_t nblocks = (N + SMALL_NB - 1) / SMALL_NB;
-    #pragma omp parallel for schedule(static) if (M * N * K >= (1 << 16))
+    /* Handed out in chunks of 4 blocks rather than one half per thread: when the machine is
+     * shared and a thread starts late, the other takes over its blocks instead of idling at the
+     * closing barrier. Each chunk is still a contiguous run of w (~100 KB at K = 768). */
+    #pragma omp parallel for schedule(dynamic, 4) if (M * N * K >= (1 << 16))
     for (int64_t b = 0; b < nblocks; b++) {
         const int64_t n = b * SMALL_NB, nb = min64(SMALL_NB, N - n);
         for (int64_t m = 0; m < M; m += 4)
