@@ -1,18 +1,30 @@
 """Benchmark: fused dequant-matmul GEMV (csrc/quant.c) vs numpy fp32 GEMV, and minillm decode vs
 llama.cpp on the same GGUF files.
 
-    python examples/bench_quant.py            # GEMV table (+ decode table if llama-cpp-python is installed)
-    python examples/bench_quant.py --quick    # fewer repeats, 4096x4096 only
+    python examples/bench_quant.py              # GEMV table (+ decode table if llama-cpp-python is installed)
+    python examples/bench_quant.py --quick      # fewer repeats, 4096x4096 only, no decode
+    python examples/bench_quant.py --no-decode  # GEMV table only
+    python examples/bench_quant.py --decode-only
 
-Part 1: x (1, K) @ W^T for W (N, K) = 4096x4096 and 11008x4096, W in fp32 (numpy/OpenBLAS), INT8
-(per-channel), INT4 (group 128; "int4-q8x" also quantizes x to int8 per group and sums in integers,
-as llama.cpp does), Q8_0 and Q4_0. GB/s counts the bytes of the weights read once per
-GEMV; the machine's bandwidth is measured in the same run (numpy sum over a 256 MiB array). A weight
-set of a few MB can stay in the 32 MB L3 between repeats, so each timing rotates through enough
-copies of the matrix to exceed the cache, as a real decode step (every layer once) does.
+Threads: 2 unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set (both libraries get the same count).
+
+Part 1: x (1, K) @ W^T for W (N, K) = 4096x4096 and 11008x4096: W in fp32 (numpy/OpenBLAS), INT8
+(per-channel), INT4 (group 128, the default exact path: fp32 activations), INT4-q8x (the same weights,
+`act_int8=True`: x quantized to int8 per group and summed in integers, as llama.cpp does), NF4, Q8_0,
+Q4_0, Q4_K and Q6_K, each ggml format also as "-q8x" (GGMLLinear(act_int8=True): x quantized to
+int8 per block of 32, llama.cpp's integer block dot products). Without -q8x every kernel uses fp32
+activations and equals dequantize-then-matmul within float32 rounding. GB/s counts the bytes of the weights (and their scales) read once per GEMV;
+the machine's bandwidth is measured in the same run (numpy's max over a 256 MiB array, on 1 and on
+THREADS threads, the higher). A weight set of a few MB stays in the 32 MB L3 between repeats,
+so each timing rotates through enough copies of the matrix to exceed the cache, as a real decode
+step (every layer once) does. The machine is shared: every repeat times every format in turn (so
+load from others hits all of them alike), and the table gives medians.
 Part 2 (needs llama-cpp-python): the Llama-134M shape (d768, 12 layers, ffn 2048, V32000, random
-weights) written as GGUF F32/Q8_0/Q4_0, greedy decode of 64 tokens after a 16-token prompt in
-llama.cpp and in minillm (load_gguf + minillm.inference.generate with its KV cache).
+weights) written as GGUF F32/Q8_0/Q4_0 (the Q4_0 file keeps the 32000x768 output matrix in Q6_K, as
+llama.cpp writes it), greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in minillm
+(load_gguf + minillm.inference.generate with its KV cache), each tok/s the median of 3 runs.
+minillm runs twice on the Q8_0/Q4_0 files: with its default fp32-activation kernels, and with
+act_int8=True on every ggml layer ("int8 act"), which is what llama.cpp itself computes.
 """
 import os
 
@@ -22,68 +34,83 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from minillm.quant import _native  # noqa: E402
 from minillm.quant.ggml_quants import quantize_blocks  # noqa: E402
 from minillm.quant.linear import GGMLLinear, Int4Linear, Int8Linear  # noqa: E402
+from minillm.quant.nf4 import quantize_nf4  # noqa: E402
 from minillm.quant.rtn import quantize_int4, quantize_int8  # noqa: E402
 
 CACHE_BYTES = 96 << 20  # rotate through copies until this many weight bytes: well past the L3
+THREADS = int(os.environ["OMP_NUM_THREADS"])
 
 
-def median_time(fn, repeats):
+def timed(fn):
+    t = time.perf_counter()
     fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    return time.perf_counter() - t
 
 
-def bandwidth():
-    a = np.ones(64 << 20, dtype=np.float32)                                          # 256 MiB
-    t = median_time(lambda: a.sum(), 5)
-    return a.nbytes / t / 1e9
+def bandwidth(repeats=7):
+    """GB/s reading a 256 MiB array: np.max over it as uint64 (the cheapest numpy reduction, so memory
+    bound), split over 1 and THREADS threads (numpy releases the GIL); the higher median counts."""
+    a = np.ones(32 << 20, dtype=np.uint64)
+    best = 0.0
+    for threads in sorted({1, THREADS}):
+        parts = np.array_split(a, threads)
+        with ThreadPoolExecutor(threads) as pool:
+            run = lambda: list(pool.map(np.max, parts))  # noqa: E731
+            run()
+            best = max(best, a.nbytes / float(np.median([timed(run) for _ in range(repeats)])) / 1e9)
+    return best
+
+
+def layers_for(w):  # W (N, K) float32 -> {name: quantized linear layer}
+    i4 = quantize_int4(w, 128)
+    made = {"int8": Int8Linear(*quantize_int8(w)), "int4": Int4Linear(*i4, 128),
+            "int4-q8x": Int4Linear(*i4, 128, act_int8=True), "nf4": quantize_nf4(w),
+            **{f: GGMLLinear(f, quantize_blocks(w, f)) for f in ("q8_0", "q4_0", "q4_K", "q6_K")}}
+    for f in ("q8_0", "q4_0", "q4_K", "q6_K"):                   # the same blocks, int8 activations
+        made[f + "-q8x"] = GGMLLinear(f, made[f].blocks, act_int8=True)
+    return made
 
 
 def gemv_table(shapes, repeats):
     rng = np.random.default_rng(0)
     bw = bandwidth()
-    print(f"measured memory bandwidth (numpy sum, 256 MiB): {bw:.1f} GB/s")
-    print(f"{'N x K':>12} {'format':>8} {'bytes MB':>9} {'time ms':>8} {'GB/s':>6} {'% of bw':>8} {'speedup vs fp32':>16}")
+    print(f"{THREADS} threads; measured memory bandwidth (numpy max over 256 MiB): {bw:.1f} GB/s")
+    print(f"{'N x K':>12} {'format':>9} {'MB':>7} {'time ms':>8} {'GB/s':>6} {'% of bw':>8} {'vs fp32':>8}")
+    rows = []
     for N, K in shapes:
         w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
         x = rng.standard_normal((1, K)).astype(np.float32)
-        i4 = quantize_int4(w, 128)
-        layers = {"fp32": None, "int8": Int8Linear(*quantize_int8(w)), "int4": Int4Linear(*i4, 128),
-                  "int4-q8x": Int4Linear(*i4, 128, act_int8=True),
-                  "q8_0": GGMLLinear("q8_0", quantize_blocks(w, "q8_0")), "q4_0": GGMLLinear("q4_0", quantize_blocks(w, "q4_0"))}
-        base = None
-        for fmt, lin in layers.items():
-            nbytes = w.nbytes if lin is None else lin.nbytes
-            copies = max(1, -(-CACHE_BYTES // nbytes))
-            if lin is None:
-                ws = [w.copy() for _ in range(copies)]
-                calls = [lambda m=m: x @ m.T for m in ws]
-            else:
-                ws = [type(lin).from_arrays(lin.meta(), {k: v.copy() for k, v in lin.arrays().items()})
-                      for _ in range(copies)]
-                for m in ws:
-                    m.act_int8 = getattr(lin, "act_int8", False)
-                calls = [lambda m=m: m.matmul(x) for m in ws]
-
-            def run():
-                for c in calls:
-                    c()
-            t = median_time(run, repeats) / copies
-            base = t if base is None else base
+        runs = {}                                                # name -> (bytes, run over copies, copies)
+        fp32 = [w] + [w.copy() for _ in range(-(-CACHE_BYTES // w.nbytes) - 1)]
+        runs["fp32"] = (w.nbytes, [lambda m=m: x @ m.T for m in fp32])
+        for name, lin in layers_for(w).items():
+            copies = [lin] + [type(lin).from_arrays(lin.meta(), {k: v.copy() for k, v in lin.arrays().items()})
+                              for _ in range(-(-CACHE_BYTES // lin.nbytes) - 1)]
+            for c in copies:
+                c.act_int8 = getattr(lin, "act_int8", False)
+            runs[name] = (lin.nbytes, [lambda m=c: m.matmul(x) for c in copies])
+        times = {name: [] for name in runs}
+        for r in range(repeats + 1):                             # repeat 0 warms up
+            for name, (_, calls) in runs.items():
+                t = timed(lambda: [c() for c in calls]) / len(calls)
+                if r:
+                    times[name].append(t)
+        base = float(np.median(times["fp32"]))
+        for name, (nbytes, _) in runs.items():
+            t = float(np.median(times[name]))
             gbs = nbytes / t / 1e9
-            print(f"{N:>5} x {K:<5} {fmt:>8} {nbytes / 1e6:9.1f} {t * 1e3:8.3f} {gbs:6.1f} {100 * gbs / bw:7.0f}% "
-                  f"{base / t:15.2f}x")
-            del ws, calls
+            rows.append((N, K, name, base / t))
+            print(f"{N:>5} x {K:<5} {name:>9} {nbytes / 1e6:7.1f} {t * 1e3:8.3f} {gbs:6.1f} {100 * gbs / bw:7.0f}% "
+                  f"{base / t:7.2f}x")
+        del runs, fp32
+    return rows
 
 
 def decode_table(n_new=64, prompt_len=16):
@@ -93,18 +120,19 @@ def decode_table(n_new=64, prompt_len=16):
         print("\nllama-cpp-python not installed: decode comparison skipped (pip install llama-cpp-python)")
         return
     from minillm import ModelConfig, Transformer
-    from minillm.io import load_gguf, save_gguf
     from minillm.inference import generate
+    from minillm.io import load_gguf, save_gguf
     cfg = ModelConfig.preset("llama-134m")
     model = Transformer(cfg, seed=0)
     prompt = [int(t) for t in np.random.default_rng(1).integers(0, cfg.vocab_size, prompt_len)]
-    print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, 2 threads")
-    print(f"{'format':>8} {'llama.cpp tok/s':>16} {'minillm tok/s':>14} {'llama.cpp / minillm':>20}")
+    print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads")
+    print(f"{'format':>8} {'llama.cpp tok/s':>16} {'minillm tok/s':>14} {'llama.cpp / minillm':>20} "
+          f"{'minillm int8 act':>17} {'llama.cpp / it':>15}")
     with tempfile.TemporaryDirectory() as d:
         for dtype in ("f32", "q8_0", "q4_0"):
             path = os.path.join(d, f"m-{dtype}.gguf")
             save_gguf(model, path, dtype=dtype)
-            llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=2, n_batch=64, verbose=False)
+            llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=THREADS, n_batch=64, verbose=False)
 
             def run_llama():
                 llm.reset()
@@ -116,30 +144,37 @@ def decode_table(n_new=64, prompt_len=16):
                 return n_new / (time.perf_counter() - t)
             ours, _ = load_gguf(path)
 
-            def run_ours():  # decode rate: (time of prompt + n tokens) - (time of prompt + 1 token)
-                t = time.perf_counter()
-                generate(ours, np.array(prompt), 1)
-                t1 = time.perf_counter() - t
-                t = time.perf_counter()
-                generate(ours, np.array(prompt), n_new)
-                tn = time.perf_counter() - t
-                return (n_new - 1) / (tn - t1)
+            def run_ours():  # decode rate: tokens after the first over the time between them (no prefill)
+                stamps = []
+                generate(ours, np.array(prompt), n_new, stream=lambda tok: stamps.append(time.perf_counter()))
+                return (len(stamps) - 1) / (stamps[-1] - stamps[0])
             theirs = float(np.median([run_llama() for _ in range(3)]))
             mine = float(np.median([run_ours() for _ in range(3)]))
-            print(f"{dtype:>7} {theirs:16.1f} {mine:14.1f} {theirs / mine:19.2f}x")
+            line = f"{dtype:>8} {theirs:16.1f} {mine:14.1f} {theirs / mine:19.2f}x"
+            ggml = [q for q in ours.quantized.values() if isinstance(q, GGMLLinear)]
+            if ggml:
+                for q in ggml:
+                    q.act_int8 = True
+                mine8 = float(np.median([run_ours() for _ in range(3)]))
+                line += f" {mine8:17.1f} {theirs / mine8:14.2f}x"
+            print(line)
             del llm
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="4096x4096 only, 3 repeats, no decode table")
+    ap.add_argument("--no-decode", action="store_true", help="skip the llama.cpp decode comparison")
+    ap.add_argument("--decode-only", action="store_true", help="only the llama.cpp decode comparison")
     args = ap.parse_args()
     if not _native.available():
         print("native extension not built: nothing to benchmark (pip install -e .)")
         return
     shapes = [(4096, 4096)] if args.quick else [(4096, 4096), (11008, 4096)]
-    gemv_table(shapes, 3 if args.quick else 7)
-    decode_table()
+    if not args.decode_only:
+        gemv_table(shapes, 3 if args.quick else 7)
+    if not (args.quick or args.no_decode):
+        decode_table()
 
 
 if __name__ == "__main__":
