@@ -17,9 +17,9 @@ import numpy as np
 from . import kernels
 from .nn import (attention_backward, attention_forward, cross_entropy_backward, cross_entropy_forward,
                  embedding_backward, embedding_forward, gelu_backward, gelu_forward, layernorm_backward,
-                 layernorm_forward, linear_backward, linear_forward, rmsnorm_backward, rmsnorm_forward,
-                 rope_backward, rope_forward, rope_parameters, rope_tables, swiglu_backward,
-                 swiglu_forward)
+                 layernorm_forward, linear_backward, linear_forward, linear_forward_group,
+                 rmsnorm_backward, rmsnorm_forward, rope_backward, rope_forward, rope_parameters,
+                 rope_tables, swiglu_backward, swiglu_forward)
 from .nn.attention import segment_bounds, segmented_attention_backward, segmented_attention_forward
 from .nn.alibi import alibi_attention_backward, alibi_attention_forward, alibi_slopes
 
@@ -252,6 +252,14 @@ class Transformer:
         b = self._p(names, role + ".b")
         return (y + b if b is not None else y), None
 
+    def _linears(self, x, names, roles):  # (N, Cin) -> [((N, Cout_r), cache)] for each role
+        """_linear for several roles that read the same x; when all are float32 they share one
+        kernel call (one parallel region per group at decode instead of one per weight)."""
+        if any(names[r + ".w"] in self.quantized for r in roles):
+            return [self._linear(x, names, r) for r in roles]
+        return linear_forward_group(x, [self.params[names[r + ".w"]] for r in roles],
+                                    [self._p(names, r + ".b") for r in roles])
+
     def _p(self, names, role):
         """The parameter of `role` in a layer's name table, or None where the config has none."""
         return self.params.get(names.get(role, ""))
@@ -292,7 +300,7 @@ class Transformer:
             q, k, v = np.split(qkv, [C, C + Hkv * D], axis=1)
             c_proj = (c_qkv,)
         else:
-            (q, c_q), (k, c_k), (v, c_v) = (self._linear(h2, n, r) for r in "qkv")
+            (q, c_q), (k, c_k), (v, c_v) = self._linears(h2, n, ("q", "k", "v"))
             c_proj = (c_q, c_k, c_v)
         q = np.ascontiguousarray(q.reshape(B, T, H, D).transpose(0, 2, 1, 3))     # (B, H, T, D)
         k = np.ascontiguousarray(k.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3))   # (B, Hkv, T, D)
@@ -319,11 +327,11 @@ class Transformer:
         x1 = x + o.reshape(B, T, C)                                              # residual
         h, c_ln2 = self._norm_forward(x1, self._p(n, "ln2.w"), self._p(n, "ln2.b"))
         h2 = h.reshape(B * T, C)
-        up, c_up = self._linear(h2, n, "up")                                     # (B*T, F)
         if cfg.arch == "llama":
-            gate, c_gate = self._linear(h2, n, "gate")                           # (B*T, F)
+            (gate, c_gate), (up, c_up) = self._linears(h2, n, ("gate", "up"))    # (B*T, F) each
             act, c_act = swiglu_forward(gate, up)
         else:
+            up, c_up = self._linear(h2, n, "up")                                 # (B*T, F)
             c_gate = None
             act, c_act = gelu_forward(up)
         m, c_down = self._linear(act, n, "down")                                 # (B*T, C)

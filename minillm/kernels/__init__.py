@@ -86,4 +86,18 @@ def matmul(out, x, w):
         reference.matmul(out, x, w)
 
 
-__all__ = ["backend", "reference", "native"] + KERNELS
+def matmul_group(outs, x, ws):
+    """outs[i] (M, N_i) = x (M, K) @ ws[i] (N_i, K)^T: the projections of a layer that read the
+    same input. Where matmul would take the C kernel (decode), the whole group runs in one
+    parallel region; elsewhere it is one matmul per weight."""
+    if (_USE_NATIVE and isinstance(x, np.ndarray) and x.ndim == 2
+            and x.shape[0] in _MATMUL_NATIVE_M and _fits((x, *outs, *ws))):
+        native.matmul_group(outs, x, ws)
+    else:
+        if len(outs) != len(ws):
+            raise ValueError(f"matmul_group: {len(outs)} outputs for {len(ws)} weights")
+        for out, w in zip(outs, ws):
+            matmul(out, x, w)
+
+
+__all__ = ["backend", "reference", "native", "matmul_group"] + KERNELS

@@ -118,6 +118,19 @@ def matmul(out, x, w):  # (M, N) <- (M, K), (N, K)
     lib.matmul(_f32(out, "out", (M, N)), px, pw, M, K, N)
 
 
+def matmul_group(outs, x, ws):  # [(M, N_i)] <- (M, K), [(N_i, K)]
+    px = _f32(x, "x", (None, None))
+    M, K = x.shape
+    if not isinstance(outs, (list, tuple)) or not isinstance(ws, (list, tuple)) or len(outs) != len(ws):
+        raise ValueError("matmul_group: outs and ws must be lists of the same length")
+    # the cdata of from_buffer keeps each array's buffer alive: hold them until the call returns
+    pws = [_f32(w, f"ws[{i}]", (None, K)) for i, w in enumerate(ws)]
+    Ns = [w.shape[0] for w in ws]
+    pouts = [_f32(o, f"outs[{i}]", (M, N)) for i, (o, N) in enumerate(zip(outs, Ns))]
+    lib.matmul_group(ffi.new("float*[]", pouts), px, ffi.new("float*[]", pws),
+                     ffi.new("int64_t[]", Ns), len(ws), M, K)
+
+
 # ------------------------------------------------------------------------------------ attention
 def _attention_shapes(q, k, v, name="attention"):
     """(B, H, Hkv, T, S, D) of q (B, H, T, D), k and v (B, Hkv, S, D), with the GQA and causal

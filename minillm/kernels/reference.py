@@ -19,6 +19,13 @@ def matmul(out, x, w):  # (M, N) <- (M, K), (N, K): out = x @ w.T
     np.matmul(x, w.T, out=out)
 
 
+def matmul_group(outs, x, ws):  # [(M, N_i)] <- (M, K), [(N_i, K)]: outs[i] = x @ ws[i].T
+    if len(outs) != len(ws):
+        raise ValueError(f"matmul_group: {len(outs)} outputs for {len(ws)} weights")
+    for out, w in zip(outs, ws):
+        matmul(out, x, w)
+
+
 # ----------------------------------------------------------------------------------- attention
 def _expand_kv(k, H):  # (B, Hkv, S, D) -> (B, H, S, D), each kv head repeated H // Hkv times
     return np.repeat(k, H // k.shape[1], axis=1)

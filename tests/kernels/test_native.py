@@ -51,6 +51,33 @@ def test_matmul_large_and_edge_shapes(M, K, N):
     check_matmul(M, K, N, seed=M * 7 + N)
 
 
+@SETTINGS
+@given(M=st.integers(1, 6), K=st.integers(0, 130), Ns=st.lists(st.integers(0, 41), min_size=1, max_size=4),
+       seed=seeds)
+def test_matmul_group_matches_reference(M, K, Ns, seed):
+    # one parallel region over the row blocks of several weights: every block must land in its
+    # own output, including empty weights and ragged last blocks
+    rng = np.random.default_rng(seed)
+    x, ws = randn(rng, M, K), [randn(rng, N, K) for N in Ns]
+    got = [np.full((M, N), np.nan, np.float32) for N in Ns]
+    want = [np.empty((M, N), np.float32) for N in Ns]
+    native.matmul_group(got, x, ws)
+    reference.matmul_group(want, x, ws)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * max(K, 1))
+
+
+def test_matmul_group_rejects_mismatched_lists_and_shapes():
+    x = np.zeros((1, 8), np.float32)
+    with pytest.raises(ValueError, match="same length"):
+        native.matmul_group([np.zeros((1, 4), np.float32)], x, [])
+    with pytest.raises(ValueError, match=r"ws\[1\].*\(\?, 8\)"):
+        native.matmul_group([np.zeros((1, 4), np.float32)] * 2, x,
+                            [np.zeros((4, 8), np.float32), np.zeros((4, 7), np.float32)])
+    with pytest.raises(ValueError, match=r"outs\[0\].*\(1, 4\)"):
+        native.matmul_group([np.zeros((2, 4), np.float32)], x, [np.zeros((4, 8), np.float32)])
+
+
 def test_matmul_empty_k_gives_zeros():
     out = np.full((3, 4), 7.0, np.float32)
     native.matmul(out, np.zeros((3, 0), np.float32), np.zeros((4, 0), np.float32))
