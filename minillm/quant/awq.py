@@ -42,9 +42,12 @@ def search_scales(Ws, X, fake_quant, n_grid=20):
 def search_clip(W, X, fake_quant, group_size, n_grid=20, max_shrink=0.5, max_tokens=512):
     """Per (row, group) range clipping: W (N, K), X (n, K) -> clipped W (N, K) float32.
     Candidate i clamps the group to +-max|w_g| (1 - i / n_grid); the error of a group is
-    mean over tokens of (x_g . (Q(w_g) - w_g))^2, its own contribution to the output error."""
+    mean over tokens of (x_g . (Q(w_g) - w_g))^2, its own contribution to the output error.
+    The error is measured on max_tokens rows taken at an even stride across all of X (as AWQ's
+    auto_clip samples), not the first rows: those would be the first few calibration sequences."""
     W = np.asarray(W, dtype=np.float32)
-    X = np.asarray(X, dtype=np.float32)[:max_tokens]
+    X = np.asarray(X, dtype=np.float32)
+    X = X[::max(1, len(X) // max_tokens)][:max_tokens]                               # (<= max_tokens, K)
     N, K = W.shape
     G = group_size
     Xg = X.reshape(len(X), K // G, G)                                                # (n, K/G, G)

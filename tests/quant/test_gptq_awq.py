@@ -61,6 +61,17 @@ def test_awq_clip_never_hurts_its_own_objective():
     assert np.all(np.abs(Wc) <= np.abs(W) + 1e-7)
 
 
+def test_awq_clip_samples_tokens_across_the_calibration_set():
+    """The clip search sees tokens from all of X, not only its first rows (the first sequences):
+    here the first 512 rows are silent, so a search on them alone would keep every group unclipped."""
+    W, X = _layer(4, n=2048)
+    X[:512] = 0.0
+    fq = lambda w: dequantize_int4(*quantize_int4(w, 32), 32)  # noqa: E731
+    Wc = awq.search_clip(W, X, fq, 32)
+    err = lambda Wq: float(np.linalg.norm(X[512:] @ (W - Wq).T))  # noqa: E731
+    assert err(fq(Wc)) < 0.99 * err(fq(W))
+
+
 def test_damping_grows_then_explains_failure():
     K = 32
     H = np.zeros((K, K))
