@@ -1,7 +1,7 @@
 """Quantization report: perplexity, KL divergence, size and decode speed of one small trained model
 under every quantization format minillm has.
 
-    python examples/quantization_report.py                      # trains the model first (~10 min on 2 cores)
+    python examples/quantization_report.py                      # trains the model first (13-17 min on 2 cores)
     python examples/quantization_report.py --run runs/qreport   # reuses that run's checkpoint
 
 The model: Llama flavour, d_model 256, 4 layers, ffn 768 (every matrix's input size is a multiple of
