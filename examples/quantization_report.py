@@ -5,10 +5,11 @@ under every quantization format minillm has.
     python examples/quantization_report.py --run runs/qreport   # reuses that run's checkpoint
 
 The model: Llama flavour, d_model 256, 4 layers, ffn 768 (every matrix's input size is a multiple of
-256, so it splits into 256-weight K-quant super-blocks and 128-weight INT4 groups), BPE 2048 on
-CPython's pydoc text (90% train / 10% held out), trained to about its best held-out loss (the corpus
-is ~115k tokens, so training much longer only overfits). The trained checkpoint is cached under --run;
-a run trained with other settings is refused rather than silently reused.
+256, so it splits into 256-weight K-quant super-blocks and 128-weight INT4 groups), BPE 2048 trained
+on the training part, 1200 steps of 16 x 128 tokens on CPython's documentation text (pydoc topics +
+standard-library docstrings, see corpus_documents; every 10th document held out, ~63k tokens). The
+trained checkpoint is cached under --run; a run trained with other settings is refused rather than
+silently reused.
 
 Evaluation: every non-overlapping 128-token window of the held-out text. Perplexity and the mean
 KL(fp32 || quantized) of the next-token distributions are measured on those windows; calibration for
