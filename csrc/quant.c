@@ -335,18 +335,23 @@ static float row_q4_0(const block_q4_0* blk, const float* x, const float* sumx, 
    The eight 6-bit (sc, m) pairs unpack four at a time from 32-bit words (get_scale_min_k4 in ggml:
    j < 4 keep the low 6 bits of bytes 0..7; j >= 4 join a nibble of bytes 8..11 with the top 2 bits
    of bytes 0..7). */
+static inline void q4_K_scales_mins(const uint8_t* scales, uint32_t sc[2], uint32_t mn[2]) {
+    uint32_t w[3];
+    memcpy(w, scales, 12);
+    sc[0] = w[0] & 0x3F3F3F3Fu;                                      /* scales 0..3, mins 0..3 */
+    mn[0] = w[1] & 0x3F3F3F3Fu;
+    sc[1] = (w[2] & 0x0F0F0F0Fu) | (((w[0] >> 6) & 0x03030303u) << 4);        /* 4..7 */
+    mn[1] = ((w[2] >> 4) & 0x0F0F0F0Fu) | (((w[1] >> 6) & 0x03030303u) << 4);
+}
+
 static float row_q4_K(const block_q4_K* blk, const float* x, const float* sumx32, int64_t nb) {
     const __m256i low4 = _mm256_set1_epi32(0xF);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     float dsc[8];
     for (int64_t b = 0; b < nb; b++) {
         const block_q4_K* B = blk + b;
-        uint32_t w[3], sc[2], mn[2];
-        memcpy(w, B->scales, 12);
-        sc[0] = w[0] & 0x3F3F3F3Fu;
-        mn[0] = w[1] & 0x3F3F3F3Fu;
-        sc[1] = (w[2] & 0x0F0F0F0Fu) | (((w[0] >> 6) & 0x03030303u) << 4);
-        mn[1] = ((w[2] >> 4) & 0x0F0F0F0Fu) | (((w[1] >> 6) & 0x03030303u) << 4);
+        uint32_t sc[2], mn[2];
+        q4_K_scales_mins(B->scales, sc, mn);
         _mm256_storeu_ps(dsc, _mm256_mul_ps(_mm256_cvtepi32_ps(u8x8((const uint8_t*)sc)), _mm256_set1_ps(half_to_float(B->d))));
         accm = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(u8x8((const uint8_t*)mn)), _mm256_set1_ps(half_to_float(B->dmin))),
                                _mm256_loadu_ps(sumx32 + 8 * b), accm);
@@ -652,12 +657,8 @@ static float row_q4_K_x8(const block_q4_K* blk, const xq8_t* X, int64_t nb) {
     float f[8];
     for (int64_t b = 0; b < nb; b++) {
         const block_q4_K* B = blk + b;
-        uint32_t w[3], sc[2], mn[2];
-        memcpy(w, B->scales, 12);
-        sc[0] = w[0] & 0x3F3F3F3Fu;
-        mn[0] = w[1] & 0x3F3F3F3Fu;
-        sc[1] = (w[2] & 0x0F0F0F0Fu) | (((w[0] >> 6) & 0x03030303u) << 4);
-        mn[1] = ((w[2] >> 4) & 0x0F0F0F0Fu) | (((w[1] >> 6) & 0x03030303u) << 4);
+        uint32_t sc[2], mn[2];
+        q4_K_scales_mins(B->scales, sc, mn);
         const __m256 dx = _mm256_loadu_ps(X->d + 8 * b);          /* sub-block j uses x block 8b + j */
         _mm256_storeu_ps(f, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(u8x8((const uint8_t*)sc)),
                                                         _mm256_set1_ps(half_to_float(B->d))), dx));
