@@ -272,25 +272,12 @@ static void dot_block(float* out, int64_t ldo, const float* x, const float* w, i
 #define SMALL_NB 4        /* rows of w per block: what dot_block takes at once */
 #endif
 
-static void matmul_small_m(float* out, const float* x, const float* w, int64_t M, int64_t K,
-                           int64_t N) {
-    const int64_t nblocks = (N + SMALL_NB - 1) / SMALL_NB;
-    /* Handed out in chunks of 4 blocks rather than one half per thread: when the machine is
-     * shared and a thread starts late, the other takes over its blocks instead of idling at the
-     * closing barrier. Each chunk is still a contiguous run of w (~100 KB at K = 768). */
-    #pragma omp parallel for schedule(dynamic, 4) if (M * N * K >= (1 << 16))
-    for (int64_t b = 0; b < nblocks; b++) {
-        const int64_t n = b * SMALL_NB, nb = min64(SMALL_NB, N - n);
-        for (int64_t m = 0; m < M; m += 4)
-            dot_block(out + m * N + n, N, x + m * K, w + n * K, min64(4, M - m), nb, K);
-    }
-}
-
 /* outs[i] (M, Ns[i]) = x (M, K) @ ws[i]^T for several weights that read the same x: the q, k, v
  * projections of a layer, or its gate and up projections. At decode time each of them is a short
  * GEMV, and a parallel region costs a wake-up of the sleeping second thread (~10 us on a quiet
  * machine, tens of us on a busy one); one region over the row blocks of all of them pays it once.
- * Blocks are numbered across the matrices in order, so the work split is that of one tall w. */
+ * Blocks are numbered across the matrices in order, so the work split is that of one tall w.
+ * matmul()'s small-M path is this with a group of one. */
 static void matmul_group_small_m(float* const* outs, const float* x, const float* const* ws,
                                  const int64_t* Ns, int64_t count, int64_t M, int64_t K) {
     int64_t nblocks = 0, work = 0;
@@ -298,6 +285,9 @@ static void matmul_group_small_m(float* const* outs, const float* x, const float
         nblocks += (Ns[i] + SMALL_NB - 1) / SMALL_NB;
         work += M * Ns[i] * K;
     }
+    /* Handed out in chunks of 4 blocks rather than one half per thread: when the machine is
+     * shared and a thread starts late, the other takes over its blocks instead of idling at the
+     * closing barrier. Each chunk is still a contiguous run of w (~100 KB at K = 768). */
     #pragma omp parallel for schedule(dynamic, 4) if (work >= (1 << 16))
     for (int64_t g = 0; g < nblocks; g++) {
         int64_t i = 0, b = g;                             /* block g is block b of matrix i */
@@ -372,7 +362,7 @@ void matmul(float* out, const float* x, const float* w, int64_t M, int64_t K, in
         memset(out, 0, sizeof(float) * (size_t)(M * N));
         return;
     }
-    if (M <= SMALL_M) matmul_small_m(out, x, w, M, K, N);
+    if (M <= SMALL_M) matmul_group_small_m(&out, x, &w, &N, 1, M, K);   /* a group of one */
     else matmul_blocked(out, x, w, M, K, N);
 }
 
