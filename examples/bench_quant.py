@@ -18,7 +18,10 @@ the machine's bandwidth is measured in the same run (numpy's max over a 256 MiB 
 THREADS threads, the higher). A weight set of a few MB stays in the 32 MB L3 between repeats,
 so each timing rotates through enough copies of the matrix to exceed the cache, as a real decode
 step (every layer once) does. The machine is shared: every repeat times every format in turn (so
-load from others hits all of them alike), and the table gives medians.
+load from others hits all of them alike), and the table gives medians. fp32 runs last in each
+repeat, followed by a 0.25 s pause: OpenBLAS's idle workers spin for about 0.1 s after a call, and
+a kernel timed in that window shares its second core with them (measured here: INT4 4096x4096 at
+1.9 ms right after an fp32 GEMV, 1.0 ms otherwise).
 Part 2 (needs llama-cpp-python): the Llama-134M shape (d768, 12 layers, ffn 2048, V32000, random
 weights) written as GGUF F32/Q8_0/Q4_0 (the Q4_0 file keeps the 32000x768 output matrix in Q6_K, as
 llama.cpp writes it), greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in minillm
@@ -45,6 +48,9 @@ from minillm.quant.nf4 import quantize_nf4  # noqa: E402
 from minillm.quant.rtn import quantize_int4, quantize_int8  # noqa: E402
 
 CACHE_BYTES = 96 << 20  # rotate through copies until this many weight bytes: well past the L3
+# OpenBLAS keeps its worker threads spinning (sched_yield) for 2^28 cycles, about 0.1 s, after each
+# call; a kernel timed inside that window shares a core with them and runs up to 2x slower.
+BLAS_SPIN_S = 0.25
 THREADS = int(os.environ["OMP_NUM_THREADS"])
 
 
@@ -97,11 +103,15 @@ def gemv_table(shapes, repeats):
                 c.act_int8 = getattr(lin, "act_int8", False)
             runs[name] = (lin.nbytes, [lambda m=c: m.matmul(x) for c in copies])
         times = {name: [] for name in runs}
+        order = [name for name in runs if name != "fp32"] + ["fp32"]
         for r in range(repeats + 1):                             # repeat 0 warms up
-            for name, (_, calls) in runs.items():
+            for name in order:
+                calls = runs[name][1]
+                calls[0]()                                       # wake the thread team first
                 t = timed(lambda: [c() for c in calls]) / len(calls)
                 if r:
                     times[name].append(t)
+            time.sleep(BLAS_SPIN_S)                              # OpenBLAS's workers stop spinning
         base = float(np.median(times["fp32"]))
         for name, (nbytes, _) in runs.items():
             t = float(np.median(times[name]))
