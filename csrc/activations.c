@@ -10,10 +10,12 @@
  */
 #include <math.h>
 #include "activations.h"
+#include "parts.inc"
 #include "fastmath.inc"
 
 #define GELU_C 0.7978845608028654f   /* sqrt(2 / pi) */
 #define PAR_MIN 65536                /* elements below which one thread is faster */
+#define SPAN 4096                    /* elements per task of the forward loops (stays in L1/L2) */
 
 /* sigmoid(z) = 1 / (1 + exp(-z)) computed from e = exp(-|z|) in (0, 1], so nothing overflows:
  * z >= 0: 1 / (1 + e);  z < 0: e / (1 + e). The numerator is picked without a float branch
@@ -29,13 +31,18 @@ static inline float sigmoid_e(float z, float* e_out) {
 /* GELU through the sigmoid: 0.5 (1 + tanh(u)) = sigmoid(2u) and 1 - tanh(u)^2 = 4 e / (1 + e)^2
  * with e = exp(-2|u|). Written this way, neither 1 + t (t -> -1 for x << 0) nor 1 - t^2 (|t| -> 1)
  * cancels, so the small tails of gelu and gelu' keep their relative accuracy. */
-void gelu_forward(float* y, const float* x, int64_t n) {
-    #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+void gelu_span(float* y, const float* x, int64_t n) {
+    #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         const float xi = x[i], u = GELU_C * (xi + 0.044715f * xi * xi * xi);
         float e;
         y[i] = xi * sigmoid_e(2.0f * u, &e);                     /* 0.5 x (1 + tanh u) */
     }
+}
+
+void gelu_forward(float* y, const float* x, int64_t n) {
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i += SPAN) gelu_span(y + i, x + i, n - i < SPAN ? n - i : SPAN);
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
@@ -50,12 +57,17 @@ void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
     }
 }
 
-void swiglu_forward(float* y, const float* a, const float* b, int64_t n) {
-    #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+void swiglu_span(float* y, const float* a, const float* b, int64_t n) {
+    #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float e;
         y[i] = a[i] * sigmoid_e(a[i], &e) * b[i];
     }
+}
+
+void swiglu_forward(float* y, const float* a, const float* b, int64_t n) {
+    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i += SPAN) swiglu_span(y + i, a + i, b + i, n - i < SPAN ? n - i : SPAN);
 }
 
 void swiglu_backward(float* da, float* db, const float* dy, const float* a, const float* b,

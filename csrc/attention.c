@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "attention.h"
+#include "parts.inc"
 #include "fastmath.inc"
 
 #define BR 32   /* query rows per forward tile */
@@ -257,6 +258,28 @@ static void decode_values(float* o, const float* p, const float* v, int64_t n, i
     }
 }
 
+/* The G query heads qg (G, D) that read one kv head against its first n cached keys kh and
+ * values vh (n, D) -> og (G, D). s: scratch of G * n floats (the scores, then the probabilities). */
+void attention_decode_head(float* og, const float* qg, const float* kh, const float* vh, int64_t G,
+                           int64_t n, int64_t D, float scale, float* s) {
+    for (int64_t g = 0; g < G; g++)
+        decode_scores(s + g * n, qg + g * D, kh, n, D, scale);
+    for (int64_t g = 0; g < G; g++) {
+        float* sg = s + g * n;
+        float mx = sg[0];
+        for (int64_t j = 1; j < n; j++) mx = sg[j] > mx ? sg[j] : mx;
+        float sum = 0.0f;
+        #pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < n; j++) {
+            sg[j] = fast_expf(sg[j] - mx);
+            sum += sg[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < n; j++) sg[j] *= inv;
+        decode_values(og + g * D, sg, vh, n, D);
+    }
+}
+
 void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const int32_t* lengths, int64_t B, int64_t H, int64_t Hkv, int64_t Smax,
                       int64_t D, float scale) {
@@ -276,23 +299,7 @@ void attention_decode(float* out, const float* q, const float* k_cache, const fl
             const float* kh = k_cache + bk * Smax * D;  /* (Smax, D) */
             const float* vh = v_cache + bk * Smax * D;
             const float* qg = q + (b * H + hk * G) * D; /* (G, D): the heads reading this kv head */
-            float* og = out + (b * H + hk * G) * D;
-            for (int64_t g = 0; g < G; g++)
-                decode_scores(s + g * n, qg + g * D, kh, n, D, scale);
-            for (int64_t g = 0; g < G; g++) {
-                float* sg = s + g * n;
-                float mx = sg[0];
-                for (int64_t j = 1; j < n; j++) mx = sg[j] > mx ? sg[j] : mx;
-                float sum = 0.0f;
-                #pragma omp simd reduction(+ : sum)
-                for (int64_t j = 0; j < n; j++) {
-                    sg[j] = fast_expf(sg[j] - mx);
-                    sum += sg[j];
-                }
-                const float inv = 1.0f / sum;
-                for (int64_t j = 0; j < n; j++) sg[j] *= inv;
-                decode_values(og + g * D, sg, vh, n, D);
-            }
+            attention_decode_head(out + (b * H + hk * G) * D, qg, kh, vh, G, n, D, scale, s);
         }
         free(s);
     }

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <omp.h>
 #include "matmul.h"
+#include "parts.inc"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -299,6 +300,12 @@ static void matmul_group_small_m(float* const* outs, const float* x, const float
         for (int64_t m = 0; m < M; m += 4)
             dot_block(outs[i] + m * N + n, N, x + m * K, ws[i] + n * K, min64(4, M - m), nb, K);
     }
+}
+
+/* out[0:n] = w[0:n] . x for the n rows of w (n, K): one thread's share of a GEMV (decode.c). */
+void gemv_rows(float* out, const float* x, const float* w, int64_t n, int64_t K) {
+    for (int64_t j = 0; j < n; j += SMALL_NB)
+        dot_block(out + j, n, x, w + j * K, 1, min64(SMALL_NB, n - j), K);
 }
 
 /* ---------------------------------------------------------------------------- blocked GEMM */

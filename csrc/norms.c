@@ -15,28 +15,31 @@
 #include <string.h>
 #include <omp.h>
 #include "norms.h"
+#include "parts.inc"
 
 #define PAR_MIN 32768   /* below N * C elements one thread is faster than waking the others */
+
+/* One row: y = (x - mean) * rstd * w + b; returns its mean and rstd through the pointers. */
+void layernorm_row(float* y, float* mean, float* rstd, const float* x, const float* w,
+                   const float* b, int64_t C, float eps) {
+    float sum = 0.0f;
+    #pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < C; c++) sum += x[c];
+    const float mu = sum / (float)C;
+    float var = 0.0f;
+    #pragma omp simd reduction(+ : var)
+    for (int64_t c = 0; c < C; c++) var += (x[c] - mu) * (x[c] - mu);
+    const float rs = 1.0f / sqrtf(var / (float)C + eps);
+    #pragma omp simd
+    for (int64_t c = 0; c < C; c++) y[c] = (x[c] - mu) * rs * w[c] + b[c];
+    *mean = mu;
+    *rstd = rs;
+}
 
 void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                        const float* b, int64_t N, int64_t C, float eps) {
     #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
-    for (int64_t r = 0; r < N; r++) {
-        const float* xr = x + r * C;
-        float sum = 0.0f;
-        #pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < C; c++) sum += xr[c];
-        const float mu = sum / (float)C;
-        float var = 0.0f;
-        #pragma omp simd reduction(+ : var)
-        for (int64_t c = 0; c < C; c++) var += (xr[c] - mu) * (xr[c] - mu);
-        const float rs = 1.0f / sqrtf(var / (float)C + eps);
-        float* yr = y + r * C;
-        #pragma omp simd
-        for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mu) * rs * w[c] + b[c];
-        mean[r] = mu;
-        rstd[r] = rs;
-    }
+    for (int64_t r = 0; r < N; r++) layernorm_row(y + r * C, mean + r, rstd + r, x + r * C, w, b, C, eps);
 }
 
 /* Adds the per-thread partial column sums part[t][0:C] into dst (C,). */
@@ -85,20 +88,21 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
     free(db_part);
 }
 
+/* One row: y = x * rstd * w; returns rstd through the pointer. */
+void rmsnorm_row(float* y, float* rstd, const float* x, const float* w, int64_t C, float eps) {
+    float ss = 0.0f;
+    #pragma omp simd reduction(+ : ss)
+    for (int64_t c = 0; c < C; c++) ss += x[c] * x[c];
+    const float rs = 1.0f / sqrtf(ss / (float)C + eps);
+    #pragma omp simd
+    for (int64_t c = 0; c < C; c++) y[c] = x[c] * rs * w[c];
+    *rstd = rs;
+}
+
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t N, int64_t C,
                      float eps) {
     #pragma omp parallel for schedule(static) if (N * C >= PAR_MIN)
-    for (int64_t r = 0; r < N; r++) {
-        const float* xr = x + r * C;
-        float ss = 0.0f;
-        #pragma omp simd reduction(+ : ss)
-        for (int64_t c = 0; c < C; c++) ss += xr[c] * xr[c];
-        const float rs = 1.0f / sqrtf(ss / (float)C + eps);
-        float* yr = y + r * C;
-        #pragma omp simd
-        for (int64_t c = 0; c < C; c++) yr[c] = xr[c] * rs * w[c];
-        rstd[r] = rs;
-    }
+    for (int64_t r = 0; r < N; r++) rmsnorm_row(y + r * C, rstd + r, x + r * C, w, C, eps);
 }
 
 void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,

@@ -6,6 +6,17 @@
  * so out may alias x (rotating in place).
  */
 #include "rope.h"
+#include "parts.inc"
+
+/* One head vector of D = 2h channels at one position (cos, sin of length h). */
+void rope_row(float* o, const float* x, const float* c, const float* s, int64_t h) {
+    #pragma omp simd
+    for (int64_t i = 0; i < h; i++) {
+        const float x1 = x[i], x2 = x[i + h];
+        o[i] = x1 * c[i] - x2 * s[i];
+        o[i + h] = x2 * c[i] + x1 * s[i];
+    }
+}
 
 void rope(float* out, const float* x, const float* cos, const float* sin, int64_t R, int64_t T,
           int64_t D) {
@@ -13,13 +24,6 @@ void rope(float* out, const float* x, const float* cos, const float* sin, int64_
     #pragma omp parallel for schedule(static) if (R * T * D >= 65536)
     for (int64_t row = 0; row < R * T; row++) {        /* row = (b * H + head) * T + t */
         const int64_t t = row % T;
-        const float *xr = x + row * D, *c = cos + t * h, *s = sin + t * h;
-        float* o = out + row * D;
-        #pragma omp simd
-        for (int64_t i = 0; i < h; i++) {
-            const float x1 = xr[i], x2 = xr[i + h];
-            o[i] = x1 * c[i] - x2 * s[i];
-            o[i + h] = x2 * c[i] + x1 * s[i];
-        }
+        rope_row(out + row * D, x + row * D, cos + t * h, sin + t * h, h);
     }
 }

@@ -443,10 +443,49 @@ class Transformer:
             x_in = x
             x, cache = self._block_forward(l, x, rope_cs, attend, bounds)
             blocks.append(x_in if checkpoint else (cache if keep_caches else None))
+        logits, c_lnf, c_head = self._head(x)
+        return logits, (tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint, bounds)
+
+    def _head(self, x):  # x (B, T, C) -> logits (B*T, V), caches of the final norm and the head
+        cfg, p, names = self.config, self.params, NAMES[self.config.arch]
         h, c_lnf = self._norm_forward(x, p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")))
         head = names["wte"] if cfg.tie_embeddings else names["lm_head"]
-        logits, c_head = self._linear(h.reshape(B * T, cfg.d_model), {"lm_head.w": head}, "lm_head")
-        return logits, (tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint, bounds)
+        logits, c_head = self._linear(h.reshape(-1, cfg.d_model), {"lm_head.w": head}, "lm_head")
+        return logits, c_lnf, c_head
+
+    def _decode_native(self, tokens, kv):
+        """logits (1, V) of one new token (B = T = 1) through kernels.decode_step, which runs every
+        block in one C call (csrc/decode.c) with the same kernels as _block_forward; None when the
+        model or the cache does not fit it, and the caller then takes the block-by-block path.
+        Fits: the C kernels are built, float32 weights, none quantized, no QK-norm, learned or
+        rotary positions (not ALiBi), and a float32 cache of batch 1 with room at kv.pos."""
+        cfg, p = self.config, self.params
+        if (kernels.decode_step is None or self.quantized or cfg.qk_norm or cfg.pos == "alibi"
+                or tokens.shape != (1, 1)):
+            return None
+        k, v = getattr(kv, "k", None), getattr(kv, "v", None)
+        if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+                   and a.ndim == 5 and a.shape[1] == 1 for a in (k, v)):
+            return None
+        if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in p.values()):
+            return None
+        pos = kv.pos
+        if pos >= k.shape[3]:
+            raise ValueError(f"kv_cache: {pos + 1} positions exceed its capacity {k.shape[3]}")
+        names = NAMES[cfg.arch]
+        x, _ = embedding_forward(tokens, p[names["wte"]])                        # (1, 1, C)
+        if cfg.pos == "learned":
+            if pos >= cfg.max_seq_len:
+                raise ValueError(f"tokens: position {pos} exceeds max_seq_len {cfg.max_seq_len}")
+            x = x + p[names["wpe"]][pos]
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(cfg.d_model)
+        cos = sin = None
+        if cfg.pos == "rope":
+            cos, sin = rope_tables(np.array([pos]), self._inv_freq, self._rope_factor, np.float32)
+            cos, sin = np.ascontiguousarray(cos[0]), np.ascontiguousarray(sin[0])
+        layers = [{role: p.get(name) for role, name in n.items()} for n in self._layer_names]
+        kernels.decode_step(x, layers, k, v, pos, cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm", cos, sin)
+        return self._head(x.reshape(1, 1, cfg.d_model))[0]
 
     def _backward(self, dlogits, caches, dhidden=None):  # dlogits (B*T, V) -> {name: grad}
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
@@ -493,8 +532,10 @@ class Transformer:
             logits, _ = self._forward(tokens, keep_caches=False)
         else:
             T, pos = tokens.shape[1], kv_cache.pos
-            logits, _ = self._forward(tokens, keep_caches=False, positions=np.arange(pos, pos + T),
-                                      attend=lambda l, q, k, v: self._cached_attention(l, q, k, v, kv_cache))
+            logits = self._decode_native(tokens, kv_cache) if T == 1 else None
+            if logits is None:
+                logits, _ = self._forward(tokens, keep_caches=False, positions=np.arange(pos, pos + T),
+                                          attend=lambda l, q, k, v: self._cached_attention(l, q, k, v, kv_cache))
             kv_cache.pos += T
         return logits.reshape(*tokens.shape, -1)
 

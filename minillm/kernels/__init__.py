@@ -59,6 +59,11 @@ for _name in KERNELS:
     globals()[_name] = _dispatch(_name)
 del _name
 
+# decode_step (csrc/decode.c: one token through every block in one parallel region) has no NumPy
+# twin here: its reference is the model's own block-by-block path (Transformer._block_forward with a
+# KV cache), which the model takes whenever this is None or the model does not fit it.
+decode_step = native.decode_step if _USE_NATIVE else None
+
 # matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T), OpenBLAS 0.3.31), so "native when
 # it fits" is not the fast choice everywhere. out (M, N) = x (M, K) @ w (N, K)^T:
 #   M >= 4 (training, prefill, batched decode): BLAS. On the Zen 4 box (single-thread CPU time,

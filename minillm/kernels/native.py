@@ -285,3 +285,67 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
     lib.cross_entropy(_f32(loss, "loss"), _f32(dlogits, "dlogits"), _f32(logits, "logits"),
                       _i32(targets, "targets"), N, V, _scalar(z_loss, "z_loss"),
                       _scalar(grad_scale, "grad_scale"))
+
+
+# ------------------------------------------------------------------------------------ decode step
+# The slots of one layer in decode_step's pointer table (csrc/decode.h), by the model's role names.
+# GPT-2's fused projection takes the q slots ("qkv.w" -> 2, "qkv.b" -> 5) and leaves k, v empty.
+DECODE_SLOTS = ("ln1.w", "ln1.b", "q.w", "k.w", "v.w", "q.b", "k.b", "v.b", "o.w", "o.b", "ln2.w",
+                "ln2.b", "gate.w", "up.w", "gate.b", "up.b", "down.w", "down.b")
+
+
+def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None):
+    """One token through every block (csrc/decode.c). x (C,) float32: the token's embedding, replaced
+    by the last block's output. layers: one dict per layer, role -> array or None, roles as in
+    DECODE_SLOTS plus "qkv.w"/"qkv.b" for a fused projection. k_cache, v_cache (L, 1, Hkv, Smax, D):
+    the new key and value are written at slot pos, attention reads slots 0..pos. rope_cos, rope_sin
+    (D/2,): the rotation at pos, or None (no RoPE). layernorm: True for LayerNorm (biases required),
+    False for RMSNorm. Every array is checked here: the C code trusts this table."""
+    px = _f32(x, "x", (None,))
+    C = x.shape[0]
+    pk = _f32(k_cache, "k_cache", (len(layers), 1, None, None, None))
+    L, _, Hkv, Smax, D = k_cache.shape
+    pv = _f32(v_cache, "v_cache", (L, 1, Hkv, Smax, D))
+    H = int(n_head)
+    _check(L >= 1 and Hkv >= 1 and H >= Hkv and H % Hkv == 0,
+           f"decode_step: n_head={H} must be a multiple of the cache's kv heads {Hkv}, with at least one layer")
+    _check(isinstance(pos, (int, np.integer)) and 0 <= pos < Smax,
+           f"pos: expected an int in [0, {Smax}) (the cache's capacity), got {pos!r}")
+    Cq, Ckv = H * D, Hkv * D
+    up = layers[0].get("up.w")
+    _check(isinstance(up, np.ndarray) and up.ndim == 2, "layers[0]['up.w']: expected a 2-D array")
+    F = up.shape[0]
+    if rope_cos is not None or rope_sin is not None:
+        _check(D % 2 == 0, f"decode_step: RoPE needs an even head dim, got D={D}")
+        pcos, psin = _f32(rope_cos, "rope_cos", (D // 2,)), _f32(rope_sin, "rope_sin", (D // 2,))
+    else:
+        pcos = psin = ffi.NULL
+    norm_b = (C,) if layernorm else None
+    table = []
+    for l, layer in enumerate(layers):
+        fused = "qkv.w" in layer
+        want = {"ln1.w": (C,), "ln1.b": norm_b, "ln2.w": (C,), "ln2.b": norm_b,
+                "q.w": (Cq + 2 * Ckv if fused else Cq, C), "q.b": (Cq + 2 * Ckv if fused else Cq,),
+                "k.w": None if fused else (Ckv, C), "v.w": None if fused else (Ckv, C),
+                "k.b": None if fused else (Ckv,), "v.b": None if fused else (Ckv,),
+                "o.w": (C, Cq), "o.b": (C,), "gate.w": (F, C), "up.w": (F, C), "gate.b": (F,),
+                "up.b": (F,), "down.w": (C, F), "down.b": (C,)}
+        required = {"ln1.w", "ln2.w", "q.w", "o.w", "up.w", "down.w"} | ({"ln1.b", "ln2.b"} if layernorm else set())
+        if not fused:
+            required |= {"k.w", "v.w"}
+        for slot in DECODE_SLOTS:
+            role = {"q.w": "qkv.w", "q.b": "qkv.b"}.get(slot, slot) if fused else slot
+            a = layer.get(role)
+            if a is None:
+                _check(slot not in required, f"layers[{l}]['{role}']: required, got None")
+                table.append(ffi.NULL)
+            else:
+                _check(want[slot] is not None, f"layers[{l}]['{role}']: not used by this model, got an array")
+                table.append(_f32(a, f"layers[{l}]['{role}']", want[slot]))
+        table.append(ffi.from_buffer("float[]", k_cache[l, 0]))
+        table.append(ffi.from_buffer("float[]", v_cache[l, 0]))
+    status = lib.decode_step(px, ffi.new("float*[]", table), L, C, H, Hkv, D, F, Smax, int(pos),
+                             1 if layernorm else 0, _scalar(eps, "eps"), pcos, psin)
+    if status != 0:
+        raise MemoryError("decode_step: out of memory for its scratch buffers")
+    del pk, pv                                            # held until the call returned

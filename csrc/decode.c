@@ -1,0 +1,213 @@
+/* csrc/decode.c -- one decode step through every block, in one parallel region. See decode.h.
+ *
+ * At decode a block is about ten small operations. Run from Python, each is a wrapper call, and
+ * each GEMV or attention call also wakes the sleeping second OpenMP thread (OMP_WAIT_POLICY is
+ * PASSIVE, see kernels/native.py): for a 12-layer model that is ~300 calls and ~70 wake-ups per
+ * token, a few milliseconds next to ~25 ms of weight streaming. Here the threads wake once per
+ * token and meet at barriers between the phases of each block:
+ *
+ *   1. thread 0: h = norm1(x)
+ *   2. all: qkv = h W_qkv^T              tasks of TASK_ROWS rows of the q, k, v weights
+ *   3. all: per kv head, add the biases, rotate q and k (RoPE), store k and v at slot pos of
+ *      the cache, attend over slots 0..pos         one task per kv head
+ *   4. all: o = att W_o^T                tasks of rows
+ *   5. thread 0: x += o + b_o;  h = norm2(x)
+ *   6. all: gate/up = h W^T              tasks of rows
+ *   7. all: act = swiglu(gate, up) or gelu(up), each thread its share of the F channels
+ *   8. all: d = act W_down^T             tasks of rows;   then thread 0: x += d + b_down
+ *
+ * Every phase calls the same serial code as the per-operation kernels (parts.inc), in the same
+ * order of float operations, so a step equals the Python path's result. Tasks are handed out
+ * through an atomic counter per phase: a thread that loses its core for a moment on a shared
+ * machine leaves its tasks to the other instead of holding up the barrier.
+ *
+ * The barriers spin (with the pause instruction) because phases are a few to a few hundred
+ * microseconds long and both threads are busy in them; past SPIN_LIMIT pauses a waiter yields its
+ * core each round, so a thread whose partner was descheduled does not burn the core it needs. */
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <omp.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+#include "decode.h"
+#include "parts.inc"
+
+#define TASK_ROWS 32      /* rows of a weight per task: 96 KB at K = 768 */
+#define SPIN_LIMIT 20000  /* pauses (~1 ms) before a waiting thread starts yielding its core */
+enum { LN1_W, LN1_B, Q_W, K_W, V_W, Q_B, K_B, V_B, O_W, O_B, LN2_W, LN2_B,
+       GATE_W, UP_W, GATE_B, UP_B, DOWN_W, DOWN_B, K_CACHE, V_CACHE };
+enum { PH_QKV, PH_HEADS, PH_O, PH_UP, PH_DOWN, N_PHASES };  /* phases that hand out tasks */
+
+typedef struct {
+    _Alignas(64) atomic_int arrived;
+    _Alignas(64) atomic_int round;
+} barrier_t;
+
+static void barrier_wait(barrier_t* b, int nthreads) {
+    if (nthreads == 1) return;
+    const int r = atomic_load_explicit(&b->round, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == nthreads - 1) {
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->round, r + 1, memory_order_release);   /* releases the others */
+        return;
+    }
+    for (long spins = 0; atomic_load_explicit(&b->round, memory_order_acquire) == r; spins++) {
+        if (spins < SPIN_LIMIT) CPU_RELAX();
+        else sched_yield();
+    }
+}
+
+/* out = x W_i^T for the weights of a group, their outputs side by side in out: tasks of TASK_ROWS
+ * rows taken from *next until none are left. */
+static void gemv_tasks(float* out, const float* x, const float* const* ws, const int64_t* Ns,
+                       int count, int64_t K, atomic_long* next) {
+    int64_t ntasks = 0;
+    for (int i = 0; i < count; i++) ntasks += (Ns[i] + TASK_ROWS - 1) / TASK_ROWS;
+    for (int64_t t; (t = atomic_fetch_add_explicit(next, 1, memory_order_relaxed)) < ntasks;) {
+        int i = 0;
+        int64_t offset = 0;                   /* task t is task t' of weight i */
+        while (t >= (Ns[i] + TASK_ROWS - 1) / TASK_ROWS) {
+            t -= (Ns[i] + TASK_ROWS - 1) / TASK_ROWS;
+            offset += Ns[i];
+            i++;
+        }
+        const int64_t n0 = t * TASK_ROWS, nb = Ns[i] - n0 < TASK_ROWS ? Ns[i] - n0 : TASK_ROWS;
+        gemv_rows(out + offset + n0, x, ws[i] + n0 * K, nb, K);
+    }
+}
+
+static void add_bias(float* y, const float* b, int64_t n) {
+    if (b)
+        for (int64_t i = 0; i < n; i++) y[i] += b[i];
+}
+
+static void norm(float* y, const float* x, const float* w, const float* b, int64_t C, int32_t layernorm,
+                 float eps) {
+    float mean, rstd;
+    if (layernorm) layernorm_row(y, &mean, &rstd, x, w, b, C, eps);
+    else rmsnorm_row(y, &rstd, x, w, C, eps);
+}
+
+int32_t decode_step(float* x, float* const* layers, int64_t L, int64_t C, int64_t H, int64_t Hkv,
+                    int64_t D, int64_t F, int64_t Smax, int64_t pos, int32_t layernorm, float eps,
+                    const float* rope_cos, const float* rope_sin) {
+    const int64_t G = H / Hkv, Cq = H * D, Ckv = Hkv * D, n = pos + 1;
+    const int nthreads_max = omp_get_max_threads();
+    /* every buffer up front, so that running out of memory changes nothing */
+    const int64_t scratch = C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F + (int64_t)nthreads_max * G * n;
+    float* buf = malloc(sizeof(float) * scratch);
+    atomic_long* next = calloc((size_t)(L * N_PHASES), sizeof(atomic_long));
+    barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
+    if (!buf || !next || !bar) {
+        free(buf), free(next), free(bar);
+        return -1;
+    }
+    atomic_init(&bar->arrived, 0);
+    atomic_init(&bar->round, 0);
+    float* h = buf;                           /* (C) normed input of a sub-block */
+    float* qkv = h + C;                       /* (Cq + 2 Ckv) */
+    float* att = qkv + Cq + 2 * Ckv;          /* (Cq) attention output, heads side by side */
+    float* o = att + Cq;                      /* (C) output of o or down */
+    float* gu = o + C;                        /* (2F) gate | up, or up */
+    float* act = gu + 2 * F;                  /* (F) */
+    float* scores = act + F;                  /* (threads, G, n) */
+    const float scale = 1.0f / sqrtf((float)D);
+
+    #pragma omp parallel
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        float* s = scores + (int64_t)tid * G * n;
+        for (int64_t l = 0; l < L; l++) {
+            float* const* p = layers + l * DECODE_SLOTS;
+            atomic_long* nx = next + l * N_PHASES;
+            const int fused = p[K_W] == NULL, swiglu = p[GATE_W] != NULL;
+            if (tid == 0) norm(h, x, p[LN1_W], p[LN1_B], C, layernorm, eps);
+            barrier_wait(bar, nt);
+            {   /* 2: q, k, v */
+                const float* ws[3] = {p[Q_W], p[K_W], p[V_W]};
+                const int64_t Ns[3] = {fused ? Cq + 2 * Ckv : Cq, Ckv, Ckv};
+                gemv_tasks(qkv, h, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV]);
+            }
+            barrier_wait(bar, nt);
+            /* 3: one kv head per task: its G query heads, its key and value */
+            for (int64_t hk; (hk = atomic_fetch_add_explicit(&nx[PH_HEADS], 1, memory_order_relaxed)) < Hkv;) {
+                float* qg = qkv + hk * G * D;
+                float* k = qkv + Cq + hk * D;
+                float* v = qkv + Cq + Ckv + hk * D;
+                if (fused) {
+                    const float* b = p[Q_B];
+                    if (b) {
+                        add_bias(qg, b + hk * G * D, G * D);
+                        add_bias(k, b + Cq + hk * D, D);
+                        add_bias(v, b + Cq + Ckv + hk * D, D);
+                    }
+                } else {
+                    if (p[Q_B]) add_bias(qg, p[Q_B] + hk * G * D, G * D);
+                    if (p[K_B]) add_bias(k, p[K_B] + hk * D, D);
+                    if (p[V_B]) add_bias(v, p[V_B] + hk * D, D);
+                }
+                if (rope_cos) {
+                    for (int64_t g = 0; g < G; g++) rope_row(qg + g * D, qg + g * D, rope_cos, rope_sin, D / 2);
+                    rope_row(k, k, rope_cos, rope_sin, D / 2);
+                }
+                float* kh = p[K_CACHE] + hk * Smax * D;
+                float* vh = p[V_CACHE] + hk * Smax * D;
+                memcpy(kh + pos * D, k, sizeof(float) * D);
+                memcpy(vh + pos * D, v, sizeof(float) * D);
+                attention_decode_head(att + hk * G * D, qg, kh, vh, G, n, D, scale, s);
+            }
+            barrier_wait(bar, nt);
+            {   /* 4: o */
+                const float* ws[1] = {p[O_W]};
+                const int64_t Ns[1] = {C};
+                gemv_tasks(o, att, ws, Ns, 1, Cq, &nx[PH_O]);
+            }
+            barrier_wait(bar, nt);
+            if (tid == 0) {  /* 5 */
+                add_bias(o, p[O_B], C);
+                for (int64_t c = 0; c < C; c++) x[c] += o[c];
+                norm(h, x, p[LN2_W], p[LN2_B], C, layernorm, eps);
+            }
+            barrier_wait(bar, nt);
+            {   /* 6: gate and up, side by side in gu */
+                const float* ws[2] = {swiglu ? p[GATE_W] : p[UP_W], p[UP_W]};
+                const int64_t Ns[2] = {F, F};
+                gemv_tasks(gu, h, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP]);
+            }
+            barrier_wait(bar, nt);
+            {   /* 7: this thread's share of the F channels, a multiple of 8 */
+                const int64_t share = ((F + nt - 1) / nt + 7) / 8 * 8;
+                const int64_t f0 = tid * share < F ? tid * share : F;
+                const int64_t f1 = f0 + share < F ? f0 + share : F;
+                if (swiglu) {
+                    if (p[GATE_B]) add_bias(gu + f0, p[GATE_B] + f0, f1 - f0);
+                    if (p[UP_B]) add_bias(gu + F + f0, p[UP_B] + f0, f1 - f0);
+                    swiglu_span(act + f0, gu + f0, gu + F + f0, f1 - f0);
+                } else {
+                    if (p[UP_B]) add_bias(gu + f0, p[UP_B] + f0, f1 - f0);
+                    gelu_span(act + f0, gu + f0, f1 - f0);
+                }
+            }
+            barrier_wait(bar, nt);
+            {   /* 8: down */
+                const float* ws[1] = {p[DOWN_W]};
+                const int64_t Ns[1] = {C};
+                gemv_tasks(o, act, ws, Ns, 1, F, &nx[PH_DOWN]);
+            }
+            barrier_wait(bar, nt);
+            if (tid == 0) {  /* the next layer's step 1 is thread 0's too: no barrier between */
+                add_bias(o, p[DOWN_B], C);
+                for (int64_t c = 0; c < C; c++) x[c] += o[c];
+            }
+        }
+    }
+    free(buf), free(next), free(bar);
+    return 0;
+}

@@ -1,0 +1,132 @@
+"""kernels.decode_step (csrc/decode.c): one cached decode step through every block in one C call.
+Its reference is the model's block-by-block path (the same kernels called one at a time from
+Python), which the model takes when kernels.decode_step is None."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minillm import ModelConfig, Transformer, kernels
+from minillm.inference import generate
+from minillm.inference.kv_cache import KVCache
+from minillm.kernels import native
+
+pytestmark = pytest.mark.skipif(kernels.decode_step is None, reason="C kernels not built")
+
+
+class Counter:
+    """kernels.decode_step, counting the calls (proves the fast path ran)."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def _decode_both(model, prompt, new_tokens, capacity):
+    """Logits and caches after prefill + len(new_tokens) steps, with and without decode_step."""
+    fast = Counter(kernels.decode_step)
+    results = []
+    for fn in (fast, None):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(kernels, "decode_step", fn)
+            kv = KVCache.allocate(model.config, 1, capacity)
+            model.forward(prompt[None], kv)
+            logits = [model.forward(np.array([[t]]), kv)[0, -1] for t in new_tokens]
+        results.append((np.array(logits), kv))
+    assert fast.calls == len(new_tokens) + (len(prompt) == 1)      # a 1-token prompt takes it too
+    return results
+
+
+@settings(max_examples=25, deadline=None)
+@given(arch=st.sampled_from(["gpt2", "llama"]), n_head=st.sampled_from([1, 2, 4]),
+       kv_div=st.sampled_from([1, 2, 4]), head_dim=st.sampled_from([2, 6, 8, 16]),
+       ffn_dim=st.integers(1, 70), n_layer=st.integers(1, 3), tie=st.booleans(),
+       scaling=st.sampled_from([None, {"rope_type": "linear", "factor": 2.0},
+                                {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}]),
+       prompt_len=st.integers(1, 12), steps=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_decode_step_equals_block_by_block_path(arch, n_head, kv_div, head_dim, ffn_dim, n_layer, tie,
+                                                scaling, prompt_len, steps, seed):
+    """GPT-2 (LayerNorm, biases, fused qkv, GELU, learned positions) and Llama (RMSNorm, GQA, SwiGLU,
+    RoPE with and without scaling) of odd sizes; the cache is filled to its last slot."""
+    kv_heads = max(1, n_head // kv_div) if arch == "llama" else n_head
+    extra = {"ffn_dim": ffn_dim, "n_kv_head": kv_heads, "rope_scaling": scaling} if arch == "llama" else {}
+    cfg = ModelConfig(arch=arch, vocab_size=37, n_layer=n_layer, n_head=n_head, d_model=n_head * head_dim,
+                      max_seq_len=32, tie_embeddings=tie, **extra)
+    model = Transformer(cfg, seed=seed)
+    rng = np.random.default_rng(seed)
+    for name, p in model.params.items():             # biases and norm weights away from 0 and 1
+        if p.ndim == 1:
+            p += rng.standard_normal(p.shape).astype(np.float32) * 0.1
+    prompt = rng.integers(0, 37, prompt_len)
+    (fast, kv_fast), (ref, kv_ref) = _decode_both(model, prompt, rng.integers(0, 37, steps),
+                                                  prompt_len + steps)
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kv_fast.k, kv_ref.k, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kv_fast.v, kv_ref.v, rtol=1e-5, atol=1e-6)
+    assert kv_fast.pos == kv_ref.pos == prompt_len + steps
+
+
+def test_generate_takes_decode_step_and_keeps_greedy_tokens(tiny_model, monkeypatch):
+    prompt = np.array([3, 1, 4, 1, 5, 9, 2, 6])
+    fast = Counter(kernels.decode_step)
+    monkeypatch.setattr(kernels, "decode_step", fast)
+    got = generate(tiny_model, prompt, 12)
+    assert fast.calls == 11                            # the first new token comes from the prefill
+    monkeypatch.setattr(kernels, "decode_step", None)
+    np.testing.assert_array_equal(got, generate(tiny_model, prompt, 12))
+    np.testing.assert_array_equal(got, generate(tiny_model, prompt, 12, use_cache=False))
+
+
+@pytest.mark.parametrize("change", ["qk_norm", "alibi", "float64 cache", "batch 2"])
+def test_models_and_caches_it_does_not_fit_take_the_python_path(change, monkeypatch):
+    cfg = ModelConfig.preset("llama-tiny", qk_norm=change == "qk_norm",
+                             position="alibi" if change == "alibi" else None)
+    model = Transformer(cfg, seed=2)
+    fast = Counter(kernels.decode_step)
+    monkeypatch.setattr(kernels, "decode_step", fast)
+    B = 2 if change == "batch 2" else 1
+    kv = KVCache.allocate(cfg, B, 16, dtype=np.float64 if change == "float64 cache" else np.float32)
+    model.forward(np.ones((B, 4), dtype=np.int64), kv)
+    out = model.forward(np.ones((B, 1), dtype=np.int64), kv)
+    assert fast.calls == 0 and out.shape == (B, 1, cfg.vocab_size) and np.isfinite(out).all()
+
+
+def test_full_cache_raises_before_writing(llama_tiny):
+    kv = KVCache.allocate(llama_tiny.config, 1, 4)
+    llama_tiny.forward(np.arange(4)[None], kv)
+    k = kv.k.copy()
+    with pytest.raises(ValueError, match="capacity"):
+        llama_tiny.forward(np.array([[1]]), kv)
+    assert kv.pos == 4 and np.array_equal(kv.k, k)
+
+
+def _layers(model):
+    return [{role: model.params.get(name) for role, name in n.items()} for n in model._layer_names]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda a: a.update(x=np.zeros(63, np.float32)), "layers\\[0\\]\\['ln1.w'\\]"),
+    (lambda a: a.update(x=np.zeros(64, np.float64)), "x: expected float32"),
+    (lambda a: a.update(pos=16), "pos: expected an int in \\[0, 16\\)"),
+    (lambda a: a.update(pos=-1), "pos"),
+    (lambda a: a.update(n_head=3), "n_head=3"),
+    (lambda a: a["layers"][1].update({"down.w": a["layers"][1]["down.w"][:, :-1]}), "layers\\[1\\]\\['down.w'\\]"),
+    (lambda a: a["layers"][0].update({"o.w": None}), "layers\\[0\\]\\['o.w'\\]: required"),
+    (lambda a: a["layers"][0].update({"ln1.b": np.zeros(64, np.float32)}), "not used by this model"),
+    (lambda a: a.update(k=a["k"][:1]), "k_cache"),
+    (lambda a: a.update(v=np.zeros((2, 1, 2, 15, 16), np.float32)), "v_cache"),
+    (lambda a: a.update(cos=np.zeros(7, np.float32)), "rope_cos"),
+])
+def test_wrapper_rejects_bad_arguments(llama_tiny, bad, match):
+    """The C code trusts its pointer table: every array is checked in Python first."""
+    cfg = llama_tiny.config
+    a = {"x": np.zeros(cfg.d_model, np.float32), "layers": _layers(llama_tiny),
+         "k": np.zeros((2, 1, 2, 16, 16), np.float32), "v": np.zeros((2, 1, 2, 16, 16), np.float32),
+         "pos": 0, "n_head": 4, "cos": np.ones(8, np.float32), "sin": np.zeros(8, np.float32)}
+    bad(a)
+    with pytest.raises((ValueError, TypeError), match=match):
+        native.decode_step(a["x"], a["layers"], a["k"], a["v"], a["pos"], a["n_head"], 1e-6, False,
+                           a["cos"], a["sin"])
