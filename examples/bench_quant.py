@@ -19,9 +19,9 @@ THREADS threads, the higher). A weight set of a few MB stays in the 32 MB L3 bet
 so each timing rotates through enough copies of the matrix to exceed the cache, as a real decode
 step (every layer once) does. The machine is shared: every repeat times every format in turn (so
 load from others hits all of them alike), and the table gives medians. fp32 runs last in each
-repeat, followed by a 0.25 s pause: OpenBLAS's idle workers spin for about 0.1 s after a call, and
-a kernel timed in that window shares its second core with them (measured here: INT4 4096x4096 at
-1.9 ms right after an fp32 GEMV, 1.0 ms otherwise).
+repeat, and each repeat starts with 0.2 s of untimed kernel calls (see settle(): OpenBLAS's idle
+workers spin for about 0.1 s after a call; measured here, INT4 4096x4096 took 1.9 ms right after
+an fp32 GEMV and 1.0 ms otherwise).
 Part 2 (needs llama-cpp-python): the Llama-134M shape (d768, 12 layers, ffn 2048, V32000, random
 weights) written as GGUF F32/Q8_0/Q4_0 (the Q4_0 file keeps the 32000x768 output matrix in Q6_K, as
 llama.cpp writes it), greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in minillm
@@ -48,9 +48,7 @@ from minillm.quant.nf4 import quantize_nf4  # noqa: E402
 from minillm.quant.rtn import quantize_int4, quantize_int8  # noqa: E402
 
 CACHE_BYTES = 96 << 20  # rotate through copies until this many weight bytes: well past the L3
-# OpenBLAS keeps its worker threads spinning (sched_yield) for 2^28 cycles, about 0.1 s, after each
-# call; a kernel timed inside that window shares a core with them and runs up to 2x slower.
-BLAS_SPIN_S = 0.25
+SETTLE_S = 0.2  # see settle()
 THREADS = int(os.environ["OMP_NUM_THREADS"])
 
 
@@ -58,6 +56,19 @@ def timed(fn):
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
+
+
+def settle(calls):
+    """Run the C kernels untimed for SETTLE_S seconds before a round's timings. Two effects on this
+    2-core VM otherwise bias them, each by up to 2x (measured with a C loop as well as here):
+    OpenBLAS keeps its idle workers spinning (sched_yield) for 2^28 cycles, about 0.1 s, after each
+    call, so a kernel timed right after the fp32 GEMV shares a core with them; and after the
+    process has slept, the OpenMP worker wakes on the same core as the main thread for the next
+    ~50 ms (until the scheduler moves it). fp32 runs last in each round, after the others."""
+    t = time.perf_counter()
+    while time.perf_counter() - t < SETTLE_S:
+        for c in calls:
+            c()
 
 
 def bandwidth(repeats=7):
@@ -105,13 +116,13 @@ def gemv_table(shapes, repeats):
         times = {name: [] for name in runs}
         order = [name for name in runs if name != "fp32"] + ["fp32"]
         for r in range(repeats + 1):                             # repeat 0 warms up
+            settle(runs[order[0]][1])
             for name in order:
                 calls = runs[name][1]
                 calls[0]()                                       # wake the thread team first
                 t = timed(lambda: [c() for c in calls]) / len(calls)
                 if r:
                     times[name].append(t)
-            time.sleep(BLAS_SPIN_S)                              # OpenBLAS's workers stop spinning
         base = float(np.median(times["fp32"]))
         for name, (nbytes, _) in runs.items():
             t = float(np.median(times[name]))
