@@ -17,7 +17,8 @@
  *   8. all: d = act W_down^T             tasks of rows;   then thread 0: x += d + b_down
  *
  * Every phase calls the same serial code as the per-operation kernels (parts.inc), in the same
- * order of float operations, so a step equals the Python path's result. Tasks are handed out
+ * order of float operations, so a step equals the Python path's result; a weight may be float32
+ * or quantized (the fused dequant-GEMV rows of quant.c). Tasks are handed out
  * through an atomic counter per phase: a thread that loses its core for a moment on a shared
  * machine leaves its tasks to the other instead of holding up the barrier.
  *
@@ -41,8 +42,8 @@
 
 #define TASK_ROWS 32      /* rows of a weight per task: 96 KB at K = 768 */
 #define SPIN_LIMIT 20000  /* pauses (~1 ms) before a waiting thread starts yielding its core */
-enum { LN1_W, LN1_B, Q_W, K_W, V_W, Q_B, K_B, V_B, O_W, O_B, LN2_W, LN2_B,
-       GATE_W, UP_W, GATE_B, UP_B, DOWN_W, DOWN_B, K_CACHE, V_CACHE };
+enum { LN1_W, LN1_B, Q_B, K_B, V_B, O_B, LN2_W, LN2_B, GATE_B, UP_B, DOWN_B, K_CACHE, V_CACHE };
+enum { Q, K, V, O, GATE, UP, DOWN };
 enum { PH_QKV, PH_HEADS, PH_O, PH_UP, PH_DOWN, N_PHASES };  /* phases that hand out tasks */
 
 typedef struct {
@@ -65,11 +66,13 @@ static void barrier_wait(barrier_t* b, int nthreads) {
 }
 
 /* out = x W_i^T for the weights of a group, their outputs side by side in out: tasks of TASK_ROWS
- * rows taken from *next until none are left. */
-static void gemv_tasks(float* out, const float* x, const float* const* ws, const int64_t* Ns,
-                       int count, int64_t K, atomic_long* next) {
+ * rows taken from *next until none are left. A quantized W needs sums of x per block (quant.c);
+ * each thread computes them, into its own buffer sums, the first time it meets that W. */
+static void gemv_tasks(float* out, const float* x, const decode_linear_t* const* ws, const int64_t* Ns,
+                       int count, int64_t K, atomic_long* next, float* sums) {
     int64_t ntasks = 0;
     for (int i = 0; i < count; i++) ntasks += (Ns[i] + TASK_ROWS - 1) / TASK_ROWS;
+    int have_sums = -1;                       /* the weight whose sums are in `sums` */
     for (int64_t t; (t = atomic_fetch_add_explicit(next, 1, memory_order_relaxed)) < ntasks;) {
         int i = 0;
         int64_t offset = 0;                   /* task t is task t' of weight i */
@@ -79,7 +82,17 @@ static void gemv_tasks(float* out, const float* x, const float* const* ws, const
             i++;
         }
         const int64_t n0 = t * TASK_ROWS, nb = Ns[i] - n0 < TASK_ROWS ? Ns[i] - n0 : TASK_ROWS;
-        gemv_rows(out + offset + n0, x, ws[i] + n0 * K, nb, K);
+        const decode_linear_t* W = ws[i];
+        if (W->fmt < 0) {
+            gemv_rows(out + offset + n0, x, (const float*)W->w + n0 * K, nb, K);
+            continue;
+        }
+        if (have_sums != i) {
+            quant_x_sums(W->fmt, x, K, W->group, sums);
+            have_sums = i;
+        }
+        quant_gemv_rows(W->fmt, out + offset + n0, x, sums, n0, nb, K, (const uint8_t*)W->w, W->scale,
+                        W->zero, W->group);
     }
 }
 
@@ -95,13 +108,15 @@ static void norm(float* y, const float* x, const float* w, const float* b, int64
     else rmsnorm_row(y, &rstd, x, w, C, eps);
 }
 
-int32_t decode_step(float* x, float* const* layers, int64_t L, int64_t C, int64_t H, int64_t Hkv,
-                    int64_t D, int64_t F, int64_t Smax, int64_t pos, int32_t layernorm, float eps,
-                    const float* rope_cos, const float* rope_sin) {
+int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
+                    int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
+                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin) {
     const int64_t G = H / Hkv, Cq = H * D, Ckv = Hkv * D, n = pos + 1;
     const int nthreads_max = omp_get_max_threads();
     /* every buffer up front, so that running out of memory changes nothing */
-    const int64_t scratch = C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F + (int64_t)nthreads_max * G * n;
+    const int64_t K_max = C > Cq ? (C > F ? C : F) : (Cq > F ? Cq : F);
+    const int64_t per_thread = G * n + K_max / 32 + 1;      /* scores, then sums of x for quant.c */
+    const int64_t scratch = C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F + (int64_t)nthreads_max * per_thread;
     float* buf = malloc(sizeof(float) * scratch);
     atomic_long* next = calloc((size_t)(L * N_PHASES), sizeof(atomic_long));
     barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
@@ -117,23 +132,25 @@ int32_t decode_step(float* x, float* const* layers, int64_t L, int64_t C, int64_
     float* o = att + Cq;                      /* (C) output of o or down */
     float* gu = o + C;                        /* (2F) gate | up, or up */
     float* act = gu + 2 * F;                  /* (F) */
-    float* scores = act + F;                  /* (threads, G, n) */
+    float* per_thread_buf = act + F;          /* (threads, per_thread) */
     const float scale = 1.0f / sqrtf((float)D);
 
     #pragma omp parallel
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        float* s = scores + (int64_t)tid * G * n;
+        float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (G, n) scores */
+        float* sums = s + G * n;                                  /* (K_max / 32) */
         for (int64_t l = 0; l < L; l++) {
-            float* const* p = layers + l * DECODE_SLOTS;
+            float* const* p = vecs + l * DECODE_VECS;
+            const decode_linear_t* lin = linears + l * DECODE_LINEARS;
             atomic_long* nx = next + l * N_PHASES;
-            const int fused = p[K_W] == NULL, swiglu = p[GATE_W] != NULL;
+            const int fused = lin[K].w == NULL, swiglu = lin[GATE].w != NULL;
             if (tid == 0) norm(h, x, p[LN1_W], p[LN1_B], C, layernorm, eps);
             barrier_wait(bar, nt);
             {   /* 2: q, k, v */
-                const float* ws[3] = {p[Q_W], p[K_W], p[V_W]};
+                const decode_linear_t* ws[3] = {&lin[Q], &lin[K], &lin[V]};
                 const int64_t Ns[3] = {fused ? Cq + 2 * Ckv : Cq, Ckv, Ckv};
-                gemv_tasks(qkv, h, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV]);
+                gemv_tasks(qkv, h, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums);
             }
             barrier_wait(bar, nt);
             /* 3: one kv head per task: its G query heads, its key and value */
@@ -165,9 +182,9 @@ int32_t decode_step(float* x, float* const* layers, int64_t L, int64_t C, int64_
             }
             barrier_wait(bar, nt);
             {   /* 4: o */
-                const float* ws[1] = {p[O_W]};
+                const decode_linear_t* ws[1] = {&lin[O]};
                 const int64_t Ns[1] = {C};
-                gemv_tasks(o, att, ws, Ns, 1, Cq, &nx[PH_O]);
+                gemv_tasks(o, att, ws, Ns, 1, Cq, &nx[PH_O], sums);
             }
             barrier_wait(bar, nt);
             if (tid == 0) {  /* 5 */
@@ -177,9 +194,9 @@ int32_t decode_step(float* x, float* const* layers, int64_t L, int64_t C, int64_
             }
             barrier_wait(bar, nt);
             {   /* 6: gate and up, side by side in gu */
-                const float* ws[2] = {swiglu ? p[GATE_W] : p[UP_W], p[UP_W]};
+                const decode_linear_t* ws[2] = {swiglu ? &lin[GATE] : &lin[UP], &lin[UP]};
                 const int64_t Ns[2] = {F, F};
-                gemv_tasks(gu, h, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP]);
+                gemv_tasks(gu, h, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums);
             }
             barrier_wait(bar, nt);
             {   /* 7: this thread's share of the F channels, a multiple of 8 */
@@ -197,9 +214,9 @@ int32_t decode_step(float* x, float* const* layers, int64_t L, int64_t C, int64_
             }
             barrier_wait(bar, nt);
             {   /* 8: down */
-                const float* ws[1] = {p[DOWN_W]};
+                const decode_linear_t* ws[1] = {&lin[DOWN]};
                 const int64_t Ns[1] = {C};
-                gemv_tasks(o, act, ws, Ns, 1, F, &nx[PH_DOWN]);
+                gemv_tasks(o, act, ws, Ns, 1, F, &nx[PH_DOWN], sums);
             }
             barrier_wait(bar, nt);
             if (tid == 0) {  /* the next layer's step 1 is thread 0's too: no barrier between */

@@ -5,21 +5,30 @@
 #define MINILLM_DECODE_H
 #include <stdint.h>
 
-/* The arrays of one layer, in this order, DECODE_SLOTS per layer (NULL where a model has none):
- *   0 ln1.w (C)   1 ln1.b (C, LayerNorm only)
- *   2 q.w (H*D, C), or the fused qkv.w (H*D + 2*Hkv*D, C) with 3 and 4 NULL
- *   3 k.w (Hkv*D, C)   4 v.w (Hkv*D, C)   5 q.b (or qkv.b)   6 k.b   7 v.b
- *   8 o.w (C, H*D)   9 o.b (C)   10 ln2.w (C)   11 ln2.b (C)
- *  12 gate.w (F, C), NULL for a GELU MLP   13 up.w (F, C)   14 gate.b (F)   15 up.b (F)
- *  16 down.w (C, F)   17 down.b (C)
- *  18 k cache (Hkv, Smax, D) of this layer   19 v cache (Hkv, Smax, D)
+/* A linear layer's weight W (N, K): float32, or quantized as csrc/quant.h describes. */
+typedef struct {
+    const void* w;         /* float32 (N, K) when fmt < 0, else the rows of W in format fmt */
+    const float* scale;    /* quant.h's scale array for fmt, or NULL */
+    const uint8_t* zero;   /* INT4 zero points, or NULL */
+    int32_t fmt;           /* -1: float32; 0..6: quant.h's format ids */
+    int64_t group;         /* INT4 group size (0 otherwise) */
+} decode_linear_t;
+
+/* Per layer, DECODE_VECS float pointers (NULL where a model has none), in this order:
+ *   0 ln1.w (C)  1 ln1.b (C, LayerNorm only)  2 q.b (H*D; the fused qkv.b (H*D + 2*Hkv*D))
+ *   3 k.b (Hkv*D)  4 v.b  5 o.b (C)  6 ln2.w (C)  7 ln2.b (C)  8 gate.b (F)  9 up.b (F)  10 down.b (C)
+ *  11 k cache (Hkv, Smax, D) of this layer  12 v cache (Hkv, Smax, D)
+ * and DECODE_LINEARS weights (w NULL where a model has none), in this order:
+ *   0 q (H*D, C), or the fused qkv (H*D + 2*Hkv*D, C) with 1 and 2 empty   1 k (Hkv*D, C)
+ *   2 v (Hkv*D, C)   3 o (C, H*D)   4 gate (F, C), empty for a GELU MLP   5 up (F, C)   6 down (C, F)
  * x (C): the token's embedding in, the last block's output out. The new key and value go to slot
  * pos of the caches; attention reads slots 0..pos. rope_cos, rope_sin (D/2): the rotation at pos,
  * or NULL for no RoPE. layernorm: 1 LayerNorm (ln*.b required), 0 RMSNorm. Returns 0, or -1 when
  * out of memory, found before anything is written. */
-#define DECODE_SLOTS 20
-int32_t decode_step(float* x, float* const* layers, int64_t L, int64_t C, int64_t H, int64_t Hkv,
-                    int64_t D, int64_t F, int64_t Smax, int64_t pos, int32_t layernorm, float eps,
-                    const float* rope_cos, const float* rope_sin);
+#define DECODE_VECS 13
+#define DECODE_LINEARS 7
+int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
+                    int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
+                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin);
 
 #endif

@@ -11,6 +11,7 @@
      L1) and dot it with up to 8 rows of x before moving on (M > 4, or no AVX2).
    Summation order differs from x @ W^T, so results agree within float32 rounding, not bitwise. */
 #include "quant.h"
+#include "parts.inc"
 
 #include <math.h>
 #include <stdlib.h>
@@ -73,6 +74,22 @@ static int get_layout(int32_t fmt, int64_t K, int64_t G, layout_t* L) {
         case F_Q6_K: if (K % QK_K) return -1; L->block = QK_K; L->row_bytes = K / QK_K * sizeof(block_q6_K); return 0;
     }
     return -1;
+}
+
+/* weights per block sum of x that a format's factored-out offsets need: INT4 G, Q4_0 and Q4_K 32,
+   others none (0) */
+static int64_t sums_block(int32_t fmt, int64_t G) {
+    return fmt == F_INT4 ? G : (fmt == F_Q4_0 || fmt == F_Q4_K) ? 32 : 0;
+}
+
+/* sums[i] = sum of x[i*sb .. (i+1)*sb) for the n*sb floats of x */
+static void block_sums(float* sums, const float* x, int64_t n, int64_t sb) {
+    for (int64_t i = 0; i < n; i++) {
+        const float* xb = x + i * sb;
+        float s = 0.0f;
+        for (int64_t j = 0; j < sb; j++) s += xb[j];
+        sums[i] = s;
+    }
 }
 
 /* decode block b of row n into buf[0..block): the same float operations as linear.py's dequantize */
@@ -450,18 +467,14 @@ static float row_dot(int32_t fmt, const uint8_t* row, int64_t n, const float* xm
 static int32_t matmul_simd(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N,
                            const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
                            const layout_t* L) {
-    /* sumx (M, K / sb): the per-block sums of x that the factored-out offsets need, once per call */
-    const int64_t sb = fmt == F_INT4 ? G : (fmt == F_Q4_0 || fmt == F_Q4_K) ? 32 : 0;
+    /* sumx (M, K / sb): the per-block sums of x that the factored-out offsets need, once per call
+       (row m, block b of x (M, K) is x + (m * K/sb + b) * sb) */
+    const int64_t sb = sums_block(fmt, G);
     const int64_t nsums = sb ? M * (K / sb) : 0;
     float stack_sums[SUMS_ON_STACK];
     float* sums = nsums <= SUMS_ON_STACK ? stack_sums : (float*)malloc((size_t)nsums * sizeof(float));
     if (!sums) return -1;
-    for (int64_t i = 0; i < nsums; i++) {
-        const float* xb = x + i * sb;  /* row m, block b of x (M, K) is x + (m * K/sb + b) * sb */
-        float s = 0.0f;
-        for (int64_t j = 0; j < sb; j++) s += xb[j];
-        sums[i] = s;
-    }
+    block_sums(sums, x, nsums, sb);
     const int64_t nspr = sb ? K / sb : 0;  /* sums per row of x */
     /* chunks of 16 rows handed out on demand: on a shared machine a thread that loses its core for a
        scheduler tick no longer holds up the whole call (a static split waits for the slower half) */
@@ -487,6 +500,34 @@ int32_t quant_matmul(int32_t fmt, float* out, const float* x, int64_t M, int64_t
 #endif
     matmul_generic(fmt, out, x, M, K, N, w, scale, zero, group_size, &L);
     return 0;
+}
+
+/* ------------------------------------------------------------------ one thread's rows of a GEMV
+   For decode.c (see parts.inc): the same arithmetic as quant_matmul with M = 1, serial. */
+int64_t quant_x_sums(int32_t fmt, const float* x, int64_t K, int64_t G, float* sums) {
+    const int64_t sb = sums_block(fmt, G);   /* (the generic path of quant_gemv_rows ignores them) */
+    if (sb) block_sums(sums, x, K / sb, sb);
+    return sb ? K / sb : 0;
+}
+
+void quant_gemv_rows(int32_t fmt, float* out, const float* x, const float* sums, int64_t n0, int64_t n,
+                     int64_t K, const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G) {
+    layout_t L;
+    if (get_layout(fmt, K, G, &L)) return;   /* validated by the caller: never taken */
+    for (int64_t n_ = n0; n_ < n0 + n; n_++) {
+        const uint8_t* row = w + n_ * L.row_bytes;
+#ifdef HAVE_SIMD_GEMV
+        out[n_ - n0] = row_dot(fmt, row, n_, x, sums, K, G, scale, zero);
+#else
+        float buf[QK_K], acc = 0.0f;            /* matmul_generic's order for one row of x */
+        (void)sums;
+        for (int64_t b = 0; b < K / L.block; b++) {
+            decode_block(fmt, row, n_, b, K, G, &L, scale, zero, buf);
+            acc += dot(buf, x + b * L.block, L.block);
+        }
+        out[n_ - n0] = acc;
+#endif
+    }
 }
 
 int32_t quant_dequant_rows(int32_t fmt, float* out, int64_t n0, int64_t n1, int64_t K,

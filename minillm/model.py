@@ -209,6 +209,22 @@ def init_params(cfg, seed=0):
     return params
 
 
+def _fused_kernel(q):
+    """The csrc/quant.c kernel behind a quantized layer, when its decode matmul is exactly that
+    kernel (INT8, INT4, NF4 and the ggml formats on fp32 activations), else None: LLM.int8's mixed
+    decomposition, and the opt-in int8-activation paths, compute something else."""
+    global _FUSED_TYPES
+    if _FUSED_TYPES is None:
+        from .quant.linear import GGMLLinear, Int4Linear, Int8Linear, NF4Linear
+        _FUSED_TYPES = (Int8Linear, Int4Linear, NF4Linear, GGMLLinear)
+    if type(q) not in _FUSED_TYPES or getattr(q, "act_int8", False):
+        return None
+    return q._kernel
+
+
+_FUSED_TYPES = None  # set on first use: minillm.quant imports this module
+
+
 class Transformer:
     """A decoder-only Transformer whose parameters are a flat ordered dict of arrays."""
 
@@ -457,11 +473,10 @@ class Transformer:
         """logits (1, V) of one new token (B = T = 1) through kernels.decode_step, which runs every
         block in one C call (csrc/decode.c) with the same kernels as _block_forward; None when the
         model or the cache does not fit it, and the caller then takes the block-by-block path.
-        Fits: the C kernels are built, float32 weights, none quantized, no QK-norm, learned or
-        rotary positions (not ALiBi), and a float32 cache of batch 1 with room at kv.pos."""
+        Fits: the C kernels are built, float32 weights or quantized ones on their default fused
+        kernels, no QK-norm, learned or rotary positions (not ALiBi), and a float32 cache of batch 1."""
         cfg, p = self.config, self.params
-        if (kernels.decode_step is None or self.quantized or cfg.qk_norm or cfg.pos == "alibi"
-                or tokens.shape != (1, 1)):
+        if kernels.decode_step is None or cfg.qk_norm or cfg.pos == "alibi" or tokens.shape != (1, 1):
             return None
         k, v = getattr(kv, "k", None), getattr(kv, "v", None)
         if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
@@ -484,6 +499,12 @@ class Transformer:
             cos, sin = rope_tables(np.array([pos]), self._inv_freq, self._rope_factor, np.float32)
             cos, sin = np.ascontiguousarray(cos[0]), np.ascontiguousarray(sin[0])
         layers = [{role: p.get(name) for role, name in n.items()} for n in self._layer_names]
+        for layer, n in zip(layers, self._layer_names):
+            for role, name in n.items():
+                if name in self.quantized:
+                    layer[role] = _fused_kernel(self.quantized[name])
+                    if layer[role] is None:
+                        return None
         kernels.decode_step(x, layers, k, v, pos, cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm", cos, sin)
         return self._head(x.reshape(1, 1, cfg.d_model))[0]
 

@@ -288,19 +288,38 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
 
 
 # ------------------------------------------------------------------------------------ decode step
-# The slots of one layer in decode_step's pointer table (csrc/decode.h), by the model's role names.
-# GPT-2's fused projection takes the q slots ("qkv.w" -> 2, "qkv.b" -> 5) and leaves k, v empty.
-DECODE_SLOTS = ("ln1.w", "ln1.b", "q.w", "k.w", "v.w", "q.b", "k.b", "v.b", "o.w", "o.b", "ln2.w",
-                "ln2.b", "gate.w", "up.w", "gate.b", "up.b", "down.w", "down.b")
+# The per-layer tables of decode_step (csrc/decode.h), by the model's role names. GPT-2's fused
+# projection takes the q slots ("qkv.w" -> q, "qkv.b" -> q.b) and leaves k and v empty.
+DECODE_VECS = ("ln1.w", "ln1.b", "q.b", "k.b", "v.b", "o.b", "ln2.w", "ln2.b", "gate.b", "up.b", "down.b")
+DECODE_LINEARS = ("q.w", "k.w", "v.w", "o.w", "gate.w", "up.w", "down.w")
+_QUANT_FORMATS = range(7)                        # csrc/quant.h's format ids
+_QUANT_BLOCK = (1, None, 64, 32, 32, 256, 256)  # weights per block of each (INT4: its group size)
+
+
+def _decode_shapes(C, Cq, Ckv, F, fused, layernorm):
+    """role -> expected shape (None: must be absent) and the roles that must be present."""
+    Nq = Cq + 2 * Ckv if fused else Cq
+    want = {"ln1.w": (C,), "ln1.b": (C,) if layernorm else None, "ln2.w": (C,),
+            "ln2.b": (C,) if layernorm else None, "q.w": (Nq, C), "q.b": (Nq,),
+            "k.w": None if fused else (Ckv, C), "v.w": None if fused else (Ckv, C),
+            "k.b": None if fused else (Ckv,), "v.b": None if fused else (Ckv,), "o.w": (C, Cq), "o.b": (C,),
+            "gate.w": (F, C), "up.w": (F, C), "gate.b": (F,), "up.b": (F,), "down.w": (C, F), "down.b": (C,)}
+    required = {"ln1.w", "ln2.w", "q.w", "o.w", "up.w", "down.w"}
+    required |= {"ln1.b", "ln2.b"} if layernorm else set()
+    required |= set() if fused else {"k.w", "v.w"}
+    return want, required
 
 
 def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None):
     """One token through every block (csrc/decode.c). x (C,) float32: the token's embedding, replaced
-    by the last block's output. layers: one dict per layer, role -> array or None, roles as in
-    DECODE_SLOTS plus "qkv.w"/"qkv.b" for a fused projection. k_cache, v_cache (L, 1, Hkv, Smax, D):
-    the new key and value are written at slot pos, attention reads slots 0..pos. rope_cos, rope_sin
-    (D/2,): the rotation at pos, or None (no RoPE). layernorm: True for LayerNorm (biases required),
-    False for RMSNorm. Every array is checked here: the C code trusts this table."""
+    by the last block's output. layers: one dict per layer, role -> value or None, roles as in
+    DECODE_VECS and DECODE_LINEARS (plus "qkv.w"/"qkv.b" for a fused projection). A vector is a
+    float32 array; a weight is a float32 array (N, K) or a quantized weight's minillm.quant._native
+    .Kernel (format id, sizes and pointers, validated when the layer was built). k_cache, v_cache
+    (L, 1, Hkv, Smax, D): the new key and value are written at slot pos, attention reads slots
+    0..pos. rope_cos, rope_sin (D/2,): the rotation at pos, or None (no RoPE). layernorm: True for
+    LayerNorm (biases required), False for RMSNorm. Everything is checked here: the C code trusts
+    these tables."""
     px = _f32(x, "x", (None,))
     C = x.shape[0]
     pk = _f32(k_cache, "k_cache", (len(layers), 1, None, None, None))
@@ -313,39 +332,50 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
            f"pos: expected an int in [0, {Smax}) (the cache's capacity), got {pos!r}")
     Cq, Ckv = H * D, Hkv * D
     up = layers[0].get("up.w")
-    _check(isinstance(up, np.ndarray) and up.ndim == 2, "layers[0]['up.w']: expected a 2-D array")
-    F = up.shape[0]
+    F = getattr(up, "N", None) if not isinstance(up, np.ndarray) else (up.shape[0] if up.ndim == 2 else None)
+    _check(isinstance(F, int) and F >= 1, "layers[0]['up.w']: expected a weight of shape (F, C)")
     if rope_cos is not None or rope_sin is not None:
         _check(D % 2 == 0, f"decode_step: RoPE needs an even head dim, got D={D}")
         pcos, psin = _f32(rope_cos, "rope_cos", (D // 2,)), _f32(rope_sin, "rope_sin", (D // 2,))
     else:
         pcos = psin = ffi.NULL
-    norm_b = (C,) if layernorm else None
-    table = []
+    vecs, linears = [], ffi.new("decode_linear_t[]", L * len(DECODE_LINEARS))
+    keep = []                                             # cdata that must outlive the call
     for l, layer in enumerate(layers):
         fused = "qkv.w" in layer
-        want = {"ln1.w": (C,), "ln1.b": norm_b, "ln2.w": (C,), "ln2.b": norm_b,
-                "q.w": (Cq + 2 * Ckv if fused else Cq, C), "q.b": (Cq + 2 * Ckv if fused else Cq,),
-                "k.w": None if fused else (Ckv, C), "v.w": None if fused else (Ckv, C),
-                "k.b": None if fused else (Ckv,), "v.b": None if fused else (Ckv,),
-                "o.w": (C, Cq), "o.b": (C,), "gate.w": (F, C), "up.w": (F, C), "gate.b": (F,),
-                "up.b": (F,), "down.w": (C, F), "down.b": (C,)}
-        required = {"ln1.w", "ln2.w", "q.w", "o.w", "up.w", "down.w"} | ({"ln1.b", "ln2.b"} if layernorm else set())
-        if not fused:
-            required |= {"k.w", "v.w"}
-        for slot in DECODE_SLOTS:
+        want, required = _decode_shapes(C, Cq, Ckv, F, fused, layernorm)
+        for j, slot in enumerate(DECODE_VECS + DECODE_LINEARS):
             role = {"q.w": "qkv.w", "q.b": "qkv.b"}.get(slot, slot) if fused else slot
-            a = layer.get(role)
+            a, name = layer.get(role), f"layers[{l}]['{role}']"
             if a is None:
-                _check(slot not in required, f"layers[{l}]['{role}']: required, got None")
-                table.append(ffi.NULL)
-            else:
-                _check(want[slot] is not None, f"layers[{l}]['{role}']: not used by this model, got an array")
-                table.append(_f32(a, f"layers[{l}]['{role}']", want[slot]))
-        table.append(ffi.from_buffer("float[]", k_cache[l, 0]))
-        table.append(ffi.from_buffer("float[]", v_cache[l, 0]))
-    status = lib.decode_step(px, ffi.new("float*[]", table), L, C, H, Hkv, D, F, Smax, int(pos),
+                _check(slot not in required, f"{name}: required, got None")
+                if slot in DECODE_VECS:
+                    vecs.append(ffi.NULL)
+                continue                                  # an empty linear: zeroed by ffi.new
+            _check(want[slot] is not None, f"{name}: not used by this model, got an array")
+            if slot in DECODE_VECS:
+                vecs.append(_f32(a, name, want[slot]))
+                continue
+            lin = linears[l * len(DECODE_LINEARS) + DECODE_LINEARS.index(slot)]
+            if isinstance(a, np.ndarray):
+                ptr = _f32(a, name, want[slot])
+                lin.w, lin.fmt = ptr, -1
+            else:                                         # a quant.c kernel: check what it computes
+                N, K, fid = getattr(a, "N", None), getattr(a, "K", None), getattr(a, "fid", None)
+                _check((N, K) == want[slot] and fid in _QUANT_FORMATS,
+                       f"{name}: expected a float32 array or a quantized kernel of shape {want[slot]}, "
+                       f"got {type(a).__name__} {(N, K)}")
+                G = a.group_size
+                _check(K % _QUANT_BLOCK[fid] == 0 if fid != 1 else (G > 0 and G % 32 == 0 and K % G == 0),
+                       f"{name}: K={K} does not fit format {fid} (group size {G})")
+                ptr = a.w
+                lin.w, lin.scale, lin.zero, lin.fmt, lin.group = a.w, a.scale, a.zero, fid, a.group_size
+                keep.append(a)
+            keep.append(ptr)
+        vecs.append(ffi.from_buffer("float[]", k_cache[l, 0]))
+        vecs.append(ffi.from_buffer("float[]", v_cache[l, 0]))
+    status = lib.decode_step(px, ffi.new("float*[]", vecs), linears, L, C, H, Hkv, D, F, Smax, int(pos),
                              1 if layernorm else 0, _scalar(eps, "eps"), pcos, psin)
     if status != 0:
         raise MemoryError("decode_step: out of memory for its scratch buffers")
-    del pk, pv                                            # held until the call returned
+    del pk, pv, keep                                      # held until the call returned

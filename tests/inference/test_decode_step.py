@@ -130,3 +130,39 @@ def test_wrapper_rejects_bad_arguments(llama_tiny, bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         native.decode_step(a["x"], a["layers"], a["k"], a["v"], a["pos"], a["n_head"], 1e-6, False,
                            a["cos"], a["sin"])
+
+
+def _quantized(arch, fmt, bits, group):
+    from minillm.quant import quantize
+    cfg = ModelConfig(arch=arch, vocab_size=50, n_layer=2, n_head=4, d_model=256, max_seq_len=64,
+                      **({"n_kv_head": 2, "ffn_dim": 512} if arch == "llama" else {}))
+    return quantize(Transformer(cfg, seed=3), method="rtn", bits=bits, group_size=group, format=fmt)
+
+
+@pytest.mark.parametrize("fmt, bits, group", [("int8", 8, 128), ("int4", 4, 32), ("int4", 4, 64), ("nf4", 4, 64),
+                                              ("q8_0", 8, 32), ("q4_0", 4, 32), ("q4_K", 4, 32), ("q6_K", 4, 32)])
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_quantized_models_decode_step_equals_block_by_block_path(fmt, bits, group, arch):
+    """Quantized layers run their own fused kernels inside decode_step (csrc/quant.c's rows), with
+    the same arithmetic as their matmul."""
+    model = _quantized(arch, fmt, bits, group)
+    rng = np.random.default_rng(0)
+    (got, kv_got), (want, kv_want) = _decode_both(model, rng.integers(0, 50, 5), rng.integers(0, 50, 3), 8)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(kv_got.k, kv_want.k, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt, act_int8", [("llm_int8", False), ("q4_0", True)])
+def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_int8):
+    """LLM.int8's mixed decomposition and the opt-in int8-activation kernels are not the fused
+    fp32-activation rows decode_step runs."""
+    model = _quantized("llama", fmt, 8 if fmt == "llm_int8" else 4, 128 if fmt == "llm_int8" else 32)
+    for q in model.quantized.values():
+        q.act_int8 = act_int8
+    kv = KVCache.allocate(model.config, 1, 8)
+    model.forward(np.arange(5)[None], kv)
+    counter = Counter(kernels.decode_step)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "decode_step", counter)
+        out = model.forward(np.array([[1]]), kv)
+    assert counter.calls == 0 and np.isfinite(out).all()
