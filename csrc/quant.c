@@ -37,6 +37,7 @@ _Static_assert(sizeof(block_q6_K) == 210, "block_q6_K size");
 enum { F_INT8 = 0, F_INT4 = 1, F_NF4 = 2, F_Q8_0 = 3, F_Q4_0 = 4, F_Q4_K = 5, F_Q6_K = 6, F_COUNT = 7 };
 #define NF4_BLOCK 64
 #define MB 8 /* rows of x per pass of the generic path */
+#define PREFETCH_BYTES 2048 /* how far ahead the INT4 loops prefetch their codes (see row_int4) */
 /* below this many weights a matrix is not worth waking a second thread for (fork/join costs
    microseconds, far more on a busy machine) */
 #define PAR_MIN ((int64_t)1 << 18)
@@ -59,13 +60,18 @@ static inline float fp16_to_fp32(fp16_t h) {  /* IEEE half -> float, exact (subn
 
 /* ------------------------------------------------------------------ layout of one format */
 typedef struct {
-    int64_t block;      /* weights per block */
+    int64_t block;      /* weights per block (the last one of a row is shorter when block does not divide K: INT8 only) */
     int64_t row_bytes;  /* bytes of one row of w */
 } layout_t;
 
+static int64_t n_blocks(const layout_t* L, int64_t K) { return (K + L->block - 1) / L->block; }
+static int64_t block_len(const layout_t* L, int64_t K, int64_t b) {
+    return K - b * L->block < L->block ? K - b * L->block : L->block;
+}
+
 static int get_layout(int32_t fmt, int64_t K, int64_t G, layout_t* L) {
     switch (fmt) {
-        case F_INT8: L->block = K % 64 == 0 ? 64 : K; L->row_bytes = K; return 0;
+        case F_INT8: L->block = 64; L->row_bytes = K; return 0;   /* any K: a short last block */
         case F_INT4: if (G <= 0 || G % 32 || K % G) return -1; L->block = G; L->row_bytes = K / 2; return 0;
         case F_NF4: if (K % NF4_BLOCK) return -1; L->block = NF4_BLOCK; L->row_bytes = K / 2; return 0;
         case F_Q8_0: if (K % QK8_0) return -1; L->block = QK8_0; L->row_bytes = K / QK8_0 * sizeof(block_q8_0); return 0;
@@ -99,7 +105,7 @@ static void decode_block(int32_t fmt, const uint8_t* row, int64_t n, int64_t b, 
         case F_INT8: {
             const int8_t* q = (const int8_t*)row + b * L->block;
             float s = scale[n];
-            for (int64_t i = 0; i < L->block; i++) buf[i] = (float)q[i] * s;
+            for (int64_t i = 0; i < block_len(L, K, b); i++) buf[i] = (float)q[i] * s;
             break;
         }
         case F_INT4: case F_NF4: {
@@ -191,9 +197,10 @@ static void matmul_generic(int32_t fmt, float* out, const float* x, int64_t M, i
         for (int64_t m0 = 0; m0 < M; m0 += MB) {
             int64_t mb = M - m0 < MB ? M - m0 : MB;
             float acc[MB] = {0};
-            for (int64_t b = 0; b < K / L->block; b++) {
+            for (int64_t b = 0; b < n_blocks(L, K); b++) {
                 decode_block(fmt, row, n, b, K, G, L, scale, zero, buf);
-                for (int64_t m = 0; m < mb; m++) acc[m] += dot(buf, x + (m0 + m) * K + b * L->block, L->block);
+                for (int64_t m = 0; m < mb; m++)
+                    acc[m] += dot(buf, x + (m0 + m) * K + b * L->block, block_len(L, K, b));
             }
             for (int64_t m = 0; m < mb; m++) out[(m0 + m) * N + n] = acc[m];
         }
@@ -271,9 +278,12 @@ static float row_int8(const int8_t* q, const float* x, int64_t K) {
 /* INT4, W = s_g (q - z_g):  sum_g s_g (sum_{k in g} q_k x_k - z_g sumx_g).
    The group body is a macro so that the default group of 128 gets a constant trip count (the
    compiler unrolls it: 3-5% faster); the zero-point term is one 8-wide dot over groups at the end,
-   instead of a scalar multiply-add chain per group. */
+   instead of a scalar multiply-add chain per group. Each group also prefetches the codes
+   PREFETCH_BYTES ahead (the same place one row on at K = 4096): the hardware prefetchers alone left
+   a 4096 x 4096 GEMV from DRAM 8-11% slower (0.80 vs 0.72 ms, 2 threads, interleaved runs). */
 #define INT4_GROUP(GS)                                                                                     \
     {                                                                                                      \
+        _mm_prefetch((const char*)(p + g * (GS) / 2 + PREFETCH_BYTES), _MM_HINT_T0);                       \
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
         for (int64_t k = g * (GS); k < (g + 1) * (GS); k += 32) {                                          \
             __m256i v0 = u8x8(p + k / 2), v1 = u8x8(p + k / 2 + 8);                                        \
@@ -521,9 +531,9 @@ void quant_gemv_rows(int32_t fmt, float* out, const float* x, const float* sums,
 #else
         float buf[QK_K], acc = 0.0f;            /* matmul_generic's order for one row of x */
         (void)sums;
-        for (int64_t b = 0; b < K / L.block; b++) {
+        for (int64_t b = 0; b < n_blocks(&L, K); b++) {
             decode_block(fmt, row, n_, b, K, G, &L, scale, zero, buf);
-            acc += dot(buf, x + b * L.block, L.block);
+            acc += dot(buf, x + b * L.block, block_len(&L, K, b));
         }
         out[n_ - n0] = acc;
 #endif
@@ -537,7 +547,7 @@ int32_t quant_dequant_rows(int32_t fmt, float* out, int64_t n0, int64_t n1, int6
 #pragma omp parallel for schedule(static) if ((n1 - n0) * K >= PAR_MIN)
     for (int64_t n = n0; n < n1; n++) {
         const uint8_t* row = w + n * L.row_bytes;
-        for (int64_t b = 0; b < K / L.block; b++)
+        for (int64_t b = 0; b < n_blocks(&L, K); b++)
             decode_block(fmt, row, n, b, K, group_size, &L, scale, zero, out + (n - n0) * K + b * L.block);
     }
     return 0;
@@ -627,6 +637,7 @@ int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, i
             __m256 accf = _mm256_setzero_ps();
             for (int64_t g = 0; g < ng; g++) {
                 __m256i acc = _mm256_setzero_si256();
+                _mm_prefetch((const char*)(p + g * G / 2 + PREFETCH_BYTES), _MM_HINT_T0);
                 for (int64_t c = g * G; c < (g + 1) * G; c += 64) {
                     __m256i b = _mm256_loadu_si256((const __m256i*)(p + c / 2));
                     __m256i lo = _mm256_and_si256(b, low4);

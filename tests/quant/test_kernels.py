@@ -109,6 +109,18 @@ def test_prefill_tile_path(fmt):
     np.testing.assert_allclose(lin.matmul(x), lin.matmul_reference(x), rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("K", [257, 294, 383])
+def test_int8_generic_path_with_k_past_one_block_buffer(K):
+    """INT8 rows whose length is no multiple of 64 and over 256 (the generic path's block buffer):
+    its last block is short. Used to write past the buffer (crash)."""
+    rng = np.random.default_rng(K)
+    w = rng.standard_normal((32, K)).astype(np.float32)
+    lin = _make("int8", w, 128)
+    x = rng.standard_normal((17, K)).astype(np.float32)                # M > 4: the generic path
+    np.testing.assert_allclose(lin.matmul(x), lin.matmul_reference(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(lin._kernel.dequant_rows(3, 9), lin.dequantize()[3:9])
+
+
 def test_int8_vnni_matches_integer_reference():
     rng = np.random.default_rng(5)
     w = rng.standard_normal((70, 300)).astype(np.float32)
