@@ -112,7 +112,9 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
                     int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
                     int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin) {
     const int64_t G = H / Hkv, Cq = H * D, Ckv = Hkv * D, n = pos + 1;
-    const int nthreads_max = omp_get_max_threads();
+    /* spinning threads need a core each: never more of them than the machine has */
+    const int nthreads_max = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads()
+                                                                         : omp_get_num_procs();
     /* every buffer up front, so that running out of memory changes nothing */
     const int64_t K_max = C > Cq ? (C > F ? C : F) : (Cq > F ? Cq : F);
     const int64_t per_thread = G * n + K_max / 32 + 1;      /* scores, then sums of x for quant.c */
@@ -135,7 +137,7 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
     float* per_thread_buf = act + F;          /* (threads, per_thread) */
     const float scale = 1.0f / sqrtf((float)D);
 
-    #pragma omp parallel
+    #pragma omp parallel num_threads(nthreads_max)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (G, n) scores */
