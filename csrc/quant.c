@@ -486,9 +486,11 @@ static int32_t matmul_simd(int32_t fmt, float* out, const float* x, int64_t M, i
     if (!sums) return -1;
     block_sums(sums, x, nsums, sb);
     const int64_t nspr = sb ? K / sb : 0;  /* sums per row of x */
-    /* chunks of 16 rows handed out on demand: on a shared machine a thread that loses its core for a
-       scheduler tick no longer holds up the whole call (a static split waits for the slower half) */
-#pragma omp parallel for schedule(dynamic, 16) if (N * K >= PAR_MIN)
+    /* chunks of 64 rows handed out on demand: on a shared machine a thread that loses its core for a
+       scheduler tick no longer holds up the whole call (a static split waits for the slower half).
+       Chunks of 16 rows (8 KB of INT4 codes at K = 4096) cut each thread's stream too short for
+       the hardware prefetcher: INT4 4096 x 4096 took 0.97-1.01 ms against 0.77-0.88 ms with 64. */
+#pragma omp parallel for schedule(dynamic, 64) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const uint8_t* row = w + n * L->row_bytes;
         for (int64_t m = 0; m < M; m++)
@@ -810,7 +812,7 @@ int32_t quant_matmul_q8x(int32_t fmt, float* out, const float* x, int64_t M, int
         s16[2 * i] = (int16_t)s[0];
         s16[2 * i + 1] = (int16_t)s[1];
     }
-#pragma omp parallel for schedule(dynamic, 16) if (N * K >= PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 64) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const uint8_t* row = w + n * L.row_bytes;
         for (int64_t m = 0; m < M; m++) {
