@@ -96,7 +96,15 @@ static void gemv_tasks(float* out, const float* x, const decode_linear_t* const*
     }
 }
 
-static void add_bias(float* y, const float* b, int64_t n) {
+/* out = x W^T for one weight W (N, K), in tasks as above */
+static void gemv_one(float* out, const float* x, const decode_linear_t* W, int64_t N, int64_t K,
+                     atomic_long* next, float* sums) {
+    gemv_tasks(out, x, &W, &N, 1, K, next, sums);
+}
+
+static const float* at(const float* b, int64_t i) { return b ? b + i : NULL; }  /* an optional bias's i-th entry */
+
+static void add_bias(float* y, const float* b, int64_t n) {  /* y += b, nothing when b is NULL */
     if (b)
         for (int64_t i = 0; i < n; i++) y[i] += b[i];
 }
@@ -147,6 +155,9 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
             const decode_linear_t* lin = linears + l * DECODE_LINEARS;
             atomic_long* nx = next + l * N_PHASES;
             const int fused = lin[K].w == NULL, swiglu = lin[GATE].w != NULL;
+            const float* bq = p[Q_B];                   /* a fused qkv.b holds all three */
+            const float* bk = fused ? at(bq, Cq) : p[K_B];
+            const float* bv = fused ? at(bq, Cq + Ckv) : p[V_B];
             if (tid == 0) norm(h, x, p[LN1_W], p[LN1_B], C, layernorm, eps);
             barrier_wait(bar, nt);
             {   /* 2: q, k, v */
@@ -160,18 +171,9 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
                 float* qg = qkv + hk * G * D;
                 float* k = qkv + Cq + hk * D;
                 float* v = qkv + Cq + Ckv + hk * D;
-                if (fused) {
-                    const float* b = p[Q_B];
-                    if (b) {
-                        add_bias(qg, b + hk * G * D, G * D);
-                        add_bias(k, b + Cq + hk * D, D);
-                        add_bias(v, b + Cq + Ckv + hk * D, D);
-                    }
-                } else {
-                    if (p[Q_B]) add_bias(qg, p[Q_B] + hk * G * D, G * D);
-                    if (p[K_B]) add_bias(k, p[K_B] + hk * D, D);
-                    if (p[V_B]) add_bias(v, p[V_B] + hk * D, D);
-                }
+                add_bias(qg, at(bq, hk * G * D), G * D);
+                add_bias(k, at(bk, hk * D), D);
+                add_bias(v, at(bv, hk * D), D);
                 if (rope_cos) {
                     for (int64_t g = 0; g < G; g++) rope_row(qg + g * D, qg + g * D, rope_cos, rope_sin, D / 2);
                     rope_row(k, k, rope_cos, rope_sin, D / 2);
@@ -183,11 +185,7 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
                 attention_decode_head(att + hk * G * D, qg, kh, vh, G, n, D, scale, s);
             }
             barrier_wait(bar, nt);
-            {   /* 4: o */
-                const decode_linear_t* ws[1] = {&lin[O]};
-                const int64_t Ns[1] = {C};
-                gemv_tasks(o, att, ws, Ns, 1, Cq, &nx[PH_O], sums);
-            }
+            gemv_one(o, att, &lin[O], C, Cq, &nx[PH_O], sums);          /* 4: o */
             barrier_wait(bar, nt);
             if (tid == 0) {  /* 5 */
                 add_bias(o, p[O_B], C);
@@ -205,21 +203,17 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
                 const int64_t share = ((F + nt - 1) / nt + 7) / 8 * 8;
                 const int64_t f0 = tid * share < F ? tid * share : F;
                 const int64_t f1 = f0 + share < F ? f0 + share : F;
+                float* up = swiglu ? gu + F : gu;
+                add_bias(up + f0, at(p[UP_B], f0), f1 - f0);
                 if (swiglu) {
-                    if (p[GATE_B]) add_bias(gu + f0, p[GATE_B] + f0, f1 - f0);
-                    if (p[UP_B]) add_bias(gu + F + f0, p[UP_B] + f0, f1 - f0);
-                    swiglu_span(act + f0, gu + f0, gu + F + f0, f1 - f0);
+                    add_bias(gu + f0, at(p[GATE_B], f0), f1 - f0);
+                    swiglu_span(act + f0, gu + f0, up + f0, f1 - f0);
                 } else {
-                    if (p[UP_B]) add_bias(gu + f0, p[UP_B] + f0, f1 - f0);
-                    gelu_span(act + f0, gu + f0, f1 - f0);
+                    gelu_span(act + f0, up + f0, f1 - f0);
                 }
             }
             barrier_wait(bar, nt);
-            {   /* 8: down */
-                const decode_linear_t* ws[1] = {&lin[DOWN]};
-                const int64_t Ns[1] = {C};
-                gemv_tasks(o, act, ws, Ns, 1, F, &nx[PH_DOWN], sums);
-            }
+            gemv_one(o, act, &lin[DOWN], C, F, &nx[PH_DOWN], sums);     /* 8: down */
             barrier_wait(bar, nt);
             if (tid == 0) {  /* the next layer's step 1 is thread 0's too: no barrier between */
                 add_bias(o, p[DOWN_B], C);

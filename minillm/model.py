@@ -501,7 +501,7 @@ class Transformer:
         layers = [{role: p.get(name) for role, name in n.items()} for n in self._layer_names]
         for layer, n in zip(layers, self._layer_names):
             for role, name in n.items():
-                if name in self.quantized:
+                if name in self.quantized:                   # its kernel instead of the array
                     layer[role] = _fused_kernel(self.quantized[name])
                     if layer[role] is None:
                         return None
