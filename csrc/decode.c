@@ -23,8 +23,11 @@
  * machine leaves its tasks to the other instead of holding up the barrier.
  *
  * The barriers spin (with the pause instruction) because phases are a few to a few hundred
- * microseconds long and both threads are busy in them; past SPIN_LIMIT pauses a waiter yields its
- * core each round, so a thread whose partner was descheduled does not burn the core it needs. */
+ * microseconds long and both threads are busy in them; past SPIN_LIMIT pauses a waiter sleeps in
+ * the kernel (futex) until the last thread arrives, so a thread whose partner was descheduled, or
+ * shares its core, does not burn the core the partner needs. */
+#define _GNU_SOURCE  /* syscall() under -std=c11 */
+#include <limits.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -37,32 +40,99 @@
 #else
 #define CPU_RELAX() ((void)0)
 #endif
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include "decode.h"
 #include "parts.inc"
 
 #define TASK_ROWS 32      /* rows of a weight per task: 96 KB at K = 768 */
-#define SPIN_LIMIT 20000  /* pauses (~1 ms) before a waiting thread starts yielding its core */
+#define SPIN_LIMIT 2000   /* pauses (~50 us) before a waiting thread goes to sleep */
 enum { LN1_W, LN1_B, Q_B, K_B, V_B, O_B, LN2_W, LN2_B, GATE_B, UP_B, DOWN_B, K_CACHE, V_CACHE };
 enum { Q, K, V, O, GATE, UP, DOWN };
 enum { PH_QKV, PH_HEADS, PH_O, PH_UP, PH_DOWN, N_PHASES };  /* phases that hand out tasks */
 
 typedef struct {
     _Alignas(64) atomic_int arrived;
-    _Alignas(64) atomic_int round;
+    _Alignas(64) atomic_int round;    /* bumped by the last thread to arrive */
+    atomic_int sleepers;              /* waiters blocked in the kernel */
 } barrier_t;
 
+/* Block until *word != value (or a spurious wake-up; the caller re-checks), and wake every waiter. */
+static void wait_while_equal(atomic_int* word, int value) {
+#if defined(__linux__)
+    syscall(SYS_futex, (int*)word, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+#else
+    (void)word, (void)value;
+    sched_yield();
+#endif
+}
+
+static void wake_all(atomic_int* word) {
+#if defined(__linux__)
+    syscall(SYS_futex, (int*)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)word;
+#endif
+}
+
+/* Spin, then sleep. A waiter that kept spinning (or only yielded) could hold the very core its
+ * partner needs: when both threads land on one core, which happens on a shared machine, a step took
+ * ~5 ms instead of 0.2. The sleeper count and the round are sequentially consistent, so either the
+ * last arriver sees a sleeper and wakes it, or the sleeper sees the new round and never blocks. */
 static void barrier_wait(barrier_t* b, int nthreads) {
     if (nthreads == 1) return;
-    const int r = atomic_load_explicit(&b->round, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == nthreads - 1) {
-        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->round, r + 1, memory_order_release);   /* releases the others */
+    const int r = atomic_load(&b->round);
+    if (atomic_fetch_add(&b->arrived, 1) == nthreads - 1) {
+        atomic_store(&b->arrived, 0);
+        atomic_store(&b->round, r + 1);                       /* releases the others */
+        if (atomic_load(&b->sleepers) > 0) wake_all(&b->round);
         return;
     }
-    for (long spins = 0; atomic_load_explicit(&b->round, memory_order_acquire) == r; spins++) {
-        if (spins < SPIN_LIMIT) CPU_RELAX();
-        else sched_yield();
+    for (int spins = 0; atomic_load(&b->round) == r; spins++) {
+        if (spins < SPIN_LIMIT) {
+            CPU_RELAX();
+            continue;
+        }
+        atomic_fetch_add(&b->sleepers, 1);
+        if (atomic_load(&b->round) == r) wait_while_equal(&b->round, r);
+        atomic_fetch_sub(&b->sleepers, 1);
     }
+}
+
+/* Move this thread off a core another thread of the team is on. The kernel wakes a sleeping
+ * OpenMP worker on the core of the thread that woke it, so a region often starts with both threads
+ * on one core (every call, in a loop of short steps here) until the load balancer moves one; with
+ * short steps that never happens, and the step runs at one core's speed, slower than one thread.
+ * The thread pins itself to a free core, which migrates it at once, and then restores its affinity
+ * mask, so it stays free to move. Linux only; elsewhere a no-op. cpus: the team's cores. */
+static int shares_core_below(const int* cpus, int t) {  /* a lower thread is on t's core */
+    for (int j = 0; j < t; j++)
+        if (cpus[j] == cpus[t]) return 1;
+    return 0;
+}
+
+static void leave_shared_core(int tid, int nt, const int* cpus) {
+#if defined(__linux__)
+    if (cpus[tid] < 0 || !shares_core_below(cpus, tid)) return;   /* the lowest thread stays put */
+    int rank = 0;                                  /* threads below this one that move too */
+    for (int j = 0; j < tid; j++) rank += shares_core_below(cpus, j);
+    cpu_set_t mask, one;
+    if (sched_getaffinity(0, sizeof mask, &mask)) return;
+    for (int c = 0, free_seen = 0; c < CPU_SETSIZE; c++) {
+        int used = 0;
+        for (int j = 0; j < nt; j++) used |= cpus[j] == c;
+        if (!CPU_ISSET(c, &mask) || used || free_seen++ < rank) continue;  /* the rank-th free core */
+        CPU_ZERO(&one);
+        CPU_SET(c, &one);
+        if (sched_setaffinity(0, sizeof one, &one) == 0) sched_setaffinity(0, sizeof mask, &mask);
+        return;
+    }
+#else
+    (void)tid, (void)nt, (void)cpus;
+#endif
 }
 
 /* out = x W_i^T for the weights of a group, their outputs side by side in out: tasks of TASK_ROWS
@@ -130,12 +200,14 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
     float* buf = malloc(sizeof(float) * scratch);
     atomic_long* next = calloc((size_t)(L * N_PHASES), sizeof(atomic_long));
     barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
-    if (!buf || !next || !bar) {
-        free(buf), free(next), free(bar);
+    int* cpus = malloc(sizeof(int) * (size_t)nthreads_max);   /* the core of each thread */
+    if (!buf || !next || !bar || !cpus) {
+        free(buf), free(next), free(bar), free(cpus);
         return -1;
     }
     atomic_init(&bar->arrived, 0);
     atomic_init(&bar->round, 0);
+    atomic_init(&bar->sleepers, 0);
     float* h = buf;                           /* (C) normed input of a sub-block */
     float* qkv = h + C;                       /* (Cq + 2 Ckv) */
     float* att = qkv + Cq + 2 * Ckv;          /* (Cq) attention output, heads side by side */
@@ -148,6 +220,13 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
     #pragma omp parallel num_threads(nthreads_max)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+#if defined(__linux__)
+        cpus[tid] = sched_getcpu();
+#else
+        cpus[tid] = -1;
+#endif
+        barrier_wait(bar, nt);
+        leave_shared_core(tid, nt, cpus);
         float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (G, n) scores */
         float* sums = s + G * n;                                  /* (K_max / 32) */
         for (int64_t l = 0; l < L; l++) {
@@ -221,6 +300,6 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
             }
         }
     }
-    free(buf), free(next), free(bar);
+    free(buf), free(next), free(bar), free(cpus);
     return 0;
 }
