@@ -51,7 +51,7 @@
 #define TASK_ROWS 32      /* rows of a weight per task: 96 KB at K = 768 */
 #define SPIN_LIMIT 2000   /* pauses (~50 us) before a waiting thread goes to sleep */
 enum { LN1_W, LN1_B, Q_B, K_B, V_B, O_B, LN2_W, LN2_B, GATE_B, UP_B, DOWN_B, K_CACHE, V_CACHE };
-enum { Q, K, V, O, GATE, UP, DOWN };
+enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN };  /* the linears of a layer */
 enum { PH_QKV, PH_HEADS, PH_O, PH_UP, PH_DOWN, N_PHASES };  /* phases that hand out tasks */
 
 typedef struct {
@@ -188,7 +188,9 @@ static void norm(float* y, const float* x, const float* w, const float* b, int64
 
 int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
                     int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
-                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin) {
+                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
+                    const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V,
+                    float* logits) {
     const int64_t G = H / Hkv, Cq = H * D, Ckv = Hkv * D, n = pos + 1;
     /* spinning threads need a core each: never more of them than the machine has */
     const int nthreads_max = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads()
@@ -198,7 +200,7 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
     const int64_t per_thread = G * n + K_max / 32 + 1;      /* scores, then sums of x for quant.c */
     const int64_t scratch = C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F + (int64_t)nthreads_max * per_thread;
     float* buf = malloc(sizeof(float) * scratch);
-    atomic_long* next = calloc((size_t)(L * N_PHASES), sizeof(atomic_long));
+    atomic_long* next = calloc((size_t)(L * N_PHASES + 1), sizeof(atomic_long));  /* + the head's */
     barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
     int* cpus = malloc(sizeof(int) * (size_t)nthreads_max);   /* the core of each thread */
     if (!buf || !next || !bar || !cpus) {
@@ -233,14 +235,14 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
             float* const* p = vecs + l * DECODE_VECS;
             const decode_linear_t* lin = linears + l * DECODE_LINEARS;
             atomic_long* nx = next + l * N_PHASES;
-            const int fused = lin[K].w == NULL, swiglu = lin[GATE].w != NULL;
+            const int fused = lin[W_K].w == NULL, swiglu = lin[W_GATE].w != NULL;
             const float* bq = p[Q_B];                   /* a fused qkv.b holds all three */
             const float* bk = fused ? at(bq, Cq) : p[K_B];
             const float* bv = fused ? at(bq, Cq + Ckv) : p[V_B];
             if (tid == 0) norm(h, x, p[LN1_W], p[LN1_B], C, layernorm, eps);
             barrier_wait(bar, nt);
             {   /* 2: q, k, v */
-                const decode_linear_t* ws[3] = {&lin[Q], &lin[K], &lin[V]};
+                const decode_linear_t* ws[3] = {&lin[W_Q], &lin[W_K], &lin[W_V]};
                 const int64_t Ns[3] = {fused ? Cq + 2 * Ckv : Cq, Ckv, Ckv};
                 gemv_tasks(qkv, h, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums);
             }
@@ -264,7 +266,7 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
                 attention_decode_head(att + hk * G * D, qg, kh, vh, G, n, D, scale, s);
             }
             barrier_wait(bar, nt);
-            gemv_one(o, att, &lin[O], C, Cq, &nx[PH_O], sums);          /* 4: o */
+            gemv_one(o, att, &lin[W_O], C, Cq, &nx[PH_O], sums);          /* 4: o */
             barrier_wait(bar, nt);
             if (tid == 0) {  /* 5 */
                 add_bias(o, p[O_B], C);
@@ -273,7 +275,7 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
             }
             barrier_wait(bar, nt);
             {   /* 6: gate and up, side by side in gu */
-                const decode_linear_t* ws[2] = {swiglu ? &lin[GATE] : &lin[UP], &lin[UP]};
+                const decode_linear_t* ws[2] = {swiglu ? &lin[W_GATE] : &lin[W_UP], &lin[W_UP]};
                 const int64_t Ns[2] = {F, F};
                 gemv_tasks(gu, h, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums);
             }
@@ -292,12 +294,17 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
                 }
             }
             barrier_wait(bar, nt);
-            gemv_one(o, act, &lin[DOWN], C, F, &nx[PH_DOWN], sums);     /* 8: down */
+            gemv_one(o, act, &lin[W_DOWN], C, F, &nx[PH_DOWN], sums);     /* 8: down */
             barrier_wait(bar, nt);
             if (tid == 0) {  /* the next layer's step 1 is thread 0's too: no barrier between */
                 add_bias(o, p[DOWN_B], C);
                 for (int64_t c = 0; c < C; c++) x[c] += o[c];
             }
+        }
+        if (logits) {    /* the head: final norm (thread 0), then its GEMV in tasks */
+            if (tid == 0) norm(h, x, lnf_w, lnf_b, C, layernorm, eps);
+            barrier_wait(bar, nt);
+            gemv_one(logits, h, head, V, C, &next[L * N_PHASES], sums);
         }
     }
     free(buf), free(next), free(bar), free(cpus);

@@ -23,12 +23,16 @@ typedef struct {
  *   2 v (Hkv*D, C)   3 o (C, H*D)   4 gate (F, C), empty for a GELU MLP   5 up (F, C)   6 down (C, F)
  * x (C): the token's embedding in, the last block's output out. The new key and value go to slot
  * pos of the caches; attention reads slots 0..pos. rope_cos, rope_sin (D/2): the rotation at pos,
- * or NULL for no RoPE. layernorm: 1 LayerNorm (ln*.b required), 0 RMSNorm. Returns 0, or -1 when
- * out of memory, found before anything is written. */
+ * or NULL for no RoPE. layernorm: 1 LayerNorm (ln*.b required), 0 RMSNorm. With logits (V) given,
+ * the step ends with the model's head: logits = norm_f(x) W_head^T, W_head (V, C), norm_f weights
+ * lnf_w (C) and lnf_b (C, LayerNorm only); x then holds the last block's output still. Returns 0, or
+ * -1 when out of memory, found before anything is written. */
 #define DECODE_VECS 13
 #define DECODE_LINEARS 7
 int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
                     int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
-                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin);
+                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
+                    const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V,
+                    float* logits);
 
 #endif

@@ -505,8 +505,15 @@ class Transformer:
                     layer[role] = _fused_kernel(self.quantized[name])
                     if layer[role] is None:
                         return None
-        kernels.decode_step(x, layers, k, v, pos, cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm", cos, sin)
-        return self._head(x.reshape(1, 1, cfg.d_model))[0]
+        head_name = names["wte"] if cfg.tie_embeddings else names["lm_head"]
+        w_head = (p[head_name] if head_name not in self.quantized
+                  else _fused_kernel(self.quantized[head_name]))
+        head = None if w_head is None else (p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")), w_head)
+        logits = kernels.decode_step(x, layers, k, v, pos, cfg.n_head, cfg.norm_eps,
+                                     cfg.norm == "layernorm", cos, sin, head)
+        if logits is None:                           # a head decode_step cannot run: the Python one
+            return self._head(x.reshape(1, 1, cfg.d_model))[0]
+        return logits.reshape(1, -1)
 
     def _backward(self, dlogits, caches, dhidden=None):  # dlogits (B*T, V) -> {name: grad}
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]

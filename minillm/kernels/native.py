@@ -310,7 +310,28 @@ def _decode_shapes(C, Cq, Ckv, F, fused, layernorm):
     return want, required
 
 
-def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None):
+def _decode_linear(lin, a, name, shape, keep):
+    """Fill the decode_linear_t lin with weight a of shape (N, K): a float32 array, or a quantized
+    weight's minillm.quant._native.Kernel (validated when its layer was built: here only what it
+    computes is checked). keep collects the cdata that must outlive the call."""
+    if isinstance(a, np.ndarray):
+        ptr = _f32(a, name, shape)
+        lin.w, lin.fmt = ptr, -1
+        keep.append(ptr)
+        return
+    N, K, fid = getattr(a, "N", None), getattr(a, "K", None), getattr(a, "fid", None)
+    _check((N, K) == shape and fid in _QUANT_FORMATS,
+           f"{name}: expected a float32 array or a quantized kernel of shape {shape}, "
+           f"got {type(a).__name__} {(N, K)}")
+    G = a.group_size
+    _check(K % _QUANT_BLOCK[fid] == 0 if fid != 1 else (G > 0 and G % 32 == 0 and K % G == 0),
+           f"{name}: K={K} does not fit format {fid} (group size {G})")
+    lin.w, lin.scale, lin.zero, lin.fmt, lin.group = a.w, a.scale, a.zero, fid, G
+    keep.append(a)
+
+
+def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None,
+                head=None):
     """One token through every block (csrc/decode.c). x (C,) float32: the token's embedding, replaced
     by the last block's output. layers: one dict per layer, role -> value or None, roles as in
     DECODE_VECS and DECODE_LINEARS (plus "qkv.w"/"qkv.b" for a fused projection). A vector is a
@@ -318,8 +339,9 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     .Kernel (format id, sizes and pointers, validated when the layer was built). k_cache, v_cache
     (L, 1, Hkv, Smax, D): the new key and value are written at slot pos, attention reads slots
     0..pos. rope_cos, rope_sin (D/2,): the rotation at pos, or None (no RoPE). layernorm: True for
-    LayerNorm (biases required), False for RMSNorm. Everything is checked here: the C code trusts
-    these tables."""
+    LayerNorm (biases required), False for RMSNorm. head: None, or (ln_f.w, ln_f.b or None, W_head
+    (V, C) as a weight above) to finish with the model's head in the same call; returns its logits
+    (V,) float32 then, else None. Everything is checked here: the C code trusts these tables."""
     px = _f32(x, "x", (None,))
     C = x.shape[0]
     pk = _f32(k_cache, "k_cache", (len(layers), 1, None, None, None))
@@ -356,26 +378,28 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
             if slot in DECODE_VECS:
                 vecs.append(_f32(a, name, want[slot]))
                 continue
-            lin = linears[l * len(DECODE_LINEARS) + DECODE_LINEARS.index(slot)]
-            if isinstance(a, np.ndarray):
-                ptr = _f32(a, name, want[slot])
-                lin.w, lin.fmt = ptr, -1
-            else:                                         # a quant.c kernel: check what it computes
-                N, K, fid = getattr(a, "N", None), getattr(a, "K", None), getattr(a, "fid", None)
-                _check((N, K) == want[slot] and fid in _QUANT_FORMATS,
-                       f"{name}: expected a float32 array or a quantized kernel of shape {want[slot]}, "
-                       f"got {type(a).__name__} {(N, K)}")
-                G = a.group_size
-                _check(K % _QUANT_BLOCK[fid] == 0 if fid != 1 else (G > 0 and G % 32 == 0 and K % G == 0),
-                       f"{name}: K={K} does not fit format {fid} (group size {G})")
-                ptr = a.w
-                lin.w, lin.scale, lin.zero, lin.fmt, lin.group = a.w, a.scale, a.zero, fid, a.group_size
-                keep.append(a)
-            keep.append(ptr)
+            _decode_linear(linears[l * len(DECODE_LINEARS) + DECODE_LINEARS.index(slot)], a, name,
+                           want[slot], keep)
         vecs.append(ffi.from_buffer("float[]", k_cache[l, 0]))
         vecs.append(ffi.from_buffer("float[]", v_cache[l, 0]))
+    logits, plnf_w, plnf_b, phead, V, plogits = None, ffi.NULL, ffi.NULL, ffi.NULL, 0, ffi.NULL
+    if head is not None:
+        lnf_w, lnf_b, w_head = head
+        plnf_w = _f32(lnf_w, "head[0] (ln_f.w)", (C,))
+        if layernorm:
+            plnf_b = _f32(lnf_b, "head[1] (ln_f.b)", (C,))
+        else:
+            _check(lnf_b is None, "head[1] (ln_f.b): RMSNorm has no bias, got an array")
+        V = w_head.shape[0] if isinstance(w_head, np.ndarray) and w_head.ndim == 2 else getattr(w_head, "N", 0)
+        _check(isinstance(V, int) and V >= 1, "head[2] (W_head): expected a weight of shape (V, C)")
+        phead = ffi.new("decode_linear_t*")
+        _decode_linear(phead, w_head, "head[2] (W_head)", (V, C), keep)
+        logits = np.empty(V, dtype=np.float32)
+        plogits = ffi.from_buffer("float[]", logits)
     status = lib.decode_step(px, ffi.new("float*[]", vecs), linears, L, C, H, Hkv, D, F, Smax, int(pos),
-                             1 if layernorm else 0, _scalar(eps, "eps"), pcos, psin)
+                             1 if layernorm else 0, _scalar(eps, "eps"), pcos, psin, plnf_w, plnf_b, phead,
+                             V, plogits)
     if status != 0:
         raise MemoryError("decode_step: out of memory for its scratch buffers")
     del pk, pv, keep                                      # held until the call returned
+    return logits

@@ -119,17 +119,21 @@ def _layers(model):
     (lambda a: a.update(k=a["k"][:1]), "k_cache"),
     (lambda a: a.update(v=np.zeros((2, 1, 2, 15, 16), np.float32)), "v_cache"),
     (lambda a: a.update(cos=np.zeros(7, np.float32)), "rope_cos"),
+    (lambda a: a.update(head=(np.ones(63, np.float32), None, np.zeros((256, 64), np.float32))), "ln_f.w"),
+    (lambda a: a.update(head=(np.ones(64, np.float32), np.zeros(64, np.float32), np.zeros((256, 64), np.float32))),
+     "RMSNorm has no bias"),
+    (lambda a: a.update(head=(np.ones(64, np.float32), None, np.zeros((256, 63), np.float32))), "W_head"),
 ])
 def test_wrapper_rejects_bad_arguments(llama_tiny, bad, match):
     """The C code trusts its pointer table: every array is checked in Python first."""
     cfg = llama_tiny.config
     a = {"x": np.zeros(cfg.d_model, np.float32), "layers": _layers(llama_tiny),
          "k": np.zeros((2, 1, 2, 16, 16), np.float32), "v": np.zeros((2, 1, 2, 16, 16), np.float32),
-         "pos": 0, "n_head": 4, "cos": np.ones(8, np.float32), "sin": np.zeros(8, np.float32)}
+         "pos": 0, "n_head": 4, "cos": np.ones(8, np.float32), "sin": np.zeros(8, np.float32), "head": None}
     bad(a)
     with pytest.raises((ValueError, TypeError), match=match):
         native.decode_step(a["x"], a["layers"], a["k"], a["v"], a["pos"], a["n_head"], 1e-6, False,
-                           a["cos"], a["sin"])
+                           a["cos"], a["sin"], a["head"])
 
 
 def _quantized(arch, fmt, bits, group):
@@ -166,3 +170,21 @@ def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_i
         mp.setattr(kernels, "decode_step", counter)
         out = model.forward(np.array([[1]]), kv)
     assert counter.calls == 0 and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("head", ["q6_K", "q8_0", "llm_int8"])
+def test_quantized_head_runs_in_the_step_or_in_python(head):
+    """GGUF files keep the output matrix quantized (Q6_K beside 4-bit blocks): a fused format runs
+    inside decode_step, LLM.int8 runs as its own matmul after it; logits equal the Python path's."""
+    from minillm.quant.ggml_quants import quantize_blocks
+    from minillm.quant.linear import GGMLLinear
+    from minillm.quant.llm_int8 import quantize_llm_int8
+    model = _quantized("llama", "q4_0", 4, 32)
+    name = "lm_head.weight"
+    w = model.params[name]
+    model.quantized[name] = (quantize_llm_int8(w, np.random.default_rng(0).standard_normal((8, w.shape[1]))
+                                               .astype(np.float32)) if head == "llm_int8"
+                             else GGMLLinear(head, quantize_blocks(w, head)))
+    rng = np.random.default_rng(1)
+    (got, _), (want, _) = _decode_both(model, rng.integers(0, 50, 5), rng.integers(0, 50, 3), 8)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
