@@ -16,11 +16,15 @@
  *   7. all: act = swiglu(gate, up) or gelu(up), each thread its share of the F channels
  *   8. all: d = act W_down^T             tasks of rows;   then thread 0: x += d + b_down
  *
+ * and, when logits are asked for, the head: thread 0 h = norm_f(x), then all: logits = h W_head^T.
+ * Before the first phase, a thread that finds itself on a core another thread of the team is on
+ * moves to a free one (leave_shared_core).
+ *
  * Every phase calls the same serial code as the per-operation kernels (parts.inc), in the same
  * order of float operations, so a step equals the Python path's result; a weight may be float32
- * or quantized (the fused dequant-GEMV rows of quant.c). Tasks are handed out
- * through an atomic counter per phase: a thread that loses its core for a moment on a shared
- * machine leaves its tasks to the other instead of holding up the barrier.
+ * or quantized (the fused dequant-GEMV rows of quant.c). Tasks are handed out through an atomic
+ * counter per phase: a thread that loses its core for a moment on a shared machine leaves its tasks
+ * to the other instead of holding up the barrier.
  *
  * The barriers spin (with the pause instruction) because phases are a few to a few hundred
  * microseconds long and both threads are busy in them; past SPIN_LIMIT pauses a waiter sleeps in
