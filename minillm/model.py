@@ -209,20 +209,11 @@ def init_params(cfg, seed=0):
     return params
 
 
-def _fused_kernel(q):
-    """The csrc/quant.c kernel behind a quantized layer, when its decode matmul is exactly that
-    kernel (INT8, INT4, NF4 and the ggml formats on fp32 activations), else None: LLM.int8's mixed
-    decomposition, and the opt-in int8-activation paths, compute something else."""
-    global _FUSED_TYPES
-    if _FUSED_TYPES is None:
-        from .quant.linear import GGMLLinear, Int4Linear, Int8Linear, NF4Linear
-        _FUSED_TYPES = (Int8Linear, Int4Linear, NF4Linear, GGMLLinear)
-    if type(q) not in _FUSED_TYPES or getattr(q, "act_int8", False):
-        return None
-    return q._kernel
-
-
-_FUSED_TYPES = None  # set on first use: minillm.quant imports this module
+def _gemv_kernel(q):
+    """The fused kernel a quantized layer runs for one row of x (QuantizedLinear.gemv_kernel), or
+    None: then the layer is not one decode_step can run."""
+    method = getattr(q, "gemv_kernel", None)
+    return method() if method is not None else None
 
 
 class Transformer:
@@ -502,12 +493,12 @@ class Transformer:
         for layer, n in zip(layers, self._layer_names):
             for role, name in n.items():
                 if name in self.quantized:                   # its kernel instead of the array
-                    layer[role] = _fused_kernel(self.quantized[name])
+                    layer[role] = _gemv_kernel(self.quantized[name])
                     if layer[role] is None:
                         return None
         head_name = names["wte"] if cfg.tie_embeddings else names["lm_head"]
         w_head = (p[head_name] if head_name not in self.quantized
-                  else _fused_kernel(self.quantized[head_name]))
+                  else _gemv_kernel(self.quantized[head_name]))
         head = None if w_head is None else (p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")), w_head)
         logits = kernels.decode_step(x, layers, k, v, pos, cfg.n_head, cfg.norm_eps,
                                      cfg.norm == "layernorm", cos, sin, head)

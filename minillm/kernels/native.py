@@ -292,8 +292,6 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
 # projection takes the q slots ("qkv.w" -> q, "qkv.b" -> q.b) and leaves k and v empty.
 DECODE_VECS = ("ln1.w", "ln1.b", "q.b", "k.b", "v.b", "o.b", "ln2.w", "ln2.b", "gate.b", "up.b", "down.b")
 DECODE_LINEARS = ("q.w", "k.w", "v.w", "o.w", "gate.w", "up.w", "down.w")
-_QUANT_FORMATS = range(7)                        # csrc/quant.h's format ids
-_QUANT_BLOCK = (1, None, 64, 32, 32, 256, 256)  # weights per block of each (INT4: its group size)
 
 
 def _decode_shapes(C, Cq, Ckv, F, fused, layernorm):
@@ -312,21 +310,18 @@ def _decode_shapes(C, Cq, Ckv, F, fused, layernorm):
 
 def _decode_linear(lin, a, name, shape, keep):
     """Fill the decode_linear_t lin with weight a of shape (N, K): a float32 array, or a quantized
-    weight's minillm.quant._native.Kernel (validated when its layer was built: here only what it
-    computes is checked). keep collects the cdata that must outlive the call."""
+    weight's minillm.quant._native.Kernel (which validated its arrays and layout when it was built:
+    here only its shape is checked). keep collects the cdata that must outlive the call."""
     if isinstance(a, np.ndarray):
         ptr = _f32(a, name, shape)
         lin.w, lin.fmt = ptr, -1
         keep.append(ptr)
         return
-    N, K, fid = getattr(a, "N", None), getattr(a, "K", None), getattr(a, "fid", None)
-    _check((N, K) == shape and fid in _QUANT_FORMATS,
-           f"{name}: expected a float32 array or a quantized kernel of shape {shape}, "
-           f"got {type(a).__name__} {(N, K)}")
-    G = a.group_size
-    _check(K % _QUANT_BLOCK[fid] == 0 if fid != 1 else (G > 0 and G % 32 == 0 and K % G == 0),
-           f"{name}: K={K} does not fit format {fid} (group size {G})")
-    lin.w, lin.scale, lin.zero, lin.fmt, lin.group = a.w, a.scale, a.zero, fid, G
+    from ..quant._native import Kernel                    # the quant package imports this module
+    _check(isinstance(a, Kernel) and (a.N, a.K) == shape,
+           f"{name}: expected a float32 array or a quantized kernel of shape {shape}, got "
+           f"{type(a).__name__} {getattr(a, 'N', None), getattr(a, 'K', None)}")
+    lin.w, lin.scale, lin.zero, lin.fmt, lin.group = a.w, a.scale, a.zero, a.fid, a.group_size
     keep.append(a)
 
 

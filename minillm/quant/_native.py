@@ -15,6 +15,8 @@ except ImportError:
     ffi = lib = None
     _HAVE = False
 
+from .formats import GGML_BLOCKS, NF4_BLOCK
+
 FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K": 6}
 
 
@@ -48,6 +50,11 @@ class Kernel:
         if fmt not in FMT_ID:
             raise ValueError(f"fmt: expected one of {sorted(FMT_ID)}, got {fmt!r}")
         self.fmt, self.fid, self.N, self.K, self.group_size = fmt, FMT_ID[fmt], int(N), int(K), int(group_size or 0)
+        G = self.group_size
+        fits = (True if fmt == "int8" else G > 0 and G % 32 == 0 and self.K % G == 0 if fmt == "int4"
+                else self.K % (NF4_BLOCK if fmt == "nf4" else GGML_BLOCKS[fmt][1]) == 0)
+        if not fits:   # what csrc/quant.c's get_layout accepts
+            raise ValueError(f"K={self.K} does not fit {fmt} (group_size={G}): rows must be whole blocks")
         w8 = w.view(np.uint8) if isinstance(w, np.ndarray) and w.dtype != np.uint8 and w.flags.c_contiguous else w
         self.w = _buf(w8, "uint8_t", np.uint8, "w", self.N * row_bytes)
         self.scale = ffi.NULL if scale is None else _buf(scale, "float", np.float32, "scale", 4 * n_scales)

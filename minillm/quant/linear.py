@@ -52,6 +52,11 @@ class QuantizedLinear:
         x = _as_input(x, self.shape[1])
         return (x @ self.dequantize().T).astype(np.float32)
 
+    def gemv_kernel(self):
+        """The csrc/quant.c kernel (_native.Kernel) that matmul runs for one row of x, or None when it
+        runs something else; the one-call decode step (kernels.decode_step) takes its rows."""
+        return self._kernel
+
     def matmul(self, x):  # (M, K) -> (M, N)
         x = _as_input(x, self.shape[1])
         kernel = self._kernel
@@ -156,6 +161,9 @@ class Int4Linear(QuantizedLinear):
                 return self._q8_kernel.matmul(x)
         return super().matmul(x)
 
+    def gemv_kernel(self):  # the int8-activation path is another kernel
+        return None if self.act_int8 and self._q8_kernel is not None else self._kernel
+
     def _kernel_args(self):
         return self.packed, self.scale, self.zero, self.group_size, self.shape[1] // 2, self.scale.size
 
@@ -240,6 +248,9 @@ class GGMLLinear(QuantizedLinear):
                     return out
         return super().matmul(x)
 
+    def gemv_kernel(self):  # the int8-activation path is another kernel (where this CPU has it)
+        return None if self.act_int8 and self._q8_kernel is not None else self._kernel
+
     def matmul_int8_act_reference(self, x):  # (M, K) -> (M, N): x quantized per 32 inputs, exact sums
         x = _as_input(x, self.shape[1])
         M, K = x.shape
@@ -313,6 +324,9 @@ class LLMInt8Linear(QuantizedLinear):
             return self.matmul_reference(x)
         xo, xr = self._split(x)
         return (xo @ self.w_outlier.T + _native.matmul_int8_vnni(xr, self.q, self.scale)).astype(np.float32)
+
+    def gemv_kernel(self):  # a float part plus an int8 x int8 part: no single fused kernel
+        return None
 
     def arrays(self):
         return {"outliers": self.outliers, "w_outlier": self.w_outlier, "q": self.q, "scale": self.scale}

@@ -152,6 +152,9 @@ def test_bad_inputs_raise():
         lin._kernel.matmul(np.zeros((2, 64), np.float32)[:, ::1].T.copy().T)
     with pytest.raises(ValueError, match="rows"):
         lin._kernel.dequant_rows(0, 5)
+    for fmt, K, G in [("q4_0", 48, 0), ("q4_K", 128, 0), ("nf4", 96, 0), ("int4", 64, 48)]:  # partial blocks
+        with pytest.raises(ValueError, match="does not fit"):
+            _native.Kernel(fmt, 4, K, lin.packed, None, None, G, 32, 8)
     # the layer converts what it can: float64 and non-contiguous x give the same answer
     x = np.random.default_rng(0).standard_normal((3, 128))[:, ::2]
     np.testing.assert_array_equal(lin.matmul(x), lin.matmul(np.ascontiguousarray(x, dtype=np.float32)))
