@@ -29,6 +29,7 @@ from minillm.inference import generate, prompt_lookup_generate, speculative_gene
 from minillm.inference.sampling import softmax  # noqa: E402
 from minillm.optim import AdamW, warmup_cosine  # noqa: E402
 from minillm.train import ByteTokenizer, corpus_text  # noqa: E402
+from minillm.inference.decode import forward_cached
 
 
 def train_byte_model(cfg, steps, seed=0, batch=8, seq_len=128, lr=3e-3, log=print):
@@ -148,9 +149,9 @@ def forward_cost_ratio(draft, target, prompt):
 
     def one_step(model):
         cache = KVCache.allocate(model.config, 1, len(prompt) + 1)
-        model.forward(prompt[None, :-1], kv_cache=cache)
+        forward_cached(model, prompt[None, :-1], cache)
         tok = prompt[None, -1:]
-        return lambda: (cache.truncate(len(prompt) - 1), model.forward(tok, kv_cache=cache))
+        return lambda: (cache.truncate(len(prompt) - 1), forward_cached(model, tok, cache))
     step_d, step_t = one_step(draft), one_step(target)
     return median_time(step_d, 15) / median_time(step_t, 15)
 

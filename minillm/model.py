@@ -10,11 +10,11 @@ and z_loss (PaLM's log-normaliser penalty). Parameter names are the Hugging Face
 architecture (see NAMES), so checkpoint import/export in minillm.io is a table, not code.
 """
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from . import kernels
 from .nn import (attention_backward, attention_forward, cross_entropy_backward, cross_entropy_forward,
                  embedding_backward, embedding_forward, gelu_backward, gelu_forward, layernorm_backward,
                  layernorm_forward, linear_backward, linear_forward, linear_forward_group,
@@ -113,7 +113,7 @@ class ModelConfig:
             raise ValueError("n_kv_head: the gpt2 flavour has a fused QKV projection; use arch='llama' for GQA")
         if self.position not in (None, "alibi", "learned" if self.arch == "gpt2" else "rope"):
             raise ValueError(f"position: expected None or 'alibi', got {self.position!r}")
-        if self.pos == "rope" and self.head_dim % 2:
+        if self.position_scheme == "rope" and self.head_dim % 2:
             raise ValueError(f"d_model/n_head: RoPE needs an even head dimension, got {self.head_dim}")
 
     @classmethod
@@ -139,7 +139,9 @@ class ModelConfig:
         return self.arch == "gpt2"
 
     @property
-    def pos(self):
+    def position_scheme(self):
+        """How the model knows token positions: "learned" (gpt2), "rope" (llama) or "alibi".
+        (Not to be confused with a KV cache's `pos`, the number of slots it holds.)"""
         return self.position or ("learned" if self.arch == "gpt2" else "rope")
 
     # --- parameter shapes, counts and FLOPs
@@ -150,7 +152,7 @@ class ModelConfig:
         names = NAMES[self.arch]
         norm_b = self.norm == "layernorm"
         shapes = {names["wte"]: (V, C)}
-        if self.pos == "learned":
+        if self.position_scheme == "learned":
             shapes[names["wpe"]] = (self.max_seq_len, C)
         for i in range(self.n_layer):
             layer = {"ln1.w": (C,), "ln1.b": (C,) if norm_b else None}
@@ -178,7 +180,7 @@ class ModelConfig:
     def num_params(self, non_embedding=False):
         n = sum(int(np.prod(s)) for s in self.param_shapes().values())
         if non_embedding:
-            n -= self.vocab_size * self.d_model + (self.max_seq_len * self.d_model if self.pos == "learned" else 0)
+            n -= self.vocab_size * self.d_model + (self.max_seq_len * self.d_model if self.position_scheme == "learned" else 0)
         return n
 
     def flops_per_token(self, seq_len=None, training=True):
@@ -209,11 +211,56 @@ def init_params(cfg, seed=0):
     return params
 
 
-def _gemv_kernel(q):
-    """The fused kernel a quantized layer runs for one row of x (QuantizedLinear.gemv_kernel), or
-    None: then the layer is not one decode_step can run."""
-    method = getattr(q, "gemv_kernel", None)
-    return method() if method is not None else None
+class BlockCache(NamedTuple):
+    """What one block's forward keeps for its backward (N = B*T rows, F the MLP width). Each entry
+    is the cache of the layer named, None where the config has no such layer (or, for attention,
+    when an attention hook ran it)."""
+    ln1: tuple         # first norm's cache; input x (B, T, C)
+    proj: tuple        # linear caches: (qkv,) fused (gpt2), or (q, k, v) (llama); inputs (N, C)
+    q_norm: tuple      # QK-norm of q (B, H, T, D), or None
+    k_norm: tuple      # QK-norm of k (B, Hkv, T, D), or None
+    rope_q: tuple      # rotation tables (T, D/2) x 2 for q, or None
+    rope_k: tuple      # the same for k, or None
+    attn: tuple        # attention's cache: q (B, H, T, D), k, v (B, Hkv, T, D), out, lse (B, H, T)
+    o: tuple           # output projection's cache; input (N, C)
+    ln2: tuple         # second norm's cache; input x1 (B, T, C), the residual after attention
+    up: tuple          # up projection's cache; input (N, C)
+    gate: tuple        # gate projection's cache (llama), else None; input (N, C)
+    act: tuple         # GELU (gpt2) or SwiGLU (llama) cache; inputs (N, F)
+    down: tuple        # down projection's cache; input (N, F)
+
+
+class ForwardCache(NamedTuple):
+    """What the model's forward keeps for backward (see _forward)."""
+    tokens: np.ndarray   # (B, T) int
+    wte: tuple           # token embedding's cache
+    wpe: tuple           # position embedding's cache (learned positions), else None
+    rope_cs: tuple       # RoPE (cos, sin), (T, D/2) each, else None
+    blocks: list         # per layer: BlockCache, or the block's input x (B, T, C) when checkpointing
+    ln_f: tuple          # final norm's cache
+    head: tuple          # LM head's linear cache: (h (B*T, C), W (V, C), None); None when quantized
+    checkpoint: bool     # True: blocks holds inputs, and backward recomputes each block
+    bounds: list         # [(start, end)] of packed documents, or None
+
+    @property
+    def hidden(self):  # (B*T, C): the final norm's output, the LM head's input
+        return self.head[0]
+
+    def nbytes(self, exclude=()):
+        """Bytes of the arrays held here (each buffer once; views count their base), except those
+        whose buffers are in `exclude` (e.g. the parameters the linear caches point to)."""
+        skip = {id(a) for a in exclude}
+        seen, total, stack = set(), 0, [tuple(self)]
+        while stack:
+            obj = stack.pop()
+            if isinstance(obj, np.ndarray):
+                base = obj if obj.base is None else obj.base
+                if id(base) not in seen and id(base) not in skip and isinstance(base, np.ndarray):
+                    seen.add(id(base))
+                    total += base.nbytes
+            elif isinstance(obj, (tuple, list)):
+                stack.extend(obj)
+        return total
 
 
 class Transformer:
@@ -239,24 +286,26 @@ class Transformer:
             raise ValueError(f"params: do not match the config (missing {missing[:3]}, unexpected "
                              f"{extra[:3]}, wrong shape {wrong[:3]})")
         n = NAMES[config.arch]
-        self._layer_names = [{r: v.format(i=i) for r, v in n.items() if "{i}" in v}
+        self.layer_names = [{r: v.format(i=i) for r, v in n.items() if "{i}" in v}
                              for i in range(config.n_layer)]
         inv_freq, attn_factor = rope_parameters(config.head_dim, config.rope_theta, config.rope_scaling,
                                                 config.max_seq_len)
         self._inv_freq, self._rope_factor = inv_freq, attn_factor
-        # ALiBi head slopes (H,), for attention hooks too; None unless config.pos == "alibi"
-        self.alibi_slopes = alibi_slopes(config.n_head) if config.pos == "alibi" else None
+        # ALiBi head slopes (H,), for attention hooks too; None unless config.position_scheme == "alibi"
+        self.alibi_slopes = alibi_slopes(config.n_head) if config.position_scheme == "alibi" else None
 
     # ------------------------------------------------------------------ helpers
     def _linear(self, x, names, role):  # (N, Cin) -> (N, Cout), cache
-        """The linear layer of `role`: a quantized kernel when the model holds one for that weight
-        (forward only, cache None), else linear_forward on the float32 weight."""
-        name = names[role + ".w"]
-        q = self.quantized.get(name)
+        """The linear layer of `role` in a layer's name table (see _matmul)."""
+        return self._matmul(x, names[role + ".w"], self._p(names, role + ".b"))
+
+    def _matmul(self, x, weight, b=None):  # (N, Cin) -> (N, Cout), cache
+        """x @ W^T + b for the parameter named `weight`: its quantized kernel when the model holds
+        one (forward only, cache None), else linear_forward on the float32 weight."""
+        q = self.quantized.get(weight)
         if q is None:
-            return linear_forward(x, self.params[name], self._p(names, role + ".b"))
+            return linear_forward(x, self.params[weight], b)
         y = q.matmul(x)                                                          # (N, Cout)
-        b = self._p(names, role + ".b")
         return (y + b if b is not None else y), None
 
     def _linears(self, x, names, roles):  # (N, Cin) -> [((N, Cout_r), cache)] for each role
@@ -297,7 +346,7 @@ class Transformer:
         """attend(l, q, k, v) -> (B, H, T, D), when given, replaces causal self-attention over the
         block's own keys: KV caches (contiguous or paged) plug in here. bounds: [(start, end)] of
         packed documents; attention then stays causal within each one (differentiable)."""
-        cfg, n = self.config, self._layer_names[l]
+        cfg, n = self.config, self.layer_names[l]
         B, T, C = x.shape
         H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
         h, c_ln1 = self._norm_forward(x, self._p(n, "ln1.w"), self._p(n, "ln1.b"))  # (B, T, C)
@@ -316,10 +365,10 @@ class Transformer:
         if cfg.qk_norm:
             q, c_qn = self._norm_forward(q, self._p(n, "q_norm.w"), self._p(n, "q_norm.b"))
             k, c_kn = self._norm_forward(k, self._p(n, "k_norm.w"), self._p(n, "k_norm.b"))
-        if cfg.pos == "rope":
+        if cfg.position_scheme == "rope":
             q, c_rq = rope_forward(q, *rope_cs)
             k, c_rk = rope_forward(k, *rope_cs)
-        if attend is None and cfg.pos == "alibi":
+        if attend is None and cfg.position_scheme == "alibi":
             if bounds is not None:
                 raise ValueError("segments: packed sequences are not supported with ALiBi")
             a, c_att = alibi_attention_forward(q, k, v, self.alibi_slopes)       # (B, H, T, D)
@@ -343,14 +392,13 @@ class Transformer:
             act, c_act = gelu_forward(up)
         m, c_down = self._linear(act, n, "down")                                 # (B*T, C)
         y = x1 + m.reshape(B, T, C)                                              # residual
-        cache = (c_ln1, c_proj, c_qn, c_kn, c_rq, c_rk, c_att, c_o, c_ln2, c_up, c_gate, c_act, c_down)
-        return y, cache
+        return y, BlockCache(c_ln1, c_proj, c_qn, c_kn, c_rq, c_rk, c_att, c_o, c_ln2, c_up, c_gate, c_act,
+                             c_down)
 
     def _block_backward(self, l, dy, cache, bounds=None):  # dy (B, T, C) -> dx (B, T, C), {name: grad}
-        cfg, n = self.config, self._layer_names[l]
+        cfg, n = self.config, self.layer_names[l]
         B, T, C = dy.shape
         H, Hkv, D = cfg.n_head, cfg.n_kv_head, cfg.head_dim
-        c_ln1, c_proj, c_qn, c_kn, c_rq, c_rk, c_att, c_o, c_ln2, c_up, c_gate, c_act, c_down = cache
         g = {}
 
         def put(role, value):
@@ -358,69 +406,50 @@ class Transformer:
                 g[n[role]] = value
 
         dy2 = dy.reshape(B * T, C)
-        dact, put_w, put_b = linear_backward(dy2, c_down)                        # y = x1 + down(act)
-        put("down.w", put_w), put("down.b", put_b)
+        dact, dw, db = linear_backward(dy2, cache.down)                        # y = x1 + down(act)
+        put("down.w", dw), put("down.b", db)
         if cfg.arch == "llama":
-            dgate, dup = swiglu_backward(dact, c_act)
-            dh2, dw, _ = linear_backward(dgate, c_gate)
+            dgate, dup = swiglu_backward(dact, cache.act)
+            dh2, dw, _ = linear_backward(dgate, cache.gate)
             put("gate.w", dw)
         else:
-            dup = gelu_backward(dact, c_act)
+            dup = gelu_backward(dact, cache.act)
             dh2 = None
-        dh_up, dw, db = linear_backward(dup, c_up)
+        dh_up, dw, db = linear_backward(dup, cache.up)
         put("up.w", dw), put("up.b", db)
         dh2 = dh_up if dh2 is None else dh2 + dh_up                              # (B*T, C)
-        dx1, dw, db = self._norm_backward(dh2.reshape(B, T, C), c_ln2)
+        dx1, dw, db = self._norm_backward(dh2.reshape(B, T, C), cache.ln2)
         put("ln2.w", dw), put("ln2.b", db)
         dx1 = dx1 + dy                                                           # residual
-        da2, dw, db = linear_backward(dx1.reshape(B * T, C), c_o)
+        da2, dw, db = linear_backward(dx1.reshape(B * T, C), cache.o)
         put("o.w", dw), put("o.b", db)
         da = da2.reshape(B, T, H, D).transpose(0, 2, 1, 3)                       # (B, H, T, D)
-        if cfg.pos == "alibi":
-            dq, dk, dv = alibi_attention_backward(da, c_att)
+        if cfg.position_scheme == "alibi":
+            dq, dk, dv = alibi_attention_backward(da, cache.attn)
         else:
-            dq, dk, dv = (attention_backward if bounds is None else segmented_attention_backward)(da, c_att)
-        if cfg.pos == "rope":
-            dq, dk = rope_backward(dq, c_rq), rope_backward(dk, c_rk)
+            dq, dk, dv = (attention_backward if bounds is None else segmented_attention_backward)(da, cache.attn)
+        if cfg.position_scheme == "rope":
+            dq, dk = rope_backward(dq, cache.rope_q), rope_backward(dk, cache.rope_k)
         if cfg.qk_norm:
-            dq, dw, db = self._norm_backward(dq, c_qn)
+            dq, dw, db = self._norm_backward(dq, cache.q_norm)
             put("q_norm.w", dw), put("q_norm.b", db)
-            dk, dw, db = self._norm_backward(dk, c_kn)
+            dk, dw, db = self._norm_backward(dk, cache.k_norm)
             put("k_norm.w", dw), put("k_norm.b", db)
         dq2 = dq.transpose(0, 2, 1, 3).reshape(B * T, C)                         # (B*T, C)
         dk2 = dk.transpose(0, 2, 1, 3).reshape(B * T, Hkv * D)                   # (B*T, Ckv)
         dv2 = dv.transpose(0, 2, 1, 3).reshape(B * T, Hkv * D)
         if "qkv.w" in n:
-            dh2, dw, db = linear_backward(np.concatenate([dq2, dk2, dv2], axis=1), c_proj[0])
+            dh2, dw, db = linear_backward(np.concatenate([dq2, dk2, dv2], axis=1), cache.proj[0])
             put("qkv.w", dw), put("qkv.b", db)
         else:
             dh2 = 0
-            for role, d, c in zip("qkv", (dq2, dk2, dv2), c_proj):
+            for role, d, c in zip("qkv", (dq2, dk2, dv2), cache.proj):
                 dh, dw, _ = linear_backward(d, c)
                 put(role + ".w", dw)
                 dh2 = dh2 + dh
-        dx, dw, db = self._norm_backward(dh2.reshape(B, T, C), c_ln1)
+        dx, dw, db = self._norm_backward(dh2.reshape(B, T, C), cache.ln1)
         put("ln1.w", dw), put("ln1.b", db)
         return dx + dx1, g                                                       # residual
-
-    def _cached_attention(self, l, q, k, v, kv):  # writes k, v at kv.pos.. then attends 0..pos+T
-        T, pos = q.shape[2], kv.pos
-        if pos + T > kv.k.shape[3]:
-            raise ValueError(f"kv_cache: {pos + T} positions exceed its capacity {kv.k.shape[3]}")
-        kv.k[l, :, :, pos:pos + T] = k                                          # (B, Hkv, T, D)
-        kv.v[l, :, :, pos:pos + T] = v
-        if self.alibi_slopes is not None:  # ALiBi: biased attention over the cached keys 0..pos+T-1
-            return alibi_attention_forward(q, kv.k[l, :, :, :pos + T], kv.v[l, :, :, :pos + T],
-                                           self.alibi_slopes)[0]
-        if T == 1:  # decode: one query against the cache, no copy of the cached keys
-            B, H, _, D = q.shape
-            out = np.empty((B, H, D), dtype=q.dtype)
-            lengths = np.full(B, pos + 1, dtype=np.int32)
-            kernels.attention_decode(out, np.ascontiguousarray(q[:, :, 0]), kv.k[l], kv.v[l], lengths,
-                                     1.0 / np.sqrt(D))
-            return out[:, :, None, :]                                            # (B, H, 1, D)
-        a, _ = attention_forward(q, kv.k[l, :, :, :pos + T], kv.v[l, :, :, :pos + T])
-        return a
 
     # ------------------------------------------------------------------ whole model
     def _forward(self, tokens, keep_caches=True, checkpoint=False, positions=None, attend=None,
@@ -434,105 +463,68 @@ class Transformer:
         positions = np.arange(T) if positions is None else np.asarray(positions)
         if positions.shape != (T,):
             raise ValueError(f"positions: expected shape ({T},), got {positions.shape}")
-        if cfg.pos == "learned" and T and positions.max() >= cfg.max_seq_len:
+        if cfg.position_scheme == "learned" and T and positions.max() >= cfg.max_seq_len:
             raise ValueError(f"tokens: position {positions.max()} exceeds max_seq_len {cfg.max_seq_len}")
         bounds = None if segments is None else segment_bounds(segments, T)
         x, c_wte = embedding_forward(tokens, p[names["wte"]])                    # (B, T, C)
         c_wpe = None
-        if cfg.pos == "learned":
+        if cfg.position_scheme == "learned":
             pe, c_wpe = embedding_forward(positions, p[names["wpe"]])            # (T, C)
             x = x + pe
         rope_cs = None
-        if cfg.pos == "rope":
-            rope_cs = rope_tables(positions, self._inv_freq, self._rope_factor, x.dtype)  # 2 x (T, D/2)
+        if cfg.position_scheme == "rope":
+            rope_cs = self.rope_tables(positions, x.dtype)                       # 2 x (T, D/2)
         blocks = []
         for l in range(cfg.n_layer):
             x_in = x
             x, cache = self._block_forward(l, x, rope_cs, attend, bounds)
             blocks.append(x_in if checkpoint else (cache if keep_caches else None))
-        logits, c_lnf, c_head = self._head(x)
-        return logits, (tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint, bounds)
+        logits, c_lnf, c_head = self.head(x)
+        return logits, ForwardCache(tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint, bounds)
 
-    def _head(self, x):  # x (B, T, C) -> logits (B*T, V), caches of the final norm and the head
+    @property
+    def head_weight(self):
+        """Name of the LM head's weight (V, C): the token embedding when they are tied."""
+        names = NAMES[self.config.arch]
+        return names["wte"] if self.config.tie_embeddings else names["lm_head"]
+
+    def head(self, x):  # x (B, T, C) -> logits (B*T, V), caches of the final norm and the head
+        """The final norm and the LM head (no bias in either flavour)."""
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
         h, c_lnf = self._norm_forward(x, p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")))
-        head = names["wte"] if cfg.tie_embeddings else names["lm_head"]
-        logits, c_head = self._linear(h.reshape(-1, cfg.d_model), {"lm_head.w": head}, "lm_head")
+        logits, c_head = self._matmul(h.reshape(-1, cfg.d_model), self.head_weight)
         return logits, c_lnf, c_head
 
-    def _decode_native(self, tokens, kv):
-        """logits (1, V) of one new token (B = T = 1) through kernels.decode_step, which runs every
-        block in one C call (csrc/decode.c) with the same kernels as _block_forward; None when the
-        model or the cache does not fit it, and the caller then takes the block-by-block path.
-        Fits: the C kernels are built, float32 weights or quantized ones on their default fused
-        kernels, no QK-norm, learned or rotary positions (not ALiBi), and a float32 cache of batch 1."""
-        cfg, p = self.config, self.params
-        if kernels.decode_step is None or cfg.qk_norm or cfg.pos == "alibi" or tokens.shape != (1, 1):
-            return None
-        k, v = getattr(kv, "k", None), getattr(kv, "v", None)
-        if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
-                   and a.ndim == 5 and a.shape[1] == 1 for a in (k, v)):
-            return None
-        if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in p.values()):
-            return None
-        pos = kv.pos
-        if pos >= k.shape[3]:
-            raise ValueError(f"kv_cache: {pos + 1} positions exceed its capacity {k.shape[3]}")
-        names = NAMES[cfg.arch]
-        x, _ = embedding_forward(tokens, p[names["wte"]])                        # (1, 1, C)
-        if cfg.pos == "learned":
-            if pos >= cfg.max_seq_len:
-                raise ValueError(f"tokens: position {pos} exceeds max_seq_len {cfg.max_seq_len}")
-            x = x + p[names["wpe"]][pos]
-        x = np.ascontiguousarray(x, dtype=np.float32).reshape(cfg.d_model)
-        cos = sin = None
-        if cfg.pos == "rope":
-            cos, sin = rope_tables(np.array([pos]), self._inv_freq, self._rope_factor, np.float32)
-            cos, sin = np.ascontiguousarray(cos[0]), np.ascontiguousarray(sin[0])
-        layers = [{role: p.get(name) for role, name in n.items()} for n in self._layer_names]
-        for layer, n in zip(layers, self._layer_names):
-            for role, name in n.items():
-                if name in self.quantized:                   # its kernel instead of the array
-                    layer[role] = _gemv_kernel(self.quantized[name])
-                    if layer[role] is None:
-                        return None
-        head_name = names["wte"] if cfg.tie_embeddings else names["lm_head"]
-        w_head = (p[head_name] if head_name not in self.quantized
-                  else _gemv_kernel(self.quantized[head_name]))
-        head = None if w_head is None else (p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")), w_head)
-        logits = kernels.decode_step(x, layers, k, v, pos, cfg.n_head, cfg.norm_eps,
-                                     cfg.norm == "layernorm", cos, sin, head)
-        if logits is None:                           # a head decode_step cannot run: the Python one
-            return self._head(x.reshape(1, 1, cfg.d_model))[0]
-        return logits.reshape(1, -1)
+    def rope_tables(self, positions, dtype=np.float32):  # (T,) int -> cos, sin (T, D/2) each
+        """The RoPE rotation of each position, with this model's frequencies and scaling."""
+        return rope_tables(positions, self._inv_freq, self._rope_factor, dtype)
 
     def _backward(self, dlogits, caches, dhidden=None):  # dlogits (B*T, V) -> {name: grad}
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
-        tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint, bounds = caches
-        if c_head is None:
+        if caches.head is None:
             raise ValueError("model: quantized models are inference-only (no backward pass)")
-        B, T = tokens.shape
+        B, T = caches.tokens.shape
         grads = {}
         if dlogits is None:  # only the hidden states feed the loss (e.g. a reward head)
-            dh = np.zeros((B * T, cfg.d_model), dtype=c_head[0].dtype)
-            dlm = np.zeros_like(c_head[1])
+            dh = np.zeros((B * T, cfg.d_model), dtype=caches.hidden.dtype)
+            dlm = np.zeros_like(caches.head[1])                              # (V, C)
         else:
-            dh, dlm, _ = linear_backward(dlogits, c_head)                        # (B*T, C), (V, C)
+            dh, dlm, _ = linear_backward(dlogits, caches.head)                 # (B*T, C), (V, C)
         if dhidden is not None:
             dh = dh + dhidden.reshape(B * T, cfg.d_model)
-        dx, dw, db = self._norm_backward(dh.reshape(B, T, cfg.d_model), c_lnf)
+        dx, dw, db = self._norm_backward(dh.reshape(B, T, cfg.d_model), caches.ln_f)
         grads[names["ln_f.w"]] = dw
         if db is not None:
             grads[names["ln_f.b"]] = db
         for l in reversed(range(cfg.n_layer)):
-            cache = blocks[l]
-            if checkpoint:  # recompute this block's forward from its saved input
-                cache = self._block_forward(l, cache, rope_cs, bounds=bounds)[1]
-            dx, g = self._block_backward(l, dx, cache, bounds)
+            cache = caches.blocks[l]
+            if caches.checkpoint:  # recompute this block's forward from its saved input
+                cache = self._block_forward(l, cache, caches.rope_cs, bounds=caches.bounds)[1]
+            dx, g = self._block_backward(l, dx, cache, caches.bounds)
             grads.update(g)
-        if c_wpe is not None:
-            grads[names["wpe"]] = embedding_backward(dx.sum(axis=0), c_wpe)
-        dwte = embedding_backward(dx, c_wte)
+        if caches.wpe is not None:
+            grads[names["wpe"]] = embedding_backward(dx.sum(axis=0), caches.wpe)
+        dwte = embedding_backward(dx, caches.wte)
         if cfg.tie_embeddings:
             dwte += dlm
         else:
@@ -541,21 +533,11 @@ class Transformer:
         return {k: grads[k] for k in p}                                          # params' order
 
     # ------------------------------------------------------------------ public API
-    def forward(self, tokens, kv_cache=None):
-        """tokens (B, T) int -> logits (B, T, V) float32. With a kv_cache (any object with arrays
-        k, v of shape (L, B, Hkv, S, D) and an int pos) the tokens sit at positions pos..pos+T-1:
-        their keys and values are written into the cache, they attend to everything before them,
-        and pos advances by T."""
+    def forward(self, tokens):
+        """tokens (B, T) int -> logits (B, T, V) float32. Decoding with a KV cache (tokens at
+        positions pos..pos+T-1 attending to the cached ones) is minillm.inference.decode.forward_cached."""
         tokens = self._check_tokens(tokens)
-        if kv_cache is None:
-            logits, _ = self._forward(tokens, keep_caches=False)
-        else:
-            T, pos = tokens.shape[1], kv_cache.pos
-            logits = self._decode_native(tokens, kv_cache) if T == 1 else None
-            if logits is None:
-                logits, _ = self._forward(tokens, keep_caches=False, positions=np.arange(pos, pos + T),
-                                          attend=lambda l, q, k, v: self._cached_attention(l, q, k, v, kv_cache))
-            kv_cache.pos += T
+        logits, _ = self._forward(tokens, keep_caches=False)
         return logits.reshape(*tokens.shape, -1)
 
     def forward_with(self, tokens, positions, attend):
@@ -592,14 +574,13 @@ class Transformer:
         if self.quantized:
             raise ValueError("model: quantized models are inference-only (no backward pass)")
         logits, caches = self._forward(tokens, checkpoint=checkpoint, positions=positions, segments=segments)
-        hidden = caches[6][0].reshape(*tokens.shape, -1)  # the LM head's input, kept in its cache
+        hidden = caches.hidden.reshape(*tokens.shape, -1)                         # (B, T, C)
         return logits.reshape(*tokens.shape, -1), hidden, caches
 
     def backward(self, caches, dlogits=None, dhidden=None):
         """Gradients of every parameter given dL/dlogits (B, T, V) and/or dL/dhidden (B, T, C)."""
-        tokens = caches[0]
         if dlogits is not None:
-            dlogits = np.ascontiguousarray(dlogits, dtype=caches[6][0].dtype).reshape(tokens.size, -1)
+            dlogits = np.ascontiguousarray(dlogits, dtype=caches.hidden.dtype).reshape(caches.tokens.size, -1)
         return self._backward(dlogits, caches, dhidden)
 
     def loss(self, tokens, targets):
@@ -612,15 +593,4 @@ class Transformer:
         """Bytes of the arrays kept between forward and backward for a batch: what activation
         checkpointing saves is activation_bytes(t) - activation_bytes(t, checkpoint=True)."""
         logits, caches = self._forward(self._check_tokens(tokens), checkpoint=checkpoint)
-        param_ids = {id(a) for a in self.params.values()}
-        seen, total, stack = set(), logits.nbytes, [caches]
-        while stack:
-            obj = stack.pop()
-            if isinstance(obj, np.ndarray):
-                base = obj if obj.base is None else obj.base
-                if id(base) not in seen and id(base) not in param_ids and isinstance(base, np.ndarray):
-                    seen.add(id(base))
-                    total += base.nbytes
-            elif isinstance(obj, (tuple, list)):
-                stack.extend(obj)
-        return total
+        return logits.nbytes + caches.nbytes(exclude=self.params.values())

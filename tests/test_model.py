@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from minillm import ModelConfig, Transformer
 from minillm.io import load_hf, save_hf
+from minillm.inference.decode import forward_cached
 
 
 def tiny(arch, **kw):
@@ -68,7 +69,7 @@ def test_kv_cache_forward_matches_full_forward(arch):
     full = m.forward(x)
     cache = types.SimpleNamespace(pos=0, k=np.zeros((cfg.n_layer, 2, cfg.n_kv_head, 16, cfg.head_dim), np.float32))
     cache.v = np.zeros_like(cache.k)
-    parts = [m.forward(x[:, :5], kv_cache=cache)] + [m.forward(x[:, t:t + 1], kv_cache=cache) for t in range(5, 12)]
+    parts = [forward_cached(m, x[:, :5], cache)] + [forward_cached(m, x[:, t:t + 1], cache) for t in range(5, 12)]
     np.testing.assert_allclose(np.concatenate(parts, axis=1), full, atol=1e-5)
     assert cache.pos == 12
 

@@ -44,7 +44,7 @@ def main(args):
     model = load_checkpoint(ckpt)[0]
     tok = load_run_tokenizer(args.run)
     seq_len = args.seq_len or model.config.max_seq_len
-    if model.config.pos == "learned":
+    if model.config.position_scheme == "learned":
         seq_len = min(seq_len, model.config.max_seq_len)
     convs = load_jsonl(args.data)
     examples = [tokenize_conversation(tok, m, args.template, max_len=seq_len) for m in convs]

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..inference.kv_cache import KVCache
 from ..inference.sampling import apply, processors, softmax
+from ..inference.decode import forward_cached
 
 
 def _draw_rows(p, rng):  # (B, V) probabilities -> (B,) int64, inverse CDF, one uniform per row
@@ -36,7 +37,7 @@ def sample_batch(model, prompts, max_new_tokens, rng, temperature=1.0, top_k=Non
     B, Tp = prompts.shape
     procs = processors(temperature, top_k, top_p)
     cache = KVCache.allocate(model.config, B, Tp + max_new_tokens)
-    logits = model.forward(prompts, kv_cache=cache)[:, -1]               # (B, V) prefill
+    logits = forward_cached(model, prompts, cache)[:, -1]               # (B, V) prefill
     out = [[] for _ in range(B)]
     done = np.zeros(B, dtype=bool)
     for step in range(max_new_tokens):
@@ -51,7 +52,7 @@ def sample_batch(model, prompts, max_new_tokens, rng, temperature=1.0, top_k=Non
             done |= tok == stop_id
         if done.all() or step == max_new_tokens - 1:
             break
-        logits = model.forward(tok[:, None], kv_cache=cache)[:, -1]      # (B, V) one decode step
+        logits = forward_cached(model, tok[:, None], cache)[:, -1]      # (B, V) one decode step
     return out
 
 

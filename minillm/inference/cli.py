@@ -93,7 +93,7 @@ def _sampling_kwargs(args):
 def _fit_prompt(model, ids, max_new_tokens):
     """Keep the newest tokens when prompt + output would exceed a learned position table."""
     cfg = model.config
-    if cfg.pos == "learned":
+    if cfg.position_scheme == "learned":
         room = cfg.max_seq_len - max_new_tokens
         if room < 1:
             raise ValueError(f"--max-new-tokens: must be below max_seq_len {cfg.max_seq_len}, got {max_new_tokens}")

@@ -11,6 +11,7 @@ import numpy as np
 
 from .kv_cache import KVCache
 from .sampling import Sampler
+from .decode import forward_cached
 
 
 def check_prompt(model, prompt_ids, name="prompt_ids"):  # -> (T,) int64
@@ -28,7 +29,7 @@ def check_prompt(model, prompt_ids, name="prompt_ids"):  # -> (T,) int64
 def check_length(model, total, name="max_new_tokens"):
     """Learned position tables (gpt2) stop at max_seq_len; RoPE has no hard limit."""
     cfg = model.config
-    if cfg.pos == "learned" and total > cfg.max_seq_len:
+    if cfg.position_scheme == "learned" and total > cfg.max_seq_len:
         raise ValueError(f"{name}: prompt + new tokens = {total} exceeds the model's max_seq_len "
                          f"{cfg.max_seq_len} (learned positions)")
 
@@ -81,7 +82,7 @@ def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top
     if use_cache:
         # capacity: prompt + all new tokens but the last, which is never fed back
         cache = KVCache.allocate(model.config, 1, len(ids) + max_new_tokens)
-        logits = model.forward(ids[None, :], kv_cache=cache)[0, -1]     # (V,) prefill, one pass
+        logits = forward_cached(model, ids[None, :], cache)[0, -1]     # (V,) prefill, one pass
     else:
         logits = model.forward(ids[None, :])[0, -1]                     # (V,)
     step_input = np.empty((1, 1), dtype=np.int64)                        # reused every step
@@ -97,7 +98,7 @@ def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top
             break
         if use_cache:
             step_input[0, 0] = tok
-            logits = model.forward(step_input, kv_cache=cache)[0, -1]   # (V,) decode, O(1) cache work
+            logits = forward_cached(model, step_input, cache)[0, -1]   # (V,) decode, O(1) cache work
         else:
             logits = model.forward(np.asarray(tokens, dtype=np.int64)[None, :])[0, -1]
     result = np.asarray(out, dtype=np.int64)

@@ -27,6 +27,7 @@ import numpy as np
 from .generate import check_length, check_prompt
 from .kv_cache import KVCache
 from .sampling import Sampler, draw
+from .decode import forward_cached
 
 
 class DraftModelProposer:
@@ -41,7 +42,7 @@ class DraftModelProposer:
         drafts, qs = [], []
         feed = seq[self.cache.pos:]               # tokens the draft has not seen yet (>= 1)
         for _ in range(k):
-            logits = self.model.forward(np.asarray(feed, dtype=np.int64)[None, :], kv_cache=self.cache)[0, -1]
+            logits = forward_cached(self.model, np.asarray(feed, dtype=np.int64)[None, :], self.cache)[0, -1]
             self.calls += 1
             q = self.sampler.probs(logits, seq + drafts)                  # (V,)
             x = int(np.argmax(q)) if self.sampler.greedy else draw(q, self.sampler.rng)
@@ -91,13 +92,13 @@ def _speculate(target, proposer, ids, max_new_tokens, k, sampler, capacity):
     stats = {"proposed": 0, "accepted": 0, "target_calls": 0, "steps": 0}
     # invariant at the top of the loop: cache holds seq[:-1]; the last token has not been fed
     if n_prompt > 1:
-        target.forward(np.asarray(seq[:-1], dtype=np.int64)[None, :], kv_cache=cache)
+        forward_cached(target, np.asarray(seq[:-1], dtype=np.int64)[None, :], cache)
         stats["target_calls"] += 1
     while len(seq) - n_prompt < max_new_tokens:
         remaining = max_new_tokens - (len(seq) - n_prompt)
         drafts, q = proposer.propose(seq, min(k, remaining)) if k > 0 else ([], None)
         feed = seq[cache.pos:] + drafts
-        logits = target.forward(np.asarray(feed, dtype=np.int64)[None, :], kv_cache=cache)[0]
+        logits = forward_cached(target, np.asarray(feed, dtype=np.int64)[None, :], cache)[0]
         logits = logits[-(len(drafts) + 1):]                          # (k+1, V): p_1 .. p_{k+1}
         stats["target_calls"] += 1
         stats["steps"] += 1

@@ -37,53 +37,119 @@ def _fits(args):
     return True
 
 
-def _dispatch(name):
-    ref = getattr(reference, name)
-    nat = getattr(native, name, None) if _USE_NATIVE else None
-    if nat is None:
-        return ref
-
-    def kernel(*args):
-        return nat(*args) if _fits(args) else ref(*args)
-
-    kernel.__name__ = name
-    kernel.__doc__ = ref.__doc__
-    return kernel
+def _pick(name):
+    """The native kernel `name` when the C kernels are in use and have it, else None."""
+    return getattr(native, name, None) if _USE_NATIVE else None
 
 
-KERNELS = ["matmul", "attention_forward", "attention_backward", "attention_decode",
-           "layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward",
-           "gelu_forward", "gelu_backward", "swiglu_forward", "swiglu_backward", "rope",
-           "cross_entropy", "adamw_step"]
-for _name in KERNELS:
-    globals()[_name] = _dispatch(_name)
-del _name
+_NATIVE = {name: _pick(name) for name in (
+    "attention_forward", "attention_backward", "attention_decode", "paged_attention_decode",
+    "layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward", "gelu_forward",
+    "gelu_backward", "swiglu_forward", "swiglu_backward", "rope", "cross_entropy", "adamw_step")}
 
-# decode_step (csrc/decode.c: one token through every block in one parallel region) has no NumPy
-# twin here: its reference is the model's own block-by-block path (Transformer._block_forward with a
-# KV cache), which the model takes whenever this is None or the model does not fit it.
+
+def _run(name, args):
+    """The native kernel when it exists and every floating argument fits it, else the reference."""
+    nat = _NATIVE[name]
+    if nat is not None and _fits(args):
+        return nat(*args)
+    return getattr(reference, name)(*args)
+
+
+# Each dispatcher has the signature and meaning of the reference of the same name (reference.py).
+def attention_forward(out, lse, q, k, v, scale, bias=None):
+    """reference.attention_forward; a biased call (ALiBi) always runs the reference."""
+    if bias is not None:
+        return reference.attention_forward(out, lse, q, k, v, scale, bias)
+    return _run("attention_forward", (out, lse, q, k, v, scale))
+
+
+def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale, bias=None):
+    """reference.attention_backward; a biased call (ALiBi) always runs the reference."""
+    if bias is not None:
+        return reference.attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale, bias)
+    return _run("attention_backward", (dq, dk, dv, dout, q, k, v, out, lse, scale))
+
+
+def attention_decode(out, q, k_cache, v_cache, lengths, scale):
+    return _run("attention_decode", (out, q, k_cache, v_cache, lengths, scale))
+
+
+def paged_attention_decode(out, q, k_pages, v_pages, block_tables, lengths, scale):
+    return _run("paged_attention_decode", (out, q, k_pages, v_pages, block_tables, lengths, scale))
+
+
+def layernorm_forward(y, mean, rstd, x, w, b, eps):
+    return _run("layernorm_forward", (y, mean, rstd, x, w, b, eps))
+
+
+def layernorm_backward(dx, dw, db, dy, x, w, mean, rstd):
+    return _run("layernorm_backward", (dx, dw, db, dy, x, w, mean, rstd))
+
+
+def rmsnorm_forward(y, rstd, x, w, eps):
+    return _run("rmsnorm_forward", (y, rstd, x, w, eps))
+
+
+def rmsnorm_backward(dx, dw, dy, x, w, rstd):
+    return _run("rmsnorm_backward", (dx, dw, dy, x, w, rstd))
+
+
+def gelu_forward(y, x):
+    return _run("gelu_forward", (y, x))
+
+
+def gelu_backward(dx, dy, x):
+    return _run("gelu_backward", (dx, dy, x))
+
+
+def swiglu_forward(y, a, b):
+    return _run("swiglu_forward", (y, a, b))
+
+
+def swiglu_backward(da, db, dy, a, b):
+    return _run("swiglu_backward", (da, db, dy, a, b))
+
+
+def rope(out, x, cos, sin):
+    return _run("rope", (out, x, cos, sin))
+
+
+def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
+    return _run("cross_entropy", (loss, dlogits, logits, targets, z_loss, grad_scale))
+
+
+def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    return _run("adamw_step", (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step))
+
+
+KERNELS = ["matmul", *_NATIVE]
+
+# decode_step (csrc/decode.c: one token through every block in one parallel region). Its NumPy
+# reference (reference.decode_step) is composed of the per-operation references and is what the
+# tests compare it with; the model's decode path (inference/decode.py) takes the block-by-block
+# route whenever this is None or the model does not fit it.
 decode_step = native.decode_step if _USE_NATIVE else None
 
-# matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T), OpenBLAS 0.3.31), so "native when
-# it fits" is not the fast choice everywhere. out (M, N) = x (M, K) @ w (N, K)^T:
-#   M >= 4 (training, prefill, batched decode): BLAS. On the Zen 4 box (single-thread CPU time,
-#       min of repeats) C reached 56-80 GF/s vs BLAS 59-84 GF/s at M = 1024, 2048, and BLAS was
-#       1.2-2x faster at M = 4 .. 32 ((4, 768, 3072): 0.84 vs 1.76 ms).
-#   M = 2, 3: C 1.05-1.44x faster, e.g. (3, 768, 3072) 1.44 vs 2.05 ms (OpenBLAS is slower at 2-3
-#       rows than at 4 here).
-#   M = 1 (decode GEMV, memory-bound): C, since the AVX2 dot tile of csrc/matmul.c. With weights
-#       streamed from DRAM both read 19-24 GB/s on 2 threads (a quiet AVX2 box, 768 x 3072 up to
-#       50257 x 768). But a decode step alternates GEMVs with small C kernels, and when the two
-#       cores are also busy with other work, handing each GEMV to OpenBLAS's own thread pool
-#       collapsed: a Llama-134M decode step took 670 ms through BLAS vs 53 ms through the C kernel
-#       on the same loaded machine (interleaved runs). One OpenMP pool for the whole step avoids it.
-# Re-measure with examples/bench_kernels.py on a new machine.
+# matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T)), so "native when it fits" is not the
+# fast choice everywhere. out (M, N) = x (M, K) @ w (N, K)^T:
+#   M >= 4 (training, prefill, batched decode): BLAS. Its packed, blocked GEMM reuses each loaded
+#       block of w across many rows of x; the C kernel is about as fast at large M and loses at
+#       small M, where BLAS's packing still pays off and the C row loop does not.
+#   M = 2, 3: the C kernel: OpenBLAS's small-M path is slower here than a direct dot-product tile.
+#   M = 1 (decode GEMV, memory-bound): the C kernel. Both stream the weights from DRAM at the same
+#       rate on a quiet machine, but a decode step alternates GEMVs with small C kernels, and handing
+#       each GEMV to OpenBLAS's own thread pool makes two thread pools take turns on the same cores:
+#       on a loaded machine the two pools stall each other for whole scheduler slices. One OpenMP
+#       pool for the whole step avoids it.
+# The measured crossover figures are in README's benchmark section; re-measure with
+# examples/bench_kernels.py on a new machine.
 _MATMUL_NATIVE_M = (1, 2, 3)
 
 
 def matmul(out, x, w):
     """out (M, N) = x (M, K) @ w (N, K)^T, by whichever of the C kernel and BLAS is faster for
-    this shape (see the measurements above)."""
+    this shape (see _MATMUL_NATIVE_M above)."""
     if (_USE_NATIVE and isinstance(x, np.ndarray) and x.ndim == 2
             and x.shape[0] in _MATMUL_NATIVE_M and _fits((out, x, w))):
         native.matmul(out, x, w)

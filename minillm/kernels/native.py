@@ -1,10 +1,13 @@
 """cffi wrappers around the C kernels in csrc/, one per function of reference.py, same arguments.
 
-C code never trusts its caller: every wrapper checks dtype, contiguity and shapes first (via _f32 and
-_check) and raises ValueError/TypeError, so a kernel never reads or writes out of bounds.
+C code never trusts its caller: every wrapper checks dtype, contiguity and shapes first (via f32,
+pointer and _check) and raises ValueError/TypeError, so a kernel never reads or writes out of bounds.
 `lib` is None when the extension was not built; kernels/__init__.py then uses the references.
+`pointer` and `f32` are how every binding of the package (quant/_native.py, inference/_native.py,
+tokenizer/_native_bpe.py too) hands an array to C.
 """
 import os
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -22,15 +25,33 @@ except ImportError:  # no compiler at install time, or a source checkout that wa
 
 
 _F32, _I32 = np.dtype(np.float32), np.dtype(np.int32)
+# the C element type of each NumPy dtype a kernel takes
+_CTYPES = {np.dtype(t): c for t, c in ((np.float32, "float"), (np.int32, "int32_t"), (np.int64, "int64_t"),
+                                       (np.uint8, "uint8_t"), (np.int8, "int8_t"))}
 
 
-def _f32(a, name="array", shape=None):
-    """A float* to a float32 C-contiguous array (of `shape`, see _shape, when given), or a clear
-    error. Decode calls a dozen kernels per layer per token, so the hot wrappers validate each
-    array with this one call, and the success path stays inline: about 0.6 us per array.
+def pointer(a, dtype, name="array"):
+    """A C pointer to a C-contiguous numpy array of `dtype` (float32, int32, int64, uint8, int8), or
+    a TypeError naming the argument. The pointer keeps a's buffer alive while it lives.
 
     ffi.from_buffer takes the pointer through the buffer protocol in ~0.3 us; the more familiar
-    ffi.cast("float*", a.ctypes.data) builds a ctypes object first and costs ~2 us."""
+    ffi.cast("float*", a.ctypes.data) builds a ctypes object first and costs ~2 us, which a decode
+    step (a dozen kernels per layer per token) would pay for every array."""
+    dtype = np.dtype(dtype)
+    if not isinstance(a, np.ndarray) or a.dtype != dtype:
+        raise TypeError(f"{name}: expected a C-contiguous {dtype} array, got "
+                        f"{type(a).__name__} {getattr(a, 'dtype', '')}")
+    try:        # numpy exports a plain buffer only for C-contiguous arrays: that is the check
+        return ffi.from_buffer(_CTYPES[dtype] + "[]", a)
+    except ValueError:
+        raise TypeError(f"{name}: expected a C-contiguous {dtype} array") from None
+
+
+def f32(a, name="array", shape=None):
+    """pointer(a, float32) with a's `shape` checked too (see _shape; None entries match anything),
+    and a ValueError for a non-contiguous array. Decode calls a dozen kernels per layer per token,
+    so the hot wrappers validate each array with this one call, and its success path stays inline
+    (about 0.6 us per array) instead of calling pointer."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected numpy.ndarray, got {type(a).__name__}")
     if shape is not None:
@@ -48,16 +69,6 @@ def _f32(a, name="array", shape=None):
         raise ValueError(f"{name}: expected a C-contiguous array") from None
 
 
-def _i32(a, name="array"):
-    """An int32_t* to an int32 C-contiguous array (callers convert first), or a clear error."""
-    if not isinstance(a, np.ndarray) or a.dtype != _I32:
-        raise TypeError(f"{name}: expected a C-contiguous int32 array")
-    try:
-        return ffi.from_buffer("int32_t[]", a)
-    except ValueError:
-        raise TypeError(f"{name}: expected a C-contiguous int32 array") from None
-
-
 def _check(cond, msg):
     if not cond:
         raise ValueError(msg)
@@ -67,7 +78,7 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     _check(p.shape == g.shape == m.shape == v.shape,
            f"adamw_step: p, g, m, v must share a shape, got {p.shape}, {g.shape}, {m.shape}, {v.shape}")
     _check(int(step) >= 1, f"adamw_step: step must be >= 1, got {step}")
-    lib.adamw_step(_f32(p, "p"), _f32(g, "g"), _f32(m, "m"), _f32(v, "v"), p.size, float(lr),
+    lib.adamw_step(f32(p, "p"), f32(g, "g"), f32(m, "m"), f32(v, "v"), p.size, float(lr),
                    float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
 
 
@@ -111,22 +122,22 @@ def _scalar(x, name):
 
 # ------------------------------------------------------------------------------------ matmul
 def matmul(out, x, w):  # (M, N) <- (M, K), (N, K)
-    px = _f32(x, "x", (None, None))
+    px = f32(x, "x", (None, None))
     M, K = x.shape
-    pw = _f32(w, "w", (None, K))
+    pw = f32(w, "w", (None, K))
     N = w.shape[0]
-    lib.matmul(_f32(out, "out", (M, N)), px, pw, M, K, N)
+    lib.matmul(f32(out, "out", (M, N)), px, pw, M, K, N)
 
 
 def matmul_group(outs, x, ws):  # [(M, N_i)] <- (M, K), [(N_i, K)]
-    px = _f32(x, "x", (None, None))
+    px = f32(x, "x", (None, None))
     M, K = x.shape
     if not isinstance(outs, (list, tuple)) or not isinstance(ws, (list, tuple)) or len(outs) != len(ws):
         raise ValueError("matmul_group: outs and ws must be lists of the same length")
     # the cdata of from_buffer keeps each array's buffer alive: hold them until the call returns
-    pws = [_f32(w, f"ws[{i}]", (None, K)) for i, w in enumerate(ws)]
+    pws = [f32(w, f"ws[{i}]", (None, K)) for i, w in enumerate(ws)]
     Ns = [w.shape[0] for w in ws]
-    pouts = [_f32(o, f"outs[{i}]", (M, N)) for i, (o, N) in enumerate(zip(outs, Ns))]
+    pouts = [f32(o, f"outs[{i}]", (M, N)) for i, (o, N) in enumerate(zip(outs, Ns))]
     lib.matmul_group(ffi.new("float*[]", pouts), px, ffi.new("float*[]", pws),
                      ffi.new("int64_t[]", Ns), len(ws), M, K)
 
@@ -150,8 +161,8 @@ def attention_forward(out, lse, q, k, v, scale):
     B, H, Hkv, T, S, D = _attention_shapes(q, k, v, "attention_forward")
     _shape(out, "out", (B, H, T, D))
     _shape(lse, "lse", (B, H, T))
-    lib.attention_forward(_f32(out, "out"), _f32(lse, "lse"), _f32(q, "q"), _f32(k, "k"),
-                          _f32(v, "v"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
+    lib.attention_forward(f32(out, "out"), f32(lse, "lse"), f32(q, "q"), f32(k, "k"),
+                          f32(v, "v"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
 
 
 def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale):
@@ -161,18 +172,18 @@ def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale):
     _shape(dk, "dk", (B, Hkv, S, D))
     _shape(dv, "dv", (B, Hkv, S, D))
     _shape(lse, "lse", (B, H, T))
-    lib.attention_backward(_f32(dq, "dq"), _f32(dk, "dk"), _f32(dv, "dv"), _f32(dout, "dout"),
-                           _f32(q, "q"), _f32(k, "k"), _f32(v, "v"), _f32(out, "out"),
-                           _f32(lse, "lse"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
+    lib.attention_backward(f32(dq, "dq"), f32(dk, "dk"), f32(dv, "dv"), f32(dout, "dout"),
+                           f32(q, "q"), f32(k, "k"), f32(v, "v"), f32(out, "out"),
+                           f32(lse, "lse"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
 
 
 def attention_decode(out, q, k_cache, v_cache, lengths, scale):
-    pq = _f32(q, "q", (None, None, None))
+    pq = f32(q, "q", (None, None, None))
     B, H, D = q.shape
-    pk = _f32(k_cache, "k_cache", (B, None, None, D))
+    pk = f32(k_cache, "k_cache", (B, None, None, D))
     Hkv, Smax = k_cache.shape[1], k_cache.shape[2]
-    pv = _f32(v_cache, "v_cache", (B, Hkv, Smax, D))
-    po = _f32(out, "out", (B, H, D))
+    pv = f32(v_cache, "v_cache", (B, Hkv, Smax, D))
+    po = f32(out, "out", (B, H, D))
     _check(Hkv >= 1 and H % Hkv == 0,
            f"attention_decode: H % Hkv must be 0 (grouped-query attention), got H={H}, Hkv={Hkv}")
     lengths = _int_array(lengths, "lengths", (B,))
@@ -182,8 +193,49 @@ def attention_decode(out, q, k_cache, v_cache, lengths, scale):
         _check(lo >= 1 and hi <= Smax,
                f"lengths: expected every value in [1, {Smax}] (Smax), got min {lo}, max {hi}")
     lengths = np.ascontiguousarray(lengths, dtype=np.int32)       # range checked: no wrap-around
-    lib.attention_decode(po, pq, pk, pv, _i32(lengths, "lengths"), B, H, Hkv, Smax, D,
+    lib.attention_decode(po, pq, pk, pv, pointer(lengths, np.int32, "lengths"), B, H, Hkv, Smax, D,
                          _scalar(scale, "scale"))
+
+
+def check_paged_attention(q, k_pages, v_pages, block_tables, lengths):
+    """Validates paged_attention_decode's arguments (for the reference too: a block table pointing
+    outside the pool would read garbage there as well); returns block_tables, lengths as arrays."""
+    for name, a, nd in (("q", q, 3), ("k_pages", k_pages, 4), ("v_pages", v_pages, 4)):
+        if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != nd:
+            raise TypeError(f"{name}: expected a float32 array with {nd} dims, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    B, H, D = q.shape
+    NB, Hkv, bs, Dk = k_pages.shape
+    _check(Dk == D and v_pages.shape == k_pages.shape, f"k_pages, v_pages: expected shape (NB, Hkv, bs, {D}) "
+           f"each, got {k_pages.shape} and {v_pages.shape}")
+    _check(Hkv >= 1 and H % Hkv == 0, f"q: n_head {H} must be a multiple of n_kv_head {Hkv}")
+    block_tables, lengths = np.asarray(block_tables), np.asarray(lengths)
+    _check(block_tables.ndim == 2 and block_tables.shape[0] == B and block_tables.dtype.kind in "iu",
+           f"block_tables: expected an int array ({B}, MB), got {block_tables.dtype} {block_tables.shape}")
+    _check(lengths.shape == (B,) and lengths.dtype.kind in "iu",
+           f"lengths: expected an int array ({B},), got {lengths.dtype} {lengths.shape}")
+    MB = block_tables.shape[1]
+    _check(not B or (lengths.min() >= 1 and lengths.max() <= MB * bs),
+           f"lengths: expected values in [1, {MB * bs}] (block table width x block size), "
+           f"got [{lengths.min() if B else ''}, {lengths.max() if B else ''}]")
+    for b in range(B):  # every block a sequence will read must exist
+        used = block_tables[b, :(int(lengths[b]) + bs - 1) // bs]
+        _check(not used.size or (used.min() >= 0 and used.max() < NB),
+               f"block_tables: row {b} points outside [0, {NB}): {used.tolist()}")
+    return block_tables, lengths
+
+
+def paged_attention_decode(out, q, k_pages, v_pages, block_tables, lengths, scale):
+    block_tables, lengths = check_paged_attention(q, k_pages, v_pages, block_tables, lengths)
+    B, H, D = q.shape
+    NB, Hkv, bs, _ = k_pages.shape
+    tables = np.ascontiguousarray(block_tables, dtype=np.int32)    # range-checked above
+    lens = np.ascontiguousarray(lengths, dtype=np.int32)
+    rc = lib.paged_attention_decode(f32(out, "out", (B, H, D)), f32(q, "q"), f32(k_pages, "k_pages"),
+                                    f32(v_pages, "v_pages"), pointer(tables, np.int32, "block_tables"),
+                                    pointer(lens, np.int32, "lengths"), B, H, Hkv, NB, bs, tables.shape[1], D,
+                                    _scalar(scale, "scale"))
+    _check(rc == 0, f"paged_attention_decode: the kernel rejected its arguments (code {rc})")
 
 
 # ------------------------------------------------------------------------------------ norms
@@ -193,10 +245,10 @@ def _rows(x, name="x"):
 
 
 def layernorm_forward(y, mean, rstd, x, w, b, eps):
-    px = _f32(x, "x", (None, None))
+    px = f32(x, "x", (None, None))
     N, C = x.shape
-    lib.layernorm_forward(_f32(y, "y", (N, C)), _f32(mean, "mean", (N,)), _f32(rstd, "rstd", (N,)),
-                          px, _f32(w, "w", (C,)), _f32(b, "b", (C,)), N, C, _scalar(eps, "eps"))
+    lib.layernorm_forward(f32(y, "y", (N, C)), f32(mean, "mean", (N,)), f32(rstd, "rstd", (N,)),
+                          px, f32(w, "w", (C,)), f32(b, "b", (C,)), N, C, _scalar(eps, "eps"))
 
 
 def layernorm_backward(dx, dw, db, dy, x, w, mean, rstd):
@@ -207,15 +259,15 @@ def layernorm_backward(dx, dw, db, dy, x, w, mean, rstd):
         _shape(a, name, (C,))
     _shape(mean, "mean", (N,))
     _shape(rstd, "rstd", (N,))
-    lib.layernorm_backward(_f32(dx, "dx"), _f32(dw, "dw"), _f32(db, "db"), _f32(dy, "dy"),
-                           _f32(x, "x"), _f32(w, "w"), _f32(mean, "mean"), _f32(rstd, "rstd"),
+    lib.layernorm_backward(f32(dx, "dx"), f32(dw, "dw"), f32(db, "db"), f32(dy, "dy"),
+                           f32(x, "x"), f32(w, "w"), f32(mean, "mean"), f32(rstd, "rstd"),
                            N, C)
 
 
 def rmsnorm_forward(y, rstd, x, w, eps):
-    px = _f32(x, "x", (None, None))
+    px = f32(x, "x", (None, None))
     N, C = x.shape
-    lib.rmsnorm_forward(_f32(y, "y", (N, C)), _f32(rstd, "rstd", (N,)), px, _f32(w, "w", (C,)),
+    lib.rmsnorm_forward(f32(y, "y", (N, C)), f32(rstd, "rstd", (N,)), px, f32(w, "w", (C,)),
                         N, C, _scalar(eps, "eps"))
 
 
@@ -226,8 +278,8 @@ def rmsnorm_backward(dx, dw, dy, x, w, rstd):
     _shape(dw, "dw", (C,))
     _shape(w, "w", (C,))
     _shape(rstd, "rstd", (N,))
-    lib.rmsnorm_backward(_f32(dx, "dx"), _f32(dw, "dw"), _f32(dy, "dy"), _f32(x, "x"),
-                         _f32(w, "w"), _f32(rstd, "rstd"), N, C)
+    lib.rmsnorm_backward(f32(dx, "dx"), f32(dw, "dw"), f32(dy, "dy"), f32(x, "x"),
+                         f32(w, "w"), f32(rstd, "rstd"), N, C)
 
 
 # ------------------------------------------------------------------------------------ activations
@@ -241,33 +293,33 @@ def _same_shape(**arrays):
 
 
 def gelu_forward(y, x):
-    px = _f32(x, "x")
-    lib.gelu_forward(_f32(y, "y", x.shape), px, x.size)
+    px = f32(x, "x")
+    lib.gelu_forward(f32(y, "y", x.shape), px, x.size)
 
 
 def gelu_backward(dx, dy, x):
     n = _same_shape(x=x, dy=dy, dx=dx)
-    lib.gelu_backward(_f32(dx, "dx"), _f32(dy, "dy"), _f32(x, "x"), n)
+    lib.gelu_backward(f32(dx, "dx"), f32(dy, "dy"), f32(x, "x"), n)
 
 
 def swiglu_forward(y, a, b):
-    pa = _f32(a, "a")
-    lib.swiglu_forward(_f32(y, "y", a.shape), pa, _f32(b, "b", a.shape), a.size)
+    pa = f32(a, "a")
+    lib.swiglu_forward(f32(y, "y", a.shape), pa, f32(b, "b", a.shape), a.size)
 
 
 def swiglu_backward(da, db, dy, a, b):
     n = _same_shape(a=a, b=b, dy=dy, da=da, db=db)
-    lib.swiglu_backward(_f32(da, "da"), _f32(db, "db"), _f32(dy, "dy"), _f32(a, "a"),
-                        _f32(b, "b"), n)
+    lib.swiglu_backward(f32(da, "da"), f32(db, "db"), f32(dy, "dy"), f32(a, "a"),
+                        f32(b, "b"), n)
 
 
 # ------------------------------------------------------------------------------------ rope
 def rope(out, x, cos, sin):  # (B, H, T, D) <- (B, H, T, D), (T, D/2), (T, D/2)
-    px = _f32(x, "x", (None, None, None, None))
+    px = f32(x, "x", (None, None, None, None))
     B, H, T, D = x.shape
     _check(D % 2 == 0, f"rope: x's last axis D must be even (rotate-half pairs), got D={D}")
-    lib.rope(_f32(out, "out", (B, H, T, D)), px, _f32(cos, "cos", (T, D // 2)),
-             _f32(sin, "sin", (T, D // 2)), B * H, T, D)
+    lib.rope(f32(out, "out", (B, H, T, D)), px, f32(cos, "cos", (T, D // 2)),
+             f32(sin, "sin", (T, D // 2)), B * H, T, D)
 
 
 # ------------------------------------------------------------------------------------ loss
@@ -282,8 +334,8 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
         _check(hi < V, f"targets: expected values < V={V} (negative = ignored), got max {hi}")
     # targets < V <= 2^31 and negatives only mean "ignored": clip so huge negatives cannot wrap
     targets = np.ascontiguousarray(np.maximum(targets, -1), dtype=np.int32)
-    lib.cross_entropy(_f32(loss, "loss"), _f32(dlogits, "dlogits"), _f32(logits, "logits"),
-                      _i32(targets, "targets"), N, V, _scalar(z_loss, "z_loss"),
+    lib.cross_entropy(f32(loss, "loss"), f32(dlogits, "dlogits"), f32(logits, "logits"),
+                      pointer(targets, np.int32, "targets"), N, V, _scalar(z_loss, "z_loss"),
                       _scalar(grad_scale, "grad_scale"))
 
 
@@ -308,20 +360,34 @@ def _decode_shapes(C, Cq, Ckv, F, fused, layernorm):
     return want, required
 
 
+class QuantizedWeight(NamedTuple):
+    """A quantized weight W (N, K) as decode_step's decode_linear_t (csrc/decode.h) takes it: the
+    format id and pointers of csrc/quant.h. Declared here, filled by minillm.quant._native.Kernel
+    once it has validated the arrays behind the pointers and their layout (so the kernels layer
+    needs nothing from quant)."""
+    N: int                  # output features
+    K: int                  # input features
+    fmt: int                # format id (csrc/quant.h; quant._native.FMT_ID)
+    group_size: int         # weights per scale (int4), else 0
+    w: object               # uint8_t*: N rows of packed blocks
+    scale: object           # float*, or ffi.NULL
+    zero: object            # uint8_t*, or ffi.NULL
+    dequantize: Callable    # () -> W (N, K) float32 as the kernel reads it (for the NumPy reference)
+
+
 def _decode_linear(lin, a, name, shape, keep):
-    """Fill the decode_linear_t lin with weight a of shape (N, K): a float32 array, or a quantized
-    weight's minillm.quant._native.Kernel (which validated its arrays and layout when it was built:
-    here only its shape is checked). keep collects the cdata that must outlive the call."""
+    """Fill the decode_linear_t lin with weight a of shape (N, K): a float32 array, or a
+    QuantizedWeight (whose pointers were validated when it was built: here only its shape is
+    checked). keep collects the cdata that must outlive the call."""
     if isinstance(a, np.ndarray):
-        ptr = _f32(a, name, shape)
+        ptr = f32(a, name, shape)
         lin.w, lin.fmt = ptr, -1
         keep.append(ptr)
         return
-    from ..quant._native import Kernel                    # the quant package imports this module
-    _check(isinstance(a, Kernel) and (a.N, a.K) == shape,
-           f"{name}: expected a float32 array or a quantized kernel of shape {shape}, got "
+    _check(isinstance(a, QuantizedWeight) and (a.N, a.K) == shape,
+           f"{name}: expected a float32 array or a QuantizedWeight of shape {shape}, got "
            f"{type(a).__name__} {getattr(a, 'N', None), getattr(a, 'K', None)}")
-    lin.w, lin.scale, lin.zero, lin.fmt, lin.group = a.w, a.scale, a.zero, a.fid, a.group_size
+    lin.w, lin.scale, lin.zero, lin.fmt, lin.group = a.w, a.scale, a.zero, a.fmt, a.group_size
     keep.append(a)
 
 
@@ -330,18 +396,18 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     """One token through every block (csrc/decode.c). x (C,) float32: the token's embedding, replaced
     by the last block's output. layers: one dict per layer, role -> value or None, roles as in
     DECODE_VECS and DECODE_LINEARS (plus "qkv.w"/"qkv.b" for a fused projection). A vector is a
-    float32 array; a weight is a float32 array (N, K) or a quantized weight's minillm.quant._native
-    .Kernel (format id, sizes and pointers, validated when the layer was built). k_cache, v_cache
+    float32 array; a weight is a float32 array (N, K) or a QuantizedWeight (format id, sizes and
+    pointers, validated when the quantized layer was built). k_cache, v_cache
     (L, 1, Hkv, Smax, D): the new key and value are written at slot pos, attention reads slots
     0..pos. rope_cos, rope_sin (D/2,): the rotation at pos, or None (no RoPE). layernorm: True for
     LayerNorm (biases required), False for RMSNorm. head: None, or (ln_f.w, ln_f.b or None, W_head
     (V, C) as a weight above) to finish with the model's head in the same call; returns its logits
     (V,) float32 then, else None. Everything is checked here: the C code trusts these tables."""
-    px = _f32(x, "x", (None,))
+    px = f32(x, "x", (None,))
     C = x.shape[0]
-    pk = _f32(k_cache, "k_cache", (len(layers), 1, None, None, None))
+    pk = f32(k_cache, "k_cache", (len(layers), 1, None, None, None))
     L, _, Hkv, Smax, D = k_cache.shape
-    pv = _f32(v_cache, "v_cache", (L, 1, Hkv, Smax, D))
+    pv = f32(v_cache, "v_cache", (L, 1, Hkv, Smax, D))
     H = int(n_head)
     _check(L >= 1 and Hkv >= 1 and H >= Hkv and H % Hkv == 0,
            f"decode_step: n_head={H} must be a multiple of the cache's kv heads {Hkv}, with at least one layer")
@@ -353,7 +419,7 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     _check(isinstance(F, int) and F >= 1, "layers[0]['up.w']: expected a weight of shape (F, C)")
     if rope_cos is not None or rope_sin is not None:
         _check(D % 2 == 0, f"decode_step: RoPE needs an even head dim, got D={D}")
-        pcos, psin = _f32(rope_cos, "rope_cos", (D // 2,)), _f32(rope_sin, "rope_sin", (D // 2,))
+        pcos, psin = f32(rope_cos, "rope_cos", (D // 2,)), f32(rope_sin, "rope_sin", (D // 2,))
     else:
         pcos = psin = ffi.NULL
     vecs, linears = [], ffi.new("decode_linear_t[]", L * len(DECODE_LINEARS))
@@ -371,7 +437,7 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
                 continue                                  # an empty linear: zeroed by ffi.new
             _check(want[slot] is not None, f"{name}: not used by this model, got an array")
             if slot in DECODE_VECS:
-                vecs.append(_f32(a, name, want[slot]))
+                vecs.append(f32(a, name, want[slot]))
                 continue
             _decode_linear(linears[l * len(DECODE_LINEARS) + DECODE_LINEARS.index(slot)], a, name,
                            want[slot], keep)
@@ -380,9 +446,9 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     logits, plnf_w, plnf_b, phead, V, plogits = None, ffi.NULL, ffi.NULL, ffi.NULL, 0, ffi.NULL
     if head is not None:
         lnf_w, lnf_b, w_head = head
-        plnf_w = _f32(lnf_w, "head[0] (ln_f.w)", (C,))
+        plnf_w = f32(lnf_w, "head[0] (ln_f.w)", (C,))
         if layernorm:
-            plnf_b = _f32(lnf_b, "head[1] (ln_f.b)", (C,))
+            plnf_b = f32(lnf_b, "head[1] (ln_f.b)", (C,))
         else:
             _check(lnf_b is None, "head[1] (ln_f.b): RMSNorm has no bias, got an array")
         V = w_head.shape[0] if isinstance(w_head, np.ndarray) and w_head.ndim == 2 else getattr(w_head, "N", 0)

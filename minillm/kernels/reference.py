@@ -35,13 +35,22 @@ def _causal_mask(T, S):  # (T, S) True where query i may attend key j
     return np.arange(S)[None, :] <= (S - T + np.arange(T))[:, None]
 
 
-def attention_forward(out, lse, q, k, v, scale):
-    """out = softmax(q k^T * scale + causal mask) v; lse = log-sum-exp of each row's scores.
-    (B, H, T, D), (B, H, T) <- (B, H, T, D), (B, Hkv, S, D), (B, Hkv, S, D)"""
-    H, T, S = q.shape[1], q.shape[2], k.shape[2]
-    kk, vv = _expand_kv(k, H), _expand_kv(v, H)                          # (B, H, S, D)
+def _scores(q, kk, scale, bias):  # (B, H, T, D), (B, H, S, D) -> (B, H, T, S), causal
+    T, S = q.shape[2], kk.shape[2]
     s = np.matmul(q, kk.swapaxes(-1, -2)) * scale                        # (B, H, T, S)
-    s = np.where(_causal_mask(T, S), s, -np.inf)
+    if bias is not None:
+        s = s + bias                                                     # (B, H, T, S)
+    return np.where(_causal_mask(T, S), s, -np.inf)
+
+
+def attention_forward(out, lse, q, k, v, scale, bias=None):
+    """out = softmax(q k^T * scale + bias + causal mask) v; lse = log-sum-exp of each row's scores.
+    bias: None, or an additive score bias broadcastable to (B, H, T, S) (ALiBi, nn/alibi.py; the C
+    kernel has none, so kernels/__init__.py sends biased calls here).
+    (B, H, T, D), (B, H, T) <- (B, H, T, D), (B, Hkv, S, D), (B, Hkv, S, D)"""
+    H = q.shape[1]
+    kk, vv = _expand_kv(k, H), _expand_kv(v, H)                          # (B, H, S, D)
+    s = _scores(q, kk, scale, bias)                                      # (B, H, T, S)
     m = s.max(axis=-1, keepdims=True)                                    # (B, H, T, 1)
     p = np.exp(s - m)                                                    # (B, H, T, S)
     l = p.sum(axis=-1, keepdims=True)                                    # (B, H, T, 1)
@@ -49,39 +58,55 @@ def attention_forward(out, lse, q, k, v, scale):
     lse[...] = (m + np.log(l))[..., 0]                                   # (B, H, T)
 
 
-def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale):
-    """Gradients of attention_forward. P is rebuilt from lse (no (T, S) tensor is saved), and
-    dS = P * (dP - rowsum(dout * out)), the softmax backward written with D_i = dout_i . out_i
-    (Dao et al. 2022, FlashAttention, Alg. 4)."""
+def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale, bias=None):
+    """Gradients of attention_forward (the bias is a constant: no gradient). P is rebuilt from lse
+    (no (T, S) tensor is saved), and dS = P * (dP - rowsum(dout * out)), the softmax backward
+    written with D_i = dout_i . out_i (Dao et al. 2022, FlashAttention, Alg. 4)."""
     B, H, T, D = q.shape
     Hkv, S = k.shape[1], k.shape[2]
     kk, vv = _expand_kv(k, H), _expand_kv(v, H)                          # (B, H, S, D)
-    s = np.matmul(q, kk.swapaxes(-1, -2)) * scale                        # (B, H, T, S)
-    p = np.where(_causal_mask(T, S), np.exp(s - lse[..., None]), 0.0)    # (B, H, T, S)
+    p = np.exp(_scores(q, kk, scale, bias) - lse[..., None])             # (B, H, T, S); 0 if masked
     dvv = np.matmul(p.swapaxes(-1, -2), dout)                            # (B, H, S, D)
     dp = np.matmul(dout, vv.swapaxes(-1, -2))                            # (B, H, T, S)
     Di = np.sum(dout * out, axis=-1, keepdims=True)                      # (B, H, T, 1)
     ds = p * (dp - Di) * scale                                           # (B, H, T, S)
     dq[...] = np.matmul(ds, kk)                                          # (B, H, T, D)
     dkk = np.matmul(ds.swapaxes(-1, -2), q)                              # (B, H, S, D)
-    G = H // Hkv                                                         # query heads per kv head
-    dk[...] = dkk.reshape(B, Hkv, G, S, D).sum(axis=2)                   # (B, Hkv, S, D)
-    dv[...] = dvv.reshape(B, Hkv, G, S, D).sum(axis=2)
+    Q = H // Hkv                                                         # query heads per kv head
+    dk[...] = dkk.reshape(B, Hkv, Q, S, D).sum(axis=2)                   # (B, Hkv, S, D)
+    dv[...] = dvv.reshape(B, Hkv, Q, S, D).sum(axis=2)
 
 
 def attention_decode(out, q, k_cache, v_cache, lengths, scale):
     """One new query per sequence against its cache: row b attends slots 0 .. lengths[b]-1.
     (B, H, D) <- (B, H, D), (B, Hkv, Smax, D), (B, Hkv, Smax, D), (B,) int"""
-    B, H, D = q.shape
-    G = H // k_cache.shape[1]
-    for b in range(B):
+    for b in range(q.shape[0]):
         n = int(lengths[b])
-        kk = np.repeat(k_cache[b, :, :n], G, axis=0)                     # (H, n, D)
-        vv = np.repeat(v_cache[b, :, :n], G, axis=0)                     # (H, n, D)
-        s = np.einsum("hd,hnd->hn", q[b], kk) * scale                    # (H, n)
-        p = np.exp(s - s.max(axis=-1, keepdims=True))
-        p /= p.sum(axis=-1, keepdims=True)
-        out[b] = np.einsum("hn,hnd->hd", p, vv)                          # (H, D)
+        out[b] = _attend_one(q[b], k_cache[b, :, :n], v_cache[b, :, :n], scale)
+
+
+def _attend_one(q, k, v, scale):  # (H, D), (Hkv, n, D), (Hkv, n, D) -> (H, D): one query per head
+    Q = q.shape[0] // k.shape[0]                                         # query heads per kv head
+    kk, vv = np.repeat(k, Q, axis=0), np.repeat(v, Q, axis=0)            # (H, n, D)
+    s = np.einsum("hd,hnd->hn", q, kk) * scale                           # (H, n)
+    p = np.exp(s - s.max(axis=-1, keepdims=True))                        # (H, n)
+    p /= p.sum(axis=-1, keepdims=True)
+    return np.einsum("hn,hnd->hd", p, vv)                                # (H, D)
+
+
+def paged_attention_decode(out, q, k_pages, v_pages, block_tables, lengths, scale):
+    """attention_decode with the cache in pages (Kwon et al. 2023, PagedAttention, Sec. 4.1):
+    sequence b's positions 0 .. lengths[b]-1 live in pages block_tables[b, 0], [b, 1], ..., bs
+    positions each. Gathers them into a contiguous array and attends.
+    (B, H, D) <- (B, H, D), (NB, Hkv, bs, D), (NB, Hkv, bs, D), (B, MB) int, (B,) int"""
+    D = q.shape[2]
+    Hkv, bs = k_pages.shape[1], k_pages.shape[2]
+    for b in range(q.shape[0]):
+        n = int(lengths[b])
+        pages = block_tables[b, :(n + bs - 1) // bs]                     # the pages holding 0..n-1
+        k = k_pages[pages].transpose(1, 0, 2, 3).reshape(Hkv, -1, D)[:, :n]  # (Hkv, n, D)
+        v = v_pages[pages].transpose(1, 0, 2, 3).reshape(Hkv, -1, D)[:, :n]
+        out[b] = _attend_one(q[b].astype(np.float64), k, v, scale)
 
 
 # ----------------------------------------------------------------------------------- norms

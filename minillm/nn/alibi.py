@@ -7,14 +7,16 @@ query-key distance to its attention scores,
 with head slopes m_h a geometric sequence: for H a power of two, m_h = 2^(-8 h / H), h = 1..H;
 otherwise the slopes of the nearest smaller power of two 2^k, followed by every other slope of
 2^(k+1) heads (Sec. 3, footnote; the authors' get_slopes). Unlike RoPE (rope.py), which rotates
-q and k, ALiBi leaves them untouched, so it lives inside attention: this module is causal
-attention (attention.py, same shapes, same GQA and "queries are the last T of S keys" rule)
-with the bias added, forward and backward, in plain NumPy. The bias has no parameters, so the
-backward is the softmax-attention backward with P computed from the biased scores.
+q and k, ALiBi leaves them untouched, so it lives inside attention: this module builds the bias and
+hands it to causal attention (attention.py, same shapes, same GQA and "queries are the last T
+of S keys" rule), whose reference kernel adds it to the scores. The bias has no parameters, so
+the backward is the softmax-attention backward with P computed from the biased scores.
 """
 import math
 
 import numpy as np
+
+from .attention import attention_backward, attention_forward
 
 
 def alibi_slopes(n_head):
@@ -43,10 +45,6 @@ def alibi_bias(slopes, T, S, dtype=np.float32):
     return np.where(dist >= 0, bias, -np.inf).astype(dtype)
 
 
-def _expand_kv(x, H):  # (B, Hkv, S, D) -> (B, H, S, D): each kv head serves H / Hkv query heads
-    return np.repeat(x, H // x.shape[1], axis=1)
-
-
 def alibi_attention_forward(q, k, v, slopes):
     """(B, H, T, D), (B, Hkv, S, D), (B, Hkv, S, D), (H,) -> out (B, H, T, D), cache.
     Queries are the last T of the S key positions (a KV cache holds the first S - T)."""
@@ -56,31 +54,9 @@ def alibi_attention_forward(q, k, v, slopes):
         raise ValueError(f"k, v: expected (B={B}, Hkv | {H}, S >= {T}, D={D}), got {k.shape}, {v.shape}")
     if np.shape(slopes) != (H,):
         raise ValueError(f"slopes: expected shape ({H},), got {np.shape(slopes)}")
-    scale = 1.0 / math.sqrt(D)
-    kk, vv = _expand_kv(k, H), _expand_kv(v, H)                          # (B, H, S, D)
-    s = np.matmul(q, kk.swapaxes(-1, -2)) * scale + alibi_bias(slopes, T, S, q.dtype)  # (B, H, T, S)
-    m = s.max(axis=-1, keepdims=True)                                    # (B, H, T, 1)
-    p = np.exp(s - m)                                                    # (B, H, T, S)
-    l = p.sum(axis=-1, keepdims=True)                                    # (B, H, T, 1)
-    out = np.matmul(p / l, vv).astype(q.dtype)                           # (B, H, T, D)
-    lse = (m + np.log(l))[..., 0]                                        # (B, H, T)
-    return out, (q, k, v, slopes, out, lse, scale)
+    return attention_forward(q, k, v, bias=alibi_bias(slopes, T, S, q.dtype))  # bias (H, T, S)
 
 
 def alibi_attention_backward(dout, cache):
-    """-> dq (B, H, T, D), dk, dv (B, Hkv, S, D). P is rebuilt from lse; dS = P (dP - rowsum(dout * out))."""
-    q, k, v, slopes, out, lse, scale = cache
-    B, H, T, D = q.shape
-    Hkv, S = k.shape[1], k.shape[2]
-    kk, vv = _expand_kv(k, H), _expand_kv(v, H)                          # (B, H, S, D)
-    s = np.matmul(q, kk.swapaxes(-1, -2)) * scale + alibi_bias(slopes, T, S, q.dtype)  # (B, H, T, S)
-    p = np.exp(s - lse[..., None])                                       # (B, H, T, S); 0 where masked
-    dvv = np.matmul(p.swapaxes(-1, -2), dout)                            # (B, H, S, D)
-    dp = np.matmul(dout, vv.swapaxes(-1, -2))                            # (B, H, T, S)
-    Di = np.sum(dout * out, axis=-1, keepdims=True)                      # (B, H, T, 1)
-    ds = p * (dp - Di) * scale                                           # (B, H, T, S)
-    dq = np.matmul(ds, kk).astype(q.dtype)                               # (B, H, T, D)
-    G = H // Hkv                                                         # query heads per kv head
-    dk = np.matmul(ds.swapaxes(-1, -2), q).reshape(B, Hkv, G, S, D).sum(axis=2).astype(k.dtype)
-    dv = dvv.reshape(B, Hkv, G, S, D).sum(axis=2).astype(v.dtype)        # (B, Hkv, S, D)
-    return dq, dk, dv
+    """-> dq (B, H, T, D), dk, dv (B, Hkv, S, D): attention's backward with the (constant) bias."""
+    return attention_backward(dout, cache)

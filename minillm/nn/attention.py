@@ -7,7 +7,8 @@ import numpy as np
 from .. import kernels
 
 
-def attention_forward(q, k, v):  # (B, H, T, D), (B, Hkv, S, D), (B, Hkv, S, D) -> (B, H, T, D)
+def attention_forward(q, k, v, bias=None):  # (B, H, T, D), (B, Hkv, S, D) x 2 -> (B, H, T, D), cache
+    """bias: None, or a constant additive score bias broadcastable to (B, H, T, S) (ALiBi)."""
     B, H, T, D = q.shape
     if H % k.shape[1]:
         raise ValueError(f"k: n_head {H} must be a multiple of n_kv_head {k.shape[1]}")
@@ -15,14 +16,14 @@ def attention_forward(q, k, v):  # (B, H, T, D), (B, Hkv, S, D), (B, Hkv, S, D) 
     scale = 1.0 / np.sqrt(D)
     out = np.empty_like(q)                                               # (B, H, T, D)
     lse = np.empty((B, H, T), dtype=q.dtype)                             # (B, H, T)
-    kernels.attention_forward(out, lse, q, k, v, scale)
-    return out, (q, k, v, out, lse, scale)
+    kernels.attention_forward(out, lse, q, k, v, scale, bias)
+    return out, (q, k, v, out, lse, scale, bias)
 
 
 def attention_backward(dout, cache):  # (B, H, T, D) -> dq, dk, dv
-    q, k, v, out, lse, scale = cache
+    q, k, v, out, lse, scale, bias = cache
     dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    kernels.attention_backward(dq, dk, dv, np.ascontiguousarray(dout), q, k, v, out, lse, scale)
+    kernels.attention_backward(dq, dk, dv, np.ascontiguousarray(dout), q, k, v, out, lse, scale, bias)
     return dq, dk, dv
 
 

@@ -5,8 +5,10 @@ csrc/quant.c); linear.py then runs the NumPy references.
 A decode step calls each quantized weight's matmul about 7 times per layer, so the per-call cost of
 this wrapper is part of decode speed: `Kernel` validates a weight's arrays and takes their cffi
 pointers once, when the layer is built; each call then only checks x, allocates the output and
-takes two pointers (ffi.from_buffer, ~0.5 us, where `ffi.cast(..., a.ctypes.data)` costs ~5 us)."""
+takes two pointers (kernels.native's pointer helpers, ffi.from_buffer underneath)."""
 import numpy as np
+
+from ..kernels.native import QuantizedWeight, f32, pointer
 
 try:
     from minillm._native import ffi, lib
@@ -24,14 +26,12 @@ def available():
     return _HAVE
 
 
-def _buf(a, ctype, dtype, name, size):
-    """cffi pointer into a's memory (which the returned object keeps alive), after checking a."""
-    if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
-        raise TypeError(f"{name}: expected a C-contiguous {np.dtype(dtype)} array, got "
-                        f"{type(a).__name__} {getattr(a, 'dtype', '')}")
+def _buf(a, dtype, name, size):
+    """pointer(a, dtype) after checking that a holds exactly `size` bytes."""
+    ptr = pointer(a, dtype, name)
     if a.nbytes != size:
         raise ValueError(f"{name}: expected {size} bytes, got {a.nbytes}")
-    return ffi.from_buffer(ctype + "[]", a)
+    return ptr
 
 
 def _x_buf(x, K):  # x (M, K) float32, C-contiguous -> pointer
@@ -39,7 +39,7 @@ def _x_buf(x, K):  # x (M, K) float32, C-contiguous -> pointer
             or not x.flags.c_contiguous:
         raise TypeError(f"x: expected a C-contiguous float32 array of shape (M, {K}), got "
                         f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}")
-    return ffi.from_buffer("float[]", x)
+    return f32(x, "x")
 
 
 class Kernel:
@@ -56,13 +56,16 @@ class Kernel:
         if not fits:   # what csrc/quant.c's get_layout accepts
             raise ValueError(f"K={self.K} does not fit {fmt} (group_size={G}): rows must be whole blocks")
         w8 = w.view(np.uint8) if isinstance(w, np.ndarray) and w.dtype != np.uint8 and w.flags.c_contiguous else w
-        self.w = _buf(w8, "uint8_t", np.uint8, "w", self.N * row_bytes)
-        self.scale = ffi.NULL if scale is None else _buf(scale, "float", np.float32, "scale", 4 * n_scales)
-        self.zero = ffi.NULL if zero is None else _buf(zero, "uint8_t", np.uint8, "zero", n_scales)
+        self.w = _buf(w8, np.uint8, "w", self.N * row_bytes)
+        self.scale = ffi.NULL if scale is None else _buf(scale, np.float32, "scale", 4 * n_scales)
+        self.zero = ffi.NULL if zero is None else _buf(zero, np.uint8, "zero", n_scales)
+        # what decode_step (kernels.native) reads: the same pointers, and W for its NumPy reference
+        self.decode_weight = QuantizedWeight(self.N, self.K, self.fid, self.group_size, self.w, self.scale,
+                                             self.zero, lambda: self.dequant_rows(0, self.N))
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        if lib.quant_matmul(self.fid, ffi.from_buffer("float[]", out), _x_buf(x, self.K), x.shape[0], self.K,
+        if lib.quant_matmul(self.fid, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
                             self.N, self.w, self.scale, self.zero, self.group_size):
             raise ValueError(f"quant_matmul: invalid sizes for {self.fmt} (K={self.K}, group_size={self.group_size})")
         return out
@@ -71,7 +74,7 @@ class Kernel:
         if not 0 <= n0 <= n1 <= self.N:
             raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
         out = np.empty((n1 - n0, self.K), dtype=np.float32)
-        if lib.quant_dequant_rows(self.fid, ffi.from_buffer("float[]", out), n0, n1, self.K, self.w, self.scale,
+        if lib.quant_dequant_rows(self.fid, f32(out, "out"), n0, n1, self.K, self.w, self.scale,
                                   self.zero, self.group_size):
             raise ValueError(f"quant_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
         return out
@@ -93,8 +96,8 @@ def matmul_int8_vnni(x, q, scale):  # x (M, K) float32, q (N, K) int8, scale (N,
     if K % 64:
         raise ValueError(f"x: the VNNI path needs K % 64 == 0, got K={K}")
     out = np.empty((M, N), dtype=np.float32)
-    rc = lib.quant_matmul_int8_vnni(ffi.from_buffer("float[]", out), _x_buf(x, K), M, K, N,
-                                    _buf(q, "int8_t", np.int8, "q", N * K), _buf(scale, "float", np.float32, "scale", 4 * N))
+    rc = lib.quant_matmul_int8_vnni(f32(out, "out"), _x_buf(x, K), M, K, N,
+                                    _buf(q, np.int8, "q", N * K), _buf(scale, np.float32, "scale", 4 * N))
     if rc:
         raise MemoryError("quant_matmul_int8_vnni: allocation failed")
     return out
@@ -110,13 +113,13 @@ class Int4Q8Kernel:
                              f"got {group_size}")
         ng = K // group_size
         self.N, self.K, self.group_size = N, K, int(group_size)
-        self.packed = _buf(packed, "uint8_t", np.uint8, "packed", N * K // 2)
-        self.scale = _buf(scale, "float", np.float32, "scale", 4 * N * ng)
-        self.zero = _buf(zero, "uint8_t", np.uint8, "zero", N * ng)
+        self.packed = _buf(packed, np.uint8, "packed", N * K // 2)
+        self.scale = _buf(scale, np.float32, "scale", 4 * N * ng)
+        self.zero = _buf(zero, np.uint8, "zero", N * ng)
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N)
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        if lib.quant_matmul_int4_q8(ffi.from_buffer("float[]", out), _x_buf(x, self.K), x.shape[0], self.K, self.N,
+        if lib.quant_matmul_int4_q8(f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K, self.N,
                                     self.packed, self.scale, self.zero, self.group_size):
             raise MemoryError("quant_matmul_int4_q8: allocation failed")
         return out
@@ -135,11 +138,11 @@ class GGMLQ8Kernel:
             raise ValueError(f"fmt: the int8-activation path covers q8_0, q4_0, q4_K, q6_K, got {fmt!r}")
         self.fid, self.N = FMT_ID[fmt], blocks.shape[0]
         self.K = blocks.shape[1] * (32 if fmt in ("q8_0", "q4_0") else 256)
-        self.w = _buf(blocks.view(np.uint8), "uint8_t", np.uint8, "blocks", blocks.nbytes)
+        self.w = _buf(blocks.view(np.uint8), np.uint8, "blocks", blocks.nbytes)
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N), or None without the integer path
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        rc = lib.quant_matmul_q8x(self.fid, ffi.from_buffer("float[]", out), _x_buf(x, self.K), x.shape[0], self.K,
+        rc = lib.quant_matmul_q8x(self.fid, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
                                   self.N, self.w)
         if rc == -2:
             return None

@@ -166,7 +166,7 @@ def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibrati
     cfg = model.config
     params = dict(model.params)                    # arrays are replaced, never modified in place
     quantized = {}
-    blocks = [_block_groups(cfg, n) for n in model._layer_names]
+    blocks = [_block_groups(cfg, n) for n in model.layer_names]
     total = sum(len(names) for groups in blocks for names, _ in groups)
 
     def done(name, obj):

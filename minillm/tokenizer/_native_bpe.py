@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from ..kernels.native import pointer
 from . import patterns
 
 try:
@@ -28,19 +29,14 @@ def available():
     return _HAVE and os.environ.get("MINILLM_KERNELS", "").lower() != "numpy"
 
 
-def _ptr(ctype, a):
-    return ffi.cast(ctype, a.ctypes.data)
-
-
 def _class_table_ptr():
-    table = patterns.class_table()  # kept alive by patterns' cache
-    return ffi.cast("uint8_t*", table.ctypes.data)
+    return pointer(patterns.class_table(), np.uint8, "class table")  # kept alive by patterns' cache
 
 
 def split(text_bytes, pattern_id):
     """End offsets (int64) of the pieces of UTF-8 `text_bytes` under built-in pattern `pattern_id`."""
     ends = np.empty(max(len(text_bytes), 1), dtype=np.int64)  # (n,) at most one piece per byte
-    k = lib.bpe_split(_class_table_ptr(), pattern_id, text_bytes, len(text_bytes), _ptr("int64_t*", ends))
+    k = lib.bpe_split(_class_table_ptr(), pattern_id, text_bytes, len(text_bytes), pointer(ends, np.int64))
     if k < 0:
         raise ValueError("split: text is not valid UTF-8 or the pattern id is unknown")
     return ends[:k]
@@ -59,8 +55,8 @@ class NativeMerger:
         b = np.asarray(byte_ids, dtype=np.int32)                                # (256,)
         if b.shape != (256,):
             raise ValueError(f"byte_ids: expected 256 ids, got shape {b.shape}")
-        m = lib.bpe_model_new(n, _ptr("int32_t*", left), _ptr("int32_t*", right), _ptr("int32_t*", rank),
-                              _ptr("int32_t*", merged), _ptr("int32_t*", b), int(cache_size))
+        m = lib.bpe_model_new(n, pointer(left, np.int32), pointer(right, np.int32), pointer(rank, np.int32),
+                              pointer(merged, np.int32), pointer(b, np.int32), int(cache_size))
         if m == ffi.NULL:
             raise MemoryError("bpe_model_new failed")
         self._m = ffi.gc(m, lib.bpe_model_free)
@@ -72,7 +68,7 @@ class NativeMerger:
     def merge(self, piece):
         """Token ids of one piece of bytes, by the C merge loop (no cache)."""
         out = np.empty(max(len(piece), 1), dtype=np.int32)
-        k = lib.bpe_merge(self._m, piece, len(piece), _ptr("int32_t*", out))
+        k = lib.bpe_merge(self._m, piece, len(piece), pointer(out, np.int32))
         return out[:k].tolist()
 
     def encode(self, text_bytes, pattern_id):
@@ -80,7 +76,7 @@ class NativeMerger:
         out = np.empty(max(len(text_bytes), 1), dtype=np.int32)  # (n,) at most one token per byte
         with self._lock:
             k = lib.bpe_encode(self._m, _class_table_ptr(), pattern_id, text_bytes, len(text_bytes),
-                               _ptr("int32_t*", out))
+                               pointer(out, np.int32))
         if k < 0:
             raise ValueError("encode: text is not valid UTF-8 or the pattern id is unknown")
         return out[:k].tolist()
@@ -91,7 +87,7 @@ class NativeMerger:
         ends = np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)))  # (P,)
         out = np.empty(max(len(text), 1), dtype=np.int32)
         with self._lock:
-            k = lib.bpe_encode_pieces(self._m, text, _ptr("int64_t*", ends), len(pieces), _ptr("int32_t*", out))
+            k = lib.bpe_encode_pieces(self._m, text, pointer(ends, np.int64), len(pieces), pointer(out, np.int32))
         if k < 0:
             raise MemoryError("bpe_encode_pieces failed")
         return out[:k].tolist()
@@ -105,8 +101,8 @@ def train_native(words, n_merges, next_id=256, progress=None, chunk=256):
     np.cumsum(lengths, out=offsets[1:])
     symbols = np.fromiter((s for w, _ in items for s in w), dtype=np.int32, count=int(offsets[-1]))
     counts = np.fromiter((c for _, c in items), dtype=np.int64, count=len(items))  # (W,)
-    t = lib.bpe_trainer_new(len(items), _ptr("int64_t*", offsets), _ptr("int32_t*", symbols),
-                            _ptr("int64_t*", counts), next_id)
+    t = lib.bpe_trainer_new(len(items), pointer(offsets, np.int64), pointer(symbols, np.int32),
+                            pointer(counts, np.int64), next_id)
     if t == ffi.NULL:
         raise MemoryError("bpe_trainer_new failed")
     t = ffi.gc(t, lib.bpe_trainer_free)
@@ -116,8 +112,8 @@ def train_native(words, n_merges, next_id=256, progress=None, chunk=256):
     done = 0
     while done < n_merges:
         k = min(chunk, n_merges - done)  # in chunks, so a progress bar can move
-        got = lib.bpe_trainer_step(t, k, _ptr("int32_t*", left[done:]), _ptr("int32_t*", right[done:]),
-                                   _ptr("int64_t*", cnt[done:]))
+        got = lib.bpe_trainer_step(t, k, pointer(left[done:], np.int32), pointer(right[done:], np.int32),
+                                   pointer(cnt[done:], np.int64))
         if got < 0:
             raise MemoryError("bpe_trainer_step failed")
         done += got

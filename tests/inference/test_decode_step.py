@@ -10,6 +10,7 @@ from minillm import ModelConfig, Transformer, kernels
 from minillm.inference import generate
 from minillm.inference.kv_cache import KVCache
 from minillm.kernels import native
+from minillm.inference.decode import forward_cached
 
 pytestmark = pytest.mark.skipif(kernels.decode_step is None, reason="C kernels not built")
 
@@ -33,8 +34,8 @@ def _decode_both(model, prompt, new_tokens, capacity):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(kernels, "decode_step", fn)
             kv = KVCache.allocate(model.config, 1, capacity)
-            model.forward(prompt[None], kv)
-            logits = [model.forward(np.array([[t]]), kv)[0, -1] for t in new_tokens]
+            forward_cached(model, prompt[None], kv)
+            logits = [forward_cached(model, np.array([[t]]), kv)[0, -1] for t in new_tokens]
         results.append((np.array(logits), kv))
     assert fast.calls == len(new_tokens) + (len(prompt) == 1)      # a 1-token prompt takes it too
     return results
@@ -89,22 +90,22 @@ def test_models_and_caches_it_does_not_fit_take_the_python_path(change, monkeypa
     monkeypatch.setattr(kernels, "decode_step", fast)
     B = 2 if change == "batch 2" else 1
     kv = KVCache.allocate(cfg, B, 16, dtype=np.float64 if change == "float64 cache" else np.float32)
-    model.forward(np.ones((B, 4), dtype=np.int64), kv)
-    out = model.forward(np.ones((B, 1), dtype=np.int64), kv)
+    forward_cached(model, np.ones((B, 4), dtype=np.int64), kv)
+    out = forward_cached(model, np.ones((B, 1), dtype=np.int64), kv)
     assert fast.calls == 0 and out.shape == (B, 1, cfg.vocab_size) and np.isfinite(out).all()
 
 
 def test_full_cache_raises_before_writing(llama_tiny):
     kv = KVCache.allocate(llama_tiny.config, 1, 4)
-    llama_tiny.forward(np.arange(4)[None], kv)
+    forward_cached(llama_tiny, np.arange(4)[None], kv)
     k = kv.k.copy()
     with pytest.raises(ValueError, match="capacity"):
-        llama_tiny.forward(np.array([[1]]), kv)
+        forward_cached(llama_tiny, np.array([[1]]), kv)
     assert kv.pos == 4 and np.array_equal(kv.k, k)
 
 
 def _layers(model):
-    return [{role: model.params.get(name) for role, name in n.items()} for n in model._layer_names]
+    return [{role: model.params.get(name) for role, name in n.items()} for n in model.layer_names]
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -164,11 +165,11 @@ def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_i
     for q in model.quantized.values():
         q.act_int8 = act_int8
     kv = KVCache.allocate(model.config, 1, 8)
-    model.forward(np.arange(5)[None], kv)
+    forward_cached(model, np.arange(5)[None], kv)
     counter = Counter(kernels.decode_step)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels, "decode_step", counter)
-        out = model.forward(np.array([[1]]), kv)
+        out = forward_cached(model, np.array([[1]]), kv)
     assert counter.calls == 0 and np.isfinite(out).all()
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from minillm import ModelConfig, Transformer
 from minillm.inference import KVCache, generate, kv_bytes_per_token
+from minillm.inference.decode import forward_cached
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(temperature=0.9, top_k=50, top_p=0.9, seed=3),
@@ -51,8 +52,8 @@ def test_cache_is_written_in_place():
     model = Transformer(cfg, seed=0)
     cache = KVCache.allocate(cfg, 1, 16)
     k_id, buf = id(cache.k), cache.k.__array_interface__["data"][0]
-    model.forward(np.array([[1, 2, 3]]), kv_cache=cache)
-    model.forward(np.array([[4]]), kv_cache=cache)
+    forward_cached(model, np.array([[1, 2, 3]]), cache)
+    forward_cached(model, np.array([[4]]), cache)
     assert cache.pos == 4 and id(cache.k) == k_id and cache.k.__array_interface__["data"][0] == buf
     assert np.abs(cache.k[:, :, :, :4]).sum() > 0 and np.all(cache.k[:, :, :, 4:] == 0)
     assert cache.nbytes_used() == 4 * kv_bytes_per_token(cfg)

@@ -1,5 +1,5 @@
 """The C paged decode-attention kernel equals its NumPy reference and a plain contiguous attention
-(minillm/inference/_native.py, csrc/paged_attention.c)."""
+(minillm/inference/_native.py, kernels/reference.py:paged_attention_decode, csrc/paged_attention.c)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 
 from minillm import kernels
 from minillm.inference import _native
-from minillm.inference._native import paged_attention_decode, paged_attention_decode_reference
+from minillm.inference._native import paged_attention_decode
+
+
+def paged_attention_decode_reference(q, k_pages, v_pages, block_tables, lengths, scale):
+    """kernels.reference.paged_attention_decode, after the same argument checks."""
+    return paged_attention_decode(q, k_pages, v_pages, block_tables, lengths, scale, use_native=False)
+
 
 native = pytest.mark.skipif(not _native._HAVE_C, reason="native extension without paged_attention")
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gradcheck import numerical_grad
 from minillm.nn.alibi import alibi_attention_backward, alibi_attention_forward, alibi_slopes
+from minillm.inference.decode import forward_cached
 
 SEED = st.integers(0, 2**32 - 1)
 
@@ -106,7 +107,7 @@ def tiny_alibi(arch, **kw):
 def test_alibi_model_has_no_position_parameters_and_trains(arch):
     from minillm import ModelConfig, Transformer
     cfg = tiny_alibi(arch)
-    assert cfg.pos == "alibi" and not any("wpe" in n for n in cfg.param_shapes())
+    assert cfg.position_scheme == "alibi" and not any("wpe" in n for n in cfg.param_shapes())
     assert ModelConfig(**cfg.to_dict()) == cfg                       # round trip (checkpoints)
     m = Transformer(cfg, seed=3)
     rng = np.random.default_rng(3)
@@ -139,7 +140,7 @@ def test_alibi_kv_cache_and_hook_match_full_forward(arch):
     full = m.forward(x)
     cache = types.SimpleNamespace(pos=0, k=np.zeros((cfg.n_layer, 2, cfg.n_kv_head, 16, cfg.head_dim), np.float32))
     cache.v = np.zeros_like(cache.k)
-    parts = [m.forward(x[:, :5], kv_cache=cache)] + [m.forward(x[:, t:t + 1], kv_cache=cache) for t in range(5, 12)]
+    parts = [forward_cached(m, x[:, :5], cache)] + [forward_cached(m, x[:, t:t + 1], cache) for t in range(5, 12)]
     np.testing.assert_allclose(np.concatenate(parts, axis=1), full, atol=1e-5)
     # a forward_with hook that attends with the model's slopes gives the same logits
     hook = lambda l, q, k, v: alibi_attention_forward(q, k, v, m.alibi_slopes)[0]

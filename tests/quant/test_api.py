@@ -57,7 +57,7 @@ def test_awq_folding_keeps_the_float_function(setup):
     from minillm.quant import api
     model, tokens, ref = setup
     params = dict(model.params)
-    n = model._layer_names[0]
+    n = model.layer_names[0]
     s = np.random.default_rng(1).uniform(0.5, 2.0, model.config.d_model).astype(np.float32)
     for names, prev in api._block_groups(model.config, n)[:1] + api._block_groups(model.config, n)[2:3]:
         api._fold(params, prev, s)

@@ -1,0 +1,115 @@
+"""Decoding with a contiguous KV cache: the model's forward pass for tokens at positions
+pos..pos+T-1 that attend to the keys and values cached before them (Pope et al. 2022, Sec. 2).
+
+Two paths give the same logits. The block-by-block one runs Transformer.forward_with with an
+attention hook that writes the new keys and values into the cache and attends over it
+(`cached_attention`). For one token of one sequence, `decode_native` runs every block in one C call
+(kernels.decode_step, csrc/decode.c) instead; it is taken whenever the model and the cache fit it.
+The paged cache of the serving engine (engine.py) plugs into the same hook.
+"""
+import numpy as np
+
+from .. import kernels
+from ..model import NAMES, Transformer
+from ..nn import attention_forward, embedding_forward
+from ..nn.alibi import alibi_attention_forward
+
+
+def forward_cached(model, tokens, kv_cache):
+    """tokens (B, T) int -> logits (B, T, V) float32. kv_cache: any object with arrays k, v of shape
+    (L, B, Hkv, S, D) and an int pos (inference.KVCache). The tokens sit at positions pos..pos+T-1:
+    their keys and values are written into the cache, they attend to everything before them, and
+    pos advances by T."""
+    tokens = np.asarray(tokens)
+    tokens = tokens[None, :] if tokens.ndim == 1 else tokens                     # (B, T)
+    T, pos = tokens.shape[1], kv_cache.pos
+    logits = decode_native(model, tokens, kv_cache) if T == 1 else None
+    if logits is None:
+        logits = model.forward_with(tokens, np.arange(pos, pos + T),
+                                    lambda l, q, k, v: cached_attention(model, l, q, k, v, kv_cache))
+    kv_cache.pos += T
+    return logits.reshape(*tokens.shape, -1)
+
+
+def cached_attention(model, l, q, k, v, kv):  # (B, H, T, D), (B, Hkv, T, D) x 2 -> (B, H, T, D)
+    """Layer l's attention hook: writes k, v at slots kv.pos.., then attends over slots 0..pos+T-1."""
+    T, pos = q.shape[2], kv.pos
+    if pos + T > kv.k.shape[3]:
+        raise ValueError(f"kv_cache: {pos + T} positions exceed its capacity {kv.k.shape[3]}")
+    kv.k[l, :, :, pos:pos + T] = k                                              # (B, Hkv, T, D)
+    kv.v[l, :, :, pos:pos + T] = v
+    if model.alibi_slopes is not None:  # ALiBi: biased attention over the cached keys 0..pos+T-1
+        return alibi_attention_forward(q, kv.k[l, :, :, :pos + T], kv.v[l, :, :, :pos + T],
+                                       model.alibi_slopes)[0]
+    if T == 1:  # decode: one query against the cache, no copy of the cached keys
+        B, H, _, D = q.shape
+        out = np.empty((B, H, D), dtype=q.dtype)                                 # (B, H, D)
+        lengths = np.full(B, pos + 1, dtype=np.int32)                            # (B,)
+        kernels.attention_decode(out, np.ascontiguousarray(q[:, :, 0]), kv.k[l], kv.v[l], lengths,
+                                 1.0 / np.sqrt(D))
+        return out[:, :, None, :]                                                # (B, H, 1, D)
+    a, _ = attention_forward(q, kv.k[l, :, :, :pos + T], kv.v[l, :, :, :pos + T])
+    return a
+
+
+def decode_weight(model, name):
+    """What decode_step multiplies by for the parameter `name`: the float32 array, or the
+    QuantizedWeight descriptor of the fused kernel its quantized layer runs for one row of x
+    (QuantizedLinear.gemv_kernel); None when that layer has no such kernel."""
+    q = model.quantized.get(name)
+    if q is None:
+        return model.params[name]
+    method = getattr(q, "gemv_kernel", None)
+    kernel = method() if method is not None else None
+    return None if kernel is None else kernel.decode_weight
+
+
+def _fits_native(model, tokens, kv):
+    """The C decode step runs: a Transformer, the kernels are built, no QK-norm, learned or rotary positions (not
+    ALiBi), one token of one sequence, a float32 cache and float32 parameters."""
+    if not isinstance(model, Transformer):      # the C step reads a Transformer's parameters
+        return False
+    cfg = model.config
+    if kernels.decode_step is None or cfg.qk_norm or cfg.position_scheme == "alibi" or tokens.shape != (1, 1):
+        return False
+    k, v = getattr(kv, "k", None), getattr(kv, "v", None)
+    if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+               and a.ndim == 5 and a.shape[1] == 1 for a in (k, v)):
+        return False
+    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in model.params.values())
+
+
+def decode_native(model, tokens, kv):
+    """logits (1, V) of one new token (B = T = 1) through kernels.decode_step, which runs every
+    block in one C call (csrc/decode.c) with the same kernels as the block-by-block path; None when
+    the model or the cache does not fit it (_fits_native, or a quantized layer without a fused
+    kernel), and the caller then takes the block-by-block path. Does not advance kv.pos."""
+    if not _fits_native(model, tokens, kv):
+        return None
+    tokens = model._check_tokens(tokens)
+    cfg, p, pos = model.config, model.params, kv.pos
+    if pos >= kv.k.shape[3]:
+        raise ValueError(f"kv_cache: {pos + 1} positions exceed its capacity {kv.k.shape[3]}")
+    names = NAMES[cfg.arch]
+    x, _ = embedding_forward(tokens, p[names["wte"]])                            # (1, 1, C)
+    if cfg.position_scheme == "learned":
+        if pos >= cfg.max_seq_len:
+            raise ValueError(f"tokens: position {pos} exceeds max_seq_len {cfg.max_seq_len}")
+        x = x + p[names["wpe"]][pos]
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(cfg.d_model)           # (C,)
+    cos = sin = None
+    if cfg.position_scheme == "rope":
+        cos, sin = model.rope_tables(np.array([pos]))
+        cos, sin = np.ascontiguousarray(cos[0]), np.ascontiguousarray(sin[0])    # (D/2,) each
+    layers = [{role: decode_weight(model, name) if name in model.quantized else p.get(name)
+               for role, name in n.items()} for n in model.layer_names]
+    if any(model.layer_names[l][role] in model.quantized and w is None
+           for l, layer in enumerate(layers) for role, w in layer.items()):
+        return None
+    w_head = decode_weight(model, model.head_weight)
+    head = None if w_head is None else (p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")), w_head)
+    logits = kernels.decode_step(x, layers, kv.k, kv.v, pos, cfg.n_head, cfg.norm_eps,
+                                 cfg.norm == "layernorm", cos, sin, head)
+    if logits is None:                           # a head decode_step cannot run: the Python one
+        return model.head(x.reshape(1, 1, cfg.d_model))[0]
+    return logits.reshape(1, -1)
