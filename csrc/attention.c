@@ -10,12 +10,12 @@
  * Backward: FlashAttention Alg. 4 (FlashAttention-2 Alg. 2). P is rebuilt from lse,
  * P_ij = exp(s_ij - lse_i), and with D_i = dout_i . out_i the softmax backward is
  * dS_ij = P_ij (dP_ij - D_i), dP_ij = dout_i . v_j. Key blocks are the outer loop: dk_j and dv_j
- * are summed over every query row (and, in GQA, over the G query heads that share a kv head),
- * so a thread owns one (b, kv head) and all of its G query heads -- no two threads ever write the
+ * are summed over every query row (and, in GQA, over the rep query heads that share a kv head),
+ * so a thread owns one (b, kv head) and all of its rep query heads -- no two threads ever write the
  * same dk, dv or dq row, and no atomics are needed.
  *
  * Decode: one query per sequence, so the scores of a row (lengths[b] floats) fit in a buffer;
- * a thread takes one kv head and its G query heads, so the G passes over the same cached keys
+ * a thread takes one kv head and its rep query heads, so the rep passes over the same cached keys
  * after the first hit cache. Scores are taken DK keys at a time (see decode_scores).
  *
  * Forward work items are (b, h, query tile), handed out dynamically because causal tiles late
@@ -30,6 +30,7 @@
 #include "attention.h"
 #include "parts.inc"
 #include "fastmath.inc"
+#include "online_softmax.inc"
 
 #define BR 32   /* query rows per forward tile */
 #define BC 64   /* keys per block: K^T and V blocks of BC x D floats stay in L1 for D = 64 */
@@ -64,7 +65,7 @@ static void score_row(float* s, const float* qi, const float* Kt, int64_t bc, in
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        int64_t B, int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t D,
                        float scale) {
-    const int64_t G = H / Hkv;                  /* query heads per kv head */
+    const int64_t rep = H / Hkv;                  /* query heads per kv head */
     const int64_t off = S - T;                  /* query row i sits at position off + i */
     const int64_t ntiles = (T + BR - 1) / BR;
     #pragma omp parallel if (B * H * T * S * D >= (1 << 18))
@@ -79,8 +80,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
             for (int64_t tile = 0; tile < ntiles; tile++) {
                 const int64_t b = bh / H, h = bh % H;
                 const float* qh = q + bh * T * D;                         /* (T, D) */
-                const float* kh = k + (b * Hkv + h / G) * S * D;          /* (S, D) */
-                const float* vh = v + (b * Hkv + h / G) * S * D;          /* (S, D) */
+                const float* kh = k + (b * Hkv + h / rep) * S * D;          /* (S, D) */
+                const float* vh = v + (b * Hkv + h / rep) * S * D;          /* (S, D) */
                 const int64_t i0 = tile * BR, br = min64(BR, T - i0);
                 const int64_t key_end = off + i0 + br;  /* keys the tile's last row can see */
                 for (int64_t i = 0; i < br; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
@@ -94,20 +95,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                         if (jn <= 0) continue;                  /* block entirely in its future */
                         float* s = sc + i * BC;
                         score_row(s, qh + (i0 + i) * D, Kt, jn, D, scale);
-                        float mx = m[i];
-                        for (int64_t j = 0; j < jn; j++) mx = s[j] > mx ? s[j] : mx;
-                        const float alpha = fast_expf(m[i] - mx);  /* rescales the old state */
-                        float sum = 0.0f;
-                        #pragma omp simd reduction(+ : sum)
-                        for (int64_t j = 0; j < jn; j++) {
-                            s[j] = fast_expf(s[j] - mx);           /* P_ij, unnormalised */
-                            sum += s[j];
-                        }
-                        l[i] = alpha * l[i] + sum;
-                        m[i] = mx;
                         float* a = acc + i * D;
-                        #pragma omp simd
-                        for (int64_t d = 0; d < D; d++) a[d] *= alpha;
+                        online_softmax_step(s, jn, &m[i], &l[i], a, D);   /* s becomes P_ij */
                         for (int64_t j = 0; j < jn; j++) {         /* acc_i += P_ij v_j */
                             const float p = s[j];
                             const float* vj = vh + (j0 + j) * D;
@@ -137,7 +126,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* k, const float* v, const float* out, const float* lse,
                         int64_t B, int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t D,
                         float scale) {
-    const int64_t G = H / Hkv;
+    const int64_t rep = H / Hkv;
     const int64_t off = S - T;
     #pragma omp parallel if (B * H * T * S * D >= (1 << 18))
     {
@@ -150,12 +139,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             const int64_t b = bk / Hkv, hk = bk % Hkv;
             const float* kh = k + bk * S * D;                  /* (S, D) */
             const float* vh = v + bk * S * D;                  /* (S, D) */
-            float* dkh = dk + bk * S * D;                      /* (S, D), summed over G heads */
+            float* dkh = dk + bk * S * D;                      /* (S, D), summed over rep heads */
             float* dvh = dv + bk * S * D;
             memset(dkh, 0, sizeof(float) * S * D);
             memset(dvh, 0, sizeof(float) * S * D);
-            for (int64_t g = 0; g < G; g++) {
-                const int64_t bh = b * H + hk * G + g;
+            for (int64_t g = 0; g < rep; g++) {
+                const int64_t bh = b * H + hk * rep + g;
                 const float* qh = q + bh * T * D;              /* (T, D) */
                 const float* doh = dout + bh * T * D;
                 const float* oh = out + bh * T * D;
@@ -258,13 +247,13 @@ static void decode_values(float* o, const float* p, const float* v, int64_t n, i
     }
 }
 
-/* The G query heads qg (G, D) that read one kv head against its first n cached keys kh and
- * values vh (n, D) -> og (G, D). s: scratch of G * n floats (the scores, then the probabilities). */
-void attention_decode_head(float* og, const float* qg, const float* kh, const float* vh, int64_t G,
+/* The rep query heads qg (rep, D) that read one kv head against its first n cached keys kh and
+ * values vh (n, D) -> og (rep, D). s: scratch of rep * n floats (the scores, then the probabilities). */
+void attention_decode_head(float* og, const float* qg, const float* kh, const float* vh, int64_t rep,
                            int64_t n, int64_t D, float scale, float* s) {
-    for (int64_t g = 0; g < G; g++)
+    for (int64_t g = 0; g < rep; g++)
         decode_scores(s + g * n, qg + g * D, kh, n, D, scale);
-    for (int64_t g = 0; g < G; g++) {
+    for (int64_t g = 0; g < rep; g++) {
         float* sg = s + g * n;
         float mx = sg[0];
         for (int64_t j = 1; j < n; j++) mx = sg[j] > mx ? sg[j] : mx;
@@ -283,7 +272,7 @@ void attention_decode_head(float* og, const float* qg, const float* kh, const fl
 void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
                       const int32_t* lengths, int64_t B, int64_t H, int64_t Hkv, int64_t Smax,
                       int64_t D, float scale) {
-    const int64_t G = H / Hkv;
+    const int64_t rep = H / Hkv;
     /* Work is what the valid slots hold, not the allocated Smax. Below ~0.5M multiply-adds a call
      * takes ~0.1 ms on one core, less than waking a second (sleeping) OpenMP thread costs; a
      * 1024-token cache (12 heads x 64) is above the line and splits across threads. */
@@ -291,15 +280,15 @@ void attention_decode(float* out, const float* q, const float* k_cache, const fl
     for (int64_t b = 0; b < B; b++) filled += lengths[b];
     #pragma omp parallel if (filled * H * D >= (1 << 19))
     {
-        float* s = xmalloc(sizeof(float) * G * Smax);  /* (G, n) scores, then P, of one kv head */
+        float* s = xmalloc(sizeof(float) * rep * Smax);  /* (rep, n) scores, then P, of one kv head */
         #pragma omp for schedule(static)
         for (int64_t bk = 0; bk < B * Hkv; bk++) {
             const int64_t b = bk / Hkv, hk = bk % Hkv;
             const int64_t n = lengths[b];               /* 1 <= n <= Smax, checked by the caller */
             const float* kh = k_cache + bk * Smax * D;  /* (Smax, D) */
             const float* vh = v_cache + bk * Smax * D;
-            const float* qg = q + (b * H + hk * G) * D; /* (G, D): the heads reading this kv head */
-            attention_decode_head(out + (b * H + hk * G) * D, qg, kh, vh, G, n, D, scale, s);
+            const float* qg = q + (b * H + hk * rep) * D; /* (rep, D): the heads reading this kv head */
+            attention_decode_head(out + (b * H + hk * rep) * D, qg, kh, vh, rep, n, D, scale, s);
         }
         free(s);
     }

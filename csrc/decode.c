@@ -176,7 +176,8 @@ static void gemv_one(float* out, const float* x, const decode_linear_t* W, int64
     gemv_tasks(out, x, &W, &N, 1, K, next, sums);
 }
 
-static const float* at(const float* b, int64_t i) { return b ? b + i : NULL; }  /* an optional bias's i-th entry */
+/* an optional bias's i-th entry: NULL stays NULL */
+static const float* bias_at(const float* b, int64_t i) { return b ? b + i : NULL; }
 
 static void add_bias(float* y, const float* b, int64_t n) {  /* y += b, nothing when b is NULL */
     if (b)
@@ -190,18 +191,119 @@ static void norm(float* y, const float* x, const float* w, const float* b, int64
     else rmsnorm_row(y, &rstd, x, w, C, eps);
 }
 
+/* What every thread of a step shares: sizes, inputs, and the scratch buffers of one layer. */
+typedef struct {
+    int64_t C, H, Hkv, D, F, Smax, pos, rep, Cq, Ckv;  /* rep = H / Hkv query heads per kv head */
+    int32_t layernorm;
+    float eps, scale;
+    const float *rope_cos, *rope_sin;
+    float* x;                                 /* (C) the residual stream */
+    float* h;                                 /* (C) normed input of a sub-block */
+    float* qkv;                               /* (Cq + 2 Ckv) */
+    float* att;                               /* (Cq) attention output, heads side by side */
+    float* o;                                 /* (C) output of o or down */
+    float* gu;                                /* (2F) gate | up, or up */
+    float* act;                               /* (F) */
+    barrier_t* bar;
+} step_t;
+
+/* Phase 3 for one kv head hk: add the biases, rotate its rep query heads and its key (RoPE), store
+ * the key and value at slot pos of the layer's cache, attend over slots 0..pos. s: (rep, pos+1). */
+static void attend_kv_head(const step_t* st, float* const* p, const float* bq, const float* bk,
+                           const float* bv, int64_t hk, float* s) {
+    const int64_t rep = st->rep, D = st->D;
+    float* qg = st->qkv + hk * rep * D;
+    float* k = st->qkv + st->Cq + hk * D;
+    float* v = st->qkv + st->Cq + st->Ckv + hk * D;
+    add_bias(qg, bias_at(bq, hk * rep * D), rep * D);
+    add_bias(k, bias_at(bk, hk * D), D);
+    add_bias(v, bias_at(bv, hk * D), D);
+    if (st->rope_cos) {
+        for (int64_t g = 0; g < rep; g++) rope_row(qg + g * D, qg + g * D, st->rope_cos, st->rope_sin, D / 2);
+        rope_row(k, k, st->rope_cos, st->rope_sin, D / 2);
+    }
+    float* kh = p[K_CACHE] + hk * st->Smax * D;
+    float* vh = p[V_CACHE] + hk * st->Smax * D;
+    memcpy(kh + st->pos * D, k, sizeof(float) * D);
+    memcpy(vh + st->pos * D, v, sizeof(float) * D);
+    attention_decode_head(st->att + hk * rep * D, qg, kh, vh, rep, st->pos + 1, D, st->scale, s);
+}
+
+/* Phases 1-5: x += attention(norm1(x)) W_o^T + b_o, then h = norm2(x). */
+static void attention_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin,
+                                atomic_long* nx, int tid, int nt, float* s, float* sums) {
+    const int64_t C = st->C, Cq = st->Cq, Ckv = st->Ckv;
+    const int fused = lin[W_K].w == NULL;
+    const float* bq = p[Q_B];                   /* a fused qkv.b holds all three */
+    const float* bk = fused ? bias_at(bq, Cq) : p[K_B];
+    const float* bv = fused ? bias_at(bq, Cq + Ckv) : p[V_B];
+    if (tid == 0) norm(st->h, st->x, p[LN1_W], p[LN1_B], C, st->layernorm, st->eps);
+    barrier_wait(st->bar, nt);
+    {   /* 2: q, k, v */
+        const decode_linear_t* ws[3] = {&lin[W_Q], &lin[W_K], &lin[W_V]};
+        const int64_t Ns[3] = {fused ? Cq + 2 * Ckv : Cq, Ckv, Ckv};
+        gemv_tasks(st->qkv, st->h, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums);
+    }
+    barrier_wait(st->bar, nt);
+    for (int64_t hk; (hk = atomic_fetch_add_explicit(&nx[PH_HEADS], 1, memory_order_relaxed)) < st->Hkv;)
+        attend_kv_head(st, p, bq, bk, bv, hk, s);                     /* 3: one kv head per task */
+    barrier_wait(st->bar, nt);
+    gemv_one(st->o, st->att, &lin[W_O], C, Cq, &nx[PH_O], sums);      /* 4: o */
+    barrier_wait(st->bar, nt);
+    if (tid == 0) {  /* 5 */
+        add_bias(st->o, p[O_B], C);
+        for (int64_t c = 0; c < C; c++) st->x[c] += st->o[c];
+        norm(st->h, st->x, p[LN2_W], p[LN2_B], C, st->layernorm, st->eps);
+    }
+    barrier_wait(st->bar, nt);
+}
+
+/* Phases 6-8: x += act(h W_gate^T, h W_up^T) W_down^T + b_down. */
+static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin, atomic_long* nx,
+                          int tid, int nt, float* sums) {
+    const int64_t C = st->C, F = st->F;
+    const int swiglu = lin[W_GATE].w != NULL;
+    float* gu = st->gu;
+    {   /* 6: gate and up, side by side in gu */
+        const decode_linear_t* ws[2] = {swiglu ? &lin[W_GATE] : &lin[W_UP], &lin[W_UP]};
+        const int64_t Ns[2] = {F, F};
+        gemv_tasks(gu, st->h, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums);
+    }
+    barrier_wait(st->bar, nt);
+    {   /* 7: this thread's share of the F channels, a multiple of 8 */
+        const int64_t share = ((F + nt - 1) / nt + 7) / 8 * 8;
+        const int64_t f0 = tid * share < F ? tid * share : F;
+        const int64_t f1 = f0 + share < F ? f0 + share : F;
+        float* up = swiglu ? gu + F : gu;
+        add_bias(up + f0, bias_at(p[UP_B], f0), f1 - f0);
+        if (swiglu) {
+            add_bias(gu + f0, bias_at(p[GATE_B], f0), f1 - f0);
+            swiglu_span(st->act + f0, gu + f0, up + f0, f1 - f0);
+        } else {
+            gelu_span(st->act + f0, up + f0, f1 - f0);
+        }
+    }
+    barrier_wait(st->bar, nt);
+    gemv_one(st->o, st->act, &lin[W_DOWN], C, F, &nx[PH_DOWN], sums);  /* 8: down */
+    barrier_wait(st->bar, nt);
+    if (tid == 0) {  /* the next layer's step 1 is thread 0's too: no barrier between */
+        add_bias(st->o, p[DOWN_B], C);
+        for (int64_t c = 0; c < C; c++) st->x[c] += st->o[c];
+    }
+}
+
 int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
                     int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
                     int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
                     const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V,
                     float* logits) {
-    const int64_t G = H / Hkv, Cq = H * D, Ckv = Hkv * D, n = pos + 1;
+    const int64_t rep = H / Hkv, Cq = H * D, Ckv = Hkv * D, n = pos + 1;
     /* spinning threads need a core each: never more of them than the machine has */
     const int nthreads_max = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads()
                                                                          : omp_get_num_procs();
     /* every buffer up front, so that running out of memory changes nothing */
     const int64_t K_max = C > Cq ? (C > F ? C : F) : (Cq > F ? Cq : F);
-    const int64_t per_thread = G * n + K_max / 32 + 1;      /* scores, then sums of x for quant.c */
+    const int64_t per_thread = rep * n + K_max / 32 + 1;      /* scores, then sums of x for quant.c */
     const int64_t scratch = C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F + (int64_t)nthreads_max * per_thread;
     float* buf = malloc(sizeof(float) * scratch);
     atomic_long* next = calloc((size_t)(L * N_PHASES + 1), sizeof(atomic_long));  /* + the head's */
@@ -214,14 +316,14 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
     atomic_init(&bar->arrived, 0);
     atomic_init(&bar->round, 0);
     atomic_init(&bar->sleepers, 0);
-    float* h = buf;                           /* (C) normed input of a sub-block */
-    float* qkv = h + C;                       /* (Cq + 2 Ckv) */
-    float* att = qkv + Cq + 2 * Ckv;          /* (Cq) attention output, heads side by side */
-    float* o = att + Cq;                      /* (C) output of o or down */
-    float* gu = o + C;                        /* (2F) gate | up, or up */
-    float* act = gu + 2 * F;                  /* (F) */
-    float* per_thread_buf = act + F;          /* (threads, per_thread) */
-    const float scale = 1.0f / sqrtf((float)D);
+    step_t st = {C, H, Hkv, D, F, Smax, pos, rep, Cq, Ckv, layernorm, eps, 1.0f / sqrtf((float)D),
+                 rope_cos, rope_sin, x, buf, NULL, NULL, NULL, NULL, NULL, bar};
+    st.qkv = st.h + C;
+    st.att = st.qkv + Cq + 2 * Ckv;
+    st.o = st.att + Cq;
+    st.gu = st.o + C;
+    st.act = st.gu + 2 * F;
+    float* per_thread_buf = st.act + F;       /* (threads, per_thread) */
 
     #pragma omp parallel num_threads(nthreads_max)
     {
@@ -233,82 +335,18 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
 #endif
         barrier_wait(bar, nt);
         leave_shared_core(tid, nt, cpus);
-        float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (G, n) scores */
-        float* sums = s + G * n;                                  /* (K_max / 32) */
+        float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (rep, n) scores */
+        float* sums = s + rep * n;                                /* (K_max / 32) */
         for (int64_t l = 0; l < L; l++) {
-            float* const* p = vecs + l * DECODE_VECS;
-            const decode_linear_t* lin = linears + l * DECODE_LINEARS;
-            atomic_long* nx = next + l * N_PHASES;
-            const int fused = lin[W_K].w == NULL, swiglu = lin[W_GATE].w != NULL;
-            const float* bq = p[Q_B];                   /* a fused qkv.b holds all three */
-            const float* bk = fused ? at(bq, Cq) : p[K_B];
-            const float* bv = fused ? at(bq, Cq + Ckv) : p[V_B];
-            if (tid == 0) norm(h, x, p[LN1_W], p[LN1_B], C, layernorm, eps);
-            barrier_wait(bar, nt);
-            {   /* 2: q, k, v */
-                const decode_linear_t* ws[3] = {&lin[W_Q], &lin[W_K], &lin[W_V]};
-                const int64_t Ns[3] = {fused ? Cq + 2 * Ckv : Cq, Ckv, Ckv};
-                gemv_tasks(qkv, h, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums);
-            }
-            barrier_wait(bar, nt);
-            /* 3: one kv head per task: its G query heads, its key and value */
-            for (int64_t hk; (hk = atomic_fetch_add_explicit(&nx[PH_HEADS], 1, memory_order_relaxed)) < Hkv;) {
-                float* qg = qkv + hk * G * D;
-                float* k = qkv + Cq + hk * D;
-                float* v = qkv + Cq + Ckv + hk * D;
-                add_bias(qg, at(bq, hk * G * D), G * D);
-                add_bias(k, at(bk, hk * D), D);
-                add_bias(v, at(bv, hk * D), D);
-                if (rope_cos) {
-                    for (int64_t g = 0; g < G; g++) rope_row(qg + g * D, qg + g * D, rope_cos, rope_sin, D / 2);
-                    rope_row(k, k, rope_cos, rope_sin, D / 2);
-                }
-                float* kh = p[K_CACHE] + hk * Smax * D;
-                float* vh = p[V_CACHE] + hk * Smax * D;
-                memcpy(kh + pos * D, k, sizeof(float) * D);
-                memcpy(vh + pos * D, v, sizeof(float) * D);
-                attention_decode_head(att + hk * G * D, qg, kh, vh, G, n, D, scale, s);
-            }
-            barrier_wait(bar, nt);
-            gemv_one(o, att, &lin[W_O], C, Cq, &nx[PH_O], sums);          /* 4: o */
-            barrier_wait(bar, nt);
-            if (tid == 0) {  /* 5 */
-                add_bias(o, p[O_B], C);
-                for (int64_t c = 0; c < C; c++) x[c] += o[c];
-                norm(h, x, p[LN2_W], p[LN2_B], C, layernorm, eps);
-            }
-            barrier_wait(bar, nt);
-            {   /* 6: gate and up, side by side in gu */
-                const decode_linear_t* ws[2] = {swiglu ? &lin[W_GATE] : &lin[W_UP], &lin[W_UP]};
-                const int64_t Ns[2] = {F, F};
-                gemv_tasks(gu, h, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums);
-            }
-            barrier_wait(bar, nt);
-            {   /* 7: this thread's share of the F channels, a multiple of 8 */
-                const int64_t share = ((F + nt - 1) / nt + 7) / 8 * 8;
-                const int64_t f0 = tid * share < F ? tid * share : F;
-                const int64_t f1 = f0 + share < F ? f0 + share : F;
-                float* up = swiglu ? gu + F : gu;
-                add_bias(up + f0, at(p[UP_B], f0), f1 - f0);
-                if (swiglu) {
-                    add_bias(gu + f0, at(p[GATE_B], f0), f1 - f0);
-                    swiglu_span(act + f0, gu + f0, up + f0, f1 - f0);
-                } else {
-                    gelu_span(act + f0, up + f0, f1 - f0);
-                }
-            }
-            barrier_wait(bar, nt);
-            gemv_one(o, act, &lin[W_DOWN], C, F, &nx[PH_DOWN], sums);     /* 8: down */
-            barrier_wait(bar, nt);
-            if (tid == 0) {  /* the next layer's step 1 is thread 0's too: no barrier between */
-                add_bias(o, p[DOWN_B], C);
-                for (int64_t c = 0; c < C; c++) x[c] += o[c];
-            }
+            attention_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS,
+                                next + l * N_PHASES, tid, nt, s, sums);
+            mlp_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, next + l * N_PHASES,
+                          tid, nt, sums);
         }
         if (logits) {    /* the head: final norm (thread 0), then its GEMV in tasks */
-            if (tid == 0) norm(h, x, lnf_w, lnf_b, C, layernorm, eps);
+            if (tid == 0) norm(st.h, x, lnf_w, lnf_b, C, layernorm, eps);
             barrier_wait(bar, nt);
-            gemv_one(logits, h, head, V, C, &next[L * N_PHASES], sums);
+            gemv_one(logits, st.h, head, V, C, &next[L * N_PHASES], sums);
         }
     }
     free(buf), free(next), free(bar), free(cpus);

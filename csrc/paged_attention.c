@@ -1,17 +1,16 @@
 /* csrc/paged_attention.c -- decode attention through a block table (Kwon et al. 2023, Sec. 4.1).
- * Reference: minillm/inference/_native.py:paged_attention_decode_reference.
+ * Reference: minillm/kernels/reference.py:paged_attention_decode.
  *
  * One task per (sequence, query head), spread over OpenMP threads. Each task walks its sequence's
- * blocks in logical order, finds the physical page in the block table, and folds the page into an
- * online softmax (Milakov & Gimelshein 2018): with running max m, normaliser l and accumulator acc,
- * a page with scores s_t updates
- *     m' = max(m, max_t s_t),  l' = l e^{m - m'} + sum_t e^{s_t - m'},  acc' = acc e^{m - m'} + sum_t e^{s_t - m'} v_t
- * so K/V are read once, in place, without gathering the pages into a contiguous copy.
+ * blocks in logical order, finds the physical page in the block table, and folds CHUNK positions
+ * at a time into an online softmax (online_softmax.inc, the same step attention.c takes), so K/V
+ * are read once, in place, without gathering the pages into a contiguous copy.
  */
 #include <math.h>
 #include <string.h>
 #include <omp.h>
 #include "paged_attention.h"
+#include "online_softmax.inc"
 
 #define MAX_D 1024      /* head dims above this are rejected (the accumulator lives on the stack) */
 #define CHUNK 64        /* scores computed per pass over a page */
@@ -53,26 +52,19 @@ int paged_attention_decode(float* out, const float* q, const float* k_pages, con
             memset(acc, 0, (size_t)D * sizeof(float));
             for (int64_t t0 = 0; t0 < n; t0 += CHUNK) {
                 const int64_t t1 = t0 + CHUNK < n ? t0 + CHUNK : n;
-                float mc = -INFINITY;
                 for (int64_t t = t0; t < t1; t++) {
                     const int64_t blk = block_tables[b * max_blocks + t / block_size];
                     const float* kt = k_pages + blk * page + (kh * block_size + t % block_size) * D;
                     s[t - t0] = dot(qv, kt, D) * scale;
-                    if (s[t - t0] > mc) mc = s[t - t0];
                 }
-                const float m_new = mc > m ? mc : m;
-                const float corr = expf(m - m_new);       /* 0 on the first chunk (m = -inf) */
-                l *= corr;
-                for (int64_t d = 0; d < D; d++) acc[d] *= corr;
+                online_softmax_step(s, t1 - t0, &m, &l, acc, D);     /* s becomes p_t */
                 for (int64_t t = t0; t < t1; t++) {
-                    const float p = expf(s[t - t0] - m_new);
+                    const float p = s[t - t0];
                     const int64_t blk = block_tables[b * max_blocks + t / block_size];
                     const float* vt = v_pages + blk * page + (kh * block_size + t % block_size) * D;
-                    l += p;
                     #pragma omp simd
                     for (int64_t d = 0; d < D; d++) acc[d] += p * vt[d];
                 }
-                m = m_new;
             }
             float* o = out + (b * H + h) * D;
             const float inv = 1.0f / l;

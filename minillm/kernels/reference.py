@@ -72,9 +72,9 @@ def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale, bias=None):
     ds = p * (dp - Di) * scale                                           # (B, H, T, S)
     dq[...] = np.matmul(ds, kk)                                          # (B, H, T, D)
     dkk = np.matmul(ds.swapaxes(-1, -2), q)                              # (B, H, S, D)
-    Q = H // Hkv                                                         # query heads per kv head
-    dk[...] = dkk.reshape(B, Hkv, Q, S, D).sum(axis=2)                   # (B, Hkv, S, D)
-    dv[...] = dvv.reshape(B, Hkv, Q, S, D).sum(axis=2)
+    n_rep = H // Hkv                                                     # query heads per kv head
+    dk[...] = dkk.reshape(B, Hkv, n_rep, S, D).sum(axis=2)               # (B, Hkv, S, D)
+    dv[...] = dvv.reshape(B, Hkv, n_rep, S, D).sum(axis=2)
 
 
 def attention_decode(out, q, k_cache, v_cache, lengths, scale):
@@ -86,8 +86,8 @@ def attention_decode(out, q, k_cache, v_cache, lengths, scale):
 
 
 def _attend_one(q, k, v, scale):  # (H, D), (Hkv, n, D), (Hkv, n, D) -> (H, D): one query per head
-    Q = q.shape[0] // k.shape[0]                                         # query heads per kv head
-    kk, vv = np.repeat(k, Q, axis=0), np.repeat(v, Q, axis=0)            # (H, n, D)
+    n_rep = q.shape[0] // k.shape[0]                                     # query heads per kv head
+    kk, vv = np.repeat(k, n_rep, axis=0), np.repeat(v, n_rep, axis=0)        # (H, n, D)
     s = np.einsum("hd,hnd->hn", q, kk) * scale                           # (H, n)
     p = np.exp(s - s.max(axis=-1, keepdims=True))                        # (H, n)
     p /= p.sum(axis=-1, keepdims=True)
