@@ -1,4 +1,5 @@
 /* csrc/decode.c -- one decode step through every block, in one parallel region. See decode.h.
+ * Reference: minillm/kernels/reference.py:decode_step.
  *
  * At decode a block is about ten small operations. Run from Python, each is a wrapper call, and
  * each GEMV or attention call also wakes the sleeping second OpenMP thread (OMP_WAIT_POLICY is

@@ -209,3 +209,71 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     m_hat = m / (1.0 - beta1 ** step)
     v_hat = v / (1.0 - beta2 ** step)
     p -= lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * p)
+
+
+# ----------------------------------------------------------------------------------- decode step
+def _dense(w):  # a decode weight -> (N, K): a float array, or a QuantizedWeight (kernels.native)
+    return w if isinstance(w, np.ndarray) else w.dequantize()
+
+
+def _row_linear(x, w, b):  # (K,), (N, K) weight, (N,) or None -> (N,)
+    W = _dense(w)
+    y = np.empty((1, W.shape[0]), dtype=x.dtype)                         # (1, N)
+    matmul(y, x[None], W)
+    return y[0] if b is None else y[0] + b
+
+
+def _row_norm(x, w, b, eps, layernorm):  # (C,) -> (C,): LayerNorm (with bias b) or RMSNorm
+    y, stat = np.empty((1, x.shape[0]), dtype=x.dtype), np.empty((2, 1), dtype=x.dtype)
+    if layernorm:
+        layernorm_forward(y, stat[0], stat[1], x[None], w, b, eps)
+    else:
+        rmsnorm_forward(y, stat[1], x[None], w, eps)
+    return y[0]
+
+
+def _decode_attention(x, layer, k_cache, v_cache, pos, n_head, rope_cos, rope_sin):
+    """One block's attention at decode: (C,) normed input -> (Cq,) heads side by side; writes
+    k_cache, v_cache (1, Hkv, Smax, D) at slot pos."""
+    Hkv, D = k_cache.shape[1], k_cache.shape[3]
+    Cq, Ckv = n_head * D, Hkv * D
+    if "qkv.w" in layer:                                                 # fused projection (gpt2)
+        q, k, v = np.split(_row_linear(x, layer["qkv.w"], layer.get("qkv.b")), [Cq, Cq + Ckv])
+    else:
+        q, k, v = (_row_linear(x, layer[r + ".w"], layer.get(r + ".b")) for r in "qkv")
+    q, k = q.reshape(1, n_head, 1, D), k.reshape(1, Hkv, 1, D)          # (1, H, 1, D), (1, Hkv, 1, D)
+    if rope_cos is not None:
+        q_rot, k_rot = np.empty_like(q), np.empty_like(k)
+        rope(q_rot, q, rope_cos[None], rope_sin[None])
+        rope(k_rot, k, rope_cos[None], rope_sin[None])
+        q, k = q_rot, k_rot
+    k_cache[0, :, pos], v_cache[0, :, pos] = k[0, :, 0], v.reshape(Hkv, D)
+    att = np.empty((1, n_head, D), dtype=x.dtype)                        # (1, H, D)
+    scale = np.float32(1.0) / np.sqrt(np.float32(D))
+    attention_decode(att, q[:, :, 0], k_cache, v_cache, np.array([pos + 1]), scale)
+    return att.reshape(Cq)
+
+
+def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None,
+                head=None):
+    """One token through every block, composed of the references above in the order csrc/decode.c
+    runs them (arguments as kernels.native.decode_step: x (C,) is replaced by the last block's
+    output; the caches (L, 1, Hkv, Smax, D) get the token's keys and values at slot pos; head =
+    (ln_f.w, ln_f.b or None, W_head) or None). A weight is a float array or a QuantizedWeight, whose
+    dequantize() gives W. Returns logits (V,), or None without a head."""
+    for l, layer in enumerate(layers):
+        h = _row_norm(x, layer["ln1.w"], layer.get("ln1.b"), eps, layernorm)            # (C,)
+        att = _decode_attention(h, layer, k_cache[l], v_cache[l], pos, n_head, rope_cos, rope_sin)
+        x += _row_linear(att, layer["o.w"], layer.get("o.b"))                            # residual
+        h = _row_norm(x, layer["ln2.w"], layer.get("ln2.b"), eps, layernorm)
+        up = _row_linear(h, layer["up.w"], layer.get("up.b"))                            # (F,)
+        act = np.empty_like(up)
+        if layer.get("gate.w") is not None:                                               # SwiGLU
+            swiglu_forward(act, _row_linear(h, layer["gate.w"], layer.get("gate.b")), up)
+        else:                                                                             # GELU
+            gelu_forward(act, up)
+        x += _row_linear(act, layer["down.w"], layer.get("down.b"))                      # residual
+    if head is None:
+        return None
+    lnf_w, lnf_b, w_head = head
+    return _row_linear(_row_norm(x, lnf_w, lnf_b, eps, layernorm), w_head, None)         # (V,)

@@ -1,6 +1,6 @@
 """kernels.decode_step (csrc/decode.c): one cached decode step through every block in one C call.
-Its reference is the model's block-by-block path (the same kernels called one at a time from
-Python), which the model takes when kernels.decode_step is None."""
+It is checked against kernels.reference.decode_step (the per-operation references composed) and
+against the model's block-by-block path, which inference.decode takes when kernels.decode_step is None."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +10,7 @@ from minillm import ModelConfig, Transformer, kernels
 from minillm.inference import generate
 from minillm.inference.kv_cache import KVCache
 from minillm.kernels import native
+from minillm.model import NAMES
 from minillm.inference.decode import forward_cached
 
 pytestmark = pytest.mark.skipif(kernels.decode_step is None, reason="C kernels not built")
@@ -189,3 +190,38 @@ def test_quantized_head_runs_in_the_step_or_in_python(head):
     rng = np.random.default_rng(1)
     (got, _), (want, _) = _decode_both(model, rng.integers(0, 50, 5), rng.integers(0, 50, 3), 8)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=12, deadline=None)
+@given(arch=st.sampled_from(["gpt2", "llama"]), n_kv_head=st.sampled_from([1, 2, 4]), pos=st.integers(0, 9),
+       head=st.booleans(), seed=st.integers(0, 2**16))
+def test_decode_step_equals_its_numpy_reference(arch, n_kv_head, pos, head, seed):
+    """kernels.native.decode_step against kernels.reference.decode_step (the per-operation references
+    composed), from the same caches: the new x, the cache slot it writes, and the logits."""
+    kv_heads = 4 if arch == "gpt2" else n_kv_head
+    model = Transformer(ModelConfig(arch=arch, n_layer=2, n_head=4, n_kv_head=kv_heads, d_model=32,
+                                    vocab_size=50, max_seq_len=16), seed=seed)
+    cfg, rng = model.config, np.random.default_rng(seed)
+    for p in model.params.values():  # non-trivial norms and biases too
+        p += 0.1 * rng.standard_normal(p.shape, dtype=np.float32)
+    shape = (cfg.n_layer, 1, cfg.n_kv_head, 12, cfg.head_dim)
+    k0, v0 = rng.standard_normal((2, *shape), dtype=np.float32)
+    x0 = rng.standard_normal(cfg.d_model, dtype=np.float32)
+    cos = sin = None
+    if cfg.position_scheme == "rope":
+        cos, sin = (np.ascontiguousarray(a[0]) for a in model.rope_tables(np.array([pos])))
+    n, p = NAMES[cfg.arch], model.params
+    head_args = (p[n["ln_f.w"]], p.get(n.get("ln_f.b", "")), p[model.head_weight]) if head else None
+    out = {}
+    for name, step in (("native", native.decode_step), ("reference", kernels.reference.decode_step)):
+        x, k, v = x0.copy(), k0.copy(), v0.copy()
+        logits = step(x, _layers(model), k, v, pos, cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm", cos, sin,
+                      head_args)
+        out[name] = (x, k, v, logits)
+    (x, k, v, logits), (x_ref, k_ref, v_ref, logits_ref) = out["native"], out["reference"]
+    np.testing.assert_allclose(x, x_ref, rtol=1e-4, atol=1e-4)  # float32, summation order differs
+    np.testing.assert_allclose(k, k_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(v, v_ref, rtol=1e-5, atol=1e-5)
+    assert (logits is None) == (not head)
+    if head:
+        np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-4)
