@@ -185,8 +185,27 @@ class Engine:
         self.stats["preempted_recompute"] += 1
 
     def _schedule(self):
-        """-> [(rid, first position, n tokens, slots (n,))] for this step; blocks are reserved."""
-        budget, plan = self.max_num_batched_tokens, []
+        """-> [(rid, first position, n tokens, slots (n,))] for this step; blocks are reserved.
+        Running requests first (preempting the newest when blocks run out), then swapped-out ones
+        back in, then waiting ones, each within the step's token budget; none are admitted in a
+        step that had to preempt."""
+        plan = []
+        budget, preempted = self._schedule_running(self.max_num_batched_tokens, plan)
+        if not preempted:
+            budget = self._schedule_swapped(budget, plan)
+            self._schedule_waiting(budget, plan)
+        return plan
+
+    def _plan(self, plan, rid, start, n):  # reserve n slots for rid from position start
+        plan.append((rid, start, n, self.cache.prepare(rid, n)))
+        return n
+
+    def _set_running(self, rid):
+        self.requests[rid].state = RUNNING
+        self.running.append(rid)
+        self.running.sort()
+
+    def _schedule_running(self, budget, plan):  # -> budget left, whether a request was preempted
         preempted = False
         for rid in sorted(self.running):
             if rid not in self.running or budget <= 0:
@@ -203,9 +222,11 @@ class Engine:
                 if victim == rid:
                     break
             if rid in self.running:
-                plan.append((rid, seq.num_computed, n, self.cache.prepare(rid, n)))
-                budget -= n
-        while self.swapped and not preempted:
+                budget -= self._plan(plan, rid, seq.num_computed, n)
+        return budget, preempted
+
+    def _schedule_swapped(self, budget, plan):  # -> budget left; swaps requests back in, oldest first
+        while self.swapped:
             rid = self.swapped[0]
             seq, host = self.cache.swapped[rid]
             if len(host) + 1 > self.cache.allocator.num_free() - self.watermark_blocks or \
@@ -213,34 +234,31 @@ class Engine:
                 break
             self.swapped.pop(0)
             self.cache.swap_in(rid)
-            self.requests[rid].state = RUNNING
-            self.running.append(rid)
-            self.running.sort()
+            self._set_running(rid)
             seq = self.cache.seqs[rid]
             n = min(len(seq.tokens) - seq.num_computed, budget)
             if self.cache.blocks_needed(rid, n) <= self.cache.allocator.num_free():
-                plan.append((rid, seq.num_computed, n, self.cache.prepare(rid, n)))
-                budget -= n
-        while self.waiting and not preempted and budget > 0 and len(self.running) < self.max_num_seqs:
+                budget -= self._plan(plan, rid, seq.num_computed, n)
+        return budget
+
+    def _schedule_waiting(self, budget, plan):  # admits waiting requests in arrival order
+        allocator = self.cache.allocator
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             rid = self.waiting[0]
             req = self.requests[rid]
-            counters = (self.cache.allocator.queries, self.cache.allocator.hits)
-            done = self.cache.add_sequence(rid, req.tokens)
+            counters = allocator.counters()
+            done = self.cache.add_sequence(rid, req.tokens)   # prefix-cache hits: tokens already done
             left = len(req.tokens) - done
             n = min(left, budget) if self.chunked_prefill else left
             if (not self.chunked_prefill and n > budget and plan) or \
-                    self.cache.blocks_needed(rid, n) > self.cache.allocator.num_free() - self.watermark_blocks:
+                    self.cache.blocks_needed(rid, n) > allocator.num_free() - self.watermark_blocks:
                 self.cache.free(rid)         # undo the prefix-cache lookups; try again next step
-                self.cache.allocator.queries, self.cache.allocator.hits = counters
+                allocator.forget_lookups(counters)
                 break
             self.waiting.popleft()
-            req.state = RUNNING
-            self.running.append(rid)
-            self.running.sort()
+            self._set_running(rid)
             self.stats["cached_prompt_tokens"] += done
-            plan.append((rid, done, n, self.cache.prepare(rid, n)))
-            budget -= n
-        return plan
+            budget -= self._plan(plan, rid, done, n)
 
     # ------------------------------------------------------------------ execution
     def step(self):

@@ -64,6 +64,14 @@ class BlockAllocator:
     def num_used(self):
         return self.num_blocks - self.num_free()
 
+    def counters(self):  # -> (queries, hits), for forget_lookups
+        return self.queries, self.hits
+
+    def forget_lookups(self, since):
+        """Uncount the prefix-cache lookups made after counters() returned `since`: a sequence that
+        was looked up and then withdrawn before it ran (to be retried later) asked nothing yet."""
+        self.queries, self.hits = since
+
     def hit_rate(self):
         return self.hits / self.queries if self.queries else 0.0
 
