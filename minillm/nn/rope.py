@@ -58,71 +58,68 @@ def _original_length(scaling, seq_len):
     return int(L0)
 
 
-def rope_parameters(head_dim, base=10000.0, scaling=None, seq_len=None):
-    """-> (inv_freq (D/2,) float64, attention_factor float). Without scaling: base^(-2i/D), 1.0.
+# One rule per rope_type: (inv_freq (D/2,), D, base, scaling, seq_len) -> (inv_freq', attention factor).
+def _default(inv_freq, D, base, scaling, seq_len):
+    return inv_freq, 1.0
 
-    scaling: None or a Hugging Face style dict, see the module docstring. seq_len: the model's
-    maximum length at construction (Hugging Face's max_position_embeddings, the default for
-    original_max_position_embeddings), or for "dynamic" the current sequence length."""
-    if head_dim % 2:
-        raise ValueError(f"head_dim: RoPE needs an even head dimension, got {head_dim}")
-    D = head_dim
-    kind = rope_type(scaling)
-    if kind not in ROPE_TYPES:
-        raise ValueError(f"scaling: unsupported rope_type {kind!r}; expected one of {ROPE_TYPES}")
-    inv_freq = 1.0 / base ** (np.arange(0, D, 2, dtype=np.float64) / D)   # (D/2,) theta_i
-    if kind == "default":
-        return inv_freq, 1.0
 
-    if kind == "linear":                    # PI: theta_i / s  <=>  position m read as m / s
-        return inv_freq / _factor(scaling), 1.0
+def _linear(inv_freq, D, base, scaling, seq_len):      # PI: theta_i / s  <=>  position m read as m / s
+    return inv_freq / _factor(scaling), 1.0
 
-    if kind == "ntk":                       # base' = base * s^(D/(D-2)): theta_{D/2-1} / s exactly
+
+def _ntk(inv_freq, D, base, scaling, seq_len):         # base' = base * s^(D/(D-2)): theta_{D/2-1} / s exactly
+    s = _factor(scaling)
+    return 1.0 / (base * s ** (D / (D - 2))) ** (np.arange(0, D, 2, dtype=np.float64) / D), 1.0
+
+
+def _dynamic(inv_freq, D, base, scaling, seq_len):     # NTK with s' = s L / L0 - (s - 1), never below 1
+    s = _factor(scaling)
+    L0 = _original_length(scaling, seq_len)
+    L = max(L0 if seq_len is None else int(seq_len), L0)
+    base_l = base * (s * L / L0 - (s - 1)) ** (D / (D - 2))
+    return 1.0 / base_l ** (np.arange(0, D, 2, dtype=np.float64) / D), 1.0
+
+
+def _yarn_attention_factor(scaling, s):
+    def mscale(scale, m=1.0):               # sqrt(1/t) = 0.1 ln(s) + 1 (YaRN eq. 22)
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention_factor = scaling.get("attention_factor")
+    if attention_factor is None:
+        m, m_all = scaling.get("mscale"), scaling.get("mscale_all_dim")
+        attention_factor = mscale(s, m) / mscale(s, m_all) if (m and m_all) else mscale(s)
+    return float(attention_factor)
+
+
+def _yarn(inv_freq, D, base, scaling, seq_len):
+    L0 = _original_length(scaling, seq_len)
+    if scaling.get("factor") is None:       # Hugging Face: s = max_position_embeddings / L0
+        if seq_len is None:
+            raise ValueError("scaling: yarn needs 'factor' or seq_len")
+        s = seq_len / L0
+    else:
         s = _factor(scaling)
-        return 1.0 / (base * s ** (D / (D - 2))) ** (np.arange(0, D, 2, dtype=np.float64) / D), 1.0
+    beta_fast = scaling.get("beta_fast") or 32.0   # rotations over L0 above which we extrapolate
+    beta_slow = scaling.get("beta_slow") or 1.0    # ... below which we interpolate
 
-    if kind == "dynamic":                   # NTK with s' = s L / L0 - (s - 1), never below 1
-        s = _factor(scaling)
-        L0 = _original_length(scaling, seq_len)
-        L = max(L0 if seq_len is None else int(seq_len), L0)
-        base_l = base * (s * L / L0 - (s - 1)) ** (D / (D - 2))
-        return 1.0 / base_l ** (np.arange(0, D, 2, dtype=np.float64) / D), 1.0
+    def dim_of(rotations):                  # the (fractional) dimension index 2i/... whose wavelength
+        # fits `rotations` times in L0: L0 / (2 pi base^(2i/D)) = rotations, solved for i
+        return D * math.log(L0 / (rotations * 2 * math.pi)) / (2 * math.log(base))
 
-    if kind == "yarn":
-        L0 = _original_length(scaling, seq_len)
-        if scaling.get("factor") is None:   # Hugging Face: s = max_position_embeddings / L0
-            if seq_len is None:
-                raise ValueError("scaling: yarn needs 'factor' or seq_len")
-            s = seq_len / L0
-        else:
-            s = _factor(scaling)
+    low, high = dim_of(beta_fast), dim_of(beta_slow)
+    if scaling.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, D - 1)
+    if low == high:
+        high += 0.001                       # avoid 0/0 in the ramp, as Hugging Face does
+    ramp = np.clip((np.arange(D // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)  # (D/2,)
+    keep = 1.0 - ramp                       # 1: extrapolate (original frequency), 0: interpolate
+    inv_freq = inv_freq / s * (1.0 - keep) + inv_freq * keep                            # (D/2,)
+    return inv_freq, _yarn_attention_factor(scaling, s)
 
-        def mscale(scale, m=1.0):           # sqrt(1/t) = 0.1 ln(s) + 1 (YaRN eq. 22)
-            return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
 
-        attention_factor = scaling.get("attention_factor")
-        if attention_factor is None:
-            m, m_all = scaling.get("mscale"), scaling.get("mscale_all_dim")
-            attention_factor = mscale(s, m) / mscale(s, m_all) if (m and m_all) else mscale(s)
-        beta_fast = scaling.get("beta_fast") or 32.0   # rotations over L0 above which we extrapolate
-        beta_slow = scaling.get("beta_slow") or 1.0    # ... below which we interpolate
-
-        def dim_of(rotations):              # the (fractional) dimension index 2i/... whose wavelength
-            # fits `rotations` times in L0: L0 / (2 pi base^(2i/D)) = rotations, solved for i
-            return D * math.log(L0 / (rotations * 2 * math.pi)) / (2 * math.log(base))
-
-        low, high = dim_of(beta_fast), dim_of(beta_slow)
-        if scaling.get("truncate", True):
-            low, high = math.floor(low), math.ceil(high)
-        low, high = max(low, 0), min(high, D - 1)
-        if low == high:
-            high += 0.001                   # avoid 0/0 in the ramp, as Hugging Face does
-        ramp = np.clip((np.arange(D // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)  # (D/2,)
-        keep = 1.0 - ramp                   # 1: extrapolate (original frequency), 0: interpolate
-        inv_freq = inv_freq / s * (1.0 - keep) + inv_freq * keep                        # (D/2,)
-        return inv_freq, float(attention_factor)
-
-    # llama3: wavelength lambda_i = 2 pi / theta_i compared with L0 / high and L0 / low
+def _llama3(inv_freq, D, base, scaling, seq_len):
+    # wavelength lambda_i = 2 pi / theta_i compared with L0 / high and L0 / low
     s = _factor(scaling)
     L0 = _original_length(scaling, seq_len)
     try:
@@ -137,6 +134,27 @@ def rope_parameters(head_dim, base=10000.0, scaling=None, seq_len=None):
     blended = (1 - smooth) * scaled / s + smooth * scaled
     medium = (wavelen >= L0 / hi_f) & (wavelen <= L0 / lo_f)
     return np.where(medium, blended, scaled), 1.0
+
+
+RULES = {"default": _default, "linear": _linear, "ntk": _ntk, "dynamic": _dynamic, "yarn": _yarn,
+         "llama3": _llama3}
+assert tuple(RULES) == ROPE_TYPES
+
+
+def rope_parameters(head_dim, base=10000.0, scaling=None, seq_len=None):
+    """-> (inv_freq (D/2,) float64, attention_factor float). Without scaling: base^(-2i/D), 1.0.
+
+    scaling: None or a Hugging Face style dict, see the module docstring; RULES holds one rule per
+    rope_type. seq_len: the model's maximum length at construction (Hugging Face's
+    max_position_embeddings, the default for original_max_position_embeddings), or for "dynamic"
+    the current sequence length."""
+    if head_dim % 2:
+        raise ValueError(f"head_dim: RoPE needs an even head dimension, got {head_dim}")
+    kind = rope_type(scaling)
+    if kind not in RULES:
+        raise ValueError(f"scaling: unsupported rope_type {kind!r}; expected one of {ROPE_TYPES}")
+    inv_freq = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)   # (D/2,) theta_i
+    return RULES[kind](inv_freq, head_dim, base, scaling, seq_len)
 
 
 def rope_tables(positions, inv_freq, attention_factor=1.0, dtype=np.float32):
