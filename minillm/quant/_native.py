@@ -8,16 +8,10 @@ pointers once, when the layer is built; each call then only checks x, allocates 
 takes two pointers (kernels.native's pointer helpers, ffi.from_buffer underneath)."""
 import numpy as np
 
-from ..kernels.native import QuantizedWeight, f32, pointer
-
-try:
-    from minillm._native import ffi, lib
-    _HAVE = hasattr(lib, "quant_matmul")
-except ImportError:
-    ffi = lib = None
-    _HAVE = False
-
+from ..kernels.native import QuantizedWeight, f32, ffi, lib, pointer  # lib None: extension not built
 from .formats import GGML_BLOCKS, NF4_BLOCK
+
+_HAVE = lib is not None and hasattr(lib, "quant_matmul")
 
 FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K": 6}
 

@@ -14,15 +14,10 @@ import threading
 
 import numpy as np
 
-from ..kernels.native import pointer
+from ..kernels.native import ffi, lib, pointer  # lib None: no compiler at install time
 from . import patterns
 
-try:
-    from minillm._native import ffi, lib
-    _HAVE = hasattr(lib, "bpe_encode")
-except ImportError:  # no compiler at install time
-    ffi = lib = None
-    _HAVE = False
+_HAVE = lib is not None and hasattr(lib, "bpe_encode")
 
 
 def available():
