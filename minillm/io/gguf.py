@@ -335,7 +335,7 @@ def _read_tokenizer(meta):
             except KeyError:
                 raise ValueError(f"tokenizer.ggml.tokens[{i}]: {s!r} is not a byte-level BPE token") from None
     if not merges and all(vocab.get(i) == bytes([i]) for i in range(256)) and len(vocab) == 256 and not special:
-        from ..train import ByteTokenizer
+        from ..tokenizer.byte import ByteTokenizer
         return ByteTokenizer()
     from ..tokenizer import BPETokenizer
     from ..tokenizer import patterns

@@ -26,29 +26,11 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 
+from ..io.atomic import write_bytes_atomic
 from . import patterns
 
 MAGIC = "minillm-bpe 1"
-
-
-def _atomic_write_bytes(path, data):
-    """Write to a temp file in the same folder, fsync, rename: the file appears whole or not at all."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read_bytes(path, what):
@@ -73,7 +55,7 @@ def save(tok, path):
         lines += [f"{a} {b} {c}" for (a, b), (_, c) in ranked]
     body = "\n".join(lines) + "\n"
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-    _atomic_write_bytes(path, (body + f"sha256 {digest}\n").encode("utf-8"))
+    write_bytes_atomic(path, (body + f"sha256 {digest}\n").encode("utf-8"))
 
 
 def load(cls, path):
@@ -174,7 +156,7 @@ def from_tiktoken(cls, path_or_ranks, pattern, special_tokens=None):
 def write_tiktoken(tok, path):
     """A .tiktoken rank file of the ordinary tokens (ranks = ids)."""
     lines = [f"{base64.b64encode(b).decode('ascii')} {i}" for i, b in sorted(tok.vocab.items())]
-    _atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("ascii"))
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode("ascii"))
 
 
 # ------------------------------------------------------------------------------ GPT-2 / HF
@@ -232,8 +214,8 @@ def save_gpt2(tok, vocab_path, merges_path):
     vocab = {_to_gpt2(b): i for i, b in sorted(tok.vocab.items())}
     vocab.update(tok.special_tokens)
     lines = ["#version: 0.2"] + [f"{_to_gpt2(tok.vocab[a])} {_to_gpt2(tok.vocab[b])}" for a, b in tok.merge_list()]
-    _atomic_write_bytes(vocab_path, json.dumps(vocab, ensure_ascii=False).encode("utf-8"))
-    _atomic_write_bytes(merges_path, ("\n".join(lines) + "\n").encode("utf-8"))
+    write_bytes_atomic(vocab_path, json.dumps(vocab, ensure_ascii=False).encode("utf-8"))
+    write_bytes_atomic(merges_path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def load_gpt2(cls, vocab_path, merges_path, pattern=patterns.GPT2, special_tokens=None):
@@ -270,7 +252,7 @@ def save_hf(tok, path):
                   "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
                   "ignore_merges": False, "vocab": vocab, "merges": merges},
     }
-    _atomic_write_bytes(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
+    write_bytes_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
 def load_hf(cls, path, pattern=None):

@@ -73,7 +73,8 @@ def test_load_gguf_round_trip(model, dtype, tmp_path):
 
 def test_tokenizer_metadata_round_trip(tmp_path):
     from minillm.tokenizer import BPETokenizer
-    from minillm.train import ByteTokenizer, corpus_text
+    from minillm.tokenizer import ByteTokenizer
+    from minillm.train import corpus_text
     text = corpus_text()[:20000]
     tok = BPETokenizer.train(text, vocab_size=300, special_tokens=["<|endoftext|>"])
     cfg = ModelConfig.preset("llama-tiny", vocab_size=320)
