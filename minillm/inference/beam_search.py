@@ -12,15 +12,10 @@ engine.py (independent requests): the beams compete and share memory.
 """
 import numpy as np
 
+from ..nn.softmax import log_softmax
 from .engine import paged_forward
 from .generate import check_length, check_prompt
 from .paged_kv_cache import PagedKVCache
-
-
-def log_softmax(z):  # (..., V) -> (..., V) float64
-    z = np.asarray(z, dtype=np.float64)
-    m = z.max(axis=-1, keepdims=True)
-    return z - m - np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
 
 
 def beam_search(model, prompt_ids, max_new_tokens, beam_width=4, length_penalty=1.0, eos=None,
@@ -47,7 +42,8 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4, length_penalty=
 
     cache.add_sequence(0, ids.tolist())
     slots = cache.prepare(0, len(ids))
-    logp = log_softmax(paged_forward(model, cache, [(0, 0, len(ids), slots)], use_native)[-1])  # (V,)
+    logits = paged_forward(model, cache, [(0, 0, len(ids), slots)], use_native)[-1]          # (V,)
+    logp = log_softmax(logits.astype(np.float64))                                          # (V,)
     cache.commit(0, len(ids))
     beams = [(0, 0.0)]                         # (sid, score) of live beams
     step_logp = logp[None, :]                  # (B, V): next-token log-probs of each live beam
@@ -93,7 +89,7 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4, length_penalty=
             seq = cache.seqs[sid]
             plan.append((sid, seq.num_computed, 1, cache.prepare(sid, 1)))
         peak = max(peak, cache.allocator.num_used())
-        step_logp = log_softmax(paged_forward(model, cache, plan, use_native))   # (B, V)
+        step_logp = log_softmax(paged_forward(model, cache, plan, use_native).astype(np.float64))  # (B, V)
         for sid, _ in beams:
             cache.commit(sid, 1)
     finished.sort(key=lambda x: -x[1])
