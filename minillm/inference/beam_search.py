@@ -12,6 +12,7 @@ engine.py (independent requests): the beams compete and share memory.
 """
 import numpy as np
 
+from ..kernels.arith import ceil_div
 from ..nn.softmax import log_softmax
 from .engine import paged_forward
 from .generate import check_length, check_prompt
@@ -30,7 +31,7 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4, length_penalty=
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
     check_length(model, len(ids) + max_new_tokens)
-    per_seq = -(-(len(ids) + max_new_tokens) // block_size)
+    per_seq = ceil_div(len(ids) + max_new_tokens, block_size)
     if num_blocks is None:
         num_blocks = W * per_seq + W          # enough even with no sharing at all
     cache = PagedKVCache(model.config, num_blocks, block_size, enable_prefix_caching=False)

@@ -14,6 +14,7 @@ ggml_quants.py.
 import numpy as np
 
 from .. import kernels
+from ..kernels.arith import ceil_div
 from . import _native
 from .formats import GGML_BLOCKS, NF4_BLOCK, NF4_CODE, NF4_DQ_BLOCK
 from .ggml_quants import dequantize_blocks
@@ -189,8 +190,8 @@ class NF4Linear(QuantizedLinear):
         nblk = N * 2 * K2 // NF4_BLOCK
         if absmax_code.shape != (nblk,) or absmax_code.dtype != np.int8:
             raise ValueError(f"absmax_code: expected int8 shape ({nblk},), got {absmax_code.dtype} {absmax_code.shape}")
-        if absmax_scale.shape != (-(-nblk // NF4_DQ_BLOCK),):
-            raise ValueError(f"absmax_scale: expected shape ({-(-nblk // NF4_DQ_BLOCK)},), got {absmax_scale.shape}")
+        if absmax_scale.shape != (ceil_div(nblk, NF4_DQ_BLOCK),):
+            raise ValueError(f"absmax_scale: expected shape ({ceil_div(nblk, NF4_DQ_BLOCK)},), got {absmax_scale.shape}")
         self.packed, self.absmax_code = np.ascontiguousarray(packed), absmax_code
         self.absmax_scale = np.asarray(absmax_scale, dtype=np.float32)
         self.absmax_mean = np.asarray(absmax_mean, dtype=np.float32).reshape(())
