@@ -29,8 +29,7 @@ import numpy as np  # noqa: E402
 
 from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.inference import Engine  # noqa: E402
-from minillm.inference._native import (_HAVE_C, paged_attention_decode,  # noqa: E402
-                                       paged_attention_decode_reference)
+from minillm.inference._native import _HAVE_C, paged_attention_decode  # noqa: E402
 
 
 def memory_table(n_requests, seed=0):
@@ -103,7 +102,7 @@ def kernel_table(repeats=20):
                 f()
                 ts.append(time.perf_counter() - t)
             return float(np.median(ts)) * 1e3
-        ref = med(lambda: paged_attention_decode_reference(q, kp, vp, tables, lengths, 0.125))
+        ref = med(lambda: paged_attention_decode(q, kp, vp, tables, lengths, 0.125, use_native=False))
         c = med(lambda: paged_attention_decode(q, kp, vp, tables, lengths, 0.125)) if _HAVE_C else float("nan")
         print(f"{B:4d} {S:7d} {ref:16.2f} {c:7.3f} {ref / c:7.1f}x")
 

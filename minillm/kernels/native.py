@@ -11,6 +11,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .arith import ceil_div
+
 # The C kernels' OpenMP threads and OpenBLAS's threads take turns every layer. With OpenMP's default
 # (spin for a while after each parallel region), idle-spinning kernel threads starve the BLAS
 # threads of the 2 cores and vice versa: decode of the 124M model measured 6.7 tok/s instead of
@@ -219,7 +221,7 @@ def check_paged_attention(q, k_pages, v_pages, block_tables, lengths):
            f"lengths: expected values in [1, {MB * bs}] (block table width x block size), "
            f"got [{lengths.min() if B else ''}, {lengths.max() if B else ''}]")
     for b in range(B):  # every block a sequence will read must exist
-        used = block_tables[b, :(int(lengths[b]) + bs - 1) // bs]
+        used = block_tables[b, :ceil_div(int(lengths[b]), bs)]
         _check(not used.size or (used.min() >= 0 and used.max() < NB),
                f"block_tables: row {b} points outside [0, {NB}): {used.tolist()}")
     return block_tables, lengths

@@ -12,6 +12,8 @@ covers training S == T, prefill onto a cache and single-token decode).
 """
 import numpy as np
 
+from .arith import ceil_div
+
 GELU_C = np.sqrt(2.0 / np.pi)
 
 
@@ -103,7 +105,7 @@ def paged_attention_decode(out, q, k_pages, v_pages, block_tables, lengths, scal
     Hkv, bs = k_pages.shape[1], k_pages.shape[2]
     for b in range(q.shape[0]):
         n = int(lengths[b])
-        pages = block_tables[b, :(n + bs - 1) // bs]                     # the pages holding 0..n-1
+        pages = block_tables[b, :ceil_div(n, bs)]                     # the pages holding 0..n-1
         k = k_pages[pages].transpose(1, 0, 2, 3).reshape(Hkv, -1, D)[:, :n]  # (Hkv, n, D)
         v = v_pages[pages].transpose(1, 0, 2, 3).reshape(Hkv, -1, D)[:, :n]
         out[b] = _attend_one(q[b].astype(np.float64), k, v, scale)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from minillm import kernels
 from minillm.inference import _native
 from minillm.inference._native import paged_attention_decode
+from minillm.kernels.arith import ceil_div
 
 
 def paged_attention_decode_reference(q, k_pages, v_pages, block_tables, lengths, scale):
@@ -23,7 +24,7 @@ def random_case(seed, B, Hkv, group, D, bs, max_len):
     rng = np.random.default_rng(seed)
     H = Hkv * group
     lengths = rng.integers(1, max_len + 1, size=B).astype(np.int32)
-    MB = -(-max_len // bs)
+    MB = ceil_div(max_len, bs)
     NB = B * MB + 3
     perm = rng.permutation(NB)
     tables = perm[:B * MB].reshape(B, MB).astype(np.int32)
