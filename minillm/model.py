@@ -222,7 +222,7 @@ class BlockCache(NamedTuple):
     k_norm: tuple      # QK-norm of k (B, Hkv, T, D), or None
     rope_q: tuple      # rotation tables (T, D/2) x 2 for q, or None
     rope_k: tuple      # the same for k, or None
-    attn: tuple        # attention's cache: q (B, H, T, D), k, v (B, Hkv, T, D), out, lse (B, H, T)
+    attn: tuple        # nn.attention.AttentionCache (segmented: bounds and one per document)
     o: tuple           # output projection's cache; input (N, C)
     ln2: tuple         # second norm's cache; input x1 (B, T, C), the residual after attention
     up: tuple          # up projection's cache; input (N, C)

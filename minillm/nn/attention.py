@@ -2,9 +2,22 @@
 (Ainslie et al. 2023): softmax(q k^T / sqrt(D) + mask) v. The kernels (reference.py, csrc/) are
 tiled with an online softmax, so only the (B, H, T) log-sum-exp is kept for backward, not the
 (B, H, T, S) probabilities."""
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import kernels
+
+
+class AttentionCache(NamedTuple):
+    """What attention_forward keeps for attention_backward."""
+    q: np.ndarray       # (B, H, T, D)
+    k: np.ndarray       # (B, Hkv, S, D)
+    v: np.ndarray       # (B, Hkv, S, D)
+    out: np.ndarray     # (B, H, T, D)
+    lse: np.ndarray     # (B, H, T) log-sum-exp of each query row's scores
+    scale: float        # 1 / sqrt(D)
+    bias: np.ndarray    # additive score bias broadcastable to (B, H, T, S), or None
 
 
 def attention_forward(q, k, v, bias=None):  # (B, H, T, D), (B, Hkv, S, D) x 2 -> (B, H, T, D), cache
@@ -17,13 +30,13 @@ def attention_forward(q, k, v, bias=None):  # (B, H, T, D), (B, Hkv, S, D) x 2 -
     out = np.empty_like(q)                                               # (B, H, T, D)
     lse = np.empty((B, H, T), dtype=q.dtype)                             # (B, H, T)
     kernels.attention_forward(out, lse, q, k, v, scale, bias)
-    return out, (q, k, v, out, lse, scale, bias)
+    return out, AttentionCache(q, k, v, out, lse, scale, bias)
 
 
 def attention_backward(dout, cache):  # (B, H, T, D) -> dq, dk, dv
-    q, k, v, out, lse, scale, bias = cache
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    kernels.attention_backward(dq, dk, dv, np.ascontiguousarray(dout), q, k, v, out, lse, scale, bias)
+    c = cache
+    dq, dk, dv = np.empty_like(c.q), np.empty_like(c.k), np.empty_like(c.v)
+    kernels.attention_backward(dq, dk, dv, np.ascontiguousarray(dout), c.q, c.k, c.v, c.out, c.lse, c.scale, c.bias)
     return dq, dk, dv
 
 
@@ -52,7 +65,7 @@ def segmented_attention_forward(q, k, v, bounds):  # (B, H, T, D), (B, Hkv, T, D
 def segmented_attention_backward(dout, cache):  # (B, H, T, D) -> dq, dk, dv
     bounds, caches = cache
     B, H, T, D = dout.shape
-    Hkv = caches[0][1].shape[1]
+    Hkv = caches[0].k.shape[1]
     dq = np.empty_like(dout)                                             # (B, H, T, D)
     dk = np.empty((B, Hkv, T, D), dtype=dout.dtype)                      # (B, Hkv, T, D)
     dv = np.empty_like(dk)

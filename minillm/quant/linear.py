@@ -22,6 +22,10 @@ from .rtn import dequantize_int4, dequantize_int8
 
 GEMV_MAX_M = 4     # up to this many rows the fused kernel re-reads each weight row from L1 per x row
 TILE_N = 256       # rows of W decoded per tile on the prefill path
+# up to this many rows of x the fused kernel decodes each block of W once: its generic path dots a
+# decoded block with up to 8 rows of x per pass (MB in csrc/quant.c). Past that it would decode W
+# again for every pass, and decoding a tile of W to float32 for the BLAS GEMM (TILE_N) wins.
+FUSED_MAX_M = 2 * GEMV_MAX_M
 
 
 def quantize_x_int8(x, block):  # (M, K) float32 -> codes (M, K/block, block) float32, d (M, K/block) float32
@@ -76,7 +80,7 @@ class QuantizedLinear:
         if kernel is None:
             return self.matmul_reference(x)
         M, N = x.shape[0], self.shape[0]
-        if M <= 2 * GEMV_MAX_M or N < TILE_N:
+        if M <= FUSED_MAX_M or N < TILE_N:
             return kernel.matmul(x)
         out = np.empty((M, N), dtype=np.float32)
         for n0 in range(0, N, TILE_N):  # prefill: decode a tile, then the dense blocked GEMM

@@ -11,7 +11,7 @@ from minillm.inference import generate
 from minillm.inference.kv_cache import KVCache
 from minillm.kernels import native
 from minillm.model import NAMES
-from minillm.inference.decode import forward_cached
+from minillm.inference.decode import decode_weight, forward_cached
 
 pytestmark = pytest.mark.skipif(kernels.decode_step is None, reason="C kernels not built")
 
@@ -225,3 +225,21 @@ def test_decode_step_equals_its_numpy_reference(arch, n_kv_head, pos, head, seed
     assert (logits is None) == (not head)
     if head:
         np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt, bits, group", [("int8", 8, 128), ("int4", 4, 32), ("q4_K", 4, 32)])
+def test_quantized_decode_step_equals_its_numpy_reference(fmt, bits, group):
+    """With quantized weights the reference multiplies by each QuantizedWeight's dequantize()."""
+    model = _quantized("llama", fmt, bits, group)
+    cfg, rng = model.config, np.random.default_rng(1)
+    layers = [{role: decode_weight(model, name) if name in model.quantized else model.params.get(name)
+               for role, name in n.items()} for n in model.layer_names]
+    assert any(not isinstance(w, np.ndarray) for w in layers[0].values() if w is not None)
+    shape = (cfg.n_layer, 1, cfg.n_kv_head, 8, cfg.head_dim)
+    k0, v0 = rng.standard_normal((2, *shape), dtype=np.float32)
+    x0 = rng.standard_normal(cfg.d_model, dtype=np.float32)
+    cos, sin = (np.ascontiguousarray(a[0]) for a in model.rope_tables(np.array([3])))
+    x, x_ref = x0.copy(), x0.copy()
+    native.decode_step(x, layers, k0.copy(), v0.copy(), 3, cfg.n_head, cfg.norm_eps, False, cos, sin)
+    kernels.reference.decode_step(x_ref, layers, k0.copy(), v0.copy(), 3, cfg.n_head, cfg.norm_eps, False, cos, sin)
+    np.testing.assert_allclose(x, x_ref, rtol=1e-4, atol=1e-4)  # float32, summation order differs
