@@ -331,7 +331,8 @@ class Transformer:
             return layernorm_backward(dy, cache)
         return (*rmsnorm_backward(dy, cache), None)
 
-    def _check_tokens(self, tokens, name="tokens"):
+    def check_tokens(self, tokens, name="tokens"):  # -> (B, T) int array, ids in [0, V)
+        """tokens as a 2-D int array (a 1-D one becomes one row), or a ValueError naming them."""
         tokens = np.asarray(tokens)
         if tokens.ndim == 1:
             tokens = tokens[None, :]
@@ -537,7 +538,7 @@ class Transformer:
     def forward(self, tokens):
         """tokens (B, T) int -> logits (B, T, V) float32. Decoding with a KV cache (tokens at
         positions pos..pos+T-1 attending to the cached ones) is minillm.inference.decode.forward_cached."""
-        tokens = self._check_tokens(tokens)
+        tokens = self.check_tokens(tokens)
         logits, _ = self._forward(tokens, keep_caches=False)
         return logits.reshape(*tokens.shape, -1)
 
@@ -546,14 +547,14 @@ class Transformer:
         -> (B, H, T, D) (see _block_forward): how paged KV caches and packed batches of ragged
         sequences run the model. Returns logits (B, T, V). For an ALiBi model the hook must add
         the bias: nn.alibi.alibi_attention_forward(q, k_all, v_all, self.alibi_slopes)[0]."""
-        tokens = self._check_tokens(tokens)
+        tokens = self.check_tokens(tokens)
         logits, _ = self._forward(tokens, keep_caches=False, positions=positions, attend=attend)
         return logits.reshape(*tokens.shape, -1)
 
     def loss_and_grads(self, tokens, targets, checkpoint=False):
         """Mean next-token cross-entropy (+ z_loss) and its gradient for every parameter.
         tokens, targets (B, T) int; targets < 0 are ignored. -> (loss: float, grads: dict like params)"""
-        tokens = self._check_tokens(tokens)
+        tokens = self.check_tokens(tokens)
         if self.quantized:
             raise ValueError("model: quantized models are inference-only (no backward pass)")
         targets = np.asarray(targets)
@@ -571,7 +572,7 @@ class Transformer:
         Packed sequences (several documents per row, minillm.align.sft): segments (T,) int gives
         each column's document id -- attention is causal within each run of equal ids and never
         crosses into another document -- and positions (T,) restarts at 0 for each document."""
-        tokens = self._check_tokens(tokens)
+        tokens = self.check_tokens(tokens)
         if self.quantized:
             raise ValueError("model: quantized models are inference-only (no backward pass)")
         logits, caches = self._forward(tokens, checkpoint=checkpoint, positions=positions, segments=segments)
@@ -586,12 +587,12 @@ class Transformer:
 
     def loss(self, tokens, targets):
         """Mean next-token cross-entropy (no z-loss, no gradients): for evaluation."""
-        tokens = self._check_tokens(tokens)
+        tokens = self.check_tokens(tokens)
         logits, _ = self._forward(tokens, keep_caches=False)
         return cross_entropy_forward(logits, np.asarray(targets).reshape(-1))[0]
 
     def activation_bytes(self, tokens, checkpoint=False):
         """Bytes of the arrays kept between forward and backward for a batch: what activation
         checkpointing saves is activation_bytes(t) - activation_bytes(t, checkpoint=True)."""
-        logits, caches = self._forward(self._check_tokens(tokens), checkpoint=checkpoint)
+        logits, caches = self._forward(self.check_tokens(tokens), checkpoint=checkpoint)
         return logits.nbytes + caches.nbytes(exclude=self.params.values())

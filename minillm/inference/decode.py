@@ -86,7 +86,7 @@ def decode_native(model, tokens, kv):
     kernel), and the caller then takes the block-by-block path. Does not advance kv.pos."""
     if not _fits_native(model, tokens, kv):
         return None
-    tokens = model._check_tokens(tokens)
+    tokens = model.check_tokens(tokens)
     cfg, p, pos = model.config, model.params, kv.pos
     if pos >= kv.k.shape[3]:
         raise ValueError(f"kv_cache: {pos + 1} positions exceed its capacity {kv.k.shape[3]}")
