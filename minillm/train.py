@@ -240,17 +240,6 @@ def loss_curve(history, path=None, width=60, height=12):
     return "\n".join(rows)
 
 
-def load_run_tokenizer(run_dir):
-    """The tokenizer `minillm train` used for run_dir (BPE file, or the byte fallback)."""
-    path = os.path.join(run_dir, "tokenizer.model")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir}: no tokenizer.model (was it written by `minillm train`?)")
-    if ByteTokenizer.is_file(path):
-        return ByteTokenizer()
-    from .tokenizer import BPETokenizer
-    return BPETokenizer.load(path)
-
-
 def get_tokenizer(kind, text, vocab_size, run_dir, log=print):
     """A BPE vocabulary trained on `text` (cached on disk), or bytes. Saved as run_dir/tokenizer.model."""
     tok = None

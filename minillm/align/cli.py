@@ -34,7 +34,7 @@ def register(subparsers):
 def main(args):
     from ..checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from ..optim import AdamW
-    from ..train import load_run_tokenizer
+    from ..run_folder import load_run_tokenizer
     from .sft import SFTConfig, load_jsonl, sft_eval_loss, sft_train, tokenize_conversation
 
     ckpt = latest_checkpoint(os.path.join(args.run, "ckpt"))

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from ..run_folder import load_run
 from .generate import generate
 
 REPLACEMENT = "\ufffd"
@@ -43,23 +44,6 @@ class StreamDecoder:
     @property
     def text(self):
         return self.tokenizer.decode(self.ids)
-
-
-def load_run(run_dir):
-    """(model, tokenizer) of a `minillm train` run directory, or ValueError saying what is missing."""
-    from ..checkpoint import latest_checkpoint, load_checkpoint
-    from ..train import load_run_tokenizer
-    ckpt_dir = os.path.join(run_dir, "ckpt")
-    path = latest_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
-    if path is None:
-        raise ValueError(f"--run: {run_dir} has no checkpoint in {ckpt_dir}; run `minillm train --out "
-                         f"{run_dir}` first")
-    model = load_checkpoint(path)[0]
-    try:
-        tokenizer = load_run_tokenizer(run_dir)
-    except FileNotFoundError as e:
-        raise ValueError(f"--run: {e}; run `minillm train --out {run_dir}` first") from None
-    return model, tokenizer
 
 
 def _add_sampling_args(p, max_new_tokens):
@@ -104,7 +88,7 @@ def _fit_prompt(model, ids, max_new_tokens):
 def cmd_generate(args, out=None):
     out = out or sys.stdout
     try:
-        model, tok = load_run(args.run)
+        model, tok = load_run(args.run, "--run")
         ids = tok.encode(args.prompt)
         if not ids:
             raise ValueError("--prompt: encodes to no tokens")
@@ -198,7 +182,7 @@ def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=N
 def cmd_chat(args, stdin=None, out=None):
     stdin, out = stdin or sys.stdin, out or sys.stdout
     try:
-        model, tok = load_run(args.run)
+        model, tok = load_run(args.run, "--run")
     except ValueError as e:
         print(f"minillm chat: {e}", file=sys.stderr)
         return 1

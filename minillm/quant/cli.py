@@ -26,13 +26,12 @@ def _progress_bar(stream):
 
 
 def _load(args):
-    from ..checkpoint import latest_checkpoint, load_checkpoint
-    from ..train import corpus_text, load_run_tokenizer
-    path = latest_checkpoint(args.run + "/ckpt")
-    if path is None:
-        raise SystemExit(f"--run: no checkpoint under {args.run}/ckpt (train one with `minillm train`)")
-    model = load_checkpoint(path)[0]
-    tok = load_run_tokenizer(args.run)
+    from ..run_folder import load_run
+    from ..train import corpus_text
+    try:
+        model, tok = load_run(args.run, "--run")
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     T = min(model.config.max_seq_len, 256)
     ids = np.asarray(tok.encode(corpus_text()[:200_000]), dtype=np.int64)
     n = max(1, min(args.calib_tokens, len(ids)) // T)

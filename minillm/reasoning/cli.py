@@ -7,8 +7,8 @@ import sys
 
 
 def _load_run(run_dir):
-    from ..inference.cli import load_run
-    return load_run(run_dir)
+    from ..run_folder import load_run
+    return load_run(run_dir, "--run")
 
 
 def register(subparsers):
