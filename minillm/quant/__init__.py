@@ -12,7 +12,6 @@ S cache slots, G quant group; a weight W is (N, K) = (out, in) and a matmul inpu
   ggml_quants.py  Q8_0 / Q4_0 / Q4_K / Q6_K, byte-exact with ggml's quantizers
   linear.py       quantized linear objects for Transformer(quantized=...), fused C kernels
   api.py          quantize(model, ...), save_quantized / load_quantized
-  cli.py          `minillm quantize`
 """
 from .api import FORMATS, METHODS, load_quantized, model_bytes, quantize, save_quantized
 

@@ -9,7 +9,7 @@
 """
 import sys
 
-from . import BPETokenizer, UnigramTokenizer, patterns
+from ..tokenizer import BPETokenizer, UnigramTokenizer, patterns
 
 
 def load_any(path):

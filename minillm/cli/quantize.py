@@ -9,7 +9,10 @@ import time
 
 import numpy as np
 
-from .api import FORMATS, METHODS
+from ..loaders.gguf import save_gguf
+from ..quant import FORMATS, METHODS, quantize, save_quantized
+from ..run_folder import load_run
+from ..train import corpus_text
 
 
 def _progress_bar(stream):
@@ -26,8 +29,6 @@ def _progress_bar(stream):
 
 
 def _load(args):
-    from ..run_folder import load_run
-    from ..train import corpus_text
     try:
         model, tok = load_run(args.run, "--run")
     except ValueError as e:
@@ -40,7 +41,6 @@ def _load(args):
 
 
 def main(args):
-    from .api import quantize, save_quantized
     if not args.out and not args.gguf:
         print("minillm quantize: give --out and/or --gguf", file=sys.stderr)
         return 2
@@ -52,7 +52,6 @@ def main(args):
         save_quantized(qm, args.out)
         print(f"wrote {args.out}")
     if args.gguf:
-        from ..loaders.gguf import save_gguf
         save_gguf(model, args.gguf, dtype=args.gguf_dtype, tokenizer=tok)
         print(f"wrote {args.gguf}")
     return 0
