@@ -10,16 +10,15 @@ data index is part of the checkpoint, so resuming reproduces the uninterrupted r
 """
 import dataclasses
 import math
-import os
-import sys
 import time
 from dataclasses import dataclass
+
+from pydoc_data.topics import topics
 
 import numpy as np
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .io.tokens import read_tokens
-from .model import ModelConfig, Transformer
 from .optim import SCHEDULES, AdamW, clip_grad_norm, global_grad_norm
 
 
@@ -106,62 +105,84 @@ def evaluate(model, batches, n_batches):
     return float(np.mean([model.loss(*batches.batch(i)) for i in range(n_batches)]))
 
 
-def train(model, tc, log=print, resume=True, fault=None):
-    """Train `model` in place per TrainConfig `tc`; returns (model, history).
+def _restore(path, model, opt, spikes):
+    """Load checkpoint `path` into model, optimizer and spike detector in place (callers' references
+    to model.params stay valid); -> (step, data_index) it was saved at."""
+    loaded, opt_step, opt_state, state = load_checkpoint(path)
+    for k in model.params:
+        model.params[k][...] = loaded.params[k]
+    opt.load_state_dict(opt_step, opt_state)
+    spikes.load(state["spikes"])
+    return state["step"], state["data_index"]
 
-    history: list of dicts (step, loss, grad_norm, lr, tok_per_s, and val_loss on eval steps),
-    plus events for rollbacks. If resume and out_dir has a checkpoint, training continues from it
-    (the model passed in is replaced by the checkpoint's). `fault(step, grads)` is a test hook that
-    may corrupt a step's gradients to exercise the rollback path."""
+
+def _save(tc, model, opt, spikes, step, data_index):
+    save_checkpoint(tc.out_dir, model, opt, {"step": step, "data_index": data_index,
+                                             "spikes": spikes.state(), "train_config": dataclasses.asdict(tc)})
+
+
+def _accumulated_grads(model, data, data_index, tc):
+    """Mean loss and gradients over tc.grad_accum micro-batches from data index `data_index` on."""
+    loss, grads = 0.0, None
+    for i in range(tc.grad_accum):
+        x, y = data.batch(data_index + i)
+        l, g = model.loss_and_grads(x, y, checkpoint=tc.activation_checkpointing)
+        loss += l / tc.grad_accum
+        if grads is None:
+            grads = g
+        else:
+            for k in grads:
+                grads[k] += g[k]
+    if tc.grad_accum > 1:
+        for g in grads.values():
+            g *= np.float32(1.0 / tc.grad_accum)
+    return loss, grads
+
+
+def _progress_line(tc, rec, elapsed, steps_timed):
+    eta = elapsed / steps_timed * (tc.max_steps - rec["step"])
+    msg = (f"step {rec['step']:5d}/{tc.max_steps} | loss {rec['loss']:.4f} | lr {rec['lr']:.2e} | "
+           f"gnorm {rec['grad_norm']:.3f} | {rec['tok_per_s']:,.0f} tok/s | ETA {_fmt_time(eta)}")
+    if "val_loss" in rec:
+        msg += f" | val {rec['val_loss']:.4f}"
+    return msg
+
+
+def _check_data(tc, model):
+    """-> (train batches, validation batches or None), after checking the vocabularies fit."""
     if tc.schedule not in SCHEDULES:
         raise ValueError(f"schedule: expected one of {sorted(SCHEDULES)}, got {tc.schedule!r}")
     data = TokenBatches(tc.train_data, tc.batch_size, tc.seq_len, tc.seed)
     if data.vocab_size > model.config.vocab_size:
         raise ValueError(f"train_data: vocabulary {data.vocab_size} exceeds the model's {model.config.vocab_size}")
     val = TokenBatches(tc.val_data, tc.batch_size, tc.seq_len, tc.seed + 1) if tc.val_data else None
+    return data, val
+
+
+def train(model, tc, log=print, resume=True, fault=None):
+    """Train `model` in place per TrainConfig `tc`; returns (model, history).
+
+    history: list of dicts (step, loss, grad_norm, lr, tok_per_s, and val_loss on eval steps),
+    plus events for rollbacks. If resume and out_dir has a checkpoint, training continues from it
+    (its weights are copied into the model passed in). `fault(step, grads)` is a test hook that
+    may corrupt a step's gradients to exercise the rollback path."""
+    data, val = _check_data(tc, model)
     opt = AdamW(model.params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     spikes = SpikeDetector(tc.spike_window, tc.spike_z, tc.spike_min_history)
     step, data_index, rollbacks, history = 0, 0, 0, []
-
-    def restore(path):
-        nonlocal model, opt, step, data_index
-        loaded, opt_step, opt_state, state = load_checkpoint(path)
-        for k in model.params:  # copy in place so callers' references stay valid
-            model.params[k][...] = loaded.params[k]
-        opt.load_state_dict(opt_step, opt_state)
-        step, data_index = state["step"], state["data_index"]
-        spikes.load(state["spikes"])
-
-    def checkpoint():
-        save_checkpoint(tc.out_dir, model, opt, {"step": step, "data_index": data_index,
-                                                 "spikes": spikes.state(), "train_config": dataclasses.asdict(tc)})
-
     last = latest_checkpoint(tc.out_dir) if resume else None
     if last:
-        restore(last)
+        step, data_index = _restore(last, model, opt, spikes)
         log(f"resumed from {last} at step {step}")
     else:
-        checkpoint()  # step 0: the rollback target before the first interval checkpoint
-    schedule = SCHEDULES[tc.schedule]
+        _save(tc, model, opt, spikes, step, data_index)  # step 0: the rollback target before the first interval
     tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum
     t0, steps_timed = time.perf_counter(), 0
     while step < tc.max_steps:
-        lr = schedule(step, tc.lr, tc.warmup_steps, tc.max_steps, min_lr=tc.min_lr)
+        lr = SCHEDULES[tc.schedule](step, tc.lr, tc.warmup_steps, tc.max_steps, min_lr=tc.min_lr)
         ts = time.perf_counter()
-        loss, grads = 0.0, None
-        for _ in range(tc.grad_accum):
-            x, y = data.batch(data_index)
-            data_index += 1
-            l, g = model.loss_and_grads(x, y, checkpoint=tc.activation_checkpointing)
-            loss += l / tc.grad_accum
-            if grads is None:
-                grads = g
-            else:
-                for k in grads:
-                    grads[k] += g[k]
-        if tc.grad_accum > 1:
-            for g in grads.values():
-                g *= np.float32(1.0 / tc.grad_accum)
+        loss, grads = _accumulated_grads(model, data, data_index, tc)
+        data_index += tc.grad_accum
         if fault is not None:
             fault(step, grads)
         norm = global_grad_norm(grads)
@@ -170,9 +191,8 @@ def train(model, tc, log=print, resume=True, fault=None):
             rollbacks += 1
             if rollbacks > tc.max_rollbacks:
                 raise RuntimeError(f"step {step}: {reason}; gave up after {tc.max_rollbacks} rollbacks")
-            bad_index = data_index
-            restore(latest_checkpoint(tc.out_dir))
-            data_index = bad_index  # skip every batch consumed since that checkpoint
+            step, _ = _restore(latest_checkpoint(tc.out_dir), model, opt, spikes)
+            # data_index stays: every batch consumed since that checkpoint is skipped
             log(f"step {step}: {reason} -> rolled back to step {step}, skipping to batch {data_index}")
             history.append({"event": "rollback", "step": step, "reason": reason})
             continue
@@ -181,27 +201,20 @@ def train(model, tc, log=print, resume=True, fault=None):
         opt.step(grads, lr=lr)
         spikes.accept(loss, norm)
         step += 1
-        dt = time.perf_counter() - ts
         steps_timed += 1
-        rec = {"step": step, "loss": loss, "grad_norm": norm, "lr": lr, "tok_per_s": tokens_per_step / dt}
+        rec = {"step": step, "loss": loss, "grad_norm": norm, "lr": lr,
+               "tok_per_s": tokens_per_step / (time.perf_counter() - ts)}
         if val is not None and (step % tc.eval_interval == 0 or step == tc.max_steps):
             rec["val_loss"] = evaluate(model, val, tc.eval_batches)
         history.append(rec)
         if step % tc.log_interval == 0 or step == tc.max_steps or "val_loss" in rec:
-            elapsed = time.perf_counter() - t0
-            eta = elapsed / steps_timed * (tc.max_steps - step)
-            msg = (f"step {step:5d}/{tc.max_steps} | loss {loss:.4f} | lr {lr:.2e} | gnorm {norm:.3f} | "
-                   f"{rec['tok_per_s']:,.0f} tok/s | ETA {_fmt_time(eta)}")
-            if "val_loss" in rec:
-                msg += f" | val {rec['val_loss']:.4f}"
-            log(msg)
+            log(_progress_line(tc, rec, time.perf_counter() - t0, steps_timed))
         if step % tc.ckpt_interval == 0 or step == tc.max_steps:
-            checkpoint()
+            _save(tc, model, opt, spikes, step, data_index)
     return model, history
 
 
 # ---------------------------------------------------------------------------------- main job
 def corpus_text():
     """The English text every CPython carries: the pydoc topic help (about 466 KB)."""
-    from pydoc_data.topics import topics
     return "\n\n".join(topics[k] for k in sorted(topics))

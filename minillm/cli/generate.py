@@ -5,10 +5,7 @@ UTF-8 character, which decodes to U+FFFD until the next token completes it. Stre
 the whole accumulated id list each time and releases only the text that can no longer change
 (everything before a trailing run of U+FFFD), so the terminal never shows half a character.
 """
-import os
 import sys
-
-import numpy as np
 
 from ..inference import generate
 from ..run_folder import load_run
