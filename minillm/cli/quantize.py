@@ -1,5 +1,5 @@
 """`minillm quantize`: quantize a trained run's latest checkpoint (or a saved model) and write a
-quantized checkpoint (minillm.quant.save_quantized) and/or a GGUF file for llama.cpp.
+quantized checkpoint (minillm.loaders.save_quantized) and/or a GGUF file for llama.cpp.
 
   minillm quantize --run runs/minillm --method gptq --bits 4 --group-size 128 --out runs/minillm/q4.safetensors
   minillm quantize --run runs/minillm --gguf runs/minillm/model-q4_0.gguf --gguf-dtype q4_0
@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from ..loaders.gguf import save_gguf
-from ..quant import FORMATS, METHODS, quantize, save_quantized
+from ..loaders import save_gguf, save_quantized
+from ..quant import FORMATS, METHODS, quantize
 from ..run_folder import load_run
 from ..train import corpus_text
 
