@@ -27,7 +27,7 @@ import numpy as np
 from pydoc_data.topics import topics
 
 from minillm.data import load_config, pipeline_from_config, remove_pii, write_jsonl
-from minillm.data.cli import _progress_bar, print_report
+from minillm.cli.data import _progress_bar, print_report
 from minillm.data.lang_samples import TRAIN
 from minillm.data.pipeline import DEFAULT_PIPELINE
 from minillm.io import read_tokens

@@ -53,7 +53,7 @@ def train_byte_model(cfg, steps, seed=0, batch=8, seq_len=128, lr=3e-3, log=prin
 
 def load_or_train(args):
     if args.run:
-        from minillm.inference.cli import load_run
+        from minillm.run_folder import load_run
         target, tok = load_run(args.run)
     else:
         tok = ByteTokenizer()

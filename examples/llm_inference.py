@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from minillm.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from minillm.inference import beam_search, generate  # noqa: E402
 from minillm.tokenizer import templates  # noqa: E402
-from minillm.train import load_run_tokenizer  # noqa: E402
+from minillm.run_folder import load_run_tokenizer  # noqa: E402
 
 
 def banner(title):

@@ -71,7 +71,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     from pydoc_data.topics import topics
     if args.run:
-        from minillm.inference.cli import load_run
+        from minillm.run_folder import load_run
         model, tok = load_run(args.run)
     else:
         from minillm.io import write_tokens

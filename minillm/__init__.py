@@ -7,7 +7,9 @@ S cache slots / key positions, G quant group, N rows (B*T flattened), F feed-for
 __version__ = "0.1.0"
 
 
-def __getattr__(name):  # lazy: `import minillm.tokenizer` must not build a model
+def __getattr__(name):
+    # lazy (PEP 562): `import minillm.io` or `minillm.tokenizer` runs this file first, and should not
+    # import the model stack (nn, kernels, the C library) it does not use
     if name in ("ModelConfig", "Transformer"):
         from . import model
         return getattr(model, name)

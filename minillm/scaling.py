@@ -20,12 +20,15 @@ import math
 
 import numpy as np
 
+from .io.atomic import atomic_write
+from .model import ModelConfig
+
 # Hoffmann et al. 2022, eq. 10 (Approach 3, parametric fit)
 E, A, B, ALPHA, BETA = 1.69, 406.4, 410.7, 0.34, 0.28
 FLOPS_PER_PARAM_TOKEN = 6  # C ~= 6 N D
 
 
-def _check_positive(name, x):
+def check_positive(name, x):
     if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) or not x > 0 \
             or not math.isfinite(x):
         raise ValueError(f"{name}: expected a positive finite number, got {x!r}")
@@ -46,7 +49,7 @@ def chinchilla_loss(n_params, n_tokens):
 def chinchilla_optimal(flops):
     """Compute-optimal (n_params, n_tokens) for a budget of `flops` training FLOPs under C = 6 N D
     and the fitted loss (Hoffmann et al. 2022, eq. 4). Returns floats with 6 N D == flops."""
-    C = _check_positive("flops", flops)
+    C = check_positive("flops", flops)
     G = (ALPHA * A / (BETA * B)) ** (1.0 / (ALPHA + BETA))
     a, b = BETA / (ALPHA + BETA), ALPHA / (ALPHA + BETA)
     N = G * (C / FLOPS_PER_PARAM_TOKEN) ** a
@@ -75,7 +78,7 @@ def flops_breakdown(cfg, seq_len=None):
 
 def iso_flop_curve(flops, n_params):
     """Predicted loss along the iso-FLOP curve D = C / (6 N) for an array of model sizes."""
-    C = _check_positive("flops", flops)
+    C = check_positive("flops", flops)
     N = np.asarray(n_params, dtype=np.float64)
     return chinchilla_loss(N, C / (FLOPS_PER_PARAM_TOKEN * N))
 
@@ -86,7 +89,6 @@ def recommend_config(flops, vocab_size=32000, seq_len=2048, arch="llama", head_d
     with d_model a multiple of head_dim and d_model / n_layer within `aspect` (Kaplan et al. 2020,
     Fig. 5: loss hardly depends on the shape in that range). Ties (within 1%) go to the aspect
     ratio nearest 100. Returns (cfg, n_tokens) with n_tokens = flops / cfg.flops_per_token(seq_len)."""
-    from .model import ModelConfig
     n_opt, _ = chinchilla_optimal(flops)
 
     def make(n_layer, d_model):
@@ -114,13 +116,12 @@ def recommend_config(flops, vocab_size=32000, seq_len=2048, arch="llama", head_d
 def plot_iso_flop(path, budgets=(1e17, 1e18, 1e19, 1e20, 1e21), n_points=200):
     """Draw L(N, C / 6N) against N for each budget, the optimum marked (Hoffmann et al. 2022,
     Fig. 3 centre). Returns path, or None when matplotlib is not installed."""
-    try:
+    try:  # matplotlib is optional (pip install minillm[plot])
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from .io.atomic import atomic_write
     fig, ax = plt.subplots(figsize=(6, 4))
     for C in budgets:
         n_opt, d_opt = chinchilla_optimal(C)
@@ -137,46 +138,3 @@ def plot_iso_flop(path, budgets=(1e17, 1e18, 1e19, 1e20, 1e21), n_points=200):
         fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
     return path
-
-
-# ---------------------------------------------------------------------------------- CLI
-def register(subparsers):
-    p = subparsers.add_parser("plan", help="compute-optimal model size and tokens for a FLOP budget",
-                              description=main.__doc__)
-    p.add_argument("--flops", type=float, required=True, help="training budget C in FLOPs, e.g. 1e18")
-    p.add_argument("--vocab-size", type=int, default=32000)
-    p.add_argument("--seq-len", type=int, default=2048)
-    p.add_argument("--arch", default="llama", choices=["llama", "gpt2"])
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--gflops", type=float, default=200.0,
-                   help="sustained GFLOP/s for the time estimate (~200 for fp32 GEMM on 2 Zen 4 cores)")
-    p.add_argument("--plot", default=None, help="write the iso-FLOP curves to this PNG (needs matplotlib)")
-    p.set_defaults(func=main)
-
-
-def main(args):
-    """Print the Chinchilla-optimal parameters and tokens for a FLOP budget (Hoffmann et al. 2022)
-    and the closest minillm ModelConfig."""
-    C = _check_positive("--flops", args.flops)
-    n_opt, d_opt = chinchilla_optimal(C)
-    print(f"budget C = {C:.3g} FLOPs (C = 6 N D)")
-    print(f"Chinchilla optimum (Hoffmann et al. 2022, eq. 4 with eq. 10): N = {n_opt:.4g} parameters, "
-          f"D = {d_opt:.4g} tokens ({d_opt / n_opt:.1f} tokens/parameter), "
-          f"predicted loss {chinchilla_loss(n_opt, d_opt):.3f}")
-    cfg, n_tokens = recommend_config(C, args.vocab_size, args.seq_len, args.arch, args.head_dim)
-    fpt = cfg.flops_per_token(args.seq_len)
-    n = cfg.num_params()
-    print("recommended config:")
-    print(f"  ModelConfig(arch={cfg.arch!r}, vocab_size={cfg.vocab_size}, n_layer={cfg.n_layer}, "
-          f"n_head={cfg.n_head}, d_model={cfg.d_model}, ffn_dim={cfg.ffn_dim}, max_seq_len={cfg.max_seq_len})")
-    print(f"  parameters {n:,} ({cfg.num_params(non_embedding=True):,} non-embedding)")
-    print(f"  training FLOPs/token {fpt:.4g} (6N = {6 * n:.4g}; the rest is attention over T={args.seq_len})")
-    print(f"  tokens D = C / FLOPs-per-token = {n_tokens:.4g} ({n_tokens / n:.1f} tokens/parameter)")
-    print(f"  predicted loss L(N, D) = {chinchilla_loss(n, n_tokens):.3f}")
-    hours = C / (args.gflops * 1e9) / 3600
-    print(f"  time at {args.gflops:g} GFLOP/s: {hours:.3g} hours")
-    if args.plot:
-        out = plot_iso_flop(args.plot, budgets=sorted({10.0 ** k for k in range(
-            int(math.floor(math.log10(C))) - 2, int(math.floor(math.log10(C))) + 3)}))
-        print(f"iso-FLOP curves -> {out}" if out else "matplotlib is not installed: no plot")
-    return 0

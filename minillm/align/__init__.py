@@ -8,7 +8,6 @@
     ppo.py       InstructGPT-style PPO: rollouts, value model, GAE, adaptive KL controller
     dpo.py       DPO training with precomputed reference log-probs and failure-mode diagnostics
     tasks.py     a synthetic preference task a program can check (the examples' labeller)
-    cli.py       `minillm sft`
 
 Every loss returns (value, gradients); the model's gradients come from
 `logits, hidden, caches = model.forward_train(tokens)` then `model.backward(caches, dlogits, dhidden)`.

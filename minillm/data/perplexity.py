@@ -20,6 +20,8 @@ from collections import Counter
 
 import numpy as np
 
+from ..run_folder import latest_run_checkpoint, load_run
+
 BOS = "\x02"  # padding before the first character, so every character has a full context
 
 
@@ -108,14 +110,9 @@ class TransformerScorer:
 
     @classmethod
     def from_run(cls, run_dir, **kw):
-        import os
-
-        from ..checkpoint import latest_checkpoint, load_checkpoint
-        from ..train import load_run_tokenizer
-        path = latest_checkpoint(os.path.join(run_dir, "ckpt"))
-        if path is None:
+        if latest_run_checkpoint(run_dir) is None:
             raise FileNotFoundError(f"{run_dir}: no checkpoint (run `minillm train --out {run_dir}` first)")
-        return cls(load_checkpoint(path)[0], load_run_tokenizer(run_dir), **kw)
+        return cls(*load_run(run_dir), **kw)
 
     def log_prob(self, text):
         ids = np.asarray(self.tokenizer.encode(text)[: self.max_tokens], dtype=np.int64)   # (n,)

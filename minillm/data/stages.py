@@ -21,13 +21,13 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from ..io.tokens import read_tokens, write_tokens
-from ..tokenizer.byte import ByteTokenizer
+from ..tokenizer import BPETokenizer, ByteTokenizer, cached_bpe
 from .exact_dedup import BloomFilter, text_hash
 from .filters import (C4Filter, FineWebFilter, GopherQuality, GopherRepetition, LengthFilter,
                       SymbolRatioFilter)
 from .langid import detect_language
 from .minhash import lsh_edges, lsh_params, minhash_signatures
-from .perplexity import CharNGramLM, PerplexityBand
+from .perplexity import CharNGramLM, PerplexityBand, TransformerScorer
 from .pii import remove_pii
 from .simhash import hamming_pairs, simhash_fingerprints
 from .toxicity import BlocklistFilter, ClassifierFilter, HashedNgramClassifier
@@ -306,7 +306,6 @@ class PerplexityStage(GlobalStage):
                  sample_docs=2000, max_chars=5000, seed=0, scorer=None, model_run=None, name=None):
         super().__init__(name)
         if scorer is None and model_run is not None:  # a `minillm train` run folder as the LM
-            from .perplexity import TransformerScorer
             scorer = TransformerScorer.from_run(model_run)
         self.order, self.sample_docs, self.max_chars = order, int(sample_docs), int(max_chars)
         self.low_pct, self.high_pct, self.min_ppl, self.max_ppl = low_pct, high_pct, min_ppl, max_ppl
@@ -349,7 +348,7 @@ class TokenizeStage(GlobalStage):
     `minillm train` reads (minillm.io.write_tokens): one per shard under tokens/, then all of them
     concatenated in shard order into `<output>/<output_name>`.
 
-    tokenizer: "auto" (BPE if minillm.tokenizer imports, else bytes), "bpe", "bytes", or any
+    tokenizer: "auto" or "bpe" (byte-level BPE), "bytes" (ByteTokenizer), or any
     object with .encode(text) -> list[int] and .vocab_size. BPE is loaded from `path` or trained
     by minillm.tokenizer.cached_bpe on the first sample_chars characters of the corpus.
     Documents are separated by the tokenizer's <|endoftext|> id when it has one."""
@@ -364,6 +363,7 @@ class TokenizeStage(GlobalStage):
         self.cache_dir, self.sample_chars, self.output_name = cache_dir, int(sample_chars), output_name
         self.sample, self.sample_len = [], 0
         self.tokenizer, self.eot_id, self.ids, self.shard_files = None, None, None, []
+        self.n_vocab = None                          # known once the tokenizer is chosen (_set)
         if not isinstance(tokenizer, str):
             self._set(tokenizer)
 
@@ -374,15 +374,7 @@ class TokenizeStage(GlobalStage):
         self.eot_id = special.get("<|endoftext|>", getattr(tok, "eot_id", None))
 
     def _wants_bpe(self):
-        if self.kind == "bytes" or self.tokenizer is not None:
-            return False
-        try:
-            import minillm.tokenizer  # noqa: F401  (written alongside; optional here)
-        except ImportError:
-            if self.kind == "bpe":
-                raise
-            return False
-        return True
+        return self.kind != "bytes" and self.tokenizer is None
 
     def observe(self, key, doc):
         if self.tokenizer is None and self.path is None and self.sample_len < self.sample_chars:
@@ -396,7 +388,6 @@ class TokenizeStage(GlobalStage):
         if not self._wants_bpe():
             self._set(ByteTokenizer())
         else:
-            from minillm.tokenizer import BPETokenizer, cached_bpe
             if self.path is None:
                 cache = self.cache_dir or pathlib.Path(work_dir) / "tokenizer"
                 tok = cached_bpe("\n\n".join(self.sample), self.vocab_size, cache)
@@ -414,12 +405,8 @@ class TokenizeStage(GlobalStage):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        if self.tokenizer is None and self.path is not None and self.n_vocab_known():
-            from minillm.tokenizer import BPETokenizer
+        if self.tokenizer is None and self.path is not None and self.n_vocab is not None:
             self._set(BPETokenizer.load(self.path))
-
-    def n_vocab_known(self):
-        return hasattr(self, "n_vocab")
 
     def start_shard(self, shard_name, out_dir):
         self.ids, self.shard_path = [], pathlib.Path(out_dir) / "tokens" / f"{shard_name}.bin"
@@ -445,7 +432,7 @@ class TokenizeStage(GlobalStage):
 
     def summary(self):
         return {"tokenizer": type(self.tokenizer).__name__ if self.tokenizer else None,
-                "vocab_size": getattr(self, "n_vocab", None),
+                "vocab_size": self.n_vocab,
                 "tokens": getattr(self, "total_tokens", None)}
 
 

@@ -7,7 +7,6 @@
   paged_kv_cache.py  block allocator, block tables, copy-on-write, prefix cache (Kwon et al. 2023)
   engine.py          continuous-batching engine over the paged cache: chunked prefill, preemption
   beam_search.py     beam search whose beams share prefix blocks in the paged cache
-  cli.py             `minillm generate` and `minillm chat`
 
     from minillm.inference import generate, Engine, speculative_generate
     new_ids = generate(model, prompt_ids, 50, temperature=0.8, top_p=0.95, seed=0)

@@ -11,9 +11,8 @@ S cache slots, G quant group; a weight W is (N, K) = (out, in) and a matmul inpu
   llm_int8.py     LLM.int8() mixed decomposition
   ggml_quants.py  Q8_0 / Q4_0 / Q4_K / Q6_K, byte-exact with ggml's quantizers
   linear.py       quantized linear objects for Transformer(quantized=...), fused C kernels
-  api.py          quantize(model, ...), save_quantized / load_quantized
-  cli.py          `minillm quantize`
+  api.py          quantize(model, ...); saving and loading a quantized model: minillm.loaders.quantized
 """
-from .api import FORMATS, METHODS, load_quantized, model_bytes, quantize, save_quantized
+from .api import FORMATS, METHODS, model_bytes, quantize
 
-__all__ = ["quantize", "save_quantized", "load_quantized", "model_bytes", "METHODS", "FORMATS"]
+__all__ = ["quantize", "model_bytes", "METHODS", "FORMATS"]

@@ -1,6 +1,6 @@
 """Model-level quantization: `quantize(model, method, bits, group_size, format, calibration)` returns a
 new Transformer whose block linear layers are quantized objects (linear.py) in the model's
-`quantized=` hook; `save_quantized` / `load_quantized` store such a model in one safetensors file.
+`quantized=` hook; minillm.loaders.save_quantized / load_quantized store such a model in one file.
 
 Calibration activations are captured without touching model.py: a _Recorder placed in `quantized=`
 stores the input x of its layer and returns x @ W^T, and raising _Stop once a group's inputs are
@@ -13,23 +13,19 @@ recorded ends the forward pass early. Methods:
         optional clipping search, then round to nearest.
 The token embedding and the LM head stay float32 (the head of a tied GPT-2 *is* the embedding).
 """
-import json
-
 import numpy as np
 
-from ..io.safetensors import load_safetensors, read_safetensors_header, save_safetensors
-from ..model import ModelConfig, Transformer
+from ..model import Transformer
 from . import awq, gptq
 from .formats import GGML_BLOCKS, NF4_BLOCK, pack_int4
 from .ggml_quants import quantize_blocks
-from .linear import GGMLLinear, Int4Linear, Int8Linear, from_arrays
+from .linear import GGMLLinear, Int4Linear, Int8Linear
 from .llm_int8 import quantize_llm_int8
 from .nf4 import quantize_nf4
 from .rtn import GROUP_SIZES, quantize_int4, quantize_int8
 
 METHODS = ("rtn", "gptq", "awq")
 FORMATS = ("int8", "int4", "nf4", "llm_int8") + tuple(GGML_BLOCKS)
-META_KEY = "minillm_quant"
 
 
 class _Stop(Exception):
@@ -218,46 +214,9 @@ def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibrati
 
 
 # ------------------------------------------------------------------ checkpoints
-def save_quantized(model, path):
-    """One safetensors file: float params under their names, each quantized layer's arrays under
-    "<name>::<field>", and the config + per-layer formats as JSON metadata."""
-    if not isinstance(model, Transformer):
-        raise TypeError(f"model: expected a minillm Transformer, got {type(model).__name__}")
-    tensors = dict(model.params)
-    layers = {}
-    for name, q in model.quantized.items():
-        if not hasattr(q, "arrays"):
-            raise TypeError(f"model.quantized[{name!r}]: {type(q).__name__} cannot be saved")
-        layers[name] = q.meta()
-        tensors.update({f"{name}::{k}": np.ascontiguousarray(a) for k, a in q.arrays().items()})
-    meta = {"config": model.config.to_dict(), "layers": layers}
-    save_safetensors(path, tensors, metadata={META_KEY: json.dumps(meta)})
-
-
-def load_quantized(path):
-    """Inverse of save_quantized -> Transformer. Raises ValueError on files it did not write."""
-    md = read_safetensors_header(path)[1] or {}
-    if META_KEY not in md:
-        raise ValueError(f"{path}: not a minillm quantized checkpoint (no {META_KEY!r} metadata)")
-    try:
-        meta = json.loads(md[META_KEY])
-        cfg = ModelConfig(**meta["config"])
-        layers = meta["layers"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: damaged {META_KEY!r} metadata ({e})") from None
-    tensors = load_safetensors(path)
-    quantized = {}
-    for name, lm in layers.items():
-        prefix = name + "::"
-        arrays = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        quantized[name] = from_arrays(lm, arrays)
-    order = [k for k in cfg.param_shapes() if k in tensors]
-    return Transformer(cfg, params={k: tensors[k] for k in order}, quantized=quantized)
-
-
 def model_bytes(model):
     """Bytes of all weights: float params plus the quantized layers' storage."""
     return int(sum(a.nbytes for a in model.params.values()) + sum(q.nbytes for q in model.quantized.values()))
 
 
-__all__ = ["quantize", "save_quantized", "load_quantized", "model_bytes", "fits", "METHODS", "FORMATS"]
+__all__ = ["quantize", "model_bytes", "fits", "METHODS", "FORMATS"]

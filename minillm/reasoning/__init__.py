@@ -10,7 +10,6 @@
   rerank.py       query-likelihood reranking
   rag.py          RAGIndex (chunks + indexes, save/load) and the RAG prompt
   lm.py           continuation log-probabilities and n samples from a model
-  cli.py          `minillm rag index|query`
 """
 from .bm25 import BM25, tokenize
 from .chunking import Chunk, recursive_chunks, token_chunks

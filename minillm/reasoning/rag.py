@@ -14,7 +14,7 @@ by query likelihood), and put them into the prompt in front of the question:
     Answer:
 
 RAGIndex holds the chunks, their BM25 index and (optionally) their dense embeddings, and saves
-them to a folder (index.json + embeddings.npy) that `minillm rag index|query` (cli.py) reads.
+them to a folder (index.json + embeddings.npy) that `minillm rag index|query` (minillm/cli/rag.py) reads.
 """
 import json
 import os

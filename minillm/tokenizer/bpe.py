@@ -22,7 +22,7 @@ import functools
 
 import regex
 
-from . import _native_bpe, bpe_train, patterns
+from . import _native_bpe, bpe_io, bpe_train, patterns
 
 _NO_RANK = (1 << 31, -1)
 
@@ -310,18 +310,15 @@ class BPETokenizer:
 
     # ------------------------------------------------------------------ files and interop
     def save(self, path):
-        from . import bpe_io
         bpe_io.save(self, path)
 
     @classmethod
     def load(cls, path):
-        from . import bpe_io
         return bpe_io.load(cls, path)
 
     @classmethod
     def from_tiktoken(cls, path_or_ranks, pattern, special_tokens=None):
         """From a `.tiktoken` rank file (plain or gzip) or a dict {bytes: rank}; encodes like tiktoken."""
-        from . import bpe_io
         return bpe_io.from_tiktoken(cls, path_or_ranks, pattern, special_tokens)
 
 

@@ -19,7 +19,10 @@ SentencePiece's longest-match rule and then its whitespace handling (normalizer.
 import struct
 
 MODEL_TYPES = {1: "unigram", 2: "bpe"}
-SPACE = "\u2581"
+SPACE = "\u2581"         # SentencePiece's visible space, "▁"
+# SentencePiece.Type: the kinds of piece a vocabulary holds (unigram.py, unigram_train.py)
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+UNK_PENALTY = 10.0        # unknown-node score = min score - 10 (sentencepiece unigram_model.cc)
 
 
 def _varint(data, pos):

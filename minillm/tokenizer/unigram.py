@@ -19,13 +19,11 @@ import json
 import math
 
 import numpy as np
+import regex
 
-from . import sentencepiece_model
 from ..io.atomic import write_bytes_atomic
-
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-SPACE = "\u2581"          # SentencePiece's visible space, "▁"
-UNK_PENALTY = 10.0        # unknown-node score = min score - 10 (sentencepiece unigram_model.cc)
+from . import sentencepiece_model, unigram_train
+from .sentencepiece_model import BYTE, CONTROL, NORMAL, SPACE, UNK_PENALTY, UNKNOWN, UNUSED, USER_DEFINED
 MAGIC = "minillm-unigram 1"
 
 
@@ -95,7 +93,6 @@ class UnigramTokenizer:
     def train(cls, text_or_iterator, vocab_size, split_digits=False, character_coverage=0.9995,
               max_piece_length=16, special_tokens=None, progress=None, **options):
         """EM training to vocab_size pieces (3 control/unknown + 256 bytes + learned). See unigram_train."""
-        from . import unigram_train
         return unigram_train.train(cls, text_or_iterator, vocab_size, split_digits=split_digits,
                                    character_coverage=character_coverage, max_piece_length=max_piece_length,
                                    special_tokens=special_tokens, progress=progress, **options)
@@ -363,7 +360,6 @@ def _split_special(text, allowed):
     """[(part, is_special)]: text cut at the allowed special tokens (longest first)."""
     if not allowed:
         return [(text, False)]
-    import regex
     rx = regex.compile("|".join(regex.escape(t) for t in sorted(allowed, key=len, reverse=True)))
     out, start = [], 0
     for m in rx.finditer(text):

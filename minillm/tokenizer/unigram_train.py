@@ -25,7 +25,7 @@ import numpy as np
 import regex
 
 from .patterns import text_chunks
-from .unigram import BYTE, CONTROL, NORMAL, UNK_PENALTY, UNKNOWN
+from .sentencepiece_model import BYTE, CONTROL, NORMAL, UNK_PENALTY, UNKNOWN
 
 WORD = r" ?[^ ]+| "
 WORD_SPLIT_DIGITS = r"[0-9]| ?[^ 0-9]+| "
@@ -196,9 +196,13 @@ def _words(text_or_iterator, split_digits, special_tokens):
     return counts
 
 
-def train(cls, text_or_iterator, vocab_size, split_digits=False, character_coverage=0.9995, max_piece_length=16,
-          special_tokens=None, progress=None, seed_size=50_000, shrinking_factor=0.75, num_sub_iterations=2):
-    special_tokens = list(special_tokens or [])
+# ------------------------------------------------------------------ the training steps
+PRUNE_MARGIN = 1.1   # EM and pruning stop at 110% of the wanted pieces; the best-scoring are then kept
+                     # (sentencepiece's trainer does the same, so the final choice has some slack)
+
+
+def _check_args(vocab_size, character_coverage, max_piece_length, special_tokens):
+    """-> the number of learned pieces wanted (vocab_size minus the reserved ones)."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TypeError(f"vocab_size: expected int, got {type(vocab_size).__name__}")
     reserved = 3 + len(special_tokens) + 256  # <unk> <s> </s>, specials, byte pieces
@@ -209,13 +213,11 @@ def train(cls, text_or_iterator, vocab_size, split_digits=False, character_cover
         raise ValueError(f"character_coverage: expected a value in (0, 1], got {character_coverage}")
     if not isinstance(max_piece_length, int) or max_piece_length < 1:
         raise ValueError(f"max_piece_length: expected a positive int, got {max_piece_length!r}")
-    desired = vocab_size - reserved
-    counts = _words(text_or_iterator, split_digits, special_tokens)
-    words = list(counts)
-    if not words:
-        raise ValueError("text_or_iterator: the training text is empty")
+    return vocab_size - reserved
 
-    # 1. required characters: the most frequent ones that cover character_coverage of the text
+
+def _required_chars(counts, character_coverage, desired, vocab_size):
+    """Step 1: the most frequent characters that together cover character_coverage of the text."""
     char_freq = collections.Counter()
     for w, c in counts.items():
         for ch in w:
@@ -229,102 +231,144 @@ def train(cls, text_or_iterator, vocab_size, split_digits=False, character_cover
     if len(required) > desired:
         raise ValueError(f"vocab_size: {vocab_size} leaves {desired} learned pieces, fewer than the "
                          f"{len(required)} characters needed for character_coverage={character_coverage}")
+    return required
 
-    # 2. every substring of every word, hashed: position p, length l -> h(p, l)
-    word_len = np.fromiter(map(len, words), dtype=np.int64, count=len(words))       # (W,)
-    word_freq = np.fromiter((counts[w] for w in words), dtype=np.float64, count=len(words))
-    word_off = np.zeros(len(words) + 1, dtype=np.int64)
-    np.cumsum(word_len, out=word_off[1:])
-    joined = "".join(words)
-    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)  # (N,)
-    word_of = np.repeat(np.arange(len(words), dtype=np.int64), word_len)             # (N,)
-    room = word_off[word_of + 1] - np.arange(len(cps), dtype=np.int64)               # chars left in the word
-    req_set = set(required)
-    unknown_char = np.fromiter((ch not in req_set for ch in joined), dtype=np.int64, count=len(cps))
-    bad_prefix = np.concatenate([[0], np.cumsum(unknown_char)])                      # (N+1,)
-    hashes, positions, lengths = [], [], []
-    h = np.zeros(len(cps), dtype=np.uint64)
-    for l in range(1, max_piece_length + 1):
-        ok = room >= l                                                               # (N,)
-        if not ok.any():
-            break
-        idx = np.nonzero(ok)[0]
-        with np.errstate(over="ignore"):  # wrap-around is the hash's modulus 2**64
-            h[idx] = h[idx] * _HASH_BASE + cps[idx + l - 1] + np.uint64(1)
-        idx = idx[bad_prefix[idx + l] - bad_prefix[idx] == 0]  # no unknown characters inside
-        hashes.append(h[idx].copy())
-        positions.append(idx)
-        lengths.append(np.full(len(idx), l, dtype=np.int64))
-    hashes, positions, lengths = np.concatenate(hashes), np.concatenate(positions), np.concatenate(lengths)
-    uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    sub_freq = np.bincount(inverse, weights=word_freq[word_of[positions]])           # (U,)
-    sub_len = lengths[first]                                                         # (U,)
 
-    # seeds: required characters + the most frequent longer substrings (seen at least twice)
-    is_char = sub_len == 1
-    multi = np.nonzero(~is_char & (sub_freq >= 2))[0]
-    multi = multi[np.argsort(-(sub_freq[multi] * sub_len[multi]), kind="stable")][:seed_size]
-    chars = np.nonzero(is_char)[0]
-    seeds = np.concatenate([chars, multi])                                           # (P,)
-    n_pieces = len(seeds)
-    slot_of = np.full(len(uniq), -1, dtype=np.int64)
-    slot_of[seeds] = np.arange(n_pieces)
-    rep_pos = positions[first[seeds]]
-    rep_word, rep_start, rep_len = word_of[rep_pos], rep_pos - word_off[word_of[rep_pos]], sub_len[seeds]
-    piece_str = [joined[p:p + l] for p, l in zip(rep_pos.tolist(), rep_len.tolist())]
+class _Substrings:
+    """Step 2: every substring of every word (up to max_piece_length characters, no unknown
+    character inside), hashed: position p, length l -> h(p, l); equal hashes are one substring.
+    Characters of all words are concatenated into `joined` (N characters, W words)."""
 
-    # 3. lattice edges (+ one unknown edge per unknown character; the unknown slot is n_pieces)
-    slot = slot_of[inverse]
-    keep = slot >= 0
-    e_pos, e_len, e_piece = positions[keep], lengths[keep], slot[keep]
-    unk_pos = np.nonzero(unknown_char)[0]
-    e_pos = np.concatenate([e_pos, unk_pos])
-    e_len = np.concatenate([e_len, np.ones(len(unk_pos), dtype=np.int64)])
-    e_piece = np.concatenate([e_piece, np.full(len(unk_pos), n_pieces, dtype=np.int64)])
-    e_word = word_of[e_pos]
-    e_start = e_pos - word_off[e_word]
-    e_end = e_start + e_len
-    order = np.lexsort((e_start, e_end, e_word))
-    e_word, e_start, e_end, e_piece = e_word[order], e_start[order], e_end[order], e_piece[order]
-    edge_off = np.searchsorted(e_word, np.arange(len(words) + 1), side="left").astype(np.int64)  # (W+1,)
+    def __init__(self, counts, required, max_piece_length):
+        words = list(counts)
+        self.n_words = len(words)
+        self.word_len = np.fromiter(map(len, words), dtype=np.int64, count=len(words))       # (W,)
+        self.word_freq = np.fromiter((counts[w] for w in words), dtype=np.float64, count=len(words))
+        self.word_off = np.zeros(len(words) + 1, dtype=np.int64)                              # (W+1,)
+        np.cumsum(self.word_len, out=self.word_off[1:])
+        self.joined = "".join(words)
+        cps = np.frombuffer(self.joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+        self.word_of = np.repeat(np.arange(len(words), dtype=np.int64), self.word_len)        # (N,)
+        req_set = set(required)
+        self.unknown_char = np.fromiter((ch not in req_set for ch in self.joined), dtype=np.int64, count=len(cps))
+        hashes, self.positions, self.lengths = self._hash_all(cps, max_piece_length)
+        uniq, self.first, self.inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        self.n_unique = len(uniq)
+        self.freq = np.bincount(self.inverse, weights=self.word_freq[self.word_of[self.positions]])  # (U,)
+        self.length = self.lengths[self.first]                                                       # (U,)
 
-    score = np.log(sub_freq[seeds] * sub_len[seeds])
-    logp = np.empty(n_pieces + 1, dtype=np.float64)                                   # (P+1,)
-    logp[:n_pieces] = score - np.log(np.exp(score - score.max()).sum()) - score.max()
-    alive = np.ones(n_pieces + 1, dtype=np.bool_)
-    always = np.zeros(n_pieces, dtype=np.bool_)
-    always[: len(chars)] = np.array([piece_str[i] in req_set for i in range(len(chars))], dtype=np.bool_)
-    target = max(desired, int(desired * 1.1)) - len(required)  # sentencepiece prunes to 110%, then picks
-    step = 0
-    while True:
-        for _ in range(num_sub_iterations):
-            logp[n_pieces] = logp[:n_pieces][alive[:n_pieces]].min() - UNK_PENALTY
-            expected, _ = _e_step(edge_off, e_start, e_end, e_piece, word_len, word_freq, logp, alive, n_pieces + 1)
-            expected = expected[:n_pieces]
-            logp[:n_pieces] = _m_step(expected, alive[:n_pieces], always)
-        step += 1
-        n_alive = int(alive[:n_pieces].sum())
-        if progress:
-            progress(min(desired, max(0, desired - (n_alive - desired))), desired)
-        if n_alive - int(always.sum()) <= target:
-            break
-        # 4. pruning by loss of likelihood
-        logp[n_pieces] = logp[:n_pieces][alive[:n_pieces]].min() - UNK_PENALTY
-        freq = _viterbi_counts(edge_off, e_start, e_end, e_piece, word_len, word_freq, logp, alive, n_pieces + 1)
-        freq = freq[:n_pieces]
-        alts = _alternatives(edge_off, e_start, e_end, e_piece, rep_word, rep_start, rep_len, logp, alive,
-                             max_piece_length)
-        loss = _prune_loss(freq, alts, alive[:n_pieces], always)
-        candidates = np.nonzero(alive[:n_pieces] & ~always)[0]
-        keep_n = max(target, int((n_alive - always.sum()) * shrinking_factor))
-        ranked = candidates[np.argsort(-loss[candidates], kind="stable")]
-        alive[ranked[keep_n:]] = False
-        # drop the edges of dead pieces so later sweeps skip them
-        live = alive[e_piece]
-        e_word, e_start, e_end, e_piece = e_word[live], e_start[live], e_end[live], e_piece[live]
-        edge_off = np.searchsorted(e_word, np.arange(len(words) + 1), side="left").astype(np.int64)
-    # finalize: required characters + the best-scoring other pieces
-    others = np.nonzero(alive[:n_pieces] & ~always)[0]
+    def _hash_all(self, cps, max_piece_length):
+        room = self.word_off[self.word_of + 1] - np.arange(len(cps), dtype=np.int64)    # chars left in the word
+        bad_prefix = np.concatenate([[0], np.cumsum(self.unknown_char)])                 # (N+1,)
+        hashes, positions, lengths = [], [], []
+        h = np.zeros(len(cps), dtype=np.uint64)
+        for l in range(1, max_piece_length + 1):
+            ok = room >= l                                                               # (N,)
+            if not ok.any():
+                break
+            idx = np.nonzero(ok)[0]
+            with np.errstate(over="ignore"):  # wrap-around is the hash's modulus 2**64
+                h[idx] = h[idx] * _HASH_BASE + cps[idx + l - 1] + np.uint64(1)
+            idx = idx[bad_prefix[idx + l] - bad_prefix[idx] == 0]  # no unknown characters inside
+            hashes.append(h[idx].copy())
+            positions.append(idx)
+            lengths.append(np.full(len(idx), l, dtype=np.int64))
+        return np.concatenate(hashes), np.concatenate(positions), np.concatenate(lengths)
+
+
+class _Seeds:
+    """The seed vocabulary: every single character + the most frequent longer substrings (seen at
+    least twice, ranked by frequency x length). Piece i is substring seeds[i]; one occurrence of it
+    (rep_word, rep_start, rep_len) is where its alternatives are searched."""
+
+    def __init__(self, sub, seed_size, required):
+        is_char = sub.length == 1
+        multi = np.nonzero(~is_char & (sub.freq >= 2))[0]
+        multi = multi[np.argsort(-(sub.freq[multi] * sub.length[multi]), kind="stable")][:seed_size]
+        chars = np.nonzero(is_char)[0]
+        self.seeds = np.concatenate([chars, multi])                                      # (P,)
+        self.n = len(self.seeds)
+        self.slot_of = np.full(sub.n_unique, -1, dtype=np.int64)
+        self.slot_of[self.seeds] = np.arange(self.n)
+        rep_pos = sub.positions[sub.first[self.seeds]]
+        self.rep_word = sub.word_of[rep_pos]
+        self.rep_start = rep_pos - sub.word_off[sub.word_of[rep_pos]]
+        self.rep_len = sub.length[self.seeds]
+        self.piece_str = [sub.joined[p:p + l] for p, l in zip(rep_pos.tolist(), self.rep_len.tolist())]
+        req_set = set(required)
+        self.always = np.zeros(self.n, dtype=np.bool_)                                   # required characters
+        self.always[: len(chars)] = np.array([self.piece_str[i] in req_set for i in range(len(chars))], dtype=np.bool_)
+
+    def initial_logp(self, sub):
+        """log p of every piece proportional to frequency x length, plus the unknown slot (P+1,)."""
+        score = np.log(sub.freq[self.seeds] * sub.length[self.seeds])
+        logp = np.empty(self.n + 1, dtype=np.float64)                                    # (P+1,)
+        logp[:self.n] = score - np.log(np.exp(score - score.max()).sum()) - score.max()
+        return logp
+
+
+class _Lattice:
+    """Step 3: the lattice edges of every word, sorted by (word, end, start): edge k of word w is
+    [e_start[k], e_end[k]) with piece e_piece[k]; the edges of word w are edge_off[w]..edge_off[w+1].
+    An unknown character gets one edge with the unknown slot (piece number P)."""
+
+    def __init__(self, sub, seeds):
+        slot = seeds.slot_of[sub.inverse]
+        keep = slot >= 0
+        unk_pos = np.nonzero(sub.unknown_char)[0]
+        e_pos = np.concatenate([sub.positions[keep], unk_pos])
+        e_len = np.concatenate([sub.lengths[keep], np.ones(len(unk_pos), dtype=np.int64)])
+        e_piece = np.concatenate([slot[keep], np.full(len(unk_pos), seeds.n, dtype=np.int64)])
+        e_word = sub.word_of[e_pos]
+        e_start = e_pos - sub.word_off[e_word]
+        order = np.lexsort((e_start, e_start + e_len, e_word))
+        self.n_words = sub.n_words
+        self._set(e_word[order], e_start[order], (e_start + e_len)[order], e_piece[order])
+
+    def _set(self, e_word, e_start, e_end, e_piece):
+        self.e_word, self.e_start, self.e_end, self.e_piece = e_word, e_start, e_end, e_piece
+        self.edge_off = np.searchsorted(e_word, np.arange(self.n_words + 1), side="left").astype(np.int64)
+
+    def drop_dead(self, alive):
+        """Remove the edges of dead pieces so later sweeps skip them."""
+        live = alive[self.e_piece]
+        self._set(self.e_word[live], self.e_start[live], self.e_end[live], self.e_piece[live])
+
+    def edges(self):
+        return self.edge_off, self.e_start, self.e_end, self.e_piece
+
+
+def _em(lattice, sub, logp, alive, always, num_sub_iterations):
+    """Step 3: EM sub-iterations (Kudo 2018 eqs. 3-4); updates logp and alive in place."""
+    n = len(always)
+    for _ in range(num_sub_iterations):
+        logp[n] = logp[:n][alive[:n]].min() - UNK_PENALTY
+        expected, _ = _e_step(*lattice.edges(), sub.word_len, sub.word_freq, logp, alive, n + 1)
+        logp[:n] = _m_step(expected[:n], alive[:n], always)
+
+
+def _prune(lattice, sub, seeds, logp, alive, target, shrinking_factor, max_piece_length):
+    """Step 4: keep the max(target, shrinking_factor x alive) pieces whose removal would lose the
+    most likelihood; updates alive and the lattice in place."""
+    n = seeds.n
+    logp[n] = logp[:n][alive[:n]].min() - UNK_PENALTY
+    freq = _viterbi_counts(*lattice.edges(), sub.word_len, sub.word_freq, logp, alive, n + 1)[:n]
+    alts = _alternatives(*lattice.edges(), seeds.rep_word, seeds.rep_start, seeds.rep_len, logp, alive,
+                         max_piece_length)
+    loss = _prune_loss(freq, alts, alive[:n], seeds.always)
+    candidates = np.nonzero(alive[:n] & ~seeds.always)[0]
+    n_alive = int(alive[:n].sum())
+    keep_n = max(target, int((n_alive - seeds.always.sum()) * shrinking_factor))
+    ranked = candidates[np.argsort(-loss[candidates], kind="stable")]
+    alive[ranked[keep_n:]] = False
+    lattice.drop_dead(alive)
+
+
+def _final_pieces(seeds, logp, alive, desired, special_tokens):
+    """The vocabulary: control, special and byte pieces, then the required characters and the
+    best-scoring other pieces, highest log p first."""
+    n, always = seeds.n, seeds.always
+    others = np.nonzero(alive[:n] & ~always)[0]
     others = others[np.argsort(-logp[others], kind="stable")][: desired - int(always.sum())]
     chosen = np.concatenate([np.nonzero(always)[0], others])
     chosen = chosen[np.argsort(-logp[chosen], kind="stable")]
@@ -332,8 +376,36 @@ def train(cls, text_or_iterator, vocab_size, split_digits=False, character_cover
     pieces = [("<unk>", 0.0, UNKNOWN), ("<s>", 0.0, CONTROL), ("</s>", 0.0, CONTROL)]
     pieces += [(t, 0.0, CONTROL) for t in special_tokens]
     pieces += [(f"<0x{b:02X}>", 0.0, BYTE) for b in range(256)]
-    pieces += [(piece_str[i], float(logp[i]) if np.isfinite(logp[i]) else float(floor) - 1.0, NORMAL)
+    pieces += [(seeds.piece_str[i], float(logp[i]) if np.isfinite(logp[i]) else float(floor) - 1.0, NORMAL)
                for i in chosen.tolist()]
+    return pieces
+
+
+def train(cls, text_or_iterator, vocab_size, split_digits=False, character_coverage=0.9995, max_piece_length=16,
+          special_tokens=None, progress=None, seed_size=50_000, shrinking_factor=0.75, num_sub_iterations=2):
+    """A UnigramTokenizer (`cls`) of vocab_size pieces trained on the text by steps 1-4 of the module
+    docstring. progress(done, total), when given, is called after each EM round."""
+    special_tokens = list(special_tokens or [])
+    desired = _check_args(vocab_size, character_coverage, max_piece_length, special_tokens)
+    counts = _words(text_or_iterator, split_digits, special_tokens)
+    if not counts:
+        raise ValueError("text_or_iterator: the training text is empty")
+    required = _required_chars(counts, character_coverage, desired, vocab_size)
+    sub = _Substrings(counts, required, max_piece_length)
+    seeds = _Seeds(sub, seed_size, required)
+    lattice = _Lattice(sub, seeds)
+    logp = seeds.initial_logp(sub)                                                       # (P+1,)
+    alive = np.ones(seeds.n + 1, dtype=np.bool_)
+    target = max(desired, int(desired * PRUNE_MARGIN)) - len(required)
+    while True:
+        _em(lattice, sub, logp, alive, seeds.always, num_sub_iterations)
+        n_alive = int(alive[:seeds.n].sum())
+        if progress:
+            progress(min(desired, max(0, desired - (n_alive - desired))), desired)
+        if n_alive - int(seeds.always.sum()) <= target:
+            break
+        _prune(lattice, sub, seeds, logp, alive, target, shrinking_factor, max_piece_length)
+    pieces = _final_pieces(seeds, logp, alive, desired, special_tokens)
     if progress:
         progress(desired, desired)
     return cls(pieces, model_type="unigram", byte_fallback=True, special_tokens=special_tokens)

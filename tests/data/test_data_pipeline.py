@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minillm.data import Pipeline, make_stage, read_documents, write_jsonl
-from minillm.data.cli import register
+from minillm.cli.data import register
 from minillm.data.pipeline import DEFAULT_PIPELINE, default_pipeline, load_config
 from minillm.data.stages import Stage
 from minillm.io import read_tokens

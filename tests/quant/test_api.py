@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from minillm import ModelConfig, Transformer
-from minillm.quant import load_quantized, model_bytes, quantize, save_quantized
+from minillm.loaders import load_quantized, save_quantized
+from minillm.quant import model_bytes, quantize
 from minillm.quant.linear import GGMLLinear, Int4Linear, Int8Linear
 
 

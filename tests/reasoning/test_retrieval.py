@@ -1,5 +1,5 @@
 """Dense retrieval, reciprocal rank fusion, query-likelihood reranking, the RAG index and prompt,
-and `minillm rag index|query` (reasoning/dense.py, hybrid.py, rerank.py, lm.py, rag.py, cli.py)."""
+and `minillm rag index|query` (reasoning/dense.py, hybrid.py, rerank.py, lm.py, rag.py; minillm/cli/rag.py)."""
 import json
 
 import numpy as np

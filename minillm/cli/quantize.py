@@ -1,5 +1,5 @@
 """`minillm quantize`: quantize a trained run's latest checkpoint (or a saved model) and write a
-quantized checkpoint (minillm.quant.save_quantized) and/or a GGUF file for llama.cpp.
+quantized checkpoint (minillm.loaders.save_quantized) and/or a GGUF file for llama.cpp.
 
   minillm quantize --run runs/minillm --method gptq --bits 4 --group-size 128 --out runs/minillm/q4.safetensors
   minillm quantize --run runs/minillm --gguf runs/minillm/model-q4_0.gguf --gguf-dtype q4_0
@@ -9,7 +9,10 @@ import time
 
 import numpy as np
 
-from .api import FORMATS, METHODS
+from ..loaders import save_gguf, save_quantized
+from ..quant import FORMATS, METHODS, quantize
+from ..run_folder import load_run
+from ..train import corpus_text
 
 
 def _progress_bar(stream):
@@ -26,13 +29,10 @@ def _progress_bar(stream):
 
 
 def _load(args):
-    from ..checkpoint import latest_checkpoint, load_checkpoint
-    from ..train import corpus_text, load_run_tokenizer
-    path = latest_checkpoint(args.run + "/ckpt")
-    if path is None:
-        raise SystemExit(f"--run: no checkpoint under {args.run}/ckpt (train one with `minillm train`)")
-    model = load_checkpoint(path)[0]
-    tok = load_run_tokenizer(args.run)
+    try:
+        model, tok = load_run(args.run, "--run")
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     T = min(model.config.max_seq_len, 256)
     ids = np.asarray(tok.encode(corpus_text()[:200_000]), dtype=np.int64)
     n = max(1, min(args.calib_tokens, len(ids)) // T)
@@ -41,7 +41,6 @@ def _load(args):
 
 
 def main(args):
-    from .api import quantize, save_quantized
     if not args.out and not args.gguf:
         print("minillm quantize: give --out and/or --gguf", file=sys.stderr)
         return 2
@@ -53,7 +52,6 @@ def main(args):
         save_quantized(qm, args.out)
         print(f"wrote {args.out}")
     if args.gguf:
-        from ..loaders.gguf import save_gguf
         save_gguf(model, args.gguf, dtype=args.gguf_dtype, tokenizer=tok)
         print(f"wrote {args.gguf}")
     return 0

@@ -1,4 +1,4 @@
-"""`minillm generate` / `minillm chat` and the streaming UTF-8 decoder (cli.py)."""
+"""`minillm generate` / `minillm chat` and the streaming UTF-8 decoder (minillm/cli/generate.py, chat.py)."""
 import io
 
 import numpy as np
@@ -8,7 +8,8 @@ from minillm import ModelConfig, Transformer
 from minillm.checkpoint import save_checkpoint
 from minillm.cli import main
 from minillm.inference import generate
-from minillm.inference.cli import StreamDecoder, chat_format, chat_reply
+from minillm.cli.chat import chat_format, chat_reply
+from minillm.cli.generate import StreamDecoder
 from minillm.optim import AdamW
 from minillm.tokenizer import ByteTokenizer
 
@@ -98,7 +99,7 @@ def test_chat_uses_chatml_when_templates_exist():
 def test_chat_command_multi_turn(run_dir):
     import argparse
 
-    from minillm.inference import cli
+    from minillm.cli import chat as cli
     p = argparse.ArgumentParser()
     cli.register(p.add_subparsers())
     ns = p.parse_args(["chat", "--run", run_dir, "--max-new-tokens", "8", "--seed", "0"])

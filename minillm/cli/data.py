@@ -8,6 +8,9 @@ parameters, and detect languages / scrub PII from the command line.
 import sys
 import time
 
+from ..data.minhash import lsh_params, s_curve
+from ..data.pipeline import DEFAULT_PIPELINE, load_config, pipeline_from_config
+
 
 def _progress_bar(stream=None, width=30):
     stream = stream or sys.stderr  # looked up now, not at import: it may have been replaced since
@@ -43,7 +46,6 @@ def print_report(report, out=None):
 
 
 def cmd_run(args):
-    from .pipeline import load_config, pipeline_from_config
     cfg = load_config(args.config)
     pipe, inp, outp = pipeline_from_config(cfg, workers=args.workers)
     inp, outp = args.input or inp, args.output or outp
@@ -60,13 +62,11 @@ def cmd_run(args):
 
 
 def cmd_default_config(args):
-    from .pipeline import DEFAULT_PIPELINE
     sys.stdout.write(DEFAULT_PIPELINE.read_text(encoding="utf-8"))
     return 0
 
 
 def cmd_lsh(args):
-    from .minhash import lsh_params, s_curve
     p = lsh_params(args.threshold, args.num_perm, args.fp_weight, 1.0 - args.fp_weight)
     print(p.describe())
     print(f"{'Jaccard':>8} {'P(candidate)':>13}")

@@ -12,6 +12,12 @@ import shutil
 
 import numpy as np
 
+from ..align.sft import SFTConfig, load_jsonl, sft_eval_loss, sft_train, tokenize_conversation
+from ..checkpoint import save_checkpoint
+from ..optim import AdamW
+from ..run_folder import (TOKENIZER_FILE, checkpoint_dir, latest_run_checkpoint, load_run_model,
+                          load_run_tokenizer)
+
 
 def register(subparsers):
     p = subparsers.add_parser("sft", help="supervised fine-tuning on instruction or chat JSON lines",
@@ -32,16 +38,11 @@ def register(subparsers):
 
 
 def main(args):
-    from ..checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-    from ..optim import AdamW
-    from ..train import load_run_tokenizer
-    from .sft import SFTConfig, load_jsonl, sft_eval_loss, sft_train, tokenize_conversation
-
-    ckpt = latest_checkpoint(os.path.join(args.run, "ckpt"))
-    if ckpt is None:
-        print(f"error: no checkpoint under {args.run}/ckpt; train one first with `minillm train --out {args.run}`")
+    try:
+        model = load_run_model(args.run, "--run")
+    except ValueError as e:
+        print(f"error: {e}")
         return 1
-    model = load_checkpoint(ckpt)[0]
     tok = load_run_tokenizer(args.run)
     seq_len = args.seq_len or model.config.max_seq_len
     if model.config.position_scheme == "learned":
@@ -55,7 +56,7 @@ def main(args):
     val = [examples[i] for i in order[:n_val]]
     train = [examples[i] for i in order[n_val:]]
     print(f"sft: {len(train)} train / {len(val)} held-out conversations from {args.data}, template "
-          f"{args.template}, {'packed' if args.pack else 'padded'} batches, model {ckpt}")
+          f"{args.template}, {'packed' if args.pack else 'padded'} batches, model {latest_run_checkpoint(args.run)}")
     cfg = SFTConfig(lr=args.lr, min_lr=args.lr / 10, warmup_steps=max(1, args.steps // 20), steps=args.steps,
                     batch_size=args.batch_size, pack=args.pack, seq_len=seq_len, seed=args.seed)
     eval_fn = (lambda m: {"val_loss": sft_eval_loss(m, val)}) if val else None
@@ -70,8 +71,8 @@ def main(args):
 
     sft_train(model, train, cfg, eval_fn=eval_fn, eval_every=max(1, args.steps // 4), log=log)
     os.makedirs(args.out, exist_ok=True)
-    shutil.copyfile(os.path.join(args.run, "tokenizer.model"), os.path.join(args.out, "tokenizer.model"))
-    path = save_checkpoint(os.path.join(args.out, "ckpt"), model, AdamW(model.params, lr=args.lr),
+    shutil.copyfile(os.path.join(args.run, TOKENIZER_FILE), os.path.join(args.out, TOKENIZER_FILE))
+    path = save_checkpoint(checkpoint_dir(args.out), model, AdamW(model.params, lr=args.lr),
                            {"step": args.steps, "stage": "sft", "template": args.template, "data": args.data})
     print(f"saved {path}")
     return 0

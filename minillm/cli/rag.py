@@ -5,10 +5,14 @@ folder) the chunks are also embedded by that model, enabling --method dense|hybr
 import os
 import sys
 
+from ..inference import generate
+from ..reasoning.lm import sample_continuations
+from ..reasoning.rag import RAGIndex, build_prompt
+from ..run_folder import load_run
+
 
 def _load_run(run_dir):
-    from ..inference.cli import load_run
-    return load_run(run_dir)
+    return load_run(run_dir, "--run")
 
 
 def register(subparsers):
@@ -38,7 +42,6 @@ def register(subparsers):
 
 
 def cmd_index(args, out=None):
-    from .rag import RAGIndex
     out = out or sys.stdout
     try:
         model = tokenizer = None
@@ -59,7 +62,6 @@ def cmd_index(args, out=None):
 
 
 def cmd_query(args, out=None):
-    from .rag import RAGIndex, build_prompt
     out = out or sys.stdout
     try:
         index = RAGIndex.load(args.index)
@@ -84,7 +86,6 @@ def cmd_query(args, out=None):
                           max_tokens=args.max_prompt_tokens)
     print("\nprompt:\n" + prompt, file=out)
     if args.generate > 0:
-        from .lm import sample_continuations
         ids = tokenizer.encode(prompt)
         new = sample_continuations(model, ids, 1, args.generate, temperature=args.temperature, seed=0)[0] \
             if args.temperature > 0 else _greedy(model, ids, args.generate)
@@ -93,6 +94,5 @@ def cmd_query(args, out=None):
 
 
 def _greedy(model, ids, n):
-    from ..inference import generate
     limit = model.config.max_seq_len
     return generate(model, ids[-max(1, limit - n):], n)

@@ -9,14 +9,16 @@
 """
 import sys
 
-from . import BPETokenizer, UnigramTokenizer, patterns
+from ..tokenizer import BPETokenizer, UnigramTokenizer, bpe_io, patterns
+
+BPE_FILE_PREFIX = bpe_io.MAGIC.split(" ")[0].encode()   # b"minillm-bpe", whatever the version
 
 
 def load_any(path):
     """A BPE or Unigram tokenizer from any file format minillm reads, chosen by content."""
     with open(path, "rb") as f:
-        head = f.read(16)
-    return BPETokenizer.load(path) if head.startswith(b"minillm-bpe") else UnigramTokenizer.load(path)
+        head = f.read(len(BPE_FILE_PREFIX))
+    return BPETokenizer.load(path) if head == BPE_FILE_PREFIX else UnigramTokenizer.load(path)
 
 
 class ProgressBar:

@@ -1,0 +1,106 @@
+"""`minillm chat`: multi-turn chat on stdin with a run written by `minillm train`, streamed
+through generate.py's StreamDecoder and cut at the template's stop strings."""
+import sys
+
+import numpy as np
+
+from ..inference import generate
+from ..run_folder import load_run
+from ..tokenizer import templates
+from .generate import StreamDecoder, add_sampling_args, fit_prompt, sampling_kwargs
+
+
+def register(subparsers):
+    c = subparsers.add_parser("chat", help="multi-turn chat on stdin (ChatML template)")
+    c.add_argument("--system", default="You are a helpful assistant.", help="system message")
+    add_sampling_args(c, 256)
+    c.set_defaults(func=cmd_chat)
+
+
+def chat_format(tokenizer):
+    """(encode(messages) -> prompt ids ending where the assistant speaks, stop strings, name).
+    ChatML from minillm.tokenizer.templates, with real special-token ids if the tokenizer has them,
+    as plain text otherwise (the byte vocabulary)."""
+    specials = set(templates.special_tokens("chatml"))
+    have = set(getattr(tokenizer, "special_tokens", None) or ())
+
+    def chatml(messages):
+        if specials <= have:
+            return templates.encode(tokenizer, messages, "chatml", add_generation_prompt=True)
+        return tokenizer.encode(templates.render(messages, "chatml", add_generation_prompt=True))
+    return chatml, ["<|im_end|>", "<|im_start|>"], "chatml"
+
+
+def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=None, write=None, **kw):
+    """Generate the assistant's next message for `messages` (prompt ids from encode(messages), see
+    chat_format); streams it through write(text) and ends at the first stop string. Returns the
+    reply text without the stop string."""
+    ids = fit_prompt(model, list(encode(messages)), max_new_tokens)
+    dec = StreamDecoder(tokenizer)
+    state = {"text": "", "written": 0, "end": None}
+
+    class Stop(Exception):
+        pass
+
+    def emit(upto):
+        if write and upto > state["written"]:
+            write(state["text"][state["written"]:upto])
+        state["written"] = max(state["written"], upto)
+
+    def on_token(t):
+        state["text"] += dec.push(t)
+        text = state["text"]
+        hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+        if hits:
+            state["end"] = min(hits)
+            emit(state["end"])
+            raise Stop  # ends generate() early: nothing after a stop string is wanted
+        # hold back the longest tail that could still grow into a stop string
+        hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        emit(len(text) - hold)
+
+    try:
+        generate(model, ids, max_new_tokens, seed=seed, stream=on_token, **kw)
+    except Stop:
+        pass
+    if state["end"] is None:
+        state["text"] += dec.flush()
+        state["end"] = len(state["text"])
+        emit(state["end"])
+    return state["text"][:state["end"]].strip()
+
+
+def cmd_chat(args, stdin=None, out=None):
+    stdin, out = stdin or sys.stdin, out or sys.stdout
+    try:
+        model, tok = load_run(args.run, "--run")
+    except ValueError as e:
+        print(f"minillm chat: {e}", file=sys.stderr)
+        return 1
+    encode, stops, _ = chat_format(tok)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    rng = np.random.default_rng(args.seed)
+    interactive = stdin.isatty()
+    while True:
+        if interactive:
+            out.write("you> ")
+            out.flush()
+        line = stdin.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        messages.append({"role": "user", "content": line})
+        out.write("assistant> ")
+        out.flush()
+
+        def write(text):
+            out.write(text)
+            out.flush()
+        reply = chat_reply(model, tok, messages, encode, stops, args.max_new_tokens,
+                           seed=int(rng.integers(2**63 - 1)), write=write, **sampling_kwargs(args))
+        out.write("\n")
+        out.flush()
+        messages.append({"role": "assistant", "content": reply})
+    return 0

@@ -1,0 +1,103 @@
+"""`minillm generate`: load a run written by `minillm train` and stream a continuation of a prompt.
+
+Streaming needs care with byte-level vocabularies: one token can end in the middle of a multi-byte
+UTF-8 character, which decodes to U+FFFD until the next token completes it. StreamDecoder decodes
+the whole accumulated id list each time and releases only the text that can no longer change
+(everything before a trailing run of U+FFFD), so the terminal never shows half a character.
+"""
+import sys
+
+from ..inference import generate
+from ..run_folder import load_run
+
+REPLACEMENT = "\ufffd"
+
+
+class StreamDecoder:
+    """Incremental detokenizer: push(token_id) -> the newly completed text ('' if none yet)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids = []
+        self.emitted = 0      # characters of decode(ids) already returned
+
+    def push(self, token_id):
+        self.ids.append(int(token_id))
+        text = self.tokenizer.decode(self.ids)
+        stable = len(text.rstrip(REPLACEMENT))   # a trailing U+FFFD may still become a character
+        if stable <= self.emitted:
+            return ""
+        new = text[self.emitted:stable]
+        self.emitted = stable
+        return new
+
+    def flush(self):
+        """Whatever is left at the end (genuinely invalid bytes stay U+FFFD)."""
+        text = self.tokenizer.decode(self.ids)
+        new = text[self.emitted:]
+        self.emitted = len(text)
+        return new
+
+    @property
+    def text(self):
+        return self.tokenizer.decode(self.ids)
+
+
+def add_sampling_args(p, max_new_tokens):
+    p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--min-p", type=float, default=None)
+    p.add_argument("--repetition-penalty", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def register(subparsers):
+    g = subparsers.add_parser("generate", help="stream a continuation of a prompt")
+    g.add_argument("--prompt", required=True, help="text to continue")
+    add_sampling_args(g, 200)
+    g.set_defaults(func=cmd_generate)
+
+
+def sampling_kwargs(args):
+    return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                repetition_penalty=args.repetition_penalty)
+
+
+def fit_prompt(model, ids, max_new_tokens):
+    """Keep the newest tokens when prompt + output would exceed a learned position table."""
+    cfg = model.config
+    if cfg.position_scheme == "learned":
+        room = cfg.max_seq_len - max_new_tokens
+        if room < 1:
+            raise ValueError(f"--max-new-tokens: must be below max_seq_len {cfg.max_seq_len}, got {max_new_tokens}")
+        ids = ids[-room:]
+    return ids
+
+
+def cmd_generate(args, out=None):
+    out = out or sys.stdout
+    try:
+        model, tok = load_run(args.run, "--run")
+        ids = tok.encode(args.prompt)
+        if not ids:
+            raise ValueError("--prompt: encodes to no tokens")
+        ids = fit_prompt(model, ids, args.max_new_tokens)
+    except ValueError as e:
+        print(f"minillm generate: {e}", file=sys.stderr)
+        return 1
+    dec = StreamDecoder(tok)
+    out.write(args.prompt)
+    out.flush()
+
+    def on_token(t):
+        text = dec.push(t)
+        if text:
+            out.write(text)
+            out.flush()
+    generate(model, ids, args.max_new_tokens, seed=args.seed, stream=on_token, **sampling_kwargs(args))
+    out.write(dec.flush() + "\n")
+    out.flush()
+    return 0

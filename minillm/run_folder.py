@@ -1,0 +1,67 @@
+"""A run folder, as `minillm train --out RUN` writes it, and the one way to load it back:
+
+    RUN/
+      tokenizer.model      the vocabulary (a minillm BPE file, or the byte tokenizer's one line)
+      ckpt/latest          name of the newest checkpoint folder
+      ckpt/step_0000450/   model.safetensors, optimizer.safetensors, state.json (minillm.checkpoint)
+      train.bin, val.bin   the tokenised corpus (minillm.io.tokens)
+
+    from minillm.run_folder import load_run
+    model, tokenizer = load_run("runs/minillm")   # newest checkpoint + the run's tokenizer
+
+The generate/chat/quantize/sft/rag commands and the data pipeline's perplexity filter all load runs
+through this module.
+"""
+import os
+
+from .checkpoint import latest_checkpoint, load_checkpoint
+from .tokenizer import BPETokenizer, ByteTokenizer
+
+CKPT_DIR = "ckpt"
+TOKENIZER_FILE = "tokenizer.model"
+
+
+def checkpoint_dir(run_dir):
+    """Folder of the run's checkpoints (RUN/ckpt)."""
+    return os.path.join(run_dir, CKPT_DIR)
+
+
+def tokenizer_path(run_dir):
+    """The run's tokenizer file (RUN/tokenizer.model)."""
+    return os.path.join(run_dir, TOKENIZER_FILE)
+
+
+def latest_run_checkpoint(run_dir):
+    """Path of the run's newest checkpoint, or None if it has none yet."""
+    ckpt_dir = checkpoint_dir(run_dir)
+    return latest_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+
+
+def load_run_tokenizer(run_dir):
+    """The tokenizer `minillm train` used for run_dir (BPE file, or the byte fallback)."""
+    path = tokenizer_path(run_dir)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir}: no {TOKENIZER_FILE} (was it written by `minillm train`?)")
+    if ByteTokenizer.is_file(path):
+        return ByteTokenizer()
+    return BPETokenizer.load(path)
+
+
+def load_run_model(run_dir, arg="run_dir"):
+    """The Transformer of the run's newest checkpoint; ValueError naming `arg` if there is none."""
+    path = latest_run_checkpoint(run_dir)
+    if path is None:
+        raise ValueError(f"{arg}: {run_dir} has no checkpoint in {checkpoint_dir(run_dir)}; run "
+                         f"`minillm train --out {run_dir}` first")
+    return load_checkpoint(path)[0]
+
+
+def load_run(run_dir, arg="run_dir"):
+    """(model, tokenizer) of a `minillm train` run folder, or ValueError naming `arg` (the caller's
+    name for the folder, e.g. "--run") and saying what is missing."""
+    model = load_run_model(run_dir, arg)
+    try:
+        tokenizer = load_run_tokenizer(run_dir)
+    except FileNotFoundError as e:
+        raise ValueError(f"{arg}: {e}; run `minillm train --out {run_dir}` first") from None
+    return model, tokenizer
