@@ -14,6 +14,6 @@ S cache slots, G quant group; a weight W is (N, K) = (out, in) and a matmul inpu
   api.py          quantize(model, ...), save_quantized / load_quantized
   cli.py          `minillm quantize`
 """
-from .api import FORMATS, METHODS, load_quantized, model_bytes, quantize, save_quantized
+from .api import FORMATS, METHODS, load_quantized, quantize, save_quantized, weight_bytes
 
-__all__ = ["quantize", "save_quantized", "load_quantized", "model_bytes", "METHODS", "FORMATS"]
+__all__ = ["quantize", "save_quantized", "load_quantized", "weight_bytes", "METHODS", "FORMATS"]

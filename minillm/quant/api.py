@@ -255,9 +255,10 @@ def load_quantized(path):
     return Transformer(cfg, params={k: tensors[k] for k in order}, quantized=quantized)
 
 
-def model_bytes(model):
-    """Bytes of all weights: float params plus the quantized layers' storage."""
+def weight_bytes(model):
+    """Bytes of all of a (partly) quantized model's weights as stored: the float params plus the
+    quantized layers' packed codes, scales and zero points (what a quantized checkpoint holds)."""
     return int(sum(a.nbytes for a in model.params.values()) + sum(q.nbytes for q in model.quantized.values()))
 
 
-__all__ = ["quantize", "save_quantized", "load_quantized", "model_bytes", "fits", "METHODS", "FORMATS"]
+__all__ = ["quantize", "save_quantized", "load_quantized", "weight_bytes", "fits", "METHODS", "FORMATS"]
