@@ -13,11 +13,13 @@ preference rate. Byte-level ids (vocabulary 256), so any tokenizer-free tiny mod
 """
 import numpy as np
 
+from ..model import Transformer
 from .batch import collate
 from .logprobs import model_logprobs, shifted
 from .losses import kl_estimate
 from .reward import rankings_to_pairs
 from .rollout import sample_responses
+from .sft import SFTConfig, sft_eval_loss, sft_train
 
 VOWELS = "aeiou"
 CONSONANTS = "bcdfghklmnprst"
@@ -104,8 +106,6 @@ def sft_stage(cfg, seed, steps, rng, log=None):
     """Stage 1 of the RLHF and DPO pipelines: a fresh policy of `cfg`, fine-tuned on 4000 task
     demonstrations (loss on the response only) and scored on 256 held-out ones.
     -> (policy, frozen reference copy, val examples, response loss before, response loss after)"""
-    from ..model import Transformer
-    from .sft import SFTConfig, sft_eval_loss, sft_train
     policy = Transformer(cfg, seed=seed)
     train, val = sft_examples(sft_data(4000, rng)), sft_examples(sft_data(256, rng))
     before = sft_eval_loss(policy, val)

@@ -16,6 +16,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .lm import sample_continuations
+
 ANSWER_PREFIX = "The answer is"
 
 
@@ -122,7 +124,6 @@ def self_consistency(sample, n, extract=extract_answer):
 def model_sampler(model, tokenizer, prompt, max_new_tokens=64, temperature=0.7, top_p=None, seed=0, stop="\n\n"):
     """sample(i) for self_consistency: the i-th of independent continuations of `prompt` by the
     model (minillm.inference.generate with temperature sampling), cut at `stop`."""
-    from .lm import sample_continuations
     ids = tokenizer.encode(prompt)
     stop_ids = [tokenizer.encode(stop)] if stop else None
     cache = {}

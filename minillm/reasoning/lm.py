@@ -8,6 +8,7 @@
 """
 import numpy as np
 
+from ..inference import generate
 from ..nn.softmax import log_softmax
 
 
@@ -41,7 +42,6 @@ def sample_continuations(model, prompt_ids, n, max_new_tokens, temperature=0.8, 
                          stop=None):
     """n sampled continuations (list of (N_i,) int64 arrays) of prompt_ids, each from its own seed
     derived from `seed`, so the set is reproducible and the samples independent."""
-    from ..inference import generate
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive int, got {n!r}")
     seeds = np.random.default_rng(seed).integers(0, 2**63 - 1, size=n)
