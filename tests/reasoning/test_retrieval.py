@@ -13,7 +13,7 @@ from minillm.reasoning import RAGIndex, build_prompt, cosine_top_k, embed, recip
 from minillm.reasoning.chunking import Chunk
 from minillm.reasoning.lm import continuation_logprobs
 from minillm.reasoning.rerank import query_likelihood
-from minillm.train import ByteTokenizer
+from minillm.tokenizer import ByteTokenizer
 
 
 @pytest.fixture(scope="module")
