@@ -22,6 +22,8 @@ from .rtn import dequantize_int4, dequantize_int8
 
 GEMV_MAX_M = 4     # up to this many rows the fused kernel re-reads each weight row from L1 per x row
 TILE_N = 256       # rows of W decoded per tile on the prefill path
+FUSED_MAX_M = 2 * GEMV_MAX_M  # matmul runs the fused kernel up to this many rows of x (or for N < TILE_N);
+                              # beyond, decoding a tile of W once for the dense GEMM costs less
 
 
 def quantize_x_int8(x, block):  # (M, K) float32 -> codes (M, K/block, block) float32, d (M, K/block) float32
@@ -76,7 +78,7 @@ class QuantizedLinear:
         if kernel is None:
             return self.matmul_reference(x)
         M, N = x.shape[0], self.shape[0]
-        if M <= 2 * GEMV_MAX_M or N < TILE_N:
+        if M <= FUSED_MAX_M or N < TILE_N:
             return kernel.matmul(x)
         out = np.empty((M, N), dtype=np.float32)
         for n0 in range(0, N, TILE_N):  # prefill: decode a tile, then the dense blocked GEMM
