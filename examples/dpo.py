@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from minillm import ModelConfig  # noqa: E402
 from minillm.align import tasks  # noqa: E402
 from minillm.align.dpo import DPOConfig, dpo_train, precompute_reference_logps  # noqa: E402
-from minillm.align.ppo import model_bytes  # noqa: E402
+from minillm.align.ppo import param_bytes  # noqa: E402
 
 
 def main():
@@ -60,7 +60,7 @@ def main():
     print(f"SFT policy: preference rate {before['rate_sampled']:.1%} sampled / {before['rate_greedy']:.1%} greedy"
           f"   [{time.perf_counter() - t0:.0f} s]")
 
-    mem = {"policy": model_bytes(policy), "reference": model_bytes(ref)}
+    mem = {"policy": param_bytes(policy), "reference": param_bytes(ref)}
     print("\nmodels in memory: " + ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in mem.items())
           + f"  = 2 copies, {sum(mem.values()) / 2**20:.2f} MiB (the reference can be dropped once its "
             f"log-probs are stored, 16 bytes per pair)")

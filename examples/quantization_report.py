@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from minillm.io import atomic_write, read_tokens, write_tokens  # noqa: E402
-from minillm.quant import model_bytes, quantize  # noqa: E402
+from minillm.quant import quantize, weight_bytes  # noqa: E402
 from minillm.tokenizer import cached_bpe  # noqa: E402
 from minillm.train import TrainConfig, train  # noqa: E402
 
@@ -221,7 +221,7 @@ def main():
         nlls[label] = nll
         dppl, se = paired(nll, nlls["fp32"])
         bpw = 32.0 if method is None else np.mean([qm.quantized[n].bits_per_weight for n in linear])
-        print(f"| {label:9} | {bpw:11.2f} | {model_bytes(qm) / 1e6:8.2f} | {np.exp(nll.mean()):10.3f} | "
+        print(f"| {label:9} | {bpw:11.2f} | {weight_bytes(qm) / 1e6:8.2f} | {np.exp(nll.mean()):10.3f} | "
               f"{f'{dppl:+.3f}% ± {se:.3f}%':>17} | {kl:15.5f} | {decode_speed(qm, prompt):12.1f} | {tq:10.1f} |",
               flush=True)
     print("\nINT4 methods against each other (paired over the same held-out windows):")

@@ -23,3 +23,15 @@ def numerical_grad(f, x, eps=1e-6):
         flat[i] = old                                          # restore exactly
         gflat[i] = (f_plus - f_minus) / (2.0 * eps)
     return grad.astype(x.dtype, copy=False)
+
+
+def numerical_grad_at(f, p, idx, eps=1e-6):
+    """d f / d p[idx] by one central difference, for an array p that f reads from elsewhere (a model
+    parameter): p[idx] is perturbed in place and restored exactly. f takes no arguments."""
+    old = p[idx]
+    p[idx] = old + eps
+    f_plus = float(f())
+    p[idx] = old - eps
+    f_minus = float(f())
+    p[idx] = old
+    return (f_plus - f_minus) / (2.0 * eps)

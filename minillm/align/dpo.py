@@ -19,10 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..optim import AdamW, clip_grad_norm
-from .batch import collate, minibatches
+from .batch import pair_batch, score_pairs, train_on_pairs
 from .logprobs import logprobs_with_backward, sequence_logprobs, shifted
 from .losses import DPO_LOSS_TYPES, dpo_implicit_rewards, dpo_loss
+
+
+# diagnose()'s thresholds, on means over the first and last `window` steps of a run
+DISPLACEMENT_NATS = 1.0       # a fall of log π(y_w) larger than this (nats per response) is displacement
+COLLAPSED_LOSS = 0.05         # a DPO loss below this: the pairs are separated by a wide margin (sigmoid
+                              # loss log(1 + e^-z) < 0.05 means a margin z above about 3)
+MARGIN_GROWTH = 2.0           # the implicit-reward margin more than doubled over the run ...
+MIN_MARGIN = 1.0              # ... and ended above this (nats), with reward accuracy saturated at 1
+MARGIN_FLOOR = 1e-3           # a start margin this small counts as this, so that "doubled" is meaningful
 
 
 @dataclass
@@ -55,24 +63,15 @@ def _check_pairs(pairs):
             raise ValueError(f"pairs[{i}]: expected (prompt_ids, chosen_ids, rejected_ids), got {len(p)} items")
 
 
-def pair_batch(pairs, pad_id=0):  # N pairs -> tokens (2N, T), mask (2N, T): chosen rows, then rejected
-    """Chosen and rejected sequences of N pairs in one batch, so one forward pass scores both."""
-    prompts = [list(p) for p, _, _ in pairs] * 2
-    responses = [list(w) for _, w, _ in pairs] + [list(l) for _, _, l in pairs]
-    return collate(prompts, responses, pad_id)
-
-
 def precompute_reference_logps(ref_model, pairs, pad_id=0, chunk=64):  # -> (N,), (N,) float64
     """log π_ref(y_w | x) and log π_ref(y_l | x) for every pair, computed once."""
     _check_pairs(pairs)
-    chosen, rejected = [], []
-    for i in range(0, len(pairs), chunk):
-        part = pairs[i:i + chunk]
+
+    def score(part):  # n pairs -> (2n,) summed log-probs, chosen then rejected
         tokens, mask = pair_batch(part, pad_id)
-        lp = sequence_logprobs(ref_model, tokens, mask, chunk=2 * len(part))   # (2n,)
-        chosen.append(lp[:len(part)])
-        rejected.append(lp[len(part):])
-    return np.concatenate(chosen), np.concatenate(rejected)
+        return sequence_logprobs(ref_model, tokens, mask, chunk=2 * len(part))
+
+    return score_pairs(score, pairs, chunk)
 
 
 def dpo_step(policy, pairs, ref_chosen, ref_rejected, cfg):
@@ -123,21 +122,10 @@ def dpo_train(policy, pairs, cfg=None, ref_model=None, ref_logps=None, eval_fn=N
         ref_chosen, ref_rejected = precompute_reference_logps(ref_model, pairs, cfg.pad_id)
     else:
         raise ValueError("ref_model: DPO needs a reference (ref_model or ref_logps) unless reference_free")
-    opt = AdamW(policy.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    rng = np.random.default_rng(cfg.seed)
-    history, step = [], 0
-    for epoch in range(cfg.epochs):
-        for idx in minibatches(len(pairs), cfg.batch_size, rng):
-            loss, grads, stats = dpo_step(policy, [pairs[i] for i in idx], ref_chosen[idx], ref_rejected[idx], cfg)
-            stats["grad_norm"] = clip_grad_norm(grads, cfg.max_grad_norm)
-            opt.step(grads)
-            step += 1
-            stats.update(step=step, epoch=epoch)
-            history.append(stats)
-            if log:
-                log(stats)
-        if eval_fn is not None:
-            history[-1].update(eval_fn(policy))
+    history = train_on_pairs(
+        policy.params, len(pairs),
+        lambda idx: dpo_step(policy, [pairs[i] for i in idx], ref_chosen[idx], ref_rejected[idx], cfg), cfg,
+        end_of_epoch=None if eval_fn is None else (lambda: eval_fn(policy)), log=log)
     return history, diagnose(history)
 
 
@@ -154,15 +142,15 @@ def diagnose(history, window=5):
     out = []
     loss0, loss1 = mean(first, "dpo_loss"), mean(last, "dpo_loss")  # the preference term alone
     c0, c1 = mean(first, "logp_chosen"), mean(last, "logp_chosen")
-    if loss1 < loss0 and c1 < c0 - 1.0:
+    if loss1 < loss0 and c1 < c0 - DISPLACEMENT_NATS:
         out.append(f"loss fell {loss0:.3f} -> {loss1:.3f} while the chosen log-prob fell {c0:.2f} -> {c1:.2f}: "
                    f"the margin is being won by lowering both responses (likelihood displacement); "
                    f"consider a larger beta, an SFT term on y_w, or fewer steps")
-    if loss1 < 0.05:
+    if loss1 < COLLAPSED_LOSS:
         out.append(f"loss collapsed to {loss1:.4f}: the pairs are separated by a wide margin; check the "
                    f"KL to the reference and the chosen log-prob ({c1:.2f})")
     acc1, m0, m1 = mean(last, "reward_accuracy"), mean(first, "reward_margin"), mean(last, "reward_margin")
-    if acc1 == 1.0 and m1 > 2.0 * max(m0, 1e-3) and m1 > 1.0:
+    if acc1 == 1.0 and m1 > MARGIN_GROWTH * max(m0, MARGIN_FLOOR) and m1 > MIN_MARGIN:
         out.append(f"reward accuracy is 1.0 and the implicit-reward margin keeps growing ({m0:.2f} -> {m1:.2f}): "
                    f"over-optimisation of the preference set")
     return out

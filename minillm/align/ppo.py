@@ -97,7 +97,9 @@ def explained_variance(pred, target, mask):
     return float(1.0 - np.var(target[m] - pred[m]) / var) if var > 0 else float("nan")
 
 
-def model_bytes(model):
+def param_bytes(model):
+    """Bytes of model.params, the float arrays an optimizer updates (each also needs AdamW's two
+    moments of the same size). Quantized layers are not counted: quant.weight_bytes counts them."""
     return sum(int(a.nbytes) for a in model.params.values())
 
 
@@ -138,7 +140,7 @@ class PPOTrainer:
 
     def memory(self):
         """{role: bytes of its parameters} for the four models PPO holds."""
-        return {"policy": model_bytes(self.policy), "reference": model_bytes(self.ref),
+        return {"policy": param_bytes(self.policy), "reference": param_bytes(self.ref),
                 "reward": self.reward_model.nbytes(), "value": self.value_model.nbytes()}
 
     # --------------------------------------------------------------------- experience

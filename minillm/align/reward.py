@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..optim import AdamW, clip_grad_norm
-from .batch import collate, minibatches
+from .batch import pair_batch, score_pairs, train_on_pairs
 from .losses import bradley_terry_loss
 
 HEAD_W, HEAD_B = "score.weight", "score.bias"   # the Hugging Face name of a sequence-classification head
@@ -55,7 +54,7 @@ class ScalarHeadModel:
     def num_params(self):
         return sum(int(a.size) for a in self.params.values())
 
-    def nbytes(self):
+    def nbytes(self):  # bytes of .params: what PPOTrainer.memory asks of every reward model
         return sum(int(a.nbytes) for a in self.params.values())
 
     # --------------------------------------------------------------------- per-token values
@@ -114,9 +113,7 @@ def rankings_to_pairs(prompt, ranked_responses):
 
 def _pair_arrays(pairs, pad_id):
     N = len(pairs)
-    prompts = [list(p[0]) for p in pairs] * 2
-    responses = [list(p[1]) for p in pairs] + [list(p[2]) for p in pairs]
-    tokens, mask = collate(prompts, responses, pad_id)                       # (2N, T): chosen, then rejected
+    tokens, mask = pair_batch(pairs, pad_id)                                 # (2N, T): chosen, then rejected
     if np.any(mask.sum(axis=1) == 0):
         raise ValueError("pairs: every response needs at least one token")
     margins = np.array([p[3] if len(p) > 3 else 0.0 for p in pairs], dtype=np.float64)
@@ -124,13 +121,11 @@ def _pair_arrays(pairs, pad_id):
 
 
 def pair_rewards(rm, pairs, pad_id=0, chunk=64):  # -> r_chosen (N,), r_rejected (N,)
-    rw, rl = [], []
-    for i in range(0, len(pairs), chunk):
-        tokens, last, _, N = _pair_arrays(pairs[i:i + chunk], pad_id)
-        r = rm.rewards(tokens, last)
-        rw.append(r[:N])
-        rl.append(r[N:])
-    return np.concatenate(rw), np.concatenate(rl)
+    def score(part):  # n pairs -> (2n,) rewards, chosen then rejected
+        tokens, last, _, _ = _pair_arrays(part, pad_id)
+        return rm.rewards(tokens, last)
+
+    return score_pairs(score, pairs, chunk)
 
 
 def pair_accuracy(rm, pairs, pad_id=0):
@@ -169,18 +164,6 @@ def train_reward_model(rm, pairs, cfg=None, val_pairs=None, log=None):
     cfg = cfg or RewardConfig()
     if not pairs:
         raise ValueError("pairs: expected at least one (prompt, chosen, rejected) pair")
-    opt = AdamW(rm.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    rng = np.random.default_rng(cfg.seed)
-    history, step = [], 0
-    for epoch in range(cfg.epochs):
-        for idx in minibatches(len(pairs), cfg.batch_size, rng):
-            loss, grads, stats = reward_step(rm, [pairs[i] for i in idx], cfg)
-            stats.update(step=step + 1, epoch=epoch, loss=loss, grad_norm=clip_grad_norm(grads, cfg.max_grad_norm))
-            opt.step(grads)
-            step += 1
-            history.append(stats)
-            if log:
-                log(stats)
-        if val_pairs:
-            history[-1]["val_accuracy"] = pair_accuracy(rm, val_pairs, cfg.pad_id)
-    return history
+    end_of_epoch = (lambda: {"val_accuracy": pair_accuracy(rm, val_pairs, cfg.pad_id)}) if val_pairs else None
+    return train_on_pairs(rm.params, len(pairs), lambda idx: reward_step(rm, [pairs[i] for i in idx], cfg), cfg,
+                          end_of_epoch=end_of_epoch, log=log)

@@ -120,7 +120,7 @@ def detect_language(text, backend="builtin", model_path=None):
 
 @lru_cache(maxsize=2)
 def _langid_model():
-    try:
+    try:  # an optional dependency, imported only when this backend is asked for
         from langid.langid import LanguageIdentifier, model
     except ImportError as e:
         raise ImportError("backend='langid' needs the langid package: pip install langid") from e
@@ -134,7 +134,7 @@ def _langid_backend(text):
 
 @lru_cache(maxsize=2)
 def _fasttext_model(model_path):
-    try:
+    try:  # an optional dependency, imported only when this backend is asked for
         import fasttext
     except ImportError as e:
         raise ImportError("backend='fasttext' needs the fasttext package: pip install fasttext") from e

@@ -13,6 +13,6 @@ S cache slots, G quant group; a weight W is (N, K) = (out, in) and a matmul inpu
   linear.py       quantized linear objects for Transformer(quantized=...), fused C kernels
   api.py          quantize(model, ...); saving and loading a quantized model: minillm.loaders.quantized
 """
-from .api import FORMATS, METHODS, model_bytes, quantize
+from .api import FORMATS, METHODS, quantize, weight_bytes
 
-__all__ = ["quantize", "model_bytes", "METHODS", "FORMATS"]
+__all__ = ["quantize", "weight_bytes", "METHODS", "FORMATS"]

@@ -213,10 +213,11 @@ def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibrati
     return Transformer(cfg, params=kept, quantized=quantized)
 
 
-# ------------------------------------------------------------------ checkpoints
-def model_bytes(model):
-    """Bytes of all weights: float params plus the quantized layers' storage."""
+# ------------------------------------------------------------------ size
+def weight_bytes(model):
+    """Bytes of all of a (partly) quantized model's weights as stored: the float params plus the
+    quantized layers' packed codes, scales and zero points (what a quantized checkpoint holds)."""
     return int(sum(a.nbytes for a in model.params.values()) + sum(q.nbytes for q in model.quantized.values()))
 
 
-__all__ = ["quantize", "model_bytes", "fits", "METHODS", "FORMATS"]
+__all__ = ["quantize", "weight_bytes", "fits", "METHODS", "FORMATS"]

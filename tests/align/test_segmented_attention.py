@@ -4,6 +4,7 @@ documents run one at a time -- and the gradient is finite-difference exact in fl
 import numpy as np
 import pytest
 
+from gradcheck import numerical_grad_at
 from minillm import ModelConfig, Transformer
 from minillm.nn.attention import segment_bounds
 
@@ -73,13 +74,7 @@ def test_segmented_gradients_match_finite_differences(arch):
         if p.ndim != 2:
             continue
         idx = (1, 2)
-        old = p[idx]
-        p[idx] = old + 1e-6
-        fp = f()
-        p[idx] = old - 1e-6
-        fm = f()
-        p[idx] = old
-        num = (fp - fm) / 2e-6
+        num = numerical_grad_at(f, p, idx)
         assert abs(grads[name][idx] - num) <= 1e-6 * max(abs(num), 1e-3), (name, grads[name][idx], num)
 
 

@@ -52,8 +52,9 @@ def test_norms(N, C, seed, scale):
     dx, dw, db = nn.layernorm_backward(dy, nn.layernorm_forward(x, w, b)[1])
     f = lambda x_, w_, b_: np.sum(nn.layernorm_forward(x_, w_, b_)[0] * dy)
     # the floor: central differences of f (|f| ~ N*C) with step h = 1e-6 * scale carry a roundoff of
-    # ~1e-16 * |f| / h, up to ~1e-9 / scale; the absolute error allowed, 1e-6 * floor, stays 10x above
-    # it (floor 1e-3 / scale left no margin: N=4, C=2 once gave 1.03e-6)
+    # ~1e-16 * |f| / h, up to ~1e-9 / scale, and that estimate is only an order of magnitude: the
+    # absolute error allowed, 1e-6 * floor = 1e-8 / scale, keeps a factor 10 above it (a floor of
+    # 1e-3 / scale would allow 1e-9 / scale, the size of the roundoff itself)
     check(dx, numerical_grad(lambda x_: f(x_, w, b), x, eps=1e-6 * scale), floor=1e-2 / scale)
     check(dw, numerical_grad(lambda w_: f(x, w_, b), w))
     check(db, numerical_grad(lambda b_: f(x, w, b_), b))

@@ -5,7 +5,7 @@ import pytest
 
 from minillm import ModelConfig, Transformer
 from minillm.loaders import load_quantized, save_quantized
-from minillm.quant import model_bytes, quantize
+from minillm.quant import quantize, weight_bytes
 from minillm.quant.linear import GGMLLinear, Int4Linear, Int8Linear
 
 
@@ -31,7 +31,7 @@ def test_quantize_methods_and_round_trip(setup, method, fmt, tol, tmp_path):
     assert out.shape == ref.shape
     rel = np.abs(out - ref).max() / np.abs(ref).max()
     assert rel < tol
-    assert model_bytes(qm) < model_bytes(model)
+    assert weight_bytes(qm) < weight_bytes(model)
     save_quantized(qm, tmp_path / "q.safetensors")
     back = load_quantized(tmp_path / "q.safetensors")
     np.testing.assert_array_equal(back.forward(tokens[:1]), out)

@@ -112,7 +112,8 @@ def test_prefill_tile_path(fmt):
 @pytest.mark.parametrize("K", [257, 294, 383])
 def test_int8_generic_path_with_k_past_one_block_buffer(K):
     """INT8 rows whose length is no multiple of 64 and over 256 (the generic path's block buffer):
-    its last block is short. Used to write past the buffer (crash)."""
+    its last block is short, so the kernel must decode only the K % 64 weights left, not a whole
+    block past the end of the row."""
     rng = np.random.default_rng(K)
     w = rng.standard_normal((32, K)).astype(np.float32)
     lin = _make("int8", w, 128)
