@@ -16,7 +16,8 @@ except ImportError:
     ffi = lib = None
     _HAVE = _HAVE_BLOCKS = False
 
-from .formats import GGML_BLOCKS, GGML_TYPE, NF4_BLOCK
+from ..io.ggml_types import GGML_TYPES
+from .formats import GGML_BLOCKS, NF4_BLOCK
 
 FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K": 6}
 
@@ -169,7 +170,7 @@ class GGMLBlockKernel(Kernel):
         if not isinstance(blocks, np.ndarray) or blocks.dtype != dtype or blocks.ndim != 2:
             raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got "
                             f"{type(blocks).__name__} {getattr(blocks, 'dtype', '')} {getattr(blocks, 'shape', '')}")
-        self.fmt, self.type = fmt, GGML_TYPE[fmt]
+        self.fmt, self.type = fmt, GGML_TYPES[fmt].id
         self.N, self.K, self.group_size = blocks.shape[0], blocks.shape[1] * bs, 0
         weights, nbytes = ffi.new("int64_t*"), ffi.new("int64_t*")
         if lib.ggml_block_size(self.type, weights, nbytes) or (weights[0], nbytes[0]) != (bs, dtype.itemsize):

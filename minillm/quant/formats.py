@@ -3,10 +3,12 @@ the nibble packing shared by every 4-bit format here, and the NF4 code book (Det
 "QLoRA", Sec. 3 and Appendix E). Only layouts and bit-level packing live here; how values are chosen
 (round-to-nearest, GPTQ, AWQ, ggml's quantizers) lives in rtn.py, gptq.py, awq.py, ggml_quants.py.
 
-Every dtype's itemsize is asserted against sizeof() of the same struct in csrc/quant.h, which carries
+Every dtype's itemsize is asserted against sizeof() of the same struct in csrc/ggml_blocks.c, which carries
 the matching _Static_assert: a single byte of drift would make GGUF files unreadable by llama.cpp.
 """
 import numpy as np
+
+from ..io.ggml_types import GGML_TYPES
 
 # ---------------------------------------------------------------- ggml block formats (ggml-common.h)
 # Every block type minillm reads from a GGUF file. In each, a block of weights shares fp16 scales;
@@ -59,14 +61,14 @@ assert BLOCK_Q6_K.itemsize == QK_K // 2 + QK_K // 4 + QK_K // 16 + 2
 
 # name -> (block dtype, weights per block): every type minillm reads (sizes as csrc/ggml_blocks.c's
 # structs, which _Static_assert the same numbers). ggml_quants.QUANTIZERS says which it also writes.
+# Ids and sizes are io/ggml_types.py's table, checked here.
 GGML_BLOCKS = {"f16": (BLOCK_F16, 1), "bf16": (BLOCK_BF16, 1),
                "q4_0": (BLOCK_Q4_0, QK4_0), "q4_1": (BLOCK_Q4_1, QK4_1), "q5_0": (BLOCK_Q5_0, QK5_0),
                "q5_1": (BLOCK_Q5_1, QK5_1), "q8_0": (BLOCK_Q8_0, QK8_0), "q2_K": (BLOCK_Q2_K, QK_K),
                "q3_K": (BLOCK_Q3_K, QK_K), "q4_K": (BLOCK_Q4_K, QK_K), "q5_K": (BLOCK_Q5_K, QK_K),
                "q6_K": (BLOCK_Q6_K, QK_K)}
-# the file format's numbering (ggml.h enum ggml_type)
-GGML_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "q2_K": 10,
-             "q3_K": 11, "q4_K": 12, "q5_K": 13, "q6_K": 14, "bf16": 30}
+assert all((dtype.itemsize, block) == (GGML_TYPES[name].block_bytes, GGML_TYPES[name].block_size)
+           for name, (dtype, block) in GGML_BLOCKS.items())
 
 # ---------------------------------------------------------------- NF4 (QLoRA, Appendix E)
 # The 16 quantiles of N(0, 1) rescaled to [-1, 1], with an exact zero: equal-mass bins for normally
