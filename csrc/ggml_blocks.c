@@ -305,16 +305,96 @@ static void unpack_q6_K(const uint8_t* restrict src, int64_t nb, uint8_t* restri
         }
 }
 
+/* ------------------------------------------------------------------ fused one-row dots (AVX-512)
+   For the 32-weight block types, decode (M = 1) skips the unpacked codes: each block's 16 bytes
+   widen straight into two registers of 16 codes, are converted and multiplied with x, and the block
+   scale multiplies their sum once:  x . w_b = d (q . x_b) + c sx_b,  sx_b = the sum of x over the
+   block (two x_sums16 entries). Two accumulators per quantity hide the FMA latency. */
+#if defined(ISA_AVX512)
+#define HAVE_ROW1 1
+typedef float (*row1_fn)(const uint8_t* row, const float* x, const float* sx, int64_t nb);
+
+static inline __m512 nib_lo_hi_dot(const uint8_t* qs, const float* x) {  /* sum over 32 nibble codes of q x */
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)qs)), m = _mm512_set1_epi32(0xF);
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, m)), hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+    return _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + 16), _mm512_mul_ps(lo, _mm512_loadu_ps(x)));
+}
+
+static float row1_q4_0(const uint8_t* row, const float* x, const float* sx, int64_t nb) {
+    const blk_q4_0* B = (const blk_q4_0*)row;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    float off0 = 0.0f, off1 = 0.0f;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const float d0 = h2f(B[b].d), d1 = h2f(B[b + 1].d);
+        acc0 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(d0), acc0);
+        acc1 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b + 1].qs, x + 32 * b + 32), _mm512_set1_ps(d1), acc1);
+        off0 += d0 * (sx[2 * b] + sx[2 * b + 1]);
+        off1 += d1 * (sx[2 * b + 2] + sx[2 * b + 3]);
+    }
+    for (; b < nb; b++) {
+        const float d0 = h2f(B[b].d);
+        acc0 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(d0), acc0);
+        off0 += d0 * (sx[2 * b] + sx[2 * b + 1]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - 8.0f * (off0 + off1);
+}
+
+static float row1_q4_1(const uint8_t* row, const float* x, const float* sx, int64_t nb) {
+    const blk_q4_1* B = (const blk_q4_1*)row;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    float off0 = 0.0f, off1 = 0.0f;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        acc0 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(h2f(B[b].d)), acc0);
+        acc1 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b + 1].qs, x + 32 * b + 32), _mm512_set1_ps(h2f(B[b + 1].d)), acc1);
+        off0 += h2f(B[b].m) * (sx[2 * b] + sx[2 * b + 1]);
+        off1 += h2f(B[b + 1].m) * (sx[2 * b + 2] + sx[2 * b + 3]);
+    }
+    for (; b < nb; b++) {
+        acc0 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(h2f(B[b].d)), acc0);
+        off0 += h2f(B[b].m) * (sx[2 * b] + sx[2 * b + 1]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + off0 + off1;
+}
+
+static inline __m512 i8x32_dot(const int8_t* qs, const float* x) {  /* sum over 32 int8 codes of q x */
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)qs)));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(qs + 16))));
+    return _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + 16), _mm512_mul_ps(lo, _mm512_loadu_ps(x)));
+}
+
+static float row1_q8_0(const uint8_t* row, const float* x, const float* sx, int64_t nb) {
+    const blk_q8_0* B = (const blk_q8_0*)row;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t b = 0;
+    (void)sx;
+    for (; b + 2 <= nb; b += 2) {
+        acc0 = _mm512_fmadd_ps(i8x32_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(h2f(B[b].d)), acc0);
+        acc1 = _mm512_fmadd_ps(i8x32_dot(B[b + 1].qs, x + 32 * b + 32), _mm512_set1_ps(h2f(B[b + 1].d)), acc1);
+    }
+    for (; b < nb; b++) acc0 = _mm512_fmadd_ps(i8x32_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(h2f(B[b].d)), acc0);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+#define ROW1(f) f
+#else
+typedef void* row1_fn;
+#define ROW1(f) NULL
+#endif
+
 typedef void (*unpack_fn)(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a,
                           float* restrict c);
 typedef void (*decode_fn)(const uint8_t* restrict src, float* restrict y, int64_t nb);
-/* a type: ggml id, weights and bytes per block, and either unpack (codes, a, c) or decode (floats) */
-typedef struct { int32_t type, block, bytes; unpack_fn unpack; decode_fn decode; } btype_t;
+/* a type: ggml id, weights and bytes per block, either unpack (codes, a, c) or decode (floats), and
+   optionally a fused one-row dot */
+typedef struct { int32_t type, block, bytes; unpack_fn unpack; decode_fn decode; row1_fn row1; } btype_t;
 static const btype_t TYPES[] = {
-    {1, 1, 2, NULL, dec_f16},           {30, 1, 2, NULL, dec_bf16},         {2, 32, 18, unpack_q4_0, NULL},
-    {3, 32, 20, unpack_q4_1, NULL},     {6, 32, 22, unpack_q5_0, NULL},     {7, 32, 24, unpack_q5_1, NULL},
-    {8, 32, 34, unpack_q8_0, NULL},     {10, QK_K, 84, unpack_q2_K, NULL},  {11, QK_K, 110, unpack_q3_K, NULL},
-    {12, QK_K, 144, unpack_q4_K, NULL}, {13, QK_K, 176, unpack_q5_K, NULL}, {14, QK_K, 210, unpack_q6_K, NULL}};
+    {1, 1, 2, NULL, dec_f16, NULL},           {30, 1, 2, NULL, dec_bf16, NULL},
+    {2, 32, 18, unpack_q4_0, NULL, ROW1(row1_q4_0)}, {3, 32, 20, unpack_q4_1, NULL, ROW1(row1_q4_1)},
+    {6, 32, 22, unpack_q5_0, NULL, NULL},     {7, 32, 24, unpack_q5_1, NULL, NULL},
+    {8, 32, 34, unpack_q8_0, NULL, ROW1(row1_q8_0)}, {10, QK_K, 84, unpack_q2_K, NULL, NULL},
+    {11, QK_K, 110, unpack_q3_K, NULL, NULL}, {12, QK_K, 144, unpack_q4_K, NULL, NULL},
+    {13, QK_K, 176, unpack_q5_K, NULL, NULL}, {14, QK_K, 210, unpack_q6_K, NULL, NULL}};
 
 static const btype_t* find_type(int32_t type, int64_t K) {  /* NULL: unknown type, or K not whole blocks */
     for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
@@ -462,6 +542,12 @@ static void row_all(const btype_t* T, const uint8_t* row, const float* x, const 
     for (int64_t m0 = 0; m0 < M; m0 += MT) {
         const float* xm = x + m0 * K;
         const int64_t mt = M - m0 < MT ? M - m0 : MT;
+#ifdef HAVE_ROW1
+        if (mt == 1 && T->row1) {
+            out[m0 * ldo] = T->row1(row, xm, sx + m0 * (K / 16), K / T->block);
+            continue;
+        }
+#endif
         switch (mt) {
             case 1: TILE(1)
             case 2: TILE(2)
