@@ -230,10 +230,12 @@ class NF4Linear(QuantizedLinear):
 
 
 class GGMLLinear(QuantizedLinear):
-    """A weight stored as ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K), row by row as in a GGUF tensor.
+    """A weight stored as ggml blocks of any type in formats.GGML_BLOCKS (F16, BF16, Q4_0, Q4_1, Q5_0,
+    Q5_1, Q8_0, Q2_K..Q6_K), row by row as in a GGUF tensor.
     act_int8=True makes decode-sized matmuls (M <= 4) quantize each block of 32 inputs of x to int8
     and sum q_w q_x in integers, as llama.cpp does (its ggml_vec_dot_*_q8_0/q8_K kernels);
-    matmul_int8_act_reference is that path's spec. Off by default: x's rounding is an extra error."""
+    matmul_int8_act_reference is that path's spec (Q8_0, Q4_0, Q4_K, Q6_K; other types keep the float
+    path). Off by default: x's rounding is an extra error."""
 
     def __init__(self, fmt, blocks, act_int8=False):  # blocks (N, K / block) of formats.GGML_BLOCKS[fmt]
         if fmt not in GGML_BLOCKS:
@@ -248,8 +250,10 @@ class GGMLLinear(QuantizedLinear):
         self._q8_kernel = (_native.GGMLQ8Kernel(fmt, self.blocks) if _native.available() and fmt in _native.Q8X_FORMATS
                            else None)
 
-    def _bind(self):  # every block type runs csrc/ggml_blocks.c's kernels
-        if _native.blocks_available():
+    def _bind(self):  # csrc/quant.c's kernels for the formats it has, csrc/ggml_blocks.c's for the others
+        if self.fmt in _native.FMT_ID:
+            super()._bind()
+        elif _native.blocks_available():
             self._kernel = _native.GGMLBlockKernel(self.fmt, self.blocks)
 
     def matmul(self, x):
