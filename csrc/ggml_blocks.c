@@ -467,9 +467,15 @@ typedef float vec_t;
 /* sx[m * K/16 + i] = sum of x[m, 16i .. 16i + 16): what the offsets c multiply */
 static void x_sums16(const float* x, int64_t M, int64_t K, float* sx) {
     for (int64_t i = 0; i < M * (K / 16); i++) {
+#if defined(ISA_AVX512)
+        sx[i] = _mm512_reduce_add_ps(_mm512_loadu_ps(x + 16 * i));   /* a tree, not a 16-add chain */
+#elif defined(ISA_AVX2)
+        sx[i] = VSUM(_mm256_add_ps(_mm256_loadu_ps(x + 16 * i), _mm256_loadu_ps(x + 16 * i + 8)));
+#else
         float s = 0.0f;
         for (int l = 0; l < 16; l++) s += x[16 * i + l];
         sx[i] = s;
+#endif
     }
 }
 

@@ -76,15 +76,16 @@ class QuantizedLinear:
         if kernel is None:
             return self.matmul_reference(x)
         M, N = x.shape[0], self.shape[0]
-        if M <= 2 * GEMV_MAX_M or N < TILE_N:
+        if M <= 2 * GEMV_MAX_M:                      # decode and small batches: the fused kernel
             return kernel.matmul(x)
         out = np.empty((M, N), dtype=np.float32)
         for n0 in range(0, N, TILE_N):  # prefill: decode a tile, then the dense blocked GEMM
             n1 = min(N, n0 + TILE_N)
             wt = kernel.dequant_rows(n0, n1)                                           # (n1-n0, K)
-            tile = np.empty((M, n1 - n0), dtype=np.float32)
+            tile = out if n1 - n0 == N else np.empty((M, n1 - n0), dtype=np.float32)
             kernels.matmul(tile, x, wt)
-            out[:, n0:n1] = tile
+            if tile is not out:
+                out[:, n0:n1] = tile
         return out
 
     @property
