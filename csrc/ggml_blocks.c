@@ -309,9 +309,11 @@ static void unpack_q6_K(const uint8_t* restrict src, int64_t nb, uint8_t* restri
    For the 32-weight block types, decode (M = 1) skips the unpacked codes: each block's 16 bytes
    widen straight into two registers of 16 codes, are converted and multiplied with x, and the block
    scale multiplies their sum once:  x . w_b = d (q . x_b) + c sx_b,  sx_b = the sum of x over the
-   block (two x_sums16 entries). Two accumulators per quantity hide the FMA latency. */
+   block (two x_sums16 entries). Two accumulators per quantity hide the FMA latency, and the blocks
+   PREFETCH bytes ahead are requested early: a decode step streams its weights from DRAM. */
 #if defined(ISA_AVX512)
 #define HAVE_ROW1 1
+#define PREFETCH 1024
 typedef float (*row1_fn)(const uint8_t* row, const float* x, const float* sx, int64_t nb);
 
 static inline __m512 nib_lo_hi_dot(const uint8_t* qs, const float* x) {  /* sum over 32 nibble codes of q x */
@@ -326,6 +328,7 @@ static float row1_q4_0(const uint8_t* row, const float* x, const float* sx, int6
     float off0 = 0.0f, off1 = 0.0f;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char*)(B + b) + PREFETCH, _MM_HINT_T0);
         const float d0 = h2f(B[b].d), d1 = h2f(B[b + 1].d);
         acc0 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(d0), acc0);
         acc1 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b + 1].qs, x + 32 * b + 32), _mm512_set1_ps(d1), acc1);
@@ -346,6 +349,7 @@ static float row1_q4_1(const uint8_t* row, const float* x, const float* sx, int6
     float off0 = 0.0f, off1 = 0.0f;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char*)(B + b) + PREFETCH, _MM_HINT_T0);
         acc0 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(h2f(B[b].d)), acc0);
         acc1 = _mm512_fmadd_ps(nib_lo_hi_dot(B[b + 1].qs, x + 32 * b + 32), _mm512_set1_ps(h2f(B[b + 1].d)), acc1);
         off0 += h2f(B[b].m) * (sx[2 * b] + sx[2 * b + 1]);
@@ -370,6 +374,7 @@ static float row1_q8_0(const uint8_t* row, const float* x, const float* sx, int6
     int64_t b = 0;
     (void)sx;
     for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char*)(B + b) + PREFETCH, _MM_HINT_T0);
         acc0 = _mm512_fmadd_ps(i8x32_dot(B[b].qs, x + 32 * b), _mm512_set1_ps(h2f(B[b].d)), acc0);
         acc1 = _mm512_fmadd_ps(i8x32_dot(B[b + 1].qs, x + 32 * b + 32), _mm512_set1_ps(h2f(B[b + 1].d)), acc1);
     }

@@ -20,6 +20,9 @@ from ..io.ggml_types import GGML_TYPES
 from .formats import GGML_BLOCKS, NF4_BLOCK
 
 FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K": 6}
+# ggml block types whose quant.c kernels beat ggml_blocks.c's general ones (SIMD code per format);
+# GGMLLinear runs ggml_blocks.c's for every other type (and its AVX-512 rows for Q8_0/Q4_0/Q4_1)
+QUANT_C_BLOCKS = ("q4_K", "q6_K")
 
 
 def available():

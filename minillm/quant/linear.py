@@ -251,8 +251,8 @@ class GGMLLinear(QuantizedLinear):
         self._q8_kernel = (_native.GGMLQ8Kernel(fmt, self.blocks) if _native.available() and fmt in _native.Q8X_FORMATS
                            else None)
 
-    def _bind(self):  # csrc/quant.c's kernels for the formats it has, csrc/ggml_blocks.c's for the others
-        if self.fmt in _native.FMT_ID:
+    def _bind(self):  # csrc/ggml_blocks.c's kernels, or quant.c's own for Q4_K and Q6_K (faster today)
+        if self.fmt in _native.QUANT_C_BLOCKS:
             super()._bind()
         elif _native.blocks_available():
             self._kernel = _native.GGMLBlockKernel(self.fmt, self.blocks)
