@@ -16,8 +16,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
-#include <immintrin.h>
+#if defined(__SSE2__)
+#include <immintrin.h>   /* x86-64: SSE2 always, AVX2 / AVX-512 / F16C where -march has them */
 #endif
 
 #define QK_K 256
