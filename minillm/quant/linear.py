@@ -248,8 +248,11 @@ class GGMLLinear(QuantizedLinear):
         self.shape = (blocks.shape[0], blocks.shape[1] * bs)
         self.act_int8 = bool(act_int8)
         self._bind()
-        self._q8_kernel = (_native.GGMLQ8Kernel(fmt, self.blocks) if _native.available() and fmt in _native.Q8X_FORMATS
-                           else None)
+        self._q8_kernel = None   # the int8-activation kernel: ggml_blocks.c's rows, which decode_step runs too,
+        if _native.blocks_available() and fmt in _native.INT8_ROWS:          # or quant.c's quant_matmul_q8x
+            self._q8_kernel = _native.GGMLBlockKernel(fmt, self.blocks, act_int8=True)
+        elif _native.available() and fmt in _native.Q8X_FORMATS:
+            self._q8_kernel = _native.GGMLQ8Kernel(fmt, self.blocks)
 
     def _bind(self):  # csrc/ggml_blocks.c's kernels, or quant.c's own for Q4_K and Q6_K (faster today)
         if self.fmt in _native.QUANT_C_BLOCKS:
@@ -266,8 +269,10 @@ class GGMLLinear(QuantizedLinear):
                     return out
         return super().matmul(x)
 
-    def gemv_kernel(self):  # the int8-activation path is another kernel (where this CPU has it)
-        return None if self.act_int8 and self._q8_kernel is not None else self._kernel
+    def gemv_kernel(self):  # the int8-activation path is another kernel, which decode_step may not run
+        if self.act_int8 and self._q8_kernel is not None:
+            return self._q8_kernel if isinstance(self._q8_kernel, _native.Kernel) else None
+        return self._kernel
 
     def matmul_int8_act_reference(self, x):  # (M, K) -> (M, N): x quantized per 32 inputs, exact sums
         x = _as_input(x, self.shape[1])

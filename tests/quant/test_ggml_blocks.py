@@ -148,10 +148,14 @@ def _block_model(fmts, seed=0):
 
 @native
 @pytest.mark.skipif(kernels.decode_step is None, reason="C kernels not built")
-@pytest.mark.parametrize("fmts", [["q4_1", "q5_0", "q5_1", "bf16"], ["q2_K", "q3_K", "q5_K", "f16"],
-                                  ["q8_0", "q4_0", "q4_K", "q6_K"]])
-def test_decode_step_runs_every_block_type_like_the_python_path(fmts):
+@pytest.mark.parametrize("fmts, act_int8", [(["q4_1", "q5_0", "q5_1", "bf16"], False),
+                                            (["q2_K", "q3_K", "q5_K", "f16"], False),
+                                            (["q8_0", "q4_0", "q4_K", "q6_K"], False),
+                                            (["q4_1", "q8_0", "q4_0"], True)])
+def test_decode_step_runs_every_block_type_like_the_python_path(fmts, act_int8):
     model = _block_model(fmts)
+    for q in model.quantized.values():
+        q.act_int8 = act_int8
     prompt, steps = np.array([[3, 1, 4, 1, 5]]), [9, 2, 6]
     logits, calls = [], []
     step = kernels.decode_step
@@ -167,3 +171,22 @@ def test_decode_step_runs_every_block_type_like_the_python_path(fmts):
             logits.append(np.array([model.forward(np.array([[t]]), kv)[0, -1] for t in steps]))
     assert len(calls) == len(steps)
     np.testing.assert_allclose(logits[0], logits[1], rtol=1e-5, atol=1e-5)
+
+
+@native
+@settings(max_examples=40, deadline=None)
+@given(fmt=st.sampled_from(list(_native.INT8_ROWS)), M=st.integers(1, 9), N=st.integers(1, 40),
+       nb=st.integers(1, 12), seed=st.integers(0, 2**32 - 1))
+def test_int8_activation_rows_equal_their_integer_reference(fmt, M, N, nb, seed):
+    """Opt-in (act_int8): x rounded to int8 per 32 inputs, exact integer block sums; equal to
+    matmul_int8_act_reference (float64 over the same codes) up to float32 rounding."""
+    rng = np.random.default_rng(seed)
+    b = random_blocks(fmt, (N, nb), rng)
+    lin = GGMLLinear(fmt, b, act_int8=True)
+    x = rng.standard_normal((M, 32 * nb)).astype(np.float32)
+    want = lin.matmul_int8_act_reference(x)
+    atol = 1e-6 * x.shape[1] * np.abs(x).max() * np.abs(lin.dequantize()).max()
+    np.testing.assert_allclose(_native.GGMLBlockKernel(fmt, b, act_int8=True).matmul(x), want, rtol=0, atol=atol)
+    if M <= 4:
+        np.testing.assert_allclose(lin.matmul(x), want, rtol=0, atol=atol)
+    assert lin.gemv_kernel() is not None                     # decode_step runs these rows too
