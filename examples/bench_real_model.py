@@ -128,6 +128,10 @@ def bench_llama_cpp(path, ids, repeats):
     llama_cpp = llama_cpp_module()
     llm = llama_cpp.Llama(path, n_ctx=N_PROMPT + N_DECODE, n_batch=N_PROMPT, n_ubatch=N_PROMPT, n_threads=THREADS,
                           n_threads_batch=THREADS, verbose=False)
+    V = llm.n_vocab()
+
+    def last_logits():  # the last evaluated token's logits, read in place (eval keeps no copy)
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(V,))
     prefill, decode = [], []
     for _ in range(repeats):
         llm.reset()
@@ -136,7 +140,7 @@ def bench_llama_cpp(path, ids, repeats):
         prefill.append(N_PROMPT / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         for _ in range(N_DECODE):
-            llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+            llm.eval([int(np.argmax(last_logits()))])
         decode.append(N_DECODE / (time.perf_counter() - t0))
     return statistics.median(prefill), statistics.median(decode)
 

@@ -36,6 +36,17 @@ def quantize_x_int8(x, block):  # (M, K) float32 -> codes (M, K/block, block) fl
     return np.rint(xb * inv[:, :, None]), d
 
 
+def _tile_gemm(out, x, w):  # (M, N) <- (M, K), (N, K)
+    """The prefill GEMM of a decoded tile: csrc/matmul.c's OpenMP kernel, the thread pool every other
+    inference kernel runs in. OpenBLAS's own pool (kernels.matmul's choice at M >= 4, a little faster
+    on an idle machine) spun against it on a busy one: SmolLM2's 512-token prefill took 17-24 s of wall
+    and 8.5-9 s of CPU through OpenBLAS, 8-10 s and 4 s through the C kernel (2 threads, same run)."""
+    if kernels.backend() == "native":
+        kernels.native.matmul(out, x, w)
+    else:
+        kernels.matmul(out, x, w)
+
+
 def _as_input(x, K):
     if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.shape[1] == K and x.flags.c_contiguous:
         return x                                                # the decode fast path: nothing to convert
@@ -83,7 +94,7 @@ class QuantizedLinear:
             n1 = min(N, n0 + TILE_N)
             wt = kernel.dequant_rows(n0, n1)                                           # (n1-n0, K)
             tile = out if n1 - n0 == N else np.empty((M, n1 - n0), dtype=np.float32)
-            kernels.matmul(tile, x, wt)
+            _tile_gemm(tile, x, wt)
             if tile is not out:
                 out[:, n0:n1] = tile
         return out
