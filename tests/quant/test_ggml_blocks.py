@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm import ModelConfig, Transformer, kernels
+from minillm.inference.decode import forward_cached
 from minillm.inference.kv_cache import KVCache
 from minillm.io.ggml_types import GGML_TYPES
 from minillm.quant import _native
@@ -167,8 +168,8 @@ def test_decode_step_runs_every_block_type_like_the_python_path(fmts, act_int8):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(kernels, "decode_step", fn)
             kv = KVCache.allocate(model.config, 1, 16)
-            model.forward(prompt, kv)
-            logits.append(np.array([model.forward(np.array([[t]]), kv)[0, -1] for t in steps]))
+            forward_cached(model, prompt, kv)
+            logits.append(np.array([forward_cached(model, np.array([[t]]), kv)[0, -1] for t in steps]))
     assert len(calls) == len(steps)
     np.testing.assert_allclose(logits[0], logits[1], rtol=1e-5, atol=1e-5)
 
