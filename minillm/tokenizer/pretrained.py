@@ -34,7 +34,7 @@ class ByteLevelCore:
         self.bpe, self.exprs = bpe, tuple(exprs)
         self.dropped = bytes(sorted(set(dropped)))
 
-    def encode(self, text, after_special):
+    def encode(self, text, at_start, after_special):
         pieces = pretokenizers.split(text, self.exprs)
         if not self.dropped:
             return self.bpe.encode_pieces(pieces)
@@ -43,14 +43,17 @@ class ByteLevelCore:
 
 
 class SentencePieceCore:
-    """Ordinary text -> ids by SentencePiece-style BPE; a space is prepended to text that starts
-    the input or follows a special token when the vocabulary says add_space_prefix."""
+    """Ordinary text -> ids by SentencePiece-style BPE. add_space_prefix: a space is prepended to
+    text that starts the input or follows a special token (llama.cpp, and Hugging Face's Prepend
+    normalizer); prefix_first_only: only at the start of the input (Metaspace prepend_scheme "first")."""
 
-    def __init__(self, spm, add_space_prefix):
+    def __init__(self, spm, add_space_prefix, prefix_first_only=False):
         self.spm, self.add_space_prefix = spm, bool(add_space_prefix)
+        self.prefix_first_only = bool(prefix_first_only)
 
-    def encode(self, text, after_special):
-        return self.spm.encode(spm_bpe.escape(text, self.add_space_prefix and after_special))
+    def encode(self, text, at_start, after_special):
+        prefix = self.add_space_prefix and (at_start if self.prefix_first_only else after_special)
+        return self.spm.encode(spm_bpe.escape(text, prefix))
 
 
 class PretrainedTokenizer:
@@ -121,11 +124,11 @@ class PretrainedTokenizer:
         pos = 0
         for m in (_special_regex(tuple(sorted(parse))).finditer(text) if parse else ()):
             if m.start() > pos:
-                out.extend(self.core.encode(text[pos:m.start()], after_special))
+                out.extend(self.core.encode(text[pos:m.start()], pos == 0, after_special))
             out.append(self.special_tokens[m.group()])
             after_special, pos = True, m.end()
         if pos < len(text):
-            out.extend(self.core.encode(text[pos:], after_special))
+            out.extend(self.core.encode(text[pos:], pos == 0, after_special))
         if self.add_eos if add_eos is None else add_eos:
             out.append(self.eos_token_id)
         return out
