@@ -50,6 +50,7 @@
 #include <unistd.h>
 #endif
 #include "decode.h"
+#include "ggml_blocks.h"
 #include "parts.inc"
 
 #define TASK_ROWS 32      /* rows of a weight per task: 96 KB at K = 768 */
@@ -159,6 +160,10 @@ static void gemv_tasks(float* out, const float* x, const decode_linear_t* const*
         const decode_linear_t* W = ws[i];
         if (W->fmt < 0) {
             gemv_rows(out + offset + n0, x, (const float*)W->w + n0 * K, nb, K);
+            continue;
+        }
+        if (W->fmt >= GGML_DECODE_FMT) {     /* ggml block types: ggml_blocks.c, no sums needed */
+            ggml_gemv_rows(W->fmt - GGML_DECODE_FMT, out + offset + n0, x, n0, nb, K, (const uint8_t*)W->w);
             continue;
         }
         if (have_sums != i) {

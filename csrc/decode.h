@@ -10,7 +10,8 @@ typedef struct {
     const void* w;         /* float32 (N, K) when fmt < 0, else the rows of W in format fmt */
     const float* scale;    /* quant.h's scale array for fmt, or NULL */
     const uint8_t* zero;   /* INT4 zero points, or NULL */
-    int32_t fmt;           /* -1: float32; 0..6: quant.h's format ids */
+    int32_t fmt;           /* -1: float32; 0..6: quant.h's format ids; GGML_DECODE_FMT + ggml type:
+                              ggml blocks (ggml_blocks.h) */
     int64_t group;         /* INT4 group size (0 otherwise) */
 } decode_linear_t;
 

@@ -16,9 +16,16 @@ GGML_TYPES = {t.name: t for t in (
     GGMLType("f32", 0, 1, 4),
     GGMLType("f16", 1, 1, 2),
     GGMLType("q4_0", 2, 32, 2 + 16),                  # fp16 scale + 32 nibbles
+    GGMLType("q4_1", 3, 32, 2 + 2 + 16),              # fp16 scale and min + 32 nibbles
+    GGMLType("q5_0", 6, 32, 2 + 4 + 16),              # fp16 scale, 32 high bits, 32 nibbles
+    GGMLType("q5_1", 7, 32, 2 + 2 + 4 + 16),          # fp16 scale and min, 32 high bits, 32 nibbles
     GGMLType("q8_0", 8, 32, 2 + 32),                  # fp16 scale + 32 int8
+    GGMLType("q2_K", 10, 256, 16 + 64 + 2 + 2),       # 16 4-bit scale/min pairs, 256 2-bit codes, d, dmin
+    GGMLType("q3_K", 11, 256, 32 + 64 + 12 + 2),      # high bits, 2-bit codes, 16 6-bit scales, d
     GGMLType("q4_K", 12, 256, 2 + 2 + 12 + 128),      # d, dmin, 12 bytes of 6-bit scales/mins, 256 nibbles
+    GGMLType("q5_K", 13, 256, 2 + 2 + 12 + 32 + 128),  # as q4_K, plus 256 high bits
     GGMLType("q6_K", 14, 256, 128 + 64 + 16 + 2),     # low nibbles, high 2 bits, 16 int8 scales, d
+    GGMLType("bf16", 30, 1, 2),                       # bfloat16: the top half of a float32
 )}
 GGML_TYPE_BY_ID = {t.id: t for t in GGML_TYPES.values()}
 FLOAT_TYPES = ("f32", "f16")

@@ -11,10 +11,12 @@ import numpy as np
 try:
     from minillm._native import ffi, lib
     _HAVE = hasattr(lib, "quant_matmul")
+    _HAVE_BLOCKS = hasattr(lib, "ggml_matmul")
 except ImportError:
     ffi = lib = None
-    _HAVE = False
+    _HAVE = _HAVE_BLOCKS = False
 
+from ..io.ggml_types import GGML_TYPES
 from .formats import GGML_BLOCKS, NF4_BLOCK
 
 FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K": 6}
@@ -22,6 +24,11 @@ FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K
 
 def available():
     return _HAVE
+
+
+def blocks_available():
+    """Whether csrc/ggml_blocks.c is built (the fused kernels of every ggml block type)."""
+    return _HAVE_BLOCKS
 
 
 def _buf(a, ctype, dtype, name, size):
@@ -126,12 +133,15 @@ def matmul_int4_q8(x, packed, scale, zero, group_size):  # x (M, K) float32 -> (
     return Int4Q8Kernel(packed, scale, zero, group_size).matmul(x)
 
 
+Q8X_FORMATS = ("q8_0", "q4_0", "q4_K", "q6_K")   # the block types quant_matmul_q8x reads
+
+
 class GGMLQ8Kernel:
     """ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K) x int8-quantized activations (quant_matmul_q8x), as
     llama.cpp computes them. matmul returns None where the CPU has no integer path (no AVX2)."""
 
     def __init__(self, fmt, blocks):  # blocks (N, K / block) of the format's block dtype
-        if fmt not in ("q8_0", "q4_0", "q4_K", "q6_K"):
+        if fmt not in Q8X_FORMATS:
             raise ValueError(f"fmt: the int8-activation path covers q8_0, q4_0, q4_K, q6_K, got {fmt!r}")
         self.fid, self.N = FMT_ID[fmt], blocks.shape[0]
         self.K = blocks.shape[1] * (32 if fmt in ("q8_0", "q4_0") else 256)
@@ -145,4 +155,44 @@ class GGMLQ8Kernel:
             return None
         if rc:
             raise MemoryError("quant_matmul_q8x: allocation failed")
+        return out
+
+
+class GGMLBlockKernel(Kernel):
+    """A weight stored as ggml blocks of any type in formats.GGML_BLOCKS, as csrc/ggml_blocks.c
+    sees it: ggml's type id, sizes and a pointer to the blocks, validated once. A Kernel to the
+    decode step (kernels.decode_step), whose fmt for it is GGML_DECODE_FMT + type."""
+
+    def __init__(self, fmt, blocks):  # blocks (N, K / block) of GGML_BLOCKS[fmt]'s dtype
+        if fmt not in GGML_BLOCKS:
+            raise ValueError(f"fmt: expected one of {sorted(GGML_BLOCKS)}, got {fmt!r}")
+        dtype, bs = GGML_BLOCKS[fmt]
+        if not isinstance(blocks, np.ndarray) or blocks.dtype != dtype or blocks.ndim != 2:
+            raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got "
+                            f"{type(blocks).__name__} {getattr(blocks, 'dtype', '')} {getattr(blocks, 'shape', '')}")
+        self.fmt, self.type = fmt, GGML_TYPES[fmt].id
+        self.N, self.K, self.group_size = blocks.shape[0], blocks.shape[1] * bs, 0
+        weights, nbytes = ffi.new("int64_t*"), ffi.new("int64_t*")
+        if lib.ggml_block_size(self.type, weights, nbytes) or (weights[0], nbytes[0]) != (bs, dtype.itemsize):
+            raise ValueError(f"{fmt}: csrc/ggml_blocks.c's block ({weights[0]} weights, {nbytes[0]} bytes) "
+                             f"differs from formats.py's ({bs}, {dtype.itemsize})")
+        self.fid = lib.GGML_DECODE_FMT + self.type
+        if not blocks.flags.c_contiguous:
+            raise TypeError(f"blocks: expected a C-contiguous array, got strides {blocks.strides}")
+        self.w = _buf(blocks.view(np.uint8), "uint8_t", np.uint8, "blocks", blocks.size * dtype.itemsize)
+        self.scale = self.zero = ffi.NULL
+
+    def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
+        out = np.empty((x.shape[0], self.N), dtype=np.float32)
+        if lib.ggml_matmul(self.type, ffi.from_buffer("float[]", out), _x_buf(x, self.K), x.shape[0], self.K,
+                           self.N, self.w):
+            raise ValueError(f"ggml_matmul: invalid sizes for {self.fmt} (K={self.K})")
+        return out
+
+    def dequant_rows(self, n0, n1):  # -> (n1 - n0, K) float32: rows n0..n1-1 of W
+        if not 0 <= n0 <= n1 <= self.N:
+            raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
+        out = np.empty((n1 - n0, self.K), dtype=np.float32)
+        if lib.ggml_dequant_rows(self.type, ffi.from_buffer("float[]", out), n0, n1, self.K, self.w):
+            raise ValueError(f"ggml_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
         return out

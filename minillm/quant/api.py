@@ -21,14 +21,14 @@ from ..io.safetensors import load_safetensors, read_safetensors_header, save_saf
 from ..model import ModelConfig, Transformer
 from . import awq, gptq
 from .formats import GGML_BLOCKS, NF4_BLOCK, pack_int4
-from .ggml_quants import quantize_blocks
+from .ggml_quants import QUANTIZERS, quantize_blocks
 from .linear import GGMLLinear, Int4Linear, Int8Linear, from_arrays
 from .llm_int8 import quantize_llm_int8
 from .nf4 import quantize_nf4
 from .rtn import GROUP_SIZES, quantize_int4, quantize_int8
 
 METHODS = ("rtn", "gptq", "awq")
-FORMATS = ("int8", "int4", "nf4", "llm_int8") + tuple(GGML_BLOCKS)
+FORMATS = ("int8", "int4", "nf4", "llm_int8") + tuple(QUANTIZERS)   # the ggml types minillm writes
 META_KEY = "minillm_quant"
 
 

@@ -3,7 +3,7 @@ the nibble packing shared by every 4-bit format here, and the NF4 code book (Det
 "QLoRA", Sec. 3 and Appendix E). Only layouts and bit-level packing live here; how values are chosen
 (round-to-nearest, GPTQ, AWQ, ggml's quantizers) lives in rtn.py, gptq.py, awq.py, ggml_quants.py.
 
-Every dtype's itemsize is asserted against sizeof() of the same struct in csrc/quant.h, which carries
+Every dtype's itemsize is asserted against sizeof() of the same struct in csrc/ggml_blocks.c, which carries
 the matching _Static_assert: a single byte of drift would make GGUF files unreadable by llama.cpp.
 """
 import numpy as np
@@ -11,6 +11,12 @@ import numpy as np
 from ..io.ggml_types import GGML_TYPES
 
 # ---------------------------------------------------------------- ggml block formats (ggml-common.h)
+# Every block type minillm reads from a GGUF file. In each, a block of weights shares fp16 scales;
+# the K-quants group 256 weights into a super-block of 8 or 16 sub-blocks with their own scales.
+# The formula beside each dtype is its dequantization (ggml's dequantize_row_*, quant/ggml_blocks.py).
+BLOCK_F16 = np.dtype("<f2")                                                  # one IEEE half per weight
+BLOCK_BF16 = np.dtype("<u2")                   # bfloat16 bit patterns: w = float32 from bits << 16
+
 QK8_0 = 32
 BLOCK_Q8_0 = np.dtype([("d", "<f2"), ("qs", "i1", (QK8_0,))])               # w ~= d * qs
 assert BLOCK_Q8_0.itemsize == 2 + QK8_0
@@ -19,19 +25,48 @@ QK4_0 = 32
 BLOCK_Q4_0 = np.dtype([("d", "<f2"), ("qs", "u1", (QK4_0 // 2,))])          # w ~= d * (nibble - 8)
 assert BLOCK_Q4_0.itemsize == 2 + QK4_0 // 2
 
+QK4_1 = 32
+BLOCK_Q4_1 = np.dtype([("d", "<f2"), ("m", "<f2"), ("qs", "u1", (QK4_1 // 2,))])  # w ~= d * nibble + m
+assert BLOCK_Q4_1.itemsize == 4 + QK4_1 // 2
+
+QK5_0 = 32          # 5-bit codes: the low 4 bits as nibbles in qs, bit 4 of weight j in bit j of qh
+BLOCK_Q5_0 = np.dtype([("d", "<f2"), ("qh", "u1", (4,)), ("qs", "u1", (QK5_0 // 2,))])  # w ~= d * (q - 16)
+assert BLOCK_Q5_0.itemsize == 2 + 4 + QK5_0 // 2
+
+QK5_1 = 32
+BLOCK_Q5_1 = np.dtype([("d", "<f2"), ("m", "<f2"), ("qh", "u1", (4,)), ("qs", "u1", (QK5_1 // 2,))])  # d * q + m
+assert BLOCK_Q5_1.itemsize == 4 + 4 + QK5_1 // 2
+
 QK_K = 256            # super-block of the K-quants
 K_SCALE_SIZE = 12     # eight 6-bit scales and eight 6-bit mins packed into 12 bytes
+BLOCK_Q2_K = np.dtype([("scales", "u1", (QK_K // 16,)), ("qs", "u1", (QK_K // 4,)), ("d", "<f2"),
+                       ("dmin", "<f2")])  # w ~= d * (sc_j & 15) * q - dmin * (sc_j >> 4), j = sub-block of 16
+assert BLOCK_Q2_K.itemsize == QK_K // 16 + QK_K // 4 + 4
+
+BLOCK_Q3_K = np.dtype([("hmask", "u1", (QK_K // 8,)), ("qs", "u1", (QK_K // 4,)), ("scales", "u1", (12,)),
+                       ("d", "<f2")])     # w ~= d * (s_j - 32) * (q - 4 * (1 - hbit)), 16 6-bit s_j
+assert BLOCK_Q3_K.itemsize == QK_K // 8 + QK_K // 4 + 12 + 2
+
 BLOCK_Q4_K = np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (K_SCALE_SIZE,)),
                        ("qs", "u1", (QK_K // 2,))])       # w ~= d * sc_j * q - dmin * m_j, j = sub-block of 32
 assert BLOCK_Q4_K.itemsize == 2 + 2 + K_SCALE_SIZE + QK_K // 2
+
+BLOCK_Q5_K = np.dtype([("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", (K_SCALE_SIZE,)),
+                       ("qh", "u1", (QK_K // 8,)), ("qs", "u1", (QK_K // 2,))])  # as Q4_K with 5-bit q
+assert BLOCK_Q5_K.itemsize == 2 + 2 + K_SCALE_SIZE + QK_K // 8 + QK_K // 2
 
 BLOCK_Q6_K = np.dtype([("ql", "u1", (QK_K // 2,)), ("qh", "u1", (QK_K // 4,)), ("scales", "i1", (QK_K // 16,)),
                        ("d", "<f2")])                     # w ~= d * sc_j * (q - 32), j = sub-block of 16
 assert BLOCK_Q6_K.itemsize == QK_K // 2 + QK_K // 4 + QK_K // 16 + 2
 
-# name -> (block dtype, weights per block); ids and sizes are io/ggml_types.py's table, checked here
-GGML_BLOCKS = {"q8_0": (BLOCK_Q8_0, QK8_0), "q4_0": (BLOCK_Q4_0, QK4_0),
-               "q4_K": (BLOCK_Q4_K, QK_K), "q6_K": (BLOCK_Q6_K, QK_K)}
+# name -> (block dtype, weights per block): every type minillm reads (sizes as csrc/ggml_blocks.c's
+# structs, which _Static_assert the same numbers). ggml_quants.QUANTIZERS says which it also writes.
+# Ids and sizes are io/ggml_types.py's table, checked here.
+GGML_BLOCKS = {"f16": (BLOCK_F16, 1), "bf16": (BLOCK_BF16, 1),
+               "q4_0": (BLOCK_Q4_0, QK4_0), "q4_1": (BLOCK_Q4_1, QK4_1), "q5_0": (BLOCK_Q5_0, QK5_0),
+               "q5_1": (BLOCK_Q5_1, QK5_1), "q8_0": (BLOCK_Q8_0, QK8_0), "q2_K": (BLOCK_Q2_K, QK_K),
+               "q3_K": (BLOCK_Q3_K, QK_K), "q4_K": (BLOCK_Q4_K, QK_K), "q5_K": (BLOCK_Q5_K, QK_K),
+               "q6_K": (BLOCK_Q6_K, QK_K)}
 assert all((dtype.itemsize, block) == (GGML_TYPES[name].block_bytes, GGML_TYPES[name].block_size)
            for name, (dtype, block) in GGML_BLOCKS.items())
 

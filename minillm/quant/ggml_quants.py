@@ -1,6 +1,7 @@
 """ggml's block quantizers Q8_0, Q4_0, Q4_K and Q6_K, producing the same bytes as ggml's reference C
 quantizers (ggml-quants.c: quantize_row_*_ref, and quantize_row_*_impl when an importance matrix is
-given), plus their dequantizers. Layouts are in formats.py.
+given). Their dequantizers, with those of every other type minillm reads, are in ggml_blocks.py;
+layouts in formats.py.
 
   Q8_0  blocks of 32: d = absmax / 127 (fp16), qs = round(x / d)                           8.5 bits/weight
   Q4_0  blocks of 32: d = -max / 8 where max is the signed value of largest |x|, q in [0, 15]  4.5 bits/weight
@@ -20,6 +21,7 @@ Q4_0/Q4_K/Q6_K to the weighted variants, as llama-quantize --imatrix does.
 import numpy as np
 
 from .formats import BLOCK_Q4_0, BLOCK_Q4_K, BLOCK_Q6_K, BLOCK_Q8_0, GGML_BLOCKS, QK_K
+from .ggml_blocks import dequantize_blocks  # noqa: F401  (re-exported: the reference for every type)
 
 F32 = np.float32
 GROUP_MAX_EPS = F32(1e-15)
@@ -220,12 +222,6 @@ def _pack_scales_k4(ls, lm):  # (nb, 8) uint8 6-bit scales and mins -> (nb, 12) 
     return s
 
 
-def unpack_scales_k4(s):  # (nb, 12) -> sc, m (nb, 8) uint8 (get_scale_min_k4)
-    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 0xF) | ((s[:, 0:4] >> 6) << 4)], axis=1)
-    m = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
-    return sc, m
-
-
 def _quantize_q4_k(x, qw=None):  # (nb, 256) -> (nb,) BLOCK_Q4_K
     nb = len(x)
     xs = np.ascontiguousarray(x.reshape(nb * 8, 32).T)                               # (32, nb*8) sub-blocks
@@ -295,12 +291,13 @@ def _quantize_q6_k(x, qw=None):  # (nb, 256) -> (nb,) BLOCK_Q6_K
     return y
 
 
-_QUANTIZERS = {"q8_0": _quantize_q8_0, "q4_0": _quantize_q4_0, "q4_K": _quantize_q4_k, "q6_K": _quantize_q6_k}
+# the block types minillm writes (it reads every type in formats.GGML_BLOCKS: ggml_blocks.py)
+QUANTIZERS = {"q8_0": _quantize_q8_0, "q4_0": _quantize_q4_0, "q4_K": _quantize_q4_k, "q6_K": _quantize_q6_k}
 
 
 def _check_fmt(fmt):
-    if fmt not in GGML_BLOCKS:
-        raise ValueError(f"fmt: expected one of {sorted(GGML_BLOCKS)}, got {fmt!r}")
+    if fmt not in QUANTIZERS:
+        raise ValueError(f"fmt: expected one of {sorted(QUANTIZERS)}, got {fmt!r}")
     return GGML_BLOCKS[fmt]
 
 
@@ -328,42 +325,11 @@ def quantize_blocks(w, fmt, imatrix=None):  # (N, K) float -> (N, K/block) struc
         x = w[r0:r0 + rows]                                                          # (n, K)
         n = len(x)
         if qw is None:
-            y = _QUANTIZERS[fmt](x.reshape(-1, bs))
+            y = QUANTIZERS[fmt](x.reshape(-1, bs))
         elif fmt == "q4_0":
             sigma2 = np.repeat(_seqsum((x * x).T) / F32(K), K // bs)
             y = _quantize_q4_0(x.reshape(-1, bs), np.tile(qw, n).reshape(-1, bs), sigma2)
         else:
-            y = _QUANTIZERS[fmt](x.reshape(-1, bs), np.tile(qw, n))
+            y = QUANTIZERS[fmt](x.reshape(-1, bs), np.tile(qw, n))
         out[r0:r0 + n] = y.reshape(n, K // bs)
     return out
-
-
-# ------------------------------------------------------------------ dequantization
-def dequantize_blocks(blocks, fmt):  # (N, nb) blocks -> (N, nb * block) float32
-    dtype, bs = _check_fmt(fmt)
-    blocks = np.asarray(blocks)
-    if blocks.dtype != dtype:
-        raise TypeError(f"blocks: expected the {fmt} block dtype, got {blocks.dtype}")
-    shape = blocks.shape
-    b = blocks.reshape(-1)
-    d = b["d"].astype(F32)[:, None]                                                  # (nb, 1)
-    if fmt == "q8_0":
-        y = b["qs"].astype(F32) * d
-    elif fmt == "q4_0":
-        q = np.concatenate([b["qs"] & 0xF, b["qs"] >> 4], axis=1).astype(np.int16) - 8
-        y = q.astype(F32) * d
-    elif fmt == "q4_K":
-        sc, m = unpack_scales_k4(b["scales"])
-        d1 = d * sc.astype(F32)                                                      # (nb, 8)
-        m1 = b["dmin"].astype(F32)[:, None] * m.astype(F32)
-        qs = b["qs"].reshape(-1, 4, 1, 32)
-        q = np.concatenate([qs & 0xF, qs >> 4], axis=2).reshape(-1, 8, 32).astype(F32)
-        y = d1[:, :, None] * q - m1[:, :, None]
-    else:  # q6_K
-        ql = b["ql"].reshape(-1, 2, 2, 32)                                           # (nb, half, 2, 32)
-        qh = b["qh"].reshape(-1, 2, 1, 32)
-        lo = np.concatenate([ql & 0xF, ql >> 4], axis=2)                             # runs 0,1,2,3
-        hi = np.concatenate([(qh >> s) & 3 for s in (0, 2, 4, 6)], axis=2)
-        q = ((lo | (hi << 4)).astype(np.int16) - 32).reshape(-1, 16, 16).astype(F32)
-        y = (d * b["scales"].astype(F32))[:, :, None] * q
-    return y.reshape(*shape[:-1], shape[-1] * bs).astype(F32)

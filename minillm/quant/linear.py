@@ -245,7 +245,12 @@ class GGMLLinear(QuantizedLinear):
         self.shape = (blocks.shape[0], blocks.shape[1] * bs)
         self.act_int8 = bool(act_int8)
         self._bind()
-        self._q8_kernel = _native.GGMLQ8Kernel(fmt, self.blocks) if _native.available() else None
+        self._q8_kernel = (_native.GGMLQ8Kernel(fmt, self.blocks) if _native.available() and fmt in _native.Q8X_FORMATS
+                           else None)
+
+    def _bind(self):  # every block type runs csrc/ggml_blocks.c's kernels
+        if _native.blocks_available():
+            self._kernel = _native.GGMLBlockKernel(self.fmt, self.blocks)
 
     def matmul(self, x):
         if self.act_int8 and self._q8_kernel is not None:
