@@ -196,6 +196,7 @@ def _added_by_post_processor(node, ids, bos, eos):
 def _byte_level_model(tok):
     bpe = tok.core.bpe
     vocab = {bpe_io.to_gpt2(b): i for i, b in sorted(bpe.vocab.items()) if i < tok.n_vocab}
+    vocab.update(tok.special_tokens)  # tokenizers wants added tokens in the model's vocab too
     merges = [[bpe_io.to_gpt2(bpe.vocab[a]), bpe_io.to_gpt2(bpe.vocab[b])] for a, b in bpe.merge_list()]
     steps = [{"type": "Split", "pattern": {"Regex": e}, "behavior": "Isolated", "invert": False}
              for e in tok.core.exprs]
