@@ -11,7 +11,10 @@ def __getattr__(name):  # lazy: `import minillm.tokenizer` must not build a mode
     if name in ("ModelConfig", "Transformer"):
         from . import model
         return getattr(model, name)
+    if name == "load":
+        from .loaders import load
+        return load
     raise AttributeError(f"module 'minillm' has no attribute {name!r}")
 
 
-__all__ = ["ModelConfig", "Transformer", "__version__"]
+__all__ = ["ModelConfig", "Transformer", "__version__", "load"]

@@ -3,8 +3,10 @@ model, quant and tokenizer; the file containers themselves (safetensors, GGUF, t
 minillm.io, and a `minillm train` run folder is minillm.run_folder.
 
     from minillm.loaders import load_hf, save_hf, load_gguf, save_gguf
+    model, tokenizer = minillm.loaders.load(path)      # any of them (also minillm.load)
 """
+from .auto import load
 from .gguf import load_gguf, save_gguf
-from .hf import load_hf, save_hf
+from .hf import load_hf, load_hf_tokenizer, save_hf
 
-__all__ = ["load_gguf", "load_hf", "save_gguf", "save_hf"]
+__all__ = ["load", "load_gguf", "load_hf", "load_hf_tokenizer", "save_gguf", "save_hf"]
