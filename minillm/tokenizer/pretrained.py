@@ -16,6 +16,7 @@ vocabularies: Llama-2, Mistral). A BOS (EOS) token is added only where the model
 import codecs
 import functools
 
+import numpy as np
 import regex
 
 from . import chat_template, pretokenizers, spm_bpe, templates
@@ -138,23 +139,26 @@ class PretrainedTokenizer:
         return self.encode(text, add_bos=False, add_eos=False)
 
     # ------------------------------------------------------------------ decoding
+    def _kept(self, ids, skip_special):
+        table = self.token_bytes_table
+        for i in ids:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(table):
+                raise ValueError(f"ids: {i!r} is not a token id of this tokenizer (n_vocab={len(table)})")
+        if not skip_special:
+            return [int(i) for i in ids]
+        return [int(i) for i in ids if self.inverse_special.get(int(i)) not in self.control]
+
     def decode_bytes(self, ids, skip_special=False):
         """The bytes of a token sequence; skip_special drops control tokens (BOS, EOS, ...)."""
-        table, out = self.token_bytes_table, []
-        for i in ids:
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(table):
-                raise ValueError(f"ids: {i!r} is not a token id of this tokenizer (n_vocab={len(table)})")
-            if not (skip_special and i in self.inverse_special and self.inverse_special[i] in self.control):
-                out.append(table[i])
-        return b"".join(out)
+        return b"".join([self.token_bytes_table[i] for i in self._kept(ids, skip_special)])
 
     def decode(self, ids, skip_special=False, errors="replace"):
         """Text of a token sequence. SentencePiece vocabularies drop the space their encoder
-        prepended (the first token's leading space), as sentencepiece's decode does."""
-        ids = [int(i) for i in ids]
-        text = self.decode_bytes(ids, skip_special).decode("utf-8", errors=errors)
+        prepended (the leading space of a first, ordinary token), as sentencepiece's decode does."""
+        kept = self._kept(ids, skip_special)
+        text = b"".join([self.token_bytes_table[i] for i in kept]).decode("utf-8", errors=errors)
         if isinstance(self.core, SentencePieceCore) and self.core.add_space_prefix and text.startswith(" ") \
-                and ids and ids[0] not in self.inverse_special:
+                and kept[0] not in self.inverse_special:
             text = text[1:]
         return text
 
