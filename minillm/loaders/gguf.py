@@ -13,7 +13,7 @@ token strings plus the merge list).
 import numpy as np
 
 from ..io.ggml_types import FLOAT_TYPES
-from ..io.gguf import (ALIGNMENT, ARRAY, F32, I32, STRING, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNUSED, U32,
+from ..io.gguf import (ALIGNMENT, ARRAY, BOOL, F32, I32, STRING, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNUSED, U32,
                        read_gguf, write_gguf)
 from ..model import ModelConfig, Transformer
 from ..quant.formats import GGML_BLOCKS
@@ -21,7 +21,8 @@ from ..quant.ggml_quants import dequantize_blocks, quantize_blocks
 from ..quant.linear import GGMLLinear
 from ..tokenizer import BPETokenizer, ByteTokenizer, patterns
 from ..tokenizer.bpe_io import from_vocab_and_merges, to_gpt2
-from ..tokenizer.gguf_vocab import tokenizer_from_gguf
+from ..tokenizer.gguf_vocab import tokenizer_from_gguf, tokenizer_to_gguf
+from ..tokenizer.pretrained import PretrainedTokenizer
 
 ARCHITECTURES = ("llama", "qwen2")
 FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_K": 14}   # llama_ftype (Q4_K: MOSTLY_Q4_K_S)
@@ -71,8 +72,25 @@ def _gguf_name(hf_name):
 
 
 # ------------------------------------------------------------------ writing
+def _typed(key, value):
+    """(key, GGUF value type, value) of a plain Python metadata value."""
+    if isinstance(value, bool):
+        return key, BOOL, value
+    if isinstance(value, (int, np.integer)):
+        return key, U32, int(value)
+    if isinstance(value, float):
+        return key, F32, value
+    if isinstance(value, str):
+        return key, STRING, value
+    etype = STRING if value and isinstance(value[0], str) else F32 if value and isinstance(value[0], float) else I32
+    return key, ARRAY, (etype, value)
+
+
 def _tokenizer_kvs(tok, vocab_size):
-    """GGUF tokenizer metadata for a minillm byte-level BPE (or ByteTokenizer): model "gpt2"."""
+    """GGUF tokenizer metadata: a published model's tokenizer as it came (gguf_vocab), or a minillm
+    byte-level BPE (or ByteTokenizer) as model "gpt2" with its exact pattern."""
+    if isinstance(tok, PretrainedTokenizer):
+        return [_typed(k, v) for k, v in tokenizer_to_gguf(tok, vocab_size)]
     vocab = getattr(tok, "vocab", None)
     if vocab is None:  # ByteTokenizer: the 256 bytes, no merges
         vocab, merges, special, pattern = {i: bytes([i]) for i in range(256)}, [], {}, ""

@@ -128,3 +128,56 @@ def _sentencepiece(meta, tokens, types, where):
                            unk_id=None if unk is None else int(unk))
     core = SentencePieceCore(spm, meta.get("tokenizer.ggml.add_space_prefix", True))
     return core, token_bytes, {"add_bos": True}
+
+
+# ------------------------------------------------------------------ writing
+def _pre_name(tok):
+    """The tokenizer.ggml.pre name of a byte-level tokenizer's regex sequence."""
+    if isinstance(tok.pre, str):
+        return tok.pre
+    name = pretokenizers.name_of(tok.core.exprs)
+    if name is None:
+        raise ValueError("tokenizer: its pre-tokenizer regexes match no tokenizer.ggml.pre name llama.cpp knows")
+    return name
+
+
+def _type(tok, i):
+    text = tok.inverse_special.get(i)
+    if text is None:
+        return NORMAL
+    return CONTROL if text in tok.control else USER_DEFINED
+
+
+def tokenizer_to_gguf(tok, vocab_size):
+    """[(key, value)] of the tokenizer.ggml.* metadata that tokenizer_from_gguf reads back."""
+    if tok.n_vocab > vocab_size:
+        raise ValueError(f"tokenizer: {tok.n_vocab} tokens, beyond the model's vocab_size {vocab_size}")
+    specials = tok.inverse_special
+    if isinstance(tok.core, ByteLevelCore):
+        vocab = tok.core.bpe.vocab
+        tokens = [specials.get(i) or bpe_io.to_gpt2(tok.token_bytes_table[i]) for i in range(tok.n_vocab)]
+        merges = [f"{bpe_io.to_gpt2(vocab[a])} {bpe_io.to_gpt2(vocab[b])}" for a, b in tok.core.bpe.merge_list()]
+        kvs = [("tokenizer.ggml.model", "gpt2"), ("tokenizer.ggml.pre", _pre_name(tok)),
+               ("tokenizer.ggml.merges", merges)]
+        types = [_type(tok, i) for i in range(tok.n_vocab)]
+    else:
+        spm = tok.core.spm
+        if spm.scores is None:
+            raise ValueError("tokenizer: a SentencePiece vocabulary from tokenizer.json has merge ranks, not the "
+                             "scores a GGUF 'llama' vocabulary stores")
+        inverse = {i: t for t, i in spm.pieces.items()}
+        byte_of = {i: b for b, i in enumerate(spm.byte_ids) if i >= 0}
+        tokens = [inverse.get(i, f"[UNUSED{i}]") for i in range(tok.n_vocab)]
+        types = [BYTE if i in byte_of else _type(tok, i) for i in range(tok.n_vocab)]
+        kvs = [("tokenizer.ggml.model", "llama"), ("tokenizer.ggml.add_space_prefix", tok.core.add_space_prefix),
+               ("tokenizer.ggml.scores", [float(spm.scores.get(i, 0.0)) for i in range(tok.n_vocab)])]
+    pad = vocab_size - tok.n_vocab                   # rows of the embedding no token uses
+    kvs += [("tokenizer.ggml.tokens", tokens + [f"[PAD{tok.n_vocab + k}]" for k in range(pad)]),
+            ("tokenizer.ggml.token_type", types + [UNUSED] * pad),
+            ("tokenizer.ggml.add_bos_token", tok.add_bos), ("tokenizer.ggml.add_eos_token", tok.add_eos)]
+    for key, i in (("bos", tok.bos_token_id), ("eos", tok.eos_token_id), ("unknown", tok.unk_token_id)):
+        if i is not None:
+            kvs.append((f"tokenizer.ggml.{key}_token_id", i))
+    if tok.chat_template is not None:
+        kvs.append(("tokenizer.chat_template", tok.chat_template))
+    return kvs

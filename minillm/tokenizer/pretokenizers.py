@@ -78,6 +78,18 @@ def resolve(name):
     return FAMILIES[family(name)][0]
 
 
+def name_of(exprs):
+    """A tokenizer.ggml.pre name whose regex sequence splits like `exprs`, or None. A final "|\\s+"
+    alternative (Hugging Face's spelling of GPT-2's regex) is ignored: the stretch it would match
+    is kept as a piece of its own by split anyway."""
+    def norm(seq):
+        return tuple(e[:-len(r"|\s+")] if e.endswith(r"(?!\S)|\s+") else e for e in seq)
+    for family, (family_exprs, names) in FAMILIES.items():
+        if norm(family_exprs) == norm(exprs):
+            return names[0]
+    return None
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(expr):
     return regex.compile(expr)

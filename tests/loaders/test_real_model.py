@@ -120,7 +120,7 @@ def test_the_references_disagree_on_non_ascii_digits(smol, hf_reference):
     """minillm follows the file's pre-tokenizer name (llama.cpp); transformers' converter drops it."""
     tok = smol[2]
     assert tok.encode(DIVERGENT) != hf_reference[0].encode(DIVERGENT)
-    assert "٣" in tok.decode(tok.encode(DIVERGENT)[-8:])
+    assert tok.decode(tok.encode(DIVERGENT)) == DIVERGENT
 
 
 @pytest.mark.slow
