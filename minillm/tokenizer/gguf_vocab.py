@@ -85,13 +85,15 @@ def _byte_level(meta, tokens, types, where):
     for k, x in enumerate(missing):
         by_bytes[bytes([x])] = len(tokens) + k
         vocab[len(tokens) + k] = bytes([x])
+    by_text = {}                                       # merges name tokens by their GPT-2 spelling
+    for i, b in vocab.items():
+        by_text.setdefault(tokens[i] if i < len(tokens) else bpe_io.to_gpt2(b), i)
     merges = {}
     for rank, line in enumerate(meta.get("tokenizer.ggml.merges") or []):
         k = line.find(" ", 1)                          # as llama.cpp splits it
-        left, right, sep = line[:k], line[k + 1:], k > 0
-        a, b = by_bytes.get(_gpt2_bytes(left, rank, where)), by_bytes.get(_gpt2_bytes(right, rank, where))
-        c = by_bytes.get(_gpt2_bytes(left + right, rank, where))
-        if not sep or a is None or b is None or c is None:
+        left, right = line[:k], line[k + 1:]
+        a, b, c = by_text.get(left), by_text.get(right), by_text.get(left + right)
+        if k <= 0 or a is None or b is None or c is None:
             raise ValueError(f"{where}: tokenizer.ggml.merges[{rank}] = {line!r} names a pair or result "
                              f"that is not a token")
         merges.setdefault((a, b), (rank, c))
