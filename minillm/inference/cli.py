@@ -62,8 +62,25 @@ def load_run(run_dir):
     return model, tokenizer
 
 
+def load_model_arg(args):
+    """(model, tokenizer) named by --model (a GGUF file, a Hugging Face folder or a run folder, see
+    minillm.load) or else by --run; ValueError saying which argument is wrong."""
+    if getattr(args, "model", None):
+        from ..loaders import load  # the CLI sits above every layer
+        try:
+            model, tok = load(args.model)
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(f"--model: {e}") from None
+        if tok is None:
+            raise ValueError(f"--model: {args.model} carries no tokenizer")
+        return model, tok
+    return load_run(args.run)
+
+
 def _add_sampling_args(p, max_new_tokens):
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
+    p.add_argument("--model", default=None,
+                   help="a GGUF file or Hugging Face folder (or run folder) to use instead of --run")
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     p.add_argument("--top-k", type=int, default=None)
@@ -80,7 +97,8 @@ def register(subparsers):
     _add_sampling_args(g, 200)
     g.set_defaults(func=cmd_generate)
     c = subparsers.add_parser("chat", help="multi-turn chat on stdin (ChatML template)")
-    c.add_argument("--system", default="You are a helpful assistant.", help="system message")
+    c.add_argument("--system", default=None, help="system message (default: the model's template decides "
+                                                    "with --model, 'You are a helpful assistant.' with --run)")
     _add_sampling_args(c, 256)
     c.set_defaults(func=cmd_chat)
 
@@ -104,7 +122,7 @@ def _fit_prompt(model, ids, max_new_tokens):
 def cmd_generate(args, out=None):
     out = out or sys.stdout
     try:
-        model, tok = load_run(args.run)
+        model, tok = load_model_arg(args)
         ids = tok.encode(args.prompt)
         if not ids:
             raise ValueError("--prompt: encodes to no tokens")
@@ -115,13 +133,15 @@ def cmd_generate(args, out=None):
     dec = StreamDecoder(tok)
     out.write(args.prompt)
     out.flush()
+    stops = sorted(getattr(tok, "stop_token_ids", ()))      # a published model's EOS / end of turn
 
     def on_token(t):
-        text = dec.push(t)
+        text = "" if t in stops else dec.push(t)
         if text:
             out.write(text)
             out.flush()
-    generate(model, ids, args.max_new_tokens, seed=args.seed, stream=on_token, **_sampling_kwargs(args))
+    generate(model, ids, args.max_new_tokens, seed=args.seed, stream=on_token, stop=stops or None,
+             **_sampling_kwargs(args))
     out.write(dec.flush() + "\n")
     out.flush()
     return 0
@@ -132,7 +152,11 @@ def chat_format(tokenizer):
     """(encode(messages) -> prompt ids ending where the assistant speaks, stop strings, name).
     ChatML from minillm.tokenizer.templates when it is available -- with real special-token ids if
     the tokenizer has them, as plain text otherwise (the byte vocabulary) -- else a plain
-    User:/Assistant: layout."""
+    User:/Assistant: layout. A published model (minillm.load) uses its own chat template and stops at
+    its end-of-turn tokens."""
+    if hasattr(tokenizer, "apply_chat_template"):
+        stops = [tokenizer.token_text(i) for i in sorted(tokenizer.stop_token_ids)]
+        return tokenizer.encode_chat, [s for s in stops if s], "model"
     try:
         from ..tokenizer import templates
     except ImportError:
@@ -198,12 +222,13 @@ def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=N
 def cmd_chat(args, stdin=None, out=None):
     stdin, out = stdin or sys.stdin, out or sys.stdout
     try:
-        model, tok = load_run(args.run)
+        model, tok = load_model_arg(args)
     except ValueError as e:
         print(f"minillm chat: {e}", file=sys.stderr)
         return 1
     encode, stops, _ = chat_format(tok)
-    messages = [{"role": "system", "content": args.system}] if args.system else []
+    system = args.system if args.system is not None or args.model else "You are a helpful assistant."
+    messages = [{"role": "system", "content": system}] if system else []
     rng = np.random.default_rng(args.seed)
     interactive = stdin.isatty()
     while True:

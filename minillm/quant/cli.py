@@ -3,6 +3,7 @@ quantized checkpoint (minillm.quant.save_quantized) and/or a GGUF file for llama
 
   minillm quantize --run runs/minillm --method gptq --bits 4 --group-size 128 --out runs/minillm/q4.safetensors
   minillm quantize --run runs/minillm --gguf runs/minillm/model-q4_0.gguf --gguf-dtype q4_0
+  minillm quantize --model SmolLM2-135M-Instruct.Q4_1.gguf --gguf smol-q8_0.gguf --gguf-dtype q8_0
 """
 import sys
 import time
@@ -25,14 +26,28 @@ def _progress_bar(stream):
     return show
 
 
-def _load(args):
+def _load_model(args):
+    """(float model, tokenizer) from --model (minillm.load, quantized files dequantized first) or --run."""
+    if args.model:
+        from ..loaders import load
+        try:
+            model, tok = load(args.model, dequantize=True)
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f"--model: {e}") from None
+        if tok is None:
+            raise SystemExit(f"--model: {args.model} carries no tokenizer (calibration text needs one)")
+        return model, tok
     from ..checkpoint import latest_checkpoint, load_checkpoint
-    from ..train import corpus_text, load_run_tokenizer
+    from ..train import load_run_tokenizer
     path = latest_checkpoint(args.run + "/ckpt")
     if path is None:
         raise SystemExit(f"--run: no checkpoint under {args.run}/ckpt (train one with `minillm train`)")
-    model = load_checkpoint(path)[0]
-    tok = load_run_tokenizer(args.run)
+    return load_checkpoint(path)[0], load_run_tokenizer(args.run)
+
+
+def _load(args):
+    from ..train import corpus_text
+    model, tok = _load_model(args)
     T = min(model.config.max_seq_len, 256)
     ids = np.asarray(tok.encode(corpus_text()[:200_000]), dtype=np.int64)
     n = max(1, min(args.calib_tokens, len(ids)) // T)
@@ -62,6 +77,7 @@ def main(args):
 def register(subparsers):
     p = subparsers.add_parser("quantize", help="quantize a trained model (RTN/GPTQ/AWQ, INT8/INT4/NF4/GGUF)")
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
+    p.add_argument("--model", default=None, help="a GGUF file or Hugging Face folder to quantize instead of --run")
     p.add_argument("--method", choices=METHODS, default="rtn")
     p.add_argument("--bits", type=int, choices=(4, 8), default=8)
     p.add_argument("--group-size", type=int, default=128)

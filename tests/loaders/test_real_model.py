@@ -180,3 +180,22 @@ def test_save_hf_folder_loads_whole_in_transformers(smol, dequantized, tmp_path)
     np.testing.assert_allclose(dequantized.forward(np.array([ids]))[0, -1], want, atol=2e-3)
     again = load_hf(str(tmp_path))
     np.testing.assert_array_equal(again.params["model.norm.weight"], dequantized.params["model.norm.weight"])
+
+
+@pytest.mark.slow
+def test_cli_chat_and_generate_with_model(smol, monkeypatch, capsys):
+    import io
+    from minillm.cli import main
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of France?\n"))
+    assert main(["chat", "--model", smol[0], "--temperature", "0", "--max-new-tokens", "16"]) == 0
+    assert "assistant> The capital of France is Paris.\n" in capsys.readouterr().out
+    assert main(["generate", "--model", smol[0], "--prompt", "The capital of France is", "--temperature", "0",
+                 "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out.startswith("The capital of France is Paris.")
+
+
+def test_cli_model_errors_name_the_argument(tmp_path, capsys):
+    from minillm.cli import main
+    assert main(["generate", "--model", str(tmp_path / "missing.gguf"), "--prompt", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("minillm generate: --model:") and "does not exist" in err
