@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minillm
 from minillm.inference import generate
@@ -199,3 +201,35 @@ def test_cli_model_errors_name_the_argument(tmp_path, capsys):
     assert main(["generate", "--model", str(tmp_path / "missing.gguf"), "--prompt", "x"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("minillm generate: --model:") and "does not exist" in err
+
+
+PRE_NAMES = ["default", "gpt-2", "llama-bpe", "smollm", "qwen2", "falcon", "deepseek-coder", "tekken", "gpt-4o",
+             "bloom", "viking"]
+
+
+@pytest.fixture(scope="module")
+def vocab_with_pre(smol, llama_cpp_vocab, tmp_path_factory):
+    """name -> (minillm tokenizer, llama.cpp vocabulary) of SmolLM2's vocabulary under that
+    pre-tokenizer name, written by save_gguf next to a one-layer model."""
+    from minillm import ModelConfig, Transformer
+    from minillm.io.gguf import read_gguf
+    from minillm.loaders import save_gguf
+    from minillm.tokenizer.gguf_vocab import tokenizer_from_gguf
+    import llama_cpp
+    meta = read_gguf(smol[0])[0]
+    tiny = Transformer(ModelConfig(arch="llama", vocab_size=49152, n_layer=1, n_head=1, d_model=32, ffn_dim=32))
+    out = {}
+    for name in PRE_NAMES:
+        tok = tokenizer_from_gguf({**meta, "tokenizer.ggml.pre": name})
+        path = tmp_path_factory.mktemp("pre") / f"{name}.gguf"
+        save_gguf(tiny, path, tokenizer=tok)
+        out[name] = tok, llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(alphabet=list("abcXYZ'sdtlvemr019 \t\n.,!?;:-_()<>|$+=^~`@#%&*/\\\"éßΩЖ中文한٣½😀\u00a0"),
+                    max_size=40), name=st.sampled_from(PRE_NAMES))
+def test_every_pre_tokenizer_splits_like_llama_cpp(vocab_with_pre, text, name):
+    tok, ref = vocab_with_pre[name]
+    assert tok.encode(text, add_bos=False) == ref.tokenize(text.encode("utf-8"), add_bos=False, special=False)

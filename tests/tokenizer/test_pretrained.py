@@ -134,3 +134,25 @@ def test_template_reaching_for_python_internals_fails_cleanly(source):
 def test_template_syntax_error_names_the_line():
     with pytest.raises(ValueError, match="chat_template: syntax error on line 2"):
         chat_template.render("ok\n{% for m in messages %}", CONVERSATIONS[0])
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_llama_cpp(sentencepiece_pair, tmp_path_factory):
+    """The same "llama" vocabulary written by save_gguf and read by llama.cpp (vocabulary only)."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is the llama.cpp reference")
+    from minillm import ModelConfig, Transformer
+    from minillm.loaders import save_gguf
+    tok = sentencepiece_pair[1]
+    path = tmp_path_factory.mktemp("spm_gguf") / "spm.gguf"
+    tiny = Transformer(ModelConfig(arch="llama", vocab_size=tok.n_vocab, n_layer=1, n_head=1, d_model=32, ffn_dim=32))
+    save_gguf(tiny, path, tokenizer=tok)
+    return tok, llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.one_of(texts, st.builds(lambda a, b: a + "</s>" + b, texts, texts)), special=st.booleans())
+def test_sentencepiece_bpe_matches_llama_cpp(sentencepiece_llama_cpp, text, special):
+    """Also after a special token, where llama.cpp (unlike sentencepiece) prepends a space again."""
+    tok, ref = sentencepiece_llama_cpp
+    want = ref.tokenize(text.encode("utf-8"), add_bos=True, special=special)
+    assert tok.encode(text, allowed_special="all" if special else frozenset()) == want
