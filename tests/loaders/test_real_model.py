@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from llama_cpp_ref import llama_cpp_or_skip
 
 import minillm
 from minillm.inference import generate
@@ -59,7 +60,7 @@ def smol():
 
 @pytest.fixture(scope="module")
 def llama_cpp_vocab(smol):
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is the llama.cpp reference")
+    llama_cpp = llama_cpp_or_skip()
     return llama_cpp.Llama(model_path=smol[0], vocab_only=True, verbose=False)
 
 
@@ -215,7 +216,7 @@ def vocab_with_pre(smol, llama_cpp_vocab, tmp_path_factory):
     from minillm.io.gguf import read_gguf
     from minillm.loaders import save_gguf
     from minillm.tokenizer.gguf_vocab import tokenizer_from_gguf
-    import llama_cpp
+    llama_cpp = llama_cpp_or_skip()
     meta = read_gguf(smol[0])[0]
     tiny = Transformer(ModelConfig(arch="llama", vocab_size=49152, n_layer=1, n_head=1, d_model=32, ffn_dim=32))
     out = {}

@@ -4,6 +4,7 @@ GGUF vocabulary reader's errors, and sandboxed chat templates (against transform
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from llama_cpp_ref import llama_cpp_or_skip
 
 from minillm.tokenizer import chat_template, pretokenizers
 from minillm.tokenizer.gguf_vocab import tokenizer_from_gguf
@@ -139,7 +140,7 @@ def test_template_syntax_error_names_the_line():
 @pytest.fixture(scope="module")
 def sentencepiece_llama_cpp(sentencepiece_pair, tmp_path_factory):
     """The same "llama" vocabulary written by save_gguf and read by llama.cpp (vocabulary only)."""
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is the llama.cpp reference")
+    llama_cpp = llama_cpp_or_skip()
     from minillm import ModelConfig, Transformer
     from minillm.loaders import save_gguf
     tok = sentencepiece_pair[1]
