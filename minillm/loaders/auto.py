@@ -10,7 +10,9 @@ that is none of these is a ValueError saying what was looked for.
 """
 import os
 
+from ..checkpoint import latest_checkpoint, load_checkpoint
 from ..io.gguf import MAGIC
+from ..train import load_run_tokenizer
 from .gguf import load_gguf
 from .hf import load_hf, load_hf_tokenizer
 
@@ -47,5 +49,8 @@ def load(path, dequantize=False):
 
 
 def _load_run(path):
-    from ..run_folder import load_run  # noqa: the run-folder helpers sit beside this layer
-    return load_run(path, arg="path")
+    """The newest checkpoint of a `minillm train` run folder and the run's tokenizer."""
+    ckpt = latest_checkpoint(os.path.join(path, "ckpt"))
+    if ckpt is None:
+        raise ValueError(f"path: run folder {path} has no checkpoint in ckpt/ yet")
+    return load_checkpoint(ckpt)[0], load_run_tokenizer(path)

@@ -133,3 +133,12 @@ def test_qwen2_gradients_match_torch_autograd(tmp_path):
     for name, p in ref.named_parameters():
         if name.endswith("bias"):
             np.testing.assert_allclose(grads[name], p.grad.numpy(), atol=2e-6, rtol=1e-4)
+
+
+def test_minillm_load_reads_a_run_folder(tmp_path):
+    from minillm.cli import main
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--preset", "llama-tiny", "--tokenizer", "byte", "--steps", "2",
+                 "--batch-size", "2", "--seq-len", "32", "--fresh"]) in (0, None)
+    model, tok = load(str(run))
+    assert model.config.vocab_size == 256 and tok.decode(tok.encode("run folder")) == "run folder"
