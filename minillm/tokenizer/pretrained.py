@@ -46,14 +46,18 @@ class ByteLevelCore:
 class SentencePieceCore:
     """Ordinary text -> ids by SentencePiece-style BPE. add_space_prefix: a space is prepended to
     text that starts the input or follows a special token (llama.cpp, and Hugging Face's Prepend
-    normalizer); prefix_first_only: only at the start of the input (Metaspace prepend_scheme "first")."""
+    normalizer); prefix_first_only: only at the start of the input, and only when the text does not
+    already start with a space (Hugging Face's Metaspace pre-tokenizer, prepend_scheme "first")."""
 
     def __init__(self, spm, add_space_prefix, prefix_first_only=False):
         self.spm, self.add_space_prefix = spm, bool(add_space_prefix)
         self.prefix_first_only = bool(prefix_first_only)
 
     def encode(self, text, at_start, after_special):
-        prefix = self.add_space_prefix and (at_start if self.prefix_first_only else after_special)
+        if self.prefix_first_only:
+            prefix = self.add_space_prefix and at_start and not text.startswith(" ")
+        else:
+            prefix = self.add_space_prefix and after_special
         return self.spm.encode(spm_bpe.escape(text, prefix))
 
 

@@ -157,3 +157,27 @@ def test_sentencepiece_bpe_matches_llama_cpp(sentencepiece_llama_cpp, text, spec
     tok, ref = sentencepiece_llama_cpp
     want = ref.tokenize(text.encode("utf-8"), add_bos=True, special=special)
     assert tok.encode(text, allowed_special="all" if special else frozenset()) == want
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_tokenizer_json(sentencepiece_llama_cpp, tmp_path_factory):
+    """The GGUF vocabulary converted to tokenizer.json by transformers, and read back by minillm."""
+    transformers = pytest.importorskip("transformers", reason="transformers converts GGUF vocabularies")
+    pytest.importorskip("gguf")
+    from minillm import ModelConfig, Transformer
+    from minillm.loaders import save_gguf
+    from minillm.tokenizer.hf_tokenizer import tokenizer_from_hf
+    tok = sentencepiece_llama_cpp[0]
+    folder = tmp_path_factory.mktemp("spm_hf")
+    tiny = Transformer(ModelConfig(arch="llama", vocab_size=tok.n_vocab, n_layer=1, n_head=1, d_model=32, ffn_dim=32))
+    save_gguf(tiny, folder / "spm.gguf", tokenizer=tok)
+    ref = transformers.AutoTokenizer.from_pretrained(folder, gguf_file="spm.gguf")
+    ref.save_pretrained(folder / "hf")
+    return tokenizer_from_hf(str(folder / "hf")), ref
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.one_of(texts, st.builds(lambda a, b: a + "</s>" + b, texts, texts)))
+def test_sentencepiece_tokenizer_json_matches_transformers(sentencepiece_tokenizer_json, text):
+    tok, ref = sentencepiece_tokenizer_json
+    assert tok.encode(text, allowed_special="all") == ref.encode(text)
