@@ -66,7 +66,7 @@ def load_model_arg(args):
     """(model, tokenizer) named by --model (a GGUF file, a Hugging Face folder or a run folder, see
     minillm.load) or else by --run; ValueError saying which argument is wrong."""
     if getattr(args, "model", None):
-        from ..loaders import load  # the CLI sits above every layer
+        from ..loaders import load  # loaders sits above inference: a module-level import would be a cycle
         try:
             model, tok = load(args.model)
         except (ValueError, FileNotFoundError) as e:

@@ -29,7 +29,7 @@ def _progress_bar(stream):
 def _load_model(args):
     """(float model, tokenizer) from --model (minillm.load, quantized files dequantized first) or --run."""
     if args.model:
-        from ..loaders import load
+        from ..loaders import load  # loaders sits above quant: a module-level import would be a cycle
         try:
             model, tok = load(args.model, dequantize=True)
         except (ValueError, FileNotFoundError) as e:
