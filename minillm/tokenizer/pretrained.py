@@ -124,7 +124,12 @@ class PretrainedTokenizer:
             raise TypeError(f"text: expected str, got {type(text).__name__}")
         text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> "?"
         parse = self._allowed(allowed_special) | set(self.user_defined)
-        out = [self.bos_token_id] if (self.add_bos if add_bos is None else add_bos) else []
+        add_bos = self.add_bos if add_bos is None else add_bos
+        add_eos = self.add_eos if add_eos is None else add_eos
+        for flag, name, i in ((add_bos, "add_bos", self.bos_token_id), (add_eos, "add_eos", self.eos_token_id)):
+            if flag and i is None:
+                raise ValueError(f"{name}: this vocabulary names no {name[4:].upper()} token")
+        out = [self.bos_token_id] if add_bos else []
         after_special = True
         pos = 0
         for m in (_special_regex(tuple(sorted(parse))).finditer(text) if parse else ()):
@@ -134,7 +139,7 @@ class PretrainedTokenizer:
             after_special, pos = True, m.end()
         if pos < len(text):
             out.extend(self.core.encode(text[pos:], pos == 0, after_special))
-        if self.add_eos if add_eos is None else add_eos:
+        if add_eos:
             out.append(self.eos_token_id)
         return out
 
