@@ -15,7 +15,7 @@ from llama_cpp_ref import llama_cpp_or_skip
 
 import minillm
 from minillm.inference import generate
-from minillm.loaders import load_hf, save_hf
+from minillm.loaders import save_hf
 
 NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEXTS = [
@@ -181,8 +181,13 @@ def test_save_hf_folder_loads_whole_in_transformers(smol, dequantized, tmp_path)
     with torch.no_grad():
         want = ref(torch.tensor([ids])).logits[0, -1].numpy()
     np.testing.assert_allclose(dequantized.forward(np.array([ids]))[0, -1], want, atol=2e-3)
-    again = load_hf(str(tmp_path))
+    again, again_tok = minillm.load(str(tmp_path))
     np.testing.assert_array_equal(again.params["model.norm.weight"], dequantized.params["model.norm.weight"])
+    for text in TEXTS + [DIVERGENT]:                   # the folder's tokenizer.json, read by minillm
+        assert again_tok.encode(text, allowed_special="all") == tok.encode(text, allowed_special="all")
+    assert again_tok.apply_chat_template(PROMPT, add_generation_prompt=True) == \
+        tok.apply_chat_template(PROMPT, add_generation_prompt=True)
+    assert again_tok.stop_token_ids == tok.stop_token_ids
 
 
 @pytest.mark.slow
