@@ -98,9 +98,9 @@ def weight_bytes_per_token(model):
 
 
 def read_bandwidth():
-    """GB/s of summing a 256 MiB float32 array (numpy, its threads), best of 5."""
+    """GB/s of reading a 256 MiB float32 array: a . a (OpenBLAS's sdot on its threads), best of 5."""
     a = np.ones(1 << 26, dtype=np.float32)
-    best = min(_timed(lambda: a.sum()) for _ in range(5))
+    best = min(_timed(lambda: np.dot(a, a)) for _ in range(5))
     return a.nbytes / best / 1e9
 
 
@@ -110,18 +110,38 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
+class Clock:
+    """Wall time (tok/s) and this process's CPU time (all its threads) of each phase, per repeat."""
+
+    def __init__(self):
+        self.rates, self.cpu = {"prefill": [], "decode": []}, {"prefill": [], "decode": []}
+
+    def run(self, phase, n_tokens, fn):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        self.rates[phase].append(n_tokens / (time.perf_counter() - w0))
+        self.cpu[phase].append((time.process_time() - c0) / n_tokens)
+
+    def medians(self):  # -> (prefill tok/s, decode tok/s, prefill CPU ms/token, decode CPU ms/token)
+        m = statistics.median
+        return (m(self.rates["prefill"]), m(self.rates["decode"]), 1e3 * m(self.cpu["prefill"]),
+                1e3 * m(self.cpu["decode"]))
+
+
 def bench_minillm(model, ids, repeats):
-    prefill, decode = [], []
-    for _ in range(repeats):
-        kv = KVCache.allocate(model.config, 1, N_PROMPT + N_DECODE)
-        t0 = time.perf_counter()
-        logits = model.forward(ids[None], kv)[0, -1]
-        prefill.append(N_PROMPT / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
+    clock, state = Clock(), {}
+
+    def prefill():
+        state["kv"] = KVCache.allocate(model.config, 1, N_PROMPT + N_DECODE)
+        state["logits"] = model.forward(ids[None], state["kv"])[0, -1]
+
+    def decode():
         for _ in range(N_DECODE):
-            logits = model.forward(np.array([[int(np.argmax(logits))]]), kv)[0, -1]
-        decode.append(N_DECODE / (time.perf_counter() - t0))
-    return statistics.median(prefill), statistics.median(decode)
+            state["logits"] = model.forward(np.array([[int(np.argmax(state["logits"]))]]), state["kv"])[0, -1]
+    for _ in range(repeats):
+        clock.run("prefill", N_PROMPT, prefill)
+        clock.run("decode", N_DECODE, decode)
+    return clock.medians()
 
 
 def bench_llama_cpp(path, ids, repeats):
@@ -132,17 +152,19 @@ def bench_llama_cpp(path, ids, repeats):
 
     def last_logits():  # the last evaluated token's logits, read in place (eval keeps no copy)
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(V,))
-    prefill, decode = [], []
-    for _ in range(repeats):
+    clock = Clock()
+
+    def prefill():
         llm.reset()
-        t0 = time.perf_counter()
         llm.eval(ids.tolist())
-        prefill.append(N_PROMPT / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
+
+    def decode():
         for _ in range(N_DECODE):
             llm.eval([int(np.argmax(last_logits()))])
-        decode.append(N_DECODE / (time.perf_counter() - t0))
-    return statistics.median(prefill), statistics.median(decode)
+    for _ in range(repeats):
+        clock.run("prefill", N_PROMPT, prefill)
+        clock.run("decode", N_DECODE, decode)
+    return clock.medians()
 
 
 def prompt_ids(path):
@@ -171,16 +193,17 @@ def main():
     if "Intel" in _cpu_name():
         print("llama.cpp runs with use_extra_bufts = False (its AMX path crashes on this host)")
     print("| model | prefill minillm | prefill llama.cpp | ratio | decode minillm | decode llama.cpp | ratio "
-          "| weights/token | decode ceiling | minillm / ceiling |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| weights/token | decode ceiling | minillm / ceiling | CPU ms/token prefill, decode: minillm | llama.cpp |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, path in files.items():
         model = load_minillm(path)
-        mp, md = bench_minillm(model, ids, args.repeats)
-        lp, ld = bench_llama_cpp(path, ids, args.repeats)
+        mp, md, mcp, mcd = bench_minillm(model, ids, args.repeats)
+        lp, ld, lcp, lcd = bench_llama_cpp(path, ids, args.repeats)
         nbytes = weight_bytes_per_token(model)
         ceiling = bw * 1e9 / nbytes
         print(f"| {label} | {mp:.0f} tok/s | {lp:.0f} tok/s | {mp / lp:.2f} | {md:.1f} tok/s | {ld:.1f} tok/s | "
-              f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {ceiling:.0f} tok/s | {md / ceiling:.0%} |")
+              f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {ceiling:.0f} tok/s | {md / ceiling:.0%} | "
+              f"{mcp:.1f}, {mcd:.1f} | {lcp:.1f}, {lcd:.1f} |")
 
 
 if __name__ == "__main__":
