@@ -5,6 +5,7 @@ reranking, on two question sets generated from the text itself, then one RAG pro
     python examples/rag_demo.py                      # trains a small byte-level model (~2 min)
     python examples/rag_demo.py --run runs/minillm   # or uses a `minillm train` run
     python examples/rag_demo.py --model SmolLM2-135M-Instruct.Q4_1.gguf   # or any minillm.load path
+      (a 135M model embeds every chunk in a full forward pass: expect tens of minutes on 2 cores)
 
 Question sets (seeded, generated from pydoc_data.topics, the text minillm trains on):
   sentence  a sentence of a chunk, lower-cased, with a third of its words dropped; relevant =
