@@ -86,7 +86,8 @@ static inline void affine16(const uint8_t* restrict q, const float* a, const flo
 #elif defined(ISA_AVX2)
         const __m256 A = _mm256_set1_ps(a[i]), C = _mm256_set1_ps(c[i]);
         for (int h = 0; h < 16; h += 8) {
-            const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(q + 16 * i + h))));
+            const __m128i b = _mm_loadl_epi64((const __m128i*)(q + 16 * i + h));
+            const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
             _mm256_storeu_ps(y + 16 * i + h, _mm256_fmadd_ps(v, A, C));
         }
 #else
@@ -150,11 +151,15 @@ static void dec_bf16(const uint8_t* restrict src, float* restrict y, int64_t nb)
     const uint16_t* h = (const uint16_t*)src;
     int64_t i = 0;
 #if defined(__AVX512F__)
-    for (; i + 16 <= nb; i += 16)  /* bfloat16 is the top half of a float32 */
-        _mm512_storeu_si512((void*)(y + i), _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(h + i))), 16));
+    for (; i + 16 <= nb; i += 16) {  /* bfloat16 is the top half of a float32 */
+        const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(h + i)));
+        _mm512_storeu_si512((void*)(y + i), _mm512_slli_epi32(v, 16));
+    }
 #elif defined(__AVX2__)
-    for (; i + 8 <= nb; i += 8)
-        _mm256_storeu_si256((__m256i*)(y + i), _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(h + i))), 16));
+    for (; i + 8 <= nb; i += 8) {
+        const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(h + i)));
+        _mm256_storeu_si256((__m256i*)(y + i), _mm256_slli_epi32(v, 16));
+    }
 #endif
     for (; i < nb; i++) {
         const uint32_t u = (uint32_t)h[i] << 16;
@@ -165,8 +170,9 @@ static void dec_bf16(const uint8_t* restrict src, float* restrict y, int64_t nb)
 /* The block types: unpack_T(src, nb, q, a, c) unpacks nb blocks (a run of at most CHUNK weights) into
    codes q (one byte per weight) and per 16 weights the scale a and offset c, so w = a q + c. */
 #define FILL2(p, i, v) ((p)[2 * (i)] = (p)[2 * (i) + 1] = (v))
+#define UNPACK_ARGS const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c
 
-static void unpack_q8_0(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q8_0(UNPACK_ARGS) {
     const blk_q8_0* B = (const blk_q8_0*)src;
     for (int64_t b = 0; b < nb; b++, q += 32) {
         const float d = h2f(B[b].d);
@@ -177,7 +183,7 @@ static void unpack_q8_0(const uint8_t* restrict src, int64_t nb, uint8_t* restri
 }
 
 /* Q4_0 / Q4_1: byte j holds weight j (low nibble) and j + 16 (high) */
-static void unpack_q4_0(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q4_0(UNPACK_ARGS) {
     const blk_q4_0* B = (const blk_q4_0*)src;
     for (int64_t b = 0; b < nb; b++, q += 32) {
         const float d = h2f(B[b].d);
@@ -188,7 +194,7 @@ static void unpack_q4_0(const uint8_t* restrict src, int64_t nb, uint8_t* restri
     }
 }
 
-static void unpack_q4_1(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q4_1(UNPACK_ARGS) {
     const blk_q4_1* B = (const blk_q4_1*)src;
     for (int64_t b = 0; b < nb; b++, q += 32) {
         FILL2(a, b, h2f(B[b].d));
@@ -199,7 +205,7 @@ static void unpack_q4_1(const uint8_t* restrict src, int64_t nb, uint8_t* restri
 }
 
 /* Q5_0 / Q5_1: as Q4, plus bit j of the 32-bit qh as bit 4 of weight j */
-static void unpack_q5_0(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q5_0(UNPACK_ARGS) {
     const blk_q5_0* B = (const blk_q5_0*)src;
     for (int64_t b = 0; b < nb; b++, q += 32) {
         const float d = h2f(B[b].d);
@@ -211,7 +217,7 @@ static void unpack_q5_0(const uint8_t* restrict src, int64_t nb, uint8_t* restri
     }
 }
 
-static void unpack_q5_1(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q5_1(UNPACK_ARGS) {
     const blk_q5_1* B = (const blk_q5_1*)src;
     for (int64_t b = 0; b < nb; b++, q += 32) {
         FILL2(a, b, h2f(B[b].d));
@@ -230,7 +236,7 @@ static inline void crumbs256(const uint8_t* src, uint8_t* q) {
 
 /* Q2_K: sub-block i of 16 has scale d (sc_i & 15) and min dmin (sc_i >> 4). The K-quants are
    called with nb = 1 (a chunk is one super-block). */
-static void unpack_q2_K(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q2_K(UNPACK_ARGS) {
     const blk_q2_K* B = (const blk_q2_K*)src;
     (void)nb;
     const float d = h2f(B->d), dmin = h2f(B->dmin);
@@ -244,7 +250,7 @@ static void unpack_q2_K(const uint8_t* restrict src, int64_t nb, uint8_t* restri
 /* Q3_K: 2 low bits as Q2_K's; bit t of hmask[l] is the third bit of weight 32t + l, and w =
    d (s_i - 32) (q - 4) with q the 3-bit code (ggml subtracts 4 where the bit is clear). Sixteen
    6-bit scales s_i: low 4 bits in bytes 0..7 (low nibbles: i < 8), high 2 bits in bytes 8..11. */
-static void unpack_q3_K(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q3_K(UNPACK_ARGS) {
     const blk_q3_K* B = (const blk_q3_K*)src;
     (void)nb;
     const float d = h2f(B->d);
@@ -273,13 +279,13 @@ static inline void k4_unpack(const uint8_t* s, float d, float dmin, const uint8_
     }
 }
 
-static void unpack_q4_K(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q4_K(UNPACK_ARGS) {
     const blk_q4_K* B = (const blk_q4_K*)src;
     (void)nb;
     k4_unpack(B->scales, h2f(B->d), h2f(B->dmin), B->qs, q, a, c);
 }
 
-static void unpack_q5_K(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q5_K(UNPACK_ARGS) {
     const blk_q5_K* B = (const blk_q5_K*)src;
     (void)nb;
     k4_unpack(B->scales, h2f(B->d), h2f(B->dmin), B->qs, q, a, c);
@@ -289,7 +295,7 @@ static void unpack_q5_K(const uint8_t* restrict src, int64_t nb, uint8_t* restri
 /* Q6_K: per half h of 128 weights, weight 32r + l takes its low 4 bits from ql (r = 0, 1: low
    nibbles of ql[64h + 32r + l]; r = 2, 3: high nibbles of ql[64h + 32(r - 2) + l]) and its high 2
    from bits 2r of qh[32h + l]; w = d sc_i (q - 32) with int8 sc_i per sub-block i of 16 */
-static void unpack_q6_K(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a, float* restrict c) {
+static void unpack_q6_K(UNPACK_ARGS) {
     const blk_q6_K* B = (const blk_q6_K*)src;
     (void)nb;
     const float d = h2f(B->d);

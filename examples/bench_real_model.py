@@ -25,8 +25,11 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from minillm.inference.kv_cache import KVCache  # noqa: E402
 from minillm.io.gguf import read_gguf  # noqa: E402
+from minillm import Transformer  # noqa: E402
+from minillm.loaders import gguf as gguf_loader  # noqa: E402
 from minillm.loaders.gguf import load_gguf  # noqa: E402
 from minillm.quant.formats import GGML_BLOCKS  # noqa: E402
+from minillm.quant.ggml_blocks import dequantize_blocks  # noqa: E402
 from minillm.quant.linear import GGMLLinear  # noqa: E402
 
 N_PROMPT, N_DECODE, THREADS = 512, 128, 2
@@ -77,14 +80,40 @@ def f32_copy(src, work):
 
 
 def load_minillm(path):
-    """The model, with a quantized token embedding kept quantized as the (tied) output matrix too,
-    as llama.cpp runs it: the lookup reads the dequantized table, the head GEMV the blocks."""
-    model = load_gguf(path)[0]
+    """The model alone: the benchmark feeds token ids, so it takes load_gguf's model and, where the
+    loader cannot build the file's tokenizer, builds the same model from the tensors (load_gguf's
+    steps without the tokenizer). A quantized token embedding stays quantized as the (tied) output
+    matrix too, as llama.cpp runs it: the lookup reads the dequantized table, the head the blocks."""
+    try:
+        model = load_gguf(path)[0]
+    except ValueError as e:
+        print(f"(load_gguf: {e}; building the model from the tensors)", file=sys.stderr)
+        model = _model_from_tensors(path)
     t, shape, raw = read_gguf(path)[1]["token_embd.weight"]
     if model.config.tie_embeddings and t in GGML_BLOCKS and t not in ("f16", "bf16"):
         dtype, bs = GGML_BLOCKS[t]
         model.quantized["model.embed_tokens.weight"] = GGMLLinear(t, raw.view(dtype).reshape(shape[0], -1))
     return model
+
+
+def _model_from_tensors(path):
+    meta, tensors = read_gguf(path)
+    cfg = gguf_loader._config(path, meta, tensors)
+    params, quantized = {}, {}
+    for name, shape in cfg.param_shapes().items():
+        t, _, raw = tensors[gguf_loader._gguf_name(name)]
+        n_rope = cfg.n_head if ".q_proj." in name else cfg.n_kv_head if ".k_proj." in name else None
+        rows = gguf_loader._unpermute_rope(np.arange(shape[0]), n_rope) if n_rope else slice(None)
+        if t == "f32":
+            params[name] = np.ascontiguousarray(raw.view("<f4").reshape(shape)[rows])
+            continue
+        dtype, bs = GGML_BLOCKS[t]
+        blocks = np.ascontiguousarray(raw.view(dtype).reshape(shape[0], shape[1] // bs)[rows])
+        if name == "model.embed_tokens.weight" or len(shape) == 1:
+            params[name] = dequantize_blocks(blocks, t).reshape(shape)
+        else:
+            quantized[name] = GGMLLinear(t, blocks)
+    return Transformer(cfg, params=params, quantized=quantized)
 
 
 def weight_bytes_per_token(model):
