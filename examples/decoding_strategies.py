@@ -2,6 +2,7 @@
 
     python examples/decoding_strategies.py                   # trains two small byte-level models (~3 min)
     python examples/decoding_strategies.py --run runs/minillm --draft-steps 300
+    python examples/decoding_strategies.py --model SmolLM2-135M-Instruct.Q4_1.gguf   # any minillm.load path
 
 Part 1 continues one prompt with greedy, temperature 0.8 and 1.5, top-k, top-p, min-p and a
 combination (minillm.inference.generate, seed fixed), and prints each continuation with its
@@ -24,6 +25,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+import minillm  # noqa: E402
 from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.inference import generate, prompt_lookup_generate, speculative_generate  # noqa: E402
 from minillm.inference.sampling import softmax  # noqa: E402
@@ -33,9 +35,11 @@ from minillm.train import corpus_text  # noqa: E402
 from minillm.inference.decode import forward_cached  # noqa: E402
 
 
-def train_byte_model(cfg, steps, seed=0, batch=8, seq_len=128, lr=3e-3, log=print):
-    """A few hundred AdamW steps of next-byte prediction on the pydoc corpus."""
-    data = np.frombuffer(corpus_text().encode("utf-8"), dtype=np.uint8).astype(np.int64)
+def train_byte_model(cfg, steps, seed=0, batch=8, seq_len=128, lr=3e-3, log=print, data=None):
+    """A few hundred AdamW steps of next-token prediction on the pydoc corpus: its bytes, or the
+    token ids `data` (int64) when the vocabulary is a real model's."""
+    if data is None:
+        data = np.frombuffer(corpus_text().encode("utf-8"), dtype=np.uint8).astype(np.int64)
     model = Transformer(cfg, seed=seed)
     opt = AdamW(model.params, lr=lr, weight_decay=0.1)
     rng = np.random.default_rng(seed)
@@ -52,7 +56,11 @@ def train_byte_model(cfg, steps, seed=0, batch=8, seq_len=128, lr=3e-3, log=prin
 
 
 def load_or_train(args):
-    if args.run:
+    data = None
+    if args.model:
+        target, tok = minillm.load(args.model)
+        data = np.asarray(tok.encode(corpus_text()), dtype=np.int64)   # the draft learns the same vocabulary
+    elif args.run:
         from minillm.run_folder import load_run
         target, tok = load_run(args.run)
     else:
@@ -63,7 +71,8 @@ def load_or_train(args):
     dc = target.config
     print(f"training the draft (1 layer, d=64) for {args.draft_steps} steps")
     draft = train_byte_model(ModelConfig(arch="llama", vocab_size=dc.vocab_size, n_layer=1, n_head=2,
-                                         d_model=64, max_seq_len=dc.max_seq_len), args.draft_steps, seed=1)
+                                         d_model=64, max_seq_len=dc.max_seq_len), args.draft_steps, seed=1,
+                             data=data)
     return target, draft, tok
 
 
@@ -83,6 +92,7 @@ def distinct4(ids):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None, help="use a `minillm train` run as the target")
+    ap.add_argument("--model", default=None, help="use a GGUF file or Hugging Face folder as the target")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--draft-steps", type=int, default=300)
     ap.add_argument("--prompt", default="The return statement")

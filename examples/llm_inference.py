@@ -9,6 +9,7 @@
     minillm train --out runs/minillm             # once, ~5 minutes on 2 cores (the default model)
     python examples/llm_inference.py             # uses runs/minillm
     python examples/llm_inference.py --run DIR   # any run folder written by `minillm train`
+    python examples/llm_inference.py --model SmolLM2-135M-Instruct.Q4_1.gguf   # any minillm.load path
 
 Without a run folder it says how to make one and trains a tiny byte-level model itself (~1 minute,
 into runs/llm_inference_tiny), so the script always runs.
@@ -22,6 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import numpy as np  # noqa: E402
 
+import minillm  # noqa: E402
 from minillm.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from minillm.inference import beam_search, generate  # noqa: E402
 from minillm.tokenizer import templates  # noqa: E402
@@ -165,12 +167,16 @@ def demo_rlhf(model, tok):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="runs/minillm")
+    ap.add_argument("--model", default=None, help="a GGUF file or Hugging Face folder (minillm.load) instead of --run")
     ap.add_argument("--fallback", default="runs/llm_inference_tiny")
     ap.add_argument("--prompt", default="The for statement")
     ap.add_argument("--new-tokens", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    model, tok, run = load_run(args.run, args.fallback)
+    if args.model:  # float weights: part 4 takes gradients
+        (model, tok), run = minillm.load(args.model, dequantize=True), args.model
+    else:
+        model, tok, run = load_run(args.run, args.fallback)
     cfg = model.config
     print(f"model from {run}: {cfg.arch}, {cfg.n_layer} layers, d_model {cfg.d_model}, vocab {cfg.vocab_size}, "
           f"{cfg.num_params():,} parameters")

@@ -4,6 +4,8 @@ reranking, on two question sets generated from the text itself, then one RAG pro
 
     python examples/rag_demo.py                      # trains a small byte-level model (~2 min)
     python examples/rag_demo.py --run runs/minillm   # or uses a `minillm train` run
+    python examples/rag_demo.py --model SmolLM2-135M-Instruct.Q4_1.gguf   # or any minillm.load path
+      (a 135M model embeds every chunk in a full forward pass: expect tens of minutes on 2 cores)
 
 Question sets (seeded, generated from pydoc_data.topics, the text minillm trains on):
   sentence  a sentence of a chunk, lower-cased, with a third of its words dropped; relevant =
@@ -22,6 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 import numpy as np  # noqa: E402
 
+import minillm  # noqa: E402
 from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.reasoning import (DenseIndex, RAGIndex, build_prompt, embed, reciprocal_rank_fusion,  # noqa: E402
                                rerank, tokenize)
@@ -63,6 +66,7 @@ def recall_at(rankings, questions, ks):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None, help="a `minillm train` run folder (default: train a small model)")
+    ap.add_argument("--model", default=None, help="a GGUF file or Hugging Face folder (minillm.load)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--questions", type=int, default=200)
     ap.add_argument("--chunk-size", type=int, default=400)
@@ -70,7 +74,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     from pydoc_data.topics import topics
-    if args.run:
+    if args.model:
+        model, tok = minillm.load(args.model, dequantize=True)   # hidden states need float weights
+    elif args.run:
         from minillm.run_folder import load_run
         model, tok = load_run(args.run)
     else:

@@ -13,7 +13,10 @@ def __getattr__(name):
     if name in ("ModelConfig", "Transformer"):
         from . import model
         return getattr(model, name)
+    if name == "load":
+        from .loaders import load
+        return load
     raise AttributeError(f"module 'minillm' has no attribute {name!r}")
 
 
-__all__ = ["ModelConfig", "Transformer", "__version__"]
+__all__ = ["ModelConfig", "Transformer", "__version__", "load"]

@@ -45,6 +45,8 @@ NAMES = {
         "ln1.w": "model.layers.{i}.input_layernorm.weight",
         "q.w": "model.layers.{i}.self_attn.q_proj.weight", "k.w": "model.layers.{i}.self_attn.k_proj.weight",
         "v.w": "model.layers.{i}.self_attn.v_proj.weight", "o.w": "model.layers.{i}.self_attn.o_proj.weight",
+        "q.b": "model.layers.{i}.self_attn.q_proj.bias", "k.b": "model.layers.{i}.self_attn.k_proj.bias",
+        "v.b": "model.layers.{i}.self_attn.v_proj.bias",
         "q_norm.w": "model.layers.{i}.self_attn.q_norm.weight",
         "k_norm.w": "model.layers.{i}.self_attn.k_norm.weight",
         "ln2.w": "model.layers.{i}.post_attention_layernorm.weight",
@@ -90,6 +92,7 @@ class ModelConfig:
     z_loss: float = 0.0            # coefficient of the z-loss term in loss_and_grads
     init_std: float = 0.02
     position: str = None           # None: the flavour's (learned / rope); "alibi": linear attention biases
+    attn_bias: bool = False        # llama flavour: biases on the q/k/v projections (Qwen2)
 
     def __post_init__(self):
         if self.arch not in NAMES:
@@ -114,6 +117,8 @@ class ModelConfig:
             raise ValueError("n_kv_head: the gpt2 flavour has a fused QKV projection; use arch='llama' for GQA")
         if self.position not in (None, "alibi", "learned" if self.arch == "gpt2" else "rope"):
             raise ValueError(f"position: expected None or 'alibi', got {self.position!r}")
+        if self.attn_bias and self.arch != "llama":
+            raise ValueError("attn_bias: only the llama flavour takes separate q/k/v biases (gpt2 has its own)")
         if self.position_scheme == "rope" and self.head_dim % 2:
             raise ValueError(f"d_model/n_head: RoPE needs an even head dimension, got {self.head_dim}")
 
@@ -161,6 +166,8 @@ class ModelConfig:
                 layer.update({"qkv.w": (C + 2 * Ckv, C), "qkv.b": (C + 2 * Ckv,)})
             else:
                 layer.update({"q.w": (C, C), "k.w": (Ckv, C), "v.w": (Ckv, C)})
+                if self.attn_bias:
+                    layer.update({"q.b": (C,), "k.b": (Ckv,), "v.b": (Ckv,)})
             if self.qk_norm:
                 layer.update({"q_norm.w": (D,), "q_norm.b": (D,) if norm_b else None,
                               "k_norm.w": (D,), "k_norm.b": (D,) if norm_b else None})
@@ -446,8 +453,8 @@ class Transformer:
         else:
             dh2 = 0
             for role, d, c in zip("qkv", (dq2, dk2, dv2), cache.proj):
-                dh, dw, _ = linear_backward(d, c)
-                put(role + ".w", dw)
+                dh, dw, db = linear_backward(d, c)
+                put(role + ".w", dw), put(role + ".b", db)
                 dh2 = dh2 + dh
         dx, dw, db = self._norm_backward(dh2.reshape(B, T, C), cache.ln1)
         put("ln1.w", dw), put("ln1.b", db)

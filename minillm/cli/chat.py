@@ -1,18 +1,18 @@
-"""`minillm chat`: multi-turn chat on stdin with a run written by `minillm train`, streamed
+"""`minillm chat`: multi-turn chat on stdin with a model (--model) or a run written by `minillm train`, streamed
 through generate.py's StreamDecoder and cut at the template's stop strings."""
 import sys
 
 import numpy as np
 
 from ..inference import generate
-from ..run_folder import load_run
 from ..tokenizer import templates
-from .generate import StreamDecoder, add_sampling_args, fit_prompt, sampling_kwargs
+from .generate import StreamDecoder, add_sampling_args, fit_prompt, load_model_arg, sampling_kwargs
 
 
 def register(subparsers):
     c = subparsers.add_parser("chat", help="multi-turn chat on stdin (ChatML template)")
-    c.add_argument("--system", default="You are a helpful assistant.", help="system message")
+    c.add_argument("--system", default=None, help="system message (default: the model's template decides "
+                                                    "with --model, 'You are a helpful assistant.' with --run)")
     add_sampling_args(c, 256)
     c.set_defaults(func=cmd_chat)
 
@@ -20,7 +20,11 @@ def register(subparsers):
 def chat_format(tokenizer):
     """(encode(messages) -> prompt ids ending where the assistant speaks, stop strings, name).
     ChatML from minillm.tokenizer.templates, with real special-token ids if the tokenizer has them,
-    as plain text otherwise (the byte vocabulary)."""
+    as plain text otherwise (the byte vocabulary). A published model (minillm.load) uses its own chat
+    template and stops at its end-of-turn tokens."""
+    if hasattr(tokenizer, "apply_chat_template"):
+        stops = [tokenizer.token_text(i) for i in sorted(tokenizer.stop_token_ids)]
+        return tokenizer.encode_chat, [s for s in stops if s], "model"
     specials = set(templates.special_tokens("chatml"))
     have = set(getattr(tokenizer, "special_tokens", None) or ())
 
@@ -73,12 +77,13 @@ def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=N
 def cmd_chat(args, stdin=None, out=None):
     stdin, out = stdin or sys.stdin, out or sys.stdout
     try:
-        model, tok = load_run(args.run, "--run")
+        model, tok = load_model_arg(args)
     except ValueError as e:
         print(f"minillm chat: {e}", file=sys.stderr)
         return 1
     encode, stops, _ = chat_format(tok)
-    messages = [{"role": "system", "content": args.system}] if args.system else []
+    system = args.system if args.system is not None or args.model else "You are a helpful assistant."
+    messages = [{"role": "system", "content": system}] if system else []
     rng = np.random.default_rng(args.seed)
     interactive = stdin.isatty()
     while True:

@@ -1,4 +1,5 @@
-"""`minillm generate`: load a run written by `minillm train` and stream a continuation of a prompt.
+"""`minillm generate`: load a model (--model: GGUF, Hugging Face folder; or a --run written by
+`minillm train`) and stream a continuation of a prompt.
 
 Streaming needs care with byte-level vocabularies: one token can end in the middle of a multi-byte
 UTF-8 character, which decodes to U+FFFD until the next token completes it. StreamDecoder decodes
@@ -8,6 +9,7 @@ the whole accumulated id list each time and releases only the text that can no l
 import sys
 
 from ..inference import generate
+from ..loaders import load
 from ..run_folder import load_run
 
 REPLACEMENT = "\ufffd"
@@ -43,8 +45,24 @@ class StreamDecoder:
         return self.tokenizer.decode(self.ids)
 
 
+def load_model_arg(args):
+    """(model, tokenizer) named by --model (a GGUF file, a Hugging Face folder or a run folder, see
+    minillm.load) or else by --run; ValueError saying which argument is wrong."""
+    if getattr(args, "model", None):
+        try:
+            model, tok = load(args.model)
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(f"--model: {e}") from None
+        if tok is None:
+            raise ValueError(f"--model: {args.model} carries no tokenizer")
+        return model, tok
+    return load_run(args.run, "--run")
+
+
 def add_sampling_args(p, max_new_tokens):
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
+    p.add_argument("--model", default=None,
+                   help="a GGUF file or Hugging Face folder (or run folder) to use instead of --run")
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     p.add_argument("--top-k", type=int, default=None)
@@ -80,7 +98,7 @@ def fit_prompt(model, ids, max_new_tokens):
 def cmd_generate(args, out=None):
     out = out or sys.stdout
     try:
-        model, tok = load_run(args.run, "--run")
+        model, tok = load_model_arg(args)
         ids = tok.encode(args.prompt)
         if not ids:
             raise ValueError("--prompt: encodes to no tokens")
@@ -91,13 +109,15 @@ def cmd_generate(args, out=None):
     dec = StreamDecoder(tok)
     out.write(args.prompt)
     out.flush()
+    stops = sorted(getattr(tok, "stop_token_ids", ()))      # a published model's EOS / end of turn
 
     def on_token(t):
-        text = dec.push(t)
+        text = "" if t in stops else dec.push(t)
         if text:
             out.write(text)
             out.flush()
-    generate(model, ids, args.max_new_tokens, seed=args.seed, stream=on_token, **sampling_kwargs(args))
+    generate(model, ids, args.max_new_tokens, seed=args.seed, stream=on_token, stop=stops or None,
+             **sampling_kwargs(args))
     out.write(dec.flush() + "\n")
     out.flush()
     return 0

@@ -3,13 +3,14 @@ quantized checkpoint (minillm.loaders.save_quantized) and/or a GGUF file for lla
 
   minillm quantize --run runs/minillm --method gptq --bits 4 --group-size 128 --out runs/minillm/q4.safetensors
   minillm quantize --run runs/minillm --gguf runs/minillm/model-q4_0.gguf --gguf-dtype q4_0
+  minillm quantize --model SmolLM2-135M-Instruct.Q4_1.gguf --gguf smol-q8_0.gguf --gguf-dtype q8_0
 """
 import sys
 import time
 
 import numpy as np
 
-from ..loaders import save_gguf, save_quantized
+from ..loaders import load, save_gguf, save_quantized
 from ..quant import FORMATS, METHODS, quantize
 from ..run_folder import load_run
 from ..train import corpus_text
@@ -28,11 +29,24 @@ def _progress_bar(stream):
     return show
 
 
-def _load(args):
+def _load_model(args):
+    """(float model, tokenizer) from --model (minillm.load, quantized files dequantized first) or --run."""
+    if args.model:
+        try:
+            model, tok = load(args.model, dequantize=True)
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f"--model: {e}") from None
+        if tok is None:
+            raise SystemExit(f"--model: {args.model} carries no tokenizer (calibration text needs one)")
+        return model, tok
     try:
-        model, tok = load_run(args.run, "--run")
+        return load_run(args.run, "--run")
     except ValueError as e:
         raise SystemExit(str(e)) from None
+
+
+def _load(args):
+    model, tok = _load_model(args)
     T = min(model.config.max_seq_len, 256)
     ids = np.asarray(tok.encode(corpus_text()[:200_000]), dtype=np.int64)
     n = max(1, min(args.calib_tokens, len(ids)) // T)
@@ -60,6 +74,7 @@ def main(args):
 def register(subparsers):
     p = subparsers.add_parser("quantize", help="quantize a trained model (RTN/GPTQ/AWQ, INT8/INT4/NF4/GGUF)")
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
+    p.add_argument("--model", default=None, help="a GGUF file or Hugging Face folder to quantize instead of --run")
     p.add_argument("--method", choices=METHODS, default="rtn")
     p.add_argument("--bits", type=int, choices=(4, 8), default=8)
     p.add_argument("--group-size", type=int, default=128)

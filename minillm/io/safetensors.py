@@ -18,6 +18,17 @@ DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int
           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32,
           "U64": np.uint64, "BOOL": np.bool_}
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
+BF16 = "BF16"  # bfloat16 has no NumPy dtype: stored as uint16 bits, returned widened to float32
+
+
+def _storage_dtype(code):
+    return np.uint16 if code == BF16 else DTYPES[code]
+
+
+def bf16_to_float32(bits):  # uint16 array -> float32: bfloat16 is the top half of a float32
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
 MAX_HEADER = 100 * 1024 * 1024  # the format's own limit on the JSON header
 
 
@@ -64,7 +75,7 @@ def read_safetensors_header(path):
     data_len, spans = size - 8 - n, []
     for name, info in header.items():
         try:
-            dtype, shape, (begin, end) = np.dtype(DTYPES[info["dtype"]]), info["shape"], info["data_offsets"]
+            dtype, shape, (begin, end) = np.dtype(_storage_dtype(info["dtype"])), info["shape"], info["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{path}: corrupt entry for tensor {name!r}: {info!r}") from None
         if not (0 <= begin <= end <= data_len):
@@ -82,19 +93,22 @@ def read_safetensors_header(path):
 
 
 def load_safetensors(path, mmap=False):
-    """-> {name: ndarray} (native byte order copies; read-only memmaps with mmap=True)."""
+    """-> {name: ndarray} (native byte order copies; read-only memmaps with mmap=True). BF16 tensors
+    come back as float32 copies."""
     header, _, start = read_safetensors_header(path)
     out = {}
     raw = np.memmap(path, dtype=np.uint8, mode="r") if mmap else None
     with open(path, "rb") as f:
         for name, info in header.items():
             begin, end = info["data_offsets"]
-            dt = np.dtype(DTYPES[info["dtype"]]).newbyteorder("<")
+            dt = np.dtype(_storage_dtype(info["dtype"])).newbyteorder("<")
             if mmap:
                 a = raw[start + begin:start + end].view(dt)
             else:
                 f.seek(start + begin)
                 a = np.frombuffer(f.read(end - begin), dtype=dt)
                 a = a.astype(dt.newbyteorder("="))
+            if info["dtype"] == BF16:
+                a = bf16_to_float32(a)
             out[name] = a.reshape(info["shape"])
     return out

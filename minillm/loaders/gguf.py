@@ -13,7 +13,7 @@ token strings plus the merge list).
 import numpy as np
 
 from ..io.ggml_types import FLOAT_TYPES
-from ..io.gguf import (ALIGNMENT, ARRAY, F32, I32, STRING, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNUSED, U32,
+from ..io.gguf import (ALIGNMENT, ARRAY, BOOL, F32, I32, STRING, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNUSED, U32,
                        read_gguf, write_gguf)
 from ..model import ModelConfig, Transformer
 from ..quant.formats import GGML_BLOCKS
@@ -21,7 +21,10 @@ from ..quant.ggml_quants import dequantize_blocks, quantize_blocks
 from ..quant.linear import GGMLLinear
 from ..tokenizer import BPETokenizer, ByteTokenizer, patterns
 from ..tokenizer.bpe_io import from_vocab_and_merges, to_gpt2
+from ..tokenizer.gguf_vocab import tokenizer_from_gguf, tokenizer_to_gguf
+from ..tokenizer.pretrained import PretrainedTokenizer
 
+ARCHITECTURES = ("llama", "qwen2")
 FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_K": 14}   # llama_ftype (Q4_K: MOSTLY_Q4_K_S)
 DTYPES = tuple(FILE_TYPE)
 # Hugging Face Llama name -> GGUF name ("{i}" = layer)
@@ -32,6 +35,9 @@ NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": 
          "model.layers.{i}.self_attn.k_proj.weight": "blk.{i}.attn_k.weight",
          "model.layers.{i}.self_attn.v_proj.weight": "blk.{i}.attn_v.weight",
          "model.layers.{i}.self_attn.o_proj.weight": "blk.{i}.attn_output.weight",
+         "model.layers.{i}.self_attn.q_proj.bias": "blk.{i}.attn_q.bias",
+         "model.layers.{i}.self_attn.k_proj.bias": "blk.{i}.attn_k.bias",
+         "model.layers.{i}.self_attn.v_proj.bias": "blk.{i}.attn_v.bias",
          "model.layers.{i}.post_attention_layernorm.weight": "blk.{i}.ffn_norm.weight",
          "model.layers.{i}.mlp.gate_proj.weight": "blk.{i}.ffn_gate.weight",
          "model.layers.{i}.mlp.up_proj.weight": "blk.{i}.ffn_up.weight",
@@ -66,8 +72,25 @@ def _gguf_name(hf_name):
 
 
 # ------------------------------------------------------------------ writing
+def _typed(key, value):
+    """(key, GGUF value type, value) of a plain Python metadata value."""
+    if isinstance(value, bool):
+        return key, BOOL, value
+    if isinstance(value, (int, np.integer)):
+        return key, U32, int(value)
+    if isinstance(value, float):
+        return key, F32, value
+    if isinstance(value, str):
+        return key, STRING, value
+    etype = STRING if value and isinstance(value[0], str) else F32 if value and isinstance(value[0], float) else I32
+    return key, ARRAY, (etype, value)
+
+
 def _tokenizer_kvs(tok, vocab_size):
-    """GGUF tokenizer metadata for a minillm byte-level BPE (or ByteTokenizer): model "gpt2"."""
+    """GGUF tokenizer metadata: a published model's tokenizer as it came (gguf_vocab), or a minillm
+    byte-level BPE (or ByteTokenizer) as model "gpt2" with its exact pattern."""
+    if isinstance(tok, PretrainedTokenizer):
+        return [_typed(k, v) for k, v in tokenizer_to_gguf(tok, vocab_size)]
     vocab = getattr(tok, "vocab", None)
     if vocab is None:  # ByteTokenizer: the 256 bytes, no merges
         vocab, merges, special, pattern = {i: bytes([i]) for i in range(256)}, [], {}, ""
@@ -162,10 +185,9 @@ def save_gguf(model, path, dtype="f32", tokenizer=None):
 
 
 # ------------------------------------------------------------------ reading
-def _read_tokenizer(meta):
-    """The vocabulary of a "gpt2" GGUF tokenizer as a BPETokenizer (ByteTokenizer for 256 bare bytes)."""
-    if meta.get("tokenizer.ggml.model") != "gpt2":
-        return None  # no vocabulary, or a kind minillm does not rebuild (e.g. "llama" SentencePiece)
+def _read_own_tokenizer(meta):
+    """The vocabulary save_gguf wrote (it records its exact pattern) as a BPETokenizer, or a
+    ByteTokenizer for 256 bare bytes."""
     tokens, types = meta["tokenizer.ggml.tokens"], meta.get("tokenizer.ggml.token_type", [])
     merges = meta.get("tokenizer.ggml.merges", [])
     vocab_str, special = {}, {}
@@ -183,54 +205,80 @@ def _read_tokenizer(meta):
                                  "tokenizer.ggml.tokens")
 
 
+def _read_tokenizer(meta, path):
+    """The file's tokenizer: minillm's own BPE for files save_gguf wrote, else the published
+    vocabulary as a PretrainedTokenizer ("gpt2" or "llama"); None for a file without one."""
+    if meta.get("tokenizer.ggml.model") == "gpt2" and "minillm.tokenizer.pattern" in meta:
+        return _read_own_tokenizer(meta)
+    return tokenizer_from_gguf(meta, path)
+
+
 def _config(path, meta, tensors):
-    """ModelConfig from the llama.* metadata keys and the token embedding's shape."""
+    """ModelConfig from the {arch}.* metadata keys and the token embedding's shape."""
+    arch = meta.get("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{path}: general.architecture {arch!r} is not supported (minillm reads "
+                         f"{', '.join(ARCHITECTURES)})")
     try:
-        n_head = int(meta["llama.attention.head_count"])
+        n_head = int(meta[f"{arch}.attention.head_count"])
         cfg = ModelConfig(arch="llama", vocab_size=int(tensors["token_embd.weight"][1][0]),
-                          n_layer=int(meta["llama.block_count"]), n_head=n_head,
-                          n_kv_head=int(meta.get("llama.attention.head_count_kv", n_head)),
-                          d_model=int(meta["llama.embedding_length"]), ffn_dim=int(meta["llama.feed_forward_length"]),
-                          max_seq_len=int(meta.get("llama.context_length", 2048)),
-                          norm_eps=float(meta.get("llama.attention.layer_norm_rms_epsilon", 1e-6)),
-                          rope_theta=float(meta.get("llama.rope.freq_base", 10000.0)),
-                          tie_embeddings="output.weight" not in tensors)
+                          n_layer=int(meta[f"{arch}.block_count"]), n_head=n_head,
+                          n_kv_head=int(meta.get(f"{arch}.attention.head_count_kv", n_head)),
+                          d_model=int(meta[f"{arch}.embedding_length"]),
+                          ffn_dim=int(meta[f"{arch}.feed_forward_length"]),
+                          max_seq_len=int(meta.get(f"{arch}.context_length", 2048)),
+                          norm_eps=float(meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
+                          rope_theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+                          tie_embeddings="output.weight" not in tensors,
+                          attn_bias="blk.0.attn_q.bias" in tensors)
     except KeyError as e:
         raise ValueError(f"{path}: missing GGUF metadata or tensor {e}") from None
-    dims = meta.get("llama.rope.dimension_count", cfg.head_dim)
+    dims = meta.get(f"{arch}.rope.dimension_count", cfg.head_dim)
     if dims != cfg.head_dim:
         raise ValueError(f"{path}: partial rotary (rope.dimension_count {dims} != head dim {cfg.head_dim}) is not supported")
+    if meta.get(f"{arch}.rope.scaling.type", "none") not in ("none",):
+        raise ValueError(f"{path}: rope scaling {meta[f'{arch}.rope.scaling.type']!r} is not supported")
     return cfg
 
 
-def load_gguf(path):
-    """Read a llama-architecture GGUF -> (Transformer, tokenizer or None). F32/F16 tensors become
-    float32 params; Q8_0/Q4_0/Q4_K/Q6_K matrices become quantized linears (the token embedding is
-    dequantized, since a lookup table is not a matmul)."""
+def _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize):
+    """-> ("param", float32 array) or ("quantized", GGMLLinear) for one model weight."""
+    gg = _gguf_name(hf_name)
+    if gg not in tensors:
+        raise ValueError(f"{path}: missing tensor {gg!r}")
+    t, tshape, raw = tensors[gg]
+    if tuple(tshape) != tuple(shape):
+        raise ValueError(f"{path}: tensor {gg!r} has shape {tshape}, the config implies {shape}")
+    n_rope = None
+    if permute and gg.endswith(("attn_q.weight", "attn_k.weight")):
+        n_rope = cfg.n_head if gg.endswith("attn_q.weight") else cfg.n_kv_head
+    if t in FLOAT_TYPES:
+        w = raw.view("<f4" if t == "f32" else "<f2").astype(np.float32).reshape(shape)
+        return "param", (_unpermute_rope(w, n_rope) if n_rope else np.ascontiguousarray(w))
+    dtype, bs = GGML_BLOCKS[t]
+    blocks = raw.view(dtype).reshape(shape[0], shape[1] // bs) if len(shape) == 2 else raw.view(dtype)
+    if n_rope:  # the permutation moves whole rows, so it applies to blocks unchanged
+        blocks = blocks[_unpermute_rope(np.arange(shape[0]), n_rope)]
+    if dequantize or len(shape) == 1 or hf_name == "model.embed_tokens.weight":
+        return "param", dequantize_blocks(blocks, t).reshape(shape)  # a lookup table is not a matmul
+    return "quantized", GGMLLinear(t, np.ascontiguousarray(blocks))
+
+
+def load_gguf(path, dequantize=False):
+    """Read a GGUF model file -> (Transformer, tokenizer or None).
+
+    Architectures: "llama" (grouped-query attention, any RoPE base, tied or untied output) and
+    "qwen2" (the same blocks with q/k/v biases; its rows are already in Hugging Face's rotary
+    order, llama's are permuted back). Float tensors become float32 params; quantized matrices
+    become GGMLLinear layers with fused kernels, or float32 params with dequantize=True (the token
+    embedding always: a lookup table is not a matmul). The tokenizer is the file's own
+    (minillm.tokenizer.gguf_vocab). Errors name the file and the key or tensor at fault."""
     meta, tensors = read_gguf(path)
-    arch = meta.get("general.architecture")
-    if arch != "llama":
-        raise ValueError(f"{path}: architecture {arch!r} is not supported (only 'llama')")
     cfg = _config(path, meta, tensors)
+    tokenizer = _read_tokenizer(meta, path)
+    permute = meta["general.architecture"] == "llama"
     params, quantized = {}, {}
     for hf_name, shape in cfg.param_shapes().items():
-        gg = _gguf_name(hf_name)
-        if gg not in tensors:
-            raise ValueError(f"{path}: missing tensor {gg!r}")
-        t, tshape, raw = tensors[gg]
-        if tuple(tshape) != tuple(shape):
-            raise ValueError(f"{path}: tensor {gg!r} has shape {tshape}, the config implies {shape}")
-        n_rope = cfg.n_head if gg.endswith("attn_q.weight") else cfg.n_kv_head if gg.endswith("attn_k.weight") else None
-        if t in FLOAT_TYPES:
-            w = raw.view("<f4" if t == "f32" else "<f2").astype(np.float32).reshape(shape)
-            params[hf_name] = _unpermute_rope(w, n_rope) if n_rope else np.ascontiguousarray(w)
-            continue
-        dtype, bs = GGML_BLOCKS[t]
-        blocks = raw.view(dtype).reshape(shape[0], shape[1] // bs)
-        if n_rope:  # the permutation moves whole rows, so it applies to blocks unchanged
-            blocks = blocks[_unpermute_rope(np.arange(shape[0]), n_rope)]
-        if hf_name == "model.embed_tokens.weight":
-            params[hf_name] = dequantize_blocks(blocks, t)
-        else:
-            quantized[hf_name] = GGMLLinear(t, np.ascontiguousarray(blocks))
-    return Transformer(cfg, params=params, quantized=quantized), _read_tokenizer(meta)
+        kind, value = _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize)
+        (params if kind == "param" else quantized)[hf_name] = value
+    return Transformer(cfg, params=params, quantized=quantized), tokenizer

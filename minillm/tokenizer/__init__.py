@@ -10,6 +10,7 @@ from . import patterns, templates
 from .bpe import BPETokenizer
 from .byte import ByteTokenizer
 from .cache import cached_bpe
+from .pretrained import PretrainedTokenizer
 from .unigram import UnigramTokenizer
 
-__all__ = ["BPETokenizer", "ByteTokenizer", "UnigramTokenizer", "cached_bpe", "patterns", "templates"]
+__all__ = ["BPETokenizer", "PretrainedTokenizer", "ByteTokenizer", "UnigramTokenizer", "cached_bpe", "patterns", "templates"]

@@ -216,6 +216,21 @@ class BPETokenizer:
         pieces = [p.encode("utf-8") for p in patterns.split_reference(text, self.pattern)]
         return self._native.encode_pieces(pieces)
 
+    def encode_pieces(self, pieces):
+        """Token ids of text already cut into pieces (a list of str or of UTF-8 bytes), each merged on
+        its own: for pre-tokenizers that are not one regex (pretokenizers.py)."""
+        data = [p if isinstance(p, bytes) else _check_text(p, "pieces").encode("utf-8") for p in pieces]
+        if self._native is not None:
+            return self._native.encode_pieces(data)
+        out = []
+        for b in data:
+            ids = self._cache.get(b)
+            if ids is None:
+                ids = self._merge_reference(b)
+                self._cache.put(b, ids)
+            out.extend(ids)
+        return out
+
     def _special_regex(self, tokens):
         return _special_regex(tuple(tokens))
 

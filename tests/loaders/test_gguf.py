@@ -9,6 +9,7 @@ from minillm import ModelConfig, Transformer
 from minillm.loaders import load_gguf, save_gguf
 from minillm.loaders.gguf import _permute_rope, _unpermute_rope
 from minillm.quant.ggml_quants import dequantize_blocks, quantize_blocks
+from llama_cpp_ref import llama_cpp_or_skip
 
 gguf = pytest.importorskip("gguf")
 from gguf.quants import dequantize  # noqa: E402
@@ -117,7 +118,7 @@ def test_errors(model, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["f32", "q8_0", "q4_0"])
 def test_llama_cpp_loads_and_agrees(model, dtype, tmp_path):
-    llama_cpp = pytest.importorskip("llama_cpp")
+    llama_cpp = llama_cpp_or_skip()
     path = tmp_path / "m.gguf"
     save_gguf(model, path, dtype=dtype)
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=2)

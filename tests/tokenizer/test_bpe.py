@@ -156,7 +156,8 @@ def test_offsets_and_per_token_bytes(trained, s):
 def test_stream_decoder_never_emits_partial_characters(trained, s):
     dec = trained.stream_decoder()
     out = []
-    for i in trained.encode(s):
+    # special-token text is ordinary text here (hypothesis also tries the package's string constants)
+    for i in trained.encode(s, disallowed_special=()):
         piece = dec.feed([i])
         assert "\ufffd" not in piece or "\ufffd" in s
         out.append(piece)
