@@ -23,7 +23,8 @@ LAYERS = [
     ["model"],                                    # ModelConfig + Transformer
     ["optim", "checkpoint", "scaling", "quant", "inference"],
     ["train", "align", "reasoning"],              # loops and methods built on a model
-    ["run_folder", "loaders"],                    # assembling models from files
+    ["run_folder"],                               # a `minillm train` run folder: paths, load_run
+    ["loaders"],                                  # assembling models from files (any of them: loaders.load)
     ["data"],                                     # corpus pipeline (perplexity filter loads a run)
     ["cli", "__init__"],                          # the `minillm` command; the package root
 ]
