@@ -15,6 +15,7 @@ COMMANDS = {
     "sft": "minillm.align.cli",
     "rag": "minillm.reasoning.cli",
     "plan": "minillm.scaling",
+    "serve": "minillm.serve.cli",
 }
 
 
