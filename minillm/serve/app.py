@@ -96,12 +96,14 @@ class Server:
                            code="context_length_exceeded")
 
     def admit(self, ids, params):
+        if not self.worker.alive():
+            raise APIError(503, "the server is shutting down", None, "server_error")
         if self.admitted + params.n > self.capacity:
             self.metrics.inc("minillm_requests_rejected_total")
             raise APIError(429, f"the server is busy ({self.admitted} requests admitted, room for "
                                 f"{self.capacity}); retry later", None, "rate_limit_error", "queue_full")
         self.admitted += params.n
-        job = Job(asyncio.get_running_loop(), ids, params, self.stop_ids)
+        job = Job(asyncio.get_running_loop(), ids, params, [] if params.ignore_eos else self.stop_ids)
         self.worker.submit(job)
         return job
 
@@ -156,18 +158,16 @@ class Server:
             data = protocol.chunk(kind, rid, self.model_name, created, choices, usage)
             return f"data: {json.dumps(data)}\n\n"
         try:
-            if kind == "chat":   # the first chunk opens the assistant's message
-                yield event([self.choice_json(kind, i, "", None, None, 0, first=True) for i in range(p.n)])
+            if kind == "chat":   # the first chunk of each choice opens the assistant's message
+                for i in range(p.n):
+                    yield event([self.choice_json(kind, i, "", None, None, 0, first=True)])
             while True:
                 ev = await job.events.get()
                 if ev[0] == "delta":
-                    choices = []
-                    for i, text, entries, reason in ev[1]:
+                    for i, text, entries, reason in ev[1]:   # one choice per chunk, as OpenAI does
                         if text or entries or reason:   # a token may complete no character yet
-                            choices.append(self.choice_json(kind, i, text, entries, reason, offsets[i]))
+                            yield event([self.choice_json(kind, i, text, entries, reason, offsets[i])])
                         offsets[i] += len(text)
-                    if choices:
-                        yield event(choices)
                 elif ev[0] == "done":
                     if p.include_usage:
                         yield event([], protocol.usage(ev[1], ev[2]))

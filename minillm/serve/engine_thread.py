@@ -66,9 +66,14 @@ class EngineThread:
     def abort(self, job):
         self.inbox.put(("abort", job))
 
-    def stop(self, timeout=30.0):
+    def request_stop(self):
+        """Stop soon (safe in a signal handler): running requests end with a 503 error event."""
         self.inbox.put(("stop", None))
-        self.thread.join(timeout)
+
+    def stop(self, timeout=30.0):
+        self.request_stop()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
 
     def alive(self):
         return self.thread.is_alive()

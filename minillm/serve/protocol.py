@@ -4,7 +4,7 @@ of responses and stream chunks (https://platform.openai.com/docs/api-reference, 
 
 Every bad field is an APIError(400) naming the field (`param`), what was expected and what came,
 in OpenAI's error shape {"error": {"message", "type", "param", "code"}}. Besides OpenAI's fields the
-requests accept top_k, min_p and repetition_penalty (as vLLM's server does).
+requests accept top_k, min_p, repetition_penalty and ignore_eos (as vLLM's server does).
 """
 import math
 import time
@@ -46,6 +46,7 @@ class Params:
     stream: bool = False
     include_usage: bool = False
     logprobs: int = None              # None: off; k: the chosen token's log-prob and k alternatives
+    ignore_eos: bool = False          # go on past the end-of-text token (benchmarks; as in vLLM)
 
     def sampling(self):
         """Keyword arguments for Engine.add_request."""
@@ -140,7 +141,8 @@ def parse_common(body, max_model_len):
                presence_penalty=number(body, "presence_penalty", -2.0, 2.0, 0.0),
                frequency_penalty=number(body, "frequency_penalty", -2.0, 2.0, 0.0),
                seed=integer(body, "seed", -(1 << 63), (1 << 63) - 1, None), stop=_stop(body),
-               stream=stream, include_usage=bool(so and boolean(so, "include_usage")))
+               stream=stream, include_usage=bool(so and boolean(so, "include_usage")),
+               ignore_eos=boolean(body, "ignore_eos"))
     if p.seed is not None and p.seed < 0:
         p.seed += 1 << 64          # numpy seeds are non-negative; keep every int64 seed distinct
     p.max_tokens = integer(body, "max_tokens", 1, max_model_len, None)
@@ -213,7 +215,10 @@ def completion_logprobs(entries, offset):
     for text, lp, alts in entries:
         out["tokens"].append(text)
         out["token_logprobs"].append(lp)
-        out["top_logprobs"].append({t: a for t, a in alts})
+        top = {}
+        for t, a in alts:          # tokens whose text is equal (partial UTF-8): the likelier one stays
+            top.setdefault(t, a)
+        out["top_logprobs"].append(top)
         out["text_offset"].append(offset)
         offset += len(text)
     return out

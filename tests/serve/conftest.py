@@ -51,6 +51,9 @@ class Served:
     def __init__(self, proc, url, model):
         self.proc, self.url, self.model = proc, url, model
 
+    def stop(self, sig=signal.SIGTERM):
+        return stop(self.proc, sig)
+
     def client(self, **kw):
         from openai import OpenAI
         return OpenAI(base_url=self.url + "/v1", api_key=kw.pop("api_key", "none"), max_retries=0, **kw)
