@@ -32,16 +32,25 @@ def test_page_sends_a_message_and_shows_the_streamed_reply(server, browser):
     from selenium.webdriver.support.ui import WebDriverWait
     before = server.metrics()["minillm_generation_tokens_total"]
     browser.get(server.url + "/")
+    # record every text the reply shows on its way: streamed means several growing versions
+    browser.execute_script("""window.seen = [];
+        new MutationObserver(() => { const a = document.querySelector('#log .assistant');
+            if (a && a.textContent && window.seen[window.seen.length - 1] !== a.textContent)
+                window.seen.push(a.textContent); })
+        .observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true});""")
     box = browser.find_element(By.ID, "input")
     box.send_keys("Hello there")
     browser.find_element(By.ID, "send").click()
     wait = WebDriverWait(browser, 60)
     wait.until(lambda d: d.find_element(By.ID, "send").is_enabled() and
-               len(d.find_elements(By.CSS_SELECTOR, "#log .assistant")) == 1 and
-               d.find_element(By.CSS_SELECTOR, "#log .assistant").text.strip())
+               d.find_elements(By.CSS_SELECTOR, "#log .msg:not(.user)"))   # the reply (or an error) is in
+    assert not browser.find_elements(By.CSS_SELECTOR, "#log .error"), browser.find_element(By.ID, "log").text
     user = browser.find_element(By.CSS_SELECTOR, "#log .user").text
     reply = browser.find_element(By.CSS_SELECTOR, "#log .assistant").text
     assert user == "Hello there" and reply and not browser.find_elements(By.CSS_SELECTOR, "#log .error")
+    seen = browser.execute_script("return window.seen")
+    assert len(seen) >= 2 and all(b.startswith(a) for a, b in zip(seen, seen[1:]))   # grew piece by piece
+    assert seen[-1].split() == reply.split()          # (the driver normalizes whitespace)
     after = server.metrics()
     assert after["minillm_generation_tokens_total"] > before     # it came from the server's engine
     assert after["minillm_time_to_first_token_seconds_count"] >= 1
