@@ -34,6 +34,12 @@ def load_model(path):
     import minillm
     if hasattr(minillm, "load"):
         return minillm.load(path)
+    if path.endswith(".gguf"):
+        from ..loaders import load_gguf
+        model, tokenizer = load_gguf(path)
+        if tokenizer is None:
+            raise ValueError(f"--model: {path} carries no tokenizer")
+        return model, tokenizer
     from ..checkpoint import latest_checkpoint, load_checkpoint
     from ..train import load_run_tokenizer
     ckpt = latest_checkpoint(os.path.join(path, "ckpt")) if os.path.isdir(os.path.join(path, "ckpt")) else None
