@@ -130,6 +130,10 @@ class EngineThread:
             param = {"max_new_tokens": "max_tokens", "prompt_ids": "prompt"}.get(name, name)
             job.emit(("error", APIError(400, str(err), param)))
             return
+        except Exception as err:      # a bug must not end the thread that serves everyone
+            log.exception("could not add a request")
+            job.emit(("error", APIError(500, f"{type(err).__name__}: {err}", type_="server_error")))
+            return
         job.choices = [Choice(r, TextStream(self.tokenizer, p.stop)) for r in rids]
         self.jobs[id(job)] = job
         self.metrics.inc("minillm_prompt_tokens_total", len(job.prompt_ids))
@@ -151,7 +155,14 @@ class EngineThread:
         """Events for every job with new tokens; finished jobs are released."""
         now = time.perf_counter()
         for job in list(self.jobs.values()):
-            deltas = [d for d in (self._advance(job, i, c, now) for i, c in enumerate(job.choices)) if d]
+            try:
+                deltas = [d for d in (self._advance(job, i, c, now) for i, c in enumerate(job.choices)) if d]
+            except Exception as e:    # e.g. the tokenizer cannot decode an id: this request alone fails
+                log.exception("request failed")
+                self._drop(job, "error")
+                job.emit(("error", APIError(500, f"generation failed: {type(e).__name__}: {e}",
+                                            type_="server_error")))
+                continue
             failed = [self.engine.requests[c.rid].error for c in job.choices if c.finish_reason == "error"]
             if failed:    # one failing choice fails the request; the others are stopped
                 self._drop(job, "error")
