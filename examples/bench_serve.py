@@ -176,14 +176,14 @@ def llama_server(args):
 
 
 def make_gguf(args):
-    """A Llama in SmolLM2-135M's shape with random weights, Q8_0, and a BPE vocabulary trained on
-    CPython's documentation (for hosts where no real model file is at hand)."""
+    """A Llama in SmolLM2-135M's shape (but an 8,192-token vocabulary) with random weights, Q8_0, and
+    a BPE vocabulary trained on CPython's documentation: for hosts where no real model file is at hand."""
     from pydoc_data.topics import topics
     from minillm import ModelConfig, Transformer
     from minillm.loaders import save_gguf
     from minillm.tokenizer import BPETokenizer
     tok = BPETokenizer.train("".join(topics.values()), 8192, special_tokens=["<|endoftext|>"])
-    cfg = ModelConfig(arch="llama", vocab_size=49152, n_layer=30, n_head=9, n_kv_head=3, d_model=576,
+    cfg = ModelConfig(arch="llama", vocab_size=tok.n_vocab, n_layer=30, n_head=9, n_kv_head=3, d_model=576,
                       ffn_dim=1536, max_seq_len=2048, tie_embeddings=True)
     save_gguf(Transformer(cfg, seed=0), args.out, dtype="q8_0", tokenizer=tok)
 

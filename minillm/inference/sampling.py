@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..nn.softmax import log_softmax
+
 
 def softmax(z):  # (..., V) -> (..., V) float64
     """Probabilities from logits; -inf logits get probability exactly 0."""
@@ -230,17 +232,10 @@ class Sampler:
         return draw(softmax(z), self.rng)
 
 
-def log_softmax(z):  # (..., V) -> (..., V) float64
-    """log p = z - logsumexp(z), computed in float64 after subtracting the max."""
-    z = np.asarray(z, dtype=np.float64)
-    m = np.max(z, axis=-1, keepdims=True)                                 # (..., 1)
-    return z - m - np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
-
-
 def top_logprobs(logits, token, k):  # (V,), int, int -> (float, (k,) int64, (k,) float64)
     """The model's log-probability of `token` and the k most likely tokens with theirs (most
     likely first; equal log-probs in id order), all from the unprocessed logits."""
-    lp = log_softmax(logits)                                              # (V,)
+    lp = log_softmax(np.asarray(logits, dtype=np.float64))                # (V,) float64
     top = np.argsort(-lp, kind="stable")[:k]                              # (k,)
     return float(lp[token]), top.astype(np.int64), lp[top]
 
