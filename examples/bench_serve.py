@@ -5,8 +5,9 @@ GGUF file, the same threads and the same workload.
     python examples/bench_serve.py run --model FILE --threads 2 --clients 1,4,16,64
 
 For each concurrency C, C clients each send requests back to back (streaming /v1/completions), with
-prompt and output lengths drawn from a fixed seed (prompts 8-200 words, outputs 16-96 tokens, end
-of text ignored so both servers produce exactly the requested tokens). Reported per server and C:
+prompt and output lengths drawn from a fixed seed (default: prompts 8-64 words, outputs 16-64
+tokens; end of text is ignored -- ignore_eos / a -100 logit bias -- so both servers produce
+exactly the requested tokens). Reported per server and C:
 requests/s, output tokens/s, time to first token (TTFT) and inter-token latency (ITL: (last token -
 first token) / (tokens - 1) per request) at p50 / p99, then the ratios minillm / llama.cpp.
 
@@ -32,11 +33,12 @@ WORDS = ("the of and to in is that for it as with was on be by this are from or 
          "its over think also back after use two how our work first well way even new want because").split()
 
 
-def workload(n, seed):
-    """n (prompt text, max_tokens) pairs, the same for every server."""
+def workload(n, seed, words=(8, 64), outputs=(16, 64)):
+    """n (prompt text, max_tokens) pairs, the same for every server: prompt lengths uniform in
+    words (in words), output lengths uniform in outputs (in tokens)."""
     rng = np.random.default_rng(seed)
-    return [(" ".join(rng.choice(WORDS, size=int(rng.integers(8, 200)))), int(rng.integers(16, 97)))
-            for _ in range(n)]
+    return [(" ".join(rng.choice(WORDS, size=int(rng.integers(words[0], words[1] + 1)))),
+             int(rng.integers(outputs[0], outputs[1] + 1))) for _ in range(n)]
 
 
 async def one(client, model, prompt, max_tokens, extra):
@@ -129,12 +131,18 @@ def run(args):
                 model = args.model
             asyncio.run(level(url, model, 1, workload(2, 99), extra))          # warm-up
             for c in clients:
-                jobs = workload(max(args.min_requests, c * args.requests_per_client), args.seed + c)
+                jobs = workload(max(args.min_requests, c * args.requests_per_client), args.seed + c,
+                                _pair(args.prompt_words), _pair(args.output_tokens))
                 table[name, c] = asyncio.run(level(url, model, c, jobs, extra))
                 print(name, c, {k: round(v, 4) for k, v in table[name, c].items()}, flush=True)
         finally:
             stop(proc)
     print_table(table, clients)
+
+
+def _pair(text):
+    lo, hi = (int(x) for x in text.split(","))
+    return lo, hi
 
 
 def llama_eos(path):
@@ -198,6 +206,8 @@ def main():
     r.add_argument("--requests-per-client", type=int, default=1)
     r.add_argument("--min-requests", type=int, default=8)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--prompt-words", default="8,64", help="prompt length range in words: LO,HI")
+    r.add_argument("--output-tokens", default="16,64", help="output length range in tokens: LO,HI")
     r.add_argument("--only", choices=["minillm", "llama.cpp"], default=None)
     ls = sub.add_parser("llama-server")
     ls.add_argument("--model", required=True)
