@@ -67,6 +67,7 @@ async def level(url, model, clients, jobs, extra):
     t0 = time.perf_counter()
     await asyncio.gather(*[worker() for _ in range(clients)])
     wall = time.perf_counter() - t0
+    await client.close()
     ttft, itl, toks = (np.array(x, dtype=np.float64) for x in zip(*results))
     return {"req/s": len(results) / wall, "tok/s": toks.sum() / wall,
             "ttft50": np.nanpercentile(ttft, 50), "ttft99": np.nanpercentile(ttft, 99),
@@ -151,7 +152,6 @@ def llama_eos(path):
 
 
 def print_table(table, clients):
-    cols = ["req/s", "tok/s", "ttft50", "ttft99", "itl50", "itl99"]
     print("\n| server | clients | requests/s | output tok/s | TTFT p50 / p99 (s) | ITL p50 / p99 (ms) |")
     print("|---|---|---|---|---|---|")
     for (name, c), r in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -164,7 +164,6 @@ def print_table(table, clients):
             a, b = table["minillm", c], table["llama.cpp", c]
             print(f"| {c} | {a['req/s'] / b['req/s']:.2f}x | {a['tok/s'] / b['tok/s']:.2f}x | "
                   f"{a['ttft50'] / b['ttft50']:.2f}x | {a['itl50'] / b['itl50']:.2f}x |")
-    _ = cols
 
 
 def llama_server(args):
