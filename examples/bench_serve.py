@@ -183,7 +183,7 @@ def llama_server(args):
 
 
 def make_gguf(args):
-    """A Llama in SmolLM2-135M's shape (but an 8,192-token vocabulary) with random weights, Q8_0, and
+    """A Llama in SmolLM2-135M's shape (but an 8,192-token vocabulary) with random weights, and
     a BPE vocabulary trained on CPython's documentation: for hosts where no real model file is at hand."""
     from pydoc_data.topics import topics
     from minillm import ModelConfig, Transformer
@@ -192,7 +192,7 @@ def make_gguf(args):
     tok = BPETokenizer.train("".join(topics.values()), 8192, special_tokens=["<|endoftext|>"])
     cfg = ModelConfig(arch="llama", vocab_size=tok.n_vocab, n_layer=30, n_head=9, n_kv_head=3, d_model=576,
                       ffn_dim=1536, max_seq_len=2048, tie_embeddings=True)
-    save_gguf(Transformer(cfg, seed=0), args.out, dtype="q8_0", tokenizer=tok)
+    save_gguf(Transformer(cfg, seed=0), args.out, dtype=args.dtype, tokenizer=tok)
 
 
 def main():
@@ -214,6 +214,7 @@ def main():
     ls.add_argument("--threads", type=int, default=2)
     m = sub.add_parser("make-gguf")
     m.add_argument("out")
+    m.add_argument("--dtype", default="f32", choices=["f32", "f16", "q8_0", "q4_0", "q4_K"])
     args = p.parse_args()
     {"run": run, "llama-server": llama_server, "make-gguf": make_gguf}[args.cmd](args)
 
