@@ -114,7 +114,10 @@ def servers(args):
 
 
 def run(args):
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
+    # minillm: its C kernels on `threads` OpenMP threads, OpenBLAS (the batched GEMMs) on one: OpenBLAS's
+    # own pool collapses when the cores are shared with other work (see minillm/kernels/__init__.py),
+    # and the two pools never run at once, so at most `threads` cores are busy, as for llama.cpp
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS="1",
                NUMBA_NUM_THREADS=str(args.threads))
     clients = [int(c) for c in args.clients.split(",")]
     table = {}
