@@ -42,16 +42,23 @@ def workload(n, seed, words=(8, 64), outputs=(16, 64)):
 
 
 async def one(client, model, prompt, max_tokens, extra):
+    """One streamed request -> (TTFT, ITL, output tokens). Tokens: the usage the server reports at the
+    end of the stream when it can (stream_options), else one per chunk with text (llama.cpp's
+    server streams one token per chunk)."""
     t0 = time.perf_counter()
-    times = []
+    times, usage = [], None
+    kw = {"stream_options": {"include_usage": True}} if extra and extra.get("ignore_eos") else {}
     stream = await client.completions.create(model=model, prompt=prompt, max_tokens=max_tokens,
-                                             temperature=0.0, stream=True, extra_body=extra)
+                                             temperature=0.0, stream=True, extra_body=extra, **kw)
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].text:
             times.append(time.perf_counter())
+        if getattr(chunk, "usage", None):
+            usage = chunk.usage.completion_tokens
+    n = usage if usage is not None else len(times)
     ttft = times[0] - t0 if times else float("nan")
-    itl = (times[-1] - times[0]) / (max_tokens - 1) if len(times) > 1 else float("nan")
-    return ttft, itl, max_tokens
+    itl = (times[-1] - times[0]) / (n - 1) if len(times) > 1 and n > 1 else float("nan")
+    return ttft, itl, n
 
 
 async def level(url, model, clients, jobs, extra):
@@ -69,6 +76,9 @@ async def level(url, model, clients, jobs, extra):
     wall = time.perf_counter() - t0
     await client.close()
     ttft, itl, toks = (np.array(x, dtype=np.float64) for x in zip(*results))
+    asked = sum(n for _, n in jobs)
+    if toks.sum() != asked:   # a server that stopped early would look faster than it is
+        print(f"warning: {int(toks.sum())} output tokens received, {asked} requested", flush=True)
     return {"req/s": len(results) / wall, "tok/s": toks.sum() / wall,
             "ttft50": np.nanpercentile(ttft, 50), "ttft99": np.nanpercentile(ttft, 99),
             "itl50": np.nanpercentile(itl, 50), "itl99": np.nanpercentile(itl, 99)}
@@ -181,7 +191,8 @@ def llama_server(args):
         return p
     lc.llama_model_default_params = params
     sys.argv = ["llama_cpp.server", "--model", args.model, "--port", str(args.port), "--host", "127.0.0.1",
-                "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads), "--n_ctx", "2048"]
+                "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads), "--n_ctx", "2048",
+                "--interrupt_requests", "False"]   # by default a new request cuts the running stream short
     runpy.run_module("llama_cpp.server", run_name="__main__")
 
 
