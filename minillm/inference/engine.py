@@ -8,7 +8,9 @@ T=total tokens) with their own positions, and the attention hook routes each seq
 its own keys and values in the paged cache:
   - prefill chunks attend causally over the sequence's cached positions plus the new ones;
   - decode tokens (one per sequence) go to the PagedAttention kernel through the block tables.
-The batch changes every step: requests join as soon as blocks are free, leave the moment they finish.
+The batch changes every step: requests join as soon as blocks are free, leave the moment they finish
+-- or the moment abort() cancels them (a client went away): their blocks return to the pool at once.
+A request whose sampling fails (bad logits, bad settings) finishes alone with finish_reason "error".
 
 Scheduling, in priority order (first come, first served):
   1. running requests, oldest first: the next chunk of an unfinished prefill, or one decode token.
@@ -31,7 +33,7 @@ from ..nn import attention_forward
 from ._native import paged_attention_decode
 from .generate import check_length, check_prompt, stop_matcher
 from .paged_kv_cache import NoFreeBlocks, PagedKVCache
-from .sampling import Sampler
+from .sampling import Sampler, top_logprobs
 
 WAITING, RUNNING, SWAPPED, FINISHED = "waiting", "running", "swapped", "finished"
 
@@ -84,6 +86,12 @@ class Request:
     state: str = WAITING
     parent: int = None               # parallel sampling: fork from this request after its prefill
     children: list = field(default_factory=list)
+    sampling: dict = field(default_factory=dict)   # the Sampler's settings, for forked children
+    logprobs: int = None             # None: no log-probs; k >= 0: chosen token's plus the top k
+    token_logprobs: list = field(default_factory=list)   # per output token: top_logprobs(...) tuple
+    finish_reason: str = None        # "length" | "stop" | "abort" | "error" once FINISHED
+    stop_len: int = 0                # tokens of the matched stop sequence at the end of output
+    error: str = None                # what went wrong when finish_reason is "error"
 
     @property
     def tokens(self):
@@ -119,6 +127,7 @@ class Engine:
         self.watermark_blocks = int(watermark * num_blocks)
         self.use_native = use_native
         self.requests = {}
+        self.next_rid = 0
         self.waiting = deque()           # FCFS; preempted-by-recompute requests go back to the front
         self.running = []                # in arrival order
         self.swapped = []
@@ -128,22 +137,31 @@ class Engine:
 
     # ------------------------------------------------------------------ requests
     def add_request(self, prompt_ids, max_new_tokens, temperature=0.0, seed=None, top_k=None,
-                    top_p=None, min_p=None, repetition_penalty=None, stop=None):
-        """Queue a request; returns its id. Sampling settings as in generate()."""
+                    top_p=None, min_p=None, repetition_penalty=None, stop=None, presence_penalty=0.0,
+                    frequency_penalty=0.0, logprobs=None):
+        """Queue a request; returns its id. Sampling settings as in generate(), plus OpenAI's
+        presence/frequency penalties (over generated tokens) and logprobs: None, or k >= 0 to record
+        each output token's log-probability under the model and the k most likely alternatives."""
         ids = check_prompt(self.model, prompt_ids)
         if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
+        V = self.model.config.vocab_size
+        if logprobs is not None and (not isinstance(logprobs, (int, np.integer)) or not 0 <= logprobs <= V):
+            raise ValueError(f"logprobs: expected None or an int in [0, {V}], got {logprobs!r}")
         check_length(self.model, len(ids) + max_new_tokens)
         need = self.cache.blocks_for(len(ids) + max_new_tokens)
         if need > self.cache.num_blocks:
             raise ValueError(f"prompt_ids: prompt + max_new_tokens needs {need} blocks, the pool has "
                              f"{self.cache.num_blocks} (raise num_blocks)")
-        rid = len(self.requests)
-        req = Request(rid, [int(t) for t in ids], int(max_new_tokens),
-                      Sampler(temperature, top_k, top_p, min_p, repetition_penalty, seed), stop_matcher(stop))
-        self.requests[rid] = req
-        self.waiting.append(rid)
-        return rid
+        sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                        repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
+                        frequency_penalty=frequency_penalty, penalty_start=len(ids))
+        req = Request(self.next_rid, [int(t) for t in ids], int(max_new_tokens),
+                      Sampler(seed=seed, **sampling), stop_matcher(stop), sampling=sampling, logprobs=logprobs)
+        self.next_rid += 1
+        self.requests[req.rid] = req
+        self.waiting.append(req.rid)
+        return req.rid
 
     def add_parallel_requests(self, prompt_ids, n, max_new_tokens, temperature=1.0, seed=None, **kw):
         """n samples of one prompt (parallel sampling): the prompt is prefilled once, then n - 1
@@ -152,17 +170,40 @@ class Engine:
             raise ValueError(f"n: expected an int >= 1, got {n!r}")
         seeds = [None if seed is None else seed + i for i in range(n)]
         parent = self.add_request(prompt_ids, max_new_tokens, temperature, seeds[0], **kw)
+        p = self.requests[parent]
         rids = [parent]
         for i in range(1, n):
-            p = self.requests[parent]
-            rid = len(self.requests)
-            child = Request(rid, list(p.prompt), p.max_new_tokens,
-                            Sampler(temperature, kw.get("top_k"), kw.get("top_p"), kw.get("min_p"),
-                                    kw.get("repetition_penalty"), seeds[i]), p.stop, parent=parent)
-            self.requests[rid] = child   # not queued: it starts when the parent's prefill is done
-            p.children.append(rid)
-            rids.append(rid)
+            child = Request(self.next_rid, list(p.prompt), p.max_new_tokens, Sampler(seed=seeds[i], **p.sampling),
+                            p.stop, parent=parent, sampling=p.sampling, logprobs=p.logprobs)
+            self.next_rid += 1
+            self.requests[child.rid] = child   # not queued: it starts when the parent's prefill is done
+            p.children.append(child.rid)
+            rids.append(child.rid)
         return rids
+
+    def abort(self, rid, reason="abort"):
+        """Finish a request now, wherever it is (waiting, running, swapped out), and free its blocks.
+        Children of a parallel request that have not forked yet finish with it. A finished or
+        unknown id is left alone (the client may go away after its request ended)."""
+        req = self.requests.get(rid)
+        if req is None or req.state == FINISHED:
+            return
+        for queue in (self.running, self.swapped, self.waiting):
+            if rid in queue:
+                queue.remove(rid)
+        if rid in self.cache.seqs or rid in self.cache.swapped:
+            self.cache.free(rid)
+        req.state, req.finish_reason = FINISHED, reason
+        for cid in req.children:
+            if not self.requests[cid].output and self.requests[cid].state == WAITING:
+                self.abort(cid, reason)
+
+    def release(self, rid):
+        """Forget a finished request (a long-running server calls this so that memory stays bounded)."""
+        req = self.requests.get(rid)
+        if req is not None and req.state != FINISHED:
+            raise ValueError(f"rid: request {rid} is still {req.state}; abort it first")
+        self.requests.pop(rid, None)
 
     def has_unfinished(self):
         return bool(self.waiting or self.running or self.swapped)
@@ -270,8 +311,14 @@ class Engine:
             if self.has_unfinished():
                 raise RuntimeError("engine: no request can be scheduled (pool too small for any of them)")
             return {}
-        logits = paged_forward(self.model, self.cache, plan, self.use_native)            # (T, V)
-        produced, off = {}, 0
+        try:
+            logits = paged_forward(self.model, self.cache, plan, self.use_native)        # (T, V)
+        except Exception as e:   # the batch's requests cannot go on; the engine and the others can
+            for rid, *_ in plan:
+                self.requests[rid].error = f"{type(e).__name__}: {e}"
+                self.abort(rid, "error")
+            raise
+        produced, failed, off = {}, [], 0
         for rid, start, n, _ in plan:
             off += n
             self.cache.commit(rid, n)
@@ -279,11 +326,17 @@ class Engine:
             if seq.num_computed == len(seq.tokens):            # caught up: sample the next token
                 row = logits[off - 1]
                 req = self.requests[rid]
-                if not req.output and req.children:
-                    self._fork_children(req, row)
-                produced[rid] = self._emit(req, row)
+                try:
+                    if not req.output and req.children:
+                        self._fork_children(req, row)
+                    produced[rid] = self._emit(req, row)
+                except Exception as e:   # one request's settings or logits fail: it alone ends
+                    req.error = f"{type(e).__name__}: {e}"
+                    failed.append(rid)
             is_prefill = not (n == 1 and start > 0)
             self.stats["prefill_tokens" if is_prefill else "decode_tokens"] += n
+        for rid in failed:
+            self.abort(rid, "error")
         for rid in list(produced):
             self._maybe_finish(rid)
         s = self.stats
@@ -299,6 +352,8 @@ class Engine:
         from the same logits."""
         for cid in parent.children:
             child = self.requests[cid]
+            if child.state == FINISHED:      # aborted before its parent's prefill ended
+                continue
             self.cache.fork(parent.rid, cid)
             child.state = RUNNING
             self.running.append(cid)
@@ -308,14 +363,19 @@ class Engine:
 
     def _emit(self, req, row):
         tok = req.sampler.sample(row, req.tokens)
+        if req.logprobs is not None:   # under the model itself: log-softmax of the raw logits
+            req.token_logprobs.append(top_logprobs(row, tok, req.logprobs))
         req.output.append(tok)
         self.cache.append_token(req.rid, tok)
         return tok
 
     def _maybe_finish(self, rid):
         req = self.requests[rid]
-        if req.state == RUNNING and (len(req.output) >= req.max_new_tokens or req.stop(req.output)):
-            req.state = FINISHED
+        if req.state != RUNNING:
+            return
+        req.stop_len = req.stop(req.output)
+        if req.stop_len or len(req.output) >= req.max_new_tokens:
+            req.state, req.finish_reason = FINISHED, "stop" if req.stop_len else "length"
             self.running.remove(rid)
             self.cache.free(rid)
 

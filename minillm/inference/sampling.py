@@ -9,13 +9,17 @@ A logits processor maps logits (..., V) to logits of the same shape, masking exc
   min-p            keep tokens with prob >= p_min * max prob (Nguyen et al. 2024, "Turning Up the Heat")
   repetition pen.  z_i / r if z_i > 0 else z_i * r for every token i already in the context
                    (Keskar et al. 2019, CTRL, Sec. 4.1)
+  presence/freq.   z_i - c_i * alpha_frequency - [c_i > 0] * alpha_presence, c_i = times token i
+                   was generated so far (OpenAI API reference, "frequency and presence penalties")
 The order used by `processors(...)` is the one Hugging Face applies: repetition penalty, temperature,
-top-k, top-p, min-p. Everything runs in float64 so that "mass >= p" is decided without float32
+top-k, top-p, min-p; the OpenAI penalties come right after the repetition penalty. Everything runs in float64 so that "mass >= p" is decided without float32
 rounding. This module knows nothing of models; generate.py, speculative.py and engine.py call it.
 """
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..nn.softmax import log_softmax
 
 
 def softmax(z):  # (..., V) -> (..., V) float64
@@ -132,12 +136,42 @@ class RepetitionPenalty:
         return z
 
 
-def processors(temperature=1.0, top_k=None, top_p=None, min_p=None, repetition_penalty=None):
+@dataclass(frozen=True)
+class CountPenalty:
+    """OpenAI's presence and frequency penalties over the GENERATED tokens only: context[start:]
+    (start = prompt length). z_i -= frequency * c_i + presence * [c_i > 0]; both in [-2, 2]."""
+    presence: float = 0.0
+    frequency: float = 0.0
+    start: int = 0
+
+    def __post_init__(self):
+        for name, v in (("presence_penalty", self.presence), ("frequency_penalty", self.frequency)):
+            if not (np.isfinite(v) and -2.0 <= v <= 2.0):
+                raise ValueError(f"{name}: expected a value in [-2, 2], got {v!r}")
+
+    def __call__(self, z, context=None):  # (V,) -> (V,); context: prompt + generated ids
+        z = _check_logits(z)
+        if context is None or len(context) <= self.start:
+            return z
+        if z.ndim != 1:
+            raise ValueError(f"logits: presence/frequency penalties take one row (V,), got {z.shape}")
+        c = np.bincount(np.asarray(context[self.start:], dtype=np.int64), minlength=z.shape[-1])  # (V,)
+        if c.shape[0] != z.shape[-1]:
+            raise ValueError(f"context: ids must lie in [0, {z.shape[-1]}), got max {len(c) - 1}")
+        return z - self.frequency * c - self.presence * (c > 0)
+
+
+def processors(temperature=1.0, top_k=None, top_p=None, min_p=None, repetition_penalty=None,
+               presence_penalty=0.0, frequency_penalty=0.0, penalty_start=0):
     """The list of processors for these settings, in Hugging Face's order. temperature 0 (greedy)
-    contributes no processor: sample() takes the argmax of the processed logits instead."""
+    contributes no processor: sample() takes the argmax of the processed logits instead.
+    penalty_start: how many leading context ids (the prompt) the OpenAI penalties ignore."""
     out = []
     if repetition_penalty is not None and repetition_penalty != 1.0:
         out.append(RepetitionPenalty(float(repetition_penalty)))
+    if presence_penalty or frequency_penalty:
+        out.append(CountPenalty(float(presence_penalty or 0.0), float(frequency_penalty or 0.0),
+                                int(penalty_start)))
     if temperature is None or temperature < 0:
         raise ValueError(f"temperature: expected a value >= 0, got {temperature!r}")
     if temperature > 0 and temperature != 1.0:
@@ -169,10 +203,14 @@ class Sampler:
     min_p: float = None
     repetition_penalty: float = None
     seed: int = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    penalty_start: int = 0           # prompt length: presence/frequency count only what follows
 
     def __post_init__(self):
         self.procs = processors(self.temperature, self.top_k, self.top_p, self.min_p,
-                                self.repetition_penalty)
+                                self.repetition_penalty, self.presence_penalty,
+                                self.frequency_penalty, self.penalty_start)
         self.rng = np.random.default_rng(self.seed)
 
     @property
@@ -192,6 +230,14 @@ class Sampler:
         if self.greedy:
             return int(np.argmax(z))
         return draw(softmax(z), self.rng)
+
+
+def top_logprobs(logits, token, k):  # (V,), int, int -> (float, (k,) int64, (k,) float64)
+    """The model's log-probability of `token` and the k most likely tokens with theirs (most
+    likely first; equal log-probs in id order), all from the unprocessed logits."""
+    lp = log_softmax(np.asarray(logits, dtype=np.float64))                # (V,) float64
+    top = np.argsort(-lp, kind="stable")[:k]                              # (k,)
+    return float(lp[token]), top.astype(np.int64), lp[top]
 
 
 def draw(p, rng):  # (V,) float64 probabilities -> int
