@@ -10,22 +10,31 @@ data index is part of the checkpoint, so resuming reproduces the uninterrupted r
 import dataclasses
 import math
 import os
+import shutil
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 import numpy as np
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .data_sources import (MixtureBatches, check_source, find_tokenizer, format_mixture, parse_data_spec,
+                           read_text, tokenize_sources)
+from .distributed import DEFAULT_BUCKET_BYTES, DataParallel, communicator
 from .io.tokens import read_tokens
+from .metrics import MetricsLog
 from .model import ModelConfig, Transformer
-from .optim import SCHEDULES, AdamW, clip_grad_norm, global_grad_norm
+from .optim import SCHEDULES, clip_coefficient
 
 
 @dataclass
 class TrainConfig:
-    train_data: str = None            # token file (minillm.io.write_tokens)
-    val_data: str = None              # token file for eval loss (None: no eval)
+    train_data: str = None            # token file (minillm.io.write_tokens), or ["PATH:WEIGHT", ...] mixture
+    val_data: str = None              # token file for eval loss (None: the held-out tails, or no eval)
+    val_fraction: float = 0.0         # hold out this tail of every train_data file for eval
+    metrics_path: str = None          # metrics.jsonl (None: not written)
+    bucket_bytes: int = DEFAULT_BUCKET_BYTES  # gradient all-reduce bucket size (data parallel)
     out_dir: str = "runs/minillm"
     batch_size: int = 8               # sequences per micro-batch
     seq_len: int = 128                # T
@@ -48,22 +57,6 @@ class TrainConfig:
     max_rollbacks: int = 5
     seed: int = 0
     log_interval: int = 10
-
-
-class TokenBatches:
-    """Random windows of a token file: batch i is fully determined by (seed, i)."""
-
-    def __init__(self, path, batch_size, seq_len, seed):
-        self.tokens, self.vocab_size = read_tokens(path)
-        if len(self.tokens) < seq_len + 2:
-            raise ValueError(f"{path}: {len(self.tokens)} tokens, need at least seq_len + 2 = {seq_len + 2}")
-        self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
-
-    def batch(self, index):  # -> x (B, T) int64, y (B, T) int64 (y is x shifted by one)
-        rng = np.random.default_rng([self.seed, index])
-        starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
-        rows = np.stack([self.tokens[s:s + self.seq_len + 1] for s in starts]).astype(np.int64)
-        return rows[:, :-1], rows[:, 1:]
 
 
 class SpikeDetector:
@@ -100,103 +93,134 @@ def _fmt_time(s):
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def evaluate(model, batches, n_batches):
-    """Mean loss over a fixed set of batches (indices 0..n-1 of `batches`)."""
-    return float(np.mean([model.loss(*batches.batch(i)) for i in range(n_batches)]))
+def evaluate(model, batches, n_batches, dp=None):
+    """Mean loss over a fixed set of batches (indices 0..n-1 of `batches`); with a DataParallel `dp`
+    each rank scores its rows and the ranks agree on the mean."""
+    rows = dp.rows(batches.batch_size) if dp is not None else slice(None)
+    local = float(np.mean([model.loss(*(a[rows] for a in batches.batch(i))) for i in range(n_batches)]))
+    return dp.agree(local)[0] if dp is not None else local
 
 
-def train(model, tc, log=print, resume=True, fault=None):
-    """Train `model` in place per TrainConfig `tc`; returns (model, history).
+@dataclass
+class Progress:
+    """Where a run is: optimizer steps done, batches consumed, rollbacks so far."""
+    step: int = 0
+    data_index: int = 0
+    rollbacks: int = 0
 
-    history: list of dicts (step, loss, grad_norm, lr, tok_per_s, and val_loss on eval steps),
-    plus events for rollbacks. If resume and out_dir has a checkpoint, training continues from it
-    (the model passed in is replaced by the checkpoint's). `fault(step, grads)` is a test hook that
-    may corrupt a step's gradients to exercise the rollback path."""
-    if tc.schedule not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {sorted(SCHEDULES)}, got {tc.schedule!r}")
-    data = TokenBatches(tc.train_data, tc.batch_size, tc.seq_len, tc.seed)
+
+def _restore(path, model, dp, spikes, prog):
+    loaded, opt_step, opt_state, state = load_checkpoint(path)
+    for k in model.params:  # copy in place so callers' references stay valid
+        model.params[k][...] = loaded.params[k]
+    dp.opt.load_state_dict(opt_step, opt_state)
+    prog.step, prog.data_index = state["step"], state["data_index"]
+    spikes.load(state["spikes"])
+
+
+def _checkpoint(tc, model, dp, spikes, prog):
+    dp.save(tc.out_dir, model, {"step": prog.step, "data_index": prog.data_index, "spikes": spikes.state(),
+                                "train_config": dataclasses.asdict(tc)}, save_checkpoint)
+
+
+def _open_batches(tc, model):
+    """The training mixture and the eval batches (a separate val file, or the held-out tails)."""
+    data = MixtureBatches(tc.train_data, tc.batch_size, tc.seq_len, tc.seed, "train", tc.val_fraction)
     if data.vocab_size > model.config.vocab_size:
         raise ValueError(f"train_data: vocabulary {data.vocab_size} exceeds the model's {model.config.vocab_size}")
-    val = TokenBatches(tc.val_data, tc.batch_size, tc.seq_len, tc.seed + 1) if tc.val_data else None
-    opt = AdamW(model.params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    val = None
+    if tc.val_data:
+        val = MixtureBatches(tc.val_data, tc.batch_size, tc.seq_len, tc.seed + 1)
+    elif tc.val_fraction:
+        val = MixtureBatches(tc.train_data, tc.batch_size, tc.seq_len, tc.seed + 1, "val", tc.val_fraction)
+    return data, val
+
+
+def _rollback(tc, model, dp, spikes, prog, reason, log):
+    """Spike or NaN: back to the last checkpoint, skipping every batch consumed since it."""
+    prog.rollbacks += 1
+    if prog.rollbacks > tc.max_rollbacks:
+        raise RuntimeError(f"step {prog.step}: {reason}; gave up after {tc.max_rollbacks} rollbacks")
+    bad_index = prog.data_index
+    _restore(dp.comm.bcast(latest_checkpoint(tc.out_dir)), model, dp, spikes, prog)
+    prog.data_index = bad_index
+    log(f"step {prog.step}: {reason} -> rolled back to step {prog.step}, skipping to batch {bad_index}")
+    return {"event": "rollback", "step": prog.step, "reason": reason}
+
+
+def train(model, tc, log=print, resume=True, fault=None, comm=None):
+    """Train `model` in place per TrainConfig `tc`; returns (model, history).
+
+    history: list of dicts (step, loss, grad_norm, lr, tokens, tok_per_s, comm_s, and val_loss on
+    eval steps), plus events for rollbacks; tc.metrics_path, when set, receives the same as JSON
+    lines. If resume and out_dir has a checkpoint, training continues from it (its parameters are
+    copied into the model passed in). comm: the communicator (default: MPI when started by mpirun,
+    else one process); every rank runs this function, rank 0 logs and writes. model.params become
+    views of one flat vector (distributed.FlatParams). `fault(step, grads)` is a test hook that may
+    corrupt a step's gradients to exercise the rollback path."""
+    if tc.schedule not in SCHEDULES:
+        raise ValueError(f"schedule: expected one of {sorted(SCHEDULES)}, got {tc.schedule!r}")
+    comm = communicator() if comm is None else comm
+    log = log if comm.rank == 0 else (lambda s: None)
+    data, val = _open_batches(tc, model)
+    dp = DataParallel(model, comm, tc.lr, tc.betas, tc.weight_decay, tc.bucket_bytes)
+    dp.rows(tc.batch_size)  # fails now, not mid-run, if the batch does not split over the ranks
     spikes = SpikeDetector(tc.spike_window, tc.spike_z, tc.spike_min_history)
-    step, data_index, rollbacks, history = 0, 0, 0, []
-
-    def restore(path):
-        nonlocal model, opt, step, data_index
-        loaded, opt_step, opt_state, state = load_checkpoint(path)
-        for k in model.params:  # copy in place so callers' references stay valid
-            model.params[k][...] = loaded.params[k]
-        opt.load_state_dict(opt_step, opt_state)
-        step, data_index = state["step"], state["data_index"]
-        spikes.load(state["spikes"])
-
-    def checkpoint():
-        save_checkpoint(tc.out_dir, model, opt, {"step": step, "data_index": data_index,
-                                                 "spikes": spikes.state(), "train_config": dataclasses.asdict(tc)})
-
-    last = latest_checkpoint(tc.out_dir) if resume else None
+    prog, history = Progress(), []
+    last = dp.comm.bcast(latest_checkpoint(tc.out_dir) if resume and comm.rank == 0 else None)
     if last:
-        restore(last)
-        log(f"resumed from {last} at step {step}")
+        _restore(last, model, dp, spikes, prog)
+        log(f"resumed from {last} at step {prog.step}")
     else:
-        checkpoint()  # step 0: the rollback target before the first interval checkpoint
+        _checkpoint(tc, model, dp, spikes, prog)  # step 0: the rollback target before the first interval
+    metrics = MetricsLog(tc.metrics_path if comm.rank == 0 else None, resume_step=prog.step)
     schedule = SCHEDULES[tc.schedule]
     tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum
     t0, steps_timed = time.perf_counter(), 0
-    while step < tc.max_steps:
+    while prog.step < tc.max_steps:
+        step = prog.step
         lr = schedule(step, tc.lr, tc.warmup_steps, tc.max_steps, min_lr=tc.min_lr)
         ts = time.perf_counter()
-        loss, grads = 0.0, None
-        for _ in range(tc.grad_accum):
-            x, y = data.batch(data_index)
-            data_index += 1
-            l, g = model.loss_and_grads(x, y, checkpoint=tc.activation_checkpointing)
-            loss += l / tc.grad_accum
-            if grads is None:
-                grads = g
-            else:
-                for k in grads:
-                    grads[k] += g[k]
-        if tc.grad_accum > 1:
-            for g in grads.values():
-                g *= np.float32(1.0 / tc.grad_accum)
+        batches = [data.batch(prog.data_index + i) for i in range(tc.grad_accum)]
+        prog.data_index += tc.grad_accum
+        local_loss = dp.loss_and_grads(model, batches, checkpoint=tc.activation_checkpointing)
         if fault is not None:
-            fault(step, grads)
-        norm = global_grad_norm(grads)
-        reason = spikes.check(loss, norm)
+            fault(step, dp.grads)
+        loss, norm = dp.loss_and_norm(local_loss)
+        reason = spikes.check(loss, norm)   # the same numbers on every rank: the same verdict
         if reason:
-            rollbacks += 1
-            if rollbacks > tc.max_rollbacks:
-                raise RuntimeError(f"step {step}: {reason}; gave up after {tc.max_rollbacks} rollbacks")
-            bad_index = data_index
-            restore(latest_checkpoint(tc.out_dir))
-            data_index = bad_index  # skip every batch consumed since that checkpoint
-            log(f"step {step}: {reason} -> rolled back to step {step}, skipping to batch {data_index}")
-            history.append({"event": "rollback", "step": step, "reason": reason})
+            history.append(_rollback(tc, model, dp, spikes, prog, reason, log))
+            metrics.write(history[-1])
             continue
-        if tc.grad_clip > 0:
-            clip_grad_norm(grads, tc.grad_clip)
-        opt.step(grads, lr=lr)
+        if tc.grad_clip > 0 and clip_coefficient(norm, tc.grad_clip) < 1.0:
+            dp.scale_grads(clip_coefficient(norm, tc.grad_clip))
+        dp.step(lr)
         spikes.accept(loss, norm)
-        step += 1
+        prog.step = step = step + 1
         dt = time.perf_counter() - ts
         steps_timed += 1
-        rec = {"step": step, "loss": loss, "grad_norm": norm, "lr": lr, "tok_per_s": tokens_per_step / dt}
+        rec = {"step": step, "loss": loss, "grad_norm": norm, "lr": lr, "tokens": step * tokens_per_step,
+               "tok_per_s": tokens_per_step / dt, "comm_s": dp.clock.take()}
+        metrics.write(rec)
         if val is not None and (step % tc.eval_interval == 0 or step == tc.max_steps):
-            rec["val_loss"] = evaluate(model, val, tc.eval_batches)
+            rec["val_loss"] = evaluate(model, val, tc.eval_batches, dp)
+            metrics.write({"step": step, "eval_loss": rec["val_loss"]})
         history.append(rec)
         if step % tc.log_interval == 0 or step == tc.max_steps or "val_loss" in rec:
-            elapsed = time.perf_counter() - t0
-            eta = elapsed / steps_timed * (tc.max_steps - step)
-            msg = (f"step {step:5d}/{tc.max_steps} | loss {loss:.4f} | lr {lr:.2e} | gnorm {norm:.3f} | "
-                   f"{rec['tok_per_s']:,.0f} tok/s | ETA {_fmt_time(eta)}")
-            if "val_loss" in rec:
-                msg += f" | val {rec['val_loss']:.4f}"
-            log(msg)
+            _log_step(log, rec, tc.max_steps, (time.perf_counter() - t0) / steps_timed)
         if step % tc.ckpt_interval == 0 or step == tc.max_steps:
-            checkpoint()
+            _checkpoint(tc, model, dp, spikes, prog)
+    metrics.close()
     return model, history
+
+
+def _log_step(log, rec, max_steps, sec_per_step):
+    msg = (f"step {rec['step']:5d}/{max_steps} | loss {rec['loss']:.4f} | lr {rec['lr']:.2e} | "
+           f"gnorm {rec['grad_norm']:.3f} | {rec['tok_per_s']:,.0f} tok/s | "
+           f"ETA {_fmt_time(sec_per_step * (max_steps - rec['step']))}")
+    if "val_loss" in rec:
+        msg += f" | val {rec['val_loss']:.4f}"
+    log(msg)
 
 
 # ---------------------------------------------------------------------------------- main job
@@ -298,18 +322,58 @@ def prepare_data(out_dir, tokenizer_kind, vocab_size, log=print):
     return paths[0], paths[1], tok
 
 
+def prepare_user_data(specs, out_dir, tokenizer_kind, vocab_size, log=print):
+    """--data sources -> (["token file:weight", ...], vocabulary size). Checks every source first
+    (missing or empty files fail before any tokenizer training or model step); text is tokenized
+    with a vocabulary trained on it (or bytes) into out_dir/data/; token files are used in place
+    and their tokenizer, when one lies beside them, becomes the run's tokenizer.model."""
+    specs = [parse_data_spec(s) for s in specs]
+    kinds = [check_source(s.path) for s in specs]
+    weights = [s.weight for s in specs]
+    if "tokens" in kinds and "text" in kinds:
+        raise ValueError("--data: cannot mix token files with text sources (text is tokenized with this "
+                         "run's vocabulary, token files carry their own); tokenize the text first")
+    if kinds[0] == "tokens":
+        paths = [s.path for s in specs]
+        vocab = max(read_tokens(p)[1] for p in paths)
+        found = find_tokenizer(paths[0])
+        if found:
+            shutil.copyfile(found, os.path.join(out_dir, "tokenizer.model"))
+        elif vocab <= ByteTokenizer.vocab_size:
+            ByteTokenizer().save(os.path.join(out_dir, "tokenizer.model"))
+        else:
+            log(f"no tokenizer beside {paths[0]}: `minillm generate --run` will need one as tokenizer.model")
+        log(f"data: {len(paths)} token file(s), vocabulary {vocab}")
+        return format_mixture(paths, weights), vocab
+    texts = [read_text(s.path) for s in specs]
+    tok = get_tokenizer(tokenizer_kind, "\n\n".join(texts), vocab_size, out_dir, log)
+    paths = tokenize_sources(specs, texts, tok, os.path.join(out_dir, "data"))
+    for spec, path in zip(specs, paths):
+        log(f"data: {spec.path} (weight {spec.weight:g}) -> {len(read_tokens(path)[0]):,} tokens in {path}")
+    return format_mixture(paths, weights), tok.vocab_size
+
+
 def register(subparsers):
-    p = subparsers.add_parser("train", help="train a small Llama-style model on CPython's docs",
-                              description=main.__doc__)
-    p.add_argument("--out", default="runs/minillm", help="output folder (checkpoints, data, curve)")
+    p = subparsers.add_parser("train", help="train a small Llama-style model on your data (default: "
+                              "CPython's docs), on one process or under mpirun", description=main.__doc__)
+    p.add_argument("--out", default="runs/minillm", help="output folder (checkpoints, data, metrics.jsonl)")
+    p.add_argument("--data", action="append", metavar="PATH[:WEIGHT]",
+                   help="text file, folder of .txt/.jsonl(.gz), or token file; repeat for a mixture "
+                        "sampled by weight (default: CPython's pydoc text)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="tail of every --data source held out for eval_loss")
     p.add_argument("--preset", default="llama-small", help="model preset (minillm.model.PRESETS)")
     p.add_argument("--tokenizer", default="bpe", choices=["bpe", "byte"], help="vocabulary")
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--steps", type=int, default=450)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="global batch: split over the MPI ranks")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--eval-interval", type=int, default=None, help="steps between evals (default steps/6)")
+    p.add_argument("--ckpt-interval", type=int, default=None, help="steps between checkpoints (default steps/6)")
+    p.add_argument("--bucket-mb", type=float, default=DEFAULT_BUCKET_BYTES / 2**20,
+                   help="gradient all-reduce bucket size in MiB (data parallel)")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --out")
     p.add_argument("--seed", type=int, default=0)
@@ -317,30 +381,76 @@ def register(subparsers):
 
 
 def main(args):
-    """Train a small Llama-flavoured model on CPython's pydoc text and save a checkpoint; resumes
-    from the newest checkpoint in --out unless --fresh."""
-    import shutil
+    """Train a small Llama-flavoured model on --data (default: CPython's pydoc text), writing
+    checkpoints and metrics.jsonl to --out; resumes from the newest checkpoint unless --fresh.
+    `mpirun -n N minillm train ...` trains data-parallel on N ranks (pip install minillm[dist])."""
+    comm = communicator()
+    try:
+        return _main(args, comm)
+    except BaseException:
+        if comm.size > 1:  # one rank failing must end the whole job, not leave the others waiting
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.abort(1)
+        raise
+
+
+def _prepare_run(args):
+    """Rank 0's part: the output folder and token files. -> (train_data, val_data, val_fraction, vocab)."""
     if args.fresh and os.path.isdir(args.out):
         shutil.rmtree(args.out)
     os.makedirs(args.out, exist_ok=True)
+    if args.data:
+        train_data, vocab = prepare_user_data(args.data, args.out, args.tokenizer, args.vocab_size)
+        return train_data, None, args.val_fraction, vocab
     train_path, val_path, tok = prepare_data(args.out, args.tokenizer, args.vocab_size)
-    cfg = ModelConfig.preset(args.preset, vocab_size=tok.vocab_size, max_seq_len=max(args.seq_len, 16))
+    return train_path, val_path, 0.0, tok.vocab_size
+
+
+def _main(args, comm):
+    say = print if comm.rank == 0 else (lambda *a, **k: None)
+    prepared = None
+    if comm.rank == 0:
+        try:
+            prepared = _prepare_run(args)
+        except (ValueError, FileNotFoundError) as e:
+            prepared = str(e)
+    prepared = comm.bcast(prepared)
+    if isinstance(prepared, str):                 # a bad --data: every rank stops before training
+        if comm.rank == 0:
+            sys.stderr.write(f"minillm train: error: {prepared}\n")
+        return 2
+    train_data, val_data, val_fraction, vocab = prepared
+    cfg = ModelConfig.preset(args.preset, vocab_size=vocab, max_seq_len=max(args.seq_len, 16))
     model = Transformer(cfg, seed=args.seed)
-    print(f"model: {args.preset}, {cfg.num_params():,} parameters, vocab {cfg.vocab_size}")
-    tc = TrainConfig(train_data=train_path, val_data=val_path, out_dir=os.path.join(args.out, "ckpt"),
+    say(f"model: {args.preset}, {cfg.num_params():,} parameters, vocab {cfg.vocab_size}; "
+        f"{comm.size} rank(s), {args.batch_size // max(comm.size, 1)} of {args.batch_size} sequences each")
+    every = max(1, args.steps // 6)
+    tc = TrainConfig(train_data=train_data, val_data=val_data, val_fraction=val_fraction,
+                     out_dir=os.path.join(args.out, "ckpt"), metrics_path=os.path.join(args.out, "metrics.jsonl"),
                      batch_size=args.batch_size, seq_len=args.seq_len, max_steps=args.steps, lr=args.lr,
                      min_lr=args.lr / 10, warmup_steps=max(1, args.steps // 20), grad_accum=args.grad_accum,
-                     eval_interval=max(1, args.steps // 6), ckpt_interval=max(1, args.steps // 6),
+                     eval_interval=args.eval_interval or every, ckpt_interval=args.ckpt_interval or every,
+                     bucket_bytes=max(1, int(args.bucket_mb * 2**20)),
                      activation_checkpointing=args.activation_checkpointing, seed=args.seed)
-    sample = TokenBatches(train_path, tc.batch_size, tc.seq_len, tc.seed).batch(0)[0]
-    full, ckpt = model.activation_bytes(sample), model.activation_bytes(sample, checkpoint=True)
-    print(f"activation memory per micro-batch: {full / 2**20:.1f} MiB stored, "
-          f"{ckpt / 2**20:.1f} MiB with activation checkpointing ({1 - ckpt / full:.0%} saved)")
-    model, history = train(model, tc, log=lambda s: print(s, flush=True))
+    if comm.rank == 0:
+        sample = MixtureBatches(train_data, tc.batch_size // comm.size, tc.seq_len, tc.seed, "train",
+                                val_fraction).batch(0)[0]
+        full, ckpt = model.activation_bytes(sample), model.activation_bytes(sample, checkpoint=True)
+        say(f"activation memory per micro-batch and rank: {full / 2**20:.1f} MiB stored, "
+            f"{ckpt / 2**20:.1f} MiB with activation checkpointing ({1 - ckpt / full:.0%} saved)")
+    model, history = train(model, tc, log=lambda s: print(s, flush=True), comm=comm)
+    if comm.rank == 0:
+        _report(args, tc, history)
+    return 0
+
+
+def _report(args, tc, history):
     png = os.path.join(args.out, "loss.png")
-    print(loss_curve(history, png))
+    if any("loss" in h for h in history):
+        print(loss_curve(history, png))
     if os.path.exists(png):
         print(f"loss curve: {png}")
+    print(f"metrics: {tc.metrics_path}")
     print(f"checkpoint: {latest_checkpoint(tc.out_dir)}  (try: minillm generate --run {args.out} "
           f"--prompt \"The for statement\")")
-    return 0
