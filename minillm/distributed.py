@@ -379,8 +379,9 @@ class DataParallel:
 
     def loss_and_norm(self, local_loss):
         """-> (global mean loss, global gradient L2 norm), the same on every rank."""
+        local_sq = self.opt.shard_sq_norm(self.buckets.grad)
         with self.clock:
-            loss, sq = sum_in_rank_order(self.comm, [local_loss, self.opt.shard_sq_norm(self.buckets.grad)])
+            loss, sq = sum_in_rank_order(self.comm, [local_loss, local_sq])
         return loss / self.comm.size, float(np.sqrt(sq))
 
     def scale_grads(self, coef):
