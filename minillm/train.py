@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batches import MixtureBatches, parse_data_spec
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .data_sources import (MixtureBatches, check_source, find_tokenizer, format_mixture, parse_data_spec,
-                           read_text, tokenize_sources)
+from .data.sources import check_source, find_tokenizer, format_mixture, read_text, tokenize_sources
 from .distributed import DEFAULT_BUCKET_BYTES, DataParallel, communicator
 from .io.tokens import read_tokens
 from .metrics import MetricsLog
