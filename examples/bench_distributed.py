@@ -5,7 +5,8 @@
     python examples/bench_distributed.py --steps 40 --preset llama-small
 
 Measured: `minillm train` on the same token file and global batch, as (a) 1 process x 1 thread,
-(b) `mpirun -n 2` x 1 thread each, (c) 1 process x 2 threads (OpenMP and OpenBLAS). Each step's
+(b) `mpirun -n 2` x 1 thread each, (c) 1 process x 2 threads (OpenMP and OpenBLAS), and (b) again
+with all gradients in one bucket, sent only after backward ends (no overlap). Each step's
 tok/s and comm_s (seconds blocked in MPI calls: bucket waits, the parameter all-gather and the
 agreed scalars, including any wait for the slower rank) come from metrics.jsonl; the table shows
 medians over the steps after the first few.
@@ -70,13 +71,13 @@ def make_tokens(folder, vocab_size):
     return path
 
 
-def measure(label, ranks, threads, tokens, out, args):
+def measure(label, ranks, threads, tokens, out, args, extra=()):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     cmd = [sys.executable, "-c", "import sys; from minillm.cli import main; sys.exit(main())", "train",
            "--data", tokens, "--out", out, "--preset", args.preset, "--steps", str(args.steps),
            "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--fresh",
-           "--ckpt-interval", str(args.steps), "--eval-interval", str(args.steps)]
+           "--ckpt-interval", str(args.steps), "--eval-interval", str(args.steps), *extra]
     if ranks > 1:
         cmd = [shutil.which("mpirun") or "mpirun", "-n", str(ranks), "--oversubscribe"] + cmd
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -106,9 +107,11 @@ def main():
         print(f"\n{args.preset}, global batch {args.batch_size} x {args.seq_len} tokens, {args.steps} steps "
               f"(medians of the last {args.steps - args.skip})\n")
         print("| configuration | tokens/s | step | blocked in communication per step |\n|---|---|---|---|")
-        for label, ranks, threads in (("1 rank x 1 thread", 1, 1), ("2 ranks x 1 thread (mpirun -n 2)", 2, 1),
-                                      ("1 rank x 2 threads", 1, 2)):
-            print(measure(label, ranks, threads, tokens, os.path.join(tmp, f"r{ranks}t{threads}"), args), flush=True)
+        configs = [("1 rank x 1 thread", 1, 1, ()), ("2 ranks x 1 thread (mpirun -n 2)", 2, 1, ()),
+                   ("1 rank x 2 threads", 1, 2, ()),
+                   ("2 ranks x 1 thread, one bucket (no overlap)", 2, 1, ("--bucket-mb", "4096"))]
+        for k, (label, ranks, threads, extra) in enumerate(configs):
+            print(measure(label, ranks, threads, tokens, os.path.join(tmp, f"run{k}"), args, extra), flush=True)
 
 
 if __name__ == "__main__":
