@@ -36,8 +36,8 @@ import numpy as np
 from . import kernels
 from .optim import default_param_groups
 
-# launchers set one of these in every rank's environment: Open MPI, MPICH/Intel MPI (Hydra), PMIx
-_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE")
+# launchers set one of these in every rank's environment: Open MPI; MPICH and Intel MPI (Hydra)
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 DEFAULT_BUCKET_BYTES = 4 << 20       # 4 MiB: a few buckets for the small presets, as DDP's 25 MB is for GPUs
 
 

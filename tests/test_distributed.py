@@ -145,7 +145,7 @@ def test_rows_split_the_global_batch_and_reject_uneven_splits():
 
 
 def test_one_process_without_mpi(monkeypatch):
-    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"):
+    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
         monkeypatch.delenv(var, raising=False)
     assert launched_world_size() is None
     comm = communicator()

@@ -30,7 +30,7 @@ LOSS_TOL = 1e-5
 def env(tag=""):
     e = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
              OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MINILLM_TEST_JOB=tag)
-    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"):
+    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
         e.pop(var, None)                          # a plain run must not think it was launched by MPI
     return e
 
@@ -142,3 +142,26 @@ def test_a_bad_data_path_stops_every_rank_cleanly(tmp_path):
     assert p.returncode != 0
     assert "minillm train: error: --data: no such file or folder" in p.stderr
     assert not (tmp_path / "r" / "ckpt").exists()
+
+
+def test_an_exception_on_one_rank_aborts_the_job(runs):
+    """Rank 1 raises at its third update while rank 0 waits in the all-gather: MPI_Abort, not a hang."""
+    tmp, _ = runs
+    script = tmp / "raise_on_rank1.py"
+    script.write_text(
+        "import os, sys\n"
+        "import minillm.distributed as d\n"
+        "from minillm.cli import main\n"
+        "real = d.DataParallel.step\n"
+        "def step(self, lr):\n"
+        "    if os.environ['OMPI_COMM_WORLD_RANK'] == '1' and self.opt.step_count == 2:\n"
+        "        raise RuntimeError('injected failure on rank 1')\n"
+        "    return real(self, lr)\n"
+        "d.DataParallel.step = step\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    args = ["train", "--data", str(tmp / "corpus.txt"), "--steps", "20", "--out", str(tmp / "raised")] + ARGS
+    p = subprocess.run([MPIRUN, "-n", "2", "--oversubscribe", sys.executable, str(script)] + args,
+                       capture_output=True, text=True, timeout=60, env=env())
+    assert p.returncode != 0
+    assert "injected failure on rank 1" in p.stdout + p.stderr
+    assert max(losses(tmp / "raised")) == 2                   # rank 0 logged two steps, then stopped
