@@ -1,7 +1,9 @@
-"""The training loop: batches from memmapped token files, gradient accumulation, AdamW with a
-warmup schedule and clipping, periodic evaluation and checkpoints, and the safety net large runs
-rely on: loss-spike and NaN/Inf detection that rolls back to the last good checkpoint and skips the
-offending batches (as PaLM did, Chowdhery et al. 2022, Sec. 5.1).
+"""The training loop: batches from memmapped token files (one, or a weighted mixture: batches.py),
+gradient accumulation, AdamW with a warmup schedule and clipping, periodic evaluation and
+checkpoints, and the safety net large runs rely on: loss-spike and NaN/Inf detection that rolls back
+to the last good checkpoint and skips the offending batches (as PaLM did, Chowdhery et al. 2022,
+Sec. 5.1). The same loop runs data-parallel under mpirun (distributed.py: each rank its rows of
+every batch, bucketed gradient all-reduce, ZeRO-1 AdamW) and alone without MPI.
 
 Determinism: the batch for data index i is drawn from np.random.default_rng([seed, i]), and the
 data index is part of the checkpoint, so resuming reproduces the uninterrupted run bit for bit.
