@@ -9,7 +9,9 @@ Measured: `minillm train` on the same token file and global batch, as (a) 1 proc
 with all gradients in one bucket, sent only after backward ends (no overlap). Each step's
 tok/s and comm_s (seconds blocked in MPI calls: bucket waits, the parameter all-gather and the
 agreed scalars, including any wait for the slower rank) come from metrics.jsonl; the table shows
-medians over the steps after the first few.
+medians over the steps after the first few. The last column is the CPU time (user + system) of all
+the job's processes divided by the steps, start-up included: on a machine shared with other jobs,
+wall-clock figures follow the share of the cores a job gets, CPU time does not.
 
 On paper: per optimizer step data parallelism all-reduces every fp32 gradient (4P bytes) and, with
 ZeRO-1, all-gathers the parameters (each rank contributes 4P/N). A ring all-reduce moves
@@ -23,6 +25,7 @@ instead of all-reducing, 8P (N-1)/N bytes in all, which would make it (4/3) (N-1
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -80,13 +83,17 @@ def measure(label, ranks, threads, tokens, out, args, extra=()):
            "--ckpt-interval", str(args.steps), "--eval-interval", str(args.steps), *extra]
     if ranks > 1:
         cmd = [shutil.which("mpirun") or "mpirun", "-n", str(ranks), "--oversubscribe"] + cmd
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / args.steps
     with open(os.path.join(out, "metrics.jsonl")) as f:
         recs = [r for r in map(json.loads, f) if "tok_per_s" in r][args.skip:]
     tps = statistics.median(r["tok_per_s"] for r in recs)
     step = statistics.median(args.batch_size * args.seq_len / r["tok_per_s"] for r in recs)
     comm = statistics.median(r["comm_s"] for r in recs)
-    return f"| {label} | {tps:,.0f} | {step * 1e3:.0f} ms | {comm * 1e3:.1f} ms ({comm / step:.0%}) |"
+    return (f"| {label} | {tps:,.0f} | {step * 1e3:.0f} ms | {comm * 1e3:.1f} ms ({comm / step:.0%}) | "
+            f"{cpu:.2f} s |")
 
 
 def main():
@@ -106,7 +113,8 @@ def main():
         tokens = make_tokens(tmp, args.vocab_size)
         print(f"\n{args.preset}, global batch {args.batch_size} x {args.seq_len} tokens, {args.steps} steps "
               f"(medians of the last {args.steps - args.skip})\n")
-        print("| configuration | tokens/s | step | blocked in communication per step |\n|---|---|---|---|")
+        print("| configuration | tokens/s | step | blocked in communication per step | CPU time per step, "
+              "all processes |\n|---|---|---|---|---|")
         configs = [("1 rank x 1 thread", 1, 1, ()), ("2 ranks x 1 thread (mpirun -n 2)", 2, 1, ()),
                    ("1 rank x 2 threads", 1, 2, ()),
                    ("2 ranks x 1 thread, one bucket (no overlap)", 2, 1, ("--bucket-mb", "4096"))]
