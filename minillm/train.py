@@ -22,7 +22,7 @@ import numpy as np
 
 from .batches import MixtureBatches, parse_data_spec
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .data.sources import check_source, find_tokenizer, format_mixture, read_text, tokenize_sources
+from .data.sources import check_source, find_tokenizer, format_mixture, read_texts, tokenize_sources
 from .distributed import DEFAULT_BUCKET_BYTES, DataParallel, communicator
 from .io.tokens import read_tokens
 from .metrics import MetricsLog
@@ -331,9 +331,9 @@ def prepare_user_data(specs, out_dir, tokenizer_kind, vocab_size, log=print):
             log(f"no tokenizer beside {paths[0]}: `minillm generate --run` will need one as tokenizer.model")
         log(f"data: {len(paths)} token file(s), vocabulary {vocab}")
         return format_mixture(paths, weights), vocab
-    texts = [read_text(s.path) for s in specs]
-    tok = get_tokenizer(tokenizer_kind, "\n\n".join(texts), vocab_size, out_dir, log)
-    paths = tokenize_sources(specs, texts, tok, os.path.join(out_dir, "data"))
+    docs = [read_texts(s.path) for s in specs]
+    tok = get_tokenizer(tokenizer_kind, "\n\n".join(d for texts in docs for d in texts), vocab_size, out_dir, log)
+    paths = tokenize_sources(specs, docs, tok, os.path.join(out_dir, "data"))
     for spec, path in zip(specs, paths):
         log(f"data: {spec.path} (weight {spec.weight:g}) -> {len(read_tokens(path)[0]):,} tokens in {path}")
     return format_mixture(paths, weights), tok.vocab_size

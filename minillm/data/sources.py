@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from ..io.tokens import MAGIC, read_header, write_tokens
-from .documents import list_shards, read_documents
+from .documents import JSONL_SUFFIXES, TEXT_SUFFIXES, list_shards, read_documents
 
 
 def is_token_file(path):
@@ -42,21 +42,21 @@ def check_source(path):
     return "text"
 
 
-def read_text(path):
-    """All documents of a text source joined by blank lines."""
+def read_texts(path):
+    """The documents (list of str, blank ones dropped) of a text source."""
     shards = list_shards(path) if os.path.isdir(path) else [path]
     docs = []
     for shard in shards:
         name = os.fspath(shard)
-        if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".txt", ".txt.gz")):
+        if name.endswith(JSONL_SUFFIXES + TEXT_SUFFIXES):
             docs.extend(d["text"] for d in read_documents(shard))
         else:                                    # a text file under any other name
             with open(shard, encoding="utf-8") as f:
                 docs.append(f.read())
-    text = "\n\n".join(d for d in docs if d.strip())
-    if not text.strip():
+    docs = [d for d in docs if d.strip()]
+    if not docs:
         raise ValueError(f"--data: {path} holds no text (only whitespace or empty documents)")
-    return text
+    return docs
 
 
 def find_tokenizer(token_path):
@@ -71,15 +71,24 @@ def find_tokenizer(token_path):
     return None
 
 
-def tokenize_sources(specs, texts, tokenizer, out_dir):
-    """Encode each text source with `tokenizer` into out_dir/<k>-<name>.bin. -> [token file path]."""
+def tokenize_sources(specs, docs, tokenizer, out_dir):
+    """Encode each text source's documents (docs: [[str]], one list per spec) with `tokenizer` into
+    out_dir/<k>-<name>.bin. Special-token strings in the text stay plain text; documents are
+    separated by <|endoftext|> when the tokenizer has it, as the data pipeline's tokenize stage does.
+    -> [token file path]."""
     os.makedirs(out_dir, exist_ok=True)
+    encode = getattr(tokenizer, "encode_ordinary", tokenizer.encode)
+    eot = (getattr(tokenizer, "special_tokens", None) or {}).get("<|endoftext|>")
     paths = []
-    for k, (spec, text) in enumerate(zip(specs, texts)):
+    for k, (spec, texts) in enumerate(zip(specs, docs)):
+        ids = []
+        for text in texts:
+            ids.extend(encode(text))
+            if eot is not None:
+                ids.append(eot)
         name = os.path.basename(os.path.normpath(spec.path)).split(".")[0] or "data"
-        ids = np.asarray(tokenizer.encode(text), dtype=np.int64)
         path = os.path.join(out_dir, f"{k}-{name}.bin")
-        write_tokens(path, ids, tokenizer.vocab_size)
+        write_tokens(path, np.asarray(ids, dtype=np.int64), tokenizer.vocab_size)
         paths.append(path)
     return paths
 
