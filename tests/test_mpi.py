@@ -165,3 +165,49 @@ def test_an_exception_on_one_rank_aborts_the_job(runs):
     assert p.returncode != 0
     assert "injected failure on rank 1" in p.stdout + p.stderr
     assert max(losses(tmp / "raised")) == 2                   # rank 0 logged two steps, then stopped
+
+
+ROLLBACK_SCRIPT = """
+import hashlib, json, sys
+import numpy as np
+from minillm import ModelConfig, Transformer
+from minillm.distributed import communicator
+from minillm.io import write_tokens
+from minillm.train import TrainConfig, train
+
+comm = communicator()
+out = sys.argv[1]
+if comm.rank == 0:
+    write_tokens(out + "/train.bin", np.tile(np.arange(40), 200) % 64, 64)
+comm.barrier()
+seen = []
+
+def fault(step, grads):  # only rank 1's copy of the gradient is corrupted, once
+    if comm.rank == 1 and step == 10 and not seen:
+        seen.append(step)
+        for g in grads.values():
+            g *= 1e4
+
+cfg = ModelConfig.preset("llama-tiny", vocab_size=64, max_seq_len=32, n_layer=1)
+tc = TrainConfig(train_data=out + "/train.bin", out_dir=out + "/ckpt", batch_size=4, seq_len=16, max_steps=14,
+                 lr=1e-2, warmup_steps=2, ckpt_interval=4, log_interval=100, spike_min_history=5)
+model, hist = train(Transformer(cfg, seed=0), tc, log=lambda s: None, fault=fault, comm=comm)
+digest = hashlib.sha256(b"".join(p.tobytes() for p in model.params.values())).hexdigest()
+print(json.dumps({"rank": comm.rank, "events": [h for h in hist if "event" in h],
+                  "last": hist[-1]["step"], "params": digest}), flush=True)
+"""
+
+
+def test_a_spike_on_one_rank_rolls_every_rank_back_together(tmp_path):
+    script = tmp_path / "rollback.py"
+    script.write_text(ROLLBACK_SCRIPT)
+    p = subprocess.run([MPIRUN, "-n", "2", "--oversubscribe", sys.executable, str(script), str(tmp_path)],
+                       capture_output=True, text=True, timeout=120, env=env())
+    assert p.returncode == 0, p.stderr[-3000:]
+    ranks = sorted((json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")),
+                   key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1]
+    for r in ranks:       # the verdict comes from the agreed norm: both ranks roll back at step 10
+        assert [(e["step"], "grad norm spike" in e["reason"]) for e in r["events"]] == [(8, True)]
+        assert r["last"] == 14
+    assert ranks[0]["params"] == ranks[1]["params"]            # and the replicas stay identical
