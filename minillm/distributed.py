@@ -34,7 +34,6 @@ import time
 import numpy as np
 
 from . import kernels
-from .optim import default_param_groups
 
 # launchers set one of these in every rank's environment: Open MPI; MPICH and Intel MPI (Hydra)
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
@@ -275,16 +274,21 @@ class ZeroAdamW:
     state_dict() gathers the full moments on rank 0 in optim.AdamW's format, so a checkpoint
     written with N ranks loads into any number of ranks, or into a plain AdamW."""
 
-    def __init__(self, comm, flat, params, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
+    def __init__(self, comm, flat, groups, lr=3e-4, betas=(0.9, 0.95), eps=1e-8):
+        """groups: optim.AdamW's parameter groups ([{"params": [names], "weight_decay": float,
+        "lr_scale": float (default 1)}], e.g. optim.default_param_groups), covering every parameter."""
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas: expected each in [0, 1), got {betas}")
+        group_of = {n: g for g in groups for n in g["params"]}
+        if sorted(group_of) != sorted(flat.names) or sum(len(g["params"]) for g in groups) != len(flat.names):
+            raise ValueError("groups: every parameter must be in exactly one group")
         self.comm, self.flat, self.lr, self.betas, self.eps = comm, flat, lr, tuple(betas), eps
         self.bounds = shard_bounds(flat.numel, comm.size)
         self.lo, self.hi = self.bounds[comm.rank]
         self.m = np.zeros(self.hi - self.lo, dtype=np.float32)        # (P/N,)
         self.v = np.zeros(self.hi - self.lo, dtype=np.float32)        # (P/N,)
-        decay = {n: g["weight_decay"] for g in default_param_groups(params, weight_decay) for n in g["params"]}
-        self.segments = [(n, a, b, decay[n]) for n, a, b in flat.pieces(self.lo, self.hi)]
+        self.segments = [(n, a, b, group_of[n]["weight_decay"], group_of[n].get("lr_scale", 1.0))
+                         for n, a, b in flat.pieces(self.lo, self.hi)]
         self.step_count = 0
         self.clock = CommClock()
 
@@ -298,9 +302,9 @@ class ZeroAdamW:
         self.step_count += 1
         b1, b2 = self.betas
         p, lo = self.flat.data, self.lo
-        for n, a, b, wd in self.segments:
+        for n, a, b, wd, scale in self.segments:
             kernels.adamw_step(p[a:b], grad[a:b], self.m[a - lo:b - lo], self.v[a - lo:b - lo],
-                               lr, b1, b2, self.eps, wd, self.step_count)
+                               lr * scale, b1, b2, self.eps, wd, self.step_count)
         with self.clock:
             self.comm.allgather(p, self.bounds)
 
@@ -340,13 +344,14 @@ class OptimizerState:
 class DataParallel:
     """One rank's share of a data-parallel training step: the local rows of each global batch,
     the bucketed gradient all-reduce, the sharded optimizer, the agreed scalars, checkpoints.
-    Construction rebinds model.params to views of one flat vector (FlatParams)."""
+    groups: the optimizer's parameter groups (optim.default_param_groups). Construction rebinds
+    model.params to views of one flat vector (FlatParams)."""
 
-    def __init__(self, model, comm, lr, betas, weight_decay, bucket_bytes=DEFAULT_BUCKET_BYTES):
+    def __init__(self, model, comm, groups, lr, betas, bucket_bytes=DEFAULT_BUCKET_BYTES):
         self.comm, self.clock = comm, CommClock()
         self.flat = FlatParams(model.params)
         self.buckets = GradBuckets(comm, self.flat, bucket_bytes, self.clock)
-        self.opt = ZeroAdamW(comm, self.flat, model.params, lr, betas, weight_decay=weight_decay)
+        self.opt = ZeroAdamW(comm, self.flat, groups, lr, betas)
         self.opt.clock = self.clock
         self.grads = {n: self.flat.view(self.buckets.grad, n) for n in model.params}  # views, params' order
 

@@ -27,7 +27,7 @@ from .distributed import DEFAULT_BUCKET_BYTES, DataParallel, communicator
 from .io.tokens import read_tokens
 from .metrics import MetricsLog
 from .model import ModelConfig, Transformer
-from .optim import SCHEDULES, clip_coefficient
+from .optim import SCHEDULES, clip_coefficient, default_param_groups
 from .tokenizer.byte import ByteTokenizer
 
 
@@ -166,7 +166,8 @@ def train(model, tc, log=print, resume=True, fault=None, comm=None):
     comm = communicator() if comm is None else comm
     log = log if comm.rank == 0 else (lambda s: None)
     data, val = _open_batches(tc, model)
-    dp = DataParallel(model, comm, tc.lr, tc.betas, tc.weight_decay, tc.bucket_bytes)
+    dp = DataParallel(model, comm, default_param_groups(model.params, tc.weight_decay), tc.lr, tc.betas,
+                      tc.bucket_bytes)
     dp.rows(tc.batch_size)  # fails now, not mid-run, if the batch does not split over the ranks
     spikes = SpikeDetector(tc.spike_window, tc.spike_z, tc.spike_min_history)
     prog, history = Progress(), []

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from minillm import ModelConfig, Transformer
 from minillm.distributed import (CommClock, DataParallel, FlatParams, GradBuckets, SingleProcess, ZeroAdamW,
                                  communicator, launched_world_size, shard_bounds, sum_in_rank_order)
-from minillm.optim import AdamW
+from minillm.optim import AdamW, default_param_groups
 
 
 class OneOfN(SingleProcess):
@@ -98,7 +98,7 @@ def test_zero1_shards_together_equal_one_adamw(size, steps, seed, arch):
     for r in range(size):
         m = Transformer(cfg, seed=seed % 1000)
         flat = FlatParams(m.params)
-        ranks.append((flat, ZeroAdamW(OneOfN(r, size), flat, m.params, lr=1e-2, weight_decay=0.1)))
+        ranks.append((flat, ZeroAdamW(OneOfN(r, size), flat, default_param_groups(m.params, 0.1), lr=1e-2)))
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         grads = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in ref.params.items()}
@@ -119,7 +119,8 @@ def test_zero1_shards_together_equal_one_adamw(size, steps, seed, arch):
 def test_zero1_state_round_trips_through_adamw_format():
     model = Transformer(tiny(), seed=0)
     flat = FlatParams(model.params)
-    z = ZeroAdamW(SingleProcess(), flat, model.params, lr=1e-2)
+    groups = default_param_groups(model.params, 0.1)
+    z = ZeroAdamW(SingleProcess(), flat, groups, lr=1e-2)
     rng = np.random.default_rng(0)
     for _ in range(2):
         z.step(rng.standard_normal(flat.numel).astype(np.float32))
@@ -127,18 +128,20 @@ def test_zero1_state_round_trips_through_adamw_format():
     plain = AdamW({k: v.copy() for k, v in model.params.items()})
     plain.load_state_dict(step, state)                              # the format optim.AdamW reads
     for r in range(3):                                              # any rank count takes its slices
-        other = ZeroAdamW(OneOfN(r, 3), flat, model.params)
+        other = ZeroAdamW(OneOfN(r, 3), flat, groups)
         other.load_state_dict(step, state)
         assert np.array_equal(other.m, z.m[other.lo:other.hi]) and other.step_count == 2
     bad = dict(state)
     bad.pop(next(iter(bad)))
     with pytest.raises(ValueError, match="missing or misshapen"):
-        ZeroAdamW(SingleProcess(), flat, model.params).load_state_dict(step, bad)
+        ZeroAdamW(SingleProcess(), flat, groups).load_state_dict(step, bad)
+    with pytest.raises(ValueError, match="groups: every parameter must be in exactly one group"):
+        ZeroAdamW(SingleProcess(), flat, groups[:1])
 
 
 def test_rows_split_the_global_batch_and_reject_uneven_splits():
     model = Transformer(tiny(), seed=0)
-    dp = DataParallel(model, OneOfN(1, 4), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    dp = DataParallel(model, OneOfN(1, 4), default_param_groups(model.params, 0.1), lr=1e-3, betas=(0.9, 0.95))
     assert dp.rows(8) == slice(2, 4)
     with pytest.raises(ValueError, match="batch_size: the global batch must split evenly over 4 ranks, got 6"):
         dp.rows(6)
