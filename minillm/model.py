@@ -508,8 +508,12 @@ class Transformer:
         """The RoPE rotation of each position, with this model's frequencies and scaling."""
         return rope_tables(positions, self._inv_freq, self._rope_factor, dtype)
 
-    def _backward(self, dlogits, caches, dhidden=None):  # dlogits (B*T, V) -> {name: grad}
+    def _backward(self, dlogits, caches, dhidden=None, on_grads=None):  # dlogits (B*T, V) -> {name: grad}
+        """on_grads({name: grad}), when given, is called as each group of gradients is final, in the
+        order backward produces them (head, blocks L-1..0, embeddings): data-parallel training
+        starts communicating a bucket while the earlier layers are still differentiating."""
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
+        ready = on_grads or (lambda g: None)
         if caches.head is None:
             raise ValueError("model: quantized models are inference-only (no backward pass)")
         B, T = caches.tokens.shape
@@ -525,20 +529,23 @@ class Transformer:
         grads[names["ln_f.w"]] = dw
         if db is not None:
             grads[names["ln_f.b"]] = db
+        if not cfg.tie_embeddings:
+            grads[names["lm_head"]] = dlm
+        ready(dict(grads))
         for l in reversed(range(cfg.n_layer)):
             cache = caches.blocks[l]
             if caches.checkpoint:  # recompute this block's forward from its saved input
                 cache = self._block_forward(l, cache, caches.rope_cs, bounds=caches.bounds)[1]
             dx, g = self._block_backward(l, dx, cache, caches.bounds)
             grads.update(g)
+            ready(g)
         if caches.wpe is not None:
             grads[names["wpe"]] = embedding_backward(dx.sum(axis=0), caches.wpe)
         dwte = embedding_backward(dx, caches.wte)
         if cfg.tie_embeddings:
             dwte += dlm
-        else:
-            grads[names["lm_head"]] = dlm
         grads[names["wte"]] = dwte
+        ready({k: grads[k] for k in (names["wte"], names.get("wpe")) if k in grads})
         return {k: grads[k] for k in p}                                          # params' order
 
     # ------------------------------------------------------------------ public API
@@ -558,9 +565,10 @@ class Transformer:
         logits, _ = self._forward(tokens, keep_caches=False, positions=positions, attend=attend)
         return logits.reshape(*tokens.shape, -1)
 
-    def loss_and_grads(self, tokens, targets, checkpoint=False):
+    def loss_and_grads(self, tokens, targets, checkpoint=False, on_grads=None):
         """Mean next-token cross-entropy (+ z_loss) and its gradient for every parameter.
-        tokens, targets (B, T) int; targets < 0 are ignored. -> (loss: float, grads: dict like params)"""
+        tokens, targets (B, T) int; targets < 0 are ignored. -> (loss: float, grads: dict like params).
+        on_grads: optional hook called with each group of gradients as backward finishes it."""
         tokens = self.check_tokens(tokens)
         if self.quantized:
             raise ValueError("model: quantized models are inference-only (no backward pass)")
@@ -569,7 +577,7 @@ class Transformer:
             raise ValueError(f"targets: expected shape {tokens.shape}, got {targets.shape}")
         logits, caches = self._forward(tokens, checkpoint=checkpoint)
         loss, c_loss = cross_entropy_forward(logits, targets.reshape(-1), self.config.z_loss)
-        return loss, self._backward(cross_entropy_backward(1.0, c_loss), caches)
+        return loss, self._backward(cross_entropy_backward(1.0, c_loss), caches, on_grads=on_grads)
 
     def forward_train(self, tokens, checkpoint=False, positions=None, segments=None):
         """Forward pass that keeps what backward needs: tokens (B, T) -> (logits (B, T, V),

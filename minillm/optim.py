@@ -83,12 +83,17 @@ def global_grad_norm(grads):
                                       g.ravel().astype(np.float64, copy=False))) for g in grads.values()))
 
 
+def clip_coefficient(norm, max_norm):
+    """torch.nn.utils.clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)) for a global norm."""
+    return min(1.0, max_norm / (norm + 1e-6))
+
+
 def clip_grad_norm(grads, max_norm):
     """Scale all gradients in place so their global L2 norm is at most max_norm (Pascanu et al. 2013),
     with torch.nn.utils.clip_grad_norm_'s rule coef = min(1, max_norm / (norm + 1e-6)).
     Returns the norm before clipping."""
     norm = global_grad_norm(grads)
-    coef = max_norm / (norm + 1e-6)
+    coef = clip_coefficient(norm, max_norm)
     if coef < 1.0:
         for g in grads.values():
             g *= np.asarray(coef, dtype=g.dtype)

@@ -4,7 +4,9 @@
       tokenizer.model      the vocabulary (a minillm BPE file, or the byte tokenizer's one line)
       ckpt/latest          name of the newest checkpoint folder
       ckpt/step_0000450/   model.safetensors, optimizer.safetensors, state.json (minillm.checkpoint)
-      train.bin, val.bin   the tokenised corpus (minillm.io.tokens)
+      metrics.jsonl        one JSON object per optimizer step (step, loss, grad_norm, lr, tokens, ...)
+                           and per eval (step, eval_loss) (minillm.metrics)
+      train.bin, val.bin   the tokenised pydoc corpus (minillm.io.tokens); data/ holds --data's tokens
 
     from minillm.run_folder import load_run
     model, tokenizer = load_run("runs/minillm")   # newest checkpoint + the run's tokenizer
@@ -19,6 +21,7 @@ from .tokenizer import BPETokenizer, ByteTokenizer
 
 CKPT_DIR = "ckpt"
 TOKENIZER_FILE = "tokenizer.model"
+METRICS_FILE = "metrics.jsonl"
 
 
 def checkpoint_dir(run_dir):
@@ -29,6 +32,11 @@ def checkpoint_dir(run_dir):
 def tokenizer_path(run_dir):
     """The run's tokenizer file (RUN/tokenizer.model)."""
     return os.path.join(run_dir, TOKENIZER_FILE)
+
+
+def metrics_path(run_dir):
+    """The run's per-step metrics (RUN/metrics.jsonl)."""
+    return os.path.join(run_dir, METRICS_FILE)
 
 
 def latest_run_checkpoint(run_dir):

@@ -1,12 +1,14 @@
-"""The training loop: batches from memmapped token files, gradient accumulation, AdamW with a
-warmup schedule and clipping, periodic evaluation and checkpoints, and the safety net large runs
-rely on: loss-spike and NaN/Inf detection that rolls back to the last good checkpoint and skips the
-offending batches (as PaLM did, Chowdhery et al. 2022, Sec. 5.1).
+"""The training loop: batches from memmapped token files (one, or a weighted mixture: batches.py),
+gradient accumulation, AdamW with a warmup schedule and clipping, periodic evaluation and
+checkpoints, and the safety net large runs rely on: loss-spike and NaN/Inf detection that rolls back
+to the last good checkpoint and skips the offending batches (as PaLM did, Chowdhery et al. 2022,
+Sec. 5.1). The same loop runs data-parallel under mpirun (distributed.py: each rank its rows of
+every batch, bucketed gradient all-reduce, ZeRO-1 AdamW) and alone without MPI.
 
 Determinism: the batch for data index i is drawn from np.random.default_rng([seed, i]), and the
 data index is part of the checkpoint, so resuming reproduces the uninterrupted run bit for bit.
-`minillm train` (minillm/cli/train.py) is the main job: a small Llama on CPython's own docs
-(corpus_text below).
+`minillm train` (minillm/cli/train.py) is the main job: a small Llama on your data or CPython's own
+docs (corpus_text below).
 """
 import dataclasses
 import math
@@ -17,15 +19,20 @@ from pydoc_data.topics import topics
 
 import numpy as np
 
+from .batches import MixtureBatches
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .io.tokens import read_tokens
-from .optim import SCHEDULES, AdamW, clip_grad_norm, global_grad_norm
+from .distributed import DEFAULT_BUCKET_BYTES, DataParallel, communicator
+from .metrics import MetricsLog
+from .optim import SCHEDULES, clip_coefficient, default_param_groups
 
 
 @dataclass
 class TrainConfig:
-    train_data: str = None            # token file (minillm.io.write_tokens)
-    val_data: str = None              # token file for eval loss (None: no eval)
+    train_data: str = None            # token file (minillm.io.write_tokens), or ["PATH:WEIGHT", ...] mixture
+    val_data: str = None              # token file for eval loss (None: the held-out tails, or no eval)
+    val_fraction: float = 0.0         # hold out this tail of every train_data file for eval
+    metrics_path: str = None          # metrics.jsonl (None: not written)
+    bucket_bytes: int = DEFAULT_BUCKET_BYTES  # gradient all-reduce bucket size (data parallel)
     out_dir: str = "runs/minillm"
     batch_size: int = 8               # sequences per micro-batch
     seq_len: int = 128                # T
@@ -48,22 +55,6 @@ class TrainConfig:
     max_rollbacks: int = 5
     seed: int = 0
     log_interval: int = 10
-
-
-class TokenBatches:
-    """Random windows of a token file: batch i is fully determined by (seed, i)."""
-
-    def __init__(self, path, batch_size, seq_len, seed):
-        self.tokens, self.vocab_size = read_tokens(path)
-        if len(self.tokens) < seq_len + 2:
-            raise ValueError(f"{path}: {len(self.tokens)} tokens, need at least seq_len + 2 = {seq_len + 2}")
-        self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
-
-    def batch(self, index):  # -> x (B, T) int64, y (B, T) int64 (y is x shifted by one)
-        rng = np.random.default_rng([self.seed, index])
-        starts = rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
-        rows = np.stack([self.tokens[s:s + self.seq_len + 1] for s in starts]).astype(np.int64)
-        return rows[:, :-1], rows[:, 1:]
 
 
 class SpikeDetector:
@@ -100,118 +91,135 @@ def _fmt_time(s):
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def evaluate(model, batches, n_batches):
-    """Mean loss over a fixed set of batches (indices 0..n-1 of `batches`)."""
-    return float(np.mean([model.loss(*batches.batch(i)) for i in range(n_batches)]))
+def evaluate(model, batches, n_batches, dp=None):
+    """Mean loss over a fixed set of batches (indices 0..n-1 of `batches`); with a DataParallel `dp`
+    each rank scores its rows and the ranks agree on the mean."""
+    rows = dp.rows(batches.batch_size) if dp is not None else slice(None)
+    local = float(np.mean([model.loss(*(a[rows] for a in batches.batch(i))) for i in range(n_batches)]))
+    return dp.agree(local)[0] if dp is not None else local
 
 
-def _restore(path, model, opt, spikes):
-    """Load checkpoint `path` into model, optimizer and spike detector in place (callers' references
-    to model.params stay valid); -> (step, data_index) it was saved at."""
+@dataclass
+class Progress:
+    """Where a run is: optimizer steps done, batches consumed, rollbacks so far."""
+    step: int = 0
+    data_index: int = 0
+    rollbacks: int = 0
+
+
+def _restore(path, model, dp, spikes, prog):
     loaded, opt_step, opt_state, state = load_checkpoint(path)
-    for k in model.params:
+    for k in model.params:  # copy in place so callers' references stay valid
         model.params[k][...] = loaded.params[k]
-    opt.load_state_dict(opt_step, opt_state)
+    dp.opt.load_state_dict(opt_step, opt_state)
+    prog.step, prog.data_index = state["step"], state["data_index"]
     spikes.load(state["spikes"])
-    return state["step"], state["data_index"]
 
 
-def _save(tc, model, opt, spikes, step, data_index):
-    save_checkpoint(tc.out_dir, model, opt, {"step": step, "data_index": data_index,
-                                             "spikes": spikes.state(), "train_config": dataclasses.asdict(tc)})
+def _checkpoint(tc, model, dp, spikes, prog):
+    dp.save(tc.out_dir, model, {"step": prog.step, "data_index": prog.data_index, "spikes": spikes.state(),
+                                "train_config": dataclasses.asdict(tc)}, save_checkpoint)
 
 
-def _accumulated_grads(model, data, data_index, tc):
-    """Mean loss and gradients over tc.grad_accum micro-batches from data index `data_index` on."""
-    loss, grads = 0.0, None
-    for i in range(tc.grad_accum):
-        x, y = data.batch(data_index + i)
-        l, g = model.loss_and_grads(x, y, checkpoint=tc.activation_checkpointing)
-        loss += l / tc.grad_accum
-        if grads is None:
-            grads = g
-        else:
-            for k in grads:
-                grads[k] += g[k]
-    if tc.grad_accum > 1:
-        for g in grads.values():
-            g *= np.float32(1.0 / tc.grad_accum)
-    return loss, grads
-
-
-def _progress_line(tc, rec, elapsed, steps_timed):
-    eta = elapsed / steps_timed * (tc.max_steps - rec["step"])
-    msg = (f"step {rec['step']:5d}/{tc.max_steps} | loss {rec['loss']:.4f} | lr {rec['lr']:.2e} | "
-           f"gnorm {rec['grad_norm']:.3f} | {rec['tok_per_s']:,.0f} tok/s | ETA {_fmt_time(eta)}")
-    if "val_loss" in rec:
-        msg += f" | val {rec['val_loss']:.4f}"
-    return msg
-
-
-def _check_data(tc, model):
-    """-> (train batches, validation batches or None), after checking the vocabularies fit."""
-    if tc.schedule not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {sorted(SCHEDULES)}, got {tc.schedule!r}")
-    data = TokenBatches(tc.train_data, tc.batch_size, tc.seq_len, tc.seed)
+def _open_batches(tc, model):
+    """The training mixture and the eval batches (a separate val file, or the held-out tails)."""
+    data = MixtureBatches(tc.train_data, tc.batch_size, tc.seq_len, tc.seed, "train", tc.val_fraction)
     if data.vocab_size > model.config.vocab_size:
         raise ValueError(f"train_data: vocabulary {data.vocab_size} exceeds the model's {model.config.vocab_size}")
-    val = TokenBatches(tc.val_data, tc.batch_size, tc.seq_len, tc.seed + 1) if tc.val_data else None
+    val = None
+    if tc.val_data:
+        val = MixtureBatches(tc.val_data, tc.batch_size, tc.seq_len, tc.seed + 1)
+    elif tc.val_fraction:
+        val = MixtureBatches(tc.train_data, tc.batch_size, tc.seq_len, tc.seed + 1, "val", tc.val_fraction)
     return data, val
 
 
-def train(model, tc, log=print, resume=True, fault=None):
+def _rollback(tc, model, dp, spikes, prog, reason, log):
+    """Spike or NaN: back to the last checkpoint, skipping every batch consumed since it."""
+    prog.rollbacks += 1
+    if prog.rollbacks > tc.max_rollbacks:
+        raise RuntimeError(f"step {prog.step}: {reason}; gave up after {tc.max_rollbacks} rollbacks")
+    bad_index = prog.data_index
+    _restore(dp.comm.bcast(latest_checkpoint(tc.out_dir)), model, dp, spikes, prog)
+    prog.data_index = bad_index
+    log(f"step {prog.step}: {reason} -> rolled back to step {prog.step}, skipping to batch {bad_index}")
+    return {"event": "rollback", "step": prog.step, "reason": reason}
+
+
+def train(model, tc, log=print, resume=True, fault=None, comm=None):
     """Train `model` in place per TrainConfig `tc`; returns (model, history).
 
-    history: list of dicts (step, loss, grad_norm, lr, tok_per_s, and val_loss on eval steps),
-    plus events for rollbacks. If resume and out_dir has a checkpoint, training continues from it
-    (its weights are copied into the model passed in). `fault(step, grads)` is a test hook that
-    may corrupt a step's gradients to exercise the rollback path."""
-    data, val = _check_data(tc, model)
-    opt = AdamW(model.params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    history: list of dicts (step, loss, grad_norm, lr, tokens, tok_per_s, comm_s, and val_loss on
+    eval steps), plus events for rollbacks; tc.metrics_path, when set, receives the same as JSON
+    lines. If resume and out_dir has a checkpoint, training continues from it (its parameters are
+    copied into the model passed in). comm: the communicator (default: MPI when started by mpirun,
+    else one process); every rank runs this function, rank 0 logs and writes. model.params become
+    views of one flat vector (distributed.FlatParams). `fault(step, grads)` is a test hook that may
+    corrupt a step's gradients to exercise the rollback path."""
+    if tc.schedule not in SCHEDULES:
+        raise ValueError(f"schedule: expected one of {sorted(SCHEDULES)}, got {tc.schedule!r}")
+    comm = communicator() if comm is None else comm
+    log = log if comm.rank == 0 else (lambda s: None)
+    data, val = _open_batches(tc, model)
+    dp = DataParallel(model, comm, default_param_groups(model.params, tc.weight_decay), tc.lr, tc.betas,
+                      tc.bucket_bytes)
+    dp.rows(tc.batch_size)  # fails now, not mid-run, if the batch does not split over the ranks
     spikes = SpikeDetector(tc.spike_window, tc.spike_z, tc.spike_min_history)
-    step, data_index, rollbacks, history = 0, 0, 0, []
-    last = latest_checkpoint(tc.out_dir) if resume else None
+    prog, history = Progress(), []
+    last = dp.comm.bcast(latest_checkpoint(tc.out_dir) if resume and comm.rank == 0 else None)
     if last:
-        step, data_index = _restore(last, model, opt, spikes)
-        log(f"resumed from {last} at step {step}")
+        _restore(last, model, dp, spikes, prog)
+        log(f"resumed from {last} at step {prog.step}")
     else:
-        _save(tc, model, opt, spikes, step, data_index)  # step 0: the rollback target before the first interval
+        _checkpoint(tc, model, dp, spikes, prog)  # step 0: the rollback target before the first interval
+    metrics = MetricsLog(tc.metrics_path if comm.rank == 0 else None, resume_step=prog.step)
+    schedule = SCHEDULES[tc.schedule]
     tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum
     t0, steps_timed = time.perf_counter(), 0
-    while step < tc.max_steps:
-        lr = SCHEDULES[tc.schedule](step, tc.lr, tc.warmup_steps, tc.max_steps, min_lr=tc.min_lr)
+    while prog.step < tc.max_steps:
+        step = prog.step
+        lr = schedule(step, tc.lr, tc.warmup_steps, tc.max_steps, min_lr=tc.min_lr)
         ts = time.perf_counter()
-        loss, grads = _accumulated_grads(model, data, data_index, tc)
-        data_index += tc.grad_accum
+        batches = [data.batch(prog.data_index + i) for i in range(tc.grad_accum)]
+        prog.data_index += tc.grad_accum
+        local_loss = dp.loss_and_grads(model, batches, checkpoint=tc.activation_checkpointing)
         if fault is not None:
-            fault(step, grads)
-        norm = global_grad_norm(grads)
-        reason = spikes.check(loss, norm)
+            fault(step, dp.grads)
+        loss, norm = dp.loss_and_norm(local_loss)
+        reason = spikes.check(loss, norm)   # the same numbers on every rank: the same verdict
         if reason:
-            rollbacks += 1
-            if rollbacks > tc.max_rollbacks:
-                raise RuntimeError(f"step {step}: {reason}; gave up after {tc.max_rollbacks} rollbacks")
-            step, _ = _restore(latest_checkpoint(tc.out_dir), model, opt, spikes)
-            # data_index stays: every batch consumed since that checkpoint is skipped
-            log(f"step {step}: {reason} -> rolled back to step {step}, skipping to batch {data_index}")
-            history.append({"event": "rollback", "step": step, "reason": reason})
+            history.append(_rollback(tc, model, dp, spikes, prog, reason, log))
+            metrics.write(history[-1])
             continue
-        if tc.grad_clip > 0:
-            clip_grad_norm(grads, tc.grad_clip)
-        opt.step(grads, lr=lr)
+        if tc.grad_clip > 0 and clip_coefficient(norm, tc.grad_clip) < 1.0:
+            dp.scale_grads(clip_coefficient(norm, tc.grad_clip))
+        dp.step(lr)
         spikes.accept(loss, norm)
-        step += 1
+        prog.step = step = step + 1
+        dt = time.perf_counter() - ts
         steps_timed += 1
-        rec = {"step": step, "loss": loss, "grad_norm": norm, "lr": lr,
-               "tok_per_s": tokens_per_step / (time.perf_counter() - ts)}
+        rec = {"step": step, "loss": loss, "grad_norm": norm, "lr": lr, "tokens": step * tokens_per_step,
+               "tok_per_s": tokens_per_step / dt, "comm_s": dp.clock.take()}
+        metrics.write(rec)
         if val is not None and (step % tc.eval_interval == 0 or step == tc.max_steps):
-            rec["val_loss"] = evaluate(model, val, tc.eval_batches)
+            rec["val_loss"] = evaluate(model, val, tc.eval_batches, dp)
+            metrics.write({"step": step, "eval_loss": rec["val_loss"]})
         history.append(rec)
         if step % tc.log_interval == 0 or step == tc.max_steps or "val_loss" in rec:
-            log(_progress_line(tc, rec, time.perf_counter() - t0, steps_timed))
+            _log_step(log, rec, tc.max_steps, (time.perf_counter() - t0) / steps_timed)
         if step % tc.ckpt_interval == 0 or step == tc.max_steps:
-            _save(tc, model, opt, spikes, step, data_index)
+            _checkpoint(tc, model, dp, spikes, prog)
+    metrics.close()
     return model, history
+
+
+def _log_step(log, rec, max_steps, sec_per_step):
+    msg = (f"step {rec['step']:5d}/{max_steps} | loss {rec['loss']:.4f} | lr {rec['lr']:.2e} | "
+           f"gnorm {rec['grad_norm']:.3f} | {rec['tok_per_s']:,.0f} tok/s | "
+           f"ETA {_fmt_time(sec_per_step * (max_steps - rec['step']))}")
+    if "val_loss" in rec:
+        msg += f" | val {rec['val_loss']:.4f}"
+    log(msg)
 
 
 # ---------------------------------------------------------------------------------- main job

@@ -21,7 +21,7 @@ LAYERS = [
     ["io"],                                       # file containers: safetensors, GGUF, token files, atomic writes
     ["nn", "tokenizer"],                          # layers (forward/backward pairs); tokenizers
     ["model"],                                    # ModelConfig + Transformer
-    ["optim", "checkpoint", "scaling", "quant", "inference"],
+    ["optim", "checkpoint", "scaling", "quant", "inference", "batches", "distributed", "metrics"],
     ["train", "align", "reasoning"],              # loops and methods built on a model
     ["run_folder"],                               # a `minillm train` run folder: paths, load_run
     ["loaders"],                                  # assembling models from files (any of them: loaders.load)
