@@ -39,7 +39,10 @@ setup(
     setup_requires=["cffi>=1.15"],
     install_requires=["numpy>=1.24", "cffi>=1.15", "numba>=0.58", "regex"],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "hypothesis", "warcio", "resiliparse", "ray"],
+        # web crawl input (WARC, HTML main text), the Ray executor; trafilatura is the measured
+        # alternative extractor (it needs lxml's html cleaner, split out of lxml 5.2)
+        "web": ["warcio", "resiliparse", "trafilatura", "lxml_html_clean", "ray"],
         "parity": PARITY,
         "plot": ["matplotlib"],
     },

@@ -2,6 +2,7 @@
 parameters, and detect languages / scrub PII from the command line.
 
     minillm data run pipeline.toml [--workers N] [--input DIR] [--output DIR]
+                                   [--executor ray [--ray-address HOST:PORT]]
     minillm data default-config > pipeline.toml
     minillm data lsh --threshold 0.8 --num-perm 128
 """
@@ -30,6 +31,9 @@ def print_report(report, out=None):
     out.write(f"\n{'stage':<20} {'docs in':>8} {'docs out':>8} {'MB in':>8} {'MB out':>8}  dropped (top reasons)\n")
     for name, din, dout, bin_, bout, reasons in report.table():
         out.write(f"{name:<20} {din:>8} {dout:>8} {bin_:>8.3f} {bout:>8.3f}  {reasons}\n")
+    if report.input_skipped:
+        out.write("input records skipped: " + ", ".join(
+            f"{r} {n}" for r, n in report.input_skipped.most_common()) + "\n")
     out.write(f"\ndocuments: {report.docs_in} in, {report.docs_out} out, {len(report.dropped)} dropped "
               f"({report.tasks_run} of {report.tasks_total} shard x segment tasks run now, the rest resumed)\n")
     for name, summary in report.summaries.items():
@@ -45,7 +49,8 @@ def print_report(report, out=None):
 def cmd_run(args):
     from .pipeline import load_config, pipeline_from_config
     cfg = load_config(args.config)
-    pipe, inp, outp = pipeline_from_config(cfg, workers=args.workers)
+    pipe, inp, outp = pipeline_from_config(cfg, workers=args.workers, executor=args.executor,
+                                           ray_address=args.ray_address)
     inp, outp = args.input or inp, args.output or outp
     if not inp or not outp:
         sys.stderr.write("minillm data run: the TOML needs [input] path and [output] path "
@@ -84,6 +89,10 @@ def register(subparsers):
     r.add_argument("--workers", type=int, default=None, help="worker processes (overrides [run])")
     r.add_argument("--input", default=None, help="input file or folder (overrides [input] path)")
     r.add_argument("--output", default=None, help="output folder (overrides [output] path)")
+    r.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="where shards run: this host's process pool or Ray tasks (overrides [run])")
+    r.add_argument("--ray-address", default=None,
+                   help="join this Ray cluster (e.g. auto, host:6379); default: start a local Ray")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     d = sub.add_parser("default-config", help="print the default pipeline TOML")
