@@ -69,10 +69,12 @@ static int64_t block_len(const layout_t* L, int64_t K, int64_t b) {
     return K - b * L->block < L->block ? K - b * L->block : L->block;
 }
 
-static int get_layout(int32_t fmt, int64_t K, int64_t G, layout_t* L) {
+static int get_layout(int32_t fmt, int64_t K, int64_t group_size, layout_t* L) {
     switch (fmt) {
         case F_INT8: L->block = 64; L->row_bytes = K; return 0;   /* any K: a short last block */
-        case F_INT4: if (G <= 0 || G % 32 || K % G) return -1; L->block = G; L->row_bytes = K / 2; return 0;
+        case F_INT4:
+            if (group_size <= 0 || group_size % 32 || K % group_size) return -1;
+            L->block = group_size; L->row_bytes = K / 2; return 0;
         case F_NF4: if (K % NF4_BLOCK) return -1; L->block = NF4_BLOCK; L->row_bytes = K / 2; return 0;
         case F_Q8_0: if (K % QK8_0) return -1; L->block = QK8_0; L->row_bytes = K / QK8_0 * sizeof(block_q8_0); return 0;
         case F_Q4_0: if (K % QK4_0) return -1; L->block = QK4_0; L->row_bytes = K / QK4_0 * sizeof(block_q4_0); return 0;
@@ -82,10 +84,10 @@ static int get_layout(int32_t fmt, int64_t K, int64_t G, layout_t* L) {
     return -1;
 }
 
-/* weights per block sum of x that a format's factored-out offsets need: INT4 G, Q4_0 and Q4_K 32,
+/* weights per block sum of x that a format's factored-out offsets need: INT4 group_size, Q4_0 and Q4_K 32,
    others none (0) */
-static int64_t sums_block(int32_t fmt, int64_t G) {
-    return fmt == F_INT4 ? G : (fmt == F_Q4_0 || fmt == F_Q4_K) ? 32 : 0;
+static int64_t sums_block(int32_t fmt, int64_t group_size) {
+    return fmt == F_INT4 ? group_size : (fmt == F_Q4_0 || fmt == F_Q4_K) ? 32 : 0;
 }
 
 /* sums[i] = sum of x[i*sb .. (i+1)*sb) for the n*sb floats of x */
@@ -99,7 +101,7 @@ static void block_sums(float* sums, const float* x, int64_t n, int64_t sb) {
 }
 
 /* decode block b of row n into buf[0..block): the same float operations as linear.py's dequantize */
-static void decode_block(int32_t fmt, const uint8_t* row, int64_t n, int64_t b, int64_t K, int64_t G,
+static void decode_block(int32_t fmt, const uint8_t* row, int64_t n, int64_t b, int64_t K, int64_t group_size,
                          const layout_t* L, const float* scale, const uint8_t* zero, float* buf) {
     switch (fmt) {
         case F_INT8: {
@@ -116,8 +118,8 @@ static void decode_block(int32_t fmt, const uint8_t* row, int64_t n, int64_t b, 
                     buf[32 * r + j + 16] = (float)(p[16 * r + j] >> 4);
                 }
             if (fmt == F_INT4) {
-                float s = scale[n * (K / G) + b], z = (float)zero[n * (K / G) + b];
-                for (int64_t i = 0; i < G; i++) buf[i] = (buf[i] - z) * s;
+                float s = scale[n * (K / group_size) + b], z = (float)zero[n * (K / group_size) + b];
+                for (int64_t i = 0; i < group_size; i++) buf[i] = (buf[i] - z) * s;
             } else {
                 float a = scale[n * (K / NF4_BLOCK) + b];
                 for (int64_t i = 0; i < NF4_BLOCK; i++) buf[i] = NF4_CODE[(int)buf[i]] * a;
@@ -188,7 +190,7 @@ static inline float dot(const float* a, const float* b, int64_t n) {
 
 /* generic fused path: one decoded block in L1, dotted with up to MB rows of x */
 static void matmul_generic(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N,
-                           const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
+                           const uint8_t* w, const float* scale, const uint8_t* zero, int64_t group_size,
                            const layout_t* L) {
 #pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
@@ -198,7 +200,7 @@ static void matmul_generic(int32_t fmt, float* out, const float* x, int64_t M, i
             int64_t mb = M - m0 < MB ? M - m0 : MB;
             float acc[MB] = {0};
             for (int64_t b = 0; b < n_blocks(L, K); b++) {
-                decode_block(fmt, row, n, b, K, G, L, scale, zero, buf);
+                decode_block(fmt, row, n, b, K, group_size, L, scale, zero, buf);
                 for (int64_t m = 0; m < mb; m++)
                     acc[m] += dot(buf, x + (m0 + m) * K + b * L->block, block_len(L, K, b));
             }
@@ -296,14 +298,14 @@ static float row_int8(const int8_t* q, const float* x, int64_t K) {
     }
 
 static float row_int4(const uint8_t* p, const float* s, const uint8_t* z, const float* x, const float* sumx,
-                      int64_t K, int64_t G) {
+                      int64_t K, int64_t group_size) {
     const __m256i low4 = _mm256_set1_epi32(0xF);
-    const int64_t ng = K / G;
+    const int64_t ng = K / group_size;
     __m256 acc = _mm256_setzero_ps();
-    if (G == 128) {
+    if (group_size == 128) {
         for (int64_t g = 0; g < ng; g++) INT4_GROUP(128)
     } else {
-        for (int64_t g = 0; g < ng; g++) INT4_GROUP(G)
+        for (int64_t g = 0; g < ng; g++) INT4_GROUP(group_size)
     }
     __m256 zacc = _mm256_setzero_ps();  /* sum_g s_g z_g sumx_g, 8 groups at a time */
     int64_t g = 0;
@@ -460,10 +462,13 @@ static float row_q6_K(const block_q6_K* blk, const float* x, int64_t nb) {
 
 /* out[m, n] = x[m] . W[n] for one row n: dispatch on the format (once per row, not per weight) */
 static float row_dot(int32_t fmt, const uint8_t* row, int64_t n, const float* xm, const float* sums_m,
-                     int64_t K, int64_t G, const float* scale, const uint8_t* zero) {
+                     int64_t K, int64_t group_size, const float* scale, const uint8_t* zero) {
     switch (fmt) {
         case F_INT8: return scale[n] * row_int8((const int8_t*)row, xm, K);
-        case F_INT4: return row_int4(row, scale + n * (K / G), zero + n * (K / G), xm, sums_m, K, G);
+        case F_INT4: {
+            const int64_t ng = K / group_size;  /* scales and zeros per row */
+            return row_int4(row, scale + n * ng, zero + n * ng, xm, sums_m, K, group_size);
+        }
         case F_NF4: return row_nf4(row, scale + n * (K / NF4_BLOCK), xm, K);
         case F_Q8_0: return row_q8_0((const block_q8_0*)row, xm, K / QK8_0);
         case F_Q4_0: return row_q4_0((const block_q4_0*)row, xm, sums_m, K / QK4_0);
@@ -475,11 +480,11 @@ static float row_dot(int32_t fmt, const uint8_t* row, int64_t n, const float* xm
 
 #define SUMS_ON_STACK 1024
 static int32_t matmul_simd(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N,
-                           const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G,
+                           const uint8_t* w, const float* scale, const uint8_t* zero, int64_t group_size,
                            const layout_t* L) {
     /* sumx (M, K / sb): the per-block sums of x that the factored-out offsets need, once per call
        (row m, block b of x (M, K) is x + (m * K/sb + b) * sb) */
-    const int64_t sb = sums_block(fmt, G);
+    const int64_t sb = sums_block(fmt, group_size);
     const int64_t nsums = sb ? M * (K / sb) : 0;
     float stack_sums[SUMS_ON_STACK];
     float* sums = nsums <= SUMS_ON_STACK ? stack_sums : (float*)malloc((size_t)nsums * sizeof(float));
@@ -494,7 +499,7 @@ static int32_t matmul_simd(int32_t fmt, float* out, const float* x, int64_t M, i
     for (int64_t n = 0; n < N; n++) {
         const uint8_t* row = w + n * L->row_bytes;
         for (int64_t m = 0; m < M; m++)
-            out[m * N + n] = row_dot(fmt, row, n, x + m * K, sums + m * nspr, K, G, scale, zero);
+            out[m * N + n] = row_dot(fmt, row, n, x + m * K, sums + m * nspr, K, group_size, scale, zero);
     }
     if (sums != stack_sums) free(sums);
     return 0;
@@ -516,25 +521,25 @@ int32_t quant_matmul(int32_t fmt, float* out, const float* x, int64_t M, int64_t
 
 /* ------------------------------------------------------------------ one thread's rows of a GEMV
    For decode.c (see parts.inc): the same arithmetic as quant_matmul with M = 1, serial. */
-int64_t quant_x_sums(int32_t fmt, const float* x, int64_t K, int64_t G, float* sums) {
-    const int64_t sb = sums_block(fmt, G);   /* (the generic path of quant_gemv_rows ignores them) */
+int64_t quant_x_sums(int32_t fmt, const float* x, int64_t K, int64_t group_size, float* sums) {
+    const int64_t sb = sums_block(fmt, group_size);   /* (the generic path of quant_gemv_rows ignores them) */
     if (sb) block_sums(sums, x, K / sb, sb);
     return sb ? K / sb : 0;
 }
 
 void quant_gemv_rows(int32_t fmt, float* out, const float* x, const float* sums, int64_t n0, int64_t n,
-                     int64_t K, const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G) {
+                     int64_t K, const uint8_t* w, const float* scale, const uint8_t* zero, int64_t group_size) {
     layout_t L;
-    if (get_layout(fmt, K, G, &L)) return;   /* validated by the caller: never taken */
+    if (get_layout(fmt, K, group_size, &L)) return;   /* validated by the caller: never taken */
     for (int64_t n_ = n0; n_ < n0 + n; n_++) {
         const uint8_t* row = w + n_ * L.row_bytes;
 #ifdef HAVE_SIMD_GEMV
-        out[n_ - n0] = row_dot(fmt, row, n_, x, sums, K, G, scale, zero);
+        out[n_ - n0] = row_dot(fmt, row, n_, x, sums, K, group_size, scale, zero);
 #else
         float buf[QK_K], acc = 0.0f;            /* matmul_generic's order for one row of x */
         (void)sums;
         for (int64_t b = 0; b < n_blocks(&L, K); b++) {
-            decode_block(fmt, row, n_, b, K, G, &L, scale, zero, buf);
+            decode_block(fmt, row, n_, b, K, group_size, &L, scale, zero, buf);
             acc += dot(buf, x + b * L.block, block_len(&L, K, b));
         }
         out[n_ - n0] = acc;
@@ -555,6 +560,19 @@ int32_t quant_dequant_rows(int32_t fmt, float* out, int64_t n0, int64_t n1, int6
     return 0;
 }
 
+/* ------------------------------------------------------------------ int8 activations
+   Symmetric int8 quantization of n inputs of x: d = absmax / 127, q_i = round(x_i / d) in [-127, 127]
+   (all 0 when the inputs are), so x ~= d * q. Returns d. The three int8-activation kernels below
+   quantize their blocks (a whole row, an INT4 group, 32 inputs) with it.
+   Reference: minillm/quant/linear.py:quantize_x_int8. */
+static float quantize_x_int8(int8_t* q, const float* x, int64_t n) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    for (int64_t i = 0; i < n; i++) q[i] = (int8_t)(int)nearbyintf(x[i] * id);
+    return d;
+}
+
 /* ------------------------------------------------------------------ INT8 x INT8 with VNNI */
 int32_t quant_matmul_int8_vnni(float* out, const float* x, int64_t M, int64_t K, int64_t N,
                                const int8_t* w, const float* scale) {
@@ -562,12 +580,9 @@ int32_t quant_matmul_int8_vnni(float* out, const float* x, int64_t M, int64_t K,
     uint8_t* xq = (uint8_t*)malloc((size_t)(M * K));
     float* sx = (float*)malloc((size_t)(M > 0 ? M : 1) * sizeof(float));
     if (!xq || !sx) { free(xq); free(sx); return -1; }
-    for (int64_t m = 0; m < M; m++) {  /* x -> int8 per row (absmax), stored +128 as uint8 for vpdpbusd */
-        float amax = 0.0f;
-        for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[m * K + k]));
-        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-        sx[m] = d;
-        for (int64_t k = 0; k < K; k++) xq[m * K + k] = (uint8_t)((int)nearbyintf(x[m * K + k] * id) + 128);
+    for (int64_t m = 0; m < M; m++) {  /* x -> int8 per row, stored +128 as uint8 for vpdpbusd */
+        sx[m] = quantize_x_int8((int8_t*)(xq + m * K), x + m * K, K);
+        for (int64_t k = 0; k < K; k++) xq[m * K + k] = (uint8_t)((int)((int8_t*)xq)[m * K + k] + 128);
     }
 #pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
@@ -599,32 +614,27 @@ int32_t quant_matmul_int8_vnni(float* out, const float* x, int64_t M, int64_t K,
 
 /* ------------------------------------------------------------------ INT4 x INT8 activations */
 int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, int64_t N,
-                             const uint8_t* w, const float* scale, const uint8_t* zero, int64_t G) {
-    if (M < 0 || N < 0 || K <= 0 || G <= 0 || G % 64 || K % G) return -1;
-    const int64_t ng = K / G;
+                             const uint8_t* w, const float* scale, const uint8_t* zero, int64_t group_size) {
+    if (M < 0 || N < 0 || K <= 0 || group_size <= 0 || group_size % 64 || K % group_size) return -1;
+    const int64_t ng = K / group_size;
     int8_t* xq = (int8_t*)malloc((size_t)(M * K));
     float* dx = (float*)malloc((size_t)(M * ng + 1) * sizeof(float));
     int32_t* sx = (int32_t*)malloc((size_t)(M * ng + 1) * sizeof(int32_t));
     if (!xq || !dx || !sx) { free(xq); free(dx); free(sx); return -1; }
     for (int64_t m = 0; m < M; m++)
         for (int64_t g = 0; g < ng; g++) {
-            const float* xg = x + m * K + g * G;
-            float amax = 0.0f;
-            for (int64_t i = 0; i < G; i++) amax = fmaxf(amax, fabsf(xg[i]));
-            float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+            int8_t* dst = xq + m * K + g * group_size;
+            dx[m * ng + g] = quantize_x_int8(dst, x + m * K + g * group_size, group_size);
             int32_t s = 0;
-            /* stored in the order the nibbles unpack: per 64 inputs, [0..16) [32..48) then [16..32) [48..64) */
-            int8_t* dst = xq + m * K + g * G;
-            for (int64_t c = 0; c < G; c += 64)
-                for (int h = 0; h < 2; h++)
-                    for (int r = 0; r < 2; r++)
-                        for (int j = 0; j < 16; j++) {
-                            int v = (int)nearbyintf(xg[c + 32 * r + 16 * h + j] * id);
-                            dst[c + 32 * h + 16 * r + j] = (int8_t)v;
-                            s += v;
-                        }
-            dx[m * ng + g] = d;
+            for (int64_t i = 0; i < group_size; i++) s += dst[i];
             sx[m * ng + g] = s;
+            /* reorder to the way the nibbles unpack: per 64 inputs, [0..16) [32..48) then [16..32) [48..64) */
+            for (int64_t c = 0; c < group_size; c += 64)
+                for (int j = 0; j < 16; j++) {
+                    const int8_t t = dst[c + 16 + j];
+                    dst[c + 16 + j] = dst[c + 32 + j];
+                    dst[c + 32 + j] = t;
+                }
         }
 #pragma omp parallel for schedule(static) if (N * K >= PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
@@ -639,8 +649,8 @@ int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, i
             __m256 accf = _mm256_setzero_ps();
             for (int64_t g = 0; g < ng; g++) {
                 __m256i acc = _mm256_setzero_si256();
-                _mm_prefetch((const char*)(p + g * G / 2 + PREFETCH_BYTES), _MM_HINT_T0);
-                for (int64_t c = g * G; c < (g + 1) * G; c += 64) {
+                _mm_prefetch((const char*)(p + g * group_size / 2 + PREFETCH_BYTES), _MM_HINT_T0);
+                for (int64_t c = g * group_size; c < (g + 1) * group_size; c += 64) {
                     __m256i b = _mm256_loadu_si256((const __m256i*)(p + c / 2));
                     __m256i lo = _mm256_and_si256(b, low4);
                     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
@@ -659,7 +669,7 @@ int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, i
 #else
             for (int64_t g = 0; g < ng; g++) {
                 int32_t dot = 0;
-                for (int64_t c = g * G; c < (g + 1) * G; c += 64)
+                for (int64_t c = g * group_size; c < (g + 1) * group_size; c += 64)
                     for (int j = 0; j < 32; j++) {
                         dot += (p[c / 2 + j] & 0xF) * a[c + j] + (p[c / 2 + j] >> 4) * a[c + 32 + j];
                     }
@@ -796,17 +806,10 @@ int32_t quant_matmul_q8x(int32_t fmt, float* out, const float* x, int64_t M, int
     float* dsum = (float*)malloc((size_t)(M * nb) * sizeof(float));
     int16_t* s16 = (int16_t*)malloc((size_t)(M * nb * 2) * sizeof(int16_t));
     if (!q || !d || !dsum || !s16) { free(q); free(d); free(dsum); free(s16); return -1; }
-    for (int64_t i = 0; i < M * nb; i++) {  /* x -> int8 per block of 32: d = absmax / 127 */
-        const float* xb = x + 32 * i;
-        float amax = 0.0f;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        const float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+    for (int64_t i = 0; i < M * nb; i++) {  /* x -> int8 per block of 32 */
+        const float db = quantize_x_int8(q + 32 * i, x + 32 * i, 32);
         int32_t s[2] = {0, 0};
-        for (int j = 0; j < 32; j++) {
-            const int v = (int)nearbyintf(xb[j] * id);
-            q[32 * i + j] = (int8_t)v;
-            s[j / 16] += v;
-        }
+        for (int j = 0; j < 32; j++) s[j / 16] += q[32 * i + j];
         d[i] = db;
         dsum[i] = db * (float)(s[0] + s[1]);
         s16[2 * i] = (int16_t)s[0];

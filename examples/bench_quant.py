@@ -143,7 +143,7 @@ def decode_table(n_new=64, prompt_len=16):
         return
     from minillm import ModelConfig, Transformer
     from minillm.inference import generate
-    from minillm.io import load_gguf, save_gguf
+    from minillm.loaders import load_gguf, save_gguf
     cfg = ModelConfig.preset("llama-134m")
     model = Transformer(cfg, seed=0)
     prompt = [int(t) for t in np.random.default_rng(1).integers(0, cfg.vocab_size, prompt_len)]

@@ -5,7 +5,7 @@
 
 Model: 6 layers, d_model 384, 6 heads, ctx 256, vocab 8192, batch 8 (presets gpt2-6l / llama-6l).
 One step = forward + backward + gradient clipping + AdamW update. PyTorch runs the same weights
-(written with minillm.io.save_hf) through Hugging Face transformers' GPT2LMHeadModel /
+(written with minillm.loaders.save_hf) through Hugging Face transformers' GPT2LMHeadModel /
 LlamaForCausalLM in eager mode with torch.optim.AdamW. Each library runs in its own process so that
 neither's thread pools (OpenMP, OpenBLAS) or wait policies disturb the other; both use 2 threads.
 """
@@ -74,7 +74,7 @@ def torch_worker(folder, n, threads):
 
 def bench_torch(model, x, y, n, threads):
     """Median seconds per PyTorch step in a child process, or nan when torch is missing."""
-    from minillm.io import save_hf
+    from minillm.loaders import save_hf
     with tempfile.TemporaryDirectory() as d:
         save_hf(model, d)
         np.save(os.path.join(d, "x.npy"), x)

@@ -28,7 +28,8 @@ from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.inference import generate, prompt_lookup_generate, speculative_generate  # noqa: E402
 from minillm.inference.sampling import softmax  # noqa: E402
 from minillm.optim import AdamW, warmup_cosine  # noqa: E402
-from minillm.train import ByteTokenizer, corpus_text  # noqa: E402
+from minillm.tokenizer import ByteTokenizer  # noqa: E402
+from minillm.train import corpus_text  # noqa: E402
 
 
 def train_byte_model(cfg, steps, seed=0, batch=8, seq_len=128, lr=3e-3, log=print):

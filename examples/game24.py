@@ -97,7 +97,8 @@ def main(argv=None):
     rng.shuffle(lines)
     text = "".join(lines)
     from minillm.io import write_tokens
-    from minillm.train import ByteTokenizer, TrainConfig, train
+    from minillm.tokenizer import ByteTokenizer
+    from minillm.train import TrainConfig, train
     tok = ByteTokenizer()
     cfg = ModelConfig(arch="llama", vocab_size=256, n_layer=3, n_head=4, n_kv_head=2, d_model=96, max_seq_len=64)
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,9 +9,9 @@ Table 1 -- with vs without the cache (124M GPT-2 shape, random weights, greedy, 
 Table 2 -- memory per token: the formula 2 * n_layer * n_kv_head * d_head * bytes beside the bytes
     actually held per token by kv_cache.KVCache and by the paged cache, for GPT-2 124M and a Llama.
 Table 3 -- decode tokens/s at batch 1 after a 128-token prompt (time between streamed tokens, median):
-    minillm vs Hugging Face transformers (torch CPU, fp32) on the same weights (minillm.io.save_hf ->
+    minillm vs Hugging Face transformers (torch CPU, fp32) on the same weights (minillm.loaders.save_hf ->
     from_pretrained), for the GPT-2 124M shape and the 134M Llama shape; and, when llama-cpp-python is
-    installed and minillm.io.save_gguf exists, llama.cpp on the same Llama written as F32 GGUF.
+    installed and minillm.loaders.save_gguf exists, llama.cpp on the same Llama written as F32 GGUF.
     The three run in turn, --repeats rounds, and each column is the median over rounds; the
     weights each system streams per token times its tokens/s is printed as achieved GB/s.
 Everything runs on the same inputs (transformers in a child process, see USER_WAIT_POLICY);
@@ -130,9 +130,9 @@ def llama_cpp_decode_rate(model, prompt, n, folder):
     except ImportError:
         return None, "llama-cpp-python not installed (pip install llama-cpp-python builds it, ~6 min)"
     try:
-        from minillm.io import save_gguf
+        from minillm.loaders import save_gguf
     except ImportError:
-        return None, "minillm.io.save_gguf not available"
+        return None, "minillm.loaders.save_gguf not available"
     path = os.path.join(folder, "model-f32.gguf")
     save_gguf(model, path, dtype="f32")
     # logits_all: llama-cpp-python fills .scores only then (a decode step still computes one row)
@@ -184,7 +184,7 @@ def copy_bandwidth():
 
 
 def decode_speed(n_new, folder, repeats):
-    from minillm.io import save_hf
+    from minillm.loaders import save_hf
     print(f"\n== Table 3: decode tokens/s at batch 1 (prompt 128, {n_new} new tokens, greedy, "
           f"median time between tokens, {os.environ['OMP_NUM_THREADS']} threads, median of "
           f"{repeats} runs taken in turn)")

@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 
 from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.io import write_tokens  # noqa: E402
-from minillm.train import ByteTokenizer, TrainConfig, corpus_text, train  # noqa: E402
+from minillm.tokenizer import ByteTokenizer  # noqa: E402
+from minillm.train import TrainConfig, corpus_text, train  # noqa: E402
 
 
 def perplexity(model, val, length, n_windows, rng_seed=0, batch=4):

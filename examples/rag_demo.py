@@ -75,7 +75,8 @@ def main(argv=None):
         model, tok = load_run(args.run)
     else:
         from minillm.io import write_tokens
-        from minillm.train import ByteTokenizer, TrainConfig, corpus_text, train
+        from minillm.tokenizer import ByteTokenizer
+        from minillm.train import TrainConfig, corpus_text, train
         tok = ByteTokenizer()
         cfg = ModelConfig(arch="llama", vocab_size=256, n_layer=4, n_head=4, n_kv_head=2, d_model=96, max_seq_len=256)
         with tempfile.TemporaryDirectory() as tmp:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kernels
+from .kernels.arith import ceil_div
 from .nn import (attention_backward, attention_forward, cross_entropy_backward, cross_entropy_forward,
                  embedding_backward, embedding_forward, gelu_backward, gelu_forward, layernorm_backward,
                  layernorm_forward, linear_backward, linear_forward, linear_forward_group,
@@ -96,7 +97,7 @@ class ModelConfig:
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.ffn_dim is None:
-            self.ffn_dim = 4 * self.d_model if self.arch == "gpt2" else -(-(8 * self.d_model // 3) // 16) * 16
+            self.ffn_dim = 4 * self.d_model if self.arch == "gpt2" else ceil_div(8 * self.d_model // 3, 16) * 16
         if self.norm_eps is None:
             self.norm_eps = 1e-5 if self.arch == "gpt2" else 1e-6
         if self.tie_embeddings is None:

@@ -20,6 +20,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .io.tokens import read_tokens
 from .model import ModelConfig, Transformer
 from .optim import SCHEDULES, AdamW, clip_grad_norm, global_grad_norm
+from .tokenizer.byte import ByteTokenizer
 
 
 @dataclass
@@ -239,30 +240,13 @@ def loss_curve(history, path=None, width=60, height=12):
     return "\n".join(rows)
 
 
-class ByteTokenizer:
-    """The fallback vocabulary: token id = UTF-8 byte (256 ids)."""
-    vocab_size = 256
-
-    def encode(self, text):
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids):
-        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
-
-    def save(self, path):
-        from .io.atomic import atomic_write
-        with atomic_write(path, "w") as f:
-            f.write("minillm byte tokenizer\n")
-
-
 def load_run_tokenizer(run_dir):
     """The tokenizer `minillm train` used for run_dir (BPE file, or the byte fallback)."""
     path = os.path.join(run_dir, "tokenizer.model")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir}: no tokenizer.model (was it written by `minillm train`?)")
-    with open(path, "rb") as f:
-        if f.read(22) == b"minillm byte tokenizer":
-            return ByteTokenizer()
+    if ByteTokenizer.is_file(path):
+        return ByteTokenizer()
     from .tokenizer import BPETokenizer
     return BPETokenizer.load(path)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm import ModelConfig, Transformer
-from minillm.io import load_hf, save_hf
+from minillm.loaders import load_hf, save_hf
 
 
 def tiny(arch, **kw):

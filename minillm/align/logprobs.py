@@ -13,11 +13,7 @@ response mask (B, T) over tokens; logits at position t predict token t+1, so per
 """
 import numpy as np
 
-
-def _log_softmax(logits):  # (..., V) -> (..., V)
-    m = np.max(logits, axis=-1, keepdims=True)                           # subtract the max: exp overflows
-    z = logits - m
-    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+from ..nn.softmax import log_softmax
 
 
 def token_logprobs_forward(logits, targets):  # (B, T, V), (B, T) int -> (B, T), cache
@@ -32,7 +28,7 @@ def token_logprobs_forward(logits, targets):  # (B, T, V), (B, T) int -> (B, T),
     V = logits.shape[-1]
     if targets.size and (targets.min() < 0 or targets.max() >= V):
         raise ValueError(f"targets: ids must lie in [0, {V}), got [{targets.min()}, {targets.max()}]")
-    logp_all = _log_softmax(logits)                                      # (B, T, V)
+    logp_all = log_softmax(logits)                                      # (B, T, V)
     logp = np.take_along_axis(logp_all, targets[..., None], axis=-1)[..., 0]  # (B, T)
     return logp, (logp_all, targets)
 
@@ -49,7 +45,7 @@ def token_logprobs_backward(dlogp, cache):  # (B, T) -> dlogits (B, T, V)
 
 def entropy_forward(logits):  # (B, T, V) -> (B, T), cache
     """Entropy H = -Σ p log p of each position's next-token distribution."""
-    logp = _log_softmax(np.asarray(logits))                              # (B, T, V)
+    logp = log_softmax(np.asarray(logits))                              # (B, T, V)
     p = np.exp(logp)
     H = -np.sum(p * logp, axis=-1)                                       # (B, T)
     return H, (p, logp, H)

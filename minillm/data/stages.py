@@ -21,6 +21,7 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from ..io.tokens import read_tokens, write_tokens
+from ..tokenizer.byte import ByteTokenizer
 from .exact_dedup import BloomFilter, text_hash
 from .filters import (C4Filter, FineWebFilter, GopherQuality, GopherRepetition, LengthFilter,
                       SymbolRatioFilter)
@@ -400,15 +401,6 @@ class PerplexityStage(GlobalStage):
         if self.band is None:
             return {}
         return {"min_ppl": round(self.band.min_ppl, 3), "max_ppl": round(self.band.max_ppl, 3)}
-
-
-class ByteTokenizer:
-    """The fallback tokenizer: ids are the UTF-8 bytes of the text, vocabulary 256."""
-    vocab_size = 256
-    eot_id = None
-
-    def encode(self, text):
-        return list(text.encode("utf-8"))
 
 
 class TokenizeStage(GlobalStage):

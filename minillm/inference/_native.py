@@ -9,6 +9,8 @@ validates every argument and calls C when the extension has the kernel, else the
 """
 import numpy as np
 
+from ..kernels.arith import ceil_div
+
 try:
     from minillm._native import ffi, lib
     _HAVE_C = hasattr(lib, "paged_attention_decode")
@@ -25,7 +27,7 @@ def paged_attention_decode_reference(q, k_pages, v_pages, block_tables, lengths,
     out = np.empty((B, H, D), dtype=np.float32)
     for b in range(B):
         n = int(lengths[b])
-        blocks = block_tables[b, :-(-n // bs)]
+        blocks = block_tables[b, :ceil_div(n, bs)]
         k = k_pages[blocks].transpose(1, 0, 2, 3).reshape(Hkv, -1, D)[:, :n]       # (Hkv, n, D)
         v = v_pages[blocks].transpose(1, 0, 2, 3).reshape(Hkv, -1, D)[:, :n]
         k = np.repeat(k, H // Hkv, axis=0)                                          # (H, n, D)
@@ -59,7 +61,7 @@ def _check(q, k_pages, v_pages, block_tables, lengths):
         raise ValueError(f"lengths: expected values in [1, {MB * bs}] (block table width x block size), "
                          f"got [{lengths.min()}, {lengths.max()}]")
     for b in range(B):  # every block a sequence will read must exist
-        used = block_tables[b, :-(-int(lengths[b]) // bs)]
+        used = block_tables[b, :ceil_div(int(lengths[b]), bs)]
         if used.size and (used.min() < 0 or used.max() >= NB):
             raise ValueError(f"block_tables: row {b} points outside [0, {NB}): {used.tolist()}")
     return block_tables, lengths

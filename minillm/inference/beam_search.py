@@ -12,15 +12,11 @@ engine.py (independent requests): the beams compete and share memory.
 """
 import numpy as np
 
+from ..kernels.arith import ceil_div
+from ..nn.softmax import log_softmax
 from .engine import paged_forward
 from .generate import check_length, check_prompt
 from .paged_kv_cache import PagedKVCache
-
-
-def log_softmax(z):  # (..., V) -> (..., V) float64
-    z = np.asarray(z, dtype=np.float64)
-    m = z.max(axis=-1, keepdims=True)
-    return z - m - np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
 
 
 def beam_search(model, prompt_ids, max_new_tokens, beam_width=4, length_penalty=1.0, eos=None,
@@ -35,7 +31,7 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4, length_penalty=
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
     check_length(model, len(ids) + max_new_tokens)
-    per_seq = -(-(len(ids) + max_new_tokens) // block_size)
+    per_seq = ceil_div(len(ids) + max_new_tokens, block_size)
     if num_blocks is None:
         num_blocks = W * per_seq + W          # enough even with no sharing at all
     cache = PagedKVCache(model.config, num_blocks, block_size, enable_prefix_caching=False)
@@ -47,7 +43,8 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4, length_penalty=
 
     cache.add_sequence(0, ids.tolist())
     slots = cache.prepare(0, len(ids))
-    logp = log_softmax(paged_forward(model, cache, [(0, 0, len(ids), slots)], use_native)[-1])  # (V,)
+    logits = paged_forward(model, cache, [(0, 0, len(ids), slots)], use_native)[-1]          # (V,)
+    logp = log_softmax(logits.astype(np.float64))                                          # (V,)
     cache.commit(0, len(ids))
     beams = [(0, 0.0)]                         # (sid, score) of live beams
     step_logp = logp[None, :]                  # (B, V): next-token log-probs of each live beam
@@ -93,7 +90,7 @@ def beam_search(model, prompt_ids, max_new_tokens, beam_width=4, length_penalty=
             seq = cache.seqs[sid]
             plan.append((sid, seq.num_computed, 1, cache.prepare(sid, 1)))
         peak = max(peak, cache.allocator.num_used())
-        step_logp = log_softmax(paged_forward(model, cache, plan, use_native))   # (B, V)
+        step_logp = log_softmax(paged_forward(model, cache, plan, use_native).astype(np.float64))  # (B, V)
         for sid, _ in beams:
             cache.commit(sid, 1)
     finished.sort(key=lambda x: -x[1])

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..kernels.arith import ceil_div
 from ..nn import attention_forward
 from ._native import paged_attention_decode
 from .generate import check_length, check_prompt, stop_matcher
@@ -106,7 +107,7 @@ class Engine:
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
         if num_blocks is None:
-            num_blocks = max_num_seqs * -(-cfg.max_seq_len // block_size)
+            num_blocks = max_num_seqs * ceil_div(cfg.max_seq_len, block_size)
         if num_host_blocks is None:
             num_host_blocks = num_blocks if preemption == "swap" else 0
         self.model = model

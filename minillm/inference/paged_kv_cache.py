@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..kernels.arith import ceil_div
+
 
 class NoFreeBlocks(RuntimeError):
     """The pool cannot supply the blocks an operation needs; nothing was changed."""
@@ -193,7 +195,7 @@ class PagedKVCache:
         return 2 * L * Hkv * bs * D * self.k.itemsize
 
     def blocks_for(self, n_tokens):
-        return -(-n_tokens // self.block_size)
+        return ceil_div(n_tokens, self.block_size)
 
     # -- sequences
     def add_sequence(self, sid, tokens, max_cached=None):

@@ -1,5 +1,7 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename over the
-target. A crash or exception mid-write leaves the previous file untouched (rename is atomic on POSIX)."""
+target. A crash or exception mid-write leaves the previous file untouched (rename is atomic on POSIX).
+
+This module imports nothing of minillm's, so every layer may use it (tokenizer/ included)."""
 import contextlib
 import os
 import tempfile
@@ -22,3 +24,9 @@ def atomic_write(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_bytes_atomic(path, data):
+    """Write `data` (bytes) to `path` atomically: the file appears whole or not at all."""
+    with atomic_write(path, "wb") as f:
+        f.write(data)

@@ -53,7 +53,7 @@ def main(args):
         save_quantized(qm, args.out)
         print(f"wrote {args.out}")
     if args.gguf:
-        from ..io.gguf import save_gguf
+        from ..loaders.gguf import save_gguf
         save_gguf(model, args.gguf, dtype=args.gguf_dtype, tokenizer=tok)
         print(f"wrote {args.gguf}")
     return 0

@@ -8,6 +8,8 @@ the matching _Static_assert: a single byte of drift would make GGUF files unread
 """
 import numpy as np
 
+from ..io.ggml_types import GGML_TYPES
+
 # ---------------------------------------------------------------- ggml block formats (ggml-common.h)
 QK8_0 = 32
 BLOCK_Q8_0 = np.dtype([("d", "<f2"), ("qs", "i1", (QK8_0,))])               # w ~= d * qs
@@ -27,10 +29,11 @@ BLOCK_Q6_K = np.dtype([("ql", "u1", (QK_K // 2,)), ("qh", "u1", (QK_K // 4,)), (
                        ("d", "<f2")])                     # w ~= d * sc_j * (q - 32), j = sub-block of 16
 assert BLOCK_Q6_K.itemsize == QK_K // 2 + QK_K // 4 + QK_K // 16 + 2
 
-# name -> (block dtype, weights per block); GGML_TYPE ids are the file format's numbering
+# name -> (block dtype, weights per block); ids and sizes are io/ggml_types.py's table, checked here
 GGML_BLOCKS = {"q8_0": (BLOCK_Q8_0, QK8_0), "q4_0": (BLOCK_Q4_0, QK4_0),
                "q4_K": (BLOCK_Q4_K, QK_K), "q6_K": (BLOCK_Q6_K, QK_K)}
-GGML_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8, "q4_K": 12, "q6_K": 14}
+assert all((dtype.itemsize, block) == (GGML_TYPES[name].block_bytes, GGML_TYPES[name].block_size)
+           for name, (dtype, block) in GGML_BLOCKS.items())
 
 # ---------------------------------------------------------------- NF4 (QLoRA, Appendix E)
 # The 16 quantiles of N(0, 1) rescaled to [-1, 1], with an exact zero: equal-mass bins for normally

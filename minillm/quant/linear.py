@@ -14,13 +14,26 @@ ggml_quants.py.
 import numpy as np
 
 from .. import kernels
+from ..kernels.arith import ceil_div
 from . import _native
-from .formats import GGML_BLOCKS, NF4_BLOCK, NF4_CODE, NF4_DQ_BLOCK
+from .formats import GGML_BLOCKS, NF4_BLOCK, NF4_CODE, NF4_DQ_BLOCK, unpack_int4
 from .ggml_quants import dequantize_blocks
 from .rtn import dequantize_int4, dequantize_int8
 
 GEMV_MAX_M = 4     # up to this many rows the fused kernel re-reads each weight row from L1 per x row
 TILE_N = 256       # rows of W decoded per tile on the prefill path
+
+
+def quantize_x_int8(x, block):  # (M, K) float32 -> codes (M, K/block, block) float32, d (M, K/block) float32
+    """Symmetric int8 quantization of activations, one scale per block of `block` inputs of a row:
+    d = absmax / 127, q = round(x / d) in [-127, 127] (q = 0 for an all-zero block), so x ~= d * q.
+    The codes stay float32 (exact small integers) for the reference matmuls; csrc/quant.c's
+    quantize_x_int8 is the same rounding, so the int8 kernels match these references exactly."""
+    M, K = x.shape
+    xb = x.reshape(M, K // block, block)                                         # (M, K/block, block)
+    d = (np.abs(xb).max(axis=2) / np.float32(127)).astype(np.float32)            # (M, K/block)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
+    return np.rint(xb * inv[:, :, None]), d
 
 
 def _as_input(x, K):
@@ -145,11 +158,7 @@ class Int4Linear(QuantizedLinear):
         x = _as_input(x, self.shape[1])
         M, K = x.shape
         G = self.group_size
-        xg = x.reshape(M, K // G, G)
-        d = (np.abs(xg).max(axis=2) / np.float32(127)).astype(np.float32)          # (M, K/G)
-        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
-        qx = np.rint(xg * inv[:, :, None])                                           # (M, K/G, G)
-        from .formats import unpack_int4
+        qx, d = quantize_x_int8(x, G)                                                # (M, K/G, G), (M, K/G)
         qw = unpack_int4(self.packed).reshape(self.shape[0], K // G, G).astype(np.float64)
         dot = np.einsum("mgk,ngk->mng", qx, qw) - qx.sum(axis=2)[:, None, :] * self.zero[None].astype(np.float64)
         return np.sum(dot * (d[:, None, :].astype(np.float64) * self.scale[None]), axis=2).astype(np.float32)
@@ -189,8 +198,8 @@ class NF4Linear(QuantizedLinear):
         nblk = N * 2 * K2 // NF4_BLOCK
         if absmax_code.shape != (nblk,) or absmax_code.dtype != np.int8:
             raise ValueError(f"absmax_code: expected int8 shape ({nblk},), got {absmax_code.dtype} {absmax_code.shape}")
-        if absmax_scale.shape != (-(-nblk // NF4_DQ_BLOCK),):
-            raise ValueError(f"absmax_scale: expected shape ({-(-nblk // NF4_DQ_BLOCK)},), got {absmax_scale.shape}")
+        if absmax_scale.shape != (ceil_div(nblk, NF4_DQ_BLOCK),):
+            raise ValueError(f"absmax_scale: expected shape ({ceil_div(nblk, NF4_DQ_BLOCK)},), got {absmax_scale.shape}")
         self.packed, self.absmax_code = np.ascontiguousarray(packed), absmax_code
         self.absmax_scale = np.asarray(absmax_scale, dtype=np.float32)
         self.absmax_mean = np.asarray(absmax_mean, dtype=np.float32).reshape(())
@@ -203,7 +212,6 @@ class NF4Linear(QuantizedLinear):
         return a.reshape(self.shape[0], self.shape[1] // NF4_BLOCK).astype(np.float32)
 
     def dequantize(self):
-        from .formats import unpack_int4
         N, K = self.shape
         v = NF4_CODE[unpack_int4(self.packed)].reshape(N, K // NF4_BLOCK, NF4_BLOCK)
         return (v * self.absmax()[:, :, None]).reshape(N, K).astype(np.float32)
@@ -254,10 +262,8 @@ class GGMLLinear(QuantizedLinear):
     def matmul_int8_act_reference(self, x):  # (M, K) -> (M, N): x quantized per 32 inputs, exact sums
         x = _as_input(x, self.shape[1])
         M, K = x.shape
-        xb = x.reshape(M, K // 32, 32)                                               # (M, K/32, 32)
-        d = (np.abs(xb).max(axis=2) / np.float32(127)).astype(np.float32)            # (M, K/32)
-        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
-        qx = np.rint(xb * inv[:, :, None]).astype(np.float64)                        # (M, K/32, 32)
+        qx, d = quantize_x_int8(x, 32)                                               # (M, K/32, 32), (M, K/32)
+        qx = qx.astype(np.float64)
         W = self.dequantize().astype(np.float64).reshape(self.shape[0], K // 32, 32)  # (N, K/32, 32)
         dot = np.einsum("mbk,nbk->mnb", qx, W)                                        # (M, N, K/32)
         return np.sum(dot * d[:, None, :].astype(np.float64), axis=2).astype(np.float32)
@@ -306,10 +312,8 @@ class LLMInt8Linear(QuantizedLinear):
         return w
 
     def int8_reference(self, xr):  # (M, Kp) -> (M, N): vector-wise int8 x int8, exact int sums
-        amax = np.max(np.abs(xr), axis=1)
-        d = (amax / np.float32(127)).astype(np.float32)
-        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
-        qx = np.rint(xr * inv[:, None])                                              # (M, Kp)
+        qx, d = quantize_x_int8(xr, xr.shape[1])                                     # (M, 1, Kp), (M, 1)
+        qx, d = qx[:, 0], d[:, 0]                                                    # (M, Kp), (M,)
         acc = qx.astype(np.float64) @ self.q.T.astype(np.float64)                    # exact in float64
         return (acc.astype(np.float32) * d[:, None]) * self.scale[None, :]
 

@@ -9,6 +9,8 @@ activations (the columns whose max |x| reaches the threshold), which keeps the l
 """
 import numpy as np
 
+from ..kernels.arith import ceil_div
+
 from .linear import LLMInt8Linear
 from .rtn import quantize_int8
 
@@ -30,7 +32,7 @@ def quantize_llm_int8(w, x_calib=None, threshold=THRESHOLD, max_outlier_frac=0.1
         if len(outliers) > cap:  # keep the largest: the decomposition must stay mostly int8
             outliers = np.sort(outliers[np.argsort(-peak[outliers])[:cap]])
     keep = np.setdiff1d(np.arange(K), outliers)
-    Kp = -(-len(keep) // 64) * 64
+    Kp = ceil_div(len(keep), 64) * 64
     wk = np.zeros((N, Kp), dtype=np.float32)
     wk[:, :len(keep)] = w[:, keep]
     q, scale = quantize_int8(wk)

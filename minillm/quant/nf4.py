@@ -9,6 +9,8 @@ scale overhead from 32/64 = 0.5 to 8/64 + 32/(64*256) ~= 0.127 bits per weight.
 """
 import numpy as np
 
+from ..kernels.arith import ceil_div
+
 from .formats import NF4_BLOCK, NF4_CODE, NF4_DQ_BLOCK, pack_int4
 from .linear import NF4Linear
 
@@ -27,7 +29,7 @@ def quantize_nf4(w):  # (N, K) float -> NF4Linear
     # double quantization of the absmax values (QLoRA eq. 6, with int8 in place of FP8)
     mean = np.float32(absmax.mean())
     r = absmax - mean
-    nb2 = -(-r.size // NF4_DQ_BLOCK)
+    nb2 = ceil_div(r.size, NF4_DQ_BLOCK)
     rp = np.zeros(nb2 * NF4_DQ_BLOCK, dtype=np.float32)
     rp[:r.size] = r
     s2 = (np.abs(rp.reshape(nb2, NF4_DQ_BLOCK)).max(axis=1) / 127).astype(np.float32)  # (nb2,)

@@ -8,18 +8,14 @@
 """
 import numpy as np
 
+from ..nn.softmax import log_softmax
+
 
 def _ids(x, name):
     a = np.asarray(x)
     if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
         raise ValueError(f"{name}: expected a 1-D list of token ids, got shape {a.shape} dtype {a.dtype}")
     return a.astype(np.int64)
-
-
-def log_softmax(z):  # (..., V) -> (..., V) float64
-    z = np.asarray(z, dtype=np.float64)
-    m = z.max(axis=-1, keepdims=True)   # subtract the max: exp overflows otherwise
-    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
 
 
 def continuation_logprobs(model, context_ids, continuation_ids):
@@ -38,7 +34,7 @@ def continuation_logprobs(model, context_ids, continuation_ids):
     ctx = ctx[-(limit - M):]
     seq = np.concatenate([ctx, cont])[None, :]                                  # (1, T0 + M)
     logits = model.forward(seq)[0, len(ctx) - 1:-1]                             # (M, V) predicts cont
-    return log_softmax(logits)[np.arange(M), cont]                              # (M,)
+    return log_softmax(logits.astype(np.float64))[np.arange(M), cont]                              # (M,)
 
 
 def sample_continuations(model, prompt_ids, n, max_new_tokens, temperature=0.8, top_p=None, seed=0,

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .lm import continuation_logprobs, log_softmax, sample_continuations
+from ..nn.softmax import log_softmax
+from .lm import continuation_logprobs, sample_continuations
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Tokenizers: byte-level BPE (bpe.py), Unigram LM (unigram.py), pre-tokenizer patterns
+"""Tokenizers: byte-level BPE (bpe.py), bytes (byte.py), Unigram LM (unigram.py), pre-tokenizer patterns
 (patterns.py), chat templates (templates.py), and `cached_bpe`, the on-disk cache `minillm train` uses.
 
     from minillm.tokenizer import BPETokenizer
@@ -8,7 +8,8 @@
 """
 from . import patterns, templates
 from .bpe import BPETokenizer
+from .byte import ByteTokenizer
 from .cache import cached_bpe
 from .unigram import UnigramTokenizer
 
-__all__ = ["BPETokenizer", "UnigramTokenizer", "cached_bpe", "patterns", "templates"]
+__all__ = ["BPETokenizer", "ByteTokenizer", "UnigramTokenizer", "cached_bpe", "patterns", "templates"]

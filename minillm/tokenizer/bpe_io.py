@@ -26,29 +26,11 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 
+from ..io.atomic import write_bytes_atomic
 from . import patterns
 
 MAGIC = "minillm-bpe 1"
-
-
-def _atomic_write_bytes(path, data):
-    """Write to a temp file in the same folder, fsync, rename: the file appears whole or not at all."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read_bytes(path, what):
@@ -73,7 +55,7 @@ def save(tok, path):
         lines += [f"{a} {b} {c}" for (a, b), (_, c) in ranked]
     body = "\n".join(lines) + "\n"
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-    _atomic_write_bytes(path, (body + f"sha256 {digest}\n").encode("utf-8"))
+    write_bytes_atomic(path, (body + f"sha256 {digest}\n").encode("utf-8"))
 
 
 def load(cls, path):
@@ -174,7 +156,7 @@ def from_tiktoken(cls, path_or_ranks, pattern, special_tokens=None):
 def write_tiktoken(tok, path):
     """A .tiktoken rank file of the ordinary tokens (ranks = ids)."""
     lines = [f"{base64.b64encode(b).decode('ascii')} {i}" for i, b in sorted(tok.vocab.items())]
-    _atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("ascii"))
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode("ascii"))
 
 
 # ------------------------------------------------------------------------------ GPT-2 / HF
@@ -191,33 +173,39 @@ def bytes_to_unicode():
     return chars
 
 
-def _to_gpt2(b):
-    table = bytes_to_unicode()
-    return "".join(table[x] for x in b)
+BYTE_TO_UNICODE = bytes_to_unicode()
+UNICODE_TO_BYTE = {c: b for b, c in BYTE_TO_UNICODE.items()}
 
 
-def _from_gpt2(s, where):
-    inverse = {c: b for b, c in bytes_to_unicode().items()}
+def to_gpt2(b):
+    """Token bytes -> GPT-2's printable spelling (b" the" -> "Ġthe")."""
+    return "".join(BYTE_TO_UNICODE[x] for x in b)
+
+
+def from_gpt2(s, where):
+    """Inverse of to_gpt2; `where` names the source in the error for a character outside the alphabet."""
     try:
-        return bytes(inverse[c] for c in s)
+        return bytes(UNICODE_TO_BYTE[c] for c in s)
     except KeyError as e:
         raise ValueError(f"{where}: {s!r} has a character outside GPT-2's byte alphabet: {e}") from None
 
 
-def _from_vocab_and_merges(cls, vocab_str, merge_lines, pattern, special_tokens, where):
-    """vocab_str {gpt2 string: id}; merge_lines ["a b" or (a, b)] -> a merges-mode BPETokenizer."""
+def from_vocab_and_merges(cls, vocab_str, merge_lines, pattern, special_tokens, where):
+    """vocab_str {gpt2 string: id}; merge_lines ["a b" or (a, b)] in rank order -> a merges-mode
+    BPETokenizer (`cls`). Entries of vocab_str named in special_tokens are special, not byte tokens.
+    Used for GPT-2 files, tokenizer.json and GGUF's "gpt2" vocabularies."""
     special_tokens = dict(special_tokens or {})
     vocab = {}
     for s, i in vocab_str.items():
         if s in special_tokens:
             continue
-        vocab[int(i)] = _from_gpt2(s, where)
+        vocab[int(i)] = from_gpt2(s, where)
     by_bytes = {b: i for i, b in vocab.items()}
     merges = {}
     for k, m in enumerate(merge_lines):
         left, right = m.split(" ") if isinstance(m, str) else m
-        a, b = by_bytes.get(_from_gpt2(left, where)), by_bytes.get(_from_gpt2(right, where))
-        c = by_bytes.get(_from_gpt2(left, where) + _from_gpt2(right, where))
+        a, b = by_bytes.get(from_gpt2(left, where)), by_bytes.get(from_gpt2(right, where))
+        c = by_bytes.get(from_gpt2(left, where) + from_gpt2(right, where))
         if a is None or b is None or c is None:
             raise ValueError(f"{where}: merge {k} {m!r} uses a token missing from the vocabulary")
         merges.setdefault((a, b), (k, c))
@@ -229,11 +217,11 @@ def save_gpt2(tok, vocab_path, merges_path):
     """GPT-2 style encoder.json/vocab.json ({string: id}, specials included) and merges.txt."""
     if tok.whole_pieces:
         raise ValueError("save_gpt2: this tokenizer has tiktoken ranks, not a merge list")
-    vocab = {_to_gpt2(b): i for i, b in sorted(tok.vocab.items())}
+    vocab = {to_gpt2(b): i for i, b in sorted(tok.vocab.items())}
     vocab.update(tok.special_tokens)
-    lines = ["#version: 0.2"] + [f"{_to_gpt2(tok.vocab[a])} {_to_gpt2(tok.vocab[b])}" for a, b in tok.merge_list()]
-    _atomic_write_bytes(vocab_path, json.dumps(vocab, ensure_ascii=False).encode("utf-8"))
-    _atomic_write_bytes(merges_path, ("\n".join(lines) + "\n").encode("utf-8"))
+    lines = ["#version: 0.2"] + [f"{to_gpt2(tok.vocab[a])} {to_gpt2(tok.vocab[b])}" for a, b in tok.merge_list()]
+    write_bytes_atomic(vocab_path, json.dumps(vocab, ensure_ascii=False).encode("utf-8"))
+    write_bytes_atomic(merges_path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def load_gpt2(cls, vocab_path, merges_path, pattern=patterns.GPT2, special_tokens=None):
@@ -247,15 +235,15 @@ def load_gpt2(cls, vocab_path, merges_path, pattern=patterns.GPT2, special_token
     lines = [ln for ln in lines if ln and not ln.startswith("#version")]
     if special_tokens is None:  # GPT-2 keeps <|endoftext|> in vocab.json
         special_tokens = {s: i for s, i in vocab.items() if s.startswith("<|") and s.endswith("|>")}
-    return _from_vocab_and_merges(cls, vocab, lines, pattern, special_tokens, str(merges_path))
+    return from_vocab_and_merges(cls, vocab, lines, pattern, special_tokens, str(merges_path))
 
 
 def save_hf(tok, path):
     """A Hugging Face tokenizer.json: ByteLevel pre-tokenizer/decoder, BPE model, added special tokens."""
     if tok.whole_pieces:
         raise ValueError("save_hf: this tokenizer has tiktoken ranks, not a merge list")
-    vocab = {_to_gpt2(b): i for i, b in sorted(tok.vocab.items())}
-    merges = [[_to_gpt2(tok.vocab[a]), _to_gpt2(tok.vocab[b])] for a, b in tok.merge_list()]
+    vocab = {to_gpt2(b): i for i, b in sorted(tok.vocab.items())}
+    merges = [[to_gpt2(tok.vocab[a]), to_gpt2(tok.vocab[b])] for a, b in tok.merge_list()]
     doc = {
         "version": "1.0",
         "added_tokens": [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
@@ -270,7 +258,7 @@ def save_hf(tok, path):
                   "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
                   "ignore_merges": False, "vocab": vocab, "merges": merges},
     }
-    _atomic_write_bytes(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
+    write_bytes_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
 def load_hf(cls, path, pattern=None):
@@ -286,7 +274,7 @@ def load_hf(cls, path, pattern=None):
     if pattern is None:
         pattern = _hf_pattern(doc.get("pre_tokenizer"), path)
     special = {t["content"]: t["id"] for t in doc.get("added_tokens", [])}
-    return _from_vocab_and_merges(cls, model["vocab"], model["merges"], pattern, special, str(path))
+    return from_vocab_and_merges(cls, model["vocab"], model["merges"], pattern, special, str(path))
 
 
 def _hf_pattern(pre, path):

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from . import sentencepiece_model
-from .bpe_io import _atomic_write_bytes
+from ..io.atomic import write_bytes_atomic
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 SPACE = "\u2581"          # SentencePiece's visible space, "▁"
@@ -323,7 +323,7 @@ class UnigramTokenizer:
         lines = [MAGIC, json.dumps(header)] + [f"{t} {s!r} {json.dumps(p)}" for p, s, t in self.pieces]
         body = "\n".join(lines) + "\n"
         digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-        _atomic_write_bytes(path, (body + f"sha256 {digest}\n").encode("utf-8"))
+        write_bytes_atomic(path, (body + f"sha256 {digest}\n").encode("utf-8"))
 
     @classmethod
     def load(cls, path):

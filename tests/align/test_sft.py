@@ -10,7 +10,7 @@ from minillm.align.sft import (SFTConfig, load_jsonl, pack_examples, pad_batch, 
                                render_segments, sft_eval_loss, sft_loss_and_grads, sft_train,
                                targets_from_mask, tokenize_conversation)
 from minillm.tokenizer import BPETokenizer, templates
-from minillm.train import ByteTokenizer
+from minillm.tokenizer import ByteTokenizer
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "2+2?"},

@@ -57,7 +57,7 @@ def test_transformer_scorer_ranks_fluent_text_above_noise(tmp_path):
     from minillm import ModelConfig, Transformer
     from minillm.data.perplexity import PerplexityBand, TransformerScorer
     from minillm.optim import AdamW
-    from minillm.train import ByteTokenizer
+    from minillm.tokenizer import ByteTokenizer
 
     tok = ByteTokenizer()
     text = "the cat sat on the mat. " * 40

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 
 from minillm.inference import beam_search, generate
-from minillm.inference.beam_search import log_softmax
+from minillm.nn.softmax import log_softmax
 
 
 def reference_beam_search(model, prompt, max_new, W, length_penalty=1.0, eos=None):
     """The same algorithm with no cache at all: every beam re-runs the model over its sequence."""
     beams, finished = [([], 0.0)], []
     for t in range(max_new):
-        logp = np.stack([log_softmax(model.forward(np.r_[prompt, g].astype(np.int64)[None])[0, -1])
+        logp = np.stack([log_softmax(model.forward(np.r_[prompt, g].astype(np.int64)[None])[0, -1].astype(np.float64))
                          for g, _ in beams])
         flat = (np.array([s for _, s in beams])[:, None] + logp).ravel()
         V = logp.shape[1]

@@ -10,7 +10,7 @@ from minillm.cli import main
 from minillm.inference import generate
 from minillm.inference.cli import StreamDecoder, chat_format, chat_reply
 from minillm.optim import AdamW
-from minillm.train import ByteTokenizer
+from minillm.tokenizer import ByteTokenizer
 
 
 @pytest.fixture(scope="module")

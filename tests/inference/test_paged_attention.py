@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from minillm import kernels
 from minillm.inference import _native
 from minillm.inference._native import paged_attention_decode, paged_attention_decode_reference
+from minillm.kernels.arith import ceil_div
 
 native = pytest.mark.skipif(not _native._HAVE_C, reason="native extension without paged_attention")
 
@@ -17,7 +18,7 @@ def random_case(seed, B, Hkv, group, D, bs, max_len):
     rng = np.random.default_rng(seed)
     H = Hkv * group
     lengths = rng.integers(1, max_len + 1, size=B).astype(np.int32)
-    MB = -(-max_len // bs)
+    MB = ceil_div(max_len, bs)
     NB = B * MB + 3
     perm = rng.permutation(NB)
     tables = perm[:B * MB].reshape(B, MB).astype(np.int32)

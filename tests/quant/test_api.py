@@ -95,7 +95,7 @@ def test_cli_writes_checkpoint(tmp_path, capsys):
     from minillm.checkpoint import save_checkpoint
     from minillm.cli import main
     from minillm.optim import AdamW
-    from minillm.train import ByteTokenizer
+    from minillm.tokenizer import ByteTokenizer
     cfg = ModelConfig.preset("llama-tiny")
     model = Transformer(cfg, seed=0)
     save_checkpoint(str(tmp_path / "ckpt"), model, AdamW(model.params), {"step": 1})

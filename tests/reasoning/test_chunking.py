@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm.reasoning.chunking import recursive_chunks, token_chunks, token_windows
-from minillm.train import ByteTokenizer
+from minillm.tokenizer import ByteTokenizer
 
 text_st = st.text(alphabet=st.sampled_from(list("ab c.\n")), max_size=400)
 

@@ -103,7 +103,7 @@ def test_scattered_wrong_answers_make_voting_easier():
 
 def test_model_sampler_runs_a_model():
     from minillm.model import ModelConfig, Transformer
-    from minillm.train import ByteTokenizer
+    from minillm.tokenizer import ByteTokenizer
     model = Transformer(ModelConfig.preset("llama-tiny", max_seq_len=64), seed=0)
     sample = model_sampler(model, ByteTokenizer(), cot_prompt(SHOTS[1:], "What is 1 + 1?")[-40:],
                            max_new_tokens=8, temperature=1.0, seed=5)

@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm.model import ModelConfig, Transformer
+from minillm.nn.softmax import log_softmax
 from minillm.reasoning import RAGIndex, build_prompt, cosine_top_k, embed, reciprocal_rank_fusion, rerank
 from minillm.reasoning.chunking import Chunk
-from minillm.reasoning.lm import continuation_logprobs, log_softmax
+from minillm.reasoning.lm import continuation_logprobs
 from minillm.reasoning.rerank import query_likelihood
-from minillm.train import ByteTokenizer
+from minillm.tokenizer import ByteTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_continuation_logprobs_and_rerank(model):
     ctx, cont = [5, 9, 200, 3], [17, 42, 7]
     lp = continuation_logprobs(model, ctx, cont)
     logits = model.forward(np.array([ctx + cont]))[0]                   # (7, V)
-    ref = [log_softmax(logits[3 + j])[cont[j]] for j in range(3)]
+    ref = [log_softmax(logits[3 + j].astype(np.float64))[cont[j]] for j in range(3)]
     np.testing.assert_allclose(lp, ref, rtol=1e-10)
     tok = ByteTokenizer()
     chunks = ["alpha beta", "gamma", "the query text"]

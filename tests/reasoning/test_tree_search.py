@@ -208,7 +208,7 @@ def test_model_in_the_loop_pieces():
     from minillm.model import ModelConfig, Transformer
     from minillm.reasoning.lm import continuation_logprobs
     from minillm.reasoning.tree_search import LikelihoodEvaluator, ModelProposer, ValuePromptEvaluator
-    from minillm.train import ByteTokenizer
+    from minillm.tokenizer import ByteTokenizer
     model, tok = Transformer(ModelConfig.preset("llama-tiny", max_seq_len=64), seed=0), ByteTokenizer()
     s = game24.start([1, 2, 3, 4])
     # the proposer keeps what parse accepts, merges duplicates, and is reproducible from its seed

@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
+from ..io.atomic import atomic_write
+from ..io.safetensors import load_safetensors, save_safetensors
 from ..model import NAMES, ModelConfig, Transformer
-from .atomic import atomic_write
-from .safetensors import load_safetensors, save_safetensors
 
 GPT2_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # config.json key -> ModelConfig field

@@ -1,0 +1,236 @@
+"""A minillm Llama as a GGUF model file: `save_gguf(model, path, dtype)` writes a file llama.cpp
+loads, `load_gguf(path)` reads F32/F16/Q8_0/Q4_0/Q4_K/Q6_K files back into minillm (quantized
+tensors stay quantized: minillm.quant.linear.GGMLLinear). The file container (header, metadata,
+tensor data) is minillm.io.gguf; this module knows what the tensors and keys mean.
+
+Two conventions differ from Hugging Face's, as llama.cpp's convert_hf_to_gguf.py handles them:
+tensor names (NAMES below), and the rows of the q/k projections: HF's rotary embedding rotates the
+two halves of each head (rotate_half) where ggml rotates adjacent pairs, so rows are permuted per
+head from [first half, second half] to interleaved pairs (_permute_rope; _unpermute_rope on load).
+The tokenizer, when given, is stored as a byte-level BPE ("gpt2" model: GPT-2's byte-to-unicode
+token strings plus the merge list).
+"""
+import numpy as np
+
+from ..io.ggml_types import FLOAT_TYPES
+from ..io.gguf import (ALIGNMENT, ARRAY, F32, I32, STRING, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNUSED, U32,
+                       read_gguf, write_gguf)
+from ..model import ModelConfig, Transformer
+from ..quant.formats import GGML_BLOCKS
+from ..quant.ggml_quants import dequantize_blocks, quantize_blocks
+from ..quant.linear import GGMLLinear
+from ..tokenizer import BPETokenizer, ByteTokenizer, patterns
+from ..tokenizer.bpe_io import from_vocab_and_merges, to_gpt2
+
+FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_K": 14}   # llama_ftype (Q4_K: MOSTLY_Q4_K_S)
+DTYPES = tuple(FILE_TYPE)
+# Hugging Face Llama name -> GGUF name ("{i}" = layer)
+NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+         "lm_head.weight": "output.weight",
+         "model.layers.{i}.input_layernorm.weight": "blk.{i}.attn_norm.weight",
+         "model.layers.{i}.self_attn.q_proj.weight": "blk.{i}.attn_q.weight",
+         "model.layers.{i}.self_attn.k_proj.weight": "blk.{i}.attn_k.weight",
+         "model.layers.{i}.self_attn.v_proj.weight": "blk.{i}.attn_v.weight",
+         "model.layers.{i}.self_attn.o_proj.weight": "blk.{i}.attn_output.weight",
+         "model.layers.{i}.post_attention_layernorm.weight": "blk.{i}.ffn_norm.weight",
+         "model.layers.{i}.mlp.gate_proj.weight": "blk.{i}.ffn_gate.weight",
+         "model.layers.{i}.mlp.up_proj.weight": "blk.{i}.ffn_up.weight",
+         "model.layers.{i}.mlp.down_proj.weight": "blk.{i}.ffn_down.weight"}
+BOS_NAMES = ("<|begin_of_text|>", "<s>", "<|endoftext|>")
+EOS_NAMES = ("<|end_of_text|>", "</s>", "<|endoftext|>", "<|im_end|>")
+
+
+# ------------------------------------------------------------------ rotary layout
+def _permute_rope(w, n_head):  # (n_head * D, C): HF rotate-half rows -> ggml interleaved pairs
+    D = w.shape[0] // n_head
+    return w.reshape(n_head, 2, D // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _unpermute_rope(w, n_head):  # inverse of _permute_rope
+    D = w.shape[0] // n_head
+    return w.reshape(n_head, D // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _gguf_name(hf_name):
+    for hf, gg in NAMES.items():
+        if "{i}" not in hf:
+            if hf == hf_name:
+                return gg
+            continue
+        pre, post = hf.split("{i}")
+        if hf_name.startswith(pre) and hf_name.endswith(post):
+            i = hf_name[len(pre):len(hf_name) - len(post)]
+            if i.isdigit():
+                return gg.format(i=i)
+    raise ValueError(f"model: parameter {hf_name!r} has no GGUF name")
+
+
+# ------------------------------------------------------------------ writing
+def _tokenizer_kvs(tok, vocab_size):
+    """GGUF tokenizer metadata for a minillm byte-level BPE (or ByteTokenizer): model "gpt2"."""
+    vocab = getattr(tok, "vocab", None)
+    if vocab is None:  # ByteTokenizer: the 256 bytes, no merges
+        vocab, merges, special, pattern = {i: bytes([i]) for i in range(256)}, [], {}, ""
+    else:
+        merges = tok.merge_list()
+        special, pattern = dict(tok.special_tokens), tok.pattern
+    if max(list(vocab) + list(special.values())) >= vocab_size:
+        raise ValueError(f"tokenizer: ids reach {tok.vocab_size}, beyond the model's vocab_size {vocab_size}")
+    inv_special = {i: s for s, i in special.items()}
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i in vocab:
+            tokens.append(to_gpt2(vocab[i]))
+            types.append(TOKEN_NORMAL)
+        elif i in inv_special:
+            tokens.append(inv_special[i])
+            types.append(TOKEN_CONTROL)
+        else:
+            tokens.append(f"[PAD{i}]")
+            types.append(TOKEN_UNUSED)
+    kvs = [("tokenizer.ggml.model", STRING, "gpt2"), ("tokenizer.ggml.pre", STRING, "default"),
+           ("tokenizer.ggml.tokens", ARRAY, (STRING, tokens)),
+           ("tokenizer.ggml.token_type", ARRAY, (I32, types)),
+           ("tokenizer.ggml.merges", ARRAY, (STRING, [f"{to_gpt2(vocab[a])} {to_gpt2(vocab[b])}" for a, b in merges])),
+           ("minillm.tokenizer.pattern", STRING, pattern)]
+    for key, names in (("bos", BOS_NAMES), ("eos", EOS_NAMES)):
+        ids = [special[n] for n in names if n in special]
+        if ids:
+            kvs.append((f"tokenizer.ggml.{key}_token_id", U32, ids[0]))
+    return kvs
+
+
+def _tensor_payload(name, w, dtype):
+    """(ggml type name, bytes) of one tensor: 1-D tensors stay F32 (as llama.cpp's converter keeps
+    norms); a row length the block format cannot split falls back like llama.cpp (q4_K -> q4_0 -> f16)."""
+    if w.ndim == 1 or dtype == "f32":
+        return "f32", np.ascontiguousarray(w, dtype="<f4").tobytes()
+    if dtype == "q4_0" or dtype == "q4_K":
+        if name == "output.weight" and w.shape[1] % 256 == 0:
+            dtype = "q6_K"  # llama.cpp keeps the output matrix at 6 bits in its 4-bit files
+    chain = {"q4_K": ["q4_K", "q4_0", "f16"], "q6_K": ["q6_K", "q8_0", "f16"], "q4_0": ["q4_0", "f16"],
+             "q8_0": ["q8_0", "f16"], "f16": ["f16"]}[dtype]
+    for t in chain:
+        if t == "f16":
+            return "f16", np.ascontiguousarray(w, dtype="<f2").tobytes()
+        if w.shape[1] % GGML_BLOCKS[t][1] == 0:
+            return t, quantize_blocks(w, t).tobytes()
+
+
+def _check_savable(model, dtype):
+    if not isinstance(model, Transformer):
+        raise TypeError(f"model: expected a minillm Transformer, got {type(model).__name__}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
+    cfg = model.config
+    if cfg.arch != "llama":
+        raise ValueError(f"model: only the Llama architecture is written as GGUF, got {cfg.arch!r}")
+    if cfg.qk_norm or cfg.rope_scaling:
+        raise ValueError("model: qk_norm / rope_scaling have no llama GGUF equivalent here")
+    if model.quantized:
+        raise ValueError("model: pass the float model; save_gguf quantizes with ggml's own formats")
+
+
+def save_gguf(model, path, dtype="f32", tokenizer=None):
+    """Write a minillm Llama model as GGUF with 2-D weights in `dtype` ("f32" | "f16" | "q8_0" |
+    "q4_0" | "q4_K"); tokenizer (minillm BPE or ByteTokenizer) adds the vocabulary metadata."""
+    _check_savable(model, dtype)
+    cfg = model.config
+    kvs = [("general.architecture", STRING, "llama"), ("general.name", STRING, "minillm"),
+           ("general.alignment", U32, ALIGNMENT), ("general.file_type", U32, FILE_TYPE[dtype]),
+           ("llama.vocab_size", U32, cfg.vocab_size), ("llama.context_length", U32, cfg.max_seq_len),
+           ("llama.embedding_length", U32, cfg.d_model), ("llama.block_count", U32, cfg.n_layer),
+           ("llama.feed_forward_length", U32, cfg.ffn_dim), ("llama.attention.head_count", U32, cfg.n_head),
+           ("llama.attention.head_count_kv", U32, cfg.n_kv_head),
+           ("llama.rope.dimension_count", U32, cfg.head_dim),
+           ("llama.rope.freq_base", F32, float(cfg.rope_theta)),
+           ("llama.attention.layer_norm_rms_epsilon", F32, float(cfg.norm_eps))]
+    if tokenizer is not None:
+        kvs += _tokenizer_kvs(tokenizer, cfg.vocab_size)
+    else:
+        kvs.append(("tokenizer.ggml.model", STRING, "no_vocab"))
+    tensors = []
+    for hf_name, w in model.params.items():
+        gg = _gguf_name(hf_name)
+        if gg.endswith("attn_q.weight"):
+            w = _permute_rope(w, cfg.n_head)
+        elif gg.endswith("attn_k.weight"):
+            w = _permute_rope(w, cfg.n_kv_head)
+        type_name, blob = _tensor_payload(gg, w, dtype)
+        tensors.append((gg, type_name, w.shape, blob))
+    write_gguf(path, kvs, tensors)
+
+
+# ------------------------------------------------------------------ reading
+def _read_tokenizer(meta):
+    """The vocabulary of a "gpt2" GGUF tokenizer as a BPETokenizer (ByteTokenizer for 256 bare bytes)."""
+    if meta.get("tokenizer.ggml.model") != "gpt2":
+        return None  # no vocabulary, or a kind minillm does not rebuild (e.g. "llama" SentencePiece)
+    tokens, types = meta["tokenizer.ggml.tokens"], meta.get("tokenizer.ggml.token_type", [])
+    merges = meta.get("tokenizer.ggml.merges", [])
+    vocab_str, special = {}, {}
+    for i, s in enumerate(tokens):
+        ty = types[i] if i < len(types) else TOKEN_NORMAL
+        if ty == TOKEN_CONTROL:
+            special[s] = i
+        elif ty != TOKEN_UNUSED:
+            vocab_str[s] = i
+    if not merges and not special and [vocab_str.get(to_gpt2(bytes([b]))) for b in range(256)] == list(range(256)) \
+            and len(vocab_str) == 256:
+        return ByteTokenizer()
+    pattern = meta.get("minillm.tokenizer.pattern") or patterns.CL100K
+    return from_vocab_and_merges(BPETokenizer, {**vocab_str, **special}, merges, pattern, special,
+                                 "tokenizer.ggml.tokens")
+
+
+def _config(path, meta, tensors):
+    """ModelConfig from the llama.* metadata keys and the token embedding's shape."""
+    try:
+        n_head = int(meta["llama.attention.head_count"])
+        cfg = ModelConfig(arch="llama", vocab_size=int(tensors["token_embd.weight"][1][0]),
+                          n_layer=int(meta["llama.block_count"]), n_head=n_head,
+                          n_kv_head=int(meta.get("llama.attention.head_count_kv", n_head)),
+                          d_model=int(meta["llama.embedding_length"]), ffn_dim=int(meta["llama.feed_forward_length"]),
+                          max_seq_len=int(meta.get("llama.context_length", 2048)),
+                          norm_eps=float(meta.get("llama.attention.layer_norm_rms_epsilon", 1e-6)),
+                          rope_theta=float(meta.get("llama.rope.freq_base", 10000.0)),
+                          tie_embeddings="output.weight" not in tensors)
+    except KeyError as e:
+        raise ValueError(f"{path}: missing GGUF metadata or tensor {e}") from None
+    dims = meta.get("llama.rope.dimension_count", cfg.head_dim)
+    if dims != cfg.head_dim:
+        raise ValueError(f"{path}: partial rotary (rope.dimension_count {dims} != head dim {cfg.head_dim}) is not supported")
+    return cfg
+
+
+def load_gguf(path):
+    """Read a llama-architecture GGUF -> (Transformer, tokenizer or None). F32/F16 tensors become
+    float32 params; Q8_0/Q4_0/Q4_K/Q6_K matrices become quantized linears (the token embedding is
+    dequantized, since a lookup table is not a matmul)."""
+    meta, tensors = read_gguf(path)
+    arch = meta.get("general.architecture")
+    if arch != "llama":
+        raise ValueError(f"{path}: architecture {arch!r} is not supported (only 'llama')")
+    cfg = _config(path, meta, tensors)
+    params, quantized = {}, {}
+    for hf_name, shape in cfg.param_shapes().items():
+        gg = _gguf_name(hf_name)
+        if gg not in tensors:
+            raise ValueError(f"{path}: missing tensor {gg!r}")
+        t, tshape, raw = tensors[gg]
+        if tuple(tshape) != tuple(shape):
+            raise ValueError(f"{path}: tensor {gg!r} has shape {tshape}, the config implies {shape}")
+        n_rope = cfg.n_head if gg.endswith("attn_q.weight") else cfg.n_kv_head if gg.endswith("attn_k.weight") else None
+        if t in FLOAT_TYPES:
+            w = raw.view("<f4" if t == "f32" else "<f2").astype(np.float32).reshape(shape)
+            params[hf_name] = _unpermute_rope(w, n_rope) if n_rope else np.ascontiguousarray(w)
+            continue
+        dtype, bs = GGML_BLOCKS[t]
+        blocks = raw.view(dtype).reshape(shape[0], shape[1] // bs)
+        if n_rope:  # the permutation moves whole rows, so it applies to blocks unchanged
+            blocks = blocks[_unpermute_rope(np.arange(shape[0]), n_rope)]
+        if hf_name == "model.embed_tokens.weight":
+            params[hf_name] = dequantize_blocks(blocks, t)
+        else:
+            quantized[hf_name] = GGMLLinear(t, np.ascontiguousarray(blocks))
+    return Transformer(cfg, params=params, quantized=quantized), _read_tokenizer(meta)
