@@ -5,6 +5,7 @@ parameters, and detect languages / scrub PII from the command line.
                                    [--executor ray [--ray-address HOST:PORT]]
     minillm data default-config > pipeline.toml
     minillm data lsh --threshold 0.8 --num-perm 128
+    minillm data ner-train [--steps 1200] [--out minillm/data/resources/ner_pii.npz]
 """
 import sys
 import time
@@ -80,6 +81,21 @@ def cmd_lsh(args):
     return 0
 
 
+def cmd_ner_train(args):
+    from .ner import WEIGHTS
+    from .ner_train import train_and_save
+    out = args.out or str(WEIGHTS)
+
+    def log(step, loss, seconds):
+        sys.stderr.write(f"step {step:5d}  loss {loss:.4f}  {seconds:6.1f}s\n")
+    loss, scores = train_and_save(out, steps=args.steps, seed=args.seed, log=log)
+    print(f"wrote {out} (final training loss {loss:.4f}); held-out generated rows:")
+    print(f"{'type':<6} {'P':>6} {'R':>6} {'F1':>6} {'n':>5}")
+    for kind, s in scores.items():
+        print(f"{kind:<6} {s['precision']:>6.3f} {s['recall']:>6.3f} {s['f1']:>6.3f} {s['support']:>5}")
+    return 0
+
+
 def register(subparsers):
     p = subparsers.add_parser("data", help="data pipeline: filter, deduplicate, scrub, tokenize",
                               description=__doc__.splitlines()[0])
@@ -102,4 +118,9 @@ def register(subparsers):
     l.add_argument("--num-perm", type=int, default=128)
     l.add_argument("--fp-weight", type=float, default=0.5, help="weight of false positives (0..1)")
     l.set_defaults(func=cmd_lsh)
+    n = sub.add_parser("ner-train", help="retrain the NER PII tagger of the pii_ner stage")
+    n.add_argument("--steps", type=int, default=1200)
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--out", default=None, help="weights file (default: the shipped one)")
+    n.set_defaults(func=cmd_ner_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

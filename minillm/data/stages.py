@@ -27,6 +27,7 @@ from .filters import (C4Filter, FineWebFilter, GopherQuality, GopherRepetition, 
                       SymbolRatioFilter)
 from .langid import detect_language
 from .minhash import lsh_edges, lsh_params, minhash_signatures
+from .ner import NERTagger
 from .perplexity import CharNGramLM, PerplexityBand
 from .pii import remove_pii
 from .simhash import hamming_pairs, simhash_fingerprints
@@ -143,6 +144,30 @@ class PIIStage(Stage):
         for kind, n in counts.items():
             stats.count(f"pii_{kind}", n)
         stats.count("docs_with_pii", int(any(counts.values())))
+        return {**doc, "text": text}
+
+
+class NERPIIStage(Stage):
+    """Replace person names, street addresses (and, when asked, organisations and locations)
+    found by the NER tagger (ner.py) with <PERSON>, <ADDRESS>, <ORG>, <LOCATION>. Runs after the
+    regex `pii` stage. weights: an .npz from `minillm data ner-train` (default: the shipped one)."""
+    type_name = "pii_ner"
+    TYPE_NAMES = {"person": "PER", "address": "ADDR", "org": "ORG", "location": "LOC"}
+
+    def __init__(self, types=("person", "address"), weights=None, name=None):
+        super().__init__(name)
+        unknown = set(types) - set(self.TYPE_NAMES)
+        if unknown:
+            raise ValueError(f"types: unknown NER PII types {sorted(unknown)}; "
+                             f"known: {sorted(self.TYPE_NAMES)}")
+        self.types, self.weights = list(types), weights
+        self.tagger = NERTagger.load(weights)          # fails now on a bad file, not mid-run
+
+    def apply(self, doc, stats):
+        text, counts = self.tagger.redact(doc["text"], [self.TYPE_NAMES[t] for t in self.types])
+        for t in self.types:
+            stats.count(f"pii_{t}", counts[self.TYPE_NAMES[t]])
+        stats.count("docs_with_pii_ner", int(any(counts.values())))
         return {**doc, "text": text}
 
 
@@ -521,6 +546,7 @@ STAGE_TYPES = {
     "minhash_dedup": MinHashDedupStage,
     "simhash_dedup": SimHashDedupStage,
     "pii": PIIStage,
+    "pii_ner": NERPIIStage,
     "toxicity": ToxicityStage,
     "url_filter": URLFilterStage,
     "tokenize": TokenizeStage,
