@@ -9,7 +9,7 @@ print what each stage did.
 The archive gets one response record per page (its URL as on docs.python.org), plus the records a
 real crawl holds besides pages: a 404, a redirect, an image. The pipeline is the shipped
 default_pipeline.toml with a URL filter in front that drops the generated index pages by the words
-in their URL (genindex, modindex, search). The run prints the extraction of one page, then the
+in their URL (genindex, modindex, search), and the NER PII stage (`pii_ner`) after the regex one. The run prints the extraction of one page, then the
 per-stage table: documents in/out, MB in/out, drop reasons, PII replaced.
 """
 import argparse
@@ -56,10 +56,11 @@ def main():
     print(f"\nfirst page: {sample['meta']['url']}  ({sample['meta']['date']}, "
           f"{sample['meta']['content_type']})\n" + sample["text"][:400] + "\n...")
 
-    cfg = load_config(DEFAULT_PIPELINE)
-    url_filter = make_stage({"type": "url_filter", "banned_words": ["genindex", "modindex", "search"]})
-    pipe = Pipeline([url_filter] + [make_stage(s) for s in cfg["stage"]], workers=args.workers,
-                    executor=args.executor)
+    specs = load_config(DEFAULT_PIPELINE)["stage"]
+    at = next(i for i, s in enumerate(specs) if s["type"] == "pii") + 1
+    specs = ([{"type": "url_filter", "banned_words": ["genindex", "modindex", "search"]}]
+             + specs[:at] + [{"type": "pii_ner"}] + specs[at:])
+    pipe = Pipeline([make_stage(s) for s in specs], workers=args.workers, executor=args.executor)
     t0 = time.perf_counter()
     report = pipe.run(out / "crawl", out / "clean")
     print(f"\npipeline: {time.perf_counter() - t0:.1f} s ({args.executor} executor)")

@@ -5,7 +5,7 @@ parameters, and detect languages / scrub PII from the command line.
                                    [--executor ray [--ray-address HOST:PORT]]
     minillm data default-config > pipeline.toml
     minillm data lsh --threshold 0.8 --num-perm 128
-    minillm data ner-train [--steps 1200] [--out minillm/data/resources/ner_pii.npz]
+    minillm data ner-train [--steps 3000] [--out minillm/data/resources/ner_pii.npz]
 """
 import sys
 import time
@@ -119,7 +119,7 @@ def register(subparsers):
     l.add_argument("--fp-weight", type=float, default=0.5, help="weight of false positives (0..1)")
     l.set_defaults(func=cmd_lsh)
     n = sub.add_parser("ner-train", help="retrain the NER PII tagger of the pii_ner stage")
-    n.add_argument("--steps", type=int, default=1200)
+    n.add_argument("--steps", type=int, default=3000)
     n.add_argument("--seed", type=int, default=0)
     n.add_argument("--out", default=None, help="weights file (default: the shipped one)")
     n.set_defaults(func=cmd_ner_train)
