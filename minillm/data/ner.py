@@ -334,6 +334,22 @@ def viterbi_bio(logits):  # (T, NT) -> (T,) tag ids
     return np.array(path[::-1], dtype=np.int64)
 
 
+def plausible(text, a, b, kind):
+    """Shape rules a tagged span must pass (precision on technical text): no entity touches an
+    identifier (`_` or `++` next to it, a digit or `_` inside a name); a name, organisation or
+    place has a capital letter and a person's words are capitalised; an address (or a fragment of
+    one) holds a letter and a digit or capital: never a bare number."""
+    span = text[a:b]
+    if text[a - 1:a] == "_" or text[b:b + 1] == "_" or text[b:b + 2] == "++" or "_" in span:
+        return False
+    if kind == "ADDR":                  # a fragment of an address may lack the number, not letters
+        return any(c.isalpha() for c in span) and any(c.isdigit() or c.isupper() for c in span)
+    if kind == "PER" and (any(c.isdigit() for c in span) or
+                          not all(w[:1].isupper() for w in span.split() if w[:1].isalpha())):
+        return False
+    return any(c.isupper() for c in span)
+
+
 class NERTagger:
     """The trained token classifier applied to raw text. batch_rows bounds memory per forward."""
 
@@ -358,14 +374,15 @@ class NERTagger:
         return out
 
     def entities(self, text):
-        """-> [(start char, end char, type)] of the entities in `text`, in order."""
+        """-> [(start char, end char, type)] of the entities in `text` that pass `plausible`."""
         spans = tokenize(text)
         if not spans:
             return []
         feats = self.vocab.ids(text_features(text, spans))                         # (W, K)
         rows = split_rows(text, spans, self.cfg.max_len)
         tags = np.concatenate(self.tag_rows([feats[a:b] for a, b in rows]))         # (W,)
-        return [(spans[a][0], spans[b - 1][1], kind) for a, b, kind in bio_spans(tags)]
+        found = [(spans[a][0], spans[b - 1][1], kind) for a, b, kind in bio_spans(tags)]
+        return [e for e in found if plausible(text, *e)]
 
     def redact(self, text, types=TYPES):
         """Replace entities of `types` with PLACEHOLDERS. -> (new text, {type: count})."""
