@@ -337,14 +337,14 @@ def viterbi_bio(logits):  # (T, NT) -> (T,) tag ids
 def plausible(text, a, b, kind):
     """Shape rules a tagged span must pass (precision on technical text): no entity touches an
     identifier (`_` or `++` next to it, a digit or `_` inside a name); a name, organisation or
-    place has a capital letter and a person's words are capitalised; an address (or a fragment of
+    place has a capital letter and a person's words are capitalised (and more than one letter: "C" and "C++" are no one); an address (or a fragment of
     one) holds a letter and a digit or capital: never a bare number."""
     span = text[a:b]
     if text[a - 1:a] == "_" or text[b:b + 1] == "_" or text[b:b + 2] == "++" or "_" in span:
         return False
     if kind == "ADDR":                  # a fragment of an address may lack the number, not letters
         return any(c.isalpha() for c in span) and any(c.isdigit() or c.isupper() for c in span)
-    if kind == "PER" and (any(c.isdigit() for c in span) or
+    if kind == "PER" and (any(c.isdigit() for c in span) or sum(c.isalpha() for c in span) < 2 or
                           not all(w[:1].isupper() for w in span.split() if w[:1].isalpha())):
         return False
     return any(c.isupper() for c in span)
