@@ -67,7 +67,7 @@ def main():
     if not items:
         raise SystemExit(f"--docs: no pages with _sources under {args.docs} (apt-get install python3-doc)")
     print(f"{len(items)} pages of {args.docs}\n")
-    print(f"| extractor | recall (reST words kept) | precision | pages with boilerplate left | ms/page |")
+    print("| extractor | recall (reST words kept) | precision | pages with boilerplate left | ms/page |")
     print("|---|---|---|---|---|")
     for ex in EXTRACTORS:
         extract_main_text(items[0][0].read_bytes(), ex)            # warm up: imports, caches
