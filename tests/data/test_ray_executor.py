@@ -79,3 +79,18 @@ def test_toml_and_arguments_select_the_executor(tmp_path):
     assert pipe.executor is None
     with pytest.raises(ValueError, match="executor"):
         Pipeline(STAGES, executor="spark")
+
+
+def test_cli_runs_with_executor_ray(tmp_path, capsys):
+    import argparse
+
+    from minillm.data.cli import register
+    make_corpus(tmp_path / "in")
+    (tmp_path / "p.toml").write_text('[input]\npath = "in"\n[output]\npath = "out"\n'
+                                     '[[stage]]\ntype = "exact_dedup"\n')
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["data", "run", str(tmp_path / "p.toml"), "--quiet", "--executor", "ray"])
+    assert args.func(args) == 0
+    assert "24 in, 23 out" in capsys.readouterr().out          # the exact copy d14 is gone
+    assert "d14" not in {d["id"] for shard in read_out(tmp_path / "out") for d in shard}
