@@ -8,7 +8,8 @@ Execution. The stage list is cut before every global stage (stages.py) into segm
 runs the leading per-document stages on every input shard; segment k > 0 first lets its global
 stage observe every document of segment k-1's output (in shard order, in the main process),
 finalises it, then runs it and the following per-document stages per shard. Per-shard work runs in
-`workers` processes (multiprocessing, spawn). The last segment writes <out>/shards/<shard>.jsonl.gz
+`workers` processes (multiprocessing, spawn), or as Ray tasks with executor="ray" (ray_executor.py:
+there the observe pass, too, runs per shard and the driver merges the summaries in shard order). The last segment writes <out>/shards/<shard>.jsonl.gz
 (and the token files when the pipeline ends in a tokenize stage); earlier segments write to
 <out>/_work/seg<k>/.
 
