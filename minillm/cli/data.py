@@ -2,13 +2,17 @@
 parameters, and detect languages / scrub PII from the command line.
 
     minillm data run pipeline.toml [--workers N] [--input DIR] [--output DIR]
+                                   [--executor ray [--ray-address HOST:PORT]]
     minillm data default-config > pipeline.toml
     minillm data lsh --threshold 0.8 --num-perm 128
+    minillm data ner-train [--steps 3000] [--out minillm/data/resources/ner_pii.npz]
 """
 import sys
 import time
 
 from ..data.minhash import lsh_params, s_curve
+from ..data.ner import WEIGHTS
+from ..data.ner_train import train_and_save
 from ..data.pipeline import DEFAULT_PIPELINE, load_config, pipeline_from_config
 
 
@@ -33,6 +37,9 @@ def print_report(report, out=None):
     out.write(f"\n{'stage':<20} {'docs in':>8} {'docs out':>8} {'MB in':>8} {'MB out':>8}  dropped (top reasons)\n")
     for name, din, dout, bin_, bout, reasons in report.table():
         out.write(f"{name:<20} {din:>8} {dout:>8} {bin_:>8.3f} {bout:>8.3f}  {reasons}\n")
+    if report.input_skipped:
+        out.write("input records skipped: " + ", ".join(
+            f"{r} {n}" for r, n in report.input_skipped.most_common()) + "\n")
     out.write(f"\ndocuments: {report.docs_in} in, {report.docs_out} out, {len(report.dropped)} dropped "
               f"({report.tasks_run} of {report.tasks_total} shard x segment tasks run now, the rest resumed)\n")
     for name, summary in report.summaries.items():
@@ -47,7 +54,8 @@ def print_report(report, out=None):
 
 def cmd_run(args):
     cfg = load_config(args.config)
-    pipe, inp, outp = pipeline_from_config(cfg, workers=args.workers)
+    pipe, inp, outp = pipeline_from_config(cfg, workers=args.workers, executor=args.executor,
+                                           ray_address=args.ray_address)
     inp, outp = args.input or inp, args.output or outp
     if not inp or not outp:
         sys.stderr.write("minillm data run: the TOML needs [input] path and [output] path "
@@ -75,6 +83,19 @@ def cmd_lsh(args):
     return 0
 
 
+def cmd_ner_train(args):
+    out = args.out or str(WEIGHTS)
+
+    def log(step, loss, seconds):
+        sys.stderr.write(f"step {step:5d}  loss {loss:.4f}  {seconds:6.1f}s\n")
+    loss, scores = train_and_save(out, steps=args.steps, seed=args.seed, log=log)
+    print(f"wrote {out} (final training loss {loss:.4f}); held-out generated rows:")
+    print(f"{'type':<6} {'P':>6} {'R':>6} {'F1':>6} {'n':>5}")
+    for kind, s in scores.items():
+        print(f"{kind:<6} {s['precision']:>6.3f} {s['recall']:>6.3f} {s['f1']:>6.3f} {s['support']:>5}")
+    return 0
+
+
 def register(subparsers):
     p = subparsers.add_parser("data", help="data pipeline: filter, deduplicate, scrub, tokenize",
                               description=__doc__.splitlines()[0])
@@ -84,6 +105,10 @@ def register(subparsers):
     r.add_argument("--workers", type=int, default=None, help="worker processes (overrides [run])")
     r.add_argument("--input", default=None, help="input file or folder (overrides [input] path)")
     r.add_argument("--output", default=None, help="output folder (overrides [output] path)")
+    r.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="where shards run: this host's process pool or Ray tasks (overrides [run])")
+    r.add_argument("--ray-address", default=None,
+                   help="join this Ray cluster (e.g. auto, host:6379); default: start a local Ray")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     d = sub.add_parser("default-config", help="print the default pipeline TOML")
@@ -93,4 +118,9 @@ def register(subparsers):
     l.add_argument("--num-perm", type=int, default=128)
     l.add_argument("--fp-weight", type=float, default=0.5, help="weight of false positives (0..1)")
     l.set_defaults(func=cmd_lsh)
+    n = sub.add_parser("ner-train", help="retrain the NER PII tagger of the pii_ner stage")
+    n.add_argument("--steps", type=int, default=3000)
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--out", default=None, help="weights file (default: the shipped one)")
+    n.set_defaults(func=cmd_ner_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

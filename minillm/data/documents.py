@@ -7,6 +7,12 @@ shard files; each shard is read as a stream, so memory stays bounded by one docu
                                    optional: id defaults to "<shard stem>:<line number>")
   *.txt, *.txt.gz                  text_unit="file": the whole file is one document;
                                    "paragraph": blank-line-separated blocks; "line": each line
+  *.warc, *.warc.gz                web crawl archives: the main text of each HTML page answered
+                                   with 200, with url/date/content type in meta (warc.py)
+  *.html, *.htm                    one page per file, its main text (html_text.py)
+
+Records a reader skips (non-HTML, non-200, damaged WARC records) are counted by reason into the
+`skipped` Counter passed to read_documents.
 
 Writers are atomic (temp file + rename, minillm.io.atomic_write): a shard appears whole or not at
 all, which is what lets an interrupted pipeline run resume shard by shard.
@@ -19,9 +25,11 @@ import re
 
 from ..io.atomic import atomic_write
 from ..io.jsonl import iter_jsonl, open_text
+from .warc import HTML_SUFFIXES, WARC_SUFFIXES, read_html_file, read_warc
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
 TEXT_SUFFIXES = (".txt", ".txt.gz")
+ALL_SUFFIXES = JSONL_SUFFIXES + TEXT_SUFFIXES + WARC_SUFFIXES + HTML_SUFFIXES
 TEXT_UNITS = ("file", "paragraph", "line")
 
 
@@ -33,7 +41,7 @@ def make_document(id, text, meta=None):
 
 def shard_stem(path):
     name = pathlib.Path(path).name
-    for suffix in JSONL_SUFFIXES + TEXT_SUFFIXES:
+    for suffix in ALL_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return pathlib.Path(path).stem
@@ -48,14 +56,15 @@ def list_shards(path):
     if not p.is_dir():
         raise FileNotFoundError(f"input: no such file or directory: {path}")
     shards = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
-                    and f.name.endswith(JSONL_SUFFIXES + TEXT_SUFFIXES))
+                    and f.name.endswith(ALL_SUFFIXES))
     if not shards:
-        raise ValueError(f"input: {path} holds no {'/'.join(JSONL_SUFFIXES + TEXT_SUFFIXES)} files")
+        raise ValueError(f"input: {path} holds no {'/'.join(ALL_SUFFIXES)} files")
     return shards
 
 
-def read_documents(path, text_unit="file"):
-    """Yield the documents of one shard file (see the module docstring for formats)."""
+def read_documents(path, text_unit="file", skipped=None):
+    """Yield the documents of one shard file (see the module docstring for formats); skipped
+    (a Counter, optional) receives the per-reason counts of WARC/HTML records not yielded."""
     if text_unit not in TEXT_UNITS:
         raise ValueError(f"text_unit: expected one of {TEXT_UNITS}, got {text_unit!r}")
     name = os.fspath(path)
@@ -79,9 +88,13 @@ def read_documents(path, text_unit="file"):
             if part.strip():
                 n += 1
                 yield make_document(f"{stem}:{n}", part.strip("\n"), {"source": name})
+    elif name.endswith(WARC_SUFFIXES):
+        yield from read_warc(path, skipped)
+    elif name.endswith(HTML_SUFFIXES):
+        yield from read_html_file(path, skipped)
     else:
-        raise ValueError(f"path: {name} is neither JSON lines ({', '.join(JSONL_SUFFIXES)}) "
-                         f"nor text ({', '.join(TEXT_SUFFIXES)})")
+        raise ValueError(f"path: {name} is not JSON lines ({', '.join(JSONL_SUFFIXES)}), text "
+                         f"({', '.join(TEXT_SUFFIXES)}), WARC or HTML ({', '.join(WARC_SUFFIXES + HTML_SUFFIXES)})")
 
 
 def write_jsonl(path, docs):

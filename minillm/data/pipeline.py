@@ -8,7 +8,8 @@ Execution. The stage list is cut before every global stage (stages.py) into segm
 runs the leading per-document stages on every input shard; segment k > 0 first lets its global
 stage observe every document of segment k-1's output (in shard order, in the main process),
 finalises it, then runs it and the following per-document stages per shard. Per-shard work runs in
-`workers` processes (multiprocessing, spawn). The last segment writes <out>/shards/<shard>.jsonl.gz
+`workers` processes (multiprocessing, spawn), or as Ray tasks with executor="ray" (ray_executor.py:
+there the observe pass, too, runs per shard and the driver merges the summaries in shard order). The last segment writes <out>/shards/<shard>.jsonl.gz
 (and the token files when the pipeline ends in a tokenize stage); earlier segments write to
 <out>/_work/seg<k>/.
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 
 from ..io.atomic import atomic_write
 from .documents import TEXT_UNITS, list_shards, read_documents, shard_stem, write_jsonl
+from .ray_executor import EXECUTORS, RayExecutor
 from .stages import Stage, make_stage
 
 RESOURCES = pathlib.Path(__file__).parent / "resources"
@@ -78,12 +80,12 @@ def run_shard(stages, in_path, text_unit, out_path, stats_path, shard_name, shar
     """Stream one shard through `stages` (the first may be a finalised global stage) and write
     its output and stats. Top-level so worker processes can run it. -> the stats dict."""
     stats = {s.name: StageStats() for s in stages}
-    dropped_ids = []
+    dropped_ids, skipped = [], Counter()          # skipped: input records no reader turned into a doc
     for s in stages:
         s.start_shard(shard_name, out_dir)
 
     def survivors():
-        for pos, doc in enumerate(read_documents(in_path, text_unit)):
+        for pos, doc in enumerate(read_documents(in_path, text_unit, skipped)):
             for s in stages:
                 st = stats[s.name]
                 st.docs_in += 1
@@ -103,7 +105,8 @@ def run_shard(stages, in_path, text_unit, out_path, stats_path, shard_name, shar
     for s in stages:
         s.end_shard()
     record = {"shard": shard_name, "input": str(in_path), "output": str(out_path), "docs_out": n_out,
-              "stages": {name: st.to_json() for name, st in stats.items()}, "dropped": dropped_ids}
+              "stages": {name: st.to_json() for name, st in stats.items()}, "dropped": dropped_ids,
+              "input_skipped": dict(skipped)}
     with atomic_write(stats_path, "w") as f:
         json.dump(record, f)
     return record
@@ -124,6 +127,7 @@ class Report:
     tasks_run: int        # (shard, segment) tasks run in this invocation; resumed ones excluded
     tasks_total: int
     out_dir: str
+    input_skipped: Counter = field(default_factory=Counter)  # reason -> WARC records not read
 
     def table(self):
         """Rows of a per-stage summary: (name, docs_in, docs_out, MB in, MB out, top drop reasons)."""
@@ -136,9 +140,12 @@ class Report:
 
 class Pipeline:
     """stages: list of Stage objects (or dicts accepted by make_stage). workers: processes for the
-    per-shard work (1 = in this process). text_unit: how .txt shards split into documents."""
+    per-shard work (1 = in this process). text_unit: how .txt shards split into documents.
+    executor: "local" (this host's process pool) or "ray" (Ray tasks, ray_executor.py, on the
+    cluster at ray_address, or a local Ray started on first use when None)."""
 
-    def __init__(self, stages, workers=1, text_unit="file", description=None):
+    def __init__(self, stages, workers=1, text_unit="file", description=None, executor="local",
+                 ray_address=None):
         self.stages = [s if isinstance(s, Stage) else make_stage(s) for s in stages]
         names = [s.name for s in self.stages]
         dup = {n for n in names if names.count(n) > 1}
@@ -148,7 +155,10 @@ class Pipeline:
             raise ValueError(f"workers: expected a positive int, got {workers!r}")
         if text_unit not in TEXT_UNITS:
             raise ValueError(f"text_unit: expected one of {TEXT_UNITS}, got {text_unit!r}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor: expected one of {EXECUTORS}, got {executor!r}")
         self.workers, self.text_unit = workers, text_unit
+        self.executor = RayExecutor(ray_address, workers) if executor == "ray" else None
         self.description = description if description is not None else repr(
             [(type(s).__name__, s.name) for s in self.stages])
 
@@ -213,17 +223,22 @@ class Pipeline:
         if state.exists():
             with open(state, "rb") as f:
                 return pickle.load(f)
-        for i, p in enumerate(paths):
-            for pos, doc in enumerate(read_documents(p, unit)):
-                stage.observe((i, pos), doc)
-            if progress:
-                progress(f"{stage.name}: observe", i + 1, len(paths))
+        if self.executor is not None:
+            self.executor.observe(stage, paths, unit, progress)
+        else:
+            for i, p in enumerate(paths):
+                for pos, doc in enumerate(read_documents(p, unit)):
+                    stage.observe((i, pos), doc)
+                if progress:
+                    progress(f"{stage.name}: observe", i + 1, len(paths))
         stage.finalize(work)
         with atomic_write(state) as f:
             pickle.dump(stage, f)
         return stage
 
     def _execute(self, tasks, phase, progress):
+        if self.executor is not None:
+            return self.executor.run(run_shard, tasks, phase, progress)
         if progress:
             progress(phase, 0, len(tasks))
         if self.workers == 1 or len(tasks) <= 1:
@@ -243,19 +258,21 @@ class Pipeline:
 
     def _report(self, records, n_tasks, tasks_run, out):
         totals = {s.name: StageStats() for s in self.stages}
-        dropped = []
+        dropped, skipped = [], Counter()
         for r in records:
+            skipped.update(r.get("input_skipped", {}))
             for name, st in r["stages"].items():
                 totals[name].merge(StageStats.from_json(st))
             dropped.extend(r["dropped"])
         first, last = self.stages[0].name, self.stages[-1].name
         report = Report(totals, totals[first].docs_in, totals[last].docs_out,
                         {s.name: s.summary() for s in self.stages}, dropped, tasks_run,
-                        n_tasks, str(out))
+                        n_tasks, str(out), skipped)
         with atomic_write(out / "report.json", "w") as f:
             json.dump({"docs_in": report.docs_in, "docs_out": report.docs_out,
                        "stages": {k: v.to_json() for k, v in totals.items()},
-                       "summaries": report.summaries}, f, indent=1, default=str)
+                       "summaries": report.summaries, "input_skipped": dict(skipped)},
+                      f, indent=1, default=str)
         return report
 
 
@@ -283,13 +300,16 @@ def load_config(path):
     return cfg
 
 
-def pipeline_from_config(cfg, workers=None):
-    """-> (Pipeline, input path or None, output path or None) from a load_config dict."""
+def pipeline_from_config(cfg, workers=None, executor=None, ray_address=None):
+    """-> (Pipeline, input path or None, output path or None) from a load_config dict; the
+    arguments, when given, override [run] workers / executor / ray_address."""
     run = cfg.get("run", {})
     pipe = Pipeline([make_stage(s) for s in cfg["stage"]],
                     workers=workers or int(run.get("workers", 1)),
                     text_unit=cfg.get("input", {}).get("text_unit", "file"),
-                    description=cfg.get("description"))
+                    description=cfg.get("description"),
+                    executor=executor or run.get("executor", "local"),
+                    ray_address=ray_address or run.get("ray_address"))
     return pipe, cfg.get("input", {}).get("path"), cfg.get("output", {}).get("path")
 
 

@@ -27,11 +27,13 @@ from .filters import (C4Filter, FineWebFilter, GopherQuality, GopherRepetition, 
                       SymbolRatioFilter)
 from .langid import detect_language
 from .minhash import lsh_edges, lsh_params, minhash_signatures
+from .ner import NERTagger
 from .perplexity import CharNGramLM, PerplexityBand, TransformerScorer
 from .pii import remove_pii
 from .simhash import hamming_pairs, simhash_fingerprints
 from .toxicity import BlocklistFilter, ClassifierFilter, HashedNgramClassifier
 from .unionfind import UnionFind
+from .url_filter import URLFilter
 
 
 class Stage:
@@ -59,10 +61,22 @@ class Stage:
 
 
 class GlobalStage(Stage):
+    """observe every document in (shard, position) order, finalize once, then apply_at. A
+    distributed run (ray_executor.py) splits observation in two: `observe_shard` runs where the
+    shard is, on a copy of the stage, and returns a compact summary; the driver then `absorb`s
+    the summaries in shard order, which must leave the stage as observing each document would.
+    The default ships the documents themselves; dedup stages ship hashes/signatures instead."""
     is_global = True
 
     def observe(self, key, doc):
         raise NotImplementedError
+
+    def observe_shard(self, shard_index, docs):  # -> picklable summary of one shard
+        return [((shard_index, pos), doc) for pos, doc in enumerate(docs)]
+
+    def absorb(self, summary):
+        for key, doc in summary:
+            self.observe(key, doc)
 
     def finalize(self, work_dir):
         pass
@@ -133,6 +147,47 @@ class PIIStage(Stage):
         return {**doc, "text": text}
 
 
+class NERPIIStage(Stage):
+    """Replace person names, street addresses (and, when asked, organisations and locations)
+    found by the NER tagger (ner.py) with <PERSON>, <ADDRESS>, <ORG>, <LOCATION>. Runs after the
+    regex `pii` stage. weights: an .npz from `minillm data ner-train` (default: the shipped one)."""
+    type_name = "pii_ner"
+    TYPE_NAMES = {"person": "PER", "address": "ADDR", "org": "ORG", "location": "LOC"}
+
+    def __init__(self, types=("person", "address"), weights=None, name=None):
+        super().__init__(name)
+        unknown = set(types) - set(self.TYPE_NAMES)
+        if unknown:
+            raise ValueError(f"types: unknown NER PII types {sorted(unknown)}; "
+                             f"known: {sorted(self.TYPE_NAMES)}")
+        self.types, self.weights = list(types), weights
+        self.tagger = NERTagger.load(weights)          # fails now on a bad file, not mid-run
+
+    def apply(self, doc, stats):
+        text, counts = self.tagger.redact(doc["text"], [self.TYPE_NAMES[t] for t in self.types])
+        for t in self.types:
+            stats.count(f"pii_{t}", counts[self.TYPE_NAMES[t]])
+        stats.count("docs_with_pii_ner", int(any(counts.values())))
+        return {**doc, "text": text}
+
+
+class URLFilterStage(Stage):
+    """Drop documents whose meta.url is blocklisted (url_filter.py); keys are URLFilter's."""
+    type_name = "url_filter"
+
+    def __init__(self, domains=(), urls=(), banned_words=(), domain_files=(), url_files=(),
+                 name=None):
+        super().__init__(name)
+        self.filter = URLFilter(domains, urls, banned_words, domain_files, url_files)
+
+    def apply(self, doc, stats):
+        url = doc["meta"].get("url")
+        if not url:
+            stats.count("no_url")
+            return doc
+        return self.filter.check(url) or doc
+
+
 class ToxicityStage(Stage):
     """Blocklist (words / word_files, min_matches, max_ratio) and, optionally, a trained
     HashedNgramClassifier (classifier_path, threshold)."""
@@ -165,7 +220,16 @@ class ExactDedupStage(GlobalStage):
         self.seen, self.drop = set(), set()
 
     def observe(self, key, doc):
-        h = text_hash(doc["text"])
+        self._observe_hash(key, text_hash(doc["text"]))
+
+    def observe_shard(self, shard_index, docs):
+        return [((shard_index, pos), text_hash(doc["text"])) for pos, doc in enumerate(docs)]
+
+    def absorb(self, summary):
+        for key, h in summary:
+            self._observe_hash(key, h)
+
+    def _observe_hash(self, key, h):
         if self.bloom is not None:
             if self.bloom.add(h):
                 self.drop.add(key)
@@ -206,6 +270,26 @@ class _ClusterDedupStage(GlobalStage):
         self.pending.append(doc["text"])
         if len(self.pending) >= self.BATCH:
             self._flush()
+
+    def observe_shard(self, shard_index, docs):
+        keys, ids, lengths, snippets, texts = [], [], [], [], []
+        for pos, doc in enumerate(docs):
+            keys.append((shard_index, pos))
+            ids.append(doc["id"])
+            lengths.append(len(doc["text"]))
+            snippets.append(doc["text"][:120])
+            texts.append(doc["text"])
+        return keys, ids, lengths, snippets, self.fingerprints(texts) if texts else None
+
+    def absorb(self, summary):
+        keys, ids, lengths, snippets, fps = summary
+        self._flush()                                  # keep the fingerprints in document order
+        self.keys += keys
+        self.ids += ids
+        self.lengths += lengths
+        self.snippets += snippets
+        if fps is not None:
+            self.parts.append(fps)
 
     def _flush(self):
         if self.pending:
@@ -449,7 +533,9 @@ STAGE_TYPES = {
     "minhash_dedup": MinHashDedupStage,
     "simhash_dedup": SimHashDedupStage,
     "pii": PIIStage,
+    "pii_ner": NERPIIStage,
     "toxicity": ToxicityStage,
+    "url_filter": URLFilterStage,
     "tokenize": TokenizeStage,
 }
 
