@@ -84,7 +84,7 @@ def test_toml_and_arguments_select_the_executor(tmp_path):
 def test_cli_runs_with_executor_ray(tmp_path, capsys):
     import argparse
 
-    from minillm.data.cli import register
+    from minillm.cli.data import register
     make_corpus(tmp_path / "in")
     (tmp_path / "p.toml").write_text('[input]\npath = "in"\n[output]\npath = "out"\n'
                                      '[[stage]]\ntype = "exact_dedup"\n')
