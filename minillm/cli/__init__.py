@@ -5,13 +5,14 @@ Each subcommand is a module of this package exposing
 Command-line code lives here and nowhere else, and nothing in minillm imports this package."""
 import argparse
 
-from . import chat, data, generate, plan, quantize, rag, serve, sft, tokenizer, train
+from . import chat, data, eval, generate, plan, quantize, rag, serve, sft, tokenizer, train
 
 # subcommand -> module providing register(subparsers)
 COMMANDS = {
     "train": train,
     "generate": generate,
     "chat": chat,
+    "eval": eval,
     "tokenizer": tokenizer,
     "data": data,
     "quantize": quantize,
