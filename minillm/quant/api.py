@@ -93,9 +93,9 @@ def _fold(params, prev, s):
             params[b] = B.astype(np.float32)
 
 
-def _fake_quant(fmt, group_size):
+def _fake_quant(fmt, group_size, bits=4):
     """w -> dequantize(quantize(w)) in format fmt: what AWQ's searches measure."""
-    return lambda w: _build(fmt, w, group_size).dequantize()
+    return lambda w: _build(fmt, w, group_size, bits=bits).dequantize()
 
 
 def fits(fmt, K, group_size):
@@ -104,15 +104,16 @@ def fits(fmt, K, group_size):
     return K % need.get(fmt, 1) == 0
 
 
-def _build(fmt, w, group_size, x=None):
+def _build(fmt, w, group_size, x=None, bits=4):
     """The quantized linear of weight w (N, K) in format fmt, by round to nearest. x (n, K): the
-    layer's calibration inputs (LLM.int8 outlier columns, ggml importance matrix) or None.
+    layer's calibration inputs (LLM.int8 outlier columns, ggml importance matrix) or None;
+    bits: the int4 format's grid (4, or 3 for INT3 codes in the same nibbles).
     A layer whose K the format's blocks do not divide falls back to INT8 (as llama.cpp falls back
     to another type for such rows)."""
     if fmt == "int8" or not fits(fmt, w.shape[1], group_size):
         return Int8Linear(*quantize_int8(w))
     if fmt == "int4":
-        return Int4Linear(*quantize_int4(w, group_size), group_size)
+        return Int4Linear(*quantize_int4(w, group_size, bits), group_size)
     if fmt == "nf4":
         return quantize_nf4(w)
     if fmt == "llm_int8":
@@ -129,11 +130,13 @@ def _check_args(model, method, bits, group_size, fmt, calibration):
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     if fmt is None:
-        if bits not in (4, 8):
-            raise ValueError(f"bits: expected 4 or 8, got {bits!r}")
-        fmt = {8: "int8", 4: "int4"}[bits]
+        if bits not in (3, 4, 8):
+            raise ValueError(f"bits: expected 3, 4 or 8, got {bits!r}")
+        fmt = {8: "int8", 4: "int4", 3: "int4"}[bits]
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {FORMATS}, got {fmt!r}")
+    if bits == 3 and fmt != "int4":
+        raise ValueError(f"bits: 3 is the int4 format's INT3 grid only, got format {fmt!r}")
     if fmt == "int4" and group_size not in GROUP_SIZES:
         raise ValueError(f"group_size: expected one of {GROUP_SIZES}, got {group_size!r}")
     if method == "gptq" and fmt not in ("int8", "int4"):
@@ -154,11 +157,12 @@ def _check_args(model, method, bits, group_size, fmt, calibration):
 def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibration=None, *,
              act_order=False, damp=0.01, awq_clip=True, progress=None):
     """A new Transformer whose block linears run quantized kernels; model is left unchanged.
-    method "rtn" | "gptq" | "awq"; format None means "int8" (bits=8) or "int4" (bits=4), else one of
-    FORMATS; group_size: INT4 group (32, 64, 128); calibration: token ids (B, T) (needed by gptq and
+    method "rtn" | "gptq" | "awq"; format None means "int8" (bits=8) or "int4" (bits=4, or 3: codes
+    0..7 in the same nibbles), else one of FORMATS; group_size: INT4 group (32, 64, 128); calibration: token ids (B, T) (needed by gptq and
     awq; optional for rtn: LLM.int8 outlier columns, ggml importance matrix). progress(i, total, name)
     is called after each layer is quantized."""
     fmt, tokens = _check_args(model, method, bits, group_size, format, calibration)
+    bits = 3 if bits == 3 else 4                   # from here on: the int4 format's grid
     cfg = model.config
     params = dict(model.params)                    # arrays are replaced, never modified in place
     quantized = {}
@@ -178,9 +182,9 @@ def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibrati
         for groups in blocks:
             for names, _ in groups:
                 for name in names:
-                    done(name, _build(fmt, params[name], group_size, xs.get(name)))
+                    done(name, _build(fmt, params[name], group_size, xs.get(name), bits))
     elif method == "gptq":
-        bits_g = 8 if fmt == "int8" else 4
+        bits_g = 8 if fmt == "int8" else bits
         for groups in blocks:
             for names, _ in groups:
                 xs = _capture(cfg, params, quantized, names, tokens)
@@ -192,7 +196,7 @@ def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibrati
                     q, s, z = gptq.gptq_fast(params[name], H, bits_g, group_size, act_order, damp)
                     done(name, Int8Linear(q, s) if bits_g == 8 else Int4Linear(pack_int4(q), s, z, group_size))
     else:  # awq
-        fq = _fake_quant(fmt, group_size)
+        fq = _fake_quant(fmt, group_size, bits)
         for groups in blocks:
             for names, prev in groups:
                 xs = _capture(cfg, params, {}, names, tokens)
@@ -208,7 +212,7 @@ def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibrati
                         params[m] = awq.search_clip(params[m], X, fq, group_size)
             for names, _ in groups:
                 for name in names:
-                    done(name, _build(fmt, params[name], group_size))
+                    done(name, _build(fmt, params[name], group_size, bits=bits))
     kept = {k: v for k, v in params.items() if k not in quantized}
     return Transformer(cfg, params=kept, quantized=quantized)
 

@@ -16,12 +16,12 @@ in natural column order, so the stored layout stays contiguous groups. Without a
 parameters are chosen when the algorithm reaches its first column, from the error-updated weights.
 gptq_reference is the plain column loop, kept unoptimized as the oracle for gptq_fast.
 
-Grids (rtn.py): bits=4 -> group-wise asymmetric INT4 (codes 0..15); bits=8 -> per-channel symmetric
+Grids (rtn.py): bits=4 (3) -> group-wise asymmetric INT4 (codes 0..15; INT3: 0..7); bits=8 -> per-channel symmetric
 INT8 (codes -127..127). Both return (codes (N, K) int, scale, zero) in natural column order.
 """
 import numpy as np
 
-from .rtn import INT4_MAX, INT8_MAX, check_group_size, int4_params, int8_params
+from .rtn import INT8_MAX, check_bits, check_group_size, int4_params, int8_params
 
 
 def hessian(X):  # (n, K) calibration inputs -> (K, K) float64
@@ -64,19 +64,19 @@ class _Grid:
             self.zero = np.zeros((N, 1))
         else:
             check_group_size(group_size, K)
-            self.qmin, self.qmax = 0, INT4_MAX
+            self.qmin, self.qmax = 0, check_bits(bits)
             self.scale = np.zeros((N, K // group_size))
             self.zero = np.zeros((N, K // group_size))
             if static:  # fixed from the original weights, natural column order
-                s, z = int4_params(W0.astype(np.float32), group_size)
+                s, z = int4_params(W0.astype(np.float32), group_size, self.qmax)
                 self.scale[:], self.zero[:] = s, z
 
     def group(self, i):  # permuted column index -> group index (natural order)
         return 0 if self.bits == 8 else self.perm[i] // self.G
 
     def maybe_fit(self, i, Wgroup):  # at the first column of a dynamic group, fit it to the current W
-        if self.bits == 4 and not self.static and i % self.G == 0:
-            s, z = int4_params(Wgroup.astype(np.float32), self.G)
+        if self.bits != 8 and not self.static and i % self.G == 0:
+            s, z = int4_params(Wgroup.astype(np.float32), self.G, self.qmax)
             self.scale[:, i // self.G], self.zero[:, i // self.G] = s[:, 0], z[:, 0]
 
     def quantize(self, i, w):  # (N,) -> codes (N,), dequantized (N,)
@@ -93,8 +93,8 @@ class _Grid:
 
 
 def _prepare(W, H, bits, group_size, act_order, damp):
-    if bits not in (4, 8):
-        raise ValueError(f"bits: expected 4 or 8, got {bits!r}")
+    if bits not in (3, 4, 8):
+        raise ValueError(f"bits: expected 3, 4 or 8, got {bits!r}")
     W = np.array(W, dtype=np.float64)                                                # (N, K) working copy
     H = np.array(H, dtype=np.float64)
     N, K = W.shape
@@ -127,7 +127,7 @@ def gptq_reference(W, H, bits=4, group_size=128, act_order=False, damp=0.01):
 def gptq_fast(W, H, bits=4, group_size=128, act_order=False, damp=0.01, block_size=128):
     """Algorithm 1 with lazy batch updates (blocks of block_size columns). Same result as
     gptq_reference up to float64 rounding. -> (codes, scale, zero)."""
-    if bits == 4 and block_size % group_size:
+    if bits != 8 and block_size % group_size:
         raise ValueError(f"block_size: must be a multiple of group_size={group_size}, got {block_size}")
     W, U, grid, perm = _prepare(W, H, bits, group_size, act_order, damp)
     N, K = W.shape

@@ -7,6 +7,8 @@ rescaling) improve on; both reuse the grids defined here.
         over each group g of G consecutive input channels, the range [min(W_g, 0), max(W_g, 0)] is
         split into 15 steps: s = (hi - lo) / 15, z = round(-lo / s), q = clamp(round(W / s) + z, 0, 15),
         W ~= s * (q - z). Keeping 0 inside the range makes zero exactly representable.
+  INT3  the same grid with 7 steps (codes 0..7, bits=3), still stored two codes per byte: a
+        3-bit grid for measuring accuracy, not a 3-bit file layout.
 Shapes: W (N, K) = (out, in); G group size; scale/zero (N, K/G).
 """
 import numpy as np
@@ -16,6 +18,7 @@ from .formats import pack_int4, unpack_int4
 INT4_MAX = 15
 INT8_MAX = 127
 GROUP_SIZES = (32, 64, 128)
+LOW_BITS = (3, 4)                # group-wise grids: INT4 and INT3, both stored in 4-bit nibbles
 
 
 def _check_w(w, name="w"):
@@ -53,15 +56,22 @@ def dequantize_int8(q, scale):  # (N, K) int8, (N,) -> (N, K) float32
 
 
 # ------------------------------------------------------------------ INT4, group-wise asymmetric
-def int4_params(w, group_size):  # (N, K) -> scale (N, K/G) float32, zero (N, K/G) uint8
-    """Scale and integer zero point of every group from its range (0 always inside it)."""
+def check_bits(bits):
+    if bits not in LOW_BITS:
+        raise ValueError(f"bits: expected one of {LOW_BITS} for the group-wise grid, got {bits!r}")
+    return 2 ** bits - 1
+
+
+def int4_params(w, group_size, qmax=INT4_MAX):  # (N, K) -> scale (N, K/G) float32, zero (N, K/G) uint8
+    """Scale and integer zero point of every group from its range (0 always inside it), for codes
+    0..qmax (15 for INT4, 7 for INT3)."""
     N, K = w.shape
     g = w.reshape(N, K // group_size, group_size)                                   # (N, K/G, G)
     lo = np.minimum(g.min(axis=2), 0.0)                                             # (N, K/G)
     hi = np.maximum(g.max(axis=2), 0.0)
-    scale = ((hi - lo) / INT4_MAX).astype(np.float32)                               # (N, K/G)
+    scale = ((hi - lo) / qmax).astype(np.float32)                                   # (N, K/G)
     scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)          # all-zero group: any s works
-    zero = np.clip(np.rint(-lo / scale), 0, INT4_MAX).astype(np.uint8)              # (N, K/G)
+    zero = np.clip(np.rint(-lo / scale), 0, qmax).astype(np.uint8)                  # (N, K/G)
     return scale, zero
 
 
@@ -70,14 +80,16 @@ def quantize_to_grid(w, scale, zero, qmin, qmax):  # (N, k), (N, k) or (N, 1) ->
     return np.clip(np.rint(w / scale) + zero, qmin, qmax)
 
 
-def quantize_int4(w, group_size=128):  # (N, K) -> packed (N, K/2) uint8, scale, zero (N, K/G)
+def quantize_int4(w, group_size=128, bits=4):  # (N, K) -> packed (N, K/2) uint8, scale, zero (N, K/G)
+    """Group-wise RTN to codes 0..2^bits - 1 (bits 4 or 3), packed two per byte."""
     w = _check_w(w).astype(np.float32)
     N, K = w.shape
     check_group_size(group_size, K)
-    scale, zero = int4_params(w, group_size)
+    qmax = check_bits(bits)
+    scale, zero = int4_params(w, group_size, qmax)
     s = np.repeat(scale, group_size, axis=1)                                        # (N, K)
     z = np.repeat(zero, group_size, axis=1).astype(np.float32)
-    q = quantize_to_grid(w, s, z, 0, INT4_MAX).astype(np.uint8)                     # (N, K)
+    q = quantize_to_grid(w, s, z, 0, qmax).astype(np.uint8)                         # (N, K)
     return pack_int4(q), scale, zero
 
 

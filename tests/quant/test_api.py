@@ -6,6 +6,7 @@ import pytest
 from minillm import ModelConfig, Transformer
 from minillm.loaders import load_quantized, save_quantized
 from minillm.quant import quantize, weight_bytes
+from minillm.quant.formats import unpack_int4
 from minillm.quant.linear import GGMLLinear, Int4Linear, Int8Linear
 
 
@@ -35,6 +36,19 @@ def test_quantize_methods_and_round_trip(setup, method, fmt, tol, tmp_path):
     save_quantized(qm, tmp_path / "q.safetensors")
     back = load_quantized(tmp_path / "q.safetensors")
     np.testing.assert_array_equal(back.forward(tokens[:1]), out)
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq", "awq"])
+def test_int3_grid_in_int4_layers(setup, method):
+    """bits=3: codes 0..7 in the int4 layers; coarser than INT4, so the output error is larger."""
+    model, tokens, ref = setup
+    calib = tokens if method != "rtn" else None
+    q3 = quantize(model, method, bits=3, group_size=32, calibration=calib)
+    q4 = quantize(model, method, bits=4, group_size=32, calibration=calib)
+    for layer in q3.quantized.values():
+        assert layer.fmt == "int4" and unpack_int4(layer.packed).max() <= 7 and layer.zero.max() <= 7
+    err3, err4 = (np.abs(m.forward(tokens[:1]) - ref).max() for m in (q3, q4))
+    assert err4 < err3 < 0.3 * np.abs(ref).max()
 
 
 def test_int4_quantize_uses_kernels_objects(setup):
@@ -72,7 +86,9 @@ def test_bad_arguments(setup, tmp_path):
     with pytest.raises(ValueError, match="method"):
         quantize(model, "smoothquant")
     with pytest.raises(ValueError, match="bits"):
-        quantize(model, bits=3)
+        quantize(model, bits=5)
+    with pytest.raises(ValueError, match="bits: 3 is the int4 format's INT3 grid only"):
+        quantize(model, bits=3, format="nf4")
     with pytest.raises(ValueError, match="calibration"):
         quantize(model, "gptq", bits=4)
     with pytest.raises(ValueError, match="format"):

@@ -66,18 +66,19 @@ def test_int8_error_bound(seed, N, K, kind, magnitude):
 
 
 @settings(max_examples=30, deadline=None)
-@given(G=st.sampled_from([32, 64, 128]), **shapes)
-def test_int4_error_bound(seed, N, K, kind, magnitude, G):
+@given(G=st.sampled_from([32, 64, 128]), bits=st.sampled_from([4, 3]), **shapes)
+def test_int4_error_bound(seed, N, K, kind, magnitude, G, bits):
     if K % G:
         G = 32
     w = _weights(seed, N, K, kind, magnitude)
-    packed, scale, zero = quantize_int4(w, G)
+    packed, scale, zero = quantize_int4(w, G, bits)
     np.testing.assert_array_equal(pack_int4(unpack_int4(packed)), packed)
+    assert unpack_int4(packed).max() <= 2 ** bits - 1 and zero.max() <= 2 ** bits - 1   # INT3: codes 0..7
     err = np.abs(dequantize_int4(packed, scale, zero, G) - w)
     s = np.repeat(scale, G, axis=1)
     # s/2 from rounding (the rounded zero point moves the grid by <= s/2, and clamping then costs
     # <= s/2 as well, never both); float32 adds a few ulps of the range
-    bound = s / 2 + 16 * EPS * (np.abs(w) + 15 * s)
+    bound = s / 2 + 16 * EPS * (np.abs(w) + (2 ** bits - 1) * s)
     assert np.all(err <= bound)
     zero_groups = np.all(w.reshape(N, -1, G) == 0, axis=2)
     assert np.all(dequantize_int4(packed, scale, zero, G).reshape(N, -1, G)[zero_groups] == 0)

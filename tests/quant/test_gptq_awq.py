@@ -18,11 +18,12 @@ def _layer(seed, N=48, K=256, n=600):
 
 
 def _deq(bits, q, s, z, G):
-    return dequantize_int8(q, s) if bits == 8 else dequantize_int4(pack_int4(q), s, z, G)
+    return dequantize_int8(q, s) if bits == 8 else dequantize_int4(pack_int4(q), s, z, G)   # INT4, INT3
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("bits,G,act_order", [(4, 64, False), (4, 32, True), (8, 128, False), (8, 128, True)])
+@pytest.mark.parametrize("bits,G,act_order", [(4, 64, False), (4, 32, True), (3, 64, False), (3, 32, True),
+                                              (8, 128, False), (8, 128, True)])
 def test_gptq_fast_equals_reference(seed, bits, G, act_order):
     W, X = _layer(seed, N=24, K=128, n=300)
     H = gptq.hessian(X)
@@ -30,17 +31,18 @@ def test_gptq_fast_equals_reference(seed, bits, G, act_order):
     q2, s2, z2 = gptq.gptq_fast(W, H, bits, G, act_order, block_size=64)
     np.testing.assert_array_equal(q1, q2)   # float64 either way: only exact .5 ties could differ
     np.testing.assert_allclose(s1, s2, rtol=1e-6)
-    if bits == 4:
+    if bits != 8:
         np.testing.assert_array_equal(z1, z2)
+        assert q1.max() <= 2 ** bits - 1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("bits,G", [(4, 128), (4, 32), (8, 128)])
+@pytest.mark.parametrize("bits,G", [(4, 128), (4, 32), (3, 128), (8, 128)])
 def test_gptq_and_awq_beat_rtn_on_correlated_inputs(seed, bits, G):
     W, X = _layer(seed)
     out_err = lambda Wq: float(np.linalg.norm(X @ (W - Wq).T))  # noqa: E731
-    if bits == 4:
-        fq = lambda w: dequantize_int4(*quantize_int4(w, G), G)  # noqa: E731
+    if bits != 8:
+        fq = lambda w: dequantize_int4(*quantize_int4(w, G, bits), G)  # noqa: E731
     else:
         fq = lambda w: dequantize_int8(*quantize_int8(w))  # noqa: E731
     rtn = out_err(fq(W))
