@@ -80,19 +80,30 @@ class WindowScores:
         return out
 
 
-def score_windows(logits_fn, windows, ref_logits_fn=None, progress=None):
+def reference_logprobs(logits_fn, windows):  # -> (n, m, V) float32
+    """The scored halves' log-probabilities of a reference model, computed once and kept (float32)
+    so that many models can be compared with it (score_windows(..., ref_logp=...))."""
+    return np.stack([scored_half(np.asarray(logits_fn(w)), w)[0].astype(np.float32) for w in windows])
+
+
+def score_windows(logits_fn, windows, ref_logits_fn=None, progress=None, ref_logp=None):
     """Score every window: logits_fn(window (n_ctx,) int64) -> (n_ctx, V) logits of the model under
-    test; ref_logits_fn the same for the reference (or None). progress(i, n) after each window.
-    The callables keep this independent of who computes the logits (minillm, llama.cpp...)."""
+    test; ref_logits_fn the same for the reference (or None), or ref_logp (n, m, V) its precomputed
+    reference_logprobs. progress(i, n) after each window. The callables keep this independent of
+    who computes the logits (minillm, llama.cpp...)."""
     windows = np.asarray(windows)
     if windows.ndim != 2 or windows.shape[0] == 0:
         raise ValueError(f"windows: expected a non-empty (n, n_ctx) int array, got shape {windows.shape}")
+    if ref_logp is not None and len(ref_logp) != len(windows):
+        raise ValueError(f"ref_logp: expected {len(windows)} windows, got {len(ref_logp)}")
+    has_ref = ref_logits_fn is not None or ref_logp is not None
     nll, ref_nll, kl, top1 = [], [], [], []
     for i, w in enumerate(windows):
         logq, x = scored_half(np.asarray(logits_fn(w)), w)                          # (m, V), (m,)
         nll.append(-np.take_along_axis(logq, x[:, None], axis=1)[:, 0])             # (m,)
-        if ref_logits_fn is not None:
-            logp, _ = scored_half(np.asarray(ref_logits_fn(w)), w)                  # (m, V)
+        if has_ref:
+            logp = (np.asarray(ref_logp[i], dtype=np.float64) if ref_logp is not None
+                    else scored_half(np.asarray(ref_logits_fn(w)), w)[0])           # (m, V)
             if logp.shape != logq.shape:
                 raise ValueError(f"ref: logits of shape {logp.shape} do not match the model's {logq.shape}")
             ref_nll.append(-np.take_along_axis(logp, x[:, None], axis=1)[:, 0])
@@ -100,7 +111,7 @@ def score_windows(logits_fn, windows, ref_logits_fn=None, progress=None):
             top1.append(logp.argmax(axis=1) == logq.argmax(axis=1))
         if progress is not None:
             progress(i + 1, len(windows))
-    if ref_logits_fn is None:
+    if not has_ref:
         return WindowScores(np.stack(nll))
     return WindowScores(np.stack(nll), np.stack(ref_nll), np.stack(kl), np.stack(top1))
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm.cli import main as cli_main
-from minillm.inference.perplexity import (bootstrap_dppl, model_logits, score_windows, scored_half,
-                                          text_windows)
+from minillm.inference.perplexity import (bootstrap_dppl, model_logits, reference_logprobs, score_windows,
+                                          scored_half, text_windows)
 
 from llama_cpp_ref import llama_cpp_or_skip
 
@@ -73,6 +73,9 @@ def test_scores_equal_torch_cross_entropy_and_kl(n, n_ctx, V, seed):
         kl = F.kl_div(F.log_softmax(q, -1), F.log_softmax(p, -1), log_target=True, reduction="none").sum(-1)
         np.testing.assert_allclose(s.kl[i], kl.numpy(), rtol=1e-7, atol=1e-9)
         np.testing.assert_array_equal(s.top1[i], (p.argmax(-1) == q.argmax(-1)).numpy())
+    cached = score_windows(f, windows, ref_logp=reference_logprobs(g, windows))
+    np.testing.assert_allclose(cached.kl, s.kl, rtol=1e-4, atol=1e-6)     # float32 log-probs kept
+    np.testing.assert_array_equal(cached.nll, s.nll)
     summary = s.summary()
     assert summary["ppl"] == pytest.approx(np.exp(s.nll.mean()))
     assert summary["ppl_ref"] == pytest.approx(np.exp(s.ref_nll.mean()))
