@@ -57,7 +57,7 @@ def _unpermute_rope(w, n_head):  # inverse of _permute_rope
     return w.reshape(n_head, D // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _gguf_name(hf_name):
+def _gguf_name(hf_name):  # also gguf_name: "model.layers.3.mlp.down_proj.weight" -> "blk.3.ffn_down.weight"
     for hf, gg in NAMES.items():
         if "{i}" not in hf:
             if hf == hf_name:
@@ -154,9 +154,9 @@ def _check_savable(model, dtype):
         raise ValueError("model: pass the float model; save_gguf quantizes with ggml's own formats")
 
 
-def save_gguf(model, path, dtype="f32", tokenizer=None):
-    """Write a minillm Llama model as GGUF with 2-D weights in `dtype` ("f32" | "f16" | "q8_0" |
-    "q4_0" | "q4_K"); tokenizer (minillm BPE or ByteTokenizer) adds the vocabulary metadata."""
+def gguf_contents(model, tokenizer=None, dtype="f32"):
+    """-> (metadata [(key, type, value)], [(GGUF tensor name, float32 weight in GGUF row order)]) of a
+    minillm Llama model: what save_gguf writes, before any quantization."""
     _check_savable(model, dtype)
     cfg = model.config
     kvs = [("general.architecture", STRING, "llama"), ("general.name", STRING, "minillm"),
@@ -179,12 +179,22 @@ def save_gguf(model, path, dtype="f32", tokenizer=None):
             w = _permute_rope(w, cfg.n_head)
         elif gg.endswith("attn_k.weight"):
             w = _permute_rope(w, cfg.n_kv_head)
+        tensors.append((gg, np.ascontiguousarray(w, dtype=np.float32)))
+    return kvs, tensors
+
+
+def save_gguf(model, path, dtype="f32", tokenizer=None):
+    """Write a minillm Llama model as GGUF with 2-D weights in `dtype` ("f32" | "f16" | "q8_0" |
+    "q4_0" | "q4_K"); tokenizer (minillm BPE or ByteTokenizer) adds the vocabulary metadata.
+    For llama.cpp's mixed file types (Q4_K_M ...) see minillm.loaders.gguf_quantize."""
+    kvs, named = gguf_contents(model, tokenizer, dtype)
+    tensors = []
+    for gg, w in named:
         type_name, blob = _tensor_payload(gg, w, dtype)
         tensors.append((gg, type_name, w.shape, blob))
     write_gguf(path, kvs, tensors)
 
 
-# ------------------------------------------------------------------ reading
 def _read_own_tokenizer(meta):
     """The vocabulary save_gguf wrote (it records its exact pattern) as a BPETokenizer, or a
     ByteTokenizer for 256 bare bytes."""
@@ -282,3 +292,6 @@ def load_gguf(path, dequantize=False):
         kind, value = _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize)
         (params if kind == "param" else quantized)[hf_name] = value
     return Transformer(cfg, params=params, quantized=quantized), tokenizer
+
+
+gguf_name = _gguf_name
