@@ -167,16 +167,17 @@ def main():
     calib_text, eval_text = split_text()
     windows = text_windows(tok.encode(eval_text), args.ctx)[:args.windows]
     calib = np.asarray(tok.encode(calib_text)[:args.calib_tokens], dtype=np.int64)[None, :]   # (1, T)
-    ref_logp = reference_logprobs(model_logits(ref_model), windows)                           # (n, m, V)
-    print(f"evaluation: {len(windows)} windows of {args.ctx} ({windows.shape[0] * ref_logp.shape[1]} scored "
-          f"tokens); calibration: {calib.shape[1]} tokens; reference ready in {time.time() - t0:.0f} s", flush=True)
-    done = {}
+    print(f"evaluation: {len(windows)} windows of {args.ctx} ({len(windows) * (args.ctx - 1 - args.ctx // 2)} "
+          f"scored tokens); calibration: {calib.shape[1]} tokens", flush=True)
+    done, ref_logp = {}, None
     if os.path.exists(args.out):
         with open(args.out) as f:
             done = {r["label"]: r for r in map(json.loads, f) if r.get("windows") == [args.ctx, len(windows)]}
     rows = []
     for label in args.rows.split(","):
         if label not in done:
+            if ref_logp is None:   # computed once, and only when a row still has to be measured
+                ref_logp = reference_logprobs(model_logits(ref_model), windows)                 # (n, m, V)
             t = time.time()
             model = ref_model if label == "F32" else build(label, args, ref_model, calib)
             done[label] = {**measure(label, model, windows, ref_logp, windows[0][:32], args, time.time() - t),
