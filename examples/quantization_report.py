@@ -18,7 +18,7 @@ keeps it, and the tied LM head, float32), weight bytes of the whole model, perpl
 the float32 reference with a 95% bootstrap interval over windows, mean KL(ref || model), top-1
 agreement with the reference, greedy decode tok/s (KV cache, --decode-tokens, median of 3).
 INT3 rows use the INT4 layers with codes 0..7: their bits per weight is the information content
-(3 + 40/128 bits of scale and zero per weight), their bytes are those of the 4-bit layout.
+(3 + 40/64 bits of scale and zero per weight), their bytes are those of the 4-bit layout.
 
 Results are appended to --out (JSON lines) as each row finishes, and a rerun skips the rows already
 there; the plot of Δppl against bits per weight goes to --plot (matplotlib: minillm[plot]).
@@ -42,7 +42,7 @@ from minillm.loaders.gguf_quantize import quantize_gguf  # noqa: E402
 from minillm.quant import quantize, weight_bytes  # noqa: E402
 from minillm.quant.mixes import MIXES  # noqa: E402
 
-GROUP = 128
+GROUP = 64                       # INT4/INT3 group: SmolLM2's d = 576 is 9 x 64 (a 128 group would not divide it)
 # label -> (method, format, bits, needs calibration): minillm.quant.quantize rows
 METHOD_ROWS = {
     "INT8": ("rtn", "int8", 8, False), "LLM.int8": ("rtn", "llm_int8", 8, True), "NF4": ("rtn", "nf4", 4, False),
@@ -67,11 +67,11 @@ def split_text():
 
 def bits_per_weight(model, label):
     """Mean bits per weight over the quantized matrices (INT3: information content, see the docstring)."""
-    q = model.quantized
-    if label.startswith("INT3"):
-        return 3.0 + 40.0 / GROUP               # codes + a float32 scale and a uint8 zero per group
-    n = sum(l.shape[0] * l.shape[1] for l in q.values())
-    return sum(l.bits_per_weight * l.shape[0] * l.shape[1] for l in q.values()) / n
+    q = model.quantized.values()
+    n = sum(l.shape[0] * l.shape[1] for l in q)
+    # INT3 codes sit in 4-bit nibbles: count 3 bits + a float32 scale and a uint8 zero per group
+    bpw = [3.0 + 40.0 / GROUP if label.startswith("INT3") and l.fmt == "int4" else l.bits_per_weight for l in q]
+    return sum(b * l.shape[0] * l.shape[1] for b, l in zip(bpw, q)) / n
 
 
 def decode_speed(model, prompt, n_new):
