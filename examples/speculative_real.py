@@ -70,6 +70,7 @@ def main():
     for name in set(args.targets.split(",") + args.drafts.split(",")) - {"f32", "lookup"}:
         models[name] = quantize(f32, "rtn", format=name)        # block linears; embedding / head stay f32
     ks = [int(k) for k in args.ks.split(",")]
+    greedy = None
     print(f"prompt: {len(ids)} tokens; {args.new_tokens} new tokens per run\n")
     print("| target | draft | temperature | k | acceptance | tokens / target call | spec s | plain s | speedup |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -78,6 +79,7 @@ def main():
         generate(target, ids, 2)                                 # warm-up
         for temperature in [float(t) for t in args.temperatures.split(",")]:
             plain, t_plain = baseline(target, ids, args.new_tokens, temperature, args.seed)
+            greedy = plain if temperature == 0 else greedy
             for dname in args.drafts.split(","):
                 for k in ks:
                     out, st = run(target, None if dname == "lookup" else models[dname], ids, args.new_tokens, k,
@@ -87,7 +89,8 @@ def main():
                     print(f"| {tname} | {dname} | {temperature:g} | {k} | {100 * st['acceptance_rate']:.0f}% | "
                           f"{st['tokens_per_target_call']:.2f} | {st['seconds']:.1f} | {t_plain:.1f} | "
                           f"{t_plain / st['seconds']:.2f}x |", flush=True)
-    print("\nanswer (greedy):", tok.decode(plain.tolist()) if args.temperatures.split(",")[-1] == "0" else "")
+    if greedy is not None:
+        print("\nthe target's greedy answer:", tok.decode(greedy.tolist()))
 
 
 if __name__ == "__main__":
