@@ -5,7 +5,7 @@ Each subcommand is a module of this package exposing
 Command-line code lives here and nowhere else, and nothing in minillm imports this package."""
 import argparse
 
-from . import chat, data, generate, plan, quantize, rag, serve, sft, tokenizer, train
+from . import chat, data, generate, imatrix, plan, quantize, rag, serve, sft, tokenizer, train
 
 # subcommand -> module providing register(subparsers)
 COMMANDS = {
@@ -15,6 +15,7 @@ COMMANDS = {
     "tokenizer": tokenizer,
     "data": data,
     "quantize": quantize,
+    "imatrix": imatrix,
     "sft": sft,
     "rag": rag,
     "plan": plan,
