@@ -17,6 +17,7 @@ import numpy as np
 from ..loaders import load, save_gguf, save_quantized
 from ..loaders.gguf_quantize import quantize_gguf
 from ..quant import FORMATS, METHODS, quantize
+from ..quant.ggml_quants import QUANTIZERS
 from ..quant.mixes import MIXES
 from ..run_folder import load_run
 from ..train import corpus_text
@@ -93,7 +94,7 @@ def main(args):
         return 2
     model, tok, calib = _load(args)
     if args.out:
-        needs = args.method != "rtn" or args.format in ("llm_int8", "q4_0", "q4_K", "q6_K")
+        needs = args.method != "rtn" or args.format == "llm_int8" or args.format in QUANTIZERS
         qm = quantize(model, args.method, args.bits, args.group_size, args.format,
                       calib if needs else None, act_order=args.act_order, progress=_progress_bar(sys.stderr))
         save_quantized(qm, args.out)

@@ -1,4 +1,4 @@
-"""ggml's block quantizers Q8_0, Q4_0, Q4_K and Q6_K, producing the same bytes as ggml's reference C
+"""ggml's block quantizers Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K, producing the same bytes as ggml's reference C
 quantizers (ggml-quants.c: quantize_row_*_ref, and quantize_row_*_impl when an importance matrix is
 given). Their dequantizers, with those of every other type minillm reads, are in ggml_blocks.py;
 layouts in formats.py.
@@ -10,13 +10,20 @@ layouts in formats.py.
         quantized to 6 bits against fp16 super-scales d and dmin                        4.5 bits/weight
   Q6_K  super-blocks of 256 = 16 sub-blocks of 16, symmetric 6-bit codes with an rmse-searched scale
         (make_qx_quants), int8 sub-scales against one fp16 d                            6.5625 bits/weight
+  Q4_1, Q5_1  blocks of 32 on the min..max range (16 / 32 levels), fp16 d and min     5.0 / 6.0
+  Q5_0  as Q4_0 with 32 levels (d = -max / 16), the fifth bit in qh                    5.5
+  Q5_K  as Q4_K with 5-bit codes (make_qkx2_quants, nmax 31)                           5.5
+  Q3_K  16 sub-blocks of 16, 3-bit codes fitted by coordinate descent (make_q3_quants), 6-bit
+        signed sub-scales against one fp16 d                                           3.4375
+  Q2_K  16 sub-blocks of 16, asymmetric 2-bit grid fitted under absolute error, 4-bit scales and
+        mins against fp16 d and dmin                                                   2.625
 
 Byte-exactness means float32 arithmetic in ggml's exact order. Each routine is vectorized across
 blocks, but every sum runs left to right like the C loop: np.cumsum (np.add.accumulate) is strictly
 sequential, unlike np.sum's pairwise summation, and every operand is float32 so nothing is promoted.
 nearest_int copies ggml's magic-number rounding (ties to even). Importance weights ("imatrix", the
 mean squared activation of each input channel over calibration data, llama.cpp's imatrix tool) switch
-Q4_0/Q4_K/Q6_K to the weighted variants, as llama-quantize --imatrix does.
+every type but Q8_0 to its weighted variant (quantize_row_*_impl), as llama-quantize --imatrix does.
 """
 import numpy as np
 
