@@ -109,3 +109,19 @@ def test_smollm2_mix_equals_llama_cpp(mix, tmp_path):
     _llama_quantize(f32, tmp_path / "ref.gguf", mix)
     quantize_gguf(f32, tmp_path / "ours.gguf", mix)
     assert (tmp_path / "ours.gguf").read_bytes() == (tmp_path / "ref.gguf").read_bytes()
+
+
+def test_model_folder_input_equals_its_f32_gguf(tmp_path):
+    """An HF folder is quantized as the F32 GGUF save_gguf writes of the same model."""
+    from minillm.loaders import save_hf
+    cfg = ModelConfig(arch="llama", vocab_size=256, n_layer=2, n_head=4, n_kv_head=2, d_model=256, ffn_dim=512,
+                      max_seq_len=64)
+    model = Transformer(cfg, seed=5)
+    save_hf(model, tmp_path / "hf")
+    save_gguf(model, tmp_path / "f32.gguf")
+    a = quantize_gguf(str(tmp_path / "hf"), tmp_path / "a.gguf", "Q3_K_M")
+    b = quantize_gguf(tmp_path / "f32.gguf", tmp_path / "b.gguf", "Q3_K_M")
+    assert a == b and "q3_K" in a.values() and "q5_K" in a.values()
+    ta, tb = read_gguf(tmp_path / "a.gguf")[1], read_gguf(tmp_path / "b.gguf")[1]
+    for name in tb:
+        assert ta[name][0] == tb[name][0] and np.array_equal(ta[name][2], tb[name][2]), name
