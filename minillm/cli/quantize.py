@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..loaders import load, save_gguf, save_quantized
+from ..loaders.gguf import FILE_TYPE
 from ..loaders.gguf_quantize import quantize_gguf
 from ..quant import FORMATS, METHODS, quantize
 from ..quant.ggml_quants import QUANTIZERS
@@ -120,5 +121,5 @@ def register(subparsers):
     p.add_argument("--imatrix", default=None, help="with --type: importance matrix (GGUF or legacy .dat)")
     p.add_argument("--out", help="quantized checkpoint (.safetensors); with --type the GGUF file")
     p.add_argument("--gguf", help="also write a GGUF file for llama.cpp")
-    p.add_argument("--gguf-dtype", choices=("f32", "f16", "q8_0", "q4_0", "q4_K"), default="q8_0")
+    p.add_argument("--gguf-dtype", choices=tuple(FILE_TYPE), default="q8_0")
     p.set_defaults(func=main)

@@ -102,3 +102,21 @@ def test_smollm2_tensors_match_llama_cpp(name):
         for q in (None, imp):
             ours = quantize_blocks(w, fmt, imatrix=q).view(np.uint8).reshape(len(w), -1)
             np.testing.assert_array_equal(ours, ggml_quantize_or_skip(fmt, w, q), err_msg=f"{name} {fmt}")
+
+
+@pytest.mark.parametrize("dtype", TYPES)
+def test_save_gguf_writes_every_type(tmp_path, dtype):
+    from minillm.loaders import load_gguf, save_gguf
+    from minillm.model import ModelConfig, Transformer
+    cfg = ModelConfig(arch="llama", vocab_size=256, n_layer=1, n_head=4, n_kv_head=2, d_model=256, ffn_dim=512,
+                      max_seq_len=32)
+    model = Transformer(cfg, seed=2)
+    save_gguf(model, tmp_path / "m.gguf", dtype=dtype)
+    _, tensors = read_gguf(tmp_path / "m.gguf")
+    t, shape, raw = tensors["blk.0.ffn_down.weight"]
+    assert t == dtype
+    w = model.params["model.layers.0.mlp.down_proj.weight"]
+    np.testing.assert_array_equal(raw, quantize_blocks(w, dtype).view(np.uint8).reshape(-1))
+    back, _ = load_gguf(tmp_path / "m.gguf", dequantize=True)
+    np.testing.assert_array_equal(back.params["model.layers.0.mlp.down_proj.weight"], dequantize_blocks(
+        quantize_blocks(w, dtype), dtype))
