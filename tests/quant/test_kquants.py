@@ -62,12 +62,25 @@ def test_round_trip_matches_gguf_dequantizer(seed, N, nb, fmt, weighted):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), N=st.integers(1, 3), nb=st.integers(1, 3), fmt=st.sampled_from(TYPES),
-       kind=st.sampled_from(KINDS), weighted=st.booleans())
-def test_bytes_match_llama_cpp(seed, N, nb, fmt, kind, weighted):
+       kind=st.sampled_from(KINDS), weighted=st.booleans(), reference=st.booleans())
+def test_bytes_match_llama_cpp(seed, N, nb, fmt, kind, weighted, reference):
+    """Both paths: the NumPy reference and its Numba fitting routines (ggml_fit.py)."""
     w = _w(seed, N, 256 * nb, kind)
     imp = (np.random.default_rng(seed + 1).random(256 * nb) ** 3 * 5).astype(np.float32) if weighted else None
     theirs = ggml_quantize_or_skip(fmt, w, imp)
-    np.testing.assert_array_equal(quantize_blocks(w, fmt, imatrix=imp).view(np.uint8).reshape(N, -1), theirs)
+    ours = quantize_blocks(w, fmt, imatrix=imp, reference=reference)
+    np.testing.assert_array_equal(ours.view(np.uint8).reshape(N, -1), theirs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), N=st.integers(1, 4), nb=st.integers(1, 3), fmt=st.sampled_from(TYPES),
+       kind=st.sampled_from(KINDS), weighted=st.booleans())
+def test_numba_fitting_equals_numpy_reference(seed, N, nb, fmt, kind, weighted):
+    """ggml_fit's Numba routines return the NumPy references' bits (no llama.cpp needed)."""
+    w = _w(seed, N, 256 * nb, kind)
+    imp = (np.random.default_rng(seed + 2).random(256 * nb) ** 2 * 3).astype(np.float32) if weighted else None
+    a = quantize_blocks(w, fmt, imatrix=imp).view(np.uint8)
+    np.testing.assert_array_equal(a, quantize_blocks(w, fmt, imatrix=imp, reference=True).view(np.uint8))
 
 
 def test_imatrix_lowers_weighted_error():
