@@ -21,7 +21,9 @@ layouts in formats.py.
 Byte-exactness means float32 arithmetic in ggml's exact order. Each routine is vectorized across
 blocks, but every sum runs left to right like the C loop: np.cumsum (np.add.accumulate) is strictly
 sequential, unlike np.sum's pairwise summation, and every operand is float32 so nothing is promoted.
-nearest_int copies ggml's magic-number rounding (ties to even). Importance weights ("imatrix", the
+nearest_int copies ggml's magic-number rounding (ties to even). The fitting routines (make_*_quants)
+run by default as ggml_fit.py's Numba loops, which return the same bits; quantize_blocks(...,
+reference=True) runs the NumPy code below instead. Importance weights ("imatrix", the
 mean squared activation of each input channel over calibration data, llama.cpp's imatrix tool) switch
 every type but Q8_0 to its weighted variant (quantize_row_*_impl), as llama-quantize --imatrix does.
 """
