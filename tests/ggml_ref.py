@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from llama_cpp_ref import llama_cpp_or_skip
 from minillm.io.ggml_types import GGML_TYPES
 
 _LIB = []
@@ -16,7 +17,7 @@ _LIB = []
 
 def _lib():
     if not _LIB:
-        llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is the llama.cpp reference")
+        llama_cpp = llama_cpp_or_skip()
         libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
         cands = sorted(glob.glob(os.path.join(libdir, "libggml-base.so*")))
         if not cands:

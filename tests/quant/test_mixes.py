@@ -75,6 +75,30 @@ def test_requantize_through_float32(tiny):
     assert ours.read_bytes() == ref.read_bytes()
 
 
+@pytest.mark.parametrize("storage", ["f16", "bf16"])
+def test_f16_bf16_input(tiny, storage):
+    """F16 and BF16 inputs go through float32 like llama.cpp's; the files match byte for byte."""
+    from minillm.io.gguf import read_gguf_typed, write_gguf
+    from minillm.io.gguf import ARRAY
+    d, src = tiny
+    meta, kinds, tensors = read_gguf_typed(src)
+    kvs = [(k, ARRAY, (kinds[k][1], v)) if isinstance(kinds[k], tuple) else (k, kinds[k], v) for k, v in meta.items()]
+    out = []
+    for name, (t, shape, raw) in tensors.items():
+        w = raw.view("<f4")
+        if len(shape) == 2:
+            if storage == "f16":
+                t, raw = "f16", w.astype("<f2").view(np.uint8)
+            else:
+                t, raw = "bf16", (w.view("<u4") >> 16).astype("<u2").view(np.uint8)  # truncated to bf16
+        out.append((name, t, shape, raw.tobytes()))
+    half, ref, ours = d / f"{storage}.gguf", d / f"{storage}-ref.gguf", d / f"{storage}-ours.gguf"
+    write_gguf(half, kvs, out)
+    _llama_quantize(half, ref, "Q4_K_M")
+    quantize_gguf(half, ours, "Q4_K_M")
+    assert ours.read_bytes() == ref.read_bytes()
+
+
 def test_mix_rules_without_llama_cpp():
     """Rules a reader can check by hand, on SmolLM2's shapes (30 layers, 9/3 heads, d 576, FFN 1536)."""
     t = {"token_embd.weight": ("f32", (49152, 576)), "output_norm.weight": ("f32", (576,))}
