@@ -99,6 +99,28 @@ def test_f16_bf16_input(tiny, storage):
     assert ours.read_bytes() == ref.read_bytes()
 
 
+@pytest.mark.parametrize("mix", ["Q2_K", "Q3_K_M", "Q4_K_M"])
+def test_qwen2_mix_equals_llama_cpp(tiny, mix):
+    """The same rules on the qwen2 architecture (its q/k/v biases stay F32)."""
+    from minillm.io.gguf import ARRAY, read_gguf_typed, write_gguf
+    d, src = tiny
+    meta, kinds, tensors = read_gguf_typed(src)
+    kvs = []
+    for k, v in meta.items():
+        key, v = k.replace("llama.", "qwen2.", 1), ("qwen2" if k == "general.architecture" else v)
+        kvs.append((key, ARRAY, (kinds[k][1], v)) if isinstance(kinds[k], tuple) else (key, kinds[k], v))
+    out = [(n, t, s, r.tobytes()) for n, (t, s, r) in tensors.items()]
+    rng = np.random.default_rng(0)
+    for n, (t, shape, _) in tensors.items():
+        if n.endswith(("attn_q.weight", "attn_k.weight", "attn_v.weight")):
+            out.append((n[:-6] + "bias", "f32", shape[:1], rng.standard_normal(shape[0]).astype("<f4").tobytes()))
+    qsrc, ref, ours = d / "qwen2.gguf", d / f"qwen2-ref-{mix}.gguf", d / f"qwen2-ours-{mix}.gguf"
+    write_gguf(qsrc, kvs, out)
+    _llama_quantize(qsrc, ref, mix)
+    quantize_gguf(qsrc, ours, mix)
+    assert ours.read_bytes() == ref.read_bytes()
+
+
 def test_mix_rules_without_llama_cpp():
     """Rules a reader can check by hand, on SmolLM2's shapes (30 layers, 9/3 heads, d 576, FFN 1536)."""
     t = {"token_embd.weight": ("f32", (49152, 576)), "output_norm.weight": ("f32", (576,))}
