@@ -113,10 +113,10 @@ static void tile_gemm(float* c, int64_t ldc, const float* a, int64_t ars, int64_
             tile_edge(c + i * ldc + j, a + i * ars, acs, b + j, ldb, k, accumulate);
 }
 
-/* Kt (D, BC) <- rows j0 .. j0+bc-1 of k (., D) transposed, columns bc .. BC-1 zero. */
-static void transpose_block(float* Kt, const float* k, int64_t j0, int64_t bc, int64_t D) {
+/* Kt (D, BC) <- c * rows j0 .. j0+bc-1 of k (., D) transposed, columns bc .. BC-1 zero. */
+static void transpose_block(float* Kt, const float* k, int64_t j0, int64_t bc, int64_t D, float c) {
     for (int64_t d = 0; d < D; d++) {
-        for (int64_t j = 0; j < bc; j++) Kt[d * BC + j] = k[(j0 + j) * D + d];
+        for (int64_t j = 0; j < bc; j++) Kt[d * BC + j] = c * k[(j0 + j) * D + d];
         for (int64_t j = bc; j < BC; j++) Kt[d * BC + j] = 0.0f;
     }
 }
@@ -149,17 +149,14 @@ static void forward_tile(float* oh, float* lh, const float* qh, const float* kh,
     memset(w->acc, 0, sizeof(float) * br * Dp);
     for (int64_t j0 = 0; j0 < key_end; j0 += BC) {
         const int64_t bc = min64(BC, key_end - j0), ncol = round_up(bc, VL);
-        transpose_block(w->Kt, kh, j0, bc, D);
+        transpose_block(w->Kt, kh, j0, bc, D, scale);       /* the scale folded into K^T */
         tile_gemm(w->sc, BC, qh + i0 * D, D, 1, w->Kt, BC, br, ncol, D, 0);   /* S = Q K^T */
         for (int64_t i = 0; i < br; i++) {
             /* causal: row i sees keys < off + i0 + i + 1, i.e. the first jn of this block */
             const int64_t jn = min64(bc, off + i0 + i + 1 - j0);
             float* s = w->sc + i * BC;
-            if (jn > 0) {
-                #pragma omp simd
-                for (int64_t j = 0; j < jn; j++) s[j] *= scale;
+            if (jn > 0)
                 online_softmax_step(s, jn, &m[i], &l[i], w->acc + i * Dp, Dp);  /* s -> P */
-            }
             for (int64_t j = jn > 0 ? jn : 0; j < ncol; j++) s[j] = 0.0f;  /* masked: P = 0 */
         }
         const float* Vb = padded_rows(w->Vb, vh + j0 * D, bc, D, Dp);
@@ -228,7 +225,7 @@ static void backward_tile(const float* Qh, const float* dOh, float* dQh, const f
         float *p = w->P + i * BC, *ds = w->dS + i * BC;
         #pragma omp simd
         for (int64_t j = 0; j < jv; j++) {
-            p[j] = fast_expf(p[j] * scale - lse_i);            /* P_ij (s <= lse) */
+            p[j] = fast_expf(p[j] - lse_i);                    /* P_ij (s <= lse) */
             ds[j] = p[j] * (ds[j] - D_i) * scale;             /* dS_ij, incl. d(s)/d(qk) */
         }
         for (int64_t j = jv; j < BC; j++) p[j] = ds[j] = 0.0f;
@@ -244,8 +241,8 @@ static void backward_block(float* dkh, float* dvh, const float* kh, const float*
                            const float* lse_g, BwdScratch* w) {
     const int64_t Dp = round_up(D, VL), off = S - T, bc = min64(BC, S - j0);
     const int64_t i_first = j0 - off > 0 ? j0 - off : 0;   /* the first row that sees key j0 */
-    transpose_block(w->Kt, kh, j0, bc, D);
-    transpose_block(w->Vt, vh, j0, bc, D);
+    transpose_block(w->Kt, kh, j0, bc, D, scale);          /* the scale folded into K^T */
+    transpose_block(w->Vt, vh, j0, bc, D, 1.0f);
     const float* Kb = padded_rows(w->Kb, kh + j0 * D, bc, D, Dp);
     memset(w->dKb, 0, sizeof(float) * BC * Dp);
     memset(w->dVb, 0, sizeof(float) * BC * Dp);
