@@ -28,7 +28,9 @@
  * for whatever target the compiler is given. The earlier one-row-at-a-time loops (a score row,
  * then rank-1 updates of dK, dV, dQ per key) moved 2-3 floats of memory per FMA; the tiles move
  * about one per MR FMAs. B operands with D not a multiple of VL (and partial key blocks) are
- * copied to zero-padded buffers; K and V blocks are transposed to (D, BC) once per block.
+ * copied to zero-padded buffers. Forward transposes every key head once, scale folded in, before
+ * its tiles run (per tile and block, the scalar transposes cost as much as the tile products);
+ * backward transposes each K and V block once per (kv head, block).
  *
  * Forward work items are (b, h, query tile), handed out dynamically because causal tiles late in
  * T see more keys. Backward work items are (b, kv head): a thread owns the dK, dV of its kv head
@@ -133,15 +135,15 @@ static const float* padded_rows(float* buf, const float* src, int64_t n, int64_t
 
 /* ------------------------------------------------------------------------------ forward */
 typedef struct {          /* one thread's forward scratch */
-    float* Kt;            /* (D, BC) key block, transposed */
     float* Vb;            /* (BC, Dp) value block, zero-padded (when D % VL != 0) */
     float* sc;            /* (BR, BC) scores, then P */
     float* acc;           /* (BR, Dp) unnormalised output */
 } FwdScratch;
 
-/* Rows i0 .. i0+br-1 of one head: qh (T, D) against kh, vh (S, D) -> oh (T, D), lh (T,). */
-static void forward_tile(float* oh, float* lh, const float* qh, const float* kh, const float* vh,
-                         int64_t i0, int64_t br, int64_t off, int64_t D, float scale, FwdScratch* w) {
+/* Rows i0 .. i0+br-1 of one head: qh (T, D) against the scaled, transposed keys Kt (D, Sp) and the
+ * values vh (S, D) -> oh (T, D), lh (T,). */
+static void forward_tile(float* oh, float* lh, const float* qh, const float* Kt, int64_t Sp,
+                         const float* vh, int64_t i0, int64_t br, int64_t off, int64_t D, FwdScratch* w) {
     const int64_t Dp = round_up(D, VL);
     const int64_t key_end = off + i0 + br;           /* keys the tile's last row can see */
     float m[BR], l[BR];                              /* running max and sum per row */
@@ -149,8 +151,7 @@ static void forward_tile(float* oh, float* lh, const float* qh, const float* kh,
     memset(w->acc, 0, sizeof(float) * br * Dp);
     for (int64_t j0 = 0; j0 < key_end; j0 += BC) {
         const int64_t bc = min64(BC, key_end - j0), ncol = round_up(bc, VL);
-        transpose_block(w->Kt, kh, j0, bc, D, scale);       /* the scale folded into K^T */
-        tile_gemm(w->sc, BC, qh + i0 * D, D, 1, w->Kt, BC, br, ncol, D, 0);   /* S = Q K^T */
+        tile_gemm(w->sc, BC, qh + i0 * D, D, 1, Kt + j0, Sp, br, ncol, D, 0);  /* S = Q K^T */
         for (int64_t i = 0; i < br; i++) {
             /* causal: row i sees keys < off + i0 + i + 1, i.e. the first jn of this block */
             const int64_t jn = min64(bc, off + i0 + i + 1 - j0);
@@ -172,30 +173,44 @@ static void forward_tile(float* oh, float* lh, const float* qh, const float* kh,
     }
 }
 
+/* Kt (D, Sp) <- c * kh (S, D) transposed, columns S .. Sp-1 zero. */
+static void transpose_head(float* Kt, const float* kh, int64_t S, int64_t Sp, int64_t D, float c) {
+    for (int64_t j0 = 0; j0 < S; j0 += 16)             /* 16 keys at a time: a cache line per row */
+        for (int64_t d = 0; d < D; d++)
+            for (int64_t j = j0; j < min64(j0 + 16, S); j++) Kt[d * Sp + j] = c * kh[j * D + d];
+    for (int64_t d = 0; d < D; d++)
+        for (int64_t j = S; j < Sp; j++) Kt[d * Sp + j] = 0.0f;
+}
+
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        int64_t B, int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t D,
                        float scale) {
     const int64_t rep = H / Hkv;                    /* query heads per kv head */
-    const int64_t ntiles = (T + BR - 1) / BR, Dp = round_up(D, VL);
+    const int64_t ntiles = (T + BR - 1) / BR, Dp = round_up(D, VL), Sp = round_up(S, BC);
+    /* every key head transposed once, the scale folded in: (B * Hkv, D, Sp) */
+    float* Kt = xmalloc(sizeof(float) * B * Hkv * D * Sp);
     #pragma omp parallel if (B * H * T * S * D >= (1 << 18))
     {
-        FwdScratch w = {xmalloc(sizeof(float) * D * BC), xmalloc(sizeof(float) * BC * Dp),
-                        xmalloc(sizeof(float) * BR * BC), xmalloc(sizeof(float) * BR * Dp)};
+        #pragma omp for schedule(static)
+        for (int64_t bk = 0; bk < B * Hkv; bk++)
+            transpose_head(Kt + bk * D * Sp, k + bk * S * D, S, Sp, D, scale);
+        FwdScratch w = {xmalloc(sizeof(float) * BC * Dp), xmalloc(sizeof(float) * BR * BC),
+                        xmalloc(sizeof(float) * BR * Dp)};
         /* dynamic: causal tiles late in T see more keys than early ones */
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t bh = 0; bh < B * H; bh++) {
             for (int64_t tile = 0; tile < ntiles; tile++) {
                 const int64_t b = bh / H, h = bh % H, kvh = b * Hkv + h / rep;
                 const int64_t i0 = tile * BR;
-                forward_tile(out + bh * T * D, lse + bh * T, q + bh * T * D, k + kvh * S * D,
-                             v + kvh * S * D, i0, min64(BR, T - i0), S - T, D, scale, &w);
+                forward_tile(out + bh * T * D, lse + bh * T, q + bh * T * D, Kt + kvh * D * Sp, Sp,
+                             v + kvh * S * D, i0, min64(BR, T - i0), S - T, D, &w);
             }
         }
-        free(w.Kt);
         free(w.Vb);
         free(w.sc);
         free(w.acc);
     }
+    free(Kt);
 }
 
 /* ------------------------------------------------------------------------------ backward */
