@@ -1,6 +1,7 @@
 """Benchmark the native C kernels against the NumPy references, numpy's BLAS and PyTorch.
 
     python examples/bench_kernels.py            # ~2 minutes on 2 cores
+    python examples/bench_kernels.py attention  # one section: matmul, attention or fused
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python examples/bench_kernels.py   # single thread
 
 Thread counts: OMP_NUM_THREADS (our OpenMP kernels) and OPENBLAS_NUM_THREADS (numpy's BLAS) default
@@ -24,6 +25,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -191,17 +193,38 @@ def bench_fused(rng):
           f"{'kernel':28s} {'native':>9s} {'reference':>9s} {'ref/nat':>9s}", rows)
 
 
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
+def load_average():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def main():
     if native.lib is None:
         raise SystemExit("native kernels are not built: pip install -e . first")
+    print(f"CPU: {cpu_name()}; load average at start: {load_average()}")
     print(f"threads: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} "
           f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"
           + (f", torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else
              ", torch not installed"))
+    sections = {"matmul": bench_matmul, "attention": bench_attention, "fused": bench_fused}
+    chosen = sys.argv[1:] or list(sections)
+    for name in chosen:
+        if name not in sections:
+            raise SystemExit(f"section: expected one of {sorted(sections)}, got {name!r}")
     rng = np.random.default_rng(0)
-    bench_matmul(rng)
-    bench_attention(rng)
-    bench_fused(rng)
+    for name in chosen:
+        sections[name](rng)
 
 
 if __name__ == "__main__":

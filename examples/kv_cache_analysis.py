@@ -29,6 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 USER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -53,6 +54,7 @@ if __name__ == "__main__" and "--hf-worker" in sys.argv:  # child: torch only, n
 from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.inference import KVCache, generate, kv_bytes_per_token  # noqa: E402
 from minillm.inference.paged_kv_cache import PagedKVCache  # noqa: E402
+from bench_real_model import llama_cpp_module  # noqa: E402  (llama.cpp with its AMX workaround)
 from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token  # noqa: E402
 
 
@@ -128,10 +130,9 @@ def hf_decode_rate(hf, prompt, n):
 
 def llama_cpp_decode_rate(model, prompt, n, folder):
     """llama.cpp F32 on the same Llama, or (None, reason)."""
-    try:
-        import llama_cpp
-    except ImportError:
+    if importlib.util.find_spec("llama_cpp") is None:   # optional: the reference compared with
         return None, "llama-cpp-python not installed (pip install llama-cpp-python builds it, ~6 min)"
+    llama_cpp = llama_cpp_module()                       # with the AMX workaround on Intel hosts
     try:
         from minillm.loaders import save_gguf
     except ImportError:
