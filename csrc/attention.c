@@ -186,7 +186,10 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                        int64_t B, int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t D,
                        float scale) {
     const int64_t rep = H / Hkv;                    /* query heads per kv head */
-    const int64_t ntiles = (T + BR - 1) / BR, Dp = round_up(D, VL), Sp = round_up(S, BC);
+    const int64_t ntiles = (T + BR - 1) / BR, Dp = round_up(D, VL);
+    /* + VL: a row stride of S = 1024 floats (4 KB) would put every row of a key block in the same
+     * L1 set (4K aliasing); one more cache line per row spreads them over the sets */
+    const int64_t Sp = round_up(S, BC) + VL;
     /* every key head transposed once, the scale folded in: (B * Hkv, D, Sp) */
     float* Kt = xmalloc(sizeof(float) * B * Hkv * D * Sp);
     #pragma omp parallel if (B * H * T * S * D >= (1 << 18))

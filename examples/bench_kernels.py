@@ -51,6 +51,20 @@ def bench(fn, min_repeats=5, max_repeats=21, budget=1.0):
     return float(np.median(times))
 
 
+def interleaved(fns, rounds=9):
+    """Median seconds of each fn over `rounds` rounds that time every fn once, in turn."""
+    time.sleep(0.2)
+    for fn in fns:
+        fn()                              # warm-up
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [float(np.median(ts)) for ts in times]
+
+
 def ms(t):
     return "-" if t is None else f"{t * 1e3:9.3f}"
 
@@ -134,10 +148,12 @@ def bench_attention(rng):
             return run
 
         for what, make, backward in (("forward", fwd, False), ("fwd+bwd", fwd_bwd, True)):
-            t_nat = bench(make(native))
-            t_ref = bench(make(reference))
             t_torch_fn = torch_sdpa(q, k, v, scale, True, backward)
-            t_torch = bench(t_torch_fn) if t_torch_fn else None
+            if t_torch_fn:   # native and torch in turn, so a slow spell of the host hits both
+                t_nat, t_torch = interleaved([make(native), t_torch_fn])
+            else:
+                t_nat, t_torch = bench(make(native)), None
+            t_ref = bench(make(reference), min_repeats=1, max_repeats=3)
             rows.append(f"B{B} H{H} T{T} D{D:<3d} {what:8s} {ms(t_nat)} {ms(t_ref)} {ms(t_torch)} "
                         f"{ratio(t_ref, t_nat):>9s} {ratio(t_torch, t_nat):>9s}")
 
