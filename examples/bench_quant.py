@@ -11,7 +11,7 @@ Threads: 2 unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set (both libraries
 Part 1: x (1, K) @ W^T for W (N, K) = 4096x4096 and 11008x4096: W in fp32 (numpy/OpenBLAS), INT8
 (per-channel), INT4 (group 128, the default exact path: fp32 activations), INT4-q8x (the same weights,
 `act_int8=True`: x quantized to int8 per group and summed in integers, as llama.cpp does), NF4, Q8_0,
-Q4_0, Q4_1, Q4_K and Q6_K, each ggml format also as "-q8x" (GGMLLinear(act_int8=True): x quantized to
+Q4_0, Q4_K and Q6_K, each ggml format also as "-q8x" (GGMLLinear(act_int8=True): x quantized to
 int8 per block of 32, llama.cpp's integer block dot products). Without -q8x every kernel uses fp32
 activations and equals dequantize-then-matmul within float32 rounding. GB/s counts the bytes of the weights (and their scales) read once per GEMV;
 the machine's bandwidth is measured in the same run (numpy's int32 max over a 256 MiB array, on 1 and on
@@ -82,8 +82,8 @@ def layers_for(w):  # W (N, K) float32 -> {name: quantized linear layer}
     i4 = quantize_int4(w, 128)
     made = {"int8": Int8Linear(*quantize_int8(w)), "int4": Int4Linear(*i4, 128),
             "int4-q8x": Int4Linear(*i4, 128, act_int8=True), "nf4": quantize_nf4(w),
-            **{f: GGMLLinear(f, quantize_blocks(w, f)) for f in ("q8_0", "q4_0", "q4_1", "q4_K", "q6_K")}}
-    for f in ("q8_0", "q4_0", "q4_1", "q4_K", "q6_K"):           # the same blocks, int8 activations
+            **{f: GGMLLinear(f, quantize_blocks(w, f)) for f in ("q8_0", "q4_0", "q4_K", "q6_K")}}
+    for f in ("q8_0", "q4_0", "q4_K", "q6_K"):                   # the same blocks, int8 activations
         made[f + "-q8x"] = GGMLLinear(f, made[f].blocks, act_int8=True)
     return made
 
