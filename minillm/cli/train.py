@@ -15,7 +15,7 @@ from ..data.sources import check_source, find_tokenizer, format_mixture, read_te
 from ..distributed import DEFAULT_BUCKET_BYTES, communicator
 from ..io.tokens import read_tokens, write_tokens
 from ..model import ModelConfig, Transformer
-from ..run_folder import checkpoint_dir, latest_run_checkpoint, metrics_path, tokenizer_path
+from ..run_folder import checkpoint_dir, clear_run, latest_run_checkpoint, metrics_path, tokenizer_path
 from ..tokenizer import ByteTokenizer, cached_bpe
 from ..train import TrainConfig, corpus_text, train
 
@@ -153,8 +153,10 @@ def main(args):
 
 def _prepare_run(args):
     """Rank 0's part: the output folder and token files. -> (train_data, val_data, val_fraction, vocab)."""
-    if args.fresh and os.path.isdir(args.out):
-        shutil.rmtree(args.out)
+    if args.fresh:
+        clear_run(args.out)
+    elif os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out: {args.out} is a file, expected a run folder")
     os.makedirs(args.out, exist_ok=True)
     if args.data:
         train_data, vocab = prepare_user_data(args.data, args.out, args.tokenizer, args.vocab_size)
