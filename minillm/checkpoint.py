@@ -141,16 +141,17 @@ def load_checkpoint(path):
         raise ValueError(f"{path}: not a checkpoint (no state.json)") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{meta_path}: corrupt checkpoint metadata: {e}") from None
-    if not isinstance(meta, dict) or "meta_sha256" not in meta:
-        raise ValueError(f"{meta_path}: no meta_sha256 field (not a minillm checkpoint, or one saved "
-                         f"before state.json was checksummed): cannot verify it")
-    if _meta_digest(meta) != meta["meta_sha256"]:
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), dict):
+        raise ValueError(f"{meta_path}: not a minillm checkpoint's state.json (no sha256 table)")
+    # checkpoints saved before state.json carried its own digest have no meta_sha256: they load as
+    # before (refusing them would strand existing runs); every save since writes it
+    if "meta_sha256" in meta and _meta_digest(meta) != meta["meta_sha256"]:
         raise ValueError(f"{meta_path}: checkpoint metadata was altered since it was saved (SHA-256 mismatch)")
     for f in FILES:
         p = os.path.join(path, f)
         if not os.path.exists(p):
             raise ValueError(f"{path}: checkpoint is missing {f}")
-        if _sha256(p) != meta["sha256"][f]:
+        if _sha256(p) != meta["sha256"].get(f):
             raise ValueError(f"{p}: checkpoint file is corrupted or truncated (SHA-256 mismatch)")
     cfg = ModelConfig(**meta["model_config"])
     model = Transformer(cfg, params=load_safetensors(os.path.join(path, "model.safetensors")))

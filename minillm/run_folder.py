@@ -15,6 +15,7 @@ Loading a run from Python (this is the documented loader; README "Loading a run 
     model, tokenizer = load_run("runs/minillm")   # newest checkpoint + the run's tokenizer
     ids = tokenizer.encode("The for statement")
     logits = model.forward(np.array([ids]))       # (1, T, V)
+    steps = [r for r in read_run_metrics("runs/minillm") if "loss" in r]   # the loss curve
 
 `clear_run` is what `minillm train --fresh` uses: it deletes only the entries above and refuses a
 folder holding anything else, so pointing --out at the wrong folder never deletes your files.
@@ -22,6 +23,7 @@ folder holding anything else, so pointing --out at the wrong folder never delete
 The generate/chat/quantize/sft/rag commands and the data pipeline's perplexity filter all load runs
 through this module.
 """
+import json
 import os
 import shutil
 
@@ -72,6 +74,22 @@ def tokenizer_path(run_dir):
 def metrics_path(run_dir):
     """The run's per-step metrics (RUN/metrics.jsonl)."""
     return os.path.join(run_dir, METRICS_FILE)
+
+
+def read_run_metrics(run_dir):
+    """The run's metrics.jsonl as a list of dicts (steps, evals, rollback events), in order; a last
+    line cut short by a kill ends the list. [] when the run has none yet."""
+    path = metrics_path(run_dir)
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return records
 
 
 def latest_run_checkpoint(run_dir):

@@ -224,9 +224,23 @@ def test_edited_state_json_is_refused(tmp_path, edit):
     json.dump(meta, open(meta_path, "w"))
     with pytest.raises(ValueError, match="altered"):
         load_checkpoint(path)
+    meta["meta_sha256"] = "0" * 64           # the digest itself edited
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(ValueError, match="altered"):
+        load_checkpoint(path)
+
+
+def test_checkpoints_from_before_the_state_digest_still_load(tmp_path):
+    m = Transformer(cfg(), seed=0)
+    path = _save(tmp_path, m, 3)
+    meta_path = os.path.join(path, "state.json")
+    meta = json.load(open(meta_path))
     del meta["meta_sha256"]
     json.dump(meta, open(meta_path, "w"))
-    with pytest.raises(ValueError, match="meta_sha256"):
+    assert load_checkpoint(path)[3]["step"] == 3
+    meta["sha256"] = "x"
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(ValueError, match="no sha256 table"):
         load_checkpoint(path)
 
 

@@ -76,11 +76,7 @@ def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=N
 
 def cmd_chat(args, stdin=None, out=None):
     stdin, out = stdin or sys.stdin, out or sys.stdout
-    try:
-        model, tok = load_model_arg(args)
-    except ValueError as e:
-        print(f"minillm chat: {e}", file=sys.stderr)
-        return 1
+    model, tok = load_model_arg(args)
     encode, stops, _ = chat_format(tok)
     system = args.system if args.system is not None or args.model else "You are a helpful assistant."
     messages = [{"role": "system", "content": system}] if system else []

@@ -15,6 +15,7 @@ import numpy as np
 from ..align.sft import SFTConfig, load_jsonl, sft_eval_loss, sft_train, tokenize_conversation
 from ..checkpoint import save_checkpoint
 from ..optim import AdamW
+from .args import existing_file, existing_folder, fraction, output_folder, positive_float, positive_int, seed
 from ..run_folder import (TOKENIZER_FILE, checkpoint_dir, latest_run_checkpoint, load_run_model,
                           load_run_tokenizer)
 
@@ -22,27 +23,23 @@ from ..run_folder import (TOKENIZER_FILE, checkpoint_dir, latest_run_checkpoint,
 def register(subparsers):
     p = subparsers.add_parser("sft", help="supervised fine-tuning on instruction or chat JSON lines",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--run", default="runs/minillm", help="run folder of `minillm train` (tokenizer + ckpt/)")
-    p.add_argument("--data", required=True, help="JSON lines: instruction or chat records")
-    p.add_argument("--out", default="runs/sft", help="output run folder")
+    p.add_argument("--run", default="runs/minillm", type=existing_folder, help="run folder of `minillm train` (tokenizer + ckpt/)")
+    p.add_argument("--data", required=True, type=existing_file, help="JSON lines: instruction or chat records")
+    p.add_argument("--out", default="runs/sft", type=output_folder, help="output run folder")
     p.add_argument("--template", default="chatml", choices=["chatml", "llama2"])
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=16, help="examples per step")
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--steps", type=positive_int, default=200)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="examples per step")
+    p.add_argument("--lr", type=positive_float, default=3e-4)
     p.add_argument("--pack", action="store_true", help="pack examples into rows of --seq-len tokens")
-    p.add_argument("--seq-len", type=int, default=None, help="packing row length / truncation "
+    p.add_argument("--seq-len", type=positive_int, default=None, help="packing row length / truncation "
                    "(default: the model's max_seq_len)")
-    p.add_argument("--val-frac", type=float, default=0.1, help="held-out share of the records")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-frac", type=fraction, default=0.1, help="held-out share of the records")
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=main)
 
 
 def main(args):
-    try:
-        model = load_run_model(args.run, "--run")
-    except ValueError as e:
-        print(f"error: {e}")
-        return 1
+    model = load_run_model(args.run, "--run")
     tok = load_run_tokenizer(args.run)
     seq_len = args.seq_len or model.config.max_seq_len
     if model.config.position_scheme == "learned":
