@@ -239,6 +239,8 @@ def _report(args, tc, history):
         print(loss_curve(whole if any("loss" in h for h in whole) else history, png))
     if os.path.exists(png):
         print(f"loss curve: {png}")
+    elif any("loss" in h for h in history):
+        print("loss curve as a PNG: pip install minillm[plot] (matplotlib), then re-run")
     print(f"metrics: {tc.metrics_path}")
     print(f"checkpoint: {latest_run_checkpoint(args.out)}  (try: minillm generate --run {args.out} "
           f"--prompt \"The for statement\")")
