@@ -87,7 +87,8 @@ class SpikeDetector:
         self.losses, self.norms = list(s["losses"]), list(s["norms"])
 
 
-def _fmt_time(s):
+def fmt_time(s):
+    """Seconds as 4m05s, or 1h02m from an hour on."""
     s = int(max(s, 0))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
@@ -227,7 +228,7 @@ def train(model, tc, log=print, resume=True, fault=None, comm=None):
 def _log_step(log, rec, max_steps, sec_per_step):
     msg = (f"step {rec['step']:5d}/{max_steps} | loss {rec['loss']:.4f} | lr {rec['lr']:.2e} | "
            f"gnorm {rec['grad_norm']:.3f} | {rec['tok_per_s']:,.0f} tok/s | "
-           f"ETA {_fmt_time(sec_per_step * (max_steps - rec['step']))}")
+           f"ETA {fmt_time(sec_per_step * (max_steps - rec['step']))}")
     if "val_loss" in rec:
         msg += f" | val {rec['val_loss']:.4f}"
     log(msg)

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..inference import generate
 from ..tokenizer import templates
-from .generate import StreamDecoder, add_sampling_args, fit_prompt, load_model_arg, sampling_kwargs
+from .generate import (StreamDecoder, add_sampling_args, fit_prompt, load_model_arg, resolve_max_new_tokens,
+                       sampling_kwargs)
 
 
 def register(subparsers):
@@ -39,7 +40,9 @@ def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=N
     """Generate the assistant's next message for `messages` (prompt ids from encode(messages), see
     chat_format); streams it through write(text) and ends at the first stop string. Returns the
     reply text without the stop string."""
-    ids = fit_prompt(model, list(encode(messages)), max_new_tokens)
+    ids = list(encode(messages))
+    max_new_tokens = resolve_max_new_tokens(model, len(ids), max_new_tokens, 256)
+    ids = fit_prompt(model, ids, max_new_tokens)
     dec = StreamDecoder(tokenizer)
     state = {"text": "", "written": 0, "end": None}
 

@@ -65,8 +65,10 @@ def add_sampling_args(p, max_new_tokens):
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
     p.add_argument("--model", default=None, type=existing_path,
                    help="a GGUF file or Hugging Face folder (or run folder) to use instead of --run")
-    p.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens,
-                   help="at most the model's context (max_seq_len) minus one")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help=f"at most the model's context (max_seq_len) minus one (default: {max_new_tokens}, "
+                        f"or what fits in the context beside the prompt)")
+    p.set_defaults(default_max_new_tokens=max_new_tokens)
     p.add_argument("--temperature", type=nonneg_float, default=0.8, help="0 = greedy")
     p.add_argument("--top-k", type=positive_int, default=None, help="keep the k most likely tokens")
     p.add_argument("--top-p", type=open_probability, default=None, help="nucleus: keep this much mass")
@@ -85,6 +87,15 @@ def register(subparsers):
 def sampling_kwargs(args):
     return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                 repetition_penalty=args.repetition_penalty)
+
+
+def resolve_max_new_tokens(model, n_prompt, requested, default):
+    """--max-new-tokens as given, or (not given) the default cut to what fits in the context beside
+    the prompt, keeping at least half the context for new tokens when the prompt is long."""
+    if requested is not None:
+        return requested
+    n_ctx = model.config.max_seq_len
+    return max(1, min(default, max(n_ctx - n_prompt, n_ctx // 2)))
 
 
 def fit_prompt(model, ids, max_new_tokens, warn=None):
@@ -110,8 +121,8 @@ def cmd_generate(args, out=None):
     ids = tok.encode(args.prompt)
     if not ids:
         raise UsageError("--prompt: encodes to no tokens")
-    ids = fit_prompt(model, ids, args.max_new_tokens,
-                     warn=lambda m: print(f"minillm generate: note: {m}", file=sys.stderr))
+    max_new = resolve_max_new_tokens(model, len(ids), args.max_new_tokens, args.default_max_new_tokens)
+    ids = fit_prompt(model, ids, max_new, warn=lambda m: print(f"minillm generate: note: {m}", file=sys.stderr))
     dec = StreamDecoder(tok)
     out.write(args.prompt)
     out.flush()
@@ -122,7 +133,7 @@ def cmd_generate(args, out=None):
         if text:
             out.write(text)
             out.flush()
-    generate(model, ids, args.max_new_tokens, seed=args.seed, stream=on_token, stop=stops or None,
+    generate(model, ids, max_new, seed=args.seed, stream=on_token, stop=stops or None,
              **sampling_kwargs(args))
     out.write(dec.flush() + "\n")
     out.flush()

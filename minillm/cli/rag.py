@@ -4,16 +4,30 @@ folder) the chunks are also embedded by that model, enabling --method dense|hybr
 --generate at query time."""
 import os
 import sys
+import time
 
 from ..inference import generate
 from ..reasoning.lm import sample_continuations
 from ..reasoning.rag import RAGIndex, build_prompt
 from ..run_folder import load_run
+from ..train import fmt_time
 from .args import UsageError, existing_folder, nonneg_float, nonneg_int, output_folder, positive_int
 
 
 def _load_run(run_dir):
     return load_run(run_dir, "--run")
+
+
+def _progress(stream, width=30):
+    """progress(done, total) drawing `embedding chunks [=====     ] 40/100 ETA 0m03s` in place."""
+    t0 = time.perf_counter()
+
+    def show(done, total):
+        bar = "=" * (width * done // max(total, 1))
+        eta = (time.perf_counter() - t0) / max(done, 1) * (total - done)
+        stream.write(f"\rembedding chunks [{bar:<{width}}] {done}/{total} ETA {fmt_time(eta)}")
+        stream.flush()
+    return show
 
 
 def register(subparsers):
@@ -51,8 +65,11 @@ def cmd_index(args, out=None):
     if args.run:
         model, tokenizer = _load_run(args.run)
         meta["run"] = os.path.abspath(args.run)
+    print(f"indexing {args.folder}" + (f", embedding the chunks with {args.run}" if args.run else ""),
+          file=sys.stderr, flush=True)
     index = RAGIndex.from_folder(args.folder, chunk_size=args.chunk_size, overlap=args.overlap,
-                                 model=model, tokenizer=tokenizer, meta=meta)
+                                 model=model, tokenizer=tokenizer, meta=meta, progress=_progress(sys.stderr))
+    sys.stderr.write("\n" if args.run else "")
     index.save(args.out)
     n_docs = len({c.source for c in index.chunks})
     print(f"indexed {len(index.chunks)} chunks from {n_docs} files -> {args.out}"

@@ -9,12 +9,14 @@ that `minillm generate` / `minillm chat` and a further `minillm sft` can use.
 """
 import os
 import shutil
+import time
 
 import numpy as np
 
 from ..align.sft import SFTConfig, load_jsonl, sft_eval_loss, sft_train, tokenize_conversation
 from ..checkpoint import save_checkpoint
 from ..optim import AdamW
+from ..train import fmt_time
 from .args import existing_file, existing_folder, fraction, output_folder, positive_float, positive_int, seed
 from ..run_folder import (TOKENIZER_FILE, checkpoint_dir, latest_run_checkpoint, load_run_model,
                           load_run_tokenizer)
@@ -60,11 +62,14 @@ def main(args):
     if val:
         print(f"held-out response loss before: {sft_eval_loss(model, val):.4f}")
 
+    t0 = time.perf_counter()
+
     def log(r):
-        if r["step"] % max(1, args.steps // 10) == 0 or "val_loss" in r:
+        if r["step"] % max(1, args.steps // 10) == 0 or "val_loss" in r or r["step"] == args.steps:
             extra = f"  val {r['val_loss']:.4f}" if "val_loss" in r else ""
-            print(f"step {r['step']:5d}  loss {r['loss']:.4f}  lr {r['lr']:.2e}  "
-                  f"target tokens {r['target_tokens']}/{r['tokens']}{extra}", flush=True)
+            eta = (time.perf_counter() - t0) / r["step"] * (args.steps - r["step"])
+            print(f"step {r['step']:5d}/{args.steps}  loss {r['loss']:.4f}  lr {r['lr']:.2e}  "
+                  f"target tokens {r['target_tokens']}/{r['tokens']}  ETA {fmt_time(eta)}{extra}", flush=True)
 
     sft_train(model, train, cfg, eval_fn=eval_fn, eval_every=max(1, args.steps // 4), log=log)
     os.makedirs(args.out, exist_ok=True)
