@@ -44,8 +44,9 @@ def paged_forward(model, cache, plan, use_native=True):
     plan: [(sid, start, n, slots)]: positions start..start+n-1 of sequence sid, with the slots that
     cache.prepare(sid, n) returned. Each layer writes the new K/V into the pages, then attends:
     a single new token after cached ones (decode) through the block table with the C kernel, a
-    longer chunk (prefill) causally over the sequence's gathered K/V. Returns logits (T, V) for the
-    T = sum(n) packed tokens; the caller commits."""
+    longer chunk (prefill) causally over the sequence's gathered K/V. Returns the logits of the
+    last token of each plan entry, (len(plan), V): only those are sampled, so the LM head runs on
+    them alone (a 256-token prefill chunk would otherwise cost 256 head rows). The caller commits."""
     tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
     positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])   # (T,)
     slots = np.concatenate([s for *_, s in plan])                                         # (T,)
@@ -72,7 +73,7 @@ def paged_forward(model, cache, plan, use_native=True):
             out[:, :, off:off + n] = a
         return out
 
-    return model.forward_with(tokens[None, :].astype(np.int64), positions, attend)[0]
+    return model.forward_with(tokens[None, :].astype(np.int64), positions, attend, columns=starts[1:] - 1)[0]
 
 
 def _is_int(v):
@@ -341,17 +342,16 @@ class Engine:
                 raise RuntimeError("engine: no request can be scheduled (pool too small for any of them)")
             return {}
         try:
-            logits = paged_forward(self.model, self.cache, plan, self.use_native)        # (T, V)
+            logits = paged_forward(self.model, self.cache, plan, self.use_native)        # (len(plan), V)
         except Exception as e:   # the batch's requests cannot go on; the engine and the others can
             for rid, *_ in plan:
                 self.requests[rid].error = f"{type(e).__name__}: {e}"
                 self.abort(rid, "error")
             raise
-        produced, failed, off = {}, [], 0
-        for rid, start, n, _ in plan:
-            off += n
+        produced, failed = {}, []
+        for i, (rid, start, n, _) in enumerate(plan):
             try:
-                tok = self._sample_and_commit(self.requests[rid], logits[off - n:off], n)
+                tok = self._sample_and_commit(self.requests[rid], logits[i], n)
             except Exception as e:   # one request's settings or logits fail: it alone ends
                 self.requests[rid].error = f"{type(e).__name__}: {e}"
                 failed.append(rid)
@@ -372,17 +372,16 @@ class Engine:
         s["seconds"] += time.perf_counter() - t0
         return produced
 
-    def _sample_and_commit(self, req, rows, n):  # rows (n, V): this request's logits this step
+    def _sample_and_commit(self, req, row, n):  # row (V,): logits at this step's last position
         """Check the request's logits, sample its next token if its prompt is all computed, and
         only then commit its n new K/V positions (so a failure leaves nothing in the prefix cache
         and the request's blocks are simply freed). -> the token, or None mid-prefill."""
-        if np.isnan(rows).any():
+        if np.isnan(row).any():     # NaN K/V anywhere in the chunk reach its last position's logits
             raise FloatingPointError(f"logits: NaN in the model's output for request {req.rid}")
         seq = self.cache.seqs[req.rid]
         if seq.num_computed + n < len(seq.tokens):        # a prefill chunk: nothing to sample yet
             self.cache.commit(req.rid, n)
             return None
-        row = rows[-1]
         tok = req.sampler.sample(row, req.tokens)
         logprobs = top_logprobs(row, tok, req.logprobs) if req.logprobs is not None else None
         self.cache.commit(req.rid, n)

@@ -180,12 +180,10 @@ def test_nan_logits_fail_one_request_and_commit_nothing(llama_tiny, monkeypatch)
     real = engine_module.paged_forward
 
     def nan_for_bad(model, cache, plan, use_native=True):
-        logits = real(model, cache, plan, use_native)
-        off = 0
-        for rid, _, n, _ in plan:
+        logits = real(model, cache, plan, use_native)                   # (len(plan), V)
+        for i, (rid, *_) in enumerate(plan):
             if rid == bad:
-                logits[off:off + n] = np.nan
-            off += n
+                logits[i] = np.nan
         return logits
     monkeypatch.setattr(engine_module, "paged_forward", nan_for_bad)
     out = engine.run()
