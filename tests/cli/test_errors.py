@@ -92,6 +92,15 @@ def test_bad_invocations_get_one_line(env, argv, code, capsys):
     assert (env / "empty_not_run" / "keep.txt").exists()
 
 
+def test_default_pipeline_says_where_to_point_its_input(tmp_path, capsys):
+    assert main(["data", "default-config"]) == 0
+    (tmp_path / "pipeline.toml").write_text(capsys.readouterr().out)
+    assert main(["data", "run", str(tmp_path / "pipeline.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"minillm data run: error: input: {tmp_path / 'corpus'} does not exist")
+    assert "point [input] path" in err and "--input" in err
+
+
 def test_no_command_prints_help_and_exit_2(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().err
