@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 
-from .. import __version__
 from . import chat, data, generate, plan, quantize, rag, serve, sft, tokenizer, train
 from .args import DefaultsFormatter, Parser, UsageError, has_default
 
@@ -47,7 +46,9 @@ def _walk(parser):
 
 def build_parser():
     parser = Parser(prog="minillm", description=__doc__.splitlines()[0], epilog=EPILOG)
-    parser.add_argument("--version", action="version", version=f"minillm {__version__}")
+    # the package root is always loaded before its cli subpackage; read its version from there
+    version = sys.modules[__package__.rpartition(".")[0]].__version__
+    parser.add_argument("--version", action="version", version=f"minillm {version}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback on errors (also: MINILLM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
