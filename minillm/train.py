@@ -20,7 +20,7 @@ from pydoc_data.topics import topics
 import numpy as np
 
 from .batches import MixtureBatches
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import clean_leftovers, latest_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import DEFAULT_BUCKET_BYTES, DataParallel, communicator
 from .metrics import MetricsLog
 from .optim import SCHEDULES, clip_coefficient, default_param_groups
@@ -175,6 +175,8 @@ def train(model, tc, log=print, resume=True, fault=None, comm=None):
     dp.rows(tc.batch_size)  # fails now, not mid-run, if the batch does not split over the ranks
     spikes = SpikeDetector(tc.spike_window, tc.spike_z, tc.spike_min_history)
     prog, history = Progress(), []
+    if comm.rank == 0:
+        clean_leftovers(tc.out_dir)         # what a save killed midway left: removed at once
     last = dp.comm.bcast(latest_checkpoint(tc.out_dir) if resume and comm.rank == 0 else None)
     if last:
         _restore(last, model, dp, spikes, prog)

@@ -268,6 +268,17 @@ def test_leftovers_of_a_killed_save_are_removed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["latest", "notes.txt", "step_0000001", "step_0000002"]
 
 
+def test_resuming_removes_a_killed_saves_leftovers_at_once(data):
+    out = data / "k"
+    train(Transformer(cfg(), seed=0), tc(data, out, max_steps=4), log=lambda s: None)
+    (out / ".step_tmp_x1").mkdir()
+    (out / ".latest.q.tmp").write_text("step_0000009")
+    seen = []
+    train(Transformer(cfg(), seed=0), tc(data, out, max_steps=5, ckpt_interval=100),
+          log=lambda s: seen.append(sorted(os.listdir(out))))
+    assert ".step_tmp_x1" not in seen[0] and ".latest.q.tmp" not in seen[0]
+
+
 def test_spaced_rollbacks_do_not_abort_a_healthy_run(data):
     hits = []
 
