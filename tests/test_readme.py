@@ -5,7 +5,6 @@ is covered by the test named in the reason). A README command that is in neither
 test, so a new command cannot slip in untested."""
 import os
 import re
-import shlex
 import subprocess
 import sys
 
