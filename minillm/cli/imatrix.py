@@ -14,6 +14,7 @@ import numpy as np
 from ..loaders import load
 from ..loaders.gguf import gguf_name
 from ..quant.imatrix import Imatrix, collect_imatrix, save_imatrix
+from .args import UsageError, existing_file, existing_path, nonneg_int, output_file, positive_int
 
 
 def _chunks(tok, text, ctx, max_chunks):
@@ -24,7 +25,7 @@ def _chunks(tok, text, ctx, max_chunks):
     if max_chunks:
         n = min(n, max_chunks)
     if n < 1:
-        raise SystemExit(f"--text: {len(ids)} tokens, fewer than one chunk of --ctx {ctx}")
+        raise UsageError(f"--text: {len(ids)} tokens, fewer than one chunk of --ctx {ctx}")
     chunks = ids[:n * ctx].reshape(n, ctx).copy()
     bos = getattr(tok, "bos_token_id", None)
     if getattr(tok, "add_bos", False) and bos is not None:
@@ -36,16 +37,13 @@ def main(args):
     try:
         model, tok = load(args.model, dequantize=True)
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"--model: {e}") from None
+        raise ValueError(f"--model: {e}") from None
     if tok is None:
-        raise SystemExit(f"--model: {args.model} carries no tokenizer")
-    try:
-        with open(args.text, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise SystemExit(f"--text: {e}") from None
-    if args.ctx < 1 or args.ctx > model.config.max_seq_len:
-        raise SystemExit(f"--ctx: expected 1..{model.config.max_seq_len}, got {args.ctx}")
+        raise ValueError(f"--model: {args.model} carries no tokenizer")
+    with open(args.text, encoding="utf-8") as f:
+        text = f.read()
+    if args.ctx > model.config.max_seq_len:
+        raise UsageError(f"--ctx: expected at most the model's context {model.config.max_seq_len}, got {args.ctx}")
     chunks = _chunks(tok, text, args.ctx, args.chunks)
     start = time.time()
 
@@ -66,9 +64,10 @@ def main(args):
 
 def register(subparsers):
     p = subparsers.add_parser("imatrix", help="importance matrix of a model over a text (llama.cpp's format)")
-    p.add_argument("--model", required=True, help="a GGUF file, Hugging Face folder or minillm run folder")
-    p.add_argument("--text", required=True, help="calibration text (UTF-8)")
-    p.add_argument("--out", required=True, help="imatrix.gguf, or a name ending in .dat for the legacy format")
-    p.add_argument("--ctx", type=int, default=512, help="tokens per chunk")
-    p.add_argument("--chunks", type=int, default=0, help="at most this many chunks (0: all)")
+    p.add_argument("--model", required=True, type=existing_path, help="a GGUF file, Hugging Face folder or minillm run folder")
+    p.add_argument("--text", required=True, type=existing_file, help="calibration text (UTF-8)")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="imatrix.gguf, or a name ending in .dat for the legacy format")
+    p.add_argument("--ctx", type=positive_int, default=512, help="tokens per chunk")
+    p.add_argument("--chunks", type=nonneg_int, default=0, help="at most this many chunks (0: all)")
     p.set_defaults(func=main)

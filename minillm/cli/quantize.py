@@ -22,6 +22,7 @@ from ..quant.ggml_quants import QUANTIZERS
 from ..quant.mixes import MIXES
 from ..run_folder import load_run
 from ..train import corpus_text
+from .args import UsageError, existing_file, existing_path, output_file, positive_int
 
 
 def _progress_bar(stream):
@@ -43,14 +44,11 @@ def _load_model(args):
         try:
             model, tok = load(args.model, dequantize=True)
         except (ValueError, FileNotFoundError) as e:
-            raise SystemExit(f"--model: {e}") from None
+            raise ValueError(f"--model: {e}") from None
         if tok is None:
-            raise SystemExit(f"--model: {args.model} carries no tokenizer (calibration text needs one)")
+            raise ValueError(f"--model: {args.model} carries no tokenizer (calibration text needs one)")
         return model, tok
-    try:
-        return load_run(args.run, "--run")
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    return load_run(args.run, "--run")
 
 
 def _load(args):
@@ -65,19 +63,14 @@ def _load(args):
 def _mix(args):
     """--type: llama.cpp's file type from --model to the GGUF file --out."""
     if not args.model or not args.out:
-        raise SystemExit("minillm quantize --type: give --model IN and --out OUT.gguf")
+        raise UsageError("--type: give --model IN and --out OUT.gguf")
     start = time.time()
 
     def progress(i, n, name):
         sys.stderr.write(f"\r[{i:4d}/{n}] {name[:40]:40s} {time.time() - start:6.1f}s")
         if i == n:
             sys.stderr.write("\n")
-    try:
-        types = quantize_gguf(args.model, args.out, args.type, imatrix=args.imatrix, progress=progress)
-    except FileNotFoundError as e:
-        raise SystemExit(f"--model/--imatrix: {e}") from None
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    types = quantize_gguf(args.model, args.out, args.type, imatrix=args.imatrix, progress=progress)
     counts = {}
     for t in types.values():
         counts[t] = counts.get(t, 0) + 1
@@ -89,10 +82,9 @@ def main(args):
     if args.type:
         return _mix(args)
     if args.imatrix:
-        raise SystemExit("--imatrix: only with --type (llama.cpp's file types)")
+        raise UsageError("--imatrix: only with --type (llama.cpp's file types)")
     if not args.out and not args.gguf:
-        print("minillm quantize: give --out and/or --gguf", file=sys.stderr)
-        return 2
+        raise UsageError("give --out and/or --gguf (where to write the quantized model)")
     model, tok, calib = _load(args)
     if args.out:
         needs = args.method != "rtn" or args.format == "llm_int8" or args.format in QUANTIZERS
@@ -109,17 +101,18 @@ def main(args):
 def register(subparsers):
     p = subparsers.add_parser("quantize", help="quantize a trained model (RTN/GPTQ/AWQ, INT8/INT4/NF4/GGUF)")
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
-    p.add_argument("--model", default=None, help="a GGUF file or Hugging Face folder to quantize instead of --run")
+    p.add_argument("--model", default=None, type=existing_path, help="a GGUF file or Hugging Face folder to quantize instead of --run")
     p.add_argument("--method", choices=METHODS, default="rtn")
     p.add_argument("--bits", type=int, choices=(4, 8), default=8)
-    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--group-size", type=positive_int, default=128, help="weights sharing one scale")
     p.add_argument("--format", choices=FORMATS, default=None, help="default: int8 or int4 from --bits")
     p.add_argument("--act-order", action="store_true", help="GPTQ: quantize columns by decreasing Hessian diagonal")
-    p.add_argument("--calib-tokens", type=int, default=4096, help="calibration tokens from the corpus")
+    p.add_argument("--calib-tokens", type=positive_int, default=4096, help="calibration tokens from the corpus")
     p.add_argument("--type", choices=tuple(MIXES), default=None,
                    help="llama.cpp file type: --model is written to --out as that GGUF mix")
-    p.add_argument("--imatrix", default=None, help="with --type: importance matrix (GGUF or legacy .dat)")
-    p.add_argument("--out", help="quantized checkpoint (.safetensors); with --type the GGUF file")
-    p.add_argument("--gguf", help="also write a GGUF file for llama.cpp")
+    p.add_argument("--imatrix", type=existing_file, default=None,
+                   help="with --type: importance matrix (GGUF or legacy .dat)")
+    p.add_argument("--out", type=output_file, help="quantized checkpoint (.safetensors); with --type the GGUF file")
+    p.add_argument("--gguf", type=output_file, help="also write a GGUF file for llama.cpp")
     p.add_argument("--gguf-dtype", choices=tuple(FILE_TYPE), default="q8_0")
     p.set_defaults(func=main)

@@ -133,10 +133,20 @@ def test_cli_imatrix_then_quantize(tmp_path, capsys):
     assert types <= {"f32", "q5_1", "q6_K", "q8_0"}                                       # d 64: fallbacks
 
 
-def test_cli_errors(tmp_path):
-    with pytest.raises(SystemExit, match="--model"):
-        cli_main(["quantize", "--type", "Q4_K_M", "--out", str(tmp_path / "x.gguf")])
-    with pytest.raises(SystemExit, match="--imatrix"):
-        cli_main(["quantize", "--model", str(tmp_path / "m.gguf"), "--gguf", "x.gguf", "--imatrix", "im.gguf"])
-    with pytest.raises(SystemExit):
-        cli_main(["quantize", "--model", "m.gguf", "--type", "Q4_K_XL", "--out", "x.gguf"])
+def test_cli_errors(tmp_path, capsys):
+    save_gguf(_model(), tmp_path / "m.gguf", tokenizer=ByteTokenizer())
+    (tmp_path / "im.gguf").write_bytes(b"GGUF")
+    assert cli_main(["quantize", "--type", "Q4_K_M", "--out", str(tmp_path / "x.gguf")]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert cli_main(["quantize", "--model", str(tmp_path / "m.gguf"), "--gguf", str(tmp_path / "x.gguf"),
+                     "--imatrix", str(tmp_path / "im.gguf")]) == 2
+    assert "--imatrix" in capsys.readouterr().err
+    assert cli_main(["quantize", "--model", str(tmp_path / "m.gguf"), "--type", "Q4_K_M", "--out",
+                     str(tmp_path / "x.gguf"), "--imatrix", str(tmp_path / "im.gguf")]) == 1
+    err = capsys.readouterr().err
+    assert "im.gguf" in err and err.count("\n") == 1                                  # a corrupted imatrix: one line
+    assert cli_main(["quantize", "--model", str(tmp_path / "m.gguf"), "--type", "Q4_K_XL", "--out", "x.gguf"]) == 2
+    assert "--type" in capsys.readouterr().err
+    assert cli_main(["imatrix", "--model", str(tmp_path / "m.gguf"), "--text", str(tmp_path / "none.txt"),
+                     "--out", str(tmp_path / "i.gguf")]) == 2
+    assert "--text" in capsys.readouterr().err
