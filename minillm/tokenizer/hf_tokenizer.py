@@ -17,6 +17,7 @@ import os
 import regex
 
 from ..io.atomic import write_bytes_atomic
+from ..io.jsonl import read_json
 from . import bpe_io, spm_bpe
 from .bpe import BPETokenizer
 from .pretrained import ByteLevelCore, PretrainedTokenizer, SentencePieceCore
@@ -31,11 +32,7 @@ def _read_json(path, required=True):
         if required:
             raise FileNotFoundError(f"{path}: not found")
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
+    return read_json(path)                  # every JSON failure, deep nesting included: one ValueError
 
 
 def _token_content(value):
