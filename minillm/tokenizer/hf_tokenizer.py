@@ -149,8 +149,18 @@ def _chat_template(folder, config):
 
 
 def tokenizer_from_hf(folder):
-    """PretrainedTokenizer of a Hugging Face folder holding tokenizer.json (+ tokenizer_config.json)."""
+    """PretrainedTokenizer of a Hugging Face folder holding tokenizer.json (+ tokenizer_config.json).
+    A file of the wrong shape (a list where an object belongs, a missing key, a string id) is one
+    ValueError naming the file, whichever field it is."""
     where = os.path.join(folder, "tokenizer.json")
+    try:
+        return _tokenizer_from_hf(folder, where)
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as e:
+        raise ValueError(f"{where}: malformed tokenizer.json or tokenizer_config.json "
+                         f"({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _tokenizer_from_hf(folder, where):
     doc = _read_json(where)
     if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
         raise ValueError(f"{where}: not a tokenizer.json (no model)")

@@ -74,3 +74,13 @@ def test_state_json_n_layer_is_bounded(tmp_path, tiny):
     state.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"n_layer: expected an int in \[1, 1024\], got 100000000"):
         load_checkpoint(state.parent)
+
+
+@pytest.mark.parametrize("content", [b"\xec\xff{}", b"[1, 2]", b'{"sha256": 3}', b"[" * 100000])
+def test_state_json_of_the_wrong_shape_is_one_error(tmp_path, tiny, content):
+    """Found by the fuzz suite: load_checkpoint raised UnicodeDecodeError/TypeError/RecursionError."""
+    save_checkpoint(tmp_path / "ckpt", tiny, AdamW(tiny.params, lr=1e-3), {"step": 1})
+    state = next((tmp_path / "ckpt").glob("step_*")) / "state.json"
+    state.write_bytes(content)
+    with pytest.raises(ValueError, match="state.json"):
+        load_checkpoint(state.parent)

@@ -154,3 +154,17 @@ def test_sentencepiece_model_checks(tmp_path):
         p.write_bytes(_model(PIECES + [bad]))
         with pytest.raises(ValueError, match=match):
             UnigramTokenizer.load(p)
+
+
+@pytest.mark.parametrize("edit", [lambda d: d.update(added_tokens=7), lambda d: d["model"].update(vocab=[1]),
+                                  lambda d: d["added_tokens"][0].pop("content")], ids=["int", "list", "missing"])
+def test_tokenizer_json_of_the_wrong_shape_is_one_error(tmp_path, edit):
+    """Found by the fuzz suite: tokenizer_from_hf raised TypeError/KeyError/AttributeError."""
+    from minillm.tokenizer.hf_tokenizer import tokenizer_from_hf
+    bpe_io.save_hf(BPETokenizer.train("hello world " * 20, 260), tmp_path / "tokenizer.json")
+    doc = bpe_io.json.loads((tmp_path / "tokenizer.json").read_text())
+    doc["added_tokens"] = [{"id": 300, "content": "<|x|>", "special": True}]
+    edit(doc)
+    (tmp_path / "tokenizer.json").write_text(bpe_io.json.dumps(doc))
+    with pytest.raises(ValueError, match="tokenizer.json: malformed tokenizer.json"):
+        tokenizer_from_hf(tmp_path)
