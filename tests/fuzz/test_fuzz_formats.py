@@ -8,6 +8,8 @@ Budget: MINILLM_FUZZ_EXAMPLES hypothesis examples per format (default 2, about a
 suite), each a batch of MINILLM_FUZZ_BATCH mutated files (default 24). A longer run:
 
     MINILLM_FUZZ_EXAMPLES=200 pytest -m fuzz tests/fuzz
+
+MINILLM_FUZZ_REPORT=FILE appends each batch's outcomes (ok / error) to FILE as JSON lines.
 """
 import json
 import os
@@ -171,6 +173,9 @@ def _run(fmt, paths):
     assert r.returncode == 0, f"{fmt}: the child died with exit status {r.returncode} (signal if < 0); {last}"
     results = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(results) == len(paths), f"{fmt}: {len(results)} results for {len(paths)} files; {last}"
+    if os.environ.get("MINILLM_FUZZ_REPORT"):          # outcome counts for README's table
+        with open(os.environ["MINILLM_FUZZ_REPORT"], "a") as f:
+            f.write(json.dumps({"format": fmt, "outcomes": [x["outcome"] for x in results]}) + "\n")
     bad = [(paths[x["i"]], x) for x in results if x["outcome"] not in ("ok", "error")]
     assert not bad, f"{fmt}: {bad[0][1]['outcome']} on {bad[0][0]}: {bad[0][1]['type']}: {bad[0][1]['msg']}"
 
