@@ -105,7 +105,7 @@ class Kernel:
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        if lib.quant_matmul(self.fid, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
+        if lib.quant_matmul(self.fid, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K,
                             self.N, self.w, self.scale, self.zero, self.group_size):
             raise ValueError(f"quant_matmul: invalid sizes for {self.fmt} (K={self.K}, group_size={self.group_size})")
         return out
@@ -114,7 +114,7 @@ class Kernel:
         if not 0 <= n0 <= n1 <= self.N:
             raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
         out = np.empty((n1 - n0, self.K), dtype=np.float32)
-        if lib.quant_dequant_rows(self.fid, f32(out, "out"), n0, n1, self.K, self.w, self.scale,
+        if lib.quant_dequant_rows(self.fid, f32(out, "out", None, True), n0, n1, self.K, self.w, self.scale,
                                   self.zero, self.group_size):
             raise ValueError(f"quant_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
         return out
@@ -136,7 +136,7 @@ def matmul_int8_vnni(x, q, scale):  # x (M, K) float32, q (N, K) int8, scale (N,
     if K % 64:
         raise ValueError(f"x: the VNNI path needs K % 64 == 0, got K={K}")
     out = np.empty((M, N), dtype=np.float32)
-    rc = lib.quant_matmul_int8_vnni(f32(out, "out"), _x_buf(x, K), M, K, N,
+    rc = lib.quant_matmul_int8_vnni(f32(out, "out", None, True), _x_buf(x, K), M, K, N,
                                     _buf(q, np.int8, "q", N * K), _buf(scale, np.float32, "scale", 4 * N))
     if rc:
         raise MemoryError("quant_matmul_int8_vnni: allocation failed")
@@ -159,7 +159,7 @@ class Int4Q8Kernel:
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N)
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        if lib.quant_matmul_int4_q8(f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K, self.N,
+        if lib.quant_matmul_int4_q8(f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K, self.N,
                                     self.packed, self.scale, self.zero, self.group_size):
             raise MemoryError("quant_matmul_int4_q8: allocation failed")
         return out
@@ -186,7 +186,7 @@ class GGMLQ8Kernel:
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N), or None without the integer path
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        rc = lib.quant_matmul_q8x(self.fid, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
+        rc = lib.quant_matmul_q8x(self.fid, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K,
                                   self.N, self.w)
         if rc == -2:
             return None
@@ -222,7 +222,7 @@ class GGMLBlockKernel(Kernel):
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        if lib.ggml_matmul(self.type, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
+        if lib.ggml_matmul(self.type, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K,
                            self.N, self.w):
             raise ValueError(f"ggml_matmul: invalid sizes for {self.fmt} (K={self.K})")
         return out
@@ -231,6 +231,6 @@ class GGMLBlockKernel(Kernel):
         if not 0 <= n0 <= n1 <= self.N:
             raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
         out = np.empty((n1 - n0, self.K), dtype=np.float32)
-        if lib.ggml_dequant_rows(self.type, f32(out, "out"), n0, n1, self.K, self.w):
+        if lib.ggml_dequant_rows(self.type, f32(out, "out", None, True), n0, n1, self.K, self.w):
             raise ValueError(f"ggml_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
         return out
