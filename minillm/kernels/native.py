@@ -105,8 +105,8 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
            f"adamw_step: p, g, m, v must share a shape, got {p.shape}, {g.shape}, {m.shape}, {v.shape}")
     _check(int(step) >= 1, f"adamw_step: step must be >= 1, got {step}")
     g, = apart({"p": p, "m": m, "v": v}, {"g": g})
-    lib.adamw_step(f32(p, "p", None, True), f32(g, "g"), f32(m, "m", None, True), f32(v, "v", None, True), p.size, float(lr),
-                   float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
+    lib.adamw_step(f32(p, "p", None, True), f32(g, "g"), f32(m, "m", None, True), f32(v, "v", None, True),
+                   p.size, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -206,7 +206,8 @@ def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale):
     _shape(lse, "lse", (B, H, T))
     dout, q, k, v, out, lse = apart({"dq": dq, "dk": dk, "dv": dv},
                                     {"dout": dout, "q": q, "k": k, "v": v, "out": out, "lse": lse})
-    lib.attention_backward(f32(dq, "dq", None, True), f32(dk, "dk", None, True), f32(dv, "dv", None, True), f32(dout, "dout"),
+    lib.attention_backward(f32(dq, "dq", None, True), f32(dk, "dk", None, True), f32(dv, "dv", None, True),
+                           f32(dout, "dout"),
                            f32(q, "q"), f32(k, "k"), f32(v, "v"), f32(out, "out"),
                            f32(lse, "lse"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
 
@@ -297,7 +298,8 @@ def layernorm_backward(dx, dw, db, dy, x, w, mean, rstd):
     _shape(mean, "mean", (N,))
     _shape(rstd, "rstd", (N,))
     dy, x, w, mean, rstd = apart({"dx": dx, "dw": dw, "db": db}, {"dy": dy, "x": x, "w": w, "mean": mean, "rstd": rstd})
-    lib.layernorm_backward(f32(dx, "dx", None, True), f32(dw, "dw", None, True), f32(db, "db", None, True), f32(dy, "dy"),
+    lib.layernorm_backward(f32(dx, "dx", None, True), f32(dw, "dw", None, True), f32(db, "db", None, True),
+                           f32(dy, "dy"),
                            f32(x, "x"), f32(w, "w"), f32(mean, "mean"), f32(rstd, "rstd"),
                            N, C)
 
