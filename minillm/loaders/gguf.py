@@ -233,20 +233,30 @@ def _config(path, meta, tensors):
     if arch not in ARCHITECTURES:
         raise ValueError(f"{path}: general.architecture {arch!r} is not supported (minillm reads "
                          f"{', '.join(ARCHITECTURES)})")
-    try:
-        n_head = int(meta[f"{arch}.attention.head_count"])
-        cfg = ModelConfig(arch="llama", vocab_size=int(tensors["token_embd.weight"][1][0]),
-                          n_layer=int(meta[f"{arch}.block_count"]), n_head=n_head,
-                          n_kv_head=int(meta.get(f"{arch}.attention.head_count_kv", n_head)),
-                          d_model=int(meta[f"{arch}.embedding_length"]),
-                          ffn_dim=int(meta[f"{arch}.feed_forward_length"]),
-                          max_seq_len=int(meta.get(f"{arch}.context_length", 2048)),
-                          norm_eps=float(meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
-                          rope_theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
-                          tie_embeddings="output.weight" not in tensors,
-                          attn_bias="blk.0.attn_q.bias" in tensors)
-    except KeyError as e:
-        raise ValueError(f"{path}: missing GGUF metadata or tensor {e}") from None
+    def num(key, kind, default=None):  # a metadata value of the expected kind, or a ValueError
+        value = meta.get(f"{arch}.{key}", default)
+        if value is None:
+            raise ValueError(f"{path}: missing GGUF metadata '{arch}.{key}'")
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            raise ValueError(f"{path}: GGUF metadata '{arch}.{key}': expected {kind.__name__}, got {value!r}")
+        return kind(value)
+
+    if "token_embd.weight" not in tensors:
+        raise ValueError(f"{path}: missing GGUF tensor 'token_embd.weight'")
+    n_layer = num("block_count", int)
+    blocks = {name.split(".")[1] for name in tensors if name.startswith("blk.")}
+    if n_layer != len(blocks):   # checked before any per-layer work: the count is the file's claim
+        raise ValueError(f"{path}: '{arch}.block_count' is {n_layer}, the file holds tensors of "
+                         f"{len(blocks)} blocks")
+    n_head = num("attention.head_count", int)
+    cfg = ModelConfig(arch="llama", vocab_size=int(tensors["token_embd.weight"][1][0]),
+                      n_layer=n_layer, n_head=n_head, n_kv_head=num("attention.head_count_kv", int, n_head),
+                      d_model=num("embedding_length", int), ffn_dim=num("feed_forward_length", int),
+                      max_seq_len=num("context_length", int, 2048),
+                      norm_eps=num("attention.layer_norm_rms_epsilon", float, 1e-6),
+                      rope_theta=num("rope.freq_base", float, 10000.0),
+                      tie_embeddings="output.weight" not in tensors,
+                      attn_bias="blk.0.attn_q.bias" in tensors)
     dims = meta.get(f"{arch}.rope.dimension_count", cfg.head_dim)
     if dims != cfg.head_dim:
         raise ValueError(f"{path}: partial rotary (rope.dimension_count {dims} != head dim {cfg.head_dim}) is not supported")
