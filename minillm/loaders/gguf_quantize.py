@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..io.gguf import ARRAY, U32, read_gguf_typed, write_gguf
+from ..io.gguf import ALIGNMENT, ARRAY, U32, read_gguf_typed, write_gguf
 from ..quant.ggml_blocks import dequantize_blocks
 from ..quant.ggml_quants import quantize_blocks
 from ..quant.formats import GGML_BLOCKS
@@ -76,8 +76,8 @@ def quantize_gguf(src, dst, mix, imatrix=None, progress=None):
         raise ValueError(f"{src}: missing GGUF metadata {e}") from None
     types = mix_types({n: (t, s) for n, (t, s, _) in tensors.items()}, mix, arch, *shape_info,
                       has_imatrix=weights is not None)
-    out_kvs = [kv for kv in kvs if kv[0] not in ("general.file_type", "general.quantization_version",
-                                                  "general.alignment")]
+    out_kvs = [kv for kv in kvs if kv[0] not in ("general.file_type", "general.quantization_version")
+               and (kv[0] != "general.alignment" or kv[2] == ALIGNMENT)]   # the data is written 32-aligned
     out_kvs += [("general.quantization_version", U32, QUANTIZATION_VERSION), ("general.file_type", U32, MIXES[mix][0])]
     out = []
     names = sorted(tensors, key=tensor_order)

@@ -1,4 +1,4 @@
-"""ggml's block quantizers Q8_0, Q4_0, Q4_K and Q6_K, producing the same bytes as ggml's reference C
+"""ggml's block quantizers Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K, producing the same bytes as ggml's reference C
 quantizers (ggml-quants.c: quantize_row_*_ref, and quantize_row_*_impl when an importance matrix is
 given). Their dequantizers, with those of every other type minillm reads, are in ggml_blocks.py;
 layouts in formats.py.
@@ -10,23 +10,39 @@ layouts in formats.py.
         quantized to 6 bits against fp16 super-scales d and dmin                        4.5 bits/weight
   Q6_K  super-blocks of 256 = 16 sub-blocks of 16, symmetric 6-bit codes with an rmse-searched scale
         (make_qx_quants), int8 sub-scales against one fp16 d                            6.5625 bits/weight
+  Q4_1, Q5_1  blocks of 32 on the min..max range (16 / 32 levels), fp16 d and min     5.0 / 6.0
+  Q5_0  as Q4_0 with 32 levels (d = -max / 16), the fifth bit in qh                    5.5
+  Q5_K  as Q4_K with 5-bit codes (make_qkx2_quants, nmax 31)                           5.5
+  Q3_K  16 sub-blocks of 16, 3-bit codes fitted by coordinate descent (make_q3_quants), 6-bit
+        signed sub-scales against one fp16 d                                           3.4375
+  Q2_K  16 sub-blocks of 16, asymmetric 2-bit grid fitted under absolute error, 4-bit scales and
+        mins against fp16 d and dmin                                                   2.625
 
 Byte-exactness means float32 arithmetic in ggml's exact order. Each routine is vectorized across
 blocks, but every sum runs left to right like the C loop: np.cumsum (np.add.accumulate) is strictly
 sequential, unlike np.sum's pairwise summation, and every operand is float32 so nothing is promoted.
-nearest_int copies ggml's magic-number rounding (ties to even). Importance weights ("imatrix", the
+nearest_int copies ggml's magic-number rounding (ties to even). The fitting routines (make_*_quants)
+run by default as ggml_fit.py's Numba loops, which return the same bits; quantize_blocks(...,
+reference=True) runs the NumPy code below instead. Importance weights ("imatrix", the
 mean squared activation of each input channel over calibration data, llama.cpp's imatrix tool) switch
-Q4_0/Q4_K/Q6_K to the weighted variants, as llama-quantize --imatrix does.
+every type but Q8_0 to its weighted variant (quantize_row_*_impl), as llama-quantize --imatrix does.
 """
 import numpy as np
 
 from .formats import (BLOCK_Q2_K, BLOCK_Q3_K, BLOCK_Q4_0, BLOCK_Q4_1, BLOCK_Q4_K, BLOCK_Q5_0, BLOCK_Q5_1, BLOCK_Q5_K,
                       BLOCK_Q6_K, BLOCK_Q8_0, GGML_BLOCKS, QK_K)
+from . import ggml_fit
 from .ggml_blocks import dequantize_blocks  # noqa: F401  (re-exported: the reference for every type)
 
 F32 = np.float32
 GROUP_MAX_EPS = F32(1e-15)
 _CHUNK = 1 << 12  # super-blocks per vectorized step: bounds the temporaries to a few MB
+_COMPILED = [True]  # the fitting routines run ggml_fit's Numba versions; quantize_blocks(reference=True) turns it off
+_NO_WEIGHTS = np.zeros((0, 0), dtype=F32)
+
+
+def _rows(a):  # (n, R) columns -> (R, n) contiguous rows for ggml_fit
+    return np.ascontiguousarray(np.asarray(a, dtype=F32).T)
 
 
 def nearest_int(f):  # float32 array -> int32 array
@@ -58,6 +74,9 @@ def make_qx_quants(x, nmax, qw=None):  # (n, R) -> scale (R,), L (n, R) in [0, 2
     """Symmetric grid l in [-nmax, nmax-1] fitted to minimise sum w (x - scale l)^2 (rmse_type 1:
     w = x^2 unless importance weights qw are given): start from iscale = -nmax / max, then try 18
     nearby iscales and keep the least-squares scale of the best."""
+    if _COMPILED[0]:
+        scale, L = ggml_fit.qx_rows(_rows(x), nmax, _NO_WEIGHTS if qw is None else _rows(qw))
+        return scale, L.T
     n, R = x.shape
     idx = np.argmax(np.abs(x), axis=0)                       # first index of the largest |x|, like `>`
     mx = x[idx, np.arange(R)]                                                        # (R,)
@@ -94,6 +113,9 @@ def make_qkx_quants(x, w, nmax, rmin, rdelta, nstep, v3=False, use_mad=False):  
     when v3): start from the min/max range, then sweep nstep+1 iscales and for each solve the 2x2
     weighted least-squares problem for (scale, min); keep the fit with the least weighted error
     (squared, or absolute with use_mad as Q2_K's reference does)."""
+    if _COMPILED[0]:
+        scale, the_min, L = ggml_fit.qkx_rows(_rows(x), _rows(w), nmax, rmin, rdelta, nstep, v3, use_mad)
+        return scale, the_min, L.T
     err = (lambda d: np.abs(d)) if use_mad else (lambda d: d * d)
     mn, mx = x.min(axis=0), x.max(axis=0)                                            # (R,)
     sum_w, sum_x = _seqsum(w), _seqsum(w * x)
@@ -135,6 +157,9 @@ def make_qkx_quants(x, w, nmax, rmin, rdelta, nstep, v3=False, use_mad=False):  
 def make_qp_quants(x, w, nmax):  # (n, R) non-negative -> scale (R,), L (n, R)
     """Unsigned grid for the K-quant sub-block scales under importance weights: a 9-point iscale
     search, then up to 5 passes of coordinate descent on each code (ggml's make_qp_quants)."""
+    if _COMPILED[0]:
+        scale, L = ggml_fit.qp_rows(_rows(x), _rows(w), nmax)
+        return scale, L.T
     n, R = x.shape
     mx = np.maximum(x.max(axis=0), F32(0))
     zero = mx < GROUP_MAX_EPS
@@ -394,6 +419,9 @@ def _quantize_q2_k(x, qw=None):  # (nb, 256) -> (nb,) BLOCK_Q2_K
 def make_q3_quants(x, nmax):  # (n, R) -> scale (R,), L (n, R) in [0, 2 nmax)
     """Symmetric grid l in [-nmax, nmax-1] from iscale = -nmax / max, then up to 5 passes of
     coordinate descent on each code under weights x^2 (ggml's make_q3_quants, do_rmse)."""
+    if _COMPILED[0]:
+        scale, L = ggml_fit.q3_rows(_rows(x), nmax)
+        return scale, L.T
     n, R = x.shape
     mx = x[np.argmax(np.abs(x), axis=0), np.arange(R)]
     zero = np.abs(mx) < GROUP_MAX_EPS
@@ -505,9 +533,18 @@ def _check_fmt(fmt):
     return GGML_BLOCKS[fmt]
 
 
-def quantize_blocks(w, fmt, imatrix=None):  # (N, K) float -> (N, K/block) structured blocks
+def quantize_blocks(w, fmt, imatrix=None, reference=False):  # (N, K) float -> (N, K/block) structured blocks
     """Quantize each row of w into ggml blocks of format fmt. imatrix (K,): optional importance of
-    each input channel (e.g. mean x^2 over calibration activations); Q8_0 ignores it, as ggml does."""
+    each input channel (e.g. mean x^2 over calibration activations); Q8_0 ignores it, as ggml does.
+    reference=True runs the NumPy fitting routines instead of their Numba versions (same bytes)."""
+    _COMPILED[0] = not reference
+    try:
+        return _quantize_blocks(w, fmt, imatrix)
+    finally:
+        _COMPILED[0] = True
+
+
+def _quantize_blocks(w, fmt, imatrix):
     dtype, bs = _check_fmt(fmt)
     w = np.asarray(w)
     if w.ndim != 2 or w.dtype.kind != "f":
