@@ -22,6 +22,11 @@ def backend():
     return "native" if _USE_NATIVE else "numpy"
 
 
+def cpu_features():
+    """The C kernels' variant and the CPU's features: native.cpu_features() (csrc/isa.h)."""
+    return native.cpu_features()
+
+
 _F32 = np.dtype(np.float32)
 
 
@@ -171,4 +176,4 @@ def matmul_group(outs, x, ws):
             matmul(out, x, w)
 
 
-__all__ = ["backend", "reference", "native", "matmul_group"] + KERNELS
+__all__ = ["backend", "cpu_features", "reference", "native", "matmul_group"] + KERNELS
