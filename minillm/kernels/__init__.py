@@ -50,7 +50,8 @@ def _pick(name):
 _NATIVE = {name: _pick(name) for name in (
     "attention_forward", "attention_backward", "attention_decode", "paged_attention_decode",
     "layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward", "gelu_forward",
-    "gelu_backward", "swiglu_forward", "swiglu_backward", "rope", "cross_entropy", "adamw_step")}
+    "gelu_backward", "swiglu_forward", "swiglu_backward", "rope", "cross_entropy", "adamw_step",
+    "sum_squares")}
 
 
 def _run(name, args):
@@ -126,6 +127,11 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
 
 def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     return _run("adamw_step", (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step))
+
+
+def sum_squares(x):
+    """sum of x**2 in float64 precision (reference.sum_squares)."""
+    return _run("sum_squares", (x,))
 
 
 KERNELS = ["matmul", *_NATIVE]

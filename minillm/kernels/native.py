@@ -109,6 +109,10 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
 
 
 # ------------------------------------------------------------------------------------ validation
+def sum_squares(x):
+    return float(lib.sum_squares(f32(x, "x"), x.size))
+
+
 def _shape(a, name, shape):
     """a.shape must equal shape; entries that are None match anything."""
     if not isinstance(a, np.ndarray):
