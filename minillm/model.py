@@ -462,11 +462,12 @@ class Transformer:
 
     # ------------------------------------------------------------------ whole model
     def _forward(self, tokens, keep_caches=True, checkpoint=False, positions=None, attend=None,
-                 segments=None):
+                 segments=None, columns=None):
         """tokens (B, T) -> logits (B*T, V) and the caches for backward. With checkpoint=True only
         each block's input is kept; _backward recomputes the block (Chen et al. 2016).
         positions (T,) int: each column's position (default 0..T-1); attend: see _block_forward;
-        segments (T,) int: document ids of packed sequences (see forward_train)."""
+        segments (T,) int: document ids of packed sequences (see forward_train); columns (K,) int:
+        the head runs on these columns only -> logits (B*K, V) (inference: no caches then)."""
         cfg, p, names = self.config, self.params, NAMES[self.config.arch]
         B, T = tokens.shape
         positions = np.arange(T) if positions is None else np.asarray(positions)
@@ -488,6 +489,10 @@ class Transformer:
             x_in = x
             x, cache = self._block_forward(l, x, rope_cs, attend, bounds)
             blocks.append(x_in if checkpoint else (cache if keep_caches else None))
+        if columns is not None:
+            if keep_caches:
+                raise ValueError("columns: only for inference (keep_caches=False)")
+            x = x[:, columns]
         logits, c_lnf, c_head = self.head(x)
         return logits, ForwardCache(tokens, c_wte, c_wpe, rope_cs, blocks, c_lnf, c_head, checkpoint, bounds)
 
@@ -556,14 +561,20 @@ class Transformer:
         logits, _ = self._forward(tokens, keep_caches=False)
         return logits.reshape(*tokens.shape, -1)
 
-    def forward_with(self, tokens, positions, attend):
+    def forward_with(self, tokens, positions, attend, columns=None):
         """The forward pass with explicit positions (T,) and an attention hook attend(l, q, k, v)
         -> (B, H, T, D) (see _block_forward): how paged KV caches and packed batches of ragged
-        sequences run the model. Returns logits (B, T, V). For an ALiBi model the hook must add
-        the bias: nn.alibi.alibi_attention_forward(q, k_all, v_all, self.alibi_slopes)[0]."""
+        sequences run the model. Returns logits (B, T, V), or (B, K, V) at the K `columns` only
+        (a packed batch samples from each sequence's last column: the LM head, a (V, C) GEMM, then
+        runs on those alone). For an ALiBi model the hook must add the bias:
+        nn.alibi.alibi_attention_forward(q, k_all, v_all, self.alibi_slopes)[0]."""
         tokens = self.check_tokens(tokens)
-        logits, _ = self._forward(tokens, keep_caches=False, positions=positions, attend=attend)
-        return logits.reshape(*tokens.shape, -1)
+        if columns is not None:
+            columns = np.asarray(columns, dtype=np.int64)
+            if columns.ndim != 1 or columns.size and (columns.min() < 0 or columns.max() >= tokens.shape[1]):
+                raise ValueError(f"columns: expected 1-D indices into {tokens.shape[1]} columns, got {columns}")
+        logits, _ = self._forward(tokens, keep_caches=False, positions=positions, attend=attend, columns=columns)
+        return logits.reshape(tokens.shape[0], -1, logits.shape[-1])
 
     def loss_and_grads(self, tokens, targets, checkpoint=False, on_grads=None):
         """Mean next-token cross-entropy (+ z_loss) and its gradient for every parameter.

@@ -44,8 +44,9 @@ def paged_forward(model, cache, plan, use_native=True):
     plan: [(sid, start, n, slots)]: positions start..start+n-1 of sequence sid, with the slots that
     cache.prepare(sid, n) returned. Each layer writes the new K/V into the pages, then attends:
     a single new token after cached ones (decode) through the block table with the C kernel, a
-    longer chunk (prefill) causally over the sequence's gathered K/V. Returns logits (T, V) for the
-    T = sum(n) packed tokens; the caller commits."""
+    longer chunk (prefill) causally over the sequence's gathered K/V. Returns the logits of the
+    last token of each plan entry, (len(plan), V): only those are sampled, so the LM head runs on
+    them alone (a 256-token prefill chunk would otherwise cost 256 head rows). The caller commits."""
     tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
     positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])   # (T,)
     slots = np.concatenate([s for *_, s in plan])                                         # (T,)
@@ -72,7 +73,7 @@ def paged_forward(model, cache, plan, use_native=True):
             out[:, :, off:off + n] = a
         return out
 
-    return model.forward_with(tokens[None, :].astype(np.int64), positions, attend)[0]
+    return model.forward_with(tokens[None, :].astype(np.int64), positions, attend, columns=starts[1:] - 1)[0]
 
 
 @dataclass
@@ -312,19 +313,18 @@ class Engine:
                 raise RuntimeError("engine: no request can be scheduled (pool too small for any of them)")
             return {}
         try:
-            logits = paged_forward(self.model, self.cache, plan, self.use_native)        # (T, V)
+            logits = paged_forward(self.model, self.cache, plan, self.use_native)        # (len(plan), V)
         except Exception as e:   # the batch's requests cannot go on; the engine and the others can
             for rid, *_ in plan:
                 self.requests[rid].error = f"{type(e).__name__}: {e}"
                 self.abort(rid, "error")
             raise
-        produced, failed, off = {}, [], 0
-        for rid, start, n, _ in plan:
-            off += n
+        produced, failed = {}, []
+        for i, (rid, start, n, _) in enumerate(plan):
             self.cache.commit(rid, n)
             seq = self.cache.seqs[rid]
             if seq.num_computed == len(seq.tokens):            # caught up: sample the next token
-                row = logits[off - 1]
+                row = logits[i]
                 req = self.requests[rid]
                 try:
                     if not req.output and req.children:
