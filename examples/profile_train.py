@@ -18,6 +18,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse
 import collections
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -69,12 +70,19 @@ def linear_backward_timed(dy, cache):
     return dx, dw, db
 
 
-def instrument():
-    """Wrap every operation of the step where the model and optimizer look it up."""
-    k = minillm.kernels
-    k.matmul = timed(lambda out, x, w: f"GEMM fwd     {gemm_class(w.shape)}", k.matmul)
-    m = minillm.model
-    m.linear_backward = linear_backward_timed
+@contextlib.contextmanager
+def instrumented():
+    """Every operation of the step wrapped where the model and optimizer look it up; the
+    originals are put back on exit."""
+    saved = []
+
+    def swap(module, name, new):
+        saved.append((module, name, getattr(module, name)))
+        setattr(module, name, new)
+
+    k, m, lin = minillm.kernels, minillm.model, minillm.nn.linear
+    swap(k, "matmul", timed(lambda out, x, w: f"GEMM fwd     {gemm_class(w.shape)}", k.matmul))
+    swap(m, "linear_backward", linear_backward_timed)
     for name, label in (("attention_forward", "attention fwd"), ("attention_backward", "attention bwd"),
                         ("layernorm_forward", "norm fwd"), ("layernorm_backward", "norm bwd"),
                         ("rmsnorm_forward", "norm fwd"), ("rmsnorm_backward", "norm bwd"),
@@ -84,17 +92,25 @@ def instrument():
                         ("cross_entropy_forward", "cross-entropy fwd+bwd"),
                         ("embedding_forward", "embedding fwd"), ("embedding_backward", "embedding bwd")):
         if hasattr(m, name):
-            setattr(m, name, timed(label, getattr(m, name)))
-    # linear_forward's bias add and matmul: the bias add is what linear_forward adds to the GEMM
-    lin = minillm.nn.linear
-    m.linear_forward = timed("linear fwd (GEMM + bias)", lin.linear_forward)
-    m.linear_forward_group = timed("linear fwd (GEMM + bias)", lin.linear_forward_group)
+            swap(m, name, timed(label, getattr(m, name)))
+    # the GEMM inside is timed too: the difference is linear_forward's bias add
+    swap(m, "linear_forward", timed("linear fwd (GEMM + bias)", lin.linear_forward))
+    swap(m, "linear_forward_group", timed("linear fwd (GEMM + bias)", lin.linear_forward_group))
+    try:
+        yield
+    finally:
+        for module, name, original in reversed(saved):
+            setattr(module, name, original)
 
 
 def profile_minillm(cfg, x, y, steps):
     """{operation: median seconds per step} over `steps` steps after one warm-up step."""
-    instrument()
-    model = Transformer(cfg, seed=0)
+    with instrumented():
+        return _profile_steps(Transformer(cfg, seed=0), x, y, steps)
+
+
+def _profile_steps(model, x, y, steps):
+    """profile_minillm's loop, inside instrumented()."""
     opt = AdamW(model.params, lr=1e-4, weight_decay=0.1)
     clip = timed("clip grad norm", clip_grad_norm)
     adamw = timed("AdamW", opt.step)

@@ -7,6 +7,7 @@ pointer and _check) and raises ValueError/TypeError, so a kernel never reads or 
 tokenizer/_native_bpe.py too) hands an array to C.
 """
 import os
+import platform
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -39,15 +40,27 @@ ISA_FEATURE_NAMES = ("sse4.2", "avx", "avx2", "fma", "f16c", "bmi2", "avx512f", 
                      "x86-64-v4")
 
 
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo on Linux, else platform.processor()), for benchmark tables."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def cpu_features():
     """{'isa': the kernel variant in use ('avx512', 'avx2', 'generic'; 'native' for a single-variant
     build; None without the extension), 'requested': MINILLM_ISA, 'features': the CPU's features
-    among ISA_FEATURE_NAMES}."""
+    among ISA_FEATURE_NAMES, 'cpu': cpu_model()}."""
     if lib is None:
-        return {"isa": None, "requested": _ISA_REQUEST, "features": []}
+        return {"isa": None, "requested": _ISA_REQUEST, "features": [], "cpu": cpu_model()}
     mask = lib.isa_cpu_features()
     return {"isa": ffi.string(lib.isa_selected()).decode(), "requested": _ISA_REQUEST,
-            "features": [n for i, n in enumerate(ISA_FEATURE_NAMES) if mask >> i & 1]}
+            "features": [n for i, n in enumerate(ISA_FEATURE_NAMES) if mask >> i & 1], "cpu": cpu_model()}
 
 
 _F32, _I32 = np.dtype(np.float32), np.dtype(np.int32)
