@@ -271,7 +271,8 @@ def load_gguf(path, dequantize=False):
     "qwen2" (the same blocks with q/k/v biases; its rows are already in Hugging Face's rotary
     order, llama's are permuted back). Float tensors become float32 params; quantized matrices
     become GGMLLinear layers with fused kernels, or float32 params with dequantize=True (the token
-    embedding always: a lookup table is not a matmul). The tokenizer is the file's own
+    embedding always: a lookup table is not a matmul; a tied LM head then runs on the embedding's
+    quantized blocks too, as llama.cpp's does). The tokenizer is the file's own
     (minillm.tokenizer.gguf_vocab). Errors name the file and the key or tensor at fault."""
     meta, tensors = read_gguf(path)
     cfg = _config(path, meta, tensors)
@@ -281,4 +282,11 @@ def load_gguf(path, dequantize=False):
     for hf_name, shape in cfg.param_shapes().items():
         kind, value = _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize)
         (params if kind == "param" else quantized)[hf_name] = value
+    embd_type, embd_shape, raw = tensors["token_embd.weight"]
+    if cfg.tie_embeddings and not dequantize and embd_type not in FLOAT_TYPES:
+        # the tied LM head reads the embedding's blocks with a fused kernel, as llama.cpp does: a
+        # quarter of float32's bytes per token at Q8_0 (the lookup keeps its float32 table)
+        dtype, bs = GGML_BLOCKS[embd_type]
+        quantized["model.embed_tokens.weight"] = GGMLLinear(
+            embd_type, np.ascontiguousarray(raw.view(dtype).reshape(embd_shape[0], embd_shape[1] // bs)))
     return Transformer(cfg, params=params, quantized=quantized), tokenizer

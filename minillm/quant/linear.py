@@ -66,6 +66,7 @@ class QuantizedLinear:
     """Shared matmul dispatch; subclasses define fmt, shape, dequantize, _kernel_args and arrays,
     and call _bind() at the end of __init__."""
     fmt = None
+    fused_max_m = FUSED_MAX_M   # matmul's limit on rows of x for the fused kernel (see GGMLLinear's)
     _kernel = None  # _native.Kernel, or None without the extension
 
     def _kernel_args(self):  # -> (w, scale, zero, group_size, row_bytes, n_scales) for csrc/quant.c
@@ -91,7 +92,7 @@ class QuantizedLinear:
         if kernel is None:
             return self.matmul_reference(x)
         M, N = x.shape[0], self.shape[0]
-        if M <= FUSED_MAX_M:                         # decode and small batches: the fused kernel
+        if M <= self.fused_max_m:                    # decode and small batches: the fused kernel
             return kernel.matmul(x)
         out = np.empty((M, N), dtype=np.float32)
         for n0 in range(0, N, TILE_N):  # prefill: decode a tile, then the dense blocked GEMM
@@ -252,6 +253,10 @@ class GGMLLinear(QuantizedLinear):
     and sum q_w q_x in integers, as llama.cpp does (its ggml_vec_dot_*_q8_0/q8_K kernels);
     matmul_int8_act_reference is that path's spec (Q8_0, Q4_0, Q4_K, Q6_K; other types keep the float
     path). Off by default: x's rounding is an extra error."""
+    # a serving batch of 16 decode rows: ggml_blocks.c's two 8-row passes over W beat decoding tiles
+    # of W for the GEMM (SmolLM2 Q4_1/Q8_0, Xeon, 2 threads: ffn_down 1.2 vs 6.1 ms, the tied
+    # 49152-row Q8_0 head 96 vs 138 ms); at 24+ rows the two are even, at 64 tiles win
+    fused_max_m = 2 * FUSED_MAX_M
 
     def __init__(self, fmt, blocks, act_int8=False):  # blocks (N, K / block) of formats.GGML_BLOCKS[fmt]
         if fmt not in GGML_BLOCKS:

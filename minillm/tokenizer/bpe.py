@@ -196,9 +196,11 @@ class BPETokenizer:
 
     def encode_ordinary_reference(self, text):
         """Encode text that holds no special tokens: regex split, then the Python merge loop, cached."""
+        return self._merge_pieces_reference(p.encode("utf-8") for p in patterns.split_reference(text, self.pattern))
+
+    def _merge_pieces_reference(self, pieces):  # iterable of UTF-8 bytes -> ids, each piece merged alone
         out = []
-        for piece in patterns.split_reference(text, self.pattern):
-            b = piece.encode("utf-8")
+        for b in pieces:
             ids = self._cache.get(b)
             if ids is None:
                 ids = self._merge_reference(b)
@@ -222,14 +224,7 @@ class BPETokenizer:
         data = [p if isinstance(p, bytes) else _check_text(p, "pieces").encode("utf-8") for p in pieces]
         if self._native is not None:
             return self._native.encode_pieces(data)
-        out = []
-        for b in data:
-            ids = self._cache.get(b)
-            if ids is None:
-                ids = self._merge_reference(b)
-                self._cache.put(b, ids)
-            out.extend(ids)
-        return out
+        return self._merge_pieces_reference(data)
 
     def _special_regex(self, tokens):
         return _special_regex(tuple(tokens))

@@ -88,7 +88,10 @@ def test_the_shipped_file_loads_as_its_card_says(smol):
     assert (cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.ffn_dim, cfg.vocab_size) == \
         (30, 576, 9, 3, 1536, 49152)
     assert cfg.rope_theta == 100000.0 and cfg.tie_embeddings
-    assert {q.fmt for q in model.quantized.values()} == {"q4_1"}
+    fmts = {name: q.fmt for name, q in model.quantized.items()}
+    assert fmts.pop("model.embed_tokens.weight") == "q8_0"   # the tied head reads the embedding's blocks
+    assert set(fmts.values()) == {"q4_1"} and len(fmts) == 210
+    assert model.params["model.embed_tokens.weight"].dtype == np.float32  # the lookup table stays float
     assert tok.pre == "smollm" and not tok.add_bos and tok.eos_token_id == 2
     assert tok.stop_token_ids >= {2}
 
