@@ -70,6 +70,26 @@ def linear_backward_timed(dy, cache):
     return dx, dw, db
 
 
+def linear_backward_group_timed(dy, caches):
+    """minillm.nn.linear.linear_backward_group with its dx and dW GEMMs timed on their own."""
+    x, ws = caches[0][0], [c[1] for c in caches]
+    t0 = time.perf_counter()
+    dx = dy @ np.concatenate(ws)
+    t1 = time.perf_counter()
+    dw = dy.T @ x
+    t2 = time.perf_counter()
+    db = dy.sum(axis=0) if any(c[2] for c in caches) else None
+    t3 = time.perf_counter()
+    label = gemm_class((dy.shape[1], x.shape[1])) + " (q,k,v grouped)"
+    TIMES[f"GEMM bwd dx  {label}"] += t1 - t0
+    TIMES[f"GEMM bwd dW  {label}"] += t2 - t1
+    if db is not None:
+        TIMES["bias grad (sum)"] += t3 - t2
+    bounds = np.cumsum([0] + [w.shape[0] for w in ws])
+    return (dx, [dw[lo:hi] for lo, hi in zip(bounds, bounds[1:])],
+            [db[lo:hi] if c[2] else None for c, lo, hi in zip(caches, bounds, bounds[1:])])
+
+
 @contextlib.contextmanager
 def instrumented():
     """Every operation of the step wrapped where the model and optimizer look it up; the
@@ -83,6 +103,7 @@ def instrumented():
     k, m, lin = minillm.kernels, minillm.model, minillm.nn.linear
     swap(k, "matmul", timed(lambda out, x, w: f"GEMM fwd     {gemm_class(w.shape)}", k.matmul))
     swap(m, "linear_backward", linear_backward_timed)
+    swap(m, "linear_backward_group", linear_backward_group_timed)
     for name, label in (("attention_forward", "attention fwd"), ("attention_backward", "attention bwd"),
                         ("layernorm_forward", "norm fwd"), ("layernorm_backward", "norm bwd"),
                         ("rmsnorm_forward", "norm fwd"), ("rmsnorm_backward", "norm bwd"),

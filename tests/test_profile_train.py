@@ -33,3 +33,6 @@ def test_profile_rows_cover_the_step_and_instrumentation_is_undone(preset):
         assert row in prof, row
     assert ("rope fwd" in prof) == (cfg.position_scheme == "rope")
     assert ("bias grad (sum)" in prof) == (cfg.arch == "gpt2")
+    qkv = cfg.d_model + 2 * cfg.n_kv_head * cfg.head_dim
+    grouped = f"GEMM bwd dW  {qkv}x{cfg.d_model} (q,k,v grouped)"     # separate q, k, v weights
+    assert (grouped in prof) == (cfg.arch == "llama")
