@@ -134,6 +134,8 @@ ffibuilder.set_source(
     "\n".join(f'#include "{os.path.basename(h)}"' for h in headers),
     sources=compiled,
     include_dirs=[CSRC],
+    # the variant wrappers only #include the kernel files: rebuild whenever any of them changes
+    depends=sorted(glob.glob(os.path.join(CSRC, "*.[ch]")) + glob.glob(os.path.join(CSRC, "*.inc"))),
     extra_compile_args=flags,
     extra_link_args=["-fopenmp", "-lm"],
 )
