@@ -18,11 +18,25 @@
  * a thread takes one kv head and its rep query heads, so the rep passes over the same cached keys
  * after the first hit cache. Scores are taken DK keys at a time (see decode_scores).
  *
- * Forward work items are (b, h, query tile), handed out dynamically because causal tiles late
- * in T see more keys. Scores are computed one row at a time against K^T (the block transposed to
- * D x BC), so the inner loop runs over keys with unit stride and vectorises; exp is fast_expf of
- * fastmath.inc. (A 4-row register-tiled version of the score and P V products, as in matmul.c,
- * measured slower here -- 19 vs 21 GF/s per core at D = 64 -- so the simple loops stay.)
+ * Both passes are written as small matrix products over a BR x BC tile -- S = Q K^T, O += P V in
+ * forward; S, dP = dO V^T, dV += P^T dO, dK += dS^T Q, dQ += dS K in backward -- all done by one
+ * register-tiled micro-kernel (tile_gemm): C (m, n) += A (m, k) B (k, n), with A read through
+ * arbitrary row/column strides (so P^T and dS^T are never formed) and B row-major with n a multiple
+ * of VL. Its inner step broadcasts MR elements of A and loads NV vectors of B, for MR x NV vector
+ * FMAs into MR x NV accumulators that stay in registers: 4 x 4 zmm with AVX-512, 4 x 2 ymm
+ * without (16 registers only). The vectors are GCC vector extensions, so the same source builds
+ * for whatever target the compiler is given. The earlier one-row-at-a-time loops (a score row,
+ * then rank-1 updates of dK, dV, dQ per key) moved 2-3 floats of memory per FMA; the tiles move
+ * about one per MR FMAs. B operands with D not a multiple of VL (and partial key blocks) are
+ * copied to zero-padded buffers. Forward transposes every key head once, scale folded in, before
+ * its tiles run (per tile and block, the scalar transposes cost as much as the tile products);
+ * backward transposes each K and V block once per (kv head, block).
+ *
+ * Forward work items are (b, h, query tile), handed out dynamically because causal tiles late in
+ * T see more keys. Backward work items are (b, kv head): a thread owns the dK, dV of its kv head
+ * and the dQ of its rep query heads, so no two threads write the same row and no atomics are
+ * needed; inside, key blocks are the outer loop (dK_j, dV_j stay in a block buffer) and dQ is
+ * accumulated in a (rep, T, Dp) buffer.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -32,10 +46,21 @@
 #include "fastmath.inc"
 #include "online_softmax.inc"
 
-#define BR 32   /* query rows per forward tile */
-#define BC 64   /* keys per block: K^T and V blocks of BC x D floats stay in L1 for D = 64 */
+#define BR 64   /* query rows per tile */
+#define BC 64   /* keys per block */
+#define VL 16   /* B operands are padded to a multiple of VL floats */
+#define MR 4    /* rows of A per micro-kernel step */
+#if defined(__AVX512F__)
+#define NV 4    /* vectors of B per micro-kernel step: 4 zmm, 16 zmm accumulators */
+typedef float vec __attribute__((vector_size(64), aligned(4), may_alias));
+#else
+#define NV 2    /* 2 ymm: 8 accumulators leave room for the B vectors in 16 registers */
+typedef float vec __attribute__((vector_size(32), aligned(4), may_alias));
+#endif
+#define VW ((int64_t)(sizeof(vec) / sizeof(float)))   /* floats per vector */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 static void* xmalloc(size_t n) {
     void* p = malloc(n > 0 ? n : 1);
@@ -43,159 +68,265 @@ static void* xmalloc(size_t n) {
     return p;
 }
 
-/* Kt (D, BC) <- rows j0 .. j0+bc-1 of k (., D): the transpose, so a score row is unit-stride. */
-static void transpose_block(float* Kt, const float* k, int64_t j0, int64_t bc, int64_t D) {
-    for (int64_t j = 0; j < bc; j++)
-        for (int64_t d = 0; d < D; d++) Kt[d * BC + j] = k[(j0 + j) * D + d];
+/* C (MR, NV*VW) (+)= A (MR, k) B (k, NV*VW): the register tile. */
+static inline void tile_full(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs,
+                             const float* b, int64_t ldb, int64_t k, int accumulate) {
+    vec acc[MR][NV];
+    #pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+        #pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = accumulate ? *(const vec*)(c + r * ldc + v * VW) : (vec){0};
+    for (int64_t p = 0; p < k; p++) {
+        vec bv[NV];
+        #pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = *(const vec*)(b + p * ldb + v * VW);
+        #pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            const float ar = a[r * ars + p * acs];
+            #pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] += ar * bv[v];
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+        #pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) *(vec*)(c + r * ldc + v * VW) = acc[r][v];
 }
 
-/* s[0:bc] = scale * (qi . k_j) for the bc keys of a transposed block Kt (D, BC). */
-static void score_row(float* s, const float* qi, const float* Kt, int64_t bc, int64_t D,
-                      float scale) {
-    for (int64_t j = 0; j < bc; j++) s[j] = 0.0f;
+/* One row, one vector: the edges of C that the full tile does not cover. */
+static inline void tile_edge(float* c, const float* a, int64_t acs, const float* b, int64_t ldb,
+                             int64_t k, int accumulate) {
+    vec acc = accumulate ? *(const vec*)c : (vec){0};
+    for (int64_t p = 0; p < k; p++) acc += a[p * acs] * *(const vec*)(b + p * ldb);
+    *(vec*)c = acc;
+}
+
+/* C (m, n) = [C +] A (m, k) B (k, n); A[i][p] = a[i * ars + p * acs]; B, C row-major (ldb, ldc);
+ * n % VW == 0 (callers pad to VL). In NumPy: c[:m, :n] (+)= A @ b[:k, :n]. */
+static void tile_gemm(float* c, int64_t ldc, const float* a, int64_t ars, int64_t acs,
+                      const float* b, int64_t ldb, int64_t m, int64_t n, int64_t k, int accumulate) {
+    const int64_t m_full = m - m % MR, n_full = n - n % (NV * VW);
+    for (int64_t i = 0; i < m_full; i += MR)
+        for (int64_t j = 0; j < n_full; j += NV * VW)
+            tile_full(c + i * ldc + j, ldc, a + i * ars, ars, acs, b + j, ldb, k, accumulate);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = i < m_full ? n_full : 0; j < n; j += VW)
+            tile_edge(c + i * ldc + j, a + i * ars, acs, b + j, ldb, k, accumulate);
+}
+
+/* Kt (D, BC) <- c * rows j0 .. j0+bc-1 of k (., D) transposed, columns bc .. BC-1 zero. */
+static void transpose_block(float* Kt, const float* k, int64_t j0, int64_t bc, int64_t D, float c) {
     for (int64_t d = 0; d < D; d++) {
-        const float qd = qi[d] * scale;
-        const float* kt = Kt + d * BC;
-        #pragma omp simd
-        for (int64_t j = 0; j < bc; j++) s[j] += qd * kt[j];
+        for (int64_t j = 0; j < bc; j++) Kt[d * BC + j] = c * k[(j0 + j) * D + d];
+        for (int64_t j = bc; j < BC; j++) Kt[d * BC + j] = 0.0f;
     }
 }
 
+/* n rows of src (n, D) as a (n, Dp) array: src itself when D == Dp, else a zero-padded copy in buf. */
+static const float* padded_rows(float* buf, const float* src, int64_t n, int64_t D, int64_t Dp) {
+    if (D == Dp) return src;
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(buf + i * Dp, src + i * D, sizeof(float) * D);
+        memset(buf + i * Dp + D, 0, sizeof(float) * (Dp - D));
+    }
+    return buf;
+}
+
 /* ------------------------------------------------------------------------------ forward */
+typedef struct {          /* one thread's forward scratch */
+    float* Vb;            /* (BC, Dp) value block, zero-padded (when D % VL != 0) */
+    float* sc;            /* (BR, BC) scores, then P */
+    float* acc;           /* (BR, Dp) unnormalised output */
+} FwdScratch;
+
+/* Rows i0 .. i0+br-1 of one head: qh (T, D) against the scaled, transposed keys Kt (D, Sp) and the
+ * values vh (S, D) -> oh (T, D), lh (T,). */
+static void forward_tile(float* oh, float* lh, const float* qh, const float* Kt, int64_t Sp,
+                         const float* vh, int64_t i0, int64_t br, int64_t off, int64_t D, FwdScratch* w) {
+    const int64_t Dp = round_up(D, VL);
+    const int64_t key_end = off + i0 + br;           /* keys the tile's last row can see */
+    float m[BR], l[BR];                              /* running max and sum per row */
+    for (int64_t i = 0; i < br; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
+    memset(w->acc, 0, sizeof(float) * br * Dp);
+    for (int64_t j0 = 0; j0 < key_end; j0 += BC) {
+        const int64_t bc = min64(BC, key_end - j0), ncol = round_up(bc, VL);
+        tile_gemm(w->sc, BC, qh + i0 * D, D, 1, Kt + j0, Sp, br, ncol, D, 0);  /* S = Q K^T */
+        for (int64_t i = 0; i < br; i++) {
+            /* causal: row i sees keys < off + i0 + i + 1, i.e. the first jn of this block */
+            const int64_t jn = min64(bc, off + i0 + i + 1 - j0);
+            float* s = w->sc + i * BC;
+            if (jn > 0)
+                online_softmax_step(s, jn, &m[i], &l[i], w->acc + i * Dp, Dp);  /* s -> P */
+            for (int64_t j = jn > 0 ? jn : 0; j < ncol; j++) s[j] = 0.0f;  /* masked: P = 0 */
+        }
+        const float* Vb = padded_rows(w->Vb, vh + j0 * D, bc, D, Dp);
+        tile_gemm(w->acc, Dp, w->sc, BC, 1, Vb, Dp, br, Dp, bc, 1);         /* O += P V */
+    }
+    for (int64_t i = 0; i < br; i++) {
+        /* l >= 1: the row's max term contributes exp(0) (key 0 is always visible) */
+        const float inv_l = 1.0f / l[i];
+        float* o = oh + (i0 + i) * D;
+        #pragma omp simd
+        for (int64_t d = 0; d < D; d++) o[d] = w->acc[i * Dp + d] * inv_l;
+        lh[i0 + i] = m[i] + logf(l[i]);
+    }
+}
+
+/* Kt (D, Sp) <- c * kh (S, D) transposed, columns S .. Sp-1 zero. */
+static void transpose_head(float* Kt, const float* kh, int64_t S, int64_t Sp, int64_t D, float c) {
+    for (int64_t j0 = 0; j0 < S; j0 += 16)             /* 16 keys at a time: a cache line per row */
+        for (int64_t d = 0; d < D; d++)
+            for (int64_t j = j0; j < min64(j0 + 16, S); j++) Kt[d * Sp + j] = c * kh[j * D + d];
+    for (int64_t d = 0; d < D; d++)
+        for (int64_t j = S; j < Sp; j++) Kt[d * Sp + j] = 0.0f;
+}
+
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                        int64_t B, int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t D,
                        float scale) {
-    const int64_t rep = H / Hkv;                  /* query heads per kv head */
-    const int64_t off = S - T;                  /* query row i sits at position off + i */
-    const int64_t ntiles = (T + BR - 1) / BR;
+    const int64_t rep = H / Hkv;                    /* query heads per kv head */
+    const int64_t ntiles = (T + BR - 1) / BR, Dp = round_up(D, VL);
+    /* + VL: a row stride of S = 1024 floats (4 KB) would put every row of a key block in the same
+     * L1 set (4K aliasing); one more cache line per row spreads them over the sets */
+    const int64_t Sp = round_up(S, BC) + VL;
+    /* every key head transposed once, the scale folded in: (B * Hkv, D, Sp) */
+    float* Kt = xmalloc(sizeof(float) * B * Hkv * D * Sp);
     #pragma omp parallel if (B * H * T * S * D >= (1 << 18))
     {
-        float* Kt = xmalloc(sizeof(float) * D * BC);         /* (D, BC) transposed key block */
-        float* sc = xmalloc(sizeof(float) * BR * BC);        /* (BR, BC) scores, then P */
-        float* acc = xmalloc(sizeof(float) * BR * D);        /* (BR, D) unnormalised output */
-        float m[BR], l[BR];                                  /* running max and sum per row */
+        #pragma omp for schedule(static)
+        for (int64_t bk = 0; bk < B * Hkv; bk++)
+            transpose_head(Kt + bk * D * Sp, k + bk * S * D, S, Sp, D, scale);
+        FwdScratch w = {xmalloc(sizeof(float) * BC * Dp), xmalloc(sizeof(float) * BR * BC),
+                        xmalloc(sizeof(float) * BR * Dp)};
         /* dynamic: causal tiles late in T see more keys than early ones */
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t bh = 0; bh < B * H; bh++) {
             for (int64_t tile = 0; tile < ntiles; tile++) {
-                const int64_t b = bh / H, h = bh % H;
-                const float* qh = q + bh * T * D;                         /* (T, D) */
-                const float* kh = k + (b * Hkv + h / rep) * S * D;          /* (S, D) */
-                const float* vh = v + (b * Hkv + h / rep) * S * D;          /* (S, D) */
-                const int64_t i0 = tile * BR, br = min64(BR, T - i0);
-                const int64_t key_end = off + i0 + br;  /* keys the tile's last row can see */
-                for (int64_t i = 0; i < br; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
-                memset(acc, 0, sizeof(float) * br * D);
-                for (int64_t j0 = 0; j0 < key_end; j0 += BC) {
-                    const int64_t bc = min64(BC, key_end - j0);
-                    transpose_block(Kt, kh, j0, bc, D);
-                    for (int64_t i = 0; i < br; i++) {
-                        /* causal: row i sees keys < off + i0 + i + 1, i.e. jn of this block */
-                        const int64_t jn = min64(bc, off + i0 + i + 1 - j0);
-                        if (jn <= 0) continue;                  /* block entirely in its future */
-                        float* s = sc + i * BC;
-                        score_row(s, qh + (i0 + i) * D, Kt, jn, D, scale);
-                        float* a = acc + i * D;
-                        online_softmax_step(s, jn, &m[i], &l[i], a, D);   /* s becomes P_ij */
-                        for (int64_t j = 0; j < jn; j++) {         /* acc_i += P_ij v_j */
-                            const float p = s[j];
-                            const float* vj = vh + (j0 + j) * D;
-                            #pragma omp simd
-                            for (int64_t d = 0; d < D; d++) a[d] += p * vj[d];
-                        }
-                    }
-                }
-                for (int64_t i = 0; i < br; i++) {
-                    /* l >= 1: the row's max term contributes exp(0) (key 0 is always visible) */
-                    const float inv_l = 1.0f / l[i];
-                    float* o = out + (bh * T + i0 + i) * D;
-                    #pragma omp simd
-                    for (int64_t d = 0; d < D; d++) o[d] = acc[i * D + d] * inv_l;
-                    lse[bh * T + i0 + i] = m[i] + logf(l[i]);
-                }
+                const int64_t b = bh / H, h = bh % H, kvh = b * Hkv + h / rep;
+                const int64_t i0 = tile * BR;
+                forward_tile(out + bh * T * D, lse + bh * T, q + bh * T * D, Kt + kvh * D * Sp, Sp,
+                             v + kvh * S * D, i0, min64(BR, T - i0), S - T, D, &w);
             }
         }
-        free(Kt);
-        free(sc);
-        free(acc);
+        free(w.Vb);
+        free(w.sc);
+        free(w.acc);
     }
+    free(Kt);
 }
 
 /* ------------------------------------------------------------------------------ backward */
+typedef struct {          /* one thread's backward scratch */
+    float *Kt, *Vt;       /* (D, BC) key and value blocks, transposed */
+    float* Kb;            /* (BC, Dp) key block, zero-padded */
+    float *dKb, *dVb;     /* (BC, Dp) the block's dK, dV, summed over rep heads and all rows */
+    float *P, *dS;        /* (BR, BC) one tile's P and dS */
+    float *Qp, *dOp;      /* (rep, T, Dp) padded q and dout of the kv head's query heads */
+    float* dQ;            /* (rep, T, Dp) dq accumulated over key blocks */
+    float* Di;            /* (rep, T) D_i = dout_i . out_i */
+} BwdScratch;
+
+/* One (query tile, key block) pair: P, dS of rows i0..i0+br-1 against keys j0..j0+bc-1, then
+ * dV_j += P^T dO_i, dK_j += dS^T Q_i, dQ_i += dS K_j. Qh, dOh, dQh (T, Dp); lh, Dh (T,); Kb is the
+ * (bc, Dp) key block. */
+static void backward_tile(const float* Qh, const float* dOh, float* dQh, const float* lh,
+                          const float* Dh, const float* Kb, int64_t i0, int64_t br, int64_t j0,
+                          int64_t bc, int64_t off, int64_t D, float scale, BwdScratch* w) {
+    const int64_t ncol = round_up(bc, VL), Dp = round_up(D, VL);
+    tile_gemm(w->P, BC, Qh + i0 * Dp, Dp, 1, w->Kt, BC, br, ncol, D, 0);    /* S = Q K^T */
+    tile_gemm(w->dS, BC, dOh + i0 * Dp, Dp, 1, w->Vt, BC, br, ncol, D, 0);  /* dP = dO V^T */
+    for (int64_t i = 0; i < br; i++) {
+        const int64_t jn = min64(bc, off + i0 + i + 1 - j0);   /* visible keys, may be <= 0 */
+        const int64_t jv = jn > 0 ? jn : 0;
+        const float lse_i = lh[i0 + i], D_i = Dh[i0 + i];
+        float *p = w->P + i * BC, *ds = w->dS + i * BC;
+        #pragma omp simd
+        for (int64_t j = 0; j < jv; j++) {
+            p[j] = fast_expf(p[j] - lse_i);                    /* P_ij (s <= lse) */
+            ds[j] = p[j] * (ds[j] - D_i) * scale;             /* dS_ij, incl. d(s)/d(qk) */
+        }
+        for (int64_t j = jv; j < BC; j++) p[j] = ds[j] = 0.0f;
+    }
+    tile_gemm(w->dVb, Dp, w->P, 1, BC, dOh + i0 * Dp, Dp, bc, Dp, br, 1);    /* dV += P^T dO */
+    tile_gemm(w->dKb, Dp, w->dS, 1, BC, Qh + i0 * Dp, Dp, bc, Dp, br, 1);    /* dK += dS^T Q */
+    tile_gemm(dQh + i0 * Dp, Dp, w->dS, BC, 1, Kb, Dp, br, Dp, bc, 1);       /* dQ += dS K */
+}
+
+/* Key block j0 of one (b, kv head) against every query row of its rep heads that sees it. */
+static void backward_block(float* dkh, float* dvh, const float* kh, const float* vh, int64_t j0,
+                           int64_t rep, int64_t T, int64_t S, int64_t D, float scale,
+                           const float* lse_g, BwdScratch* w) {
+    const int64_t Dp = round_up(D, VL), off = S - T, bc = min64(BC, S - j0);
+    const int64_t i_first = j0 - off > 0 ? j0 - off : 0;   /* the first row that sees key j0 */
+    transpose_block(w->Kt, kh, j0, bc, D, scale);          /* the scale folded into K^T */
+    transpose_block(w->Vt, vh, j0, bc, D, 1.0f);
+    const float* Kb = padded_rows(w->Kb, kh + j0 * D, bc, D, Dp);
+    memset(w->dKb, 0, sizeof(float) * BC * Dp);
+    memset(w->dVb, 0, sizeof(float) * BC * Dp);
+    for (int64_t g = 0; g < rep; g++)
+        for (int64_t i0 = i_first - i_first % BR; i0 < T; i0 += BR)
+            backward_tile(w->Qp + g * T * Dp, w->dOp + g * T * Dp, w->dQ + g * T * Dp,
+                          lse_g + g * T, w->Di + g * T, Kb, i0, min64(BR, T - i0), j0, bc, off,
+                          D, scale, w);
+    for (int64_t j = 0; j < bc; j++) {
+        memcpy(dkh + (j0 + j) * D, w->dKb + j * Dp, sizeof(float) * D);
+        memcpy(dvh + (j0 + j) * D, w->dVb + j * Dp, sizeof(float) * D);
+    }
+}
+
+/* One (b, kv head): its rep query heads' q, dout padded to (T, Dp), D_i, then the key blocks. */
+static void backward_head(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                          const float* k, const float* v, const float* out, const float* lse,
+                          int64_t b, int64_t hk, int64_t H, int64_t Hkv, int64_t T, int64_t S,
+                          int64_t D, float scale, BwdScratch* w) {
+    const int64_t rep = H / Hkv, Dp = round_up(D, VL), bk = b * Hkv + hk;
+    const int64_t bh0 = b * H + hk * rep;          /* the first query head reading kv head hk */
+    for (int64_t g = 0; g < rep; g++) {
+        const int64_t bh = bh0 + g;
+        for (int64_t i = 0; i < T; i++) {
+            const float* doi = dout + (bh * T + i) * D;
+            const float* oi = out + (bh * T + i) * D;
+            float acc = 0.0f;
+            #pragma omp simd reduction(+ : acc)
+            for (int64_t d = 0; d < D; d++) acc += doi[d] * oi[d];
+            w->Di[g * T + i] = acc;
+            memcpy(w->Qp + (g * T + i) * Dp, q + (bh * T + i) * D, sizeof(float) * D);
+            memcpy(w->dOp + (g * T + i) * Dp, doi, sizeof(float) * D);
+            memset(w->Qp + (g * T + i) * Dp + D, 0, sizeof(float) * (Dp - D));
+            memset(w->dOp + (g * T + i) * Dp + D, 0, sizeof(float) * (Dp - D));
+        }
+    }
+    memset(w->dQ, 0, sizeof(float) * rep * T * Dp);
+    for (int64_t j0 = 0; j0 < S && j0 - (S - T) < T; j0 += BC)   /* blocks some row sees */
+        backward_block(dk + bk * S * D, dv + bk * S * D, k + bk * S * D, v + bk * S * D, j0,
+                       rep, T, S, D, scale, lse + bh0 * T, w);
+    for (int64_t g = 0; g < rep; g++)
+        for (int64_t i = 0; i < T; i++)
+            memcpy(dq + ((bh0 + g) * T + i) * D, w->dQ + (g * T + i) * Dp, sizeof(float) * D);
+}
+
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                         const float* k, const float* v, const float* out, const float* lse,
                         int64_t B, int64_t H, int64_t Hkv, int64_t T, int64_t S, int64_t D,
                         float scale) {
-    const int64_t rep = H / Hkv;
-    const int64_t off = S - T;
+    const int64_t rep = H / Hkv, Dp = round_up(D, VL);
+    memset(dk, 0, sizeof(float) * B * Hkv * S * D);   /* keys no row sees keep a zero gradient */
+    memset(dv, 0, sizeof(float) * B * Hkv * S * D);
     #pragma omp parallel if (B * H * T * S * D >= (1 << 18))
     {
-        float* Kt = xmalloc(sizeof(float) * D * BC);   /* (D, BC) keys of the block, transposed */
-        float* Vt = xmalloc(sizeof(float) * D * BC);   /* (D, BC) values of the block, transposed */
-        float* Di = xmalloc(sizeof(float) * T);        /* (T,) D_i = dout_i . out_i */
-        float s[BC], dp[BC];                           /* one row's P and dS, over the block */
+        const size_t blk = sizeof(float) * BC * Dp, rows = sizeof(float) * rep * T * Dp;
+        BwdScratch w = {xmalloc(sizeof(float) * D * BC), xmalloc(sizeof(float) * D * BC),
+                        xmalloc(blk), xmalloc(blk), xmalloc(blk),
+                        xmalloc(sizeof(float) * BR * BC), xmalloc(sizeof(float) * BR * BC),
+                        xmalloc(rows), xmalloc(rows), xmalloc(rows),
+                        xmalloc(sizeof(float) * rep * T)};
         #pragma omp for schedule(dynamic, 1)
-        for (int64_t bk = 0; bk < B * Hkv; bk++) {     /* one (b, kv head) per iteration */
-            const int64_t b = bk / Hkv, hk = bk % Hkv;
-            const float* kh = k + bk * S * D;                  /* (S, D) */
-            const float* vh = v + bk * S * D;                  /* (S, D) */
-            float* dkh = dk + bk * S * D;                      /* (S, D), summed over rep heads */
-            float* dvh = dv + bk * S * D;
-            memset(dkh, 0, sizeof(float) * S * D);
-            memset(dvh, 0, sizeof(float) * S * D);
-            for (int64_t g = 0; g < rep; g++) {
-                const int64_t bh = b * H + hk * rep + g;
-                const float* qh = q + bh * T * D;              /* (T, D) */
-                const float* doh = dout + bh * T * D;
-                const float* oh = out + bh * T * D;
-                const float* lh = lse + bh * T;                /* (T,) */
-                float* dqh = dq + bh * T * D;
-                memset(dqh, 0, sizeof(float) * T * D);
-                for (int64_t i = 0; i < T; i++) {
-                    float acc = 0.0f;
-                    #pragma omp simd reduction(+ : acc)
-                    for (int64_t d = 0; d < D; d++) acc += doh[i * D + d] * oh[i * D + d];
-                    Di[i] = acc;
-                }
-                for (int64_t j0 = 0; j0 < S; j0 += BC) {
-                    const int64_t bc = min64(BC, S - j0);
-                    /* the first query row that sees key j0 is i = j0 - off */
-                    const int64_t i_first = j0 - off > 0 ? j0 - off : 0;
-                    if (i_first >= T) break;                   /* later keys are seen by no row */
-                    transpose_block(Kt, kh, j0, bc, D);
-                    transpose_block(Vt, vh, j0, bc, D);
-                    for (int64_t i = i_first; i < T; i++) {
-                        const int64_t jn = min64(bc, off + i + 1 - j0);   /* visible keys */
-                        const float* qi = qh + i * D;
-                        const float* doi = doh + i * D;
-                        score_row(s, qi, Kt, jn, D, scale);
-                        score_row(dp, doi, Vt, jn, D, 1.0f);          /* dP_ij = dout_i . v_j */
-                        const float lse_i = lh[i], D_i = Di[i];
-                        #pragma omp simd
-                        for (int64_t j = 0; j < jn; j++) {
-                            s[j] = fast_expf(s[j] - lse_i);            /* P_ij (s <= lse) */
-                            dp[j] = s[j] * (dp[j] - D_i) * scale;      /* dS_ij, incl. d(s)/d(qk) */
-                        }
-                        float* dqi = dqh + i * D;
-                        for (int64_t j = 0; j < jn; j++) {
-                            const float p = s[j], ds = dp[j];
-                            const float* kj = kh + (j0 + j) * D;
-                            float* dvj = dvh + (j0 + j) * D;
-                            float* dkj = dkh + (j0 + j) * D;
-                            #pragma omp simd
-                            for (int64_t d = 0; d < D; d++) {
-                                dvj[d] += p * doi[d];                  /* dV = P^T dout */
-                                dkj[d] += ds * qi[d];                  /* dK = dS^T Q */
-                                dqi[d] += ds * kj[d];                  /* dQ = dS K */
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        free(Kt);
-        free(Vt);
-        free(Di);
+        for (int64_t bk = 0; bk < B * Hkv; bk++)     /* one (b, kv head) per iteration */
+            backward_head(dq, dk, dv, dout, q, k, v, out, lse, bk / Hkv, bk % Hkv, H, Hkv, T, S,
+                          D, scale, &w);
+        float* bufs[] = {w.Kt, w.Vt, w.Kb, w.dKb, w.dVb, w.P, w.dS, w.Qp, w.dOp, w.dQ, w.Di};
+        for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     }
 }
 

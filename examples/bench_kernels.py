@@ -1,6 +1,7 @@
 """Benchmark the native C kernels against the NumPy references, numpy's BLAS and PyTorch.
 
     python examples/bench_kernels.py            # ~2 minutes on 2 cores
+    python examples/bench_kernels.py attention  # one section: matmul, attention or fused
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python examples/bench_kernels.py   # single thread
 
 Thread counts: OMP_NUM_THREADS (our OpenMP kernels) and OPENBLAS_NUM_THREADS (numpy's BLAS) default
@@ -24,6 +25,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -47,6 +49,20 @@ def bench(fn, min_repeats=5, max_repeats=21, budget=1.0):
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def interleaved(fns, rounds=9):
+    """Median seconds of each fn over `rounds` rounds that time every fn once, in turn."""
+    time.sleep(0.2)
+    for fn in fns:
+        fn()                              # warm-up
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [float(np.median(ts)) for ts in times]
 
 
 def ms(t):
@@ -132,10 +148,12 @@ def bench_attention(rng):
             return run
 
         for what, make, backward in (("forward", fwd, False), ("fwd+bwd", fwd_bwd, True)):
-            t_nat = bench(make(native))
-            t_ref = bench(make(reference))
             t_torch_fn = torch_sdpa(q, k, v, scale, True, backward)
-            t_torch = bench(t_torch_fn) if t_torch_fn else None
+            if t_torch_fn:   # native and torch in turn, so a slow spell of the host hits both
+                t_nat, t_torch = interleaved([make(native), t_torch_fn])
+            else:
+                t_nat, t_torch = bench(make(native)), None
+            t_ref = bench(make(reference), min_repeats=1, max_repeats=3)
             rows.append(f"B{B} H{H} T{T} D{D:<3d} {what:8s} {ms(t_nat)} {ms(t_ref)} {ms(t_torch)} "
                         f"{ratio(t_ref, t_nat):>9s} {ratio(t_torch, t_nat):>9s}")
 
@@ -191,9 +209,26 @@ def bench_fused(rng):
           f"{'kernel':28s} {'native':>9s} {'reference':>9s} {'ref/nat':>9s}", rows)
 
 
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
+def load_average():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def main():
     if native.lib is None:
         raise SystemExit("native kernels are not built: pip install -e . first")
+    print(f"CPU: {cpu_name()}; load average at start: {load_average()}")
     print(f"threads: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} "
           f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"
           + (f", torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else
@@ -201,10 +236,14 @@ def main():
     info = native.cpu_features()
     print(f"CPU: {info['cpu']}; kernel variant {info['isa']} (MINILLM_ISA={info['requested']}); "
           f"load {open('/proc/loadavg').read().split()[0] if os.path.exists('/proc/loadavg') else '?'}")
+    sections = {"matmul": bench_matmul, "attention": bench_attention, "fused": bench_fused}
+    chosen = sys.argv[1:] or list(sections)
+    for name in chosen:
+        if name not in sections:
+            raise SystemExit(f"section: expected one of {sorted(sections)}, got {name!r}")
     rng = np.random.default_rng(0)
-    bench_matmul(rng)
-    bench_attention(rng)
-    bench_fused(rng)
+    for name in chosen:
+        sections[name](rng)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,15 @@ repeat, and each repeat starts with 0.2 s of untimed kernel calls (see settle():
 workers spin for about 0.1 s after a call; measured here, INT4 4096x4096 took 1.9 ms right after
 an fp32 GEMV and 1.0 ms otherwise).
 Part 2 (needs llama-cpp-python): the Llama-134M shape (d768, 12 layers, ffn 2048, V32000, random
-weights) written as GGUF F32/Q8_0/Q4_0 (the Q4_0 file keeps the 32000x768 output matrix in Q6_K, as
-llama.cpp writes it), greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in minillm
-(load_gguf + minillm.inference.generate with its KV cache), each tok/s the median of 3 runs.
-minillm runs twice on the Q8_0/Q4_0 files: with its default fp32-activation kernels, and with
-act_int8=True on every ggml layer ("int8 act"), which is what llama.cpp itself computes.
+weights) written as GGUF F32/Q8_0/Q4_0/Q4_K by minillm.loaders.save_gguf (its Q4_0 file keeps the
+32000x768 output matrix in Q6_K, as llama.cpp writes it) and as Q4_1 by llama.cpp's quantizer from the
+F32 file; greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in minillm (load_gguf +
+minillm.inference.generate with its KV cache), the two in turn, each tok/s the median of 3 runs.
+Each row also gives the decode ceiling (minillm.inference.memory_wall: read bandwidth measured in
+this run / the weight bytes a token reads in that format) and the fraction of it each reaches.
+minillm runs again on the Q8_0/Q4_0/Q4_1 files with act_int8=True on every ggml layer ("int8 act"),
+which is what llama.cpp itself computes. llama.cpp runs with use_extra_bufts = False on Intel hosts
+(its AMX path crashes there; see bench_real_model.py).
 """
 import os
 
@@ -35,12 +39,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from bench_real_model import llama_cpp_module  # noqa: E402  (llama.cpp with its AMX workaround)
+
+from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token  # noqa: E402
 from minillm.quant import _native  # noqa: E402
 from minillm.quant.ggml_quants import quantize_blocks  # noqa: E402
 from minillm.quant.linear import GGMLLinear, Int4Linear, Int8Linear  # noqa: E402
@@ -71,21 +78,6 @@ def settle(calls):
             c()
 
 
-def bandwidth(repeats=7):
-    """GB/s reading a 256 MiB array: np.max over it as int32 (one AVX2 vpmaxsd per 8 values, so memory
-    bound; uint64 has no AVX2 max and read 10-30% lower), split over 1 and THREADS threads (numpy
-    releases the GIL); the higher median counts."""
-    a = np.ones(64 << 20, dtype=np.int32)
-    best = 0.0
-    for threads in sorted({1, THREADS}):
-        parts = np.array_split(a, threads)
-        with ThreadPoolExecutor(threads) as pool:
-            run = lambda: list(pool.map(np.max, parts))  # noqa: E731
-            run()
-            best = max(best, a.nbytes / float(np.median([timed(run) for _ in range(repeats)])) / 1e9)
-    return best
-
-
 def layers_for(w):  # W (N, K) float32 -> {name: quantized linear layer}
     i4 = quantize_int4(w, 128)
     made = {"int8": Int8Linear(*quantize_int8(w)), "int4": Int4Linear(*i4, 128),
@@ -98,7 +90,7 @@ def layers_for(w):  # W (N, K) float32 -> {name: quantized linear layer}
 
 def gemv_table(shapes, repeats):
     rng = np.random.default_rng(0)
-    bw = bandwidth()
+    bw = read_bandwidth(THREADS) / 1e9
     print(f"{THREADS} threads; measured memory bandwidth (numpy max over 256 MiB): {bw:.1f} GB/s")
     print(f"{'N x K':>12} {'format':>9} {'MB':>7} {'time ms':>8} {'GB/s':>6} {'% of bw':>8} {'vs fp32':>8}")
     rows = []
@@ -135,25 +127,41 @@ def gemv_table(shapes, repeats):
     return rows
 
 
-def decode_table(n_new=64, prompt_len=16):
-    try:
-        import llama_cpp
-    except ImportError:
+def gguf_files(model, folder):
+    """{format: path} of the model as GGUF: F32, Q8_0, Q4_0 and Q4_K written by minillm.save_gguf,
+    Q4_1 by llama.cpp's own quantizer from the F32 file (save_gguf has no Q4_1 writer)."""
+    from minillm.loaders import save_gguf
+    files = {}
+    for dtype in ("f32", "q8_0", "q4_0", "q4_K"):
+        files[dtype] = os.path.join(folder, f"m-{dtype}.gguf")
+        save_gguf(model, files[dtype], dtype=dtype)
+    llama_cpp = llama_cpp_module()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = 3                                                  # LLAMA_FTYPE_MOSTLY_Q4_1
+    files["q4_1"] = os.path.join(folder, "m-q4_1.gguf")
+    if llama_cpp.llama_model_quantize(files["f32"].encode(), files["q4_1"].encode(), params) != 0:
+        raise SystemExit("llama_model_quantize failed writing the Q4_1 file")
+    return files
+
+
+def decode_table(n_new=64, prompt_len=16, repeats=3):
+    if importlib.util.find_spec("llama_cpp") is None:   # optional: the reference compared with
         print("\nllama-cpp-python not installed: decode comparison skipped (pip install llama-cpp-python)")
         return
     from minillm import ModelConfig, Transformer
     from minillm.inference import generate
-    from minillm.loaders import load_gguf, save_gguf
+    from minillm.loaders import load_gguf
+    llama_cpp = llama_cpp_module()                   # with the AMX workaround on Intel hosts
     cfg = ModelConfig.preset("llama-134m")
     model = Transformer(cfg, seed=0)
     prompt = [int(t) for t in np.random.default_rng(1).integers(0, cfg.vocab_size, prompt_len)]
-    print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads")
-    print(f"{'format':>8} {'llama.cpp tok/s':>16} {'minillm tok/s':>14} {'llama.cpp / minillm':>20} "
-          f"{'minillm int8 act':>17} {'llama.cpp / it':>15}")
+    bw = read_bandwidth(THREADS)
+    print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads; "
+          f"read bandwidth {bw / 1e9:.1f} GB/s (this run); ceiling = bandwidth / weight bytes per token")
+    print(f"{'format':>8} {'MB/token':>9} {'ceiling':>8} {'llama.cpp tok/s':>16} {'minillm tok/s':>14} "
+          f"{'llama.cpp / minillm':>20} {'minillm % ceil':>15} {'llama.cpp % ceil':>17} {'minillm int8 act':>17}")
     with tempfile.TemporaryDirectory() as d:
-        for dtype in ("f32", "q8_0", "q4_0"):
-            path = os.path.join(d, f"m-{dtype}.gguf")
-            save_gguf(model, path, dtype=dtype)
+        for dtype, path in gguf_files(model, d).items():
             llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=THREADS, n_batch=64, verbose=False)
 
             def run_llama():
@@ -170,17 +178,22 @@ def decode_table(n_new=64, prompt_len=16):
                 stamps = []
                 generate(ours, np.array(prompt), n_new, stream=lambda tok: stamps.append(time.perf_counter()))
                 return (len(stamps) - 1) / (stamps[-1] - stamps[0])
-            theirs = float(np.median([run_llama() for _ in range(3)]))
-            mine = float(np.median([run_ours() for _ in range(3)]))
-            line = f"{dtype:>8} {theirs:16.1f} {mine:14.1f} {theirs / mine:19.2f}x"
-            ggml = [q for q in ours.quantized.values() if isinstance(q, GGMLLinear)]
+            runs = {"llama.cpp": [], "minillm": []}
+            for _ in range(repeats):                     # in turn: a slow spell lands on both
+                runs["llama.cpp"].append(run_llama())
+                runs["minillm"].append(run_ours())
+            theirs, mine = (float(np.median(runs[k])) for k in ("llama.cpp", "minillm"))
+            nbytes = weight_bytes_per_token(ours)
+            ceiling = decode_ceiling(nbytes, bw)
+            line = (f"{dtype:>8} {nbytes / 1e6:9.0f} {ceiling:8.1f} {theirs:16.1f} {mine:14.1f} "
+                    f"{theirs / mine:19.2f}x {mine / ceiling:14.0%} {theirs / ceiling:16.0%}")
+            ggml = [q for q in ours.quantized.values() if isinstance(q, GGMLLinear) and q.fmt in ("q8_0", "q4_0", "q4_1")]
             if ggml:
                 for q in ggml:
                     q.act_int8 = True
-                mine8 = float(np.median([run_ours() for _ in range(3)]))
-                line += f" {mine8:17.1f} {theirs / mine8:14.2f}x"
+                line += f" {float(np.median([run_ours() for _ in range(repeats)])):17.1f}"
             print(line)
-            del llm
+            llm.close()
 
 
 def main():

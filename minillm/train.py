@@ -20,7 +20,7 @@ from pydoc_data.topics import topics
 import numpy as np
 
 from .batches import MixtureBatches
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import clean_leftovers, latest_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import DEFAULT_BUCKET_BYTES, DataParallel, communicator
 from .metrics import MetricsLog
 from .optim import SCHEDULES, clip_coefficient, default_param_groups
@@ -52,7 +52,8 @@ class TrainConfig:
     spike_window: int = 50            # running window of good steps for the z-scores
     spike_z: float = 6.0              # a step whose loss or grad-norm z-score exceeds this is a spike
     spike_min_history: int = 20       # no spike verdicts before this many good steps
-    max_rollbacks: int = 5
+    max_rollbacks: int = 5            # rollbacks in a row (without rollback_reset healthy steps between)
+    rollback_reset: int = 20          # this many healthy steps after a rollback reset its counter
     seed: int = 0
     log_interval: int = 10
 
@@ -86,7 +87,8 @@ class SpikeDetector:
         self.losses, self.norms = list(s["losses"]), list(s["norms"])
 
 
-def _fmt_time(s):
+def fmt_time(s):
+    """Seconds as 4m05s, or 1h02m from an hour on."""
     s = int(max(s, 0))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
@@ -101,10 +103,12 @@ def evaluate(model, batches, n_batches, dp=None):
 
 @dataclass
 class Progress:
-    """Where a run is: optimizer steps done, batches consumed, rollbacks so far."""
+    """Where a run is: optimizer steps done, batches consumed, rollbacks since the run was last
+    healthy for tc.rollback_reset steps in a row, and those healthy steps."""
     step: int = 0
     data_index: int = 0
     rollbacks: int = 0
+    healthy: int = 0
 
 
 def _restore(path, model, dp, spikes, prog):
@@ -137,13 +141,18 @@ def _open_batches(tc, model):
 def _rollback(tc, model, dp, spikes, prog, reason, log):
     """Spike or NaN: back to the last checkpoint, skipping every batch consumed since it."""
     prog.rollbacks += 1
+    prog.healthy = 0
+    bad_step, bad_index = prog.step + 1, prog.data_index
     if prog.rollbacks > tc.max_rollbacks:
-        raise RuntimeError(f"step {prog.step}: {reason}; gave up after {tc.max_rollbacks} rollbacks")
-    bad_index = prog.data_index
+        raise RuntimeError(f"step {bad_step}: {reason}; gave up after {tc.max_rollbacks} rollbacks in a row "
+                           f"(fewer than {tc.rollback_reset} healthy steps between them)")
     _restore(dp.comm.bcast(latest_checkpoint(tc.out_dir)), model, dp, spikes, prog)
     prog.data_index = bad_index
-    log(f"step {prog.step}: {reason} -> rolled back to step {prog.step}, skipping to batch {bad_index}")
-    return {"event": "rollback", "step": prog.step, "reason": reason}
+    redo = f"steps {prog.step + 1}-{bad_step}" if bad_step > prog.step + 1 else f"step {bad_step}"
+    log(f"step {bad_step} not taken: {reason}. Rolled back to the checkpoint of step {prog.step}; "
+        f"{redo} will run again on fresh batches (from batch {bad_index}) "
+        f"[rollback {prog.rollbacks} of at most {tc.max_rollbacks} in a row]")
+    return {"event": "rollback", "step": prog.step, "failed_step": bad_step, "reason": reason}
 
 
 def train(model, tc, log=print, resume=True, fault=None, comm=None):
@@ -166,6 +175,8 @@ def train(model, tc, log=print, resume=True, fault=None, comm=None):
     dp.rows(tc.batch_size)  # fails now, not mid-run, if the batch does not split over the ranks
     spikes = SpikeDetector(tc.spike_window, tc.spike_z, tc.spike_min_history)
     prog, history = Progress(), []
+    if comm.rank == 0:
+        clean_leftovers(tc.out_dir)         # what a save killed midway left: removed at once
     last = dp.comm.bcast(latest_checkpoint(tc.out_dir) if resume and comm.rank == 0 else None)
     if last:
         _restore(last, model, dp, spikes, prog)
@@ -196,6 +207,9 @@ def train(model, tc, log=print, resume=True, fault=None, comm=None):
         dp.step(lr)
         spikes.accept(loss, norm)
         prog.step = step = step + 1
+        prog.healthy += 1
+        if prog.healthy >= tc.rollback_reset:   # progress again: earlier rollbacks no longer count
+            prog.rollbacks = 0
         dt = time.perf_counter() - ts
         steps_timed += 1
         rec = {"step": step, "loss": loss, "grad_norm": norm, "lr": lr, "tokens": step * tokens_per_step,
@@ -216,7 +230,7 @@ def train(model, tc, log=print, resume=True, fault=None, comm=None):
 def _log_step(log, rec, max_steps, sec_per_step):
     msg = (f"step {rec['step']:5d}/{max_steps} | loss {rec['loss']:.4f} | lr {rec['lr']:.2e} | "
            f"gnorm {rec['grad_norm']:.3f} | {rec['tok_per_s']:,.0f} tok/s | "
-           f"ETA {_fmt_time(sec_per_step * (max_steps - rec['step']))}")
+           f"ETA {fmt_time(sec_per_step * (max_steps - rec['step']))}")
     if "val_loss" in rec:
         msg += f" | val {rec['val_loss']:.4f}"
     log(msg)

@@ -1,5 +1,6 @@
 """Training loop: bit-exact resume, spike and NaN rollback, gradient accumulation, and checkpoints
 that survive interruption and refuse to load when damaged."""
+import json
 import os
 
 import numpy as np
@@ -62,14 +63,17 @@ def test_spike_rolls_back_and_skips_batches(data):
                 g *= 1e4
 
     def log(s):
-        if "rolled back" in s:
+        if "Rolled back" in s:
             logs.append(s)
 
     model, hist = train(Transformer(cfg(), seed=0), tc(data, data / "r", max_steps=14, spike_min_history=5),
                         log=log, fault=fault)
     events = [h for h in hist if h.get("event") == "rollback"]
     assert len(events) == 1 and "grad norm spike" in events[0]["reason"]
-    assert "rolled back to step 8" in logs[0]
+    # the failed step is named as such, then the checkpoint it went back to (not "step 8 ... step 8")
+    assert logs[0].startswith("step 11 not taken: grad norm spike")
+    assert "Rolled back to the checkpoint of step 8; steps 9-11 will run again" in logs[0]
+    assert events[0]["step"] == 8 and events[0]["failed_step"] == 11
     assert [h["step"] for h in hist if "loss" in h][-1] == 14
     assert all(np.all(np.isfinite(p)) for p in model.params.values())
 
@@ -167,3 +171,123 @@ def test_token_files(tmp_path):
         write_tokens(tmp_path / "big.bin", [0, 100, 3, 4], 101)
         train(Transformer(cfg(), seed=0), TrainConfig(train_data=str(tmp_path / "big.bin"), seq_len=1,
                                                       out_dir=str(tmp_path / "o")), log=lambda s: None)
+
+
+# ---------------------------------------------------------------- no lost data (issue: hardening)
+def _save(out, m, step, keep=2):
+    return save_checkpoint(out, m, AdamW(m.params), {"step": step}, keep=keep)
+
+
+def test_cleanup_orders_by_step_and_never_deletes_latest(tmp_path):
+    m = Transformer(cfg(), seed=0)
+    for step in (450, 500):            # an earlier run's checkpoints in the same folder
+        _save(tmp_path, m, step)
+    for step in (0, 50):               # a new run (resume=False) starts over at step 0
+        _save(tmp_path, m, step)
+        assert latest_checkpoint(tmp_path).endswith(f"step_{step:07d}")
+    # by name, step_0000450 and step_0000500 would have survived and the new run's folders gone
+    assert sorted(d for d in os.listdir(tmp_path) if d.startswith("step_")) == ["step_0000000", "step_0000050"]
+    assert load_checkpoint(latest_checkpoint(tmp_path))[3]["step"] == 50
+    _save(tmp_path, m, 10_000_000)     # eight digits sort before seven by name, not by number
+    _save(tmp_path, m, 10_000_001, keep=1)
+    assert sorted(d for d in os.listdir(tmp_path) if d.startswith("step_")) == ["step_10000001"]
+
+
+def test_fresh_training_into_a_used_folder_keeps_its_rollback_target(data):
+    train(Transformer(cfg(), seed=0), tc(data, data / "u", max_steps=12), log=lambda s: None)
+    seen = []
+
+    def fault(step, grads):          # a NaN at step 6 of the second run: it must roll back to step 4
+        if step == 5 and not seen:
+            seen.append(step)
+            next(iter(grads.values()))[0] = np.nan
+    _, hist = train(Transformer(cfg(), seed=1), tc(data, data / "u", max_steps=8), log=lambda s: None,
+                    resume=False, fault=fault)
+    assert [h["step"] for h in hist if h.get("event")] == [4]
+    assert latest_checkpoint(data / "u").endswith("step_0000008")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["model_config"].update(rope_theta=-1.0),
+    lambda m: m["model_config"].update(n_layer=100_000_000),
+    lambda m: m["state"].update(step=7),
+    lambda m: m["state"]["train_config"].update(z_loss=float("nan")),
+    lambda m: m.update(optimizer_step=5),
+    lambda m: m["sha256"].update({"model.safetensors": "0" * 64}),
+])
+def test_edited_state_json_is_refused(tmp_path, edit):
+    m = Transformer(cfg(), seed=0)
+    path = save_checkpoint(tmp_path, m, AdamW(m.params), {"step": 3, "train_config": {"z_loss": 0.0}})
+    meta_path = os.path.join(path, "state.json")
+    meta = json.load(open(meta_path))
+    edit(meta)
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(ValueError, match="altered"):
+        load_checkpoint(path)
+    meta["meta_sha256"] = "0" * 64           # the digest itself edited
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(ValueError, match="altered"):
+        load_checkpoint(path)
+
+
+def test_checkpoints_from_before_the_state_digest_still_load(tmp_path):
+    m = Transformer(cfg(), seed=0)
+    path = _save(tmp_path, m, 3)
+    meta_path = os.path.join(path, "state.json")
+    meta = json.load(open(meta_path))
+    del meta["meta_sha256"]
+    json.dump(meta, open(meta_path, "w"))
+    assert load_checkpoint(path)[3]["step"] == 3
+    meta["sha256"] = "x"
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(ValueError, match="no sha256 table"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("pointer", ["../outside", "/tmp", "step_0000003/../../outside", "", "step_3",
+                                     "step_0000003/", "..", "x" * 5000])
+def test_latest_must_name_a_checkpoint_of_its_own_folder(tmp_path, pointer):
+    run = tmp_path / "run"
+    m = Transformer(cfg(), seed=0)
+    _save(run, m, 3)
+    outside = tmp_path / "outside"
+    _save(outside, m, 3)                  # a valid checkpoint one level up
+    (run / "latest").write_text(pointer)
+    with pytest.raises(ValueError, match="latest"):
+        latest_checkpoint(run)
+
+
+def test_leftovers_of_a_killed_save_are_removed(tmp_path):
+    m = Transformer(cfg(), seed=0)
+    _save(tmp_path, m, 1)
+    (tmp_path / ".step_tmp_abc123").mkdir()
+    (tmp_path / ".step_tmp_abc123" / "model.safetensors").write_bytes(b"x" * 100)
+    (tmp_path / ".latest.k2j3.tmp").write_text("step_0000002")
+    (tmp_path / "notes.txt").write_text("mine")
+    _save(tmp_path, m, 2)
+    assert sorted(os.listdir(tmp_path)) == ["latest", "notes.txt", "step_0000001", "step_0000002"]
+
+
+def test_resuming_removes_a_killed_saves_leftovers_at_once(data):
+    out = data / "k"
+    train(Transformer(cfg(), seed=0), tc(data, out, max_steps=4), log=lambda s: None)
+    (out / ".step_tmp_x1").mkdir()
+    (out / ".latest.q.tmp").write_text("step_0000009")
+    seen = []
+    train(Transformer(cfg(), seed=0), tc(data, out, max_steps=5, ckpt_interval=100),
+          log=lambda s: seen.append(sorted(os.listdir(out))))
+    assert ".step_tmp_x1" not in seen[0] and ".latest.q.tmp" not in seen[0]
+
+
+def test_spaced_rollbacks_do_not_abort_a_healthy_run(data):
+    hits = []
+
+    def fault(step, grads):   # one bad step every 8 steps: 5 rollbacks in all, never 2 in a row
+        if step % 8 == 7 and step not in hits:
+            hits.append(step)
+            next(iter(grads.values()))[0] = np.nan
+    _, hist = train(Transformer(cfg(), seed=0),
+                    tc(data, data / "s", max_steps=40, max_rollbacks=1, rollback_reset=3, ckpt_interval=2),
+                    log=lambda s: None, fault=fault)
+    assert len([h for h in hist if h.get("event")]) == 5
+    assert [h["step"] for h in hist if "loss" in h][-1] == 40

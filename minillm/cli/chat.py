@@ -6,7 +6,8 @@ import numpy as np
 
 from ..inference import generate
 from ..tokenizer import templates
-from .generate import StreamDecoder, add_sampling_args, fit_prompt, load_model_arg, sampling_kwargs
+from .generate import (StreamDecoder, add_sampling_args, fit_prompt, load_model_arg, resolve_max_new_tokens,
+                       sampling_kwargs)
 
 
 def register(subparsers):
@@ -39,7 +40,9 @@ def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=N
     """Generate the assistant's next message for `messages` (prompt ids from encode(messages), see
     chat_format); streams it through write(text) and ends at the first stop string. Returns the
     reply text without the stop string."""
-    ids = fit_prompt(model, list(encode(messages)), max_new_tokens)
+    ids = list(encode(messages))
+    max_new_tokens = resolve_max_new_tokens(model, len(ids), max_new_tokens, 256)
+    ids = fit_prompt(model, ids, max_new_tokens)
     dec = StreamDecoder(tokenizer)
     state = {"text": "", "written": 0, "end": None}
 
@@ -76,11 +79,7 @@ def chat_reply(model, tokenizer, messages, encode, stops, max_new_tokens, seed=N
 
 def cmd_chat(args, stdin=None, out=None):
     stdin, out = stdin or sys.stdin, out or sys.stdout
-    try:
-        model, tok = load_model_arg(args)
-    except ValueError as e:
-        print(f"minillm chat: {e}", file=sys.stderr)
-        return 1
+    model, tok = load_model_arg(args)
     encode, stops, _ = chat_format(tok)
     system = args.system if args.system is not None or args.model else "You are a helpful assistant."
     messages = [{"role": "system", "content": system}] if system else []

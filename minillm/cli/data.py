@@ -7,6 +7,7 @@ parameters, and detect languages / scrub PII from the command line.
     minillm data lsh --threshold 0.8 --num-perm 128
     minillm data ner-train [--steps 3000] [--out minillm/data/resources/ner_pii.npz]
 """
+import os
 import sys
 import time
 
@@ -14,6 +15,8 @@ from ..data.minhash import lsh_params, s_curve
 from ..data.ner import WEIGHTS
 from ..data.ner_train import train_and_save
 from ..data.pipeline import DEFAULT_PIPELINE, load_config, pipeline_from_config
+from .args import UsageError, existing_file, existing_path, open_probability, output_file, output_folder, \
+    positive_int, probability, seed
 
 
 def _progress_bar(stream=None, width=30):
@@ -58,9 +61,10 @@ def cmd_run(args):
                                            ray_address=args.ray_address)
     inp, outp = args.input or inp, args.output or outp
     if not inp or not outp:
-        sys.stderr.write("minillm data run: the TOML needs [input] path and [output] path "
-                         "(or pass --input/--output)\n")
-        return 2
+        raise UsageError(f"{args.config}: the TOML needs [input] path and [output] path (or pass --input/--output)")
+    if not os.path.exists(inp):
+        raise UsageError(f"input: {inp} does not exist; point [input] path in {args.config} (or --input) at "
+                         f"your corpus: a .jsonl/.jsonl.gz/.txt/.warc/.html file or a folder of them")
     for s in pipe.stages:
         if hasattr(s, "params"):              # MinHash stages: the LSH trade-off they chose
             print(f"{s.name}: {s.params.describe()}")
@@ -101,10 +105,10 @@ def register(subparsers):
                               description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     r = sub.add_parser("run", help="run the pipeline described in a TOML file")
-    r.add_argument("config", help="pipeline TOML (see `minillm data default-config`)")
-    r.add_argument("--workers", type=int, default=None, help="worker processes (overrides [run])")
-    r.add_argument("--input", default=None, help="input file or folder (overrides [input] path)")
-    r.add_argument("--output", default=None, help="output folder (overrides [output] path)")
+    r.add_argument("config", type=existing_file, help="pipeline TOML (see `minillm data default-config`)")
+    r.add_argument("--workers", type=positive_int, default=None, help="worker processes (overrides [run])")
+    r.add_argument("--input", default=None, type=existing_path, help="input file or folder (overrides [input] path)")
+    r.add_argument("--output", default=None, type=output_folder, help="output folder (overrides [output] path)")
     r.add_argument("--executor", choices=("local", "ray"), default=None,
                    help="where shards run: this host's process pool or Ray tasks (overrides [run])")
     r.add_argument("--ray-address", default=None,
@@ -114,13 +118,13 @@ def register(subparsers):
     d = sub.add_parser("default-config", help="print the default pipeline TOML")
     d.set_defaults(func=cmd_default_config)
     l = sub.add_parser("lsh", help="choose LSH bands x rows for a Jaccard threshold")
-    l.add_argument("--threshold", type=float, default=0.8)
-    l.add_argument("--num-perm", type=int, default=128)
-    l.add_argument("--fp-weight", type=float, default=0.5, help="weight of false positives (0..1)")
+    l.add_argument("--threshold", type=open_probability, default=0.8, help="Jaccard similarity to catch")
+    l.add_argument("--num-perm", type=positive_int, default=128, help="MinHash permutations")
+    l.add_argument("--fp-weight", type=probability, default=0.5, help="weight of false positives (0..1)")
     l.set_defaults(func=cmd_lsh)
     n = sub.add_parser("ner-train", help="retrain the NER PII tagger of the pii_ner stage")
-    n.add_argument("--steps", type=int, default=3000)
-    n.add_argument("--seed", type=int, default=0)
-    n.add_argument("--out", default=None, help="weights file (default: the shipped one)")
+    n.add_argument("--steps", type=positive_int, default=3000, help="training steps")
+    n.add_argument("--seed", type=seed, default=0, help="random seed")
+    n.add_argument("--out", default=None, type=output_file, help="weights file (default: the shipped one)")
     n.set_defaults(func=cmd_ner_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -11,6 +11,8 @@ import sys
 from ..inference import generate
 from ..loaders import load
 from ..run_folder import load_run
+from .args import UsageError, existing_path, nonneg_float, open_probability, positive_float, \
+    positive_int, probability, seed
 
 REPLACEMENT = "\ufffd"
 
@@ -61,15 +63,18 @@ def load_model_arg(args):
 
 def add_sampling_args(p, max_new_tokens):
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", default=None, type=existing_path,
                    help="a GGUF file or Hugging Face folder (or run folder) to use instead of --run")
-    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--min-p", type=float, default=None)
-    p.add_argument("--repetition-penalty", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help=f"at most the model's context (max_seq_len) minus one (default: {max_new_tokens}, "
+                        f"or what fits in the context beside the prompt)")
+    p.set_defaults(default_max_new_tokens=max_new_tokens)
+    p.add_argument("--temperature", type=nonneg_float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=positive_int, default=None, help="keep the k most likely tokens")
+    p.add_argument("--top-p", type=open_probability, default=None, help="nucleus: keep this much mass")
+    p.add_argument("--min-p", type=probability, default=None, help="keep tokens >= this x the top one")
+    p.add_argument("--repetition-penalty", type=positive_float, default=None, help="CTRL's penalty, > 1 repeats less")
+    p.add_argument("--seed", type=seed, default=None, help="random seed (default: fresh each run)")
 
 
 def register(subparsers):
@@ -84,28 +89,40 @@ def sampling_kwargs(args):
                 repetition_penalty=args.repetition_penalty)
 
 
-def fit_prompt(model, ids, max_new_tokens):
-    """Keep the newest tokens when prompt + output would exceed a learned position table."""
-    cfg = model.config
-    if cfg.position_scheme == "learned":
-        room = cfg.max_seq_len - max_new_tokens
-        if room < 1:
-            raise ValueError(f"--max-new-tokens: must be below max_seq_len {cfg.max_seq_len}, got {max_new_tokens}")
+def resolve_max_new_tokens(model, n_prompt, requested, default):
+    """--max-new-tokens as given, or (not given) the default cut to what fits in the context beside
+    the prompt, keeping at least half the context for new tokens when the prompt is long."""
+    if requested is not None:
+        return requested
+    n_ctx = model.config.max_seq_len
+    return max(1, min(default, max(n_ctx - n_prompt, n_ctx // 2)))
+
+
+def fit_prompt(model, ids, max_new_tokens, warn=None):
+    """Keep the newest prompt tokens so that prompt + output fit the model's context (max_seq_len),
+    for every position scheme: learned tables stop there, and RoPE models were trained up to it
+    (beyond it the output degrades while the KV cache keeps growing). UsageError if max_new_tokens
+    alone does not fit; warn(message) is told how many prompt tokens were dropped."""
+    n_ctx = model.config.max_seq_len
+    if max_new_tokens >= n_ctx:
+        raise UsageError(f"--max-new-tokens: expected at most {n_ctx - 1} (the model's context is "
+                         f"{n_ctx} tokens and the prompt needs one), got {max_new_tokens}")
+    room = n_ctx - max_new_tokens
+    if len(ids) > room:
+        if warn is not None:
+            warn(f"prompt: {len(ids)} tokens, kept the last {room} (context {n_ctx} - {max_new_tokens} new tokens)")
         ids = ids[-room:]
     return ids
 
 
 def cmd_generate(args, out=None):
     out = out or sys.stdout
-    try:
-        model, tok = load_model_arg(args)
-        ids = tok.encode(args.prompt)
-        if not ids:
-            raise ValueError("--prompt: encodes to no tokens")
-        ids = fit_prompt(model, ids, args.max_new_tokens)
-    except ValueError as e:
-        print(f"minillm generate: {e}", file=sys.stderr)
-        return 1
+    model, tok = load_model_arg(args)
+    ids = tok.encode(args.prompt)
+    if not ids:
+        raise UsageError("--prompt: encodes to no tokens")
+    max_new = resolve_max_new_tokens(model, len(ids), args.max_new_tokens, args.default_max_new_tokens)
+    ids = fit_prompt(model, ids, max_new, warn=lambda m: print(f"minillm generate: note: {m}", file=sys.stderr))
     dec = StreamDecoder(tok)
     out.write(args.prompt)
     out.flush()
@@ -116,7 +133,7 @@ def cmd_generate(args, out=None):
         if text:
             out.write(text)
             out.flush()
-    generate(model, ids, args.max_new_tokens, seed=args.seed, stream=on_token, stop=stops or None,
+    generate(model, ids, max_new, seed=args.seed, stream=on_token, stop=stops or None,
              **sampling_kwargs(args))
     out.write(dec.flush() + "\n")
     out.flush()

@@ -2,6 +2,7 @@
 the closest minillm ModelConfig (minillm.scaling)."""
 import math
 
+from .args import output_file, positive_float, positive_int
 from ..scaling import (check_positive, chinchilla_loss, chinchilla_optimal, plot_iso_flop,
                        recommend_config)
 
@@ -9,14 +10,14 @@ from ..scaling import (check_positive, chinchilla_loss, chinchilla_optimal, plot
 def register(subparsers):
     p = subparsers.add_parser("plan", help="compute-optimal model size and tokens for a FLOP budget",
                               description=main.__doc__)
-    p.add_argument("--flops", type=float, required=True, help="training budget C in FLOPs, e.g. 1e18")
-    p.add_argument("--vocab-size", type=int, default=32000)
-    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--flops", type=positive_float, required=True, help="training budget C in FLOPs, e.g. 1e18")
+    p.add_argument("--vocab-size", type=positive_int, default=32000)
+    p.add_argument("--seq-len", type=positive_int, default=2048)
     p.add_argument("--arch", default="llama", choices=["llama", "gpt2"])
-    p.add_argument("--head-dim", type=int, default=64)
-    p.add_argument("--gflops", type=float, default=200.0,
+    p.add_argument("--head-dim", type=positive_int, default=64)
+    p.add_argument("--gflops", type=positive_float, default=200.0,
                    help="sustained GFLOP/s for the time estimate (~200 for fp32 GEMM on 2 Zen 4 cores)")
-    p.add_argument("--plot", default=None, help="write the iso-FLOP curves to this PNG (needs matplotlib)")
+    p.add_argument("--plot", default=None, type=output_file, help="write the iso-FLOP curves to this PNG (needs matplotlib)")
     p.set_defaults(func=main)
 
 

@@ -14,6 +14,7 @@ from ..loaders import load, save_gguf, save_quantized
 from ..quant import FORMATS, METHODS, quantize
 from ..run_folder import load_run
 from ..train import corpus_text
+from .args import UsageError, existing_path, output_file, positive_int
 
 
 def _progress_bar(stream):
@@ -35,14 +36,11 @@ def _load_model(args):
         try:
             model, tok = load(args.model, dequantize=True)
         except (ValueError, FileNotFoundError) as e:
-            raise SystemExit(f"--model: {e}") from None
+            raise ValueError(f"--model: {e}") from None
         if tok is None:
-            raise SystemExit(f"--model: {args.model} carries no tokenizer (calibration text needs one)")
+            raise ValueError(f"--model: {args.model} carries no tokenizer (calibration text needs one)")
         return model, tok
-    try:
-        return load_run(args.run, "--run")
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    return load_run(args.run, "--run")
 
 
 def _load(args):
@@ -56,8 +54,7 @@ def _load(args):
 
 def main(args):
     if not args.out and not args.gguf:
-        print("minillm quantize: give --out and/or --gguf", file=sys.stderr)
-        return 2
+        raise UsageError("give --out and/or --gguf (where to write the quantized model)")
     model, tok, calib = _load(args)
     if args.out:
         needs = args.method != "rtn" or args.format in ("llm_int8", "q4_0", "q4_K", "q6_K")
@@ -74,14 +71,14 @@ def main(args):
 def register(subparsers):
     p = subparsers.add_parser("quantize", help="quantize a trained model (RTN/GPTQ/AWQ, INT8/INT4/NF4/GGUF)")
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
-    p.add_argument("--model", default=None, help="a GGUF file or Hugging Face folder to quantize instead of --run")
+    p.add_argument("--model", default=None, type=existing_path, help="a GGUF file or Hugging Face folder to quantize instead of --run")
     p.add_argument("--method", choices=METHODS, default="rtn")
     p.add_argument("--bits", type=int, choices=(4, 8), default=8)
-    p.add_argument("--group-size", type=int, default=128)
+    p.add_argument("--group-size", type=positive_int, default=128, help="weights sharing one scale")
     p.add_argument("--format", choices=FORMATS, default=None, help="default: int8 or int4 from --bits")
     p.add_argument("--act-order", action="store_true", help="GPTQ: quantize columns by decreasing Hessian diagonal")
-    p.add_argument("--calib-tokens", type=int, default=4096, help="calibration tokens from the corpus")
-    p.add_argument("--out", help="quantized checkpoint (.safetensors)")
-    p.add_argument("--gguf", help="also write a GGUF file for llama.cpp")
+    p.add_argument("--calib-tokens", type=positive_int, default=4096, help="calibration tokens from the corpus")
+    p.add_argument("--out", type=output_file, help="quantized checkpoint (.safetensors)")
+    p.add_argument("--gguf", type=output_file, help="also write a GGUF file for llama.cpp")
     p.add_argument("--gguf-dtype", choices=("f32", "f16", "q8_0", "q4_0", "q4_K"), default="q8_0")
     p.set_defaults(func=main)

@@ -8,24 +8,25 @@ from ..inference import Engine
 from ..inference.kv_cache import kv_bytes_per_token
 from ..kernels.arith import ceil_div
 from ..loaders import load
+from .args import existing_path, nonneg_int, port, positive_float, positive_int
 
 
 def register(subparsers):
     p = subparsers.add_parser("serve", help="OpenAI-compatible HTTP server (continuous batching)")
-    p.add_argument("--model", required=True, help="GGUF file, Hugging Face folder or minillm run folder")
+    p.add_argument("--model", required=True, type=existing_path, help="GGUF file, Hugging Face folder or minillm run folder")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port, default=8000, help="TCP port")
     p.add_argument("--served-model-name", default=None, help="name clients use (default: the path's basename)")
-    p.add_argument("--max-num-seqs", type=int, default=16, help="requests in the running batch at most")
-    p.add_argument("--max-queue", type=int, default=256, help="admitted requests waiting beyond the batch; "
+    p.add_argument("--max-num-seqs", type=positive_int, default=16, help="requests in the running batch at most")
+    p.add_argument("--max-queue", type=nonneg_int, default=256, help="admitted requests waiting beyond the batch; "
                    "more get 429")
     kv = p.add_mutually_exclusive_group()
-    kv.add_argument("--kv-blocks", type=int, default=None, help="KV-cache blocks in the pool")
-    kv.add_argument("--kv-memory", type=float, default=None, help="KV-cache pool size in MB (default 512)")
-    p.add_argument("--block-size", type=int, default=16, help="token slots per KV block")
-    p.add_argument("--max-model-len", type=int, default=None, help="prompt + output tokens at most "
+    kv.add_argument("--kv-blocks", type=positive_int, default=None, help="KV-cache blocks in the pool")
+    kv.add_argument("--kv-memory", type=positive_float, default=None, help="KV-cache pool size in MB (default 512)")
+    p.add_argument("--block-size", type=positive_int, default=16, help="token slots per KV block")
+    p.add_argument("--max-model-len", type=positive_int, default=None, help="prompt + output tokens at most "
                    "(default: the model's max_seq_len)")
-    p.add_argument("--max-num-batched-tokens", type=int, default=256, help="tokens per engine step (chunked prefill)")
+    p.add_argument("--max-num-batched-tokens", type=positive_int, default=256, help="tokens per engine step (chunked prefill)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1/*")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=cmd_serve)
@@ -71,14 +72,9 @@ def cmd_serve(args):
         import uvicorn            # optional dependency: only the server needs it
         import starlette  # noqa: F401
     except ImportError:
-        print("minillm serve: needs uvicorn and starlette: pip install minillm[serve]", file=sys.stderr)
-        return 1
+        raise ImportError("needs uvicorn and starlette: pip install minillm[serve]") from None
     from ..serve.app import build_app
-    try:
-        server = build_server(args)
-    except (ValueError, OSError) as e:
-        print(f"minillm serve: {e}", file=sys.stderr)
-        return 1
+    server = build_server(args)
     logging.basicConfig(level=args.log_level.upper())
     print(f"minillm serve: {server.model_name} on http://{args.host}:{args.port} "
           f"({server.engine.cache.num_blocks} KV blocks of {args.block_size})", file=sys.stderr, flush=True)

@@ -9,12 +9,15 @@ that `minillm generate` / `minillm chat` and a further `minillm sft` can use.
 """
 import os
 import shutil
+import time
 
 import numpy as np
 
 from ..align.sft import SFTConfig, load_jsonl, sft_eval_loss, sft_train, tokenize_conversation
 from ..checkpoint import save_checkpoint
 from ..optim import AdamW
+from ..train import fmt_time
+from .args import existing_file, existing_folder, fraction, output_folder, positive_float, positive_int, seed
 from ..run_folder import (TOKENIZER_FILE, checkpoint_dir, latest_run_checkpoint, load_run_model,
                           load_run_tokenizer)
 
@@ -22,27 +25,23 @@ from ..run_folder import (TOKENIZER_FILE, checkpoint_dir, latest_run_checkpoint,
 def register(subparsers):
     p = subparsers.add_parser("sft", help="supervised fine-tuning on instruction or chat JSON lines",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--run", default="runs/minillm", help="run folder of `minillm train` (tokenizer + ckpt/)")
-    p.add_argument("--data", required=True, help="JSON lines: instruction or chat records")
-    p.add_argument("--out", default="runs/sft", help="output run folder")
+    p.add_argument("--run", default="runs/minillm", type=existing_folder, help="run folder of `minillm train` (tokenizer + ckpt/)")
+    p.add_argument("--data", required=True, type=existing_file, help="JSON lines: instruction or chat records")
+    p.add_argument("--out", default="runs/sft", type=output_folder, help="output run folder")
     p.add_argument("--template", default="chatml", choices=["chatml", "llama2"])
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=16, help="examples per step")
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--steps", type=positive_int, default=200)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="examples per step")
+    p.add_argument("--lr", type=positive_float, default=3e-4)
     p.add_argument("--pack", action="store_true", help="pack examples into rows of --seq-len tokens")
-    p.add_argument("--seq-len", type=int, default=None, help="packing row length / truncation "
+    p.add_argument("--seq-len", type=positive_int, default=None, help="packing row length / truncation "
                    "(default: the model's max_seq_len)")
-    p.add_argument("--val-frac", type=float, default=0.1, help="held-out share of the records")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-frac", type=fraction, default=0.1, help="held-out share of the records")
+    p.add_argument("--seed", type=seed, default=0)
     p.set_defaults(func=main)
 
 
 def main(args):
-    try:
-        model = load_run_model(args.run, "--run")
-    except ValueError as e:
-        print(f"error: {e}")
-        return 1
+    model = load_run_model(args.run, "--run")
     tok = load_run_tokenizer(args.run)
     seq_len = args.seq_len or model.config.max_seq_len
     if model.config.position_scheme == "learned":
@@ -63,11 +62,14 @@ def main(args):
     if val:
         print(f"held-out response loss before: {sft_eval_loss(model, val):.4f}")
 
+    t0 = time.perf_counter()
+
     def log(r):
-        if r["step"] % max(1, args.steps // 10) == 0 or "val_loss" in r:
+        if r["step"] % max(1, args.steps // 10) == 0 or "val_loss" in r or r["step"] == args.steps:
             extra = f"  val {r['val_loss']:.4f}" if "val_loss" in r else ""
-            print(f"step {r['step']:5d}  loss {r['loss']:.4f}  lr {r['lr']:.2e}  "
-                  f"target tokens {r['target_tokens']}/{r['tokens']}{extra}", flush=True)
+            eta = (time.perf_counter() - t0) / r["step"] * (args.steps - r["step"])
+            print(f"step {r['step']:5d}/{args.steps}  loss {r['loss']:.4f}  lr {r['lr']:.2e}  "
+                  f"target tokens {r['target_tokens']}/{r['tokens']}  ETA {fmt_time(eta)}{extra}", flush=True)
 
     sft_train(model, train, cfg, eval_fn=eval_fn, eval_every=max(1, args.steps // 4), log=log)
     os.makedirs(args.out, exist_ok=True)

@@ -3,13 +3,14 @@
     minillm tokenizer train corpus.txt --vocab-size 8192 --out tok.bpe            # BPE (C trainer)
     minillm tokenizer train corpus.txt --type unigram --vocab-size 4096 --out tok.unigram
     echo "Hello world" | minillm tokenizer encode --model tok.bpe                  # ids on stdout
-    minillm tokenizer decode --model tok.bpe 15496 995                             # text on stdout
+    minillm tokenizer decode --model tok.bpe 72 105                                # text on stdout ("Hi")
 
 --model also accepts a SentencePiece .model file. Training shows a progress bar on stderr.
 """
 import sys
 
 from ..tokenizer import BPETokenizer, UnigramTokenizer, bpe_io, patterns
+from .args import UsageError, existing_file, open_probability, output_file, positive_int
 
 BPE_FILE_PREFIX = bpe_io.MAGIC.split(" ")[0].encode()   # b"minillm-bpe", whatever the version
 
@@ -65,13 +66,12 @@ def _encode(args):
 
 
 def _decode(args):
-    tok = load_any(args.model)
     raw = args.ids if args.ids else sys.stdin.read().split()
-    try:
-        ids = [int(x) for x in raw]
-    except ValueError as e:
-        print(f"minillm tokenizer decode: ids must be integers ({e})", file=sys.stderr)
-        return 2
+    bad = [x for x in raw if not x.lstrip("-").isdigit()]
+    if bad:
+        raise UsageError(f"ids: expected integers, got {bad[0]!r}")
+    tok = load_any(args.model)
+    ids = [int(x) for x in raw]
     sys.stdout.write(tok.decode(ids))
     return 0
 
@@ -81,24 +81,24 @@ def register(subparsers):
     sub = p.add_subparsers(dest="tokenizer_command", metavar="{train,encode,decode}", required=True)
 
     t = sub.add_parser("train", help="train a tokenizer on text files")
-    t.add_argument("inputs", nargs="+", help="UTF-8 text files")
+    t.add_argument("inputs", nargs="+", type=existing_file, help="UTF-8 text files")
     t.add_argument("--type", choices=("bpe", "unigram"), default="bpe")
-    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument("--vocab-size", type=positive_int, required=True, help="tokens in the vocabulary")
     t.add_argument("--pattern", default="cl100k", help=f"BPE pre-tokenizer: {sorted(patterns.NAMES)} or a regex")
     t.add_argument("--special", action="append", default=[], help="a special token (repeatable)")
     t.add_argument("--split-digits", action="store_true", help="unigram: every digit its own piece")
-    t.add_argument("--character-coverage", type=float, default=0.9995, help="unigram: required-character coverage")
-    t.add_argument("--out", required=True, help="output file")
+    t.add_argument("--character-coverage", type=open_probability, default=0.9995, help="unigram: required-character coverage")
+    t.add_argument("--out", required=True, type=output_file, help="output file")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("encode", help="text (argument or stdin) -> token ids")
-    e.add_argument("--model", required=True)
+    e.add_argument("--model", required=True, type=existing_file, help="tokenizer file (.bpe, .model, .tiktoken, ...)")
     e.add_argument("--text")
     e.add_argument("--allow-special", action="store_true", help="encode special-token strings as special tokens")
     e.set_defaults(func=_encode)
 
     d = sub.add_parser("decode", help="token ids (arguments or stdin) -> text")
-    d.add_argument("--model", required=True)
+    d.add_argument("--model", required=True, type=existing_file, help="tokenizer file (.bpe, .model, .tiktoken, ...)")
     d.add_argument("ids", nargs="*")
     d.set_defaults(func=_decode)
     return p

@@ -14,16 +14,23 @@ from ..batches import MixtureBatches, parse_data_spec
 from ..data.sources import check_source, find_tokenizer, format_mixture, read_texts, tokenize_sources
 from ..distributed import DEFAULT_BUCKET_BYTES, communicator
 from ..io.tokens import read_tokens, write_tokens
-from ..model import ModelConfig, Transformer
-from ..run_folder import checkpoint_dir, latest_run_checkpoint, metrics_path, tokenizer_path
+from ..model import PRESETS, ModelConfig, Transformer
+from ..run_folder import (checkpoint_dir, clear_run, latest_run_checkpoint, metrics_path, read_run_metrics,
+                          tokenizer_path)
 from ..tokenizer import ByteTokenizer, cached_bpe
 from ..train import TrainConfig, corpus_text, train
+from .args import fraction, output_folder, positive_float, positive_int, seed
 
 
 def loss_curve(history, path=None, width=60, height=12):
-    """Save the loss curve as a PNG when matplotlib is installed; return it as text either way."""
+    """Save the loss curve as a PNG when matplotlib is installed; return it as text either way.
+    history: train() records or metrics.jsonl's (val loss as "val_loss" or "eval_loss"); the axis
+    is labelled with the steps it really holds (a resumed run's whole history, or a part)."""
     pts = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
+    val = [(h["step"], h.get("val_loss", h.get("eval_loss"))) for h in history
+           if "val_loss" in h or "eval_loss" in h]
+    if not pts:
+        raise ValueError("history: no training steps to plot")
     if path:
         try:  # matplotlib is optional (pip install minillm[plot]): without it, only the text curve
             import matplotlib
@@ -49,7 +56,7 @@ def loss_curve(history, path=None, width=60, height=12):
         line = "".join("*" if row_of[c] == r else " " for c in range(len(ys)))
         rows.append(f"{hi - span * r / max(height - 1, 1):7.3f} |{line}")
     rows.append("        +" + "-" * len(ys))
-    rows.append(f"         step 1 .. {pts[-1][0]}")
+    rows.append(f"         step {pts[0][0]} .. {pts[-1][0]}")
     return "\n".join(rows)
 
 
@@ -112,27 +119,28 @@ def prepare_user_data(specs, out_dir, tokenizer_kind, vocab_size, log=print):
 def register(subparsers):
     p = subparsers.add_parser("train", help="train a small Llama-style model on your data (default: "
                               "CPython's docs), on one process or under mpirun", description=main.__doc__)
-    p.add_argument("--out", default="runs/minillm", help="output folder (checkpoints, data, metrics.jsonl)")
+    p.add_argument("--out", default="runs/minillm", type=output_folder, help="output folder (checkpoints, data, metrics.jsonl)")
     p.add_argument("--data", action="append", metavar="PATH[:WEIGHT]",
                    help="text file, folder of .txt/.jsonl(.gz), or token file; repeat for a mixture "
                         "sampled by weight (default: CPython's pydoc text)")
-    p.add_argument("--val-fraction", type=float, default=0.1,
+    p.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="tail of every --data source held out for eval_loss")
-    p.add_argument("--preset", default="llama-small", help="model preset (minillm.model.PRESETS)")
+    p.add_argument("--preset", default="llama-small", choices=sorted(PRESETS), help="model shape")
     p.add_argument("--tokenizer", default="bpe", choices=["bpe", "byte"], help="vocabulary")
-    p.add_argument("--vocab-size", type=int, default=2048)
-    p.add_argument("--steps", type=int, default=450)
-    p.add_argument("--batch-size", type=int, default=16, help="global batch: split over the MPI ranks")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--eval-interval", type=int, default=None, help="steps between evals (default steps/6)")
-    p.add_argument("--ckpt-interval", type=int, default=None, help="steps between checkpoints (default steps/6)")
-    p.add_argument("--bucket-mb", type=float, default=DEFAULT_BUCKET_BYTES / 2**20,
+    p.add_argument("--vocab-size", type=positive_int, default=2048, help="BPE vocabulary (>= 256)")
+    p.add_argument("--steps", type=positive_int, default=450, help="optimizer steps")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="global batch: split over the MPI ranks")
+    p.add_argument("--seq-len", type=positive_int, default=128, help="tokens per sequence")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate")
+    p.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per step")
+    p.add_argument("--eval-interval", type=positive_int, default=None, help="steps between evals (default: steps/6, at least 10)")
+    p.add_argument("--ckpt-interval", type=positive_int, default=None, help="steps between checkpoints (default: steps/6, at least 10)")
+    p.add_argument("--bucket-mb", type=positive_float, default=DEFAULT_BUCKET_BYTES / 2**20,
                    help="gradient all-reduce bucket size in MiB (data parallel)")
     p.add_argument("--activation-checkpointing", action="store_true")
-    p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in --out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="start over: delete what an earlier run wrote in --out "
+                   "(refused if --out holds other files)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed")
     p.set_defaults(func=main)
 
 
@@ -143,6 +151,10 @@ def main(args):
     comm = communicator()
     try:
         return _main(args, comm)
+    except KeyboardInterrupt:
+        if comm.size > 1:
+            comm.abort(130)
+        raise KeyboardInterrupt(_interrupted(args.out)) from None
     except BaseException:
         if comm.size > 1:  # one rank failing must end the whole job, not leave the others waiting
             traceback.print_exc()
@@ -151,10 +163,26 @@ def main(args):
         raise
 
 
+def _interrupted(run_dir):
+    """What Ctrl-C leaves: the last step finished and the checkpoint a re-run resumes from."""
+    steps = [r["step"] for r in read_run_metrics(run_dir) if "loss" in r]
+    ckpt = latest_run_checkpoint(run_dir) if os.path.isdir(run_dir) else None
+    if ckpt is None:
+        return "interrupted before the first checkpoint; re-run the same command to start again"
+    at = f"interrupted at step {steps[-1]}" if steps else "interrupted"
+    return (f"{at}; re-run the same command to resume from the checkpoint of step "
+            f"{int(os.path.basename(ckpt).split('_')[1])} ({ckpt})")
+
+
 def _prepare_run(args):
     """Rank 0's part: the output folder and token files. -> (train_data, val_data, val_fraction, vocab)."""
-    if args.fresh and os.path.isdir(args.out):
-        shutil.rmtree(args.out)
+    if args.tokenizer == "bpe" and args.vocab_size <= ByteTokenizer.vocab_size:
+        raise ValueError(f"--vocab-size: a BPE vocabulary holds the {ByteTokenizer.vocab_size} bytes and "
+                         f"some merges: expected > {ByteTokenizer.vocab_size}, got {args.vocab_size}")
+    if args.fresh:
+        clear_run(args.out)
+    elif os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out: {args.out} is a file, expected a run folder")
     os.makedirs(args.out, exist_ok=True)
     if args.data:
         train_data, vocab = prepare_user_data(args.data, args.out, args.tokenizer, args.vocab_size)
@@ -181,7 +209,7 @@ def _main(args, comm):
     model = Transformer(cfg, seed=args.seed)
     say(f"model: {args.preset}, {cfg.num_params():,} parameters, vocab {cfg.vocab_size}; "
         f"{comm.size} rank(s), {args.batch_size // max(comm.size, 1)} of {args.batch_size} sequences each")
-    every = max(1, args.steps // 6)
+    every = max(10, args.steps // 6)     # a short run evaluates and checkpoints at its end, not every step
     tc = TrainConfig(train_data=train_data, val_data=val_data, val_fraction=val_fraction,
                      out_dir=checkpoint_dir(args.out), metrics_path=metrics_path(args.out),
                      batch_size=args.batch_size, seq_len=args.seq_len, max_steps=args.steps, lr=args.lr,
@@ -203,10 +231,16 @@ def _main(args, comm):
 
 def _report(args, tc, history):
     png = os.path.join(args.out, "loss.png")
-    if any("loss" in h for h in history):
-        print(loss_curve(history, png))
+    if not any("loss" in h for h in history):
+        print(f"{args.out} has already trained {args.steps} steps: nothing to do (raise --steps to train "
+              f"further, or --fresh to start over)")
+    else:   # the whole run from metrics.jsonl, so a resumed run's curve starts at step 1 too
+        whole = read_run_metrics(args.out)
+        print(loss_curve(whole if any("loss" in h for h in whole) else history, png))
     if os.path.exists(png):
         print(f"loss curve: {png}")
+    elif any("loss" in h for h in history):
+        print("loss curve as a PNG: pip install minillm[plot] (matplotlib), then re-run")
     print(f"metrics: {tc.metrics_path}")
     print(f"checkpoint: {latest_run_checkpoint(args.out)}  (try: minillm generate --run {args.out} "
           f"--prompt \"The for statement\")")

@@ -76,6 +76,37 @@ def paged_forward(model, cache, plan, use_native=True):
     return model.forward_with(tokens[None, :].astype(np.int64), positions, attend, columns=starts[1:] - 1)[0]
 
 
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_engine_args(preemption, block_size, max_num_batched_tokens, max_num_seqs, num_blocks,
+                       num_host_blocks, watermark):
+    """Every Engine setting, before anything is allocated: a clear ValueError naming the bad one."""
+    if preemption not in ("recompute", "swap"):
+        raise ValueError(f"preemption: expected 'recompute' or 'swap', got {preemption!r}")
+    for name, v in (("block_size", block_size), ("max_num_batched_tokens", max_num_batched_tokens),
+                    ("max_num_seqs", max_num_seqs), ("num_blocks", num_blocks)):
+        if not (v is None and name == "num_blocks") and (not _is_int(v) or v < 1):
+            raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+    if num_host_blocks is not None and (not _is_int(num_host_blocks) or num_host_blocks < 0):
+        raise ValueError(f"num_host_blocks: expected None or an int >= 0, got {num_host_blocks!r}")
+    if isinstance(watermark, bool) or not isinstance(watermark, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= watermark < 1.0:   # also NaN, which fails both comparisons
+        raise ValueError(f"watermark: expected a fraction of the pool in [0, 1), got {watermark!r}")
+
+
+def _check_stop(stop, V):
+    """stop ids must be token ids of the model: [0, V)."""
+    if stop is None:
+        return
+    items = [stop] if _is_int(stop) else list(stop)
+    for s in items:
+        for t in ([s] if _is_int(s) else list(s)):
+            if not _is_int(t) or not 0 <= t < V:
+                raise ValueError(f"stop: expected token ids in [0, {V}), got {t!r}")
+
+
 @dataclass
 class Request:
     rid: int
@@ -110,11 +141,8 @@ class Engine:
                  max_num_seqs=64, enable_prefix_caching=True, chunked_prefill=True,
                  preemption="recompute", num_host_blocks=None, watermark=0.0, use_native=True):
         cfg = model.config
-        if preemption not in ("recompute", "swap"):
-            raise ValueError(f"preemption: expected 'recompute' or 'swap', got {preemption!r}")
-        for name, v in (("max_num_batched_tokens", max_num_batched_tokens), ("max_num_seqs", max_num_seqs)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+        _check_engine_args(preemption, block_size, max_num_batched_tokens, max_num_seqs, num_blocks,
+                           num_host_blocks, watermark)
         if num_blocks is None:
             num_blocks = max_num_seqs * ceil_div(cfg.max_seq_len, block_size)
         if num_host_blocks is None:
@@ -150,6 +178,7 @@ class Engine:
         if logprobs is not None and (not isinstance(logprobs, (int, np.integer)) or not 0 <= logprobs <= V):
             raise ValueError(f"logprobs: expected None or an int in [0, {V}], got {logprobs!r}")
         check_length(self.model, len(ids) + max_new_tokens)
+        _check_stop(stop, V)
         need = self.cache.blocks_for(len(ids) + max_new_tokens)
         if need > self.cache.num_blocks:
             raise ValueError(f"prompt_ids: prompt + max_new_tokens needs {need} blocks, the pool has "
@@ -321,21 +350,17 @@ class Engine:
             raise
         produced, failed = {}, []
         for i, (rid, start, n, _) in enumerate(plan):
-            self.cache.commit(rid, n)
-            seq = self.cache.seqs[rid]
-            if seq.num_computed == len(seq.tokens):            # caught up: sample the next token
-                row = logits[i]
-                req = self.requests[rid]
-                try:
-                    if not req.output and req.children:
-                        self._fork_children(req, row)
-                    produced[rid] = self._emit(req, row)
-                except Exception as e:   # one request's settings or logits fail: it alone ends
-                    req.error = f"{type(e).__name__}: {e}"
-                    failed.append(rid)
+            try:
+                tok = self._sample_and_commit(self.requests[rid], logits[i], n)
+            except Exception as e:   # one request's settings or logits fail: it alone ends
+                self.requests[rid].error = f"{type(e).__name__}: {e}"
+                failed.append(rid)
+                continue
+            if tok is not None:
+                produced[rid] = tok
             is_prefill = not (n == 1 and start > 0)
             self.stats["prefill_tokens" if is_prefill else "decode_tokens"] += n
-        for rid in failed:
+        for rid in failed:  # their new K/V were never committed: no prefix-cache entry holds them
             self.abort(rid, "error")
         for rid in list(produced):
             self._maybe_finish(rid)
@@ -347,6 +372,24 @@ class Engine:
         s["seconds"] += time.perf_counter() - t0
         return produced
 
+    def _sample_and_commit(self, req, row, n):  # row (V,): logits at this step's last position
+        """Check the request's logits, sample its next token if its prompt is all computed, and
+        only then commit its n new K/V positions (so a failure leaves nothing in the prefix cache
+        and the request's blocks are simply freed). -> the token, or None mid-prefill."""
+        if np.isnan(row).any():     # NaN K/V anywhere in the chunk reach its last position's logits
+            raise FloatingPointError(f"logits: NaN in the model's output for request {req.rid}")
+        seq = self.cache.seqs[req.rid]
+        if seq.num_computed + n < len(seq.tokens):        # a prefill chunk: nothing to sample yet
+            self.cache.commit(req.rid, n)
+            return None
+        tok = req.sampler.sample(row, req.tokens)
+        logprobs = top_logprobs(row, tok, req.logprobs) if req.logprobs is not None else None
+        self.cache.commit(req.rid, n)
+        if not req.output and req.children:
+            self._fork_children(req, row)
+        self._append(req, tok, logprobs)
+        return tok
+
     def _fork_children(self, parent, row):
         """Parallel sampling: each child takes the parent's blocks and samples its own first token
         from the same logits."""
@@ -357,17 +400,26 @@ class Engine:
             self.cache.fork(parent.rid, cid)
             child.state = RUNNING
             self.running.append(cid)
-            self._emit(child, row)
+            try:
+                self._emit(child, row)
+            except Exception as e:   # this child's sampling failed: it alone ends
+                child.error = f"{type(e).__name__}: {e}"
+                self.abort(cid, "error")
+                continue
             self._maybe_finish(cid)
         self.running.sort()
 
     def _emit(self, req, row):
         tok = req.sampler.sample(row, req.tokens)
-        if req.logprobs is not None:   # under the model itself: log-softmax of the raw logits
-            req.token_logprobs.append(top_logprobs(row, tok, req.logprobs))
+        # under the model itself: log-softmax of the raw logits
+        self._append(req, tok, top_logprobs(row, tok, req.logprobs) if req.logprobs is not None else None)
+        return tok
+
+    def _append(self, req, tok, logprobs):
+        if logprobs is not None:
+            req.token_logprobs.append(logprobs)
         req.output.append(tok)
         self.cache.append_token(req.rid, tok)
-        return tok
 
     def _maybe_finish(self, rid):
         req = self.requests[rid]

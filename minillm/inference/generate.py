@@ -45,6 +45,8 @@ def stop_matcher(stop):
         seq = [int(s)] if isinstance(s, (int, np.integer)) else [int(t) for t in s]
         if not seq:
             raise ValueError("stop: stop sequences must be non-empty")
+        if min(seq) < 0:
+            raise ValueError(f"stop: token ids are >= 0, got {min(seq)}")
         seqs.append(seq)
 
     def ends_with_stop(tokens):

@@ -161,19 +161,36 @@ class CountPenalty:
         return z - self.frequency * c - self.presence * (c > 0)
 
 
+def _is_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _check_settings(temperature, top_k, top_p, min_p, repetition_penalty, penalty_start):
+    """Types and finiteness of the sampling settings (the processors check their ranges)."""
+    # NaN fails every comparison: unchecked, it would silently sample at T = 1
+    if not _is_number(temperature) or not (np.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature: expected a finite value >= 0, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))):
+        raise ValueError(f"top_k: expected None or an int >= 1, got {top_k!r}")
+    for name, v in (("top_p", top_p), ("min_p", min_p), ("repetition_penalty", repetition_penalty)):
+        if v is not None and (not _is_number(v) or not np.isfinite(v)):
+            raise ValueError(f"{name}: expected None or a finite number, got {v!r}")
+    if isinstance(penalty_start, bool) or not isinstance(penalty_start, (int, np.integer)) or penalty_start < 0:
+        raise ValueError(f"penalty_start: expected an int >= 0, got {penalty_start!r}")
+
+
 def processors(temperature=1.0, top_k=None, top_p=None, min_p=None, repetition_penalty=None,
                presence_penalty=0.0, frequency_penalty=0.0, penalty_start=0):
     """The list of processors for these settings, in Hugging Face's order. temperature 0 (greedy)
     contributes no processor: sample() takes the argmax of the processed logits instead.
     penalty_start: how many leading context ids (the prompt) the OpenAI penalties ignore."""
+    _check_settings(temperature, top_k, top_p, min_p, repetition_penalty, penalty_start)
     out = []
     if repetition_penalty is not None and repetition_penalty != 1.0:
         out.append(RepetitionPenalty(float(repetition_penalty)))
     if presence_penalty or frequency_penalty:
         out.append(CountPenalty(float(presence_penalty or 0.0), float(frequency_penalty or 0.0),
                                 int(penalty_start)))
-    if temperature is None or temperature < 0:
-        raise ValueError(f"temperature: expected a value >= 0, got {temperature!r}")
     if temperature > 0 and temperature != 1.0:
         out.append(Temperature(float(temperature)))
     if top_k is not None:

@@ -17,11 +17,11 @@ def normalize(x, eps=1e-12):  # (N, C) -> (N, C) unit rows (zero rows stay zero)
     return x / np.maximum(n, eps)
 
 
-def embed(model, token_lists, batch_size=16):
+def embed(model, token_lists, batch_size=16, progress=None):
     """Mean-pooled final hidden states: list of N id lists -> (N, C) float32 unit vectors.
     Sequences longer than max_seq_len keep their first max_seq_len tokens. Batches are right-padded:
     with causal attention a position never sees the padding after it, so the valid positions'
-    hidden states are exactly those of the unpadded sequence."""
+    hidden states are exactly those of the unpadded sequence. progress(done, total) after each batch."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     limit, C = model.config.max_seq_len, model.config.d_model
@@ -43,6 +43,8 @@ def embed(model, token_lists, batch_size=16):
             mask[r, :len(seqs[i])] = 1.0
         hidden = model.forward_train(batch)[1]                                   # (B, T, C)
         out[idx] = (hidden * mask).sum(axis=1) / mask.sum(axis=1)                # (B, C) mean
+        if progress is not None:
+            progress(min(b0 + batch_size, len(order)), len(order))
     return normalize(out)
 
 

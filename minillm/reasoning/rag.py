@@ -74,8 +74,10 @@ class RAGIndex:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_documents(cls, documents, chunk_size=800, overlap=100, model=None, tokenizer=None, meta=None):
-        """documents: {name: text}. With a model and tokenizer the chunks are also embedded."""
+    def from_documents(cls, documents, chunk_size=800, overlap=100, model=None, tokenizer=None, meta=None,
+                       progress=None):
+        """documents: {name: text}. With a model and tokenizer the chunks are also embedded
+        (progress(done, total) after each batch of chunks)."""
         chunks = []
         for name, text in documents.items():
             chunks.extend(c for c in recursive_chunks(text, chunk_size, overlap, source=name) if c.text.strip())
@@ -85,7 +87,7 @@ class RAGIndex:
         if model is not None:
             if tokenizer is None:
                 raise ValueError("tokenizer: needed with a model to embed the chunks")
-            emb = embed(model, [tokenizer.encode(c.text) for c in chunks])
+            emb = embed(model, [tokenizer.encode(c.text) for c in chunks], progress=progress)
         return cls(chunks, emb, {"chunk_size": chunk_size, "overlap": overlap, **(meta or {})})
 
     @classmethod

@@ -127,4 +127,5 @@ def test_sft_cli_end_to_end(tmp_path, capsys):
     tuned = load_checkpoint(latest_checkpoint(str(out / "ckpt")))[0]
     assert not np.array_equal(tuned.params["lm_head.weight"], m.params["lm_head.weight"])
     assert (out / "tokenizer.model").exists()
-    assert main(["sft", "--run", str(tmp_path / "none"), "--data", str(data)]) == 1
+    assert main(["sft", "--run", str(tmp_path / "none"), "--data", str(data)]) == 2   # no such folder
+    assert "step     4/4" in text and "ETA" in text

@@ -164,3 +164,75 @@ def test_a_failing_forward_fails_its_batch_and_the_engine_goes_on(llama_tiny, mo
     monkeypatch.setattr(engine_module, "paged_forward", real)
     b = engine.add_request([1, 2, 3], 4)
     np.testing.assert_array_equal(engine.run()[b], generate(llama_tiny, [1, 2, 3], 4))
+
+
+# ---------------------------------------------------------------- one bad request never wedges the engine
+def test_nan_logits_fail_one_request_and_commit_nothing(llama_tiny, monkeypatch):
+    """A request whose logits come out NaN ends alone with finish_reason "error"; its K/V never
+    enter the prefix cache (they were not committed), so a later request with the same prompt is
+    computed afresh and matches generate(); the others finish as if it had never been there."""
+    import minillm.inference.engine as engine_module
+    prompts, news = workload(seed=5, n=4)
+    poisoned = [3] * 9                              # two full blocks of 4 and one token
+    engine = Engine(llama_tiny, block_size=4)
+    rids = [engine.add_request(p, k) for p, k in zip(prompts, news)]
+    bad = engine.add_request(poisoned, 3)
+    real = engine_module.paged_forward
+
+    def nan_for_bad(model, cache, plan, use_native=True):
+        logits = real(model, cache, plan, use_native)                   # (len(plan), V)
+        for i, (rid, *_) in enumerate(plan):
+            if rid == bad:
+                logits[i] = np.nan
+        return logits
+    monkeypatch.setattr(engine_module, "paged_forward", nan_for_bad)
+    out = engine.run()
+    assert engine.requests[bad].finish_reason == "error" and "NaN" in engine.requests[bad].error
+    for r in rids:
+        np.testing.assert_array_equal(out[r], generate(llama_tiny, prompts[r], news[r]))
+    assert engine.cache.allocator.num_used() == 0
+    monkeypatch.setattr(engine_module, "paged_forward", real)
+    hits = engine.stats["cached_prompt_tokens"]
+    again = engine.add_request(poisoned, 3)
+    np.testing.assert_array_equal(engine.run()[again], generate(llama_tiny, poisoned, 3))
+    assert engine.stats["cached_prompt_tokens"] == hits   # nothing of the failed request was reused
+
+
+def test_a_failing_child_ends_alone(llama_tiny):
+    engine = Engine(llama_tiny, block_size=4)
+    rids = engine.add_parallel_requests([5, 6, 7, 8, 9], 3, 4, temperature=0.8, seed=1)
+
+    def broken(logits, context=None):
+        raise ValueError("bad settings")
+    engine.requests[rids[1]].sampler.sample = broken
+    out = engine.run()
+    assert engine.requests[rids[1]].finish_reason == "error"
+    assert [len(out[r]) for r in (rids[0], rids[2])] == [4, 4]
+    assert engine.cache.allocator.num_used() == 0
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(block_size=0), "block_size"), (dict(block_size=-4), "block_size"), (dict(block_size=2.5), "block_size"),
+    (dict(watermark=-0.1), "watermark"), (dict(watermark=float("nan")), "watermark"),
+    (dict(watermark=1.0), "watermark"), (dict(num_blocks=0), "num_blocks"),
+    (dict(num_host_blocks=-1), "num_host_blocks"), (dict(max_num_seqs=True), "max_num_seqs"),
+])
+def test_engine_arguments_are_validated(llama_tiny, kw, name):
+    with pytest.raises(ValueError, match=f"^{name}: expected"):
+        Engine(llama_tiny, **kw)
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(temperature=float("nan")), "temperature"), (dict(temperature=float("inf")), "temperature"),
+    (dict(temperature=-1.0), "temperature"), (dict(temperature="hot"), "temperature"),
+    (dict(top_k=2.5), "top_k"), (dict(top_p=float("nan")), "top_p"), (dict(min_p=float("nan")), "min_p"),
+    (dict(stop=-1), "stop"), (dict(stop=[[4, -2]]), "stop"), (dict(stop=10**9), "stop"),
+    (dict(presence_penalty=float("nan")), "presence_penalty"),
+])
+def test_request_arguments_are_validated_and_leave_the_engine_clean(llama_tiny, kw, name):
+    engine = Engine(llama_tiny, block_size=4)
+    with pytest.raises(ValueError, match=f"^{name}: expected|^{name}: token ids"):
+        engine.add_request([1, 2, 3], 2, **kw)
+    assert not engine.has_unfinished() and engine.requests == {}
+    rid = engine.add_request([1, 2, 3], 2)
+    np.testing.assert_array_equal(engine.run()[rid], generate(llama_tiny, [1, 2, 3], 2))

@@ -207,9 +207,9 @@ def test_cli_chat_and_generate_with_model(smol, monkeypatch, capsys):
 
 def test_cli_model_errors_name_the_argument(tmp_path, capsys):
     from minillm.cli import main
-    assert main(["generate", "--model", str(tmp_path / "missing.gguf"), "--prompt", "x"]) == 1
+    assert main(["generate", "--model", str(tmp_path / "missing.gguf"), "--prompt", "x"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("minillm generate: --model:") and "does not exist" in err
+    assert err.startswith("minillm generate: error: argument --model: no such file or folder")
 
 
 PRE_NAMES = ["default", "gpt-2", "llama-bpe", "smollm", "qwen2", "falcon", "deepseek-coder", "tekken", "gpt-4o",

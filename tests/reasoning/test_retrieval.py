@@ -142,7 +142,9 @@ def test_rag_cli(tmp_path, capsys, model):
     assert "(bm25)" in out and "sub/errors.md" in out and "Question: How do I raise an exception?" in out
     assert main(["rag", "index", str(tmp_path / "docs"), "--out", str(tmp_path / "idx2"), "--run", str(run)]) == 0
     assert main(["rag", "query", str(tmp_path / "idx2"), "for loops", "--rerank", "--generate", "3"]) == 0
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out
+    assert "embedding chunks [" in cap.err and "ETA" in cap.err   # indexing with a model shows progress
     assert "hybrid + rerank" in out and "answer:" in out
     assert main(["rag", "query", str(tmp_path / "nothing"), "x"]) == 2
 

@@ -1,0 +1,87 @@
+"""The decode bandwidth ceiling: bytes of weights per token counted independently of
+memory_wall.weight_bytes_per_token (from the config's shapes), and the measured bandwidth."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minillm import ModelConfig, Transformer
+from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token
+from minillm.quant.ggml_quants import quantize_blocks
+from minillm.quant.linear import GGMLLinear
+
+
+def expected_bytes(cfg, quantized_bytes=None):
+    """float32 bytes of every parameter shape, minus all but one row of each embedding table that
+    only feeds a row lookup; quantized_bytes {name: bytes} replaces those parameters' sizes."""
+    total = 0
+    for name, shape in cfg.param_shapes().items():
+        size = quantized_bytes[name] if quantized_bytes and name in quantized_bytes \
+            else 4 * int(np.prod(shape))
+        lookup_only = name.endswith("wpe.weight") or (
+            (name.endswith("wte.weight") or name.endswith("embed_tokens.weight")) and not cfg.tie_embeddings)
+        total += size // shape[0] if lookup_only else size
+    return total
+
+
+@pytest.mark.parametrize("preset", ["gpt2-tiny", "llama-tiny"])
+def test_weight_bytes_match_the_config_shapes(preset):
+    cfg = ModelConfig.preset(preset)
+    model = Transformer(cfg, seed=0)
+    assert weight_bytes_per_token(model) == expected_bytes(cfg)
+
+
+def test_gpt2_124m_streams_its_matrices_and_the_tied_head():
+    # 124M parameters of which wpe (1024 x 768) is read one row at a time: ~0.49 GB of float32
+    model = Transformer(ModelConfig.preset("gpt2"), seed=0)
+    n = weight_bytes_per_token(model)
+    assert n == expected_bytes(model.config)
+    assert 0.48e9 < n < 0.50e9
+
+
+def test_quantized_layers_count_their_own_bytes():
+    cfg = ModelConfig.preset("llama-tiny")
+    params = Transformer(cfg, seed=0).params
+    names = ["lm_head.weight", "model.layers.0.mlp.up_proj.weight"]
+    quantized = {n: GGMLLinear("q8_0", quantize_blocks(params[n], "q8_0")) for n in names}
+    model = Transformer(cfg, params={k: v for k, v in params.items() if k not in quantized},
+                        quantized=quantized)
+    want = expected_bytes(cfg, {n: q.nbytes for n, q in quantized.items()})
+    assert weight_bytes_per_token(model) == want
+    # Q8_0 is 34 bytes per 32 weights: the two matrices shrink to 34/128 of their float32 bytes
+    saved = sum(params[n].nbytes - q.nbytes for n, q in quantized.items())
+    assert saved == sum(params[n].nbytes * (1 - 34 / 128) for n in names)
+
+
+@settings(max_examples=30, deadline=None)
+@given(nbytes=st.integers(1, 10**10), bw=st.floats(1e6, 1e12))
+def test_ceiling_is_bandwidth_over_bytes(nbytes, bw):
+    assert decode_ceiling(nbytes, bw) == pytest.approx(bw / nbytes)
+
+
+def test_ceiling_of_a_model_uses_its_bytes():
+    model = Transformer(ModelConfig.preset("gpt2-tiny"), seed=0)
+    assert decode_ceiling(model, 1e9) == pytest.approx(1e9 / weight_bytes_per_token(model))
+
+
+def test_read_bandwidth_is_a_positive_rate():
+    bw = read_bandwidth(threads=2, nbytes=8 << 20, repeats=2)
+    assert np.isfinite(bw) and bw > 1e8   # any machine reads 8 MiB at well over 100 MB/s
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(threads=0), "threads: expected an int >= 1, got 0"),
+    (dict(threads=1.5), "threads: expected an int >= 1"),
+    (dict(nbytes=100), "nbytes: expected an int >= 1 MiB"),
+])
+def test_read_bandwidth_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        read_bandwidth(**kwargs)
+
+
+def test_bad_ceiling_arguments_are_named():
+    with pytest.raises(ValueError, match="bandwidth: expected > 0"):
+        decode_ceiling(100, 0.0)
+    with pytest.raises(ValueError, match="model_or_bytes: expected > 0"):
+        decode_ceiling(0, 1e9)
+    with pytest.raises(TypeError, match="model: expected a Transformer, got str"):
+        weight_bytes_per_token("gpt2")
