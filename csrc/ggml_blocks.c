@@ -14,6 +14,7 @@
 #include "ggml_blocks.h"
 #include "parts.inc"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -411,8 +412,11 @@ static void quantize_x32(const float* x, int64_t K, int8_t* q, float* d, float* 
         const float* xb = x + 32 * b;
 #if defined(ISA_AVX512) && defined(__AVX512BW__)
         const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-        const float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        /* max_ps drops NaN: a NaN (or inf) input makes d_x NaN (inf), the codes 0, the result NaN */
+        const __mmask16 bad = _mm512_cmp_ps_mask(_mm512_abs_ps(x0), _mm512_set1_ps(FLT_MAX), _CMP_NLE_UQ)
+                            | _mm512_cmp_ps_mask(_mm512_abs_ps(x1), _mm512_set1_ps(FLT_MAX), _CMP_NLE_UQ);
+        const float amax = bad ? NAN : _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
         /* cvtps_epi32 rounds to nearest even (the MXCSR default), as nearbyintf below */
         const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
         const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
@@ -421,11 +425,14 @@ static void quantize_x32(const float* x, int64_t K, int8_t* q, float* d, float* 
         const int s = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
 #else
         float amax = 0.0f;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        const float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        for (int j = 0; j < 32; j++) {  /* not fmaxf: it drops NaN, and NaN in must give NaN out */
+            const float a = fabsf(xb[j]);
+            amax = (a > amax || a != a) ? a : amax;
+        }
+        const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
         int s = 0;
-        for (int j = 0; j < 32; j++) {
-            const int v = (int)nearbyintf(xb[j] * id);
+        for (int j = 0; j < 32; j++) {  /* id = 0 for NaN/inf: codes 0, (int)NaN is undefined */
+            const int v = id != 0.0f ? (int)nearbyintf(xb[j] * id) : 0;
             q[32 * b + j] = (int8_t)v;
             s += v;
         }

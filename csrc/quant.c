@@ -10,6 +10,7 @@
    - a generic path for every format: decode one block into a stack buffer (<= 256 floats, stays in
      L1) and dot it with up to 8 rows of x before moving on (M > 4, or no AVX2).
    Summation order differs from x @ W^T, so results agree within float32 rounding, not bitwise. */
+#include <float.h>
 #include "quant.h"
 #include "parts.inc"
 
@@ -567,8 +568,16 @@ int32_t quant_dequant_rows(int32_t fmt, float* out, int64_t n0, int64_t n1, int6
    Reference: minillm/quant/linear.py:quantize_x_int8. */
 static float quantize_x_int8(int8_t* q, const float* x, int64_t n) {
     float amax = 0.0f;
-    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
-    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    for (int64_t i = 0; i < n; i++) {   /* not fmaxf: it drops NaN, and NaN in must give NaN out */
+        const float a = fabsf(x[i]);
+        amax = (a > amax || a != a) ? a : amax;
+    }
+    const float d = amax / 127.0f;
+    if (!(d > 0.0f && d <= FLT_MAX)) {  /* all zero, or NaN/inf in the block: codes 0, d carries it */
+        memset(q, 0, (size_t)n);       /* (x * 0 would be NaN, and (int)NaN is undefined) */
+        return d;
+    }
+    const float id = 1.0f / d;
     for (int64_t i = 0; i < n; i++) q[i] = (int8_t)(int)nearbyintf(x[i] * id);
     return d;
 }

@@ -132,7 +132,16 @@ def latest_checkpoint(out_dir):
 
 def load_checkpoint(path):
     """-> (model, optimizer_step, optimizer_state, state). Raises ValueError if anything is
-    missing, truncated or altered since it was saved."""
+    missing, truncated or altered since it was saved: a state.json of the wrong shape (not UTF-8,
+    nested past the recursion limit, a list where an object belongs, a missing key) included."""
+    try:
+        return _load_checkpoint(path)
+    except (KeyError, TypeError, AttributeError, IndexError, RecursionError, UnicodeDecodeError) as e:
+        raise ValueError(f"{os.path.join(path, 'state.json')}: malformed checkpoint metadata "
+                         f"({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _load_checkpoint(path):
     meta_path = os.path.join(path, "state.json")
     try:
         with open(meta_path) as f:

@@ -10,6 +10,7 @@ and z_loss (PaLM's log-normaliser penalty). Parameter names are the Hugging Face
 architecture (see NAMES), so checkpoint import/export in minillm.io is a table, not code.
 """
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -74,6 +75,14 @@ PRESETS = {
 }
 
 
+# Upper bounds on a config's sizes. Configs arrive from files (config.json, GGUF metadata,
+# state.json) and drive loops and allocations (param_shapes walks every layer): one bad field must
+# be an error, not unbounded memory. Each bound is far above any released model (Llama 3 405B:
+# 126 layers, d_model 16384, 128 heads, ffn 53248, vocab 128256; contexts up to 10M tokens).
+CONFIG_LIMITS = {"vocab_size": 2**24, "n_layer": 1024, "n_head": 1024, "n_kv_head": 1024, "d_model": 2**16,
+                 "ffn_dim": 2**20, "max_seq_len": 2**24}
+
+
 @dataclass
 class ModelConfig:
     arch: str = "llama"            # "gpt2" | "llama": norm, MLP, positions, biases and names
@@ -105,10 +114,15 @@ class ModelConfig:
             self.norm_eps = 1e-5 if self.arch == "gpt2" else 1e-6
         if self.tie_embeddings is None:
             self.tie_embeddings = self.arch == "gpt2"
-        for name in ("vocab_size", "n_layer", "n_head", "n_kv_head", "d_model", "ffn_dim", "max_seq_len"):
+        for name, hi in CONFIG_LIMITS.items():
             v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= v <= hi:
+                raise ValueError(f"{name}: expected an int in [1, {hi}], got {v!r}")
+        for name, lo in (("norm_eps", "> 0"), ("rope_theta", "> 0"), ("z_loss", ">= 0"), ("init_std", ">= 0")):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool) or \
+                    not math.isfinite(v) or not (v > 0 if lo == "> 0" else v >= 0):
+                raise ValueError(f"{name}: expected a finite number {lo}, got {v!r}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model: must be divisible by n_head={self.n_head}, got {self.d_model}")
         if self.n_head % self.n_kv_head:

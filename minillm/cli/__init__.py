@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from . import chat, data, generate, plan, quantize, rag, serve, sft, tokenizer, train
+from . import chat, data, generate, imatrix, plan, quantize, rag, serve, sft, tokenizer, train
 from .args import DefaultsFormatter, Parser, UsageError, has_default
 
 # subcommand -> module providing register(subparsers)
@@ -21,6 +21,7 @@ COMMANDS = {
     "tokenizer": tokenizer,
     "data": data,
     "quantize": quantize,
+    "imatrix": imatrix,
     "sft": sft,
     "rag": rag,
     "plan": plan,

@@ -4,6 +4,10 @@ quantized checkpoint (minillm.loaders.save_quantized) and/or a GGUF file for lla
   minillm quantize --run runs/minillm --method gptq --bits 4 --group-size 128 --out runs/minillm/q4.safetensors
   minillm quantize --run runs/minillm --gguf runs/minillm/model-q4_0.gguf --gguf-dtype q4_0
   minillm quantize --model SmolLM2-135M-Instruct.Q4_1.gguf --gguf smol-q8_0.gguf --gguf-dtype q8_0
+
+With --type, the model (a GGUF file in any type minillm reads, or a model folder) is written as one of
+llama.cpp's file types, tensor for tensor what llama.cpp's quantizer writes (loaders.gguf_quantize):
+  minillm quantize --model model-f32.gguf --type Q4_K_M --out model-Q4_K_M.gguf [--imatrix imatrix.gguf]
 """
 import sys
 import time
@@ -11,10 +15,14 @@ import time
 import numpy as np
 
 from ..loaders import load, save_gguf, save_quantized
+from ..loaders.gguf import FILE_TYPE
+from ..loaders.gguf_quantize import quantize_gguf
 from ..quant import FORMATS, METHODS, quantize
+from ..quant.ggml_quants import QUANTIZERS
+from ..quant.mixes import MIXES
 from ..run_folder import load_run
 from ..train import corpus_text
-from .args import UsageError, existing_path, output_file, positive_int
+from .args import UsageError, existing_file, existing_path, output_file, positive_int
 
 
 def _progress_bar(stream):
@@ -52,12 +60,34 @@ def _load(args):
     return model, tok, calib
 
 
+def _mix(args):
+    """--type: llama.cpp's file type from --model to the GGUF file --out."""
+    if not args.model or not args.out:
+        raise UsageError("--type: give --model IN and --out OUT.gguf")
+    start = time.time()
+
+    def progress(i, n, name):
+        sys.stderr.write(f"\r[{i:4d}/{n}] {name[:40]:40s} {time.time() - start:6.1f}s")
+        if i == n:
+            sys.stderr.write("\n")
+    types = quantize_gguf(args.model, args.out, args.type, imatrix=args.imatrix, progress=progress)
+    counts = {}
+    for t in types.values():
+        counts[t] = counts.get(t, 0) + 1
+    print(f"wrote {args.out} ({args.type}): " + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())))
+    return 0
+
+
 def main(args):
+    if args.type:
+        return _mix(args)
+    if args.imatrix:
+        raise UsageError("--imatrix: only with --type (llama.cpp's file types)")
     if not args.out and not args.gguf:
         raise UsageError("give --out and/or --gguf (where to write the quantized model)")
     model, tok, calib = _load(args)
     if args.out:
-        needs = args.method != "rtn" or args.format in ("llm_int8", "q4_0", "q4_K", "q6_K")
+        needs = args.method != "rtn" or args.format == "llm_int8" or args.format in QUANTIZERS
         qm = quantize(model, args.method, args.bits, args.group_size, args.format,
                       calib if needs else None, act_order=args.act_order, progress=_progress_bar(sys.stderr))
         save_quantized(qm, args.out)
@@ -78,7 +108,11 @@ def register(subparsers):
     p.add_argument("--format", choices=FORMATS, default=None, help="default: int8 or int4 from --bits")
     p.add_argument("--act-order", action="store_true", help="GPTQ: quantize columns by decreasing Hessian diagonal")
     p.add_argument("--calib-tokens", type=positive_int, default=4096, help="calibration tokens from the corpus")
-    p.add_argument("--out", type=output_file, help="quantized checkpoint (.safetensors)")
+    p.add_argument("--type", choices=tuple(MIXES), default=None,
+                   help="llama.cpp file type: --model is written to --out as that GGUF mix")
+    p.add_argument("--imatrix", type=existing_file, default=None,
+                   help="with --type: importance matrix (GGUF or legacy .dat)")
+    p.add_argument("--out", type=output_file, help="quantized checkpoint (.safetensors); with --type the GGUF file")
     p.add_argument("--gguf", type=output_file, help="also write a GGUF file for llama.cpp")
-    p.add_argument("--gguf-dtype", choices=("f32", "f16", "q8_0", "q4_0", "q4_K"), default="q8_0")
+    p.add_argument("--gguf-dtype", choices=tuple(FILE_TYPE), default="q8_0")
     p.set_defaults(func=main)

@@ -19,7 +19,8 @@ dropped document. For each stage docs_in = docs_out + dropped; the next stage's 
 stage's docs_out; so input documents = output documents + Σ dropped, which tests/data checks.
 
 Resume. A shard's stats file is written (atomically) only after its output shard, so its existence
-means "done"; a finalised global stage is pickled to <out>/_work/seg<k>.stage.pkl. Re-running the
+means "done"; a finalised global stage's state is saved as JSON to <out>/_work/seg<k>.stage.json
+(Stage.state; never pickle, so a file in the output folder cannot run code when read). Re-running the
 same pipeline skips both. A changed pipeline description refuses to resume into the same folder.
 """
 import concurrent.futures
@@ -27,7 +28,6 @@ import hashlib
 import json
 import multiprocessing
 import pathlib
-import pickle
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -219,10 +219,15 @@ class Pipeline:
             f.write(digest)
 
     def _finalized(self, stage, k, paths, unit, work, progress):
-        state = work / f"seg{k}.stage.pkl"
+        state = work / f"seg{k}.stage.json"
         if state.exists():
-            with open(state, "rb") as f:
-                return pickle.load(f)
+            try:
+                data = json.loads(state.read_text(encoding="utf-8"))
+            except (ValueError, RecursionError) as e:
+                raise ValueError(f"{state}: not a stage state file ({type(e).__name__}: {e}); "
+                                 f"delete it to recompute the stage") from None
+            stage.load_state(data)
+            return stage
         if self.executor is not None:
             self.executor.observe(stage, paths, unit, progress)
         else:
@@ -232,8 +237,8 @@ class Pipeline:
                 if progress:
                     progress(f"{stage.name}: observe", i + 1, len(paths))
         stage.finalize(work)
-        with atomic_write(state) as f:
-            pickle.dump(stage, f)
+        with atomic_write(state, "w") as f:
+            json.dump(stage.state(), f, ensure_ascii=False)
         return stage
 
     def _execute(self, tasks, phase, progress):

@@ -81,6 +81,30 @@ class GlobalStage(Stage):
     def finalize(self, work_dir):
         pass
 
+    def state(self):
+        """What apply_at needs after finalize, as JSON data: the pipeline stores it in <out>/_work to
+        resume, and load_state(state) on a stage built from the same description restores it. JSON,
+        never pickle: a file in the output folder must not be able to run code when read."""
+        return {}
+
+    def load_state(self, state):
+        pass
+
+
+def _keys(value, what):
+    """A JSON list of [shard, position, ...] rows -> list of (int, int) keys, or a ValueError."""
+    if not isinstance(value, list) or not all(isinstance(k, list) and len(k) >= 2 and
+                                              all(type(i) is int for i in k[:2]) for k in value):
+        raise ValueError(f"{what}: expected a list of [shard, position] integer pairs")
+    return [(k[0], k[1]) for k in value]
+
+
+def _field(state, key, types, what):
+    if not isinstance(state, dict) or key not in state or not isinstance(state[key], types):
+        raise ValueError(f"{what}: expected a JSON object with {key!r} of type "
+                         f"{'/'.join(t.__name__ for t in types)}")
+    return state[key]
+
 
 class FilterStage(Stage):
     """Any object with check(text) -> reason | None (or apply(text) -> (text, reason), which may
@@ -244,6 +268,13 @@ class ExactDedupStage(GlobalStage):
     def apply_at(self, key, doc, stats):
         return "exact_duplicate" if key in self.drop else doc
 
+    def state(self):
+        return {"drop": sorted(self.drop)}
+
+    def load_state(self, state):
+        what = f"stage {self.name}"
+        self.drop = set(_keys(_field(state, "drop", (list,), what), f"{what}: drop"))
+
     def summary(self):
         return {"exact_duplicates": len(self.drop)}
 
@@ -328,6 +359,17 @@ class _ClusterDedupStage(GlobalStage):
             return "near_duplicate"
         return doc
 
+    def state(self):
+        return {"drop": [[s, p, kept] for (s, p), kept in sorted(self.drop.items())],
+                "n_clusters": self.n_clusters, "dump_path": getattr(self, "dump_path", None)}
+
+    def load_state(self, state):
+        what = f"stage {self.name}"
+        drop = _field(state, "drop", (list,), what)
+        self.drop = {k: row[2] if len(row) > 2 else None for k, row in zip(_keys(drop, f"{what}: drop"), drop)}
+        self.n_clusters = _field(state, "n_clusters", (int,), what)
+        self.dump_path = _field(state, "dump_path", (str, type(None)), what)
+
     def summary(self):
         out = {"clusters": self.n_clusters, "dropped": len(self.drop), "keep": self.keep}
         if getattr(self, "dump_path", None):
@@ -410,13 +452,28 @@ class PerplexityStage(GlobalStage):
     def finalize(self, work_dir):
         n_cal = max(1, len(self.sample) // 5)
         calibration, train = self.sample[:n_cal], self.sample[n_cal:] or self.sample
-        scorer = self.scorer or CharNGramLM.train(train, order=self.order)
-        self.band = PerplexityBand(scorer, self.low_pct, self.high_pct, self.min_ppl, self.max_ppl)
+        self.band = self._band(train, self.min_ppl, self.max_ppl)
         if self.min_ppl is None or self.max_ppl is None:
             if not calibration:
                 raise ValueError(f"stage {self.name}: no documents to calibrate the perplexity band")
             self.band.fit(calibration)
+        self.train_texts = train if self.scorer is None else []   # what state() keeps to rebuild the LM
         self.sample = []
+
+    def _band(self, train, min_ppl, max_ppl):
+        scorer = self.scorer or CharNGramLM.train(train, order=self.order)
+        return PerplexityBand(scorer, self.low_pct, self.high_pct, min_ppl, max_ppl)
+
+    def state(self):  # the character LM is rebuilt from its training texts: counting is deterministic
+        return {"train": self.train_texts, "min_ppl": self.band.min_ppl, "max_ppl": self.band.max_ppl}
+
+    def load_state(self, state):
+        what = f"stage {self.name}"
+        train = _field(state, "train", (list,), what)
+        if not all(isinstance(t, str) for t in train):
+            raise ValueError(f"{what}: expected 'train' to be a list of strings")
+        lo, hi = _field(state, "min_ppl", (int, float), what), _field(state, "max_ppl", (int, float), what)
+        self.train_texts, self.band = train, self._band(train, float(lo), float(hi))
 
     def apply_at(self, key, doc, stats):
         return self.band.check(doc["text"][: self.max_chars]) or doc
@@ -479,6 +536,22 @@ class TokenizeStage(GlobalStage):
                 tok.save(self.path)                 # the pipeline's output keeps its tokenizer
             self._set(BPETokenizer.load(self.path))
         self.sample = []
+
+    def state(self):
+        return {"path": self.path}
+
+    def load_state(self, state):
+        what = f"stage {self.name}"
+        path = _field(state, "path", (str, type(None)), what)
+        if self.tokenizer is not None:               # an object given in code: nothing was chosen
+            return
+        if not self._wants_bpe():
+            self._set(ByteTokenizer())
+        elif path is None:
+            raise ValueError(f"{what}: expected the path of the BPE tokenizer it chose, got null")
+        else:
+            self.path = path
+            self._set(BPETokenizer.load(path))
 
     def __getstate__(self):
         # a loaded BPETokenizer holds native handles: ship its file path to workers instead

@@ -79,7 +79,7 @@ class _Reader:
     """Bounds-checked little-endian cursor over the file's bytes."""
 
     def __init__(self, buf, path):
-        self.buf, self.pos, self.path = buf, 0, path
+        self.buf, self.pos, self.path, self.last_etype = buf, 0, path, None
 
     def take(self, n):
         if n < 0 or self.pos + n > len(self.buf):
@@ -106,6 +106,7 @@ class _Reader:
             return self.string()
         if vtype == ARRAY and depth == 0:
             etype, n = self.unpack("<I"), self.unpack("<Q")
+            self.last_etype = etype
             if etype in _SCALAR:
                 size = struct.calcsize(_SCALAR[etype])
                 return np.frombuffer(self.take(n * size), dtype=np.dtype(_SCALAR[etype])).tolist()
@@ -116,7 +117,8 @@ class _Reader:
 
 
 def _read_header(r, path, size):
-    """-> (metadata dict, [(name, dims innermost first, ggml type id, offset)])."""
+    """-> (metadata dict, {key: value type, or (ARRAY, element type)}, [(name, dims innermost first,
+    ggml type id, offset)])."""
     if bytes(r.take(len(MAGIC))) != MAGIC:
         raise ValueError(f"{path}: not a GGUF file (bad magic)")
     version = r.unpack("<I")
@@ -125,33 +127,47 @@ def _read_header(r, path, size):
     n_tensors, n_kv = r.unpack("<Q"), r.unpack("<Q")
     if n_tensors > size or n_kv > size:
         raise ValueError(f"{path}: corrupted GGUF header ({n_tensors} tensors, {n_kv} metadata entries)")
-    meta = {}
+    meta, kinds = {}, {}
     for _ in range(n_kv):
         key = r.string()
-        meta[key] = r.value(r.unpack("<I"))
-    infos = []
+        if key in meta:   # gguf-py and llama.cpp reject these too: which value would win is undefined
+            raise ValueError(f"{path}: corrupted GGUF (duplicate metadata key {key!r})")
+        vtype = r.unpack("<I")
+        meta[key] = r.value(vtype)
+        kinds[key] = (ARRAY, r.last_etype) if vtype == ARRAY else vtype
+    infos, names = [], set()
     for _ in range(n_tensors):
         name = r.string()
+        if name in names:
+            raise ValueError(f"{path}: corrupted GGUF (duplicate tensor name {name!r})")
+        names.add(name)
         nd = r.unpack("<I")
         if nd > 4:
             raise ValueError(f"{path}: corrupted GGUF (tensor {name!r} has {nd} dimensions)")
         dims = [r.unpack("<Q") for _ in range(nd)]
         infos.append((name, dims, r.unpack("<I"), r.unpack("<Q")))
-    return meta, infos
+    return meta, kinds, infos
 
 
 def read_gguf(path):
     """-> (metadata {key: value}, tensors {name: (ggml type name, shape (outer..inner), raw uint8 array)}).
     The raw arrays are views of the memory-mapped file."""
+    meta, _, tensors = read_gguf_typed(path)
+    return meta, tensors
+
+
+def read_gguf_typed(path):
+    """read_gguf, plus each metadata value's type as write_gguf takes it: {key: value type} with
+    (ARRAY, element type) for arrays, so a file's metadata can be copied into another."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < HEADER_BYTES:
             raise ValueError(f"{path}: not a GGUF file ({size} bytes)")
         buf = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
     r = _Reader(buf, path)
-    meta, infos = _read_header(r, path, size)
-    align = int(meta.get("general.alignment", ALIGNMENT))
-    if align <= 0 or align & (align - 1):
+    meta, kinds, infos = _read_header(r, path, size)
+    align = meta.get("general.alignment", ALIGNMENT)
+    if type(align) is not int or align <= 0 or align & (align - 1):
         raise ValueError(f"{path}: corrupted GGUF (alignment {align})")
     start = r.pos + (-r.pos % align)
     tensors = {}
@@ -169,4 +185,4 @@ def read_gguf(path):
             raise ValueError(f"{path}: truncated or corrupted GGUF (tensor {name!r} at {start + off}+{nbytes}, "
                              f"file has {size} bytes)")
         tensors[name] = (t, shape, np.frombuffer(buf, dtype=np.uint8, count=nbytes, offset=start + off))
-    return meta, tensors
+    return meta, kinds, tensors

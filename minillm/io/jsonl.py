@@ -22,5 +22,25 @@ def iter_jsonl(path):
                 continue
             try:
                 yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as e:
                 raise ValueError(f"{os.fspath(path)}:{lineno}: not valid JSON ({e})") from None
+
+
+def parse_json(text, where, expect=None):
+    """json.loads(text), with every way it can fail as one ValueError naming `where`: bad syntax or
+    encoding, and nesting deep enough to exhaust Python's recursion limit (json raises RecursionError
+    there, e.g. for 100,000 '['). expect: a type (dict, list) the value must have."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:      # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{where}: not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
+    if expect is not None and not isinstance(value, expect):
+        raise ValueError(f"{where}: expected a JSON {'object' if expect is dict else expect.__name__}, "
+                         f"got {type(value).__name__}")
+    return value
+
+
+def read_json(path, expect=None):
+    """parse_json of a UTF-8 file's contents; the error names the file."""
+    with open(path, "rb") as f:
+        return parse_json(f.read(), os.fspath(path), expect)

@@ -7,12 +7,14 @@ The reader checks every offset and size before touching the data, so a truncated
 raises ValueError instead of returning garbage.
 """
 import json
+import math
 import os
 import struct
 
 import numpy as np
 
 from .atomic import atomic_write
+from .jsonl import parse_json
 
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32,
@@ -56,7 +58,10 @@ def save_safetensors(path, tensors, metadata=None):
 
 
 def read_safetensors_header(path):
-    """-> (header dict without __metadata__, metadata dict, data start offset)."""
+    """-> (header dict without __metadata__, metadata dict, data start offset). Checks what the
+    safetensors library checks: every entry's dtype, shape (non-negative ints) and offsets, and
+    that the tensors tile the data section exactly, back to back from 0 to its end, so a header
+    length off by one or a stray gap is an error instead of shifted bytes."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -65,31 +70,44 @@ def read_safetensors_header(path):
         (n,) = struct.unpack("<Q", head)
         if n > MAX_HEADER or 8 + n > size:
             raise ValueError(f"{path}: truncated or corrupt safetensors header (length {n}, file {size} bytes)")
-        try:
-            header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: corrupt safetensors header: {e}") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: corrupt safetensors header (not a JSON object)")
+        header = parse_json(f.read(n), f"{path}: corrupt safetensors header", dict)
     metadata = header.pop("__metadata__", {}) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError(f"{path}: corrupt safetensors header (__metadata__ must map strings to strings)")
     data_len, spans = size - 8 - n, []
     for name, info in header.items():
-        try:
-            dtype, shape, (begin, end) = np.dtype(_storage_dtype(info["dtype"])), info["shape"], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: corrupt entry for tensor {name!r}: {info!r}") from None
+        dtype, shape, (begin, end) = _entry(path, name, info)
         if not (0 <= begin <= end <= data_len):
             raise ValueError(f"{path}: tensor {name!r} lies outside the file (offsets {begin}..{end}, "
                              f"data is {data_len} bytes): truncated?")
-        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != end - begin:
+        count = math.prod(shape)                       # Python ints: no overflow, unlike np.prod
+        if count * dtype.itemsize != end - begin:
             raise ValueError(f"{path}: tensor {name!r} has {end - begin} bytes, shape {shape} {dtype} needs "
-                             f"{int(np.prod(shape)) * dtype.itemsize}")
-        spans.append((begin, end))
+                             f"{count * dtype.itemsize}")
+        spans.append((begin, end, name))
     spans.sort()
-    for (_, e0), (b1, _) in zip(spans, spans[1:]):
-        if b1 < e0:
-            raise ValueError(f"{path}: corrupt safetensors file (overlapping tensors)")
+    edge = 0
+    for begin, end, name in spans:
+        if begin != edge:
+            raise ValueError(f"{path}: corrupt safetensors file (tensor {name!r} starts at {begin}, expected "
+                             f"{edge}: {'overlapping tensors' if begin < edge else 'a gap'})")
+        edge = end
+    if edge != data_len:
+        raise ValueError(f"{path}: corrupt safetensors file (tensors end at {edge}, the data section has "
+                         f"{data_len} bytes: wrong header length?)")
     return header, metadata, 8 + n
+
+
+def _entry(path, name, info):
+    """-> (dtype, shape list, (begin, end)) of one header entry, each checked, or a ValueError."""
+    ok = isinstance(info, dict) and info.get("dtype") in DTYPES.keys() | {BF16}
+    shape, offsets = (info.get("shape"), info.get("data_offsets")) if ok else (None, None)
+    ok = ok and isinstance(shape, list) and len(shape) <= 64 and all(type(d) is int and d >= 0 for d in shape)
+    ok = ok and isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+    if not ok:
+        raise ValueError(f"{path}: corrupt entry for tensor {name!r}: {str(info)[:200]} (expected dtype one of "
+                         f"{sorted(DTYPES) + [BF16]}, shape a list of ints >= 0, data_offsets [begin, end])")
+    return np.dtype(_storage_dtype(info["dtype"])), shape, tuple(offsets)
 
 
 def load_safetensors(path, mmap=False):

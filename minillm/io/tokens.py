@@ -48,8 +48,11 @@ def read_header(path):
     if header[1] != VERSION:
         raise ValueError(f"{path}: unsupported token file version {header[1]}")
     n, itemsize, vocab = int(header[2]), int(header[3]), int(header[4])
-    if itemsize not in (2, 4):
-        raise ValueError(f"{path}: corrupt header (itemsize {itemsize})")
+    if vocab < 1 or n < 0:
+        raise ValueError(f"{path}: corrupt header (vocab_size {vocab}, n_tokens {n}: expected >= 1 and >= 0)")
+    if itemsize != token_dtype(vocab).itemsize:
+        raise ValueError(f"{path}: corrupt header (itemsize {itemsize}, expected {token_dtype(vocab).itemsize} "
+                         f"for vocab_size {vocab})")
     expected = HEADER_BYTES + n * itemsize
     actual = os.path.getsize(path)
     if actual != expected:
@@ -59,9 +62,16 @@ def read_header(path):
 
 
 def read_tokens(path):
-    """-> (tokens: np.memmap (n,) uint16|uint32, vocab_size). Raises ValueError on a bad file."""
+    """-> (tokens: np.memmap (n,) uint16|uint32, vocab_size). Raises ValueError on a bad file, also
+    for a token id >= the header's vocab_size (an embedding lookup would read past its table): one
+    pass over the ids, about 0.1 s per 10^8 tokens."""
     n, itemsize, vocab = read_header(path)
     dt = np.dtype("<u2" if itemsize == 2 else "<u4")
     if n == 0:
         return np.zeros(0, dtype=dt), vocab
-    return np.memmap(path, dtype=dt, mode="r", offset=HEADER_BYTES, shape=(n,)), vocab
+    ids = np.memmap(path, dtype=dt, mode="r", offset=HEADER_BYTES, shape=(n,))
+    hi = int(ids.max())
+    if hi >= vocab:
+        raise ValueError(f"{path}: token id {hi} at position {int(np.argmax(ids >= vocab))} is outside the "
+                         f"header's vocabulary [0, {vocab})")
+    return ids, vocab

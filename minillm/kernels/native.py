@@ -69,9 +69,11 @@ _CTYPES = {np.dtype(t): c for t, c in ((np.float32, "float"), (np.int32, "int32_
                                        (np.uint8, "uint8_t"), (np.int8, "int8_t"))}
 
 
-def pointer(a, dtype, name="array"):
+def pointer(a, dtype, name="array", writable=False):
     """A C pointer to a C-contiguous numpy array of `dtype` (float32, int32, int64, uint8, int8), or
-    a TypeError naming the argument. The pointer keeps a's buffer alive while it lives.
+    a TypeError naming the argument. The pointer keeps a's buffer alive while it lives. writable=True
+    for an array the C code writes: a read-only one (a memory-mapped file, a frozen view) is then a
+    ValueError instead of a write into protected pages (SIGSEGV).
 
     ffi.from_buffer takes the pointer through the buffer protocol in ~0.3 us; the more familiar
     ffi.cast("float*", a.ctypes.data) builds a ctypes object first and costs ~2 us, which a decode
@@ -80,15 +82,17 @@ def pointer(a, dtype, name="array"):
     if not isinstance(a, np.ndarray) or a.dtype != dtype:
         raise TypeError(f"{name}: expected a C-contiguous {dtype} array, got "
                         f"{type(a).__name__} {getattr(a, 'dtype', '')}")
+    if writable and not a.flags.writeable:
+        raise ValueError(_READ_ONLY.format(name))
     try:        # numpy exports a plain buffer only for C-contiguous arrays: that is the check
         return ffi.from_buffer(_CTYPES[dtype] + "[]", a)
     except ValueError:
         raise TypeError(f"{name}: expected a C-contiguous {dtype} array") from None
 
 
-def f32(a, name="array", shape=None):
-    """pointer(a, float32) with a's `shape` checked too (see _shape; None entries match anything),
-    and a ValueError for a non-contiguous array. Decode calls a dozen kernels per layer per token,
+def f32(a, name="array", shape=None, writable=False):
+    """pointer(a, float32, name, writable) with a's `shape` checked too (see _shape; None entries
+    match anything), and a ValueError for a non-contiguous array. Decode calls a dozen kernels per layer per token,
     so the hot wrappers validate each array with this one call, and its success path stays inline
     (about 0.6 us per array) instead of calling pointer."""
     if not isinstance(a, np.ndarray):
@@ -102,10 +106,30 @@ def f32(a, name="array", shape=None):
                 _shape(a, name, shape)                                    # raises
     if a.dtype != _F32:
         raise TypeError(f"{name}: expected float32, got {a.dtype}")
+    if writable and not a.flags.writeable:
+        raise ValueError(_READ_ONLY.format(name))
     try:        # numpy exports a plain buffer only for C-contiguous arrays: that is the check
         return ffi.from_buffer("float[]", a)
     except ValueError:
         raise ValueError(f"{name}: expected a C-contiguous array") from None
+
+
+_READ_ONLY = ("{}: expected a writable array (the kernel writes it), got a read-only one (a memory-mapped "
+              "file opened read-only? copy it first: np.array(a))")
+
+
+def apart(outs, ins):
+    """ins with every input that overlaps an output replaced by a copy: a C kernel reads its inputs
+    while it writes its outputs, so an input sharing memory with an output (out=x, or a shifted view)
+    would be read after it was overwritten, where the NumPy references (which buffer overlapping
+    operands) are right. outs and ins map names to arrays; outputs that overlap each other are a
+    ValueError (no order of writes makes that well defined). Costs ~0.3 us per pair."""
+    o = [(n, a) for n, a in outs.items() if isinstance(a, np.ndarray)]
+    for i, (n1, a1) in enumerate(o):
+        for n2, a2 in o[i + 1:]:
+            _check(not np.may_share_memory(a1, a2), f"{n1}, {n2}: outputs must not share memory")
+    return [np.array(a) if isinstance(a, np.ndarray) and any(np.may_share_memory(a, b) for _, b in o) else a
+            for a in ins.values()]
 
 
 def _check(cond, msg):
@@ -117,8 +141,9 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     _check(p.shape == g.shape == m.shape == v.shape,
            f"adamw_step: p, g, m, v must share a shape, got {p.shape}, {g.shape}, {m.shape}, {v.shape}")
     _check(int(step) >= 1, f"adamw_step: step must be >= 1, got {step}")
-    lib.adamw_step(f32(p, "p"), f32(g, "g"), f32(m, "m"), f32(v, "v"), p.size, float(lr),
-                   float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
+    g, = apart({"p": p, "m": m, "v": v}, {"g": g})
+    lib.adamw_step(f32(p, "p", None, True), f32(g, "g"), f32(m, "m", None, True), f32(v, "v", None, True),
+                   p.size, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -165,11 +190,12 @@ def _scalar(x, name):
 
 # ------------------------------------------------------------------------------------ matmul
 def matmul(out, x, w):  # (M, N) <- (M, K), (N, K)
+    x, w = apart({"out": out}, {"x": x, "w": w})
     px = f32(x, "x", (None, None))
     M, K = x.shape
     pw = f32(w, "w", (None, K))
     N = w.shape[0]
-    lib.matmul(f32(out, "out", (M, N)), px, pw, M, K, N)
+    lib.matmul(f32(out, "out", (M, N), True), px, pw, M, K, N)
 
 
 def matmul_group(outs, x, ws):  # [(M, N_i)] <- (M, K), [(N_i, K)]
@@ -177,10 +203,13 @@ def matmul_group(outs, x, ws):  # [(M, N_i)] <- (M, K), [(N_i, K)]
     M, K = x.shape
     if not isinstance(outs, (list, tuple)) or not isinstance(ws, (list, tuple)) or len(outs) != len(ws):
         raise ValueError("matmul_group: outs and ws must be lists of the same length")
+    x, *ws = apart({f"outs[{i}]": o for i, o in enumerate(outs)},
+                   {"x": x, **{f"ws[{i}]": w for i, w in enumerate(ws)}})
+    px = f32(x, "x", (None, None))
     # the cdata of from_buffer keeps each array's buffer alive: hold them until the call returns
     pws = [f32(w, f"ws[{i}]", (None, K)) for i, w in enumerate(ws)]
     Ns = [w.shape[0] for w in ws]
-    pouts = [f32(o, f"outs[{i}]", (M, N)) for i, (o, N) in enumerate(zip(outs, Ns))]
+    pouts = [f32(o, f"outs[{i}]", (M, N), True) for i, (o, N) in enumerate(zip(outs, Ns))]
     lib.matmul_group(ffi.new("float*[]", pouts), px, ffi.new("float*[]", pws),
                      ffi.new("int64_t[]", Ns), len(ws), M, K)
 
@@ -204,7 +233,8 @@ def attention_forward(out, lse, q, k, v, scale):
     B, H, Hkv, T, S, D = _attention_shapes(q, k, v, "attention_forward")
     _shape(out, "out", (B, H, T, D))
     _shape(lse, "lse", (B, H, T))
-    lib.attention_forward(f32(out, "out"), f32(lse, "lse"), f32(q, "q"), f32(k, "k"),
+    q, k, v = apart({"out": out, "lse": lse}, {"q": q, "k": k, "v": v})
+    lib.attention_forward(f32(out, "out", None, True), f32(lse, "lse", None, True), f32(q, "q"), f32(k, "k"),
                           f32(v, "v"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
 
 
@@ -215,18 +245,22 @@ def attention_backward(dq, dk, dv, dout, q, k, v, out, lse, scale):
     _shape(dk, "dk", (B, Hkv, S, D))
     _shape(dv, "dv", (B, Hkv, S, D))
     _shape(lse, "lse", (B, H, T))
-    lib.attention_backward(f32(dq, "dq"), f32(dk, "dk"), f32(dv, "dv"), f32(dout, "dout"),
+    dout, q, k, v, out, lse = apart({"dq": dq, "dk": dk, "dv": dv},
+                                    {"dout": dout, "q": q, "k": k, "v": v, "out": out, "lse": lse})
+    lib.attention_backward(f32(dq, "dq", None, True), f32(dk, "dk", None, True), f32(dv, "dv", None, True),
+                           f32(dout, "dout"),
                            f32(q, "q"), f32(k, "k"), f32(v, "v"), f32(out, "out"),
                            f32(lse, "lse"), B, H, Hkv, T, S, D, _scalar(scale, "scale"))
 
 
 def attention_decode(out, q, k_cache, v_cache, lengths, scale):
+    q, k_cache, v_cache = apart({"out": out}, {"q": q, "k_cache": k_cache, "v_cache": v_cache})
     pq = f32(q, "q", (None, None, None))
     B, H, D = q.shape
     pk = f32(k_cache, "k_cache", (B, None, None, D))
     Hkv, Smax = k_cache.shape[1], k_cache.shape[2]
     pv = f32(v_cache, "v_cache", (B, Hkv, Smax, D))
-    po = f32(out, "out", (B, H, D))
+    po = f32(out, "out", (B, H, D), True)
     _check(Hkv >= 1 and H % Hkv == 0,
            f"attention_decode: H % Hkv must be 0 (grouped-query attention), got H={H}, Hkv={Hkv}")
     lengths = _int_array(lengths, "lengths", (B,))
@@ -272,9 +306,10 @@ def paged_attention_decode(out, q, k_pages, v_pages, block_tables, lengths, scal
     block_tables, lengths = check_paged_attention(q, k_pages, v_pages, block_tables, lengths)
     B, H, D = q.shape
     NB, Hkv, bs, _ = k_pages.shape
+    q, k_pages, v_pages = apart({"out": out}, {"q": q, "k_pages": k_pages, "v_pages": v_pages})
     tables = np.ascontiguousarray(block_tables, dtype=np.int32)    # range-checked above
     lens = np.ascontiguousarray(lengths, dtype=np.int32)
-    rc = lib.paged_attention_decode(f32(out, "out", (B, H, D)), f32(q, "q"), f32(k_pages, "k_pages"),
+    rc = lib.paged_attention_decode(f32(out, "out", (B, H, D), True), f32(q, "q"), f32(k_pages, "k_pages"),
                                     f32(v_pages, "v_pages"), pointer(tables, np.int32, "block_tables"),
                                     pointer(lens, np.int32, "lengths"), B, H, Hkv, NB, bs, tables.shape[1], D,
                                     _scalar(scale, "scale"))
@@ -288,9 +323,10 @@ def _rows(x, name="x"):
 
 
 def layernorm_forward(y, mean, rstd, x, w, b, eps):
+    x, w, b = apart({"y": y, "mean": mean, "rstd": rstd}, {"x": x, "w": w, "b": b})
     px = f32(x, "x", (None, None))
     N, C = x.shape
-    lib.layernorm_forward(f32(y, "y", (N, C)), f32(mean, "mean", (N,)), f32(rstd, "rstd", (N,)),
+    lib.layernorm_forward(f32(y, "y", (N, C), True), f32(mean, "mean", (N,), True), f32(rstd, "rstd", (N,), True),
                           px, f32(w, "w", (C,)), f32(b, "b", (C,)), N, C, _scalar(eps, "eps"))
 
 
@@ -302,15 +338,18 @@ def layernorm_backward(dx, dw, db, dy, x, w, mean, rstd):
         _shape(a, name, (C,))
     _shape(mean, "mean", (N,))
     _shape(rstd, "rstd", (N,))
-    lib.layernorm_backward(f32(dx, "dx"), f32(dw, "dw"), f32(db, "db"), f32(dy, "dy"),
+    dy, x, w, mean, rstd = apart({"dx": dx, "dw": dw, "db": db}, {"dy": dy, "x": x, "w": w, "mean": mean, "rstd": rstd})
+    lib.layernorm_backward(f32(dx, "dx", None, True), f32(dw, "dw", None, True), f32(db, "db", None, True),
+                           f32(dy, "dy"),
                            f32(x, "x"), f32(w, "w"), f32(mean, "mean"), f32(rstd, "rstd"),
                            N, C)
 
 
 def rmsnorm_forward(y, rstd, x, w, eps):
+    x, w = apart({"y": y, "rstd": rstd}, {"x": x, "w": w})
     px = f32(x, "x", (None, None))
     N, C = x.shape
-    lib.rmsnorm_forward(f32(y, "y", (N, C)), f32(rstd, "rstd", (N,)), px, f32(w, "w", (C,)),
+    lib.rmsnorm_forward(f32(y, "y", (N, C), True), f32(rstd, "rstd", (N,), True), px, f32(w, "w", (C,)),
                         N, C, _scalar(eps, "eps"))
 
 
@@ -321,7 +360,8 @@ def rmsnorm_backward(dx, dw, dy, x, w, rstd):
     _shape(dw, "dw", (C,))
     _shape(w, "w", (C,))
     _shape(rstd, "rstd", (N,))
-    lib.rmsnorm_backward(f32(dx, "dx"), f32(dw, "dw"), f32(dy, "dy"), f32(x, "x"),
+    dy, x, w, rstd = apart({"dx": dx, "dw": dw}, {"dy": dy, "x": x, "w": w, "rstd": rstd})
+    lib.rmsnorm_backward(f32(dx, "dx", None, True), f32(dw, "dw", None, True), f32(dy, "dy"), f32(x, "x"),
                          f32(w, "w"), f32(rstd, "rstd"), N, C)
 
 
@@ -336,32 +376,37 @@ def _same_shape(**arrays):
 
 
 def gelu_forward(y, x):
+    x, = apart({"y": y}, {"x": x})
     px = f32(x, "x")
-    lib.gelu_forward(f32(y, "y", x.shape), px, x.size)
+    lib.gelu_forward(f32(y, "y", x.shape, True), px, x.size)
 
 
 def gelu_backward(dx, dy, x):
     n = _same_shape(x=x, dy=dy, dx=dx)
-    lib.gelu_backward(f32(dx, "dx"), f32(dy, "dy"), f32(x, "x"), n)
+    dy, x = apart({"dx": dx}, {"dy": dy, "x": x})
+    lib.gelu_backward(f32(dx, "dx", None, True), f32(dy, "dy"), f32(x, "x"), n)
 
 
 def swiglu_forward(y, a, b):
+    a, b = apart({"y": y}, {"a": a, "b": b})
     pa = f32(a, "a")
-    lib.swiglu_forward(f32(y, "y", a.shape), pa, f32(b, "b", a.shape), a.size)
+    lib.swiglu_forward(f32(y, "y", a.shape, True), pa, f32(b, "b", a.shape), a.size)
 
 
 def swiglu_backward(da, db, dy, a, b):
     n = _same_shape(a=a, b=b, dy=dy, da=da, db=db)
-    lib.swiglu_backward(f32(da, "da"), f32(db, "db"), f32(dy, "dy"), f32(a, "a"),
+    dy, a, b = apart({"da": da, "db": db}, {"dy": dy, "a": a, "b": b})
+    lib.swiglu_backward(f32(da, "da", None, True), f32(db, "db", None, True), f32(dy, "dy"), f32(a, "a"),
                         f32(b, "b"), n)
 
 
 # ------------------------------------------------------------------------------------ rope
 def rope(out, x, cos, sin):  # (B, H, T, D) <- (B, H, T, D), (T, D/2), (T, D/2)
+    x, cos, sin = apart({"out": out}, {"x": x, "cos": cos, "sin": sin})
     px = f32(x, "x", (None, None, None, None))
     B, H, T, D = x.shape
     _check(D % 2 == 0, f"rope: x's last axis D must be even (rotate-half pairs), got D={D}")
-    lib.rope(f32(out, "out", (B, H, T, D)), px, f32(cos, "cos", (T, D // 2)),
+    lib.rope(f32(out, "out", (B, H, T, D), True), px, f32(cos, "cos", (T, D // 2)),
              f32(sin, "sin", (T, D // 2)), B * H, T, D)
 
 
@@ -377,7 +422,8 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
         _check(hi < V, f"targets: expected values < V={V} (negative = ignored), got max {hi}")
     # targets < V <= 2^31 and negatives only mean "ignored": clip so huge negatives cannot wrap
     targets = np.ascontiguousarray(np.maximum(targets, -1), dtype=np.int32)
-    lib.cross_entropy(f32(loss, "loss"), f32(dlogits, "dlogits"), f32(logits, "logits"),
+    logits, = apart({"loss": loss, "dlogits": dlogits}, {"logits": logits})
+    lib.cross_entropy(f32(loss, "loss", None, True), f32(dlogits, "dlogits", None, True), f32(logits, "logits"),
                       pointer(targets, np.int32, "targets"), N, V, _scalar(z_loss, "z_loss"),
                       _scalar(grad_scale, "grad_scale"))
 
@@ -446,11 +492,12 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     LayerNorm (biases required), False for RMSNorm. head: None, or (ln_f.w, ln_f.b or None, W_head
     (V, C) as a weight above) to finish with the model's head in the same call; returns its logits
     (V,) float32 then, else None. Everything is checked here: the C code trusts these tables."""
-    px = f32(x, "x", (None,))
+    apart({"x": x, "k_cache": k_cache, "v_cache": v_cache}, {})   # written in place: must not overlap
+    px = f32(x, "x", (None,), True)
     C = x.shape[0]
-    pk = f32(k_cache, "k_cache", (len(layers), 1, None, None, None))
+    pk = f32(k_cache, "k_cache", (len(layers), 1, None, None, None), True)
     L, _, Hkv, Smax, D = k_cache.shape
-    pv = f32(v_cache, "v_cache", (L, 1, Hkv, Smax, D))
+    pv = f32(v_cache, "v_cache", (L, 1, Hkv, Smax, D), True)
     H = int(n_head)
     _check(L >= 1 and Hkv >= 1 and H >= Hkv and H % Hkv == 0,
            f"decode_step: n_head={H} must be a multiple of the cache's kv heads {Hkv}, with at least one layer")

@@ -176,8 +176,8 @@ def rope(out, x, cos, sin):
     (B, H, T, D) <- (B, H, T, D), (T, D/2), (T, D/2). The backward pass is rope(dx, dout, cos, -sin)."""
     h = x.shape[-1] // 2
     x1, x2 = x[..., :h], x[..., h:]                                      # (B, H, T, D/2)
-    out[..., :h] = x1 * cos - x2 * sin
-    out[..., h:] = x2 * cos + x1 * sin
+    out1, out2 = x1 * cos - x2 * sin, x2 * cos + x1 * sin                 # both before out is written:
+    out[..., :h], out[..., h:] = out1, out2                              # out may alias x
 
 
 # ----------------------------------------------------------------------------------- loss

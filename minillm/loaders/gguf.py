@@ -1,5 +1,5 @@
 """A minillm Llama as a GGUF model file: `save_gguf(model, path, dtype)` writes a file llama.cpp
-loads, `load_gguf(path)` reads F32/F16/Q8_0/Q4_0/Q4_K/Q6_K files back into minillm (quantized
+loads, `load_gguf(path)` reads files of every type it writes (and BF16) back into minillm (quantized
 tensors stay quantized: minillm.quant.linear.GGMLLinear). The file container (header, metadata,
 tensor data) is minillm.io.gguf; this module knows what the tensors and keys mean.
 
@@ -25,7 +25,10 @@ from ..tokenizer.gguf_vocab import tokenizer_from_gguf, tokenizer_to_gguf
 from ..tokenizer.pretrained import PretrainedTokenizer
 
 ARCHITECTURES = ("llama", "qwen2")
-FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_K": 14}   # llama_ftype (Q4_K: MOSTLY_Q4_K_S)
+# llama_ftype of a file written in one type (the K-quants as their _S file types); llama.cpp's mixed
+# file types (Q4_K_M ...) are minillm.loaders.gguf_quantize's
+FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q2_K": 10, "q3_K": 11,
+             "q4_K": 14, "q5_K": 16, "q6_K": 18}
 DTYPES = tuple(FILE_TYPE)
 # Hugging Face Llama name -> GGUF name ("{i}" = layer)
 NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
@@ -57,7 +60,7 @@ def _unpermute_rope(w, n_head):  # inverse of _permute_rope
     return w.reshape(n_head, D // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _gguf_name(hf_name):
+def _gguf_name(hf_name):  # also gguf_name: "model.layers.3.mlp.down_proj.weight" -> "blk.3.ffn_down.weight"
     for hf, gg in NAMES.items():
         if "{i}" not in hf:
             if hf == hf_name:
@@ -125,14 +128,14 @@ def _tokenizer_kvs(tok, vocab_size):
 
 def _tensor_payload(name, w, dtype):
     """(ggml type name, bytes) of one tensor: 1-D tensors stay F32 (as llama.cpp's converter keeps
-    norms); a row length the block format cannot split falls back like llama.cpp (q4_K -> q4_0 -> f16)."""
+    norms); a row length the block format cannot split falls back (q4_K -> q4_0 -> f16, ...)."""
     if w.ndim == 1 or dtype == "f32":
         return "f32", np.ascontiguousarray(w, dtype="<f4").tobytes()
-    if dtype == "q4_0" or dtype == "q4_K":
+    if dtype in ("q2_K", "q3_K", "q4_0", "q4_1", "q4_K", "q5_0", "q5_1", "q5_K"):
         if name == "output.weight" and w.shape[1] % 256 == 0:
-            dtype = "q6_K"  # llama.cpp keeps the output matrix at 6 bits in its 4-bit files
-    chain = {"q4_K": ["q4_K", "q4_0", "f16"], "q6_K": ["q6_K", "q8_0", "f16"], "q4_0": ["q4_0", "f16"],
-             "q8_0": ["q8_0", "f16"], "f16": ["f16"]}[dtype]
+            dtype = "q6_K"  # llama.cpp keeps the output matrix at 6 bits in its files of fewer bits
+    k_fallback = {"q2_K": "q4_0", "q3_K": "q4_0", "q4_K": "q4_0", "q5_K": "q5_1", "q6_K": "q8_0"}
+    chain = [dtype, k_fallback[dtype], "f16"] if dtype in k_fallback else [dtype, "f16"]
     for t in chain:
         if t == "f16":
             return "f16", np.ascontiguousarray(w, dtype="<f2").tobytes()
@@ -154,9 +157,9 @@ def _check_savable(model, dtype):
         raise ValueError("model: pass the float model; save_gguf quantizes with ggml's own formats")
 
 
-def save_gguf(model, path, dtype="f32", tokenizer=None):
-    """Write a minillm Llama model as GGUF with 2-D weights in `dtype` ("f32" | "f16" | "q8_0" |
-    "q4_0" | "q4_K"); tokenizer (minillm BPE or ByteTokenizer) adds the vocabulary metadata."""
+def gguf_contents(model, tokenizer=None, dtype="f32"):
+    """-> (metadata [(key, type, value)], [(GGUF tensor name, float32 weight in GGUF row order)]) of a
+    minillm Llama model: what save_gguf writes, before any quantization."""
     _check_savable(model, dtype)
     cfg = model.config
     kvs = [("general.architecture", STRING, "llama"), ("general.name", STRING, "minillm"),
@@ -179,12 +182,23 @@ def save_gguf(model, path, dtype="f32", tokenizer=None):
             w = _permute_rope(w, cfg.n_head)
         elif gg.endswith("attn_k.weight"):
             w = _permute_rope(w, cfg.n_kv_head)
+        tensors.append((gg, np.ascontiguousarray(w, dtype=np.float32)))
+    return kvs, tensors
+
+
+def save_gguf(model, path, dtype="f32", tokenizer=None):
+    """Write a minillm Llama model as GGUF with 2-D weights in `dtype` (a key of FILE_TYPE: "f32",
+    "f16", or any ggml type minillm writes, "q4_0" ... "q6_K"); tokenizer (minillm BPE or
+    ByteTokenizer) adds the vocabulary metadata.
+    For llama.cpp's mixed file types (Q4_K_M ...) see minillm.loaders.gguf_quantize."""
+    kvs, named = gguf_contents(model, tokenizer, dtype)
+    tensors = []
+    for gg, w in named:
         type_name, blob = _tensor_payload(gg, w, dtype)
         tensors.append((gg, type_name, w.shape, blob))
     write_gguf(path, kvs, tensors)
 
 
-# ------------------------------------------------------------------ reading
 def _read_own_tokenizer(meta):
     """The vocabulary save_gguf wrote (it records its exact pattern) as a BPETokenizer, or a
     ByteTokenizer for 256 bare bytes."""
@@ -219,20 +233,30 @@ def _config(path, meta, tensors):
     if arch not in ARCHITECTURES:
         raise ValueError(f"{path}: general.architecture {arch!r} is not supported (minillm reads "
                          f"{', '.join(ARCHITECTURES)})")
-    try:
-        n_head = int(meta[f"{arch}.attention.head_count"])
-        cfg = ModelConfig(arch="llama", vocab_size=int(tensors["token_embd.weight"][1][0]),
-                          n_layer=int(meta[f"{arch}.block_count"]), n_head=n_head,
-                          n_kv_head=int(meta.get(f"{arch}.attention.head_count_kv", n_head)),
-                          d_model=int(meta[f"{arch}.embedding_length"]),
-                          ffn_dim=int(meta[f"{arch}.feed_forward_length"]),
-                          max_seq_len=int(meta.get(f"{arch}.context_length", 2048)),
-                          norm_eps=float(meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
-                          rope_theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
-                          tie_embeddings="output.weight" not in tensors,
-                          attn_bias="blk.0.attn_q.bias" in tensors)
-    except KeyError as e:
-        raise ValueError(f"{path}: missing GGUF metadata or tensor {e}") from None
+    def num(key, kind, default=None):  # a metadata value of the expected kind, or a ValueError
+        value = meta.get(f"{arch}.{key}", default)
+        if value is None:
+            raise ValueError(f"{path}: missing GGUF metadata '{arch}.{key}'")
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            raise ValueError(f"{path}: GGUF metadata '{arch}.{key}': expected {kind.__name__}, got {value!r}")
+        return kind(value)
+
+    if "token_embd.weight" not in tensors:
+        raise ValueError(f"{path}: missing GGUF tensor 'token_embd.weight'")
+    n_layer = num("block_count", int)
+    blocks = {name.split(".")[1] for name in tensors if name.startswith("blk.")}
+    if n_layer != len(blocks):   # checked before any per-layer work: the count is the file's claim
+        raise ValueError(f"{path}: '{arch}.block_count' is {n_layer}, the file holds tensors of "
+                         f"{len(blocks)} blocks")
+    n_head = num("attention.head_count", int)
+    cfg = ModelConfig(arch="llama", vocab_size=int(tensors["token_embd.weight"][1][0]),
+                      n_layer=n_layer, n_head=n_head, n_kv_head=num("attention.head_count_kv", int, n_head),
+                      d_model=num("embedding_length", int), ffn_dim=num("feed_forward_length", int),
+                      max_seq_len=num("context_length", int, 2048),
+                      norm_eps=num("attention.layer_norm_rms_epsilon", float, 1e-6),
+                      rope_theta=num("rope.freq_base", float, 10000.0),
+                      tie_embeddings="output.weight" not in tensors,
+                      attn_bias="blk.0.attn_q.bias" in tensors)
     dims = meta.get(f"{arch}.rope.dimension_count", cfg.head_dim)
     if dims != cfg.head_dim:
         raise ValueError(f"{path}: partial rotary (rope.dimension_count {dims} != head dim {cfg.head_dim}) is not supported")
@@ -290,3 +314,6 @@ def load_gguf(path, dequantize=False):
         quantized["model.embed_tokens.weight"] = GGMLLinear(
             embd_type, np.ascontiguousarray(raw.view(dtype).reshape(embd_shape[0], embd_shape[1] // bs)))
     return Transformer(cfg, params=params, quantized=quantized), tokenizer
+
+
+gguf_name = _gguf_name

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from ..io.atomic import atomic_write
+from ..io.jsonl import read_json
 from ..io.safetensors import load_safetensors, save_safetensors
 from ..model import NAMES, ModelConfig, Transformer
 from ..tokenizer import BPETokenizer, bpe_io
@@ -65,6 +66,8 @@ def config_from_hf(hf):
         if hf["rope_parameters"].get("rope_type", "default") != "default" and "rope_scaling" not in fields:
             fields["rope_scaling"] = dict(hf["rope_parameters"])
     window = hf.get("sliding_window") if hf.get("use_sliding_window", model_type == "mistral") else None
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
+        raise ValueError(f"config.json: sliding_window: expected an int, got {window!r}")
     if window:
         fields["max_seq_len"] = min(int(window), int(fields.get("max_seq_len", window)))
     if model_type == "qwen2":
@@ -111,8 +114,11 @@ def _read_tensors(folder):
     if os.path.exists(single):
         return load_safetensors(single)
     if os.path.exists(index):
-        with open(index) as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
+        weight_map = read_json(index, dict).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) and os.path.basename(v) == v
+                                                       for v in weight_map.values()):
+            raise ValueError(f"{index}: expected 'weight_map' to map tensor names to file names in {folder}")
+        shards = sorted(set(weight_map.values()))
         tensors = {}
         for shard in shards:
             tensors.update(load_safetensors(os.path.join(folder, shard)))
@@ -124,11 +130,7 @@ def _read_config(folder):
     cfg_path = os.path.join(folder, "config.json")
     if not os.path.exists(cfg_path):
         raise FileNotFoundError(f"{folder}: no config.json")
-    with open(cfg_path) as f:
-        try:
-            return config_from_hf(json.load(f))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_path}: corrupt JSON: {e}") from None
+    return config_from_hf(read_json(cfg_path, dict))
 
 
 def load_hf(folder):

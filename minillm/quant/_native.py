@@ -39,12 +39,39 @@ def _buf(a, dtype, name, size):
     return ptr
 
 
+def _layout(fmt, N, K, G):
+    """(row_bytes, n_scales, has_zero) that csrc/quant.c's get_layout reads for a weight (N, K) in fmt:
+    the C code derives its strides from fmt, K and G alone, so the caller's arrays must match them
+    exactly (a row_bytes or n_scales that agrees only with the arrays would let it read past them)."""
+    if fmt == "int8":
+        return K, N, False                          # one scale per row
+    if fmt == "int4":
+        return K // 2, N * (K // G), True           # a scale and a zero point per group of G
+    if fmt == "nf4":
+        return K // 2, N * (K // NF4_BLOCK), False  # one absmax per block
+    dtype, bs = GGML_BLOCKS[fmt]
+    return K // bs * dtype.itemsize, 0, False       # the scales live inside the blocks
+
+
 def _x_buf(x, K):  # x (M, K) float32, C-contiguous -> pointer
     if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != K \
             or not x.flags.c_contiguous:
         raise TypeError(f"x: expected a C-contiguous float32 array of shape (M, {K}), got "
                         f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}")
     return f32(x, "x")
+
+
+def _blocks(fmt, blocks):
+    """blocks (N, K / block) of fmt's block dtype, C-contiguous, else a TypeError: the kernels take
+    K from the shape, so a uint8 array (N, row bytes) read as (N, K / block) blocks would run past
+    its end."""
+    dtype = GGML_BLOCKS[fmt][0]
+    if not isinstance(blocks, np.ndarray) or blocks.dtype != dtype or blocks.ndim != 2:
+        raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got "
+                        f"{type(blocks).__name__} {getattr(blocks, 'dtype', '')} {getattr(blocks, 'shape', '')}")
+    if not blocks.flags.c_contiguous:
+        raise TypeError(f"blocks: expected a C-contiguous array, got strides {blocks.strides}")
+    return blocks
 
 
 class Kernel:
@@ -60,17 +87,25 @@ class Kernel:
                 else self.K % (NF4_BLOCK if fmt == "nf4" else GGML_BLOCKS[fmt][1]) == 0)
         if not fits:   # what csrc/quant.c's get_layout accepts
             raise ValueError(f"K={self.K} does not fit {fmt} (group_size={G}): rows must be whole blocks")
+        want_rb, want_ns, has_zero = _layout(fmt, self.N, self.K, G)
+        if (int(row_bytes), int(n_scales or 0)) != (want_rb, want_ns) or self.N < 0:
+            raise ValueError(f"row_bytes, n_scales: {fmt} with N={self.N}, K={self.K} needs {want_rb}, {want_ns}, "
+                             f"got {row_bytes}, {n_scales}")
+        if (scale is None) != (want_ns == 0) or (zero is None) == has_zero:
+            raise ValueError(f"scale, zero: {fmt} needs {'a scale array' if want_ns else 'no scale'} and "
+                             f"{'a zero array' if has_zero else 'no zero'}, got "
+                             f"{type(scale).__name__}, {type(zero).__name__}")
         w8 = w.view(np.uint8) if isinstance(w, np.ndarray) and w.dtype != np.uint8 and w.flags.c_contiguous else w
-        self.w = _buf(w8, np.uint8, "w", self.N * row_bytes)
-        self.scale = ffi.NULL if scale is None else _buf(scale, np.float32, "scale", 4 * n_scales)
-        self.zero = ffi.NULL if zero is None else _buf(zero, np.uint8, "zero", n_scales)
+        self.w = _buf(w8, np.uint8, "w", self.N * want_rb)
+        self.scale = ffi.NULL if scale is None else _buf(scale, np.float32, "scale", 4 * want_ns)
+        self.zero = ffi.NULL if zero is None else _buf(zero, np.uint8, "zero", want_ns)
         # what decode_step (kernels.native) reads: the same pointers, and W for its NumPy reference
         self.decode_weight = QuantizedWeight(self.N, self.K, self.fid, self.group_size, self.w, self.scale,
                                              self.zero, lambda: self.dequant_rows(0, self.N))
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        if lib.quant_matmul(self.fid, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
+        if lib.quant_matmul(self.fid, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K,
                             self.N, self.w, self.scale, self.zero, self.group_size):
             raise ValueError(f"quant_matmul: invalid sizes for {self.fmt} (K={self.K}, group_size={self.group_size})")
         return out
@@ -79,7 +114,7 @@ class Kernel:
         if not 0 <= n0 <= n1 <= self.N:
             raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
         out = np.empty((n1 - n0, self.K), dtype=np.float32)
-        if lib.quant_dequant_rows(self.fid, f32(out, "out"), n0, n1, self.K, self.w, self.scale,
+        if lib.quant_dequant_rows(self.fid, f32(out, "out", None, True), n0, n1, self.K, self.w, self.scale,
                                   self.zero, self.group_size):
             raise ValueError(f"quant_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
         return out
@@ -101,7 +136,7 @@ def matmul_int8_vnni(x, q, scale):  # x (M, K) float32, q (N, K) int8, scale (N,
     if K % 64:
         raise ValueError(f"x: the VNNI path needs K % 64 == 0, got K={K}")
     out = np.empty((M, N), dtype=np.float32)
-    rc = lib.quant_matmul_int8_vnni(f32(out, "out"), _x_buf(x, K), M, K, N,
+    rc = lib.quant_matmul_int8_vnni(f32(out, "out", None, True), _x_buf(x, K), M, K, N,
                                     _buf(q, np.int8, "q", N * K), _buf(scale, np.float32, "scale", 4 * N))
     if rc:
         raise MemoryError("quant_matmul_int8_vnni: allocation failed")
@@ -124,7 +159,7 @@ class Int4Q8Kernel:
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N)
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        if lib.quant_matmul_int4_q8(f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K, self.N,
+        if lib.quant_matmul_int4_q8(f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K, self.N,
                                     self.packed, self.scale, self.zero, self.group_size):
             raise MemoryError("quant_matmul_int4_q8: allocation failed")
         return out
@@ -144,13 +179,14 @@ class GGMLQ8Kernel:
     def __init__(self, fmt, blocks):  # blocks (N, K / block) of the format's block dtype
         if fmt not in Q8X_FORMATS:
             raise ValueError(f"fmt: the int8-activation path covers q8_0, q4_0, q4_K, q6_K, got {fmt!r}")
+        blocks = _blocks(fmt, blocks)
         self.fid, self.N = FMT_ID[fmt], blocks.shape[0]
-        self.K = blocks.shape[1] * (32 if fmt in ("q8_0", "q4_0") else 256)
+        self.K = blocks.shape[1] * GGML_BLOCKS[fmt][1]
         self.w = _buf(blocks.view(np.uint8), np.uint8, "blocks", blocks.nbytes)
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N), or None without the integer path
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        rc = lib.quant_matmul_q8x(self.fid, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
+        rc = lib.quant_matmul_q8x(self.fid, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K,
                                   self.N, self.w)
         if rc == -2:
             return None
@@ -170,9 +206,7 @@ class GGMLBlockKernel(Kernel):
         if act_int8 and fmt not in INT8_ROWS:
             raise ValueError(f"fmt: int8 activations cover {INT8_ROWS}, got {fmt!r}")
         dtype, bs = GGML_BLOCKS[fmt]
-        if not isinstance(blocks, np.ndarray) or blocks.dtype != dtype or blocks.ndim != 2:
-            raise TypeError(f"blocks: expected a 2-D array of the {fmt} block dtype, got "
-                            f"{type(blocks).__name__} {getattr(blocks, 'dtype', '')} {getattr(blocks, 'shape', '')}")
+        blocks = _blocks(fmt, blocks)
         self.fmt, self.type = fmt, GGML_TYPES[fmt].id
         self.N, self.K, self.group_size = blocks.shape[0], blocks.shape[1] * bs, 0
         weights, nbytes = ffi.new("int64_t*"), ffi.new("int64_t*")
@@ -181,8 +215,6 @@ class GGMLBlockKernel(Kernel):
                              f"differs from formats.py's ({bs}, {dtype.itemsize})")
         self.type |= lib.GGML_ACT_INT8 if act_int8 else 0      # the kernels read the flag from the type
         self.fid = lib.GGML_DECODE_FMT + self.type
-        if not blocks.flags.c_contiguous:
-            raise TypeError(f"blocks: expected a C-contiguous array, got strides {blocks.strides}")
         self.w = _buf(blocks.view(np.uint8), np.uint8, "blocks", blocks.size * dtype.itemsize)
         self.scale = self.zero = ffi.NULL
         self.decode_weight = QuantizedWeight(self.N, self.K, self.fid, 0, self.w, self.scale, self.zero,
@@ -190,7 +222,7 @@ class GGMLBlockKernel(Kernel):
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        if lib.ggml_matmul(self.type, f32(out, "out"), _x_buf(x, self.K), x.shape[0], self.K,
+        if lib.ggml_matmul(self.type, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K,
                            self.N, self.w):
             raise ValueError(f"ggml_matmul: invalid sizes for {self.fmt} (K={self.K})")
         return out
@@ -199,6 +231,6 @@ class GGMLBlockKernel(Kernel):
         if not 0 <= n0 <= n1 <= self.N:
             raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
         out = np.empty((n1 - n0, self.K), dtype=np.float32)
-        if lib.ggml_dequant_rows(self.type, f32(out, "out"), n0, n1, self.K, self.w):
+        if lib.ggml_dequant_rows(self.type, f32(out, "out", None, True), n0, n1, self.K, self.w):
             raise ValueError(f"ggml_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
         return out

@@ -31,7 +31,7 @@ def _class_table_ptr():
 def split(text_bytes, pattern_id):
     """End offsets (int64) of the pieces of UTF-8 `text_bytes` under built-in pattern `pattern_id`."""
     ends = np.empty(max(len(text_bytes), 1), dtype=np.int64)  # (n,) at most one piece per byte
-    k = lib.bpe_split(_class_table_ptr(), pattern_id, text_bytes, len(text_bytes), pointer(ends, np.int64))
+    k = lib.bpe_split(_class_table_ptr(), pattern_id, text_bytes, len(text_bytes), pointer(ends, np.int64, "ends", True))
     if k < 0:
         raise ValueError("split: text is not valid UTF-8 or the pattern id is unknown")
     return ends[:k]
@@ -63,7 +63,7 @@ class NativeMerger:
     def merge(self, piece):
         """Token ids of one piece of bytes, by the C merge loop (no cache)."""
         out = np.empty(max(len(piece), 1), dtype=np.int32)
-        k = lib.bpe_merge(self._m, piece, len(piece), pointer(out, np.int32))
+        k = lib.bpe_merge(self._m, piece, len(piece), pointer(out, np.int32, "out", True))
         return out[:k].tolist()
 
     def encode(self, text_bytes, pattern_id):
@@ -71,7 +71,7 @@ class NativeMerger:
         out = np.empty(max(len(text_bytes), 1), dtype=np.int32)  # (n,) at most one token per byte
         with self._lock:
             k = lib.bpe_encode(self._m, _class_table_ptr(), pattern_id, text_bytes, len(text_bytes),
-                               pointer(out, np.int32))
+                               pointer(out, np.int32, "out", True))
         if k < 0:
             raise ValueError("encode: text is not valid UTF-8 or the pattern id is unknown")
         return out[:k].tolist()
@@ -82,7 +82,7 @@ class NativeMerger:
         ends = np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)))  # (P,)
         out = np.empty(max(len(text), 1), dtype=np.int32)
         with self._lock:
-            k = lib.bpe_encode_pieces(self._m, text, pointer(ends, np.int64), len(pieces), pointer(out, np.int32))
+            k = lib.bpe_encode_pieces(self._m, text, pointer(ends, np.int64), len(pieces), pointer(out, np.int32, "out", True))
         if k < 0:
             raise MemoryError("bpe_encode_pieces failed")
         return out[:k].tolist()
@@ -107,8 +107,9 @@ def train_native(words, n_merges, next_id=256, progress=None, chunk=256):
     done = 0
     while done < n_merges:
         k = min(chunk, n_merges - done)  # in chunks, so a progress bar can move
-        got = lib.bpe_trainer_step(t, k, pointer(left[done:], np.int32), pointer(right[done:], np.int32),
-                                   pointer(cnt[done:], np.int64))
+        got = lib.bpe_trainer_step(t, k, pointer(left[done:], np.int32, "left", True),
+                                   pointer(right[done:], np.int32, "right", True),
+                                   pointer(cnt[done:], np.int64, "counts", True))
         if got < 0:
             raise MemoryError("bpe_trainer_step failed")
         done += got

@@ -22,23 +22,46 @@ GPT-2 files spell bytes as printable characters (bytes_to_unicode: printable Lat
 themselves, the other 68 bytes to U+0100...), so "Ġthe" is b" the".
 """
 import base64
-import gzip
 import hashlib
 import json
 import os
+import zlib
 
 from ..io.atomic import write_bytes_atomic
+from ..io.jsonl import parse_json
 from . import patterns
 
 MAGIC = "minillm-bpe 1"
+MAX_DECOMPRESSED = 1 << 28   # bytes a gzip'ed tokenizer file may expand to (o200k's ranks: 3.6 MB)
+NONE_RANK = 2**31 - 1        # csrc/bpe.c's "no merge" rank: a real rank must stay below it
 
 
-def _read_bytes(path, what):
+def _read_bytes(path, what, limit=MAX_DECOMPRESSED):
+    """The file's bytes, gunzipped when it starts with gzip's magic; at most `limit` bytes after
+    decompression (a few KB of gzip can expand to gigabytes), else a ValueError."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{what}: expected a path, got {type(path).__name__}")
     with open(path, "rb") as f:
         data = f.read()
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    if data[:2] != b"\x1f\x8b":
+        return data
+    out, size = [], 0
+    try:
+        while data:                            # one decompressor per gzip member, as gzip.decompress
+            d = zlib.decompressobj(wbits=31)
+            chunk = d.decompress(data, limit - size + 1)
+            out.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"{path}: decompresses to more than {limit} bytes; refusing to expand it")
+            if not d.eof:
+                raise ValueError(f"{path}: truncated gzip data")
+            data = d.unused_data.lstrip(b"\0")
+            if data[:2] != b"\x1f\x8b":
+                break                          # trailing garbage after the last member: ignored, as gzip does
+    except zlib.error as e:
+        raise ValueError(f"{path}: corrupt gzip data ({e})") from None
+    return b"".join(out)
 
 
 # ------------------------------------------------------------------------------ minillm format
@@ -100,7 +123,7 @@ def load(cls, path):
             a, b, c = map(int, lines[pos].split(" "))
             merges[(a, b)] = (k, c)
             pos += 1
-    except (IndexError, ValueError) as e:
+    except (IndexError, ValueError, RecursionError) as e:
         raise ValueError(f"{path}: malformed minillm BPE file near line {pos + 2}: {e}") from None
     by_bytes = {b: i for i, b in vocab.items()}
     byte_ids = [by_bytes.get(bytes([x]), -1) for x in range(256)]
@@ -124,6 +147,8 @@ def read_tiktoken_ranks(path):
             raise ValueError(f"{path}: line {n} is not a .tiktoken record ({e}): {line[:60]!r}") from None
         if token in ranks:
             raise ValueError(f"{path}: line {n}: token {token!r} appears twice")
+        if not 0 <= rank < NONE_RANK:
+            raise ValueError(f"{path}: line {n}: rank {rank} is outside [0, {NONE_RANK})")
         ranks[token] = rank
     if not ranks:
         raise ValueError(f"{path}: no .tiktoken records found")
@@ -135,19 +160,30 @@ def from_tiktoken(cls, path_or_ranks, pattern, special_tokens=None):
     for b, r in ranks.items():
         if not isinstance(b, bytes) or isinstance(r, bool) or not isinstance(r, int):
             raise TypeError(f"path_or_ranks: expected {{bytes: int}}, found {b!r}: {r!r}")
+        if not 0 <= r < NONE_RANK or not b:
+            raise ValueError(f"path_or_ranks: expected non-empty tokens with ranks in [0, {NONE_RANK}), "
+                             f"found {b[:20]!r}: {r}")
     missing = [x for x in range(256) if bytes([x]) not in ranks]
     if missing:
         raise ValueError(f"path_or_ranks: byte-level BPE needs all 256 single bytes; missing {missing[:8]}...")
     if len(set(ranks.values())) != len(ranks):
         raise ValueError("path_or_ranks: two tokens share a rank")
     # tiktoken merges any adjacent pair whose concatenation is a token, at that token's rank: enter
-    # every split (x, y) of every token, so the pair table answers exactly tiktoken's question
+    # every split (x, y) of every token, so the pair table answers exactly tiktoken's question.
+    # subtle: a split point k needs a token of length k and one of length len(t) - k, so only the
+    # lengths that occur are tried: trying every k costs O(len(t)^2) (one 400 KB token: minutes)
     merges = {}
+    lengths = sorted({len(t) for t in ranks})
+    have = set(lengths)
     for t, r in ranks.items():
-        for k in range(1, len(t)):
-            x, y = ranks.get(t[:k]), ranks.get(t[k:])
-            if x is not None and y is not None:
-                merges[(x, y)] = (r, r)
+        L = len(t)
+        for k in lengths:
+            if k >= L:
+                break
+            if L - k in have:
+                x, y = ranks.get(t[:k]), ranks.get(t[k:])
+                if x is not None and y is not None:
+                    merges[(x, y)] = (r, r)
     vocab = {r: b for b, r in ranks.items()}
     byte_ids = [ranks[bytes([x])] for x in range(256)]
     return cls(merges, vocab, pattern, special_tokens, byte_ids=byte_ids, whole_pieces=True)
@@ -225,12 +261,7 @@ def save_gpt2(tok, vocab_path, merges_path):
 
 
 def load_gpt2(cls, vocab_path, merges_path, pattern=patterns.GPT2, special_tokens=None):
-    try:
-        vocab = json.loads(_read_bytes(vocab_path, "vocab_path").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{vocab_path}: not a JSON vocabulary ({e})") from None
-    if not isinstance(vocab, dict):
-        raise ValueError(f"{vocab_path}: expected a JSON object {{token: id}}")
+    vocab = parse_json(_read_bytes(vocab_path, "vocab_path"), f"{vocab_path}: vocabulary", dict)
     lines = _read_bytes(merges_path, "merges_path").decode("utf-8").splitlines()
     lines = [ln for ln in lines if ln and not ln.startswith("#version")]
     if special_tokens is None:  # GPT-2 keeps <|endoftext|> in vocab.json
@@ -264,11 +295,10 @@ def save_hf(tok, path):
 def load_hf(cls, path, pattern=None):
     """The BPE subset of tokenizer.json: a byte-level BPE model; the Split regex becomes the pattern
     (GPT-2's if the pre-tokenizer is a bare ByteLevel with use_regex)."""
-    try:
-        doc = json.loads(_read_bytes(path, "path").decode("utf-8"))
-        model = doc["model"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a tokenizer.json ({e!r})") from None
+    doc = parse_json(_read_bytes(path, "path"), f"{path}: tokenizer.json", dict)
+    model = doc.get("model")
+    if not isinstance(model, dict):
+        raise ValueError(f"{path}: not a tokenizer.json (no 'model' object)")
     if model.get("type") != "BPE":
         raise ValueError(f"{path}: model type {model.get('type')!r} is not BPE")
     if pattern is None:

@@ -17,6 +17,7 @@ import os
 import regex
 
 from ..io.atomic import write_bytes_atomic
+from ..io.jsonl import read_json
 from . import bpe_io, spm_bpe
 from .bpe import BPETokenizer
 from .pretrained import ByteLevelCore, PretrainedTokenizer, SentencePieceCore
@@ -31,11 +32,7 @@ def _read_json(path, required=True):
         if required:
             raise FileNotFoundError(f"{path}: not found")
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
+    return read_json(path)                  # every JSON failure, deep nesting included: one ValueError
 
 
 def _token_content(value):
@@ -152,8 +149,18 @@ def _chat_template(folder, config):
 
 
 def tokenizer_from_hf(folder):
-    """PretrainedTokenizer of a Hugging Face folder holding tokenizer.json (+ tokenizer_config.json)."""
+    """PretrainedTokenizer of a Hugging Face folder holding tokenizer.json (+ tokenizer_config.json).
+    A file of the wrong shape (a list where an object belongs, a missing key, a string id) is one
+    ValueError naming the file, whichever field it is."""
     where = os.path.join(folder, "tokenizer.json")
+    try:
+        return _tokenizer_from_hf(folder, where)
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as e:
+        raise ValueError(f"{where}: malformed tokenizer.json or tokenizer_config.json "
+                         f"({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _tokenizer_from_hf(folder, where):
     doc = _read_json(where)
     if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
         raise ValueError(f"{where}: not a tokenizer.json (no model)")

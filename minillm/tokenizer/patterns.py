@@ -52,7 +52,37 @@ def resolve(pattern):
 
 @functools.lru_cache(maxsize=16)
 def compiled(pattern):
-    return regex.compile(pattern)
+    """regex.compile(pattern), after check_pattern for any pattern that is not built in."""
+    rx = regex.compile(pattern)
+    if pattern not in BUILTIN:
+        check_pattern(rx, "pattern")
+    return rx
+
+
+# Probe texts for check_pattern: runs of each kind of character the split patterns distinguish, each
+# followed by a character that makes a greedy match fail at the very end (where backtracking explodes).
+_PROBE_UNITS = ("a", "A", "aA", "1", "a1", " ", "\n", " \n", "\t", "!", "'", "a ", "a!", "\u00e9", "\u4e00", "\u0301")
+_PROBE_ENDS = ("", "!", " ", "a", "1", "\n", "\x00")
+PROBE_TIMEOUT = 0.05            # seconds per probe; the builtin patterns take ~10 us on each
+
+
+def check_pattern(rx, where):
+    r"""ValueError unless the compiled regex rx splits short and long runs of letters, digits,
+    spaces, newlines and punctuation in bounded time: a pattern read from a tokenizer file runs
+    over every text encoded, and one with catastrophic backtracking (e.g. `(\w|\w\w)+$|\s`,
+    exponential in the run length: seconds on 30 characters) would hang encode. The probes: every
+    unit repeated to 32 characters (exponential patterns blow up there) and to 2,000 (quadratic
+    and worse ones do), followed by end characters; ~50 ms for a sound pattern."""
+    for n, units, ends in ((32, _PROBE_UNITS, _PROBE_ENDS), (2000, _PROBE_UNITS, ("!", "\x00"))):
+        for unit in units:
+            for end in ends:
+                text = unit * (n // len(unit)) + end
+                try:
+                    rx.findall(text, timeout=PROBE_TIMEOUT * (1 if n < 100 else 4))
+                except TimeoutError:
+                    raise ValueError(f"{where}: the regex {rx.pattern[:120]!r} backtracks catastrophically "
+                                     f"(no answer within {PROBE_TIMEOUT * (1 if n < 100 else 4):g} s on "
+                                     f"{len(text)} characters {text[:12]!r}...); rejected") from None
 
 
 def split_reference(text, pattern):

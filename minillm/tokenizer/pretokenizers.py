@@ -17,6 +17,8 @@ import functools
 
 import regex
 
+from . import patterns
+
 _CONTRACTIONS_CS = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"  # case-insensitive, spelled out
 _GPT2 = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"""
 _LLAMA3 = (_CONTRACTIONS_CS + r"""|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
@@ -92,7 +94,9 @@ def name_of(exprs):
 
 @functools.lru_cache(maxsize=64)
 def _compiled(expr):
-    return regex.compile(expr)
+    rx = regex.compile(expr)
+    patterns.check_pattern(rx, "pre-tokenizer regex")     # read from a file: bound its running time
+    return rx
 
 
 def split(text, exprs):

@@ -158,6 +158,10 @@ def parse_model(data):
     model = parse_message(bytes(data))
     if 1 not in model:
         raise ValueError("no pieces (field 1) in the model")
+    # the pieces come first, then trainer_spec and normalizer_spec (every spm_train output has both):
+    # a file cut at a record boundary parses, so their absence is how a truncation shows
+    if 2 not in model or 3 not in model:
+        raise ValueError("no trainer_spec (field 2) or normalizer_spec (field 3): truncated?")
     pieces = []
     for raw in model[1]:
         sp = parse_message(raw)

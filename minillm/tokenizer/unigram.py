@@ -42,6 +42,10 @@ class UnigramTokenizer:
         if model_type not in ("unigram", "bpe"):
             raise ValueError(f"model_type: expected 'unigram' or 'bpe', got {model_type!r}")
         self.pieces = [(str(p), float(s), int(t)) for p, s, t in pieces]
+        for i, (p, s, t) in enumerate(self.pieces):   # as sentencepiece's model checks
+            if t not in (NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE) or not math.isfinite(s):
+                raise ValueError(f"pieces: piece {i} {p[:40]!r} has type {t} (expected 1..6) and score {s} "
+                                 f"(expected a finite number)")
         self.model_type = model_type
         self.byte_fallback = bool(byte_fallback)
         self.add_dummy_prefix = bool(add_dummy_prefix)
@@ -341,7 +345,7 @@ class UnigramTokenizer:
                 t, s, p = ln.split(" ", 2)
                 pieces.append((json.loads(p), float(s), int(t)))
             n = header.pop("n_pieces")
-        except (IndexError, ValueError, KeyError) as e:
+        except (IndexError, ValueError, KeyError, RecursionError, AttributeError) as e:
             raise ValueError(f"{path}: malformed minillm Unigram file: {e}") from None
         if n != len(pieces):
             raise ValueError(f"{path}: header says {n} pieces, file has {len(pieces)}")

@@ -72,7 +72,7 @@ def test_matmul_group_rejects_mismatched_lists_and_shapes():
     with pytest.raises(ValueError, match="same length"):
         native.matmul_group([np.zeros((1, 4), np.float32)], x, [])
     with pytest.raises(ValueError, match=r"ws\[1\].*\(\?, 8\)"):
-        native.matmul_group([np.zeros((1, 4), np.float32)] * 2, x,
+        native.matmul_group([np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32)], x,
                             [np.zeros((4, 8), np.float32), np.zeros((4, 7), np.float32)])
     with pytest.raises(ValueError, match=r"outs\[0\].*\(1, 4\)"):
         native.matmul_group([np.zeros((2, 4), np.float32)], x, [np.zeros((4, 8), np.float32)])

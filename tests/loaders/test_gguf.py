@@ -92,7 +92,7 @@ def test_tokenizer_metadata_round_trip(tmp_path):
 
 def test_errors(model, tmp_path):
     with pytest.raises(ValueError, match="dtype"):
-        save_gguf(model, tmp_path / "x.gguf", dtype="q3_K")
+        save_gguf(model, tmp_path / "x.gguf", dtype="q7_K")
     with pytest.raises(ValueError, match="Llama"):
         save_gguf(Transformer(ModelConfig.preset("gpt2-tiny")), tmp_path / "x.gguf")
     path = tmp_path / "m.gguf"

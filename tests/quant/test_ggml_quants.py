@@ -72,7 +72,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="multiple of 256"):
         quantize_blocks(np.zeros((2, 32), np.float32), "q4_K")
     with pytest.raises(ValueError, match="fmt"):
-        quantize_blocks(np.zeros((2, 32), np.float32), "q5_K")
+        quantize_blocks(np.zeros((2, 32), np.float32), "q7_K")
     with pytest.raises(ValueError, match="NaN"):
         quantize_blocks(np.full((1, 32), np.nan, np.float32), "q8_0")
     with pytest.raises(TypeError, match="block dtype"):
