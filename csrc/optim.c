@@ -1,6 +1,7 @@
-/* csrc/optim.c -- fused AdamW update (Loshchilov & Hutter 2019, Alg. 2).
- * Reference: minillm/kernels/reference.py:adamw_step. One pass over p, g, m, v instead of the
- * seven temporaries NumPy needs; bias corrections are folded into two scalars. */
+/* csrc/optim.c -- fused AdamW update (Loshchilov & Hutter 2019, Alg. 2), and the sum of squares
+ * that gradient clipping's global norm adds up.
+ * Reference: minillm/kernels/reference.py:adamw_step, sum_squares. One pass over p, g, m, v instead
+ * of the seven temporaries NumPy needs; bias corrections are folded into two scalars. */
 #include <math.h>
 #include "optim.h"
 
@@ -18,4 +19,13 @@ void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float l
         v[i] = vi;
         p[i] -= lr * ((mi * inv_bc1) / (sqrtf(vi * inv_bc2) + eps) + weight_decay * p[i]);
     }
+}
+
+/* sum_i x[i]^2 accumulated in double, as the reference's float64 dot: one read of x instead of
+ * NumPy's float64 copy of every gradient and a dot over it. */
+double sum_squares(const float* x, int64_t n) {
+    double total = 0.0;
+    #pragma omp parallel for simd reduction(+ : total) schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) total += (double)x[i] * (double)x[i];
+    return total;
 }

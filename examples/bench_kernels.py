@@ -233,6 +233,9 @@ def main():
           f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"
           + (f", torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else
              ", torch not installed"))
+    info = native.cpu_features()
+    print(f"CPU: {info['cpu']}; kernel variant {info['isa']} (MINILLM_ISA={info['requested']}); "
+          f"load {open('/proc/loadavg').read().split()[0] if os.path.exists('/proc/loadavg') else '?'}")
     sections = {"matmul": bench_matmul, "attention": bench_attention, "fused": bench_fused}
     chosen = sys.argv[1:] or list(sections)
     for name in chosen:

@@ -100,7 +100,9 @@ def main():
         return torch_worker(args.torch_worker, args.steps, threads)
 
     from minillm import ModelConfig, Transformer, kernels
-    print(f"kernels: {kernels.backend()}, threads: {threads}, batch {args.batch}, median of {args.steps} steps")
+    info = kernels.cpu_features()
+    print(f"CPU: {info['cpu']}; kernels: {kernels.backend()} ({info['isa']}), threads: {threads}, "
+          f"batch {args.batch}, median of {args.steps} steps")
     print(f"{'flavour':8} {'params':>8} {'minillm s/step':>15} {'torch s/step':>13} {'ratio':>6} "
           f"{'minillm tok/s':>14} {'torch tok/s':>12}")
     missing = False

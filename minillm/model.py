@@ -19,7 +19,7 @@ import numpy as np
 from .kernels.arith import ceil_div
 from .nn import (attention_backward, attention_forward, cross_entropy_backward, cross_entropy_forward,
                  embedding_backward, embedding_forward, gelu_backward, gelu_forward, layernorm_backward,
-                 layernorm_forward, linear_backward, linear_forward, linear_forward_group,
+                 layernorm_forward, linear_backward, linear_backward_group, linear_forward, linear_forward_group,
                  rmsnorm_backward, rmsnorm_forward, rope_backward, rope_forward, rope_parameters,
                  rope_tables, swiglu_backward, swiglu_forward)
 from .nn.attention import segment_bounds, segmented_attention_backward, segmented_attention_forward
@@ -440,10 +440,13 @@ class Transformer:
             dh2 = None
         dh_up, dw, db = linear_backward(dup, cache.up)
         put("up.w", dw), put("up.b", db)
-        dh2 = dh_up if dh2 is None else dh2 + dh_up                              # (B*T, C)
+        if dh2 is None:                                                          # (B*T, C)
+            dh2 = dh_up
+        else:                       # every array added to in place here is a fresh kernel output
+            dh2 += dh_up
         dx1, dw, db = self._norm_backward(dh2.reshape(B, T, C), cache.ln2)
         put("ln2.w", dw), put("ln2.b", db)
-        dx1 = dx1 + dy                                                           # residual
+        dx1 += dy                                                                # residual
         da2, dw, db = linear_backward(dx1.reshape(B * T, C), cache.o)
         put("o.w", dw), put("o.b", db)
         da = da2.reshape(B, T, H, D).transpose(0, 2, 1, 3)                       # (B, H, T, D)
@@ -458,21 +461,22 @@ class Transformer:
             put("q_norm.w", dw), put("q_norm.b", db)
             dk, dw, db = self._norm_backward(dk, cache.k_norm)
             put("k_norm.w", dw), put("k_norm.b", db)
-        dq2 = dq.transpose(0, 2, 1, 3).reshape(B * T, C)                         # (B*T, C)
-        dk2 = dk.transpose(0, 2, 1, 3).reshape(B * T, Hkv * D)                   # (B*T, Ckv)
-        dv2 = dv.transpose(0, 2, 1, 3).reshape(B * T, Hkv * D)
+        # the three head-major gradients land side by side in one (B*T, C+2Ckv) array (one copy)
+        dqkv = np.empty((B, T, H + 2 * Hkv, D), dtype=dq.dtype)                 # (B, T, H+2Hkv, D)
+        for d, lo, hi in ((dq, 0, H), (dk, H, H + Hkv), (dv, H + Hkv, H + 2 * Hkv)):
+            dqkv[:, :, lo:hi] = d.transpose(0, 2, 1, 3)
+        dqkv = dqkv.reshape(B * T, -1)
         if "qkv.w" in n:
-            dh2, dw, db = linear_backward(np.concatenate([dq2, dk2, dv2], axis=1), cache.proj[0])
+            dh2, dw, db = linear_backward(dqkv, cache.proj[0])
             put("qkv.w", dw), put("qkv.b", db)
-        else:
-            dh2 = 0
-            for role, d, c in zip("qkv", (dq2, dk2, dv2), cache.proj):
-                dh, dw, db = linear_backward(d, c)
+        else:  # separate q, k, v weights read the same input: one GEMM for all three gradients
+            dh2, dws, dbs = linear_backward_group(dqkv, cache.proj)
+            for role, dw, db in zip("qkv", dws, dbs):
                 put(role + ".w", dw), put(role + ".b", db)
-                dh2 = dh2 + dh
         dx, dw, db = self._norm_backward(dh2.reshape(B, T, C), cache.ln1)
         put("ln1.w", dw), put("ln1.b", db)
-        return dx + dx1, g                                                       # residual
+        dx += dx1                                                                # residual
+        return dx, g
 
     # ------------------------------------------------------------------ whole model
     def _forward(self, tokens, keep_caches=True, checkpoint=False, positions=None, attend=None,

@@ -79,8 +79,7 @@ class AdamW:
 
 def global_grad_norm(grads):
     """sqrt(sum of squares over every gradient), accumulated in float64."""
-    return math.sqrt(sum(float(np.dot(g.ravel().astype(np.float64, copy=False),
-                                      g.ravel().astype(np.float64, copy=False))) for g in grads.values()))
+    return math.sqrt(sum(kernels.sum_squares(g) for g in grads.values()))
 
 
 def clip_coefficient(norm, max_norm):

@@ -22,6 +22,11 @@ def backend():
     return "native" if _USE_NATIVE else "numpy"
 
 
+def cpu_features():
+    """The C kernels' variant and the CPU's features: native.cpu_features() (csrc/isa.h)."""
+    return native.cpu_features()
+
+
 _F32 = np.dtype(np.float32)
 
 
@@ -45,7 +50,8 @@ def _pick(name):
 _NATIVE = {name: _pick(name) for name in (
     "attention_forward", "attention_backward", "attention_decode", "paged_attention_decode",
     "layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward", "gelu_forward",
-    "gelu_backward", "swiglu_forward", "swiglu_backward", "rope", "cross_entropy", "adamw_step")}
+    "gelu_backward", "swiglu_forward", "swiglu_backward", "rope", "cross_entropy", "adamw_step",
+    "sum_squares")}
 
 
 def _run(name, args):
@@ -123,6 +129,11 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     return _run("adamw_step", (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step))
 
 
+def sum_squares(x):
+    """sum of x**2 in float64 precision (reference.sum_squares)."""
+    return _run("sum_squares", (x,))
+
+
 KERNELS = ["matmul", *_NATIVE]
 
 # decode_step (csrc/decode.c: one token through every block in one parallel region). Its NumPy
@@ -171,4 +182,4 @@ def matmul_group(outs, x, ws):
             matmul(out, x, w)
 
 
-__all__ = ["backend", "reference", "native", "matmul_group"] + KERNELS
+__all__ = ["backend", "cpu_features", "reference", "native", "matmul_group"] + KERNELS

@@ -7,6 +7,7 @@ pointer and _check) and raises ValueError/TypeError, so a kernel never reads or 
 tokenizer/_native_bpe.py too) hands an array to C.
 """
 import os
+import platform
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -20,10 +21,46 @@ from .arith import ceil_div
 # region. Must be set before libgomp loads with the extension; a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# MINILLM_ISA picks the kernel variant the extension runs (csrc/isa.h: avx512, avx2, generic; auto,
+# the default, is the best this CPU has). The extension reads it once, when it loads.
+ISA_CHOICES = ("auto", "avx512", "avx2", "generic")
+_ISA_REQUEST = os.environ.get("MINILLM_ISA", "auto").lower() or "auto"
+if _ISA_REQUEST not in ISA_CHOICES:
+    raise ValueError(f"MINILLM_ISA: expected one of {', '.join(ISA_CHOICES)}, got {_ISA_REQUEST!r}")
+os.environ["MINILLM_ISA"] = _ISA_REQUEST
+
 try:
     from minillm._native import ffi, lib
 except ImportError:  # no compiler at install time, or a source checkout that was never built
     ffi = lib = None
+
+# bit i of lib.isa_cpu_features() (the order of csrc/isa.c's cpu_features)
+ISA_FEATURE_NAMES = ("sse4.2", "avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw", "avx512dq",
+                     "avx512vl", "avx512cd", "avx512vnni", "avx512bf16", "amx-tile", "x86-64-v3",
+                     "x86-64-v4")
+
+
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo on Linux, else platform.processor()), for benchmark tables."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_features():
+    """{'isa': the kernel variant in use ('avx512', 'avx2', 'generic'; 'native' for a single-variant
+    build; None without the extension), 'requested': MINILLM_ISA, 'features': the CPU's features
+    among ISA_FEATURE_NAMES, 'cpu': cpu_model()}."""
+    if lib is None:
+        return {"isa": None, "requested": _ISA_REQUEST, "features": [], "cpu": cpu_model()}
+    mask = lib.isa_cpu_features()
+    return {"isa": ffi.string(lib.isa_selected()).decode(), "requested": _ISA_REQUEST,
+            "features": [n for i, n in enumerate(ISA_FEATURE_NAMES) if mask >> i & 1], "cpu": cpu_model()}
 
 
 _F32, _I32 = np.dtype(np.float32), np.dtype(np.int32)
@@ -110,6 +147,10 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
 
 
 # ------------------------------------------------------------------------------------ validation
+def sum_squares(x):
+    return float(lib.sum_squares(f32(x, "x"), x.size))
+
+
 def _shape(a, name, shape):
     """a.shape must equal shape; entries that are None match anything."""
     if not isinstance(a, np.ndarray):

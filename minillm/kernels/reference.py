@@ -213,6 +213,12 @@ def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     p -= lr * (m_hat / (np.sqrt(v_hat) + eps) + weight_decay * p)
 
 
+def sum_squares(x):
+    """sum of x**2 over every element, accumulated in float64 (a gradient's squared L2 norm)."""
+    x64 = np.asarray(x).ravel().astype(np.float64, copy=False)
+    return float(np.dot(x64, x64))
+
+
 # ----------------------------------------------------------------------------------- decode step
 def _dense(w):  # a decode weight -> (N, K): a float array, or a QuantizedWeight (kernels.native)
     return w if isinstance(w, np.ndarray) else w.dequantize()

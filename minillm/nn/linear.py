@@ -29,3 +29,21 @@ def linear_backward(dy, cache):  # (N, Cout) -> dx (N, Cin), dw (Cout, Cin), db 
     dw = dy.T @ x                                                        # (Cout, Cin)
     db = dy.sum(axis=0) if has_bias else None                            # (Cout,)
     return dx, dw, db
+
+
+def linear_backward_group(dy, caches):  # (N, sum Cout_i) -> dx (N, Cin), [dw_i (Cout_i, Cin)], [db_i or None]
+    """linear_backward for several linear layers that read the same x (linear_forward_group's
+    caches), with their output gradients side by side in the columns of dy. One GEMM gives all
+    weight gradients (dy^T x, split by rows: each dw_i is a contiguous block of it) and one gives
+    dx (dy against the stacked weights), instead of one small, poorly threaded GEMM per layer."""
+    x, ws = caches[0][0], [c[1] for c in caches]
+    if any(c[0] is not x for c in caches):
+        raise ValueError("caches: the layers of a group must share their input x")
+    if dy.shape[1] != sum(w.shape[0] for w in ws):
+        raise ValueError(f"dy: expected {sum(w.shape[0] for w in ws)} columns, got {dy.shape[1]}")
+    dx = dy @ np.concatenate(ws)                                         # (N, Cin)
+    dw = dy.T @ x                                                        # (sum Cout_i, Cin)
+    db = dy.sum(axis=0) if any(c[2] for c in caches) else None           # (sum Cout_i,)
+    bounds = np.cumsum([0] + [w.shape[0] for w in ws])
+    return (dx, [dw[lo:hi] for lo, hi in zip(bounds, bounds[1:])],
+            [db[lo:hi] if c[2] else None for c, lo, hi in zip(caches, bounds, bounds[1:])])

@@ -385,3 +385,21 @@ def test_dispatched_matmul_is_correct_on_both_sides_of_the_rule(M):
     out = np.empty((M, 70), np.float32)
     K.matmul(out, x, w)
     np.testing.assert_allclose(out, x @ w.T, rtol=1e-5, atol=1e-6 * 300)  # K-term sums, as above
+
+
+# ----------------------------------------------------------------------------------- sum of squares
+@SETTINGS
+@given(n=st.integers(0, 200_000), seed=seeds)
+def test_sum_squares_matches_reference(n, seed):
+    # gradient clipping's global norm: both accumulate in double; only the summation order differs
+    x = randn(np.random.default_rng(seed), n) * np.float32(3.0)
+    got, want = native.sum_squares(x), reference.sum_squares(x)
+    assert isinstance(got, float)
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-30)
+
+
+def test_sum_squares_rejects_bad_input():
+    with pytest.raises(TypeError, match="x: expected float32"):
+        native.sum_squares(np.ones(4))
+    with pytest.raises(ValueError, match="x: expected a C-contiguous array"):
+        native.sum_squares(np.ones((4, 4), np.float32)[:, 1])

@@ -155,3 +155,38 @@ def test_layers_match_torch_autograd():
     tx = torch.tensor(x, requires_grad=True)
     F.gelu(tx, approximate="tanh").backward(torch.tensor(dy))
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(N=st.integers(1, 40), Cin=st.integers(1, 24), couts=st.lists(st.integers(1, 20), min_size=1, max_size=3),
+       bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_linear_backward_group_equals_one_backward_per_layer(N, Cin, couts, bias, seed):
+    # q, k, v (or any layers reading the same x): one GEMM for all weight gradients, one for dx
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, Cin)).astype(np.float32)
+    ws = [rng.standard_normal((c, Cin)).astype(np.float32) for c in couts]
+    bs = [rng.standard_normal(c).astype(np.float32) if bias else None for c in couts]
+    caches = [c for _, c in nn.linear_forward_group(x, ws, bs)]
+    dy = rng.standard_normal((N, sum(couts))).astype(np.float32)
+    dx, dws, dbs = nn.linear_backward_group(dy, caches)
+    want_dx = 0
+    for i, (lo, c) in enumerate(zip(np.cumsum([0] + couts), caches)):
+        wdx, wdw, wdb = nn.linear_backward(np.ascontiguousarray(dy[:, lo:lo + couts[i]]), c)
+        want_dx = want_dx + wdx
+        np.testing.assert_allclose(dws[i], wdw, rtol=1e-5, atol=1e-5 * N)
+        assert dws[i].flags.c_contiguous and dws[i].shape == ws[i].shape
+        if bias:
+            np.testing.assert_allclose(dbs[i], wdb, rtol=1e-5, atol=1e-5 * N)
+        else:
+            assert dbs[i] is None
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-5 * sum(couts))
+
+
+def test_linear_backward_group_rejects_mismatched_input():
+    x = np.ones((3, 4), np.float32)
+    caches = [c for _, c in nn.linear_forward_group(x, [np.ones((2, 4), np.float32)] * 2, [None, None])]
+    with pytest.raises(ValueError, match="dy: expected 4 columns, got 5"):
+        nn.linear_backward_group(np.ones((3, 5), np.float32), caches)
+    other = nn.linear_forward(x.copy(), np.ones((2, 4), np.float32))[1]
+    with pytest.raises(ValueError, match="caches: the layers of a group must share their input x"):
+        nn.linear_backward_group(np.ones((3, 4), np.float32), [caches[0], other])

@@ -1,0 +1,130 @@
+"""One build, several instruction sets (csrc/isa.h): every kernel variant this CPU can run gives the
+results of the variant chosen by default, on the same inputs.
+
+The variant is fixed when the extension loads, so each forced variant (MINILLM_ISA=avx2, generic)
+runs this file as a script in a child process, which writes its results to an .npz; the test
+compares them with the default variant's results in this process. Tolerances: summation order
+(16 vs 8 lanes, FMA contraction) only; the integer (VNNI vs maddubs) product is exact.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minillm import kernels
+from minillm.kernels import native
+
+pytestmark = pytest.mark.skipif(native.lib is None, reason="native kernels not built")
+
+ORDER = ("avx512", "avx2", "generic")
+
+
+def compute():
+    """{name: output} of the native kernels on fixed inputs: both matmul paths, attention forward,
+    backward and decode, norms, activations, cross-entropy, AdamW, rope, the int8 product."""
+    rng = np.random.default_rng(0)
+    r = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
+    res = {}
+    for M, K, N in ((3, 300, 77), (130, 700, 200)):         # small-M tiles; blocked, 2 K blocks
+        x, w = r(M, K), r(N, K)
+        res[f"matmul{M}"] = np.zeros((M, N), np.float32)
+        native.matmul(res[f"matmul{M}"], x, w)
+    B, H, T, D = 2, 4, 40, 64
+    q, k, v, dout = r(B, H, T, D), r(B, H, T, D), r(B, H, T, D), r(B, H, T, D)
+    out, lse = np.zeros_like(q), np.zeros((B, H, T), np.float32)
+    native.attention_forward(out, lse, q, k, v, 0.125)
+    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    native.attention_backward(dq, dk, dv, dout, q, k, v, out, lse, 0.125)
+    res.update(out=out, lse=lse, dq=dq, dk=dk, dv=dv)
+    dec = np.zeros((B, H, D), np.float32)
+    native.attention_decode(dec, r(B, H, D), k, v, np.array([T, 7], np.int32), 0.125)
+    res["decode"] = dec
+    N, C = 37, 200
+    x, w, b, dy = r(N, C), r(C), r(C), r(N, C)
+    y, mean, rstd = np.zeros((N, C), np.float32), np.zeros(N, np.float32), np.zeros(N, np.float32)
+    native.layernorm_forward(y, mean, rstd, x, w, b, 1e-5)
+    dx, dw, db = np.zeros_like(x), np.zeros_like(w), np.zeros_like(b)
+    native.layernorm_backward(dx, dw, db, dy, x, w, mean, rstd)
+    res.update(ln=y, ln_dx=dx, ln_dw=dw, ln_db=db)
+    y2, rstd2 = np.zeros_like(x), np.zeros(N, np.float32)
+    native.rmsnorm_forward(y2, rstd2, x, w, 1e-5)
+    dx2, dw2 = np.zeros_like(x), np.zeros_like(w)
+    native.rmsnorm_backward(dx2, dw2, dy, x, w, rstd2)
+    res.update(rms=y2, rms_dx=dx2, rms_dw=dw2)
+    a, g = r(1001), r(1001)
+    for name, args in (("gelu", (a,)), ("gelu_bwd", (g, a)), ("swiglu", (a, g))):
+        res[name] = np.zeros_like(a)
+        getattr(native, {"gelu": "gelu_forward", "gelu_bwd": "gelu_backward", "swiglu": "swiglu_forward"}[name])(
+            res[name], *args)
+    logits, targets = r(33, 517), rng.integers(0, 517, 33).astype(np.int32)
+    loss, dlogits = np.zeros(33, np.float32), np.zeros_like(logits)
+    native.cross_entropy(loss, dlogits, logits, targets, 1e-4, 1.0 / 33)
+    res.update(ce=loss, ce_grad=dlogits)
+    p, m, s = r(999), np.zeros(999, np.float32), np.zeros(999, np.float32)
+    for step in (1, 2):
+        native.adamw_step(p, r(999), m, s, 1e-3, 0.9, 0.95, 1e-8, 0.1, step)
+    res["adamw"] = p
+    cos, sin = r(T, D // 2), r(T, D // 2)
+    res["rope"] = np.zeros_like(q)
+    native.rope(res["rope"], q, cos, sin)
+    if hasattr(native.lib, "quant_matmul_int8_vnni"):
+        from minillm.quant import _native as qn   # above kernels in the layering: tests only
+        codes = rng.integers(-127, 128, (40, 256)).astype(np.int8)
+        res["int8"] = qn.matmul_int8_vnni(r(5, 256), codes, np.abs(r(40)) + 0.1)
+    return res
+
+
+def run_variant(isa, tmp_path):
+    """compute() under MINILLM_ISA=isa in a child process: (variant it reports, results)."""
+    path = tmp_path / f"{isa}.npz"
+    env = dict(os.environ, MINILLM_ISA=isa)
+    done = subprocess.run([sys.executable, __file__, str(path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    data = np.load(path)
+    return str(data["isa"]), {k: data[k] for k in data.files if k != "isa"}
+
+
+def test_cpu_features_reports_the_variant():
+    info = kernels.cpu_features()
+    assert info["isa"] in ORDER + ("native",)
+    if info["isa"] == "avx512":
+        assert {"avx512f", "avx512bw", "avx512vl", "avx512vnni", "x86-64-v4"} <= set(info["features"])
+    if info["isa"] == "avx2":
+        assert {"avx2", "fma", "f16c"} <= set(info["features"])
+
+
+def test_forcing_a_variant_the_cpu_lacks_falls_back(tmp_path):
+    info = kernels.cpu_features()
+    if info["isa"] not in ORDER or info["requested"] != "auto":
+        pytest.skip("needs the multi-variant build under MINILLM_ISA=auto")
+    isa, _ = run_variant("avx512", tmp_path)      # the best the CPU has, never more
+    assert isa == info["isa"]
+
+
+def test_bad_isa_request_is_a_clear_error():
+    env = dict(os.environ, MINILLM_ISA="avx9")
+    done = subprocess.run([sys.executable, "-c", "import minillm.kernels"], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode != 0 and "MINILLM_ISA: expected one of auto, avx512, avx2, generic, got 'avx9'" in done.stderr
+
+
+@pytest.mark.parametrize("isa", ["avx2", "generic"])
+def test_lower_variants_match_the_default(isa, tmp_path):
+    info = kernels.cpu_features()
+    if info["isa"] not in ORDER or info["requested"] != "auto":
+        pytest.skip("needs the multi-variant build under MINILLM_ISA=auto")
+    if ORDER.index(isa) <= ORDER.index(info["isa"]):
+        pytest.skip(f"{isa} is not below this CPU's default variant {info['isa']}")
+    got_isa, got = run_variant(isa, tmp_path)
+    assert got_isa == isa
+    want = compute()
+    assert sorted(got) == sorted(want)
+    for name in want:
+        scale = float(np.abs(want[name]).max()) or 1.0
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-4, atol=2e-5 * scale, err_msg=name)
+
+
+if __name__ == "__main__":   # the child process of run_variant
+    np.savez(sys.argv[1], isa=kernels.cpu_features()["isa"], **compute())
