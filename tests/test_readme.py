@@ -32,6 +32,18 @@ NOT_RUN = {
     "minillm generate --model $SMOL": "SmolLM2 (tests/loaders/test_real_model.py)",
     "pytest -q -m fuzz tests/fuzz": "the fuzz suite itself: the test run includes tests/fuzz at this budget",
     "MINILLM_FUZZ_": "longer fuzz budgets (minutes; tests/fuzz runs the same tests at the CI budget)",
+    "minillm imatrix --model $SMOL": "SmolLM2, minutes on 2 cores (tests/quant/test_imatrix.py runs the command "
+                                     "end to end)",
+    "minillm quantize --model $SMOL": "SmolLM2 (tests/quant/test_mixes.py: every mix, with and without an imatrix)",
+    "minillm chat --model smol-Q4_K_M.gguf": "needs the file the previous command writes (tests/loaders/"
+                                             "test_real_model.py chats with SmolLM2)",
+    "M=$(": "sets a shell variable for the commands after it (each command here runs in its own shell)",
+    "minillm eval --model $M": "SmolLM2 (tests/inference/test_perplexity.py runs `minillm eval` on it)",
+    "minillm quantize --model $M": "SmolLM2 (tests/quant/test_mixes.py)",
+    "minillm eval --model smol-q4_0.gguf": "needs the file the previous command writes "
+                                          "(tests/inference/test_perplexity.py: --ref and --json)",
+    "python examples/quantization_report.py": "the report itself (tens of minutes)",
+    "python examples/speculative_real.py": "a benchmark (minutes; tests/inference/test_speculative_real.py)",
 }
 
 
