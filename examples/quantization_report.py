@@ -65,9 +65,18 @@ def split_text():
     return "\n\n".join(docs[:len(docs) // 2]), "\n\n".join(docs[len(docs) // 2:])
 
 
+def model_mb(model):
+    """MB of the weights as stored: a tied head's quantized blocks replace the float32 table's bytes
+    (the file holds the embedding once)."""
+    table = sum(model.params[n].nbytes for n in model.quantized if n in model.params)
+    return (weight_bytes(model) - table) / 1e6
+
+
 def bits_per_weight(model, label):
-    """Mean bits per weight over the quantized matrices (INT3: information content, see the docstring)."""
-    q = model.quantized.values()
+    """Mean bits per weight over the quantized matrices (INT3: information content, see the docstring).
+    A tied head's blocks (the embedding, also kept as a float32 lookup table) count as the embedding,
+    not as one more matrix: model_mb below counts the table once."""
+    q = [l for name, l in model.quantized.items() if name not in model.params]
     n = sum(l.shape[0] * l.shape[1] for l in q)
     # INT3 codes sit in 4-bit nibbles: count 3 bits + a float32 scale and a uint8 zero per group
     bpw = [3.0 + 40.0 / GROUP if label.startswith("INT3") and l.fmt == "int4" else l.bits_per_weight for l in q]
@@ -99,7 +108,7 @@ def build(label, args, ref_model, calib):
 def measure(label, model, windows, ref_logp, prompt, args, seconds):
     s = score_windows(model_logits(model), windows, ref_logp=ref_logp)
     return {"label": label, "bpw": 32.0 if label == "F32" else bits_per_weight(model, label),
-            "mb": weight_bytes(model) / 1e6, "ppl": s.ppl, "kl": float(s.kl.mean()), "top1": float(s.top1.mean()),
+            "mb": model_mb(model), "ppl": s.ppl, "kl": float(s.kl.mean()), "top1": float(s.top1.mean()),
             "dppl": 100 * (s.ppl / s.ppl_ref - 1), "ci": bootstrap_dppl(s.nll, s.ref_nll)[1:],
             "nll": s.nll.tolist(), "tok_s": decode_speed(model, prompt, args.decode_tokens), "build_s": seconds}
 
