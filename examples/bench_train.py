@@ -48,8 +48,10 @@ def bench_minillm(model, x, y, n):
     return time_steps(step, n)
 
 
-def torch_worker(folder, n, threads):
-    """Runs in a child process: times the PyTorch step on the weights and batch in `folder`."""
+def torch_step(folder, threads):
+    """The PyTorch training step (forward, cross-entropy, backward, clipping, AdamW) on the weights
+    and batch saved in `folder`, as a function; torch and transformers are imported here, in the
+    child process that runs it (the `parity` extra)."""
     import torch
     import transformers
     transformers.logging.set_verbosity_error()
@@ -68,8 +70,12 @@ def torch_worker(folder, n, threads):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
         opt.step()
+    return step
 
-    print(json.dumps({"seconds": time_steps(step, n)}))
+
+def torch_worker(folder, n, threads):
+    """Runs in a child process: times the PyTorch step on the weights and batch in `folder`."""
+    print(json.dumps({"seconds": time_steps(torch_step(folder, threads), n)}))
 
 
 def bench_torch(model, x, y, n, threads):

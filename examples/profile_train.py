@@ -166,23 +166,8 @@ def print_minillm(flavour, prof):
 def torch_worker(folder, steps, threads):
     """Child process: torch.profiler table of one step (after warm-up) on the weights in folder."""
     import torch
-    import transformers
-    transformers.logging.set_verbosity_error()
-    torch.set_num_threads(threads)
-    tm = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa")
-    tm.train()
-    opt = torch.optim.AdamW(tm.parameters(), lr=1e-4, weight_decay=0.1)
-    tx = torch.tensor(np.load(os.path.join(folder, "x.npy")))
-    ty = torch.tensor(np.load(os.path.join(folder, "y.npy")))
-
-    def step():
-        logits = tm(tx).logits
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), ty.view(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
-        opt.step()
-
+    from bench_train import torch_step   # the same step bench_train.py times (examples/ is on sys.path)
+    step = torch_step(folder, threads)
     step()
     times = []
     for _ in range(steps):
