@@ -47,12 +47,13 @@ class StreamDecoder:
         return self.tokenizer.decode(self.ids)
 
 
-def load_model_arg(args):
+def load_model_arg(args, dequantize=False):
     """(model, tokenizer) named by --model (a GGUF file, a Hugging Face folder or a run folder, see
-    minillm.load) or else by --run; ValueError saying which argument is wrong."""
+    minillm.load; dequantize=True: quantized matrices as float32) or else by --run; ValueError saying
+    which argument is wrong."""
     if getattr(args, "model", None):
         try:
-            model, tok = load(args.model)
+            model, tok = load(args.model, dequantize=dequantize)
         except (ValueError, FileNotFoundError) as e:
             raise ValueError(f"--model: {e}") from None
         if tok is None:

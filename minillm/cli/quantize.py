@@ -14,15 +14,15 @@ import time
 
 import numpy as np
 
-from ..loaders import load, save_gguf, save_quantized
+from ..loaders import save_gguf, save_quantized
 from ..loaders.gguf import FILE_TYPE
 from ..loaders.gguf_quantize import quantize_gguf
 from ..quant import FORMATS, METHODS, quantize
 from ..quant.ggml_quants import QUANTIZERS
 from ..quant.mixes import MIXES
-from ..run_folder import load_run
 from ..train import corpus_text
 from .args import UsageError, existing_file, existing_path, output_file, positive_int
+from .generate import load_model_arg
 
 
 def _progress_bar(stream):
@@ -38,21 +38,8 @@ def _progress_bar(stream):
     return show
 
 
-def _load_model(args):
-    """(float model, tokenizer) from --model (minillm.load, quantized files dequantized first) or --run."""
-    if args.model:
-        try:
-            model, tok = load(args.model, dequantize=True)
-        except (ValueError, FileNotFoundError) as e:
-            raise ValueError(f"--model: {e}") from None
-        if tok is None:
-            raise ValueError(f"--model: {args.model} carries no tokenizer (calibration text needs one)")
-        return model, tok
-    return load_run(args.run, "--run")
-
-
 def _load(args):
-    model, tok = _load_model(args)
+    model, tok = load_model_arg(args, dequantize=True)   # float weights: the quantizers start from them
     T = min(model.config.max_seq_len, 256)
     ids = np.asarray(tok.encode(corpus_text()[:200_000]), dtype=np.int64)
     n = max(1, min(args.calib_tokens, len(ids)) // T)
