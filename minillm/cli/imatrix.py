@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from ..loaders import load
 from ..loaders.gguf import gguf_name
 from ..quant.imatrix import Imatrix, collect_imatrix, save_imatrix
 from .args import UsageError, existing_file, existing_path, nonneg_int, output_file, positive_int
+from .generate import load_model_arg
 
 
 def _chunks(tok, text, ctx, max_chunks):
@@ -34,12 +34,7 @@ def _chunks(tok, text, ctx, max_chunks):
 
 
 def main(args):
-    try:
-        model, tok = load(args.model, dequantize=True)
-    except (ValueError, FileNotFoundError) as e:
-        raise ValueError(f"--model: {e}") from None
-    if tok is None:
-        raise ValueError(f"--model: {args.model} carries no tokenizer")
+    model, tok = load_model_arg(args, dequantize=True)     # activations of the float32 model
     with open(args.text, encoding="utf-8") as f:
         text = f.read()
     if args.ctx > model.config.max_seq_len:
