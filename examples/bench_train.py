@@ -1,6 +1,6 @@
 """Training-step benchmark: minillm vs PyTorch eager on the same model and batch.
 
-    python examples/bench_train.py            # both flavours, 2 threads, median of 5 steps
+    python examples/bench_train.py            # both flavours, 2 threads, median of 5 steps each
     python examples/bench_train.py --steps 10 --flavours llama
 
 Model: 6 layers, d_model 384, 6 heads, ctx 256, vocab 8192, batch 8 (presets gpt2-6l / llama-6l).
@@ -8,11 +8,17 @@ One step = forward + backward + gradient clipping + AdamW update. PyTorch runs t
 (written with minillm.loaders.save_hf) through Hugging Face transformers' GPT2LMHeadModel /
 LlamaForCausalLM in eager mode with torch.optim.AdamW. Each library runs in its own process so that
 neither's thread pools (OpenMP, OpenBLAS) or wait policies disturb the other; both use 2 threads.
+The two processes take turns, one step each (torch, minillm, torch, ...), so a burst of load from
+elsewhere on the machine hits both alike; the table gives each one's median and the load average
+(/proc/loadavg) before and after.
 """
 import os
 
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(var, "2")
+# torch runs with the environment as given (minillm's kernels set OMP_WAIT_POLICY for their own process)
+TORCH_ENV = dict(os.environ)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "12")  # before numpy loads: see minillm/__init__.py
 
 import argparse
 import json
@@ -25,18 +31,15 @@ import time
 import numpy as np
 
 
-def time_steps(step, n, warmup=2):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def timed(step):
+    """Seconds one call of step() takes."""
+    t = time.perf_counter()
+    step()
+    return time.perf_counter() - t
 
 
-def bench_minillm(model, x, y, n):
+def minillm_step(model, x, y):
+    """The minillm training step (forward, cross-entropy, backward, clipping, AdamW) as a function."""
     from minillm.optim import AdamW, clip_grad_norm
     opt = AdamW(model.params, lr=1e-4, weight_decay=0.1)
 
@@ -44,8 +47,7 @@ def bench_minillm(model, x, y, n):
         _, grads = model.loss_and_grads(x, y)
         clip_grad_norm(grads, 1.0)
         opt.step(grads)
-
-    return time_steps(step, n)
+    return step
 
 
 def torch_step(folder, threads):
@@ -73,25 +75,78 @@ def torch_step(folder, threads):
     return step
 
 
-def torch_worker(folder, n, threads):
-    """Runs in a child process: times the PyTorch step on the weights and batch in `folder`."""
-    print(json.dumps({"seconds": time_steps(torch_step(folder, threads), n)}))
+def torch_worker(folder, threads):
+    """Runs in a child process: one timed PyTorch step per "step" line on stdin, its seconds printed
+    as one line on stdout; "ready" once the model is loaded."""
+    step = torch_step(folder, threads)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        print(json.dumps(timed(step)), flush=True)
 
 
-def bench_torch(model, x, y, n, threads):
-    """Median seconds per PyTorch step in a child process, or nan when torch is missing."""
-    from minillm.loaders import save_hf
-    with tempfile.TemporaryDirectory() as d:
-        save_hf(model, d)
-        np.save(os.path.join(d, "x.npy"), x)
-        np.save(os.path.join(d, "y.npy"), y)
-        out = subprocess.run([sys.executable, __file__, "--torch-worker", d, "--steps", str(n)],
-                             capture_output=True, text=True)
-    if out.returncode != 0:
-        if "No module named 'torch'" in out.stderr or "No module named 'transformers'" in out.stderr:
-            return float("nan")
-        raise RuntimeError(f"torch worker failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+class TorchProcess:
+    """The PyTorch step of `model` on (x, y) in a child process, run one step at a time by step()
+    (seconds), or None from start() when torch/transformers are missing."""
+
+    def __init__(self, proc, folder):
+        self.proc, self.folder = proc, folder
+
+    @classmethod
+    def start(cls, model, x, y):
+        from minillm.loaders import save_hf
+        folder = tempfile.TemporaryDirectory()
+        save_hf(model, folder.name)
+        np.save(os.path.join(folder.name, "x.npy"), x)
+        np.save(os.path.join(folder.name, "y.npy"), y)
+        proc = subprocess.Popen([sys.executable, __file__, "--torch-worker", folder.name], text=True, env=TORCH_ENV,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if proc.stdout.readline().strip() != "ready":
+            err = proc.communicate()[1]
+            folder.cleanup()
+            if "No module named 'torch'" in err or "No module named 'transformers'" in err:
+                return None
+            raise RuntimeError(f"torch worker failed:\n{err}")
+        return cls(proc, folder)
+
+    def step(self):
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"torch worker failed:\n{self.proc.communicate()[1]}")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.communicate("quit\n")
+        self.folder.cleanup()
+
+
+def bench_pair(model, x, y, n, warmup=2):
+    """Median seconds per step of minillm and of PyTorch (nan without torch), the two taking turns."""
+    ours = minillm_step(model, x, y)
+    theirs = TorchProcess.start(model, x, y)
+    t_ours, t_torch = [], []
+    try:
+        for i in range(warmup + n):
+            if theirs is not None:
+                t_torch.append(theirs.step())
+            t_ours.append(timed(ours))
+    finally:
+        if theirs is not None:
+            theirs.close()
+    median = lambda ts: statistics.median(ts[warmup:]) if ts else float("nan")
+    return median(t_ours), median(t_torch)
+
+
+def load_average():
+    """The 1-minute load average, or nan where /proc/loadavg does not exist."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except OSError:
+        return float("nan")
 
 
 def main():
@@ -103,14 +158,14 @@ def main():
     args = ap.parse_args()
     threads = int(os.environ["OMP_NUM_THREADS"])
     if args.torch_worker:
-        return torch_worker(args.torch_worker, args.steps, threads)
+        return torch_worker(args.torch_worker, threads)
 
     from minillm import ModelConfig, Transformer, kernels
     info = kernels.cpu_features()
     print(f"CPU: {info['cpu']}; kernels: {kernels.backend()} ({info['isa']}), threads: {threads}, "
-          f"batch {args.batch}, median of {args.steps} steps")
+          f"batch {args.batch}, median of {args.steps} steps each, minillm and torch taking turns")
     print(f"{'flavour':8} {'params':>8} {'minillm s/step':>15} {'torch s/step':>13} {'ratio':>6} "
-          f"{'minillm tok/s':>14} {'torch tok/s':>12}")
+          f"{'minillm tok/s':>14} {'torch tok/s':>12} {'load before/after':>18}")
     missing = False
     for flavour in args.flavours:
         cfg = ModelConfig.preset(f"{flavour}-6l")
@@ -118,11 +173,11 @@ def main():
         rng = np.random.default_rng(0)
         x = rng.integers(0, cfg.vocab_size, (args.batch, cfg.max_seq_len))
         y = rng.integers(0, cfg.vocab_size, (args.batch, cfg.max_seq_len))
-        t_torch = bench_torch(model, x, y, args.steps, threads)
+        load = load_average()
+        t_ours, t_torch = bench_pair(model, x, y, args.steps)
         missing |= t_torch != t_torch
-        t_ours = bench_minillm(model, x, y, args.steps)
         print(f"{flavour:8} {cfg.num_params() / 1e6:7.1f}M {t_ours:15.3f} {t_torch:13.3f} {t_ours / t_torch:6.2f} "
-              f"{x.size / t_ours:14,.0f} {x.size / t_torch:12,.0f}")
+              f"{x.size / t_ours:14,.0f} {x.size / t_torch:12,.0f} {load:9.2f}/{load_average():.2f}")
     if missing:
         print("(torch/transformers not installed: pip install torch==2.13.0 transformers for the comparison)")
 
