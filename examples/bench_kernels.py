@@ -11,8 +11,9 @@ in the environment win. PyTorch gets the same count via torch.set_num_threads.
 Every time is the median of several repeats after a warm-up call (wall clock: on a machine shared
 with other jobs, OpenMP kernels also wait for descheduled threads, so run it on an idle machine).
 Before each measured block the script sleeps 0.2 s: OpenBLAS worker threads keep spinning for a
-while after a call, and would steal a core from the next kernel measured (a real effect in a
-program mixing the two pools, but here it would blame one kernel for another's threads).
+while after a call, and would steal a core from the next kernel measured. minillm shortens that
+spin (OPENBLAS_THREAD_TIMEOUT=12, see minillm/__init__.py; set here too, before numpy loads), so
+the pause only matters when that variable is set higher.
 
 Sections: matmul on the shapes of the training-benchmark model (6 layers, d_model 384, 6 heads,
 ctx 256, vocab 8192, batch 8 -> M = 2048) and of GPT-2 124M (d 768, ffn 3072, vocab 50257; M = 1
@@ -24,6 +25,7 @@ import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "12")
 
 import sys  # noqa: E402
 import time  # noqa: E402

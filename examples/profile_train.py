@@ -15,6 +15,9 @@ import os
 
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(var, "2")
+# torch runs with the environment as given (minillm's kernels set OMP_WAIT_POLICY for their own process)
+TORCH_ENV = dict(os.environ)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "12")  # before numpy loads: see minillm/__init__.py
 
 import argparse
 import collections
@@ -188,7 +191,7 @@ def profile_torch(cfg, x, y, steps, threads):
         np.save(os.path.join(d, "x.npy"), x)
         np.save(os.path.join(d, "y.npy"), y)
         out = subprocess.run([sys.executable, __file__, "--torch-worker", d, "--steps", str(steps)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=TORCH_ENV)
     if out.returncode != 0:
         if "No module named" in out.stderr:
             return "(torch/transformers not installed: pip install minillm[parity])"
