@@ -40,13 +40,13 @@ def timed(step):
 
 def minillm_step(model, x, y):
     """The minillm training step (forward, cross-entropy, backward, clipping, AdamW) as a function."""
-    from minillm.optim import AdamW, clip_grad_norm
+    from minillm.optim import AdamW, clip_coefficient, global_grad_norm
     opt = AdamW(model.params, lr=1e-4, weight_decay=0.1)
 
     def step():
         _, grads = model.loss_and_grads(x, y)
-        clip_grad_norm(grads, 1.0)
-        opt.step(grads)
+        coef = clip_coefficient(global_grad_norm(grads), 1.0)   # clipping to norm 1, inside AdamW's pass
+        opt.step(grads, grad_scale=coef)
     return step
 
 

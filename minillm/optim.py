@@ -48,8 +48,11 @@ class AdamW:
         self.v = {n: np.zeros_like(p) for n, p in params.items()}
         self.step_count = 0
 
-    def step(self, grads, lr=None):
-        """Apply one update from grads (dict like params). lr overrides the base lr (schedules)."""
+    def step(self, grads, lr=None, grad_scale=1.0):
+        """Apply one update from grads (dict like params). lr overrides the base lr (schedules).
+        grad_scale multiplies every gradient as the update reads it, grads left unchanged: gradient
+        clipping in the same pass, step(grads, grad_scale=clip_coefficient(global_grad_norm(grads),
+        max_norm)) == clip_grad_norm(grads, max_norm); step(grads), without one more pass over them."""
         lr = self.lr if lr is None else lr
         self.step_count += 1
         b1, b2 = self.betas
@@ -60,7 +63,8 @@ class AdamW:
                 if g.shape != p.shape:
                     raise ValueError(f"grads[{n!r}]: expected shape {p.shape}, got {g.shape}")
                 g = np.ascontiguousarray(g, dtype=np.float32)
-                kernels.adamw_step(p, g, self.m[n], self.v[n], glr, b1, b2, self.eps, wd, self.step_count)
+                kernels.adamw_step(p, g, self.m[n], self.v[n], glr, b1, b2, self.eps, wd, self.step_count,
+                                   grad_scale)
 
     def state_dict(self):
         """{"step": int, "m.<name>": array, "v.<name>": array} -- arrays safetensors can store."""

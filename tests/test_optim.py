@@ -3,9 +3,13 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from minillm.optim import (AdamW, clip_grad_norm, default_param_groups, global_grad_norm, warmup_cosine,
-                           warmup_stable_decay)
+from minillm import kernels
+from minillm.kernels import native, reference
+from minillm.optim import (AdamW, clip_coefficient, clip_grad_norm, default_param_groups, global_grad_norm,
+                           warmup_cosine, warmup_stable_decay)
 
 
 def make_params(rng):
@@ -88,3 +92,49 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="grads"):
         AdamW(p).step({k: np.zeros(3, np.float32) for k in p})
     assert math.isfinite(warmup_cosine(1000, 1.0, 10, 100))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 70_000), scale=st.floats(1e-3, 1.0), step=st.integers(1, 50),
+       seed=st.integers(0, 2**16))
+def test_adamw_grad_scale_equals_scaling_gradients_first(n, scale, step, seed):
+    """adamw_step(..., grad_scale=c) reads g * c and leaves g alone: the same bits as scaling g in
+    place (clip_grad_norm) and then stepping, in the C kernel and the NumPy reference; sizes reach
+    past the kernel's threading threshold (65536)."""
+    rng = np.random.default_rng(seed)
+    p, g, m = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    v = np.abs(rng.standard_normal(n)).astype(np.float32)
+    for impl in (kernels.adamw_step, reference.adamw_step):
+        want = [a.copy() for a in (p, g, m, v)]
+        want[1] *= np.asarray(scale, dtype=np.float32)
+        impl(want[0], want[1], want[2], want[3], 1e-3, 0.9, 0.95, 1e-8, 0.1, step)
+        got = [a.copy() for a in (p, g, m, v)]
+        impl(got[0], got[1], got[2], got[3], 1e-3, 0.9, 0.95, 1e-8, 0.1, step, scale)
+        np.testing.assert_array_equal(got[1], g)                 # the gradient is not modified
+        for w, a in zip((want[0], want[2], want[3]), (got[0], got[2], got[3])):
+            np.testing.assert_array_equal(a, w)
+
+
+def test_adamw_step_with_clip_coefficient_equals_clip_then_step():
+    rng = np.random.default_rng(3)
+    p1 = make_params(rng)
+    p2 = {k: v.copy() for k, v in p1.items()}
+    o1, o2 = AdamW(p1, lr=1e-2), AdamW(p2, lr=1e-2)
+    for _ in range(3):
+        grads = {k: (rng.standard_normal(v.shape) * 3).astype(np.float32) for k, v in p1.items()}
+        kept = {k: g.copy() for k, g in grads.items()}
+        coef = clip_coefficient(global_grad_norm(grads), 1.0)
+        assert coef < 1.0
+        o2.step(grads, grad_scale=coef)
+        assert all(np.array_equal(grads[k], kept[k]) for k in grads)
+        clip_grad_norm(grads, 1.0)
+        o1.step(grads)
+        for k in p1:
+            np.testing.assert_array_equal(p1[k], p2[k])
+
+
+@pytest.mark.skipif(native.lib is None, reason="native kernels not built")
+def test_adamw_grad_scale_must_be_a_number():
+    p = np.zeros(4, np.float32)
+    with pytest.raises(TypeError, match="grad_scale"):
+        native.adamw_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.95, 1e-8, 0.0, 1, "0.5")

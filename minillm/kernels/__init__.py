@@ -125,8 +125,8 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
     return _run("cross_entropy", (loss, dlogits, logits, targets, z_loss, grad_scale))
 
 
-def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
-    return _run("adamw_step", (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step))
+def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, grad_scale=1.0):
+    return _run("adamw_step", (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, grad_scale))
 
 
 def sum_squares(x):

@@ -137,13 +137,14 @@ def _check(cond, msg):
         raise ValueError(msg)
 
 
-def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, grad_scale=1.0):
     _check(p.shape == g.shape == m.shape == v.shape,
            f"adamw_step: p, g, m, v must share a shape, got {p.shape}, {g.shape}, {m.shape}, {v.shape}")
     _check(int(step) >= 1, f"adamw_step: step must be >= 1, got {step}")
     g, = apart({"p": p, "m": m, "v": v}, {"g": g})
     lib.adamw_step(f32(p, "p", None, True), f32(g, "g"), f32(m, "m", None, True), f32(v, "v", None, True),
-                   p.size, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
+                   p.size, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), int(step),
+                   _scalar(grad_scale, "grad_scale"))
 
 
 # ------------------------------------------------------------------------------------ validation

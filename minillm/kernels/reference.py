@@ -200,10 +200,13 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
 
 
 # ----------------------------------------------------------------------------------- optimizer
-def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, grad_scale=1.0):
     """One AdamW update in place (Loshchilov & Hutter 2019, Alg. 2) with bias correction:
     m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m_hat / (sqrt(v_hat) + eps) + wd p).
-    Any shape; p, g, m, v share it. step counts from 1."""
+    Any shape; p, g, m, v share it. step counts from 1. grad_scale: the update reads g * grad_scale
+    (gradient clipping's coefficient; g itself is left unchanged)."""
+    if grad_scale != 1.0:
+        g = g * np.asarray(grad_scale, dtype=g.dtype)
     m *= beta1
     m += (1.0 - beta1) * g
     v *= beta2

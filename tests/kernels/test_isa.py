@@ -64,7 +64,7 @@ def compute():
     res.update(ce=loss, ce_grad=dlogits)
     p, m, s = r(999), np.zeros(999, np.float32), np.zeros(999, np.float32)
     for step in (1, 2):
-        native.adamw_step(p, r(999), m, s, 1e-3, 0.9, 0.95, 1e-8, 0.1, step)
+        native.adamw_step(p, r(999), m, s, 1e-3, 0.9, 0.95, 1e-8, 0.1, step, 0.75)
     res["adamw"] = p
     cos, sin = r(T, D // 2), r(T, D // 2)
     res["rope"] = np.zeros_like(q)
