@@ -330,13 +330,14 @@ class Transformer:
         y = q.matmul(x)                                                          # (N, Cout)
         return (y + b if b is not None else y), None
 
-    def _linears(self, x, names, roles):  # (N, Cin) -> [((N, Cout_r), cache)] for each role
+    def _linears(self, x, names, roles, stacked=False):  # (N, Cin) -> [((N, Cout_r), cache)] for each role
         """_linear for several roles that read the same x; when all are float32 they share one
-        kernel call (one parallel region per group at decode instead of one per weight)."""
+        kernel call (one parallel region per group at decode instead of one per weight).
+        stacked: outputs may be column views of one product (see nn.linear.linear_forward_group)."""
         if any(names[r + ".w"] in self.quantized for r in roles):
             return [self._linear(x, names, r) for r in roles]
         return linear_forward_group(x, [self.params[names[r + ".w"]] for r in roles],
-                                    [self._p(names, r + ".b") for r in roles])
+                                    [self._p(names, r + ".b") for r in roles], stacked)
 
     def _p(self, names, role):
         """The parameter of `role` in a layer's name table, or None where the config has none."""
@@ -379,7 +380,7 @@ class Transformer:
             q, k, v = np.split(qkv, [C, C + Hkv * D], axis=1)
             c_proj = (c_qkv,)
         else:
-            (q, c_q), (k, c_k), (v, c_v) = self._linears(h2, n, ("q", "k", "v"))
+            (q, c_q), (k, c_k), (v, c_v) = self._linears(h2, n, ("q", "k", "v"), stacked=True)
             c_proj = (c_q, c_k, c_v)
         q = np.ascontiguousarray(q.reshape(B, T, H, D).transpose(0, 2, 1, 3))     # (B, H, T, D)
         k = np.ascontiguousarray(k.reshape(B, T, Hkv, D).transpose(0, 2, 1, 3))   # (B, Hkv, T, D)

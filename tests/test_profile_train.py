@@ -28,7 +28,7 @@ def test_profile_rows_cover_the_step_and_instrumentation_is_undone(preset):
     head = f"{cfg.vocab_size}x{cfg.d_model}"
     for row in (f"GEMM fwd     {head}", f"GEMM bwd dx  {head}", f"GEMM bwd dW  {head}", "attention fwd",
                 "attention bwd", "norm fwd", "norm bwd", "activation fwd", "activation bwd",
-                "cross-entropy fwd+bwd", "embedding bwd", "clip grad norm", "AdamW",
+                "cross-entropy fwd+bwd", "embedding bwd", "clip: global grad norm", "AdamW (clip scale folded in)",
                 "other: Python, residuals, copies/transposes", "step total"):
         assert row in prof, row
     assert ("rope fwd" in prof) == (cfg.position_scheme == "rope")

@@ -190,3 +190,24 @@ def test_linear_backward_group_rejects_mismatched_input():
     other = nn.linear_forward(x.copy(), np.ones((2, 4), np.float32))[1]
     with pytest.raises(ValueError, match="caches: the layers of a group must share their input x"):
         nn.linear_backward_group(np.ones((3, 4), np.float32), [caches[0], other])
+
+
+@settings(max_examples=20, deadline=None)
+@given(N=st.integers(1, 200), Cin=st.integers(1, 40), couts=st.lists(st.integers(1, 24), min_size=1, max_size=3),
+       bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_linear_forward_group_stacked_equals_one_gemm_per_weight(N, Cin, couts, bias, seed):
+    # stacked=True (one GEMM against the stacked weights from STACK_MIN_ROWS rows on, outputs as
+    # column views) gives each layer's linear_forward, and caches the backward accepts
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, Cin)).astype(np.float32)
+    ws = [rng.standard_normal((c, Cin)).astype(np.float32) for c in couts]
+    bs = [rng.standard_normal(c).astype(np.float32) if bias else None for c in couts]
+    got = nn.linear_forward_group(x, ws, bs, stacked=True)
+    for (y, cache), w, b in zip(got, ws, bs):
+        want, _ = nn.linear_forward(x, w, b)
+        assert y.shape == want.shape
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * Cin)
+        assert cache[0] is x and cache[1] is w and cache[2] == bias
+    dy = rng.standard_normal((N, sum(couts))).astype(np.float32)
+    dx, dws, _ = nn.linear_backward_group(dy, [c for _, c in got])
+    assert dx.shape == x.shape and [d.shape for d in dws] == [w.shape for w in ws]
