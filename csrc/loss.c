@@ -9,7 +9,9 @@
  * Three passes over a row of V logits: the max; exp(logit - max) written straight into dlogits
  * while summing; one scaling of that row by grad_scale (1 + 2 z lse) / sum. Never forms a
  * separate probability array, which for V = 50257 is 200 KB per row. Rows are independent:
- * threads split them.
+ * threads split them. dlogits may be logits itself (the gradient overwrites the logits, saving a
+ * second (N, V) array): the target's logit is read first, and every other element is read before
+ * it is written.
  */
 #include <math.h>
 #include <string.h>
@@ -28,6 +30,7 @@ void cross_entropy(float* loss, float* dlogits, const float* logits, const int32
             memset(g, 0, sizeof(float) * V);
             continue;
         }
+        const float xt = x[t];                               /* before g (maybe x) is written */
         float m = x[0];
         #pragma omp simd reduction(max : m)
         for (int64_t v = 0; v < V; v++) m = x[v] > m ? x[v] : m;
@@ -38,7 +41,7 @@ void cross_entropy(float* loss, float* dlogits, const float* logits, const int32
             sum += g[v];
         }
         const float lse = m + logf(sum);
-        loss[i] = lse - x[t] + z_loss * lse * lse;
+        loss[i] = lse - xt + z_loss * lse * lse;
         const float scale = grad_scale * (1.0f + 2.0f * z_loss * lse) / sum;
         #pragma omp simd
         for (int64_t v = 0; v < V; v++) g[v] *= scale;

@@ -606,7 +606,7 @@ class Transformer:
         if targets.shape != tokens.shape:
             raise ValueError(f"targets: expected shape {tokens.shape}, got {targets.shape}")
         logits, caches = self._forward(tokens, checkpoint=checkpoint)
-        loss, c_loss = cross_entropy_forward(logits, targets.reshape(-1), self.config.z_loss)
+        loss, c_loss = cross_entropy_forward(logits, targets.reshape(-1), self.config.z_loss, inplace=True)
         return loss, self._backward(cross_entropy_backward(1.0, c_loss), caches, on_grads=on_grads)
 
     def forward_train(self, tokens, checkpoint=False, positions=None, segments=None):

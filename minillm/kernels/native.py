@@ -423,7 +423,11 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
         _check(hi < V, f"targets: expected values < V={V} (negative = ignored), got max {hi}")
     # targets < V <= 2^31 and negatives only mean "ignored": clip so huge negatives cannot wrap
     targets = np.ascontiguousarray(np.maximum(targets, -1), dtype=np.int32)
-    logits, = apart({"loss": loss, "dlogits": dlogits}, {"logits": logits})
+    if dlogits is logits:     # in place (csrc/loss.c reads each logit before writing its gradient)
+        logits, = apart({"loss": loss}, {"logits": logits})
+        dlogits = logits
+    else:
+        logits, = apart({"loss": loss, "dlogits": dlogits}, {"logits": logits})
     lib.cross_entropy(f32(loss, "loss", None, True), f32(dlogits, "dlogits", None, True), f32(logits, "logits"),
                       pointer(targets, np.int32, "targets"), N, V, _scalar(z_loss, "z_loss"),
                       _scalar(grad_scale, "grad_scale"))

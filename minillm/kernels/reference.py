@@ -185,7 +185,7 @@ def cross_entropy(loss, dlogits, logits, targets, z_loss, grad_scale):
     """Fused log-softmax cross-entropy with optional z-loss (PaLM, Chowdhery et al. 2022, Sec. 5):
     loss_i = lse_i - logits[i, t_i] + z_loss * lse_i^2, and dlogits = grad_scale * dloss_i/dlogits_i
     = grad_scale * (softmax_i * (1 + 2 z_loss lse_i) - onehot(t_i)). Rows with target < 0 are
-    ignored (loss 0, gradient 0). (N,), (N, V) <- (N, V), (N,) int"""
+    ignored (loss 0, gradient 0). (N,), (N, V) <- (N, V), (N,) int. dlogits may be logits (in place)."""
     m = logits.max(axis=-1, keepdims=True)                               # (N, 1)
     e = np.exp(logits - m)                                               # (N, V)
     se = e.sum(axis=-1, keepdims=True)                                   # (N, 1)

@@ -296,6 +296,24 @@ def test_cross_entropy_matches_reference(N, V, z_loss, grad_scale, seed):
     assert not dl[targets < 0].any() and not loss[targets < 0].any()
 
 
+@settings(max_examples=20, deadline=None)
+@given(N=st.integers(1, 20), V=st.sampled_from([1, 2, 17, 1000]), z_loss=st.sampled_from([0.0, 0.1]),
+       seed=seeds)
+def test_cross_entropy_in_place_equals_separate_output(N, V, z_loss, seed):
+    # dlogits may be logits itself (nn.loss.cross_entropy_forward(inplace=True)): the same numbers
+    # as into a separate array, in the C kernel and the reference
+    rng = np.random.default_rng(seed)
+    logits = randn(rng, N, V) * 5
+    targets = rng.integers(-1, V, size=N)
+    for impl in (native.cross_entropy, reference.cross_entropy):
+        loss, dl = np.empty(N, np.float32), np.empty((N, V), np.float32)
+        impl(loss, dl, logits, targets, z_loss, 0.5)
+        loss2, buf = np.empty(N, np.float32), logits.copy()
+        impl(loss2, buf, buf, targets, z_loss, 0.5)
+        np.testing.assert_array_equal(loss2, loss)
+        np.testing.assert_array_equal(buf, dl)
+
+
 def test_cross_entropy_masked_logits():
     # -inf logits (masked vocabulary entries) get probability 0, not NaN
     logits = np.array([[0.0, -np.inf, 1.0, -np.inf]], np.float32)
