@@ -40,7 +40,9 @@ def timed(step):
 
 def minillm_step(model, x, y):
     """The minillm training step (forward, cross-entropy, backward, clipping, AdamW) as a function."""
+    from minillm.kernels.memory import keep_freed_memory
     from minillm.optim import AdamW, clip_coefficient, global_grad_norm
+    keep_freed_memory()   # as minillm.train.train does: no page faults for each step's temporaries
     opt = AdamW(model.params, lr=1e-4, weight_decay=0.1)
 
     def step():

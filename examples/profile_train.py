@@ -35,6 +35,7 @@ import minillm.model
 import minillm.nn.linear
 import minillm.optim
 from minillm import ModelConfig, Transformer
+from minillm.kernels.memory import keep_freed_memory
 from minillm.loaders import save_hf
 from minillm.optim import AdamW, clip_coefficient, global_grad_norm
 
@@ -135,6 +136,7 @@ def profile_minillm(cfg, x, y, steps):
 
 def _profile_steps(model, x, y, steps):
     """profile_minillm's loop, inside instrumented()."""
+    keep_freed_memory()   # as bench_train's step and minillm.train.train
     opt = AdamW(model.params, lr=1e-4, weight_decay=0.1)
     norm = timed("clip: global grad norm", global_grad_norm)
     adamw = timed("AdamW (clip scale folded in)", opt.step)

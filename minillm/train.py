@@ -22,6 +22,7 @@ import numpy as np
 from .batches import MixtureBatches
 from .checkpoint import clean_leftovers, latest_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import DEFAULT_BUCKET_BYTES, DataParallel, communicator
+from .kernels.memory import keep_freed_memory
 from .metrics import MetricsLog
 from .optim import SCHEDULES, clip_coefficient, default_param_groups
 
@@ -169,6 +170,7 @@ def train(model, tc, log=print, resume=True, fault=None, comm=None):
         raise ValueError(f"schedule: expected one of {sorted(SCHEDULES)}, got {tc.schedule!r}")
     comm = communicator() if comm is None else comm
     log = log if comm.rank == 0 else (lambda s: None)
+    keep_freed_memory()    # each step's large temporaries reuse the last step's pages (kernels/memory.py)
     data, val = _open_batches(tc, model)
     dp = DataParallel(model, comm, default_param_groups(model.params, tc.weight_decay), tc.lr, tc.betas,
                       tc.bucket_bytes)
