@@ -7,7 +7,9 @@ Model: 6 layers, d_model 384, 6 heads, ctx 256, vocab 8192, batch 8 (presets gpt
 One step = forward + backward + gradient clipping + AdamW update. PyTorch runs the same weights
 (written with minillm.loaders.save_hf) through Hugging Face transformers' GPT2LMHeadModel /
 LlamaForCausalLM in eager mode with torch.optim.AdamW. Each library runs in its own process so that
-neither's thread pools (OpenMP, OpenBLAS) or wait policies disturb the other; both use 2 threads.
+neither's thread pools (OpenMP, OpenBLAS) or wait policies disturb the other; both use 2 threads,
+and OMP_WAIT_POLICY=PASSIVE. minillm's step raises glibc's malloc thresholds (as minillm.train does,
+kernels/memory.py); torch runs with its allocator as shipped.
 The two processes take turns, one step each (torch, minillm, torch, ...), so a burst of load from
 elsewhere on the machine hits both alike; the table gives each one's median and the load average
 (/proc/loadavg) before and after.
@@ -16,7 +18,10 @@ import os
 
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(var, "2")
-# torch runs with the environment as given (minillm's kernels set OMP_WAIT_POLICY for their own process)
+# torch's OpenMP threads sleep when idle, as minillm's do (the default OMP_WAIT_POLICY, spinning,
+# measured up to 5x slower steps while other jobs shared the 2 cores, and no faster when idle);
+# a policy set by the user applies to both
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 TORCH_ENV = dict(os.environ)
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "12")  # before numpy loads: see minillm/__init__.py
 
