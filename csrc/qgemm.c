@@ -1,0 +1,421 @@
+/* csrc/qgemm.c -- ggml block weights x int8 activations, see qgemm.h.
+   Reference: GGMLLinear.matmul_int8_act_reference (minillm/quant/linear.py).
+
+   x side, once per call (prepare_x): per block b of 32 inputs of a row, the codes q_x (32 int8), d_x,
+   and xs = 8 floats (d_x S_0, 0, 0, 0, d_x S_1, 0, 0, 0), S_h the sum of the codes of half h.
+   W side, per unit of 32 weights: the codes u (32 bytes in one 256-bit register: unpacked with byte
+   masks and shifts, never converted to float), the scales s and offsets c of its two halves (from
+   the block's header, decoded once per block, i.e. once per 256 weights for the K-quants). Then, per
+   row m of x:
+       p   = u . q_x             8 int32 lanes, lane i the dot of bytes 4i..4i+3 (lanes 0-3: half 0)
+       acc = fma(float(p), S * d_x, acc)     S = (s_0 x4, s_1 x4)
+       acc = fma(C, xs, acc)                 C = (c_0 x4, c_1 x4): the offsets, vectorised
+   and one horizontal sum per output. Q8_0's codes are signed: u . q_x = |u| . (q_x with u's sign)
+   (vpsignb), which keeps maddubs' pairs within int16 (2 * 128 * 127 < 2^15). Two accumulators per row
+   (even and odd units) hide the FMA latency at one row; up to MR rows of x share each unpacked unit. */
+#include "qgemm.h"
+#include "parts.inc"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#define QK_K 256
+#define MR 8                                   /* rows of x per tile */
+#define PAR_MIN ((int64_t)1 << 18)             /* fewer weights than this: one thread */
+#if defined(__AVX2__) && defined(__FMA__)
+#define QG_SIMD 1
+#endif
+
+enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8, T_Q2_K = 10, T_Q3_K = 11, T_Q4_K = 12,
+       T_Q5_K = 13, T_Q6_K = 14 };
+
+static inline float h2f(const uint8_t* p) {  /* IEEE half at p -> float, exact */
+    uint16_t h;
+    memcpy(&h, p, 2);
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    if (e == 0) {
+        const float f = (float)man * (1.0f / 16777216.0f);
+        return (h & 0x8000) ? -f : f;
+    }
+    bits = e == 31 ? sign | 0x7F800000u | (man << 13) : sign | ((e + 112) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+#endif
+}
+
+/* weights and bytes per block; 0 weights for a type qgemm does not read */
+static inline int blk_weights(int t) { return t >= T_Q2_K ? QK_K : t == T_Q4_0 || t == T_Q4_1 || t == T_Q5_0 || t == T_Q5_1 || t == T_Q8_0 ? 32 : 0; }
+static inline int blk_bytes(int t) {
+    switch (t) {
+        case T_Q4_0: return 18; case T_Q4_1: return 20; case T_Q5_0: return 22; case T_Q5_1: return 24;
+        case T_Q8_0: return 34; case T_Q2_K: return 84; case T_Q3_K: return 110; case T_Q4_K: return 144;
+        case T_Q5_K: return 176; case T_Q6_K: return 210; default: return 0;
+    }
+}
+
+int32_t qgemm_supported(int32_t type) { return blk_weights(type) > 0; }
+
+/* ------------------------------------------------------------------ x side */
+static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) {  /* not fmaxf: it drops NaN, and NaN in must give NaN out */
+        const float a = fabsf(xb[j]);
+        amax = (a > amax || a != a) ? a : amax;
+    }
+    const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
+    int s[2] = {0, 0};
+#if defined(QG_SIMD)
+    for (int h = 0; h < 2; h++) {    /* cvtps_epi32 rounds to nearest even (MXCSR default), as rint */
+        const __m256 I = _mm256_set1_ps(id);
+        const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 16 * h), I));
+        const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 16 * h + 8), I));
+        const __m256i ab = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);   /* 16 int16 in order */
+        const __m128i p = _mm_packs_epi16(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
+        _mm_storeu_si128((__m128i*)(q + 16 * h), p);
+        __m256i t = _mm256_add_epi32(a, b);
+        __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+        u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+        s[h] = id != 0.0f ? _mm_cvtsi128_si32(u) : 0;
+        if (id == 0.0f) memset(q + 16 * h, 0, 16);   /* NaN/inf scale: codes 0 (cvt of NaN is undefined) */
+    }
+#else
+    for (int j = 0; j < 32; j++) {
+        const int v = id != 0.0f ? (int)nearbyintf(xb[j] * id) : 0;
+        q[j] = (int8_t)v;
+        s[j / 16] += v;
+    }
+#endif
+    *d = db;
+    for (int l = 0; l < 8; l++) xs[l] = 0.0f;
+    xs[0] = db * (float)s[0];
+    xs[4] = db * (float)s[1];
+}
+
+/* scratch of M rows: codes (M K bytes, padded to 64), d (M K/32 floats), xs (M K/4 floats) */
+static inline int64_t q_bytes(int64_t M, int64_t K) { return (M * K + 63) / 64 * 64; }
+int64_t qgemm_scratch_bytes(int64_t M, int64_t K) { return q_bytes(M, K) + 4 * (M * K / 32 + M * K / 4); }
+
+void qgemm_prepare_x(const float* x, int64_t M, int64_t K, void* scratch) {
+    int8_t* q = (int8_t*)scratch;
+    float* d = (float*)((char*)scratch + q_bytes(M, K));
+    float* xs = d + M * K / 32;
+    for (int64_t i = 0; i < M * K / 32; i++) quantize_block(x + 32 * i, q + 32 * i, d + i, xs + 8 * i);
+}
+
+int32_t qgemm_quantize_x(const float* x, int64_t M, int64_t K, int8_t* q, float* d, float* s) {
+    if (K <= 0 || K % 32 || M < 0) return -1;
+    float xs[8];
+    for (int64_t i = 0; i < M * K / 32; i++) {
+        quantize_block(x + 32 * i, q + 32 * i, d + i, xs);
+        s[2 * i] = xs[0], s[2 * i + 1] = xs[4];
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ W side: block headers
+   prep: the block's s and c per half of each unit (s[2j], s[2j+1] for unit j; 2 halves for the
+   32-weight types, 16 for the K-quants), the formulas of minillm/quant/ggml_blocks.py. */
+typedef struct { float s[16], c[16]; } scl_t;
+
+static inline void k4_scale_min(const uint8_t* q, int j, int* sc, int* m) {  /* ggml's get_scale_min_k4 */
+    if (j < 4) {
+        *sc = q[j] & 63, *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static inline __attribute__((always_inline)) void prep(const int t, const uint8_t* B, scl_t* S) {
+    switch (t) {
+        case T_Q4_0: case T_Q5_0: case T_Q8_0: {
+            const float d = h2f(B);
+            S->s[0] = S->s[1] = d;
+            S->c[0] = S->c[1] = t == T_Q4_0 ? -8.0f * d : t == T_Q5_0 ? -16.0f * d : 0.0f;
+            break;
+        }
+        case T_Q4_1: case T_Q5_1:
+            S->s[0] = S->s[1] = h2f(B);
+            S->c[0] = S->c[1] = h2f(B + 2);
+            break;
+        case T_Q2_K: {      /* scales[16], qs[64], d, dmin */
+            const float d = h2f(B + 80), dmin = h2f(B + 82);
+            for (int g = 0; g < 16; g++) S->s[g] = d * (float)(B[g] & 0xF), S->c[g] = -(dmin * (float)(B[g] >> 4));
+            break;
+        }
+        case T_Q3_K: {      /* hmask[32], qs[64], scales[12], d: w = d (sc - 32) (u - 4) */
+            const uint8_t* sc = B + 96;
+            const float d = h2f(B + 108);
+            for (int g = 0; g < 16; g++) {
+                const int lo = g < 8 ? sc[g] & 0xF : sc[g - 8] >> 4, hi = (sc[8 + g % 4] >> (2 * (g / 4))) & 3;
+                S->s[g] = d * (float)((lo | (hi << 4)) - 32);
+                S->c[g] = -4.0f * S->s[g];
+            }
+            break;
+        }
+        case T_Q4_K: case T_Q5_K: {   /* d, dmin, scales[12], ... */
+            const float d = h2f(B), dmin = h2f(B + 2);
+            for (int j = 0; j < 8; j++) {
+                int sc, m;
+                k4_scale_min(B + 4, j, &sc, &m);
+                S->s[2 * j] = S->s[2 * j + 1] = d * (float)sc;
+                S->c[2 * j] = S->c[2 * j + 1] = -(dmin * (float)m);
+            }
+            break;
+        }
+        default: {          /* Q6_K: ql[128], qh[64], scales[16] int8, d: w = d sc (u - 32) */
+            const float d = h2f(B + 208);
+            for (int g = 0; g < 16; g++) S->s[g] = d * (float)(int8_t)B[192 + g], S->c[g] = -32.0f * S->s[g];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ W side: the codes of unit j */
+#if defined(QG_SIMD)
+typedef __m256i codes_t;
+static inline __m256i ld32(const uint8_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+static inline __m256i low4(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi8(0xF)); }
+static inline __m256i bits_at(__m256i v, int sh, int mask) {  /* (byte >> sh) & mask, per byte */
+    return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(sh)), _mm256_set1_epi8((char)mask));
+}
+static inline __m256i nib16(const uint8_t* p) {  /* 16 bytes -> low nibbles, then high */
+    const __m128i v = _mm_loadu_si128((const __m128i*)p), m = _mm_set1_epi8(0xF);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+static inline __m256i bit5_of_u32(const uint8_t* qh) {  /* bit j of the u32 at qh -> 16 in byte j */
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bm = _mm256_set1_epi64x(0x8040201008040201LL);
+    const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)v), idx), bm);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(b, bm), _mm256_set1_epi8(16));
+}
+#define OR(a, b) _mm256_or_si256(a, b)
+#define SHL(v, n) _mm256_slli_epi16(v, n)    /* only on bytes whose set bits stay inside the byte */
+#else
+typedef struct { uint8_t b[32]; } codes_t;
+static inline codes_t ld32(const uint8_t* p) { codes_t c; memcpy(c.b, p, 32); return c; }
+static inline codes_t low4(codes_t v) { for (int l = 0; l < 32; l++) v.b[l] &= 0xF; return v; }
+static inline codes_t bits_at(codes_t v, int sh, int mask) {
+    for (int l = 0; l < 32; l++) v.b[l] = (uint8_t)((v.b[l] >> sh) & mask);
+    return v;
+}
+static inline codes_t nib16(const uint8_t* p) {
+    codes_t c;
+    for (int l = 0; l < 16; l++) c.b[l] = p[l] & 0xF, c.b[l + 16] = p[l] >> 4;
+    return c;
+}
+static inline codes_t bit5_of_u32(const uint8_t* qh) {
+    codes_t c;
+    for (int l = 0; l < 32; l++) c.b[l] = (uint8_t)(((qh[l / 8] >> (l % 8)) & 1) << 4);
+    return c;
+}
+static inline codes_t OR(codes_t a, codes_t b) { for (int l = 0; l < 32; l++) a.b[l] |= b.b[l]; return a; }
+static inline codes_t SHL(codes_t a, int n) { for (int l = 0; l < 32; l++) a.b[l] = (uint8_t)(a.b[l] << n); return a; }
+#endif
+
+/* unit j of block B (32 weights): unsigned codes u (signed for Q8_0), w = s u + c per half */
+static inline __attribute__((always_inline)) codes_t unit(const int t, const uint8_t* B, int j) {
+    switch (t) {
+        case T_Q4_0: return nib16(B + 2);
+        case T_Q4_1: return nib16(B + 4);
+        case T_Q5_0: return OR(nib16(B + 6), bit5_of_u32(B + 2));
+        case T_Q5_1: return OR(nib16(B + 8), bit5_of_u32(B + 4));
+        case T_Q8_0: return ld32(B + 2);
+        case T_Q2_K: return bits_at(ld32(B + 16 + 32 * (j / 4)), 2 * (j % 4), 3);
+        case T_Q3_K: return OR(bits_at(ld32(B + 32 + 32 * (j / 4)), 2 * (j % 4), 3),
+                               SHL(bits_at(ld32(B), j, 1), 2));
+        case T_Q4_K: {
+            const codes_t v = ld32(B + 16 + 32 * (j / 2));
+            return j & 1 ? bits_at(v, 4, 0xF) : low4(v);
+        }
+        case T_Q5_K: {
+            const codes_t v = ld32(B + 48 + 32 * (j / 2));
+            return OR(j & 1 ? bits_at(v, 4, 0xF) : low4(v), SHL(bits_at(ld32(B + 16), j, 1), 4));
+        }
+        default: {          /* Q6_K: unit j = 4 h + r of the two halves h of 128 */
+            const int h = j / 4, r = j % 4;
+            const codes_t lo = bits_at(ld32(B + 64 * h + 32 * (r & 1)), 4 * (r >> 1), 0xF);
+            return OR(lo, SHL(bits_at(ld32(B + 128 + 32 * h), 2 * r, 3), 4));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ the tile: mt rows of x, one row of W */
+typedef struct {
+    const int8_t* q;   /* (M, K) codes */
+    const float* d;    /* (M, K/32) */
+    const float* xs;   /* (M, K/32, 8) */
+    int64_t K;
+} xq_t;
+
+#if defined(QG_SIMD)
+typedef __m256 acc_t;
+static inline __m256i dot_u8s8(__m256i u, __m256i v) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, v);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1));
+#endif
+}
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* acc + the unit's contribution for one row of x (codes xq, scale dx, offsets xs) */
+static inline __attribute__((always_inline)) __m256 unit_row(const int t, __m256i u, __m256 S, __m256 C,
+                                                             const int8_t* xq, float dx, const float* xs, __m256 acc) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i*)xq);
+    const __m256i p = t == T_Q8_0 ? dot_u8s8(_mm256_sign_epi8(u, u), _mm256_sign_epi8(xv, u)) : dot_u8s8(u, xv);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(S, _mm256_set1_ps(dx)), acc);
+    return t == T_Q8_0 ? acc : _mm256_fmadd_ps(C, _mm256_loadu_ps(xs), acc);
+}
+#define PAIR(a, b) _mm256_set_m128(_mm_set1_ps(b), _mm_set1_ps(a))
+#define AZERO() _mm256_setzero_ps()
+#define AADD(a, b) _mm256_add_ps(a, b)
+#else
+typedef float acc_t;
+static inline float unit_row(const int t, codes_t u, const float* S, const float* C, const int8_t* xq, float dx,
+                             const float* xs, float acc) {
+    int32_t p[2] = {0, 0};
+    for (int l = 0; l < 32; l++) p[l / 16] += (t == T_Q8_0 ? (int)(int8_t)u.b[l] : (int)u.b[l]) * (int)xq[l];
+    return acc + dx * (S[0] * (float)p[0] + S[1] * (float)p[1]) + C[0] * xs[0] + C[1] * xs[4];
+}
+#define AZERO() 0.0f
+#define AADD(a, b) ((a) + (b))
+#define hsum(v) (v)
+#endif
+
+/* x block xb (unit xb % upb of W's block xb / upb) against mt rows, into accumulators acc[.][par] */
+#if defined(QG_SIMD)
+#define UNIT_SCALES(t, st, j)                                                                  \
+    const __m256 S = ((t) == T_Q2_K || (t) == T_Q3_K || (t) == T_Q6_K) ? PAIR(st.s[2 * j], st.s[2 * j + 1]) \
+                                                                       : _mm256_set1_ps(st.s[2 * j]);        \
+    const __m256 C = ((t) == T_Q2_K || (t) == T_Q3_K || (t) == T_Q6_K) ? PAIR(st.c[2 * j], st.c[2 * j + 1]) \
+                                                                       : _mm256_set1_ps(st.c[2 * j]);
+#else
+#define UNIT_SCALES(t, st, j) const float* S = st.s + 2 * j; const float* C = st.c + 2 * j;
+#endif
+
+#define DO_UNIT(XB, par)                                                                       \
+    do {                                                                                       \
+        const int64_t xb = (XB), j = xb % upb;                                                 \
+        const uint8_t* B = row + xb / upb * bytes;                                             \
+        if (j == 0) prep(t, B, &st);                                                           \
+        const codes_t u = unit(t, B, (int)j);                                                  \
+        UNIT_SCALES(t, st, j)                                                                  \
+        for (int m = 0; m < mt; m++)                                                           \
+            acc[m][par] = unit_row(t, u, S, C, X->q + m * X->K + 32 * xb, X->d[m * nxb + xb],  \
+                                   X->xs + (m * nxb + xb) * 8, acc[m][par]);                   \
+    } while (0)
+
+/* res[m] = W[row] . x[m] for mt rows of x starting at X (mt a constant after inlining) */
+static inline __attribute__((always_inline)) void tile(const int t, const uint8_t* row, const xq_t* X,
+                                                       float* res, const int mt) {
+    const int64_t nxb = X->K / 32, upb = blk_weights(t) / 32, bytes = blk_bytes(t);
+    acc_t acc[MR][2];
+    scl_t st;
+    for (int m = 0; m < mt; m++) acc[m][0] = acc[m][1] = AZERO();
+    int64_t x2 = 0;
+    for (; x2 + 1 < nxb; x2 += 2) {
+        DO_UNIT(x2, 0);
+        DO_UNIT(x2 + 1, 1);
+    }
+    if (x2 < nxb) DO_UNIT(x2, 0);
+    for (int m = 0; m < mt; m++) res[m] = hsum(AADD(acc[m][0], acc[m][1]));
+}
+
+/* out[m * ldo + i] = W[n0 + i] . x[m], all M rows of x, rows n0 .. n0 + n - 1 of W; t constant */
+static inline __attribute__((always_inline)) void rows_t(const int t, float* out, int64_t ldo, const xq_t* X0,
+                                                         int64_t M, int64_t n0, int64_t n, const uint8_t* w) {
+    const int64_t row_bytes = X0->K / blk_weights(t) * blk_bytes(t), nxb = X0->K / 32;
+    float res[MR];
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t* row = w + (n0 + i) * row_bytes;
+        for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            const xq_t X = {X0->q + m0 * X0->K, X0->d + m0 * nxb, X0->xs + m0 * nxb * 8, X0->K};
+            const int64_t mt = M - m0 < MR ? M - m0 : MR;
+            switch (mt) {
+                case 1: tile(t, row, &X, res, 1); break;
+                case 2: tile(t, row, &X, res, 2); break;
+                case 3: tile(t, row, &X, res, 3); break;
+                case 4: tile(t, row, &X, res, 4); break;
+                case 5: tile(t, row, &X, res, 5); break;
+                case 6: tile(t, row, &X, res, 6); break;
+                case 7: tile(t, row, &X, res, 7); break;
+                default: tile(t, row, &X, res, 8);
+            }
+            for (int64_t m = 0; m < mt; m++) out[(m0 + m) * ldo + i] = res[m];
+        }
+    }
+}
+
+#define ROWS_OF(T) \
+    static void rows_##T(float* o, int64_t ldo, const xq_t* X, int64_t M, int64_t n0, int64_t n, const uint8_t* w) { \
+        rows_t(T, o, ldo, X, M, n0, n, w); \
+    }
+ROWS_OF(T_Q4_0) ROWS_OF(T_Q4_1) ROWS_OF(T_Q5_0) ROWS_OF(T_Q5_1) ROWS_OF(T_Q8_0)
+ROWS_OF(T_Q2_K) ROWS_OF(T_Q3_K) ROWS_OF(T_Q4_K) ROWS_OF(T_Q5_K) ROWS_OF(T_Q6_K)
+
+typedef void (*rows_fn)(float*, int64_t, const xq_t*, int64_t, int64_t, int64_t, const uint8_t*);
+static rows_fn rows_for(int32_t t) {
+    switch (t) {
+        case T_Q4_0: return rows_T_Q4_0; case T_Q4_1: return rows_T_Q4_1; case T_Q5_0: return rows_T_Q5_0;
+        case T_Q5_1: return rows_T_Q5_1; case T_Q8_0: return rows_T_Q8_0; case T_Q2_K: return rows_T_Q2_K;
+        case T_Q3_K: return rows_T_Q3_K; case T_Q4_K: return rows_T_Q4_K; case T_Q5_K: return rows_T_Q5_K;
+        case T_Q6_K: return rows_T_Q6_K; default: return NULL;
+    }
+}
+
+static xq_t scratch_view(const void* scratch, int64_t M, int64_t K) {
+    const float* d = (const float*)((const char*)scratch + q_bytes(M, K));
+    return (xq_t){(const int8_t*)scratch, d, d + M * K / 32, K};
+}
+
+/* For decode.c (parts.inc): serial rows n0..n0+n-1 against the M rows of x prepared in scratch */
+void qgemm_rows(int32_t type, float* out, int64_t ldo, const void* scratch, int64_t M, int64_t K, int64_t n0,
+                int64_t n, const uint8_t* w) {
+    const rows_fn f = rows_for(type);
+    const xq_t X = scratch_view(scratch, M, K);
+    if (f) f(out, ldo, &X, M, n0, n, w);
+}
+
+int32_t qgemm(int32_t type, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
+    const rows_fn f = rows_for(type);
+    if (!f || M < 0 || N < 0 || K <= 0 || K % blk_weights(type)) return -1;
+    if (M == 0 || N == 0) return 0;
+    void* scratch = aligned_alloc(64, (size_t)((qgemm_scratch_bytes(M, K) + 63) / 64 * 64));
+    if (!scratch) return -2;
+    qgemm_prepare_x(x, M, K, scratch);
+    const xq_t X = scratch_view(scratch, M, K);
+    /* one region, each thread one contiguous half of the rows of W (static: the split is known up
+       front, and neighbouring rows stream through the same prefetcher) */
+#pragma omp parallel if (N * K >= PAR_MIN)
+    {
+#if defined(_OPENMP)
+        const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+#else
+        const int nt = 1, tid = 0;
+#endif
+        const int64_t per = (N + nt - 1) / nt, a = tid * per, b = a + per < N ? a + per : N;
+        if (a < b) f(out + a, N, &X, M, a, b - a, w);
+    }
+    free(scratch);
+    return 0;
+}
