@@ -584,7 +584,7 @@ static void row_all(const btype_t* T, const uint8_t* row, const float* x, const 
 #undef TILE
 
 #define SUMS_ON_STACK 2048
-#define QX_ON_STACK 16384   /* inputs of x quantized on the stack (scratch: 2.125 bytes per input) */
+#define QX_ON_STACK 16384   /* inputs of x quantized on the stack (scratch: 1.375 bytes per input) */
 int32_t ggml_matmul(int32_t type, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
     if (type & GGML_ACT_INT8) return qgemm(type & ~GGML_ACT_INT8, out, x, M, K, N, w) ? -1 : 0;
     const btype_t* T = find_type(type, K);
@@ -606,7 +606,7 @@ int32_t ggml_matmul(int32_t type, float* out, const float* x, int64_t M, int64_t
 void ggml_gemv_rows(int32_t type, float* out, const float* x, int64_t n0, int64_t n, int64_t K, const uint8_t* w) {
     if (type & GGML_ACT_INT8) {   /* x quantized here, per call: decode.c quantizes it once per step instead */
         if (K > QX_ON_STACK) return;  /* validated by the caller: never taken */
-        _Alignas(64) uint8_t scratch[QX_ON_STACK * 3];
+        _Alignas(64) uint8_t scratch[QX_ON_STACK * 2];
         qgemm_prepare_x(x, 1, K, scratch);
         qgemm_rows(type & ~GGML_ACT_INT8, out, 1, scratch, 1, K, n0, n, w);
         return;

@@ -2,14 +2,15 @@
    Reference: GGMLLinear.matmul_int8_act_reference (minillm/quant/linear.py).
 
    x side, once per call (prepare_x): per block b of 32 inputs of a row, the codes q_x (32 int8), d_x,
-   and xs = 8 floats (d_x S_0, 0, 0, 0, d_x S_1, 0, 0, 0), S_h the sum of the codes of half h.
+   and xs = (d_x S_0, d_x S_1), S_h the sum of the codes of half h (44 bytes per 32 inputs: the x side
+   of 16 rows of K = 4096 stays in L2 while every row of W passes it).
    W side, per unit of 32 weights: the codes u (32 bytes in one 256-bit register: unpacked with byte
    masks and shifts, never converted to float), the scales s and offsets c of its two halves (from
    the block's header, decoded once per block, i.e. once per 256 weights for the K-quants). Then, per
    row m of x:
        p   = u . q_x             8 int32 lanes, lane i the dot of bytes 4i..4i+3 (lanes 0-3: half 0)
        acc = fma(float(p), S * d_x, acc)     S = (s_0 x4, s_1 x4)
-       acc = fma(C, xs, acc)                 C = (c_0 x4, c_1 x4): the offsets, vectorised
+       acc = fma(C, (xs_0, xs_1) x4, acc)    C = (c_0, c_1) x4 / 4: the offsets, vectorised (exact / 4)
    and one horizontal sum per output. Q8_0's codes are signed: u . q_x = |u| . (q_x with u's sign)
    (vpsignb), which keeps maddubs' pairs within int16 (2 * 128 * 127 < 2^15). Two accumulators per row
    (even and odd units) hide the FMA latency at one row; up to MR rows of x share each unpacked unit. */
@@ -68,7 +69,7 @@ static inline int blk_bytes(int t) {
 int32_t qgemm_supported(int32_t type) { return blk_weights(type) > 0; }
 
 /* ------------------------------------------------------------------ x side */
-static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {
+static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {  /* xs: 2 floats */
     float amax = 0.0f;
     for (int j = 0; j < 32; j++) {  /* not fmaxf: it drops NaN, and NaN in must give NaN out */
         const float a = fabsf(xb[j]);
@@ -99,57 +100,69 @@ static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {
     }
 #endif
     *d = db;
-    for (int l = 0; l < 8; l++) xs[l] = 0.0f;
     xs[0] = db * (float)s[0];
-    xs[4] = db * (float)s[1];
+    xs[1] = db * (float)s[1];
 }
 
-/* scratch of M rows: codes (M K bytes, padded to 64), d (M K/32 floats), xs (M K/4 floats) */
+/* scratch of M rows: codes (M K bytes, padded to 64), d (M K/32 floats), xs (M K/16 floats) */
 static inline int64_t q_bytes(int64_t M, int64_t K) { return (M * K + 63) / 64 * 64; }
-int64_t qgemm_scratch_bytes(int64_t M, int64_t K) { return q_bytes(M, K) + 4 * (M * K / 32 + M * K / 4); }
+int64_t qgemm_scratch_bytes(int64_t M, int64_t K) { return q_bytes(M, K) + 4 * (M * K / 32 + M * K / 16); }
 
 void qgemm_prepare_x(const float* x, int64_t M, int64_t K, void* scratch) {
     int8_t* q = (int8_t*)scratch;
     float* d = (float*)((char*)scratch + q_bytes(M, K));
     float* xs = d + M * K / 32;
-    for (int64_t i = 0; i < M * K / 32; i++) quantize_block(x + 32 * i, q + 32 * i, d + i, xs + 8 * i);
+    for (int64_t i = 0; i < M * K / 32; i++) quantize_block(x + 32 * i, q + 32 * i, d + i, xs + 2 * i);
 }
 
 int32_t qgemm_quantize_x(const float* x, int64_t M, int64_t K, int8_t* q, float* d, float* s) {
     if (K <= 0 || K % 32 || M < 0) return -1;
-    float xs[8];
-    for (int64_t i = 0; i < M * K / 32; i++) {
-        quantize_block(x + 32 * i, q + 32 * i, d + i, xs);
-        s[2 * i] = xs[0], s[2 * i + 1] = xs[4];
-    }
+    for (int64_t i = 0; i < M * K / 32; i++) quantize_block(x + 32 * i, q + 32 * i, d + i, s + 2 * i);
     return 0;
 }
 
 /* ------------------------------------------------------------------ W side: block headers
-   prep: the block's s and c per half of each unit (s[2j], s[2j+1] for unit j; 2 halves for the
-   32-weight types, 16 for the K-quants), the formulas of minillm/quant/ggml_blocks.py. */
+   prep: the block's scales s and offsets c, the formulas of minillm/quant/ggml_blocks.py. Types whose
+   s and c hold for 32 weights (Q4_0..Q8_0, Q4_K, Q5_K) give them per unit j: s[j], c[j]; the others
+   (Q2_K, Q3_K, Q6_K) per 16 weights: s[2j], s[2j + 1] for unit j. */
 typedef struct { float s[16], c[16]; } scl_t;
 
-static inline void k4_scale_min(const uint8_t* q, int j, int* sc, int* m) {  /* ggml's get_scale_min_k4 */
-    if (j < 4) {
-        *sc = q[j] & 63, *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
+static inline int per16(int t) { return t == T_Q2_K || t == T_Q3_K || t == T_Q6_K; }
+
+static inline void bytes8_times(const uint8_t* b, float d, float* out, int is_signed) {  /* out[i] = d b[i] */
+#if defined(QG_SIMD)
+    const __m128i v = _mm_loadl_epi64((const __m128i*)b);
+    const __m256i w = is_signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v);
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(w), _mm256_set1_ps(d)));
+#else
+    for (int i = 0; i < 8; i++) out[i] = d * (float)(is_signed ? (int)(int8_t)b[i] : (int)b[i]);
+#endif
+}
+
+/* Q4_K / Q5_K's twelve scale bytes -> the eight 6-bit scales sc and mins m as bytes (ggml's
+   get_scale_min_k4 for j = 0..7, four at a time in 32-bit words) */
+static inline void k4_scales_mins(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
+    uint32_t w[3], o[4];
+    memcpy(w, q, 12);
+    o[0] = w[0] & 0x3F3F3F3Fu;                                        /* sc 0..3: low 6 bits of q[0..3] */
+    o[1] = (w[2] & 0x0F0F0F0Fu) | ((w[0] >> 2) & 0x30303030u);        /* sc 4..7: q[8..11] low, q[0..3] top 2 */
+    o[2] = w[1] & 0x3F3F3F3Fu;                                        /* m 0..3: q[4..7] */
+    o[3] = ((w[2] >> 4) & 0x0F0F0F0Fu) | ((w[1] >> 2) & 0x30303030u); /* m 4..7: q[8..11] high, q[4..7] top 2 */
+    memcpy(sc, o, 8);
+    memcpy(m, o + 2, 8);
 }
 
 static inline __attribute__((always_inline)) void prep(const int t, const uint8_t* B, scl_t* S) {
     switch (t) {
         case T_Q4_0: case T_Q5_0: case T_Q8_0: {
             const float d = h2f(B);
-            S->s[0] = S->s[1] = d;
-            S->c[0] = S->c[1] = t == T_Q4_0 ? -8.0f * d : t == T_Q5_0 ? -16.0f * d : 0.0f;
+            S->s[0] = d;
+            S->c[0] = t == T_Q4_0 ? -8.0f * d : t == T_Q5_0 ? -16.0f * d : 0.0f;
             break;
         }
         case T_Q4_1: case T_Q5_1:
-            S->s[0] = S->s[1] = h2f(B);
-            S->c[0] = S->c[1] = h2f(B + 2);
+            S->s[0] = h2f(B);
+            S->c[0] = h2f(B + 2);
             break;
         case T_Q2_K: {      /* scales[16], qs[64], d, dmin */
             const float d = h2f(B + 80), dmin = h2f(B + 82);
@@ -167,18 +180,17 @@ static inline __attribute__((always_inline)) void prep(const int t, const uint8_
             break;
         }
         case T_Q4_K: case T_Q5_K: {   /* d, dmin, scales[12], ... */
-            const float d = h2f(B), dmin = h2f(B + 2);
-            for (int j = 0; j < 8; j++) {
-                int sc, m;
-                k4_scale_min(B + 4, j, &sc, &m);
-                S->s[2 * j] = S->s[2 * j + 1] = d * (float)sc;
-                S->c[2 * j] = S->c[2 * j + 1] = -(dmin * (float)m);
-            }
+            uint8_t sc[8], m[8];
+            k4_scales_mins(B + 4, sc, m);
+            bytes8_times(sc, h2f(B), S->s, 0);
+            bytes8_times(m, -h2f(B + 2), S->c, 0);     /* -(dmin m): the sign is exact */
             break;
         }
         default: {          /* Q6_K: ql[128], qh[64], scales[16] int8, d: w = d sc (u - 32) */
             const float d = h2f(B + 208);
-            for (int g = 0; g < 16; g++) S->s[g] = d * (float)(int8_t)B[192 + g], S->c[g] = -32.0f * S->s[g];
+            bytes8_times(B + 192, d, S->s, 1);
+            bytes8_times(B + 200, d, S->s + 8, 1);
+            for (int g = 0; g < 16; g++) S->c[g] = -32.0f * S->s[g];
         }
     }
 }
@@ -259,9 +271,15 @@ static inline __attribute__((always_inline)) codes_t unit(const int t, const uin
 typedef struct {
     const int8_t* q;   /* (M, K) codes */
     const float* d;    /* (M, K/32) */
-    const float* xs;   /* (M, K/32, 8) */
+    const float* xs;   /* (M, K/16) */
     int64_t K;
 } xq_t;
+
+static inline double pair_of(const float* p) {  /* two floats as the bits of one double */
+    double v;
+    memcpy(&v, p, 8);
+    return v;
+}
 
 #if defined(QG_SIMD)
 typedef __m256 acc_t;
@@ -284,7 +302,8 @@ static inline __attribute__((always_inline)) __m256 unit_row(const int t, __m256
     const __m256i xv = _mm256_loadu_si256((const __m256i*)xq);
     const __m256i p = t == T_Q8_0 ? dot_u8s8(_mm256_sign_epi8(u, u), _mm256_sign_epi8(xv, u)) : dot_u8s8(u, xv);
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(S, _mm256_set1_ps(dx)), acc);
-    return t == T_Q8_0 ? acc : _mm256_fmadd_ps(C, _mm256_loadu_ps(xs), acc);
+    if (t == T_Q8_0) return acc;                                    /* (xs_0, xs_1) in every lane pair */
+    return _mm256_fmadd_ps(C, _mm256_castpd_ps(_mm256_set1_pd(pair_of(xs))), acc);
 }
 #define PAIR(a, b) _mm256_set_m128(_mm_set1_ps(b), _mm_set1_ps(a))
 #define AZERO() _mm256_setzero_ps()
@@ -295,7 +314,7 @@ static inline float unit_row(const int t, codes_t u, const float* S, const float
                              const float* xs, float acc) {
     int32_t p[2] = {0, 0};
     for (int l = 0; l < 32; l++) p[l / 16] += (t == T_Q8_0 ? (int)(int8_t)u.b[l] : (int)u.b[l]) * (int)xq[l];
-    return acc + dx * (S[0] * (float)p[0] + S[1] * (float)p[1]) + C[0] * xs[0] + C[1] * xs[4];
+    return acc + dx * (S[0] * (float)p[0] + S[1] * (float)p[1]) + C[0] * xs[0] + C[1] * xs[1];
 }
 #define AZERO() 0.0f
 #define AADD(a, b) ((a) + (b))
@@ -305,39 +324,55 @@ static inline float unit_row(const int t, codes_t u, const float* S, const float
 /* x block xb (unit xb % upb of W's block xb / upb) against mt rows, into accumulators acc[.][par] */
 #if defined(QG_SIMD)
 #define UNIT_SCALES(t, st, j)                                                                  \
-    const __m256 S = ((t) == T_Q2_K || (t) == T_Q3_K || (t) == T_Q6_K) ? PAIR(st.s[2 * j], st.s[2 * j + 1]) \
-                                                                       : _mm256_set1_ps(st.s[2 * j]);        \
-    const __m256 C = ((t) == T_Q2_K || (t) == T_Q3_K || (t) == T_Q6_K) ? PAIR(st.c[2 * j], st.c[2 * j + 1]) \
-                                                                       : _mm256_set1_ps(st.c[2 * j]);
+    const __m256 S = per16(t) ? PAIR(st.s[2 * j], st.s[2 * j + 1]) : _mm256_set1_ps(st.s[j]); \
+    const __m256 C = per16(t) ? _mm256_mul_ps(_mm256_castpd_ps(_mm256_set1_pd(pair_of(st.c + 2 * j))),         \
+                                              _mm256_set1_ps(0.25f))                          \
+                              : _mm256_set1_ps(0.25f * st.c[j]);
 #else
-#define UNIT_SCALES(t, st, j) const float* S = st.s + 2 * j; const float* C = st.c + 2 * j;
+#define UNIT_SCALES(t, st, j)                                                                  \
+    const float S[2] = {per16(t) ? st.s[2 * j] : st.s[j], per16(t) ? st.s[2 * j + 1] : st.s[j]}; \
+    const float C[2] = {per16(t) ? st.c[2 * j] : st.c[j], per16(t) ? st.c[2 * j + 1] : st.c[j]};
 #endif
 
-#define DO_UNIT(XB, par)                                                                       \
+/* unit j of W's block B (x block xb) against mt rows, into the accumulators acc[.][par] */
+#define DO_UNIT(B, j, xb, par)                                                                 \
     do {                                                                                       \
-        const int64_t xb = (XB), j = xb % upb;                                                 \
-        const uint8_t* B = row + xb / upb * bytes;                                             \
-        if (j == 0) prep(t, B, &st);                                                           \
-        const codes_t u = unit(t, B, (int)j);                                                  \
+        const codes_t u = unit(t, B, j);                                                       \
         UNIT_SCALES(t, st, j)                                                                  \
         for (int m = 0; m < mt; m++)                                                           \
-            acc[m][par] = unit_row(t, u, S, C, X->q + m * X->K + 32 * xb, X->d[m * nxb + xb],  \
-                                   X->xs + (m * nxb + xb) * 8, acc[m][par]);                   \
+            acc[m][par] = unit_row(t, u, S, C, X->q + m * X->K + 32 * (xb), X->d[m * nxb + (xb)], \
+                                   X->xs + (m * nxb + (xb)) * 2, acc[m][par]);                 \
     } while (0)
 
-/* res[m] = W[row] . x[m] for mt rows of x starting at X (mt a constant after inlining) */
+/* res[m] = W[row] . x[m] for mt rows of x starting at X (t, mt constants after inlining) */
 static inline __attribute__((always_inline)) void tile(const int t, const uint8_t* row, const xq_t* X,
                                                        float* res, const int mt) {
-    const int64_t nxb = X->K / 32, upb = blk_weights(t) / 32, bytes = blk_bytes(t);
+    const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
     acc_t acc[MR][2];
     scl_t st;
     for (int m = 0; m < mt; m++) acc[m][0] = acc[m][1] = AZERO();
-    int64_t x2 = 0;
-    for (; x2 + 1 < nxb; x2 += 2) {
-        DO_UNIT(x2, 0);
-        DO_UNIT(x2 + 1, 1);
+    if (blk_weights(t) == 32) {                   /* one unit per block: blocks in pairs */
+        int64_t b = 0;
+        for (; b + 1 < nxb; b += 2) {
+            prep(t, row + b * bytes, &st);
+            DO_UNIT(row + b * bytes, 0, b, 0);
+            prep(t, row + (b + 1) * bytes, &st);
+            DO_UNIT(row + (b + 1) * bytes, 0, b + 1, 1);
+        }
+        if (b < nxb) {
+            prep(t, row + b * bytes, &st);
+            DO_UNIT(row + b * bytes, 0, b, 0);
+        }
+    } else {                                      /* K-quants: 8 units per block, unrolled */
+        for (int64_t b = 0; b < nxb / 8; b++) {
+            const uint8_t* B = row + b * bytes;
+            prep(t, B, &st);
+            DO_UNIT(B, 0, 8 * b, 0); DO_UNIT(B, 1, 8 * b + 1, 1);
+            DO_UNIT(B, 2, 8 * b + 2, 0); DO_UNIT(B, 3, 8 * b + 3, 1);
+            DO_UNIT(B, 4, 8 * b + 4, 0); DO_UNIT(B, 5, 8 * b + 5, 1);
+            DO_UNIT(B, 6, 8 * b + 6, 0); DO_UNIT(B, 7, 8 * b + 7, 1);
+        }
     }
-    if (x2 < nxb) DO_UNIT(x2, 0);
     for (int m = 0; m < mt; m++) res[m] = hsum(AADD(acc[m][0], acc[m][1]));
 }
 
@@ -349,7 +384,7 @@ static inline __attribute__((always_inline)) void rows_t(const int t, float* out
     for (int64_t i = 0; i < n; i++) {
         const uint8_t* row = w + (n0 + i) * row_bytes;
         for (int64_t m0 = 0; m0 < M; m0 += MR) {
-            const xq_t X = {X0->q + m0 * X0->K, X0->d + m0 * nxb, X0->xs + m0 * nxb * 8, X0->K};
+            const xq_t X = {X0->q + m0 * X0->K, X0->d + m0 * nxb, X0->xs + m0 * nxb * 2, X0->K};
             const int64_t mt = M - m0 < MR ? M - m0 : MR;
             switch (mt) {
                 case 1: tile(t, row, &X, res, 1); break;
@@ -418,4 +453,54 @@ int32_t qgemm(int32_t type, float* out, const float* x, int64_t M, int64_t K, in
     }
     free(scratch);
     return 0;
+}
+
+int64_t memory_read(const uint8_t* p, int64_t n, int32_t threads) {
+    int64_t total = 0;
+#if defined(_OPENMP)
+    const int nt = threads > 0 ? threads : omp_get_max_threads();
+#else
+    const int nt = 1;
+    (void)threads;
+#endif
+#pragma omp parallel num_threads(nt) reduction(+ : total)
+    {
+#if defined(_OPENMP)
+        const int t = omp_get_thread_num(), k = omp_get_num_threads();
+#else
+        const int t = 0, k = 1;
+#endif
+        const int64_t lines = n / 64, per = (lines + k - 1) / k;
+        const int64_t a = t * per, b = a + per < lines ? a + per : lines;
+#if defined(__AVX512F__)
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+        int64_t i = a;
+        for (; i + 4 <= b; i += 4) {      /* four independent chains: loads, not adds, are the limit */
+            s0 = _mm512_add_epi64(s0, _mm512_load_si512((const void*)(p + 64 * i)));
+            s1 = _mm512_add_epi64(s1, _mm512_load_si512((const void*)(p + 64 * i + 64)));
+            s2 = _mm512_add_epi64(s2, _mm512_load_si512((const void*)(p + 64 * i + 128)));
+            s3 = _mm512_add_epi64(s3, _mm512_load_si512((const void*)(p + 64 * i + 192)));
+        }
+        for (; i < b; i++) s0 = _mm512_add_epi64(s0, _mm512_load_si512((const void*)(p + 64 * i)));
+        total += _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
+#elif defined(__AVX2__)
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        for (int64_t i = a; i < b; i++) {
+            s0 = _mm256_add_epi64(s0, _mm256_load_si256((const __m256i*)(p + 64 * i)));
+            s1 = _mm256_add_epi64(s1, _mm256_load_si256((const __m256i*)(p + 64 * i + 32)));
+        }
+        int64_t v[4];
+        _mm256_storeu_si256((__m256i*)v, _mm256_add_epi64(s0, s1));
+        total += v[0] + v[1] + v[2] + v[3];
+#else
+        int64_t s = 0;
+        for (int64_t i = 8 * a; i < 8 * b; i++) {
+            int64_t v;
+            memcpy(&v, p + 8 * i, 8);
+            s += v;
+        }
+        total += s;
+#endif
+    }
+    return total;
 }

@@ -28,4 +28,9 @@ int32_t qgemm(int32_t type, float* out, const float* x, int64_t M, int64_t K, in
    d_x times the sum of each 16 codes. Returns 0, or -1 when K is not a multiple of 32. */
 int32_t qgemm_quantize_x(const float* x, int64_t M, int64_t K, int8_t* q, float* d, float* s);
 
+/* The memory read bandwidth's probe: reads the n bytes at p (n a multiple of 64) with 64-byte vector
+   loads, the threads of one parallel region each one contiguous share (threads <= 0: all of
+   OpenMP's), and returns a checksum of them (so the reads cannot be dropped). */
+int64_t memory_read(const uint8_t* p, int64_t n, int32_t threads);
+
 #endif
