@@ -461,6 +461,76 @@ static inline __attribute__((always_inline)) float row1(const int t, const uint8
 }
 #endif
 
+#if defined(QG_ROW1)
+/* mt rows of x on AVX-512 VNNI: as tile(), two units per 512-bit dot. Q8_0's codes go in as u + 128
+   (unsigned; w = d (u - 128): its offset -128 d joins the others), the x codes of the two units are
+   one 64-byte load. Per row and pair of units: dot, convert, scale, FMA, offset FMA. */
+static inline __attribute__((always_inline)) void pair_rows(const int t, __m256i u0, __m256i u1, const float* s,
+                                                            const float* c, const xq_t* X, int64_t xb, __m512* acc,
+                                                            __m128* off, const int mt) {
+    const __m512i idx2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i idx4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
+    if (t == T_Q8_0) u = _mm512_xor_si512(u, _mm512_set1_epi8((char)0x80));
+    const __m512 sv = per16(t) ? _mm512_permutexvar_ps(idx4, _mm512_castps128_ps512(_mm_loadu_ps(s)))
+                               : _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(s)));
+    const __m128 cp = t == T_Q8_0 ? _mm_mul_ps(pair_ps(s), _mm_set1_ps(-128.0f)) : pair_ps(c);
+    const __m128 cv = per16(t) ? _mm_loadu_ps(c) : _mm_unpacklo_ps(cp, cp);
+    for (int m = 0; m < mt; m++) {
+        const int64_t nxb = X->K / 32;
+        const __m512i x = _mm512_loadu_si512((const void*)(X->q + m * X->K + 32 * xb));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+        const __m512 dx = _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(X->d + m * nxb + xb)));
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sv, dx), acc[m]);
+        off[m] = _mm_fmadd_ps(cv, _mm_loadu_ps(X->xs + 2 * (m * nxb + xb)), off[m]);
+    }
+}
+
+static inline __attribute__((always_inline)) void tile512(const int t, const uint8_t* row, const xq_t* X,
+                                                          float* res, const int mt) {
+    const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
+    __m512 acc[MR];
+    __m128 off[MR];
+    for (int m = 0; m < mt; m++) acc[m] = _mm512_setzero_ps(), off[m] = _mm_setzero_ps(), res[m] = 0.0f;
+    if (blk_weights(t) == 32) {
+        int64_t b = 0;
+        for (; b + 1 < nxb; b += 2) {
+            scl_t s0, s1;
+            prep(t, row + b * bytes, &s0);
+            prep(t, row + (b + 1) * bytes, &s1);
+            const float sp[2] = {s0.s[0], s1.s[0]}, cp[2] = {s0.c[0], s1.c[0]};
+            pair_rows(t, unit(t, row + b * bytes, 0), unit(t, row + (b + 1) * bytes, 0), sp, cp, X, b, acc, off, mt);
+        }
+        if (b < nxb) {                    /* an odd last block: the 256-bit unit, row by row */
+            scl_t st;
+            const uint8_t* B = row + b * bytes;
+            prep(t, B, &st);
+            const codes_t u = unit(t, B, 0);
+            UNIT_SCALES(t, st, 0)
+            for (int m = 0; m < mt; m++)
+                res[m] = hsum(unit_row(t, u, S, C, X->q + m * X->K + 32 * b, X->d[m * nxb + b],
+                                       X->xs + 2 * (m * nxb + b), _mm256_setzero_ps()));
+        }
+    } else {
+        for (int64_t b = 0; b < nxb / 8; b++) {
+            const uint8_t* B = row + b * bytes;
+            scl_t st;
+            prep(t, B, &st);
+            for (int j = 0; j < 8; j += 2)
+                pair_rows(t, unit(t, B, j), unit(t, B, j + 1), per16(t) ? st.s + 2 * j : st.s + j,
+                          per16(t) ? st.c + 2 * j : st.c + j, X, 8 * b + j, acc, off, mt);
+        }
+    }
+    for (int m = 0; m < mt; m++) {
+        const __m128 o = _mm_add_ps(off[m], _mm_movehl_ps(off[m], off[m]));
+        res[m] += _mm512_reduce_add_ps(acc[m]) + _mm_cvtss_f32(_mm_add_ss(o, _mm_movehdup_ps(o)));
+    }
+}
+#define TILE tile512
+#else
+#define TILE tile
+#endif
+
 /* out[m * ldo + i] = W[n0 + i] . x[m], all M rows of x, rows n0 .. n0 + n - 1 of W; t constant */
 static inline __attribute__((always_inline)) void rows_t(const int t, float* out, int64_t ldo, const xq_t* X0,
                                                          int64_t M, int64_t n0, int64_t n, const uint8_t* w) {
@@ -478,14 +548,14 @@ static inline __attribute__((always_inline)) void rows_t(const int t, float* out
             }
 #endif
             switch (mt) {
-                case 1: tile(t, row, &X, res, 1); break;
-                case 2: tile(t, row, &X, res, 2); break;
-                case 3: tile(t, row, &X, res, 3); break;
-                case 4: tile(t, row, &X, res, 4); break;
-                case 5: tile(t, row, &X, res, 5); break;
-                case 6: tile(t, row, &X, res, 6); break;
-                case 7: tile(t, row, &X, res, 7); break;
-                default: tile(t, row, &X, res, 8);
+                case 1: TILE(t, row, &X, res, 1); break;
+                case 2: TILE(t, row, &X, res, 2); break;
+                case 3: TILE(t, row, &X, res, 3); break;
+                case 4: TILE(t, row, &X, res, 4); break;
+                case 5: TILE(t, row, &X, res, 5); break;
+                case 6: TILE(t, row, &X, res, 6); break;
+                case 7: TILE(t, row, &X, res, 7); break;
+                default: TILE(t, row, &X, res, 8);
             }
             for (int64_t m = 0; m < mt; m++) out[(m0 + m) * ldo + i] = res[m];
         }
