@@ -383,10 +383,11 @@ static inline __attribute__((always_inline)) void tile(const int t, const uint8_
 #define QG_ROW1 1
 static inline __m128 pair_ps(const float* p) { return _mm_castpd_ps(_mm_load_sd((const double*)p)); }
 
-/* units u0, u1 (x blocks xb, xb + 1); s: their 2 scales (4 for the per-16 types), c: their offsets */
-static inline __attribute__((always_inline)) void pair1(const int t, __m256i u0, __m256i u1, const float* s,
-                                                        const float* c, const xq_t* X, int64_t xb, __m512* acc,
-                                                        __m128* off) {
+/* units u0, u1 (x blocks xb, xb + 1); s: their 2 scales (4 for the per-16 types), c: their offsets,
+   in the low lanes (built in registers: a store of two floats read back as one 8-byte load would
+   miss the store forwarding) */
+static inline __attribute__((always_inline)) void pair1(const int t, __m256i u0, __m256i u1, __m128 s, __m128 c,
+                                                        const xq_t* X, int64_t xb, __m512* acc, __m128* off) {
     const __m512i idx2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const __m512i idx4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     __m256i x0 = _mm256_loadu_si256((const __m256i*)(X->q + 32 * xb));
@@ -399,22 +400,78 @@ static inline __attribute__((always_inline)) void pair1(const int t, __m256i u0,
     const __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
     const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
     const __m512 dx = _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(X->d + xb)));
-    const __m512 sv = per16(t) ? _mm512_permutexvar_ps(idx4, _mm512_castps128_ps512(_mm_loadu_ps(s)))
-                               : _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(s)));
+    const __m512 sv = _mm512_permutexvar_ps(per16(t) ? idx4 : idx2, _mm512_castps128_ps512(s));
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sv, dx), *acc);
     if (t != T_Q8_0) {
-        const __m128 cv = per16(t) ? _mm_loadu_ps(c) : _mm_unpacklo_ps(pair_ps(c), pair_ps(c));
+        const __m128 cv = per16(t) ? c : _mm_unpacklo_ps(c, c);
         *off = _mm_fmadd_ps(cv, _mm_loadu_ps(X->xs + 2 * xb), *off);
+    }
+}
+
+/* the scales or offsets of units j, j + 1 of a prepared block (4 values for the per-16 types) */
+static inline __attribute__((always_inline)) __m128 pick(const int t, const float* v, int j) {
+    return per16(t) ? _mm_loadu_ps(v + 2 * j) : pair_ps(v + j);
+}
+static inline __m128 two(float a, float b) { return _mm_unpacklo_ps(_mm_set_ss(a), _mm_set_ss(b)); }
+
+/* Q4_0, Q4_1, Q8_0 (the 4 header bytes of a block hold d, and m for Q4_1): blocks B0, B1 straight
+   from memory into the codes of both (512 bits, x's order; Q8_0 as u + 128), the scales per lane
+   (sv) and the offsets (c0, c0, c1, c1): 13 instructions for 64 weights. */
+static inline int fast_pair(int t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0; }
+
+static inline __attribute__((always_inline)) void pair_load(const int t, const uint8_t* B0, const uint8_t* B1,
+                                                            __m512i* u, __m512* sv, __m128* c) {
+    uint32_t h0, h1;
+    memcpy(&h0, B0, 4);
+    memcpy(&h1, B1, 4);
+    const __m128 f = _mm_cvtph_ps(_mm_setr_epi32((int)h0, (int)h1, 0, 0));        /* d0, m0, d1, m1 */
+    *sv = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+                                _mm512_castps128_ps512(f));
+    *c = t == T_Q4_1 ? _mm_shuffle_ps(f, f, _MM_SHUFFLE(3, 3, 1, 1))
+                     : _mm_mul_ps(_mm_shuffle_ps(f, f, _MM_SHUFFLE(2, 2, 0, 0)), _mm_set1_ps(t == T_Q4_0 ? -8.0f : -128.0f));
+    if (t == T_Q8_0) {
+        const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)(B0 + 2))),
+                                             _mm256_loadu_si256((const __m256i*)(B1 + 2)), 1);
+        *u = _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+        return;
+    }
+    const int o = t == T_Q4_0 ? 2 : 4;
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(B0 + o))),
+                                              _mm_loadu_si128((const __m128i*)(B1 + o)), 1);
+    const __m512i z = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
+                                       _mm512_set1_epi8(0xF));                  /* lo0 lo1 hi0 hi1 */
+    *u = _mm512_shuffle_i64x2(z, z, 0xD8);                                        /* lo0 hi0 lo1 hi1 */
+}
+
+/* acc[m], off[m] += the pair of units (codes u, scales sv per lane, offsets cv) for mt rows */
+static inline __attribute__((always_inline)) void pair_acc(__m512i u, __m512 sv, __m128 cv, const xq_t* X,
+                                                           int64_t xb, __m512* acc, __m128* off, const int mt) {
+    const __m512i idx2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const int64_t nxb = X->K / 32;
+    for (int m = 0; m < mt; m++) {
+        const __m512i x = _mm512_loadu_si512((const void*)(X->q + m * X->K + 32 * xb));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+        const __m512 dx = _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(X->d + m * nxb + xb)));
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sv, dx), acc[m]);
+        off[m] = _mm_fmadd_ps(cv, _mm_loadu_ps(X->xs + 2 * (m * nxb + xb)), off[m]);
     }
 }
 
 static inline __attribute__((always_inline)) void qpair(const int t, const uint8_t* row, int64_t b, int64_t bytes,
                                                         const xq_t* X, __m512* acc, __m128* off) {
+    if (fast_pair(t)) {
+        __m512i u;
+        __m512 sv;
+        __m128 cv;
+        pair_load(t, row + b * bytes, row + (b + 1) * bytes, &u, &sv, &cv);
+        pair_acc(u, sv, cv, X, b, acc, off, 1);
+        return;
+    }
     scl_t s0, s1;                        /* two 32-weight blocks b, b + 1 */
     prep(t, row + b * bytes, &s0);
     prep(t, row + (b + 1) * bytes, &s1);
-    const float s[2] = {s0.s[0], s1.s[0]}, c[2] = {s0.c[0], s1.c[0]};
-    pair1(t, unit(t, row + b * bytes, 0), unit(t, row + (b + 1) * bytes, 0), s, c, X, b, acc, off);
+    pair1(t, unit(t, row + b * bytes, 0), unit(t, row + (b + 1) * bytes, 0), two(s0.s[0], s1.s[0]),
+          two(s0.c[0], s1.c[0]), X, b, acc, off);
 }
 
 static inline __attribute__((always_inline)) float row1(const int t, const uint8_t* row, const xq_t* X) {
@@ -447,12 +504,9 @@ static inline __attribute__((always_inline)) float row1(const int t, const uint8
             const uint8_t* B = row + b * bytes;
             scl_t st;
             prep(t, B, &st);
-            for (int j = 0; j < 8; j += 2) {
-                const float* s = per16(t) ? st.s + 2 * j : st.s + j;
-                const float* c = per16(t) ? st.c + 2 * j : st.c + j;
-                pair1(t, unit(t, B, j), unit(t, B, j + 1), s, c, X, 8 * b + j, (j & 2) ? &acc1 : &acc0,
-                      (j & 2) ? &off1 : &off0);
-            }
+            for (int j = 0; j < 8; j += 2)
+                pair1(t, unit(t, B, j), unit(t, B, j + 1), pick(t, st.s, j), pick(t, st.c, j), X, 8 * b + j,
+                      (j & 2) ? &acc1 : &acc0, (j & 2) ? &off1 : &off0);
         }
     }
     const __m128 o = _mm_add_ps(off0, off1);
@@ -465,17 +519,16 @@ static inline __attribute__((always_inline)) float row1(const int t, const uint8
 /* mt rows of x on AVX-512 VNNI: as tile(), two units per 512-bit dot. Q8_0's codes go in as u + 128
    (unsigned; w = d (u - 128): its offset -128 d joins the others), the x codes of the two units are
    one 64-byte load. Per row and pair of units: dot, convert, scale, FMA, offset FMA. */
-static inline __attribute__((always_inline)) void pair_rows(const int t, __m256i u0, __m256i u1, const float* s,
-                                                            const float* c, const xq_t* X, int64_t xb, __m512* acc,
+static inline __attribute__((always_inline)) void pair_rows(const int t, __m256i u0, __m256i u1, __m128 s,
+                                                            __m128 c, const xq_t* X, int64_t xb, __m512* acc,
                                                             __m128* off, const int mt) {
     const __m512i idx2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const __m512i idx4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
     if (t == T_Q8_0) u = _mm512_xor_si512(u, _mm512_set1_epi8((char)0x80));
-    const __m512 sv = per16(t) ? _mm512_permutexvar_ps(idx4, _mm512_castps128_ps512(_mm_loadu_ps(s)))
-                               : _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(s)));
-    const __m128 cp = t == T_Q8_0 ? _mm_mul_ps(pair_ps(s), _mm_set1_ps(-128.0f)) : pair_ps(c);
-    const __m128 cv = per16(t) ? _mm_loadu_ps(c) : _mm_unpacklo_ps(cp, cp);
+    const __m512 sv = _mm512_permutexvar_ps(per16(t) ? idx4 : idx2, _mm512_castps128_ps512(s));
+    const __m128 cp = t == T_Q8_0 ? _mm_mul_ps(s, _mm_set1_ps(-128.0f)) : c;
+    const __m128 cv = per16(t) ? cp : _mm_unpacklo_ps(cp, cp);
     for (int m = 0; m < mt; m++) {
         const int64_t nxb = X->K / 32;
         const __m512i x = _mm512_loadu_si512((const void*)(X->q + m * X->K + 32 * xb));
@@ -495,11 +548,19 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
     if (blk_weights(t) == 32) {
         int64_t b = 0;
         for (; b + 1 < nxb; b += 2) {
+            if (fast_pair(t)) {
+                __m512i u;
+                __m512 sv;
+                __m128 cv;
+                pair_load(t, row + b * bytes, row + (b + 1) * bytes, &u, &sv, &cv);
+                pair_acc(u, sv, cv, X, b, acc, off, mt);
+                continue;
+            }
             scl_t s0, s1;
             prep(t, row + b * bytes, &s0);
             prep(t, row + (b + 1) * bytes, &s1);
-            const float sp[2] = {s0.s[0], s1.s[0]}, cp[2] = {s0.c[0], s1.c[0]};
-            pair_rows(t, unit(t, row + b * bytes, 0), unit(t, row + (b + 1) * bytes, 0), sp, cp, X, b, acc, off, mt);
+            pair_rows(t, unit(t, row + b * bytes, 0), unit(t, row + (b + 1) * bytes, 0), two(s0.s[0], s1.s[0]),
+                      two(s0.c[0], s1.c[0]), X, b, acc, off, mt);
         }
         if (b < nxb) {                    /* an odd last block: the 256-bit unit, row by row */
             scl_t st;
@@ -517,8 +578,8 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
             scl_t st;
             prep(t, B, &st);
             for (int j = 0; j < 8; j += 2)
-                pair_rows(t, unit(t, B, j), unit(t, B, j + 1), per16(t) ? st.s + 2 * j : st.s + j,
-                          per16(t) ? st.c + 2 * j : st.c + j, X, 8 * b + j, acc, off, mt);
+                pair_rows(t, unit(t, B, j), unit(t, B, j + 1), pick(t, st.s, j), pick(t, st.c, j), X, 8 * b + j, acc,
+                          off, mt);
         }
     }
     for (int m = 0; m < mt; m++) {
