@@ -124,3 +124,20 @@ def test_smollm2_int8_logits_stay_close_to_the_exact_path():
     a, b = fast.forward(np.array([ids]))[0], exact.forward(np.array([ids]))[0]
     assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() < 3.0
     assert (a.argmax(axis=1) == b.argmax(axis=1)).mean() >= 0.9
+
+
+def test_exact_flag_keeps_float_activations(tmp_path):
+    """`--exact` (generate, chat, serve, eval) loads a quantized GGUF with act_int8=False; without it
+    the layers quantize x (the default)."""
+    import argparse
+    from minillm import ModelConfig, Transformer
+    from minillm.cli.generate import add_sampling_args, load_model_arg
+    from minillm.loaders import save_gguf
+    from minillm.tokenizer import ByteTokenizer
+    cfg = ModelConfig.preset("llama-tiny", vocab_size=300, d_model=64, n_head=4, n_kv_head=2, ffn_dim=128)
+    save_gguf(Transformer(cfg, seed=0), tmp_path / "m.gguf", dtype="q8_0", tokenizer=ByteTokenizer())
+    p = argparse.ArgumentParser()
+    add_sampling_args(p, 8)
+    for flags, want in (([], True), (["--exact"], False)):
+        model, _ = load_model_arg(p.parse_args(["--model", str(tmp_path / "m.gguf"), *flags]))
+        assert model.quantized and {q.act_int8 for q in model.quantized.values()} == {want}
