@@ -142,8 +142,10 @@ static void leave_shared_core(int tid, int nt, const int* cpus) {
 }
 
 /* out = x W_i^T for the weights of a group, their outputs side by side in out: tasks of TASK_ROWS
- * rows taken from *next until none are left. A quantized W needs sums of x per block (quant.c);
- * each thread computes them, into its own buffer sums, the first time it meets that W. */
+ * rows taken from *next until none are left. A quantized W needs sums of x per block (quant.c), or
+ * x quantized to int8 (qgemm.c, ggml blocks with GGML_ACT_INT8, the same for every such W of the
+ * group); each thread computes them, into its own buffer sums, the first time it needs them. */
+#define QX_READY (-2)
 static void gemv_tasks(float* out, const float* x, const decode_linear_t* const* ws, const int64_t* Ns,
                        int count, int64_t K, atomic_long* next, float* sums) {
     int64_t ntasks = 0;
@@ -161,6 +163,15 @@ static void gemv_tasks(float* out, const float* x, const decode_linear_t* const*
         const decode_linear_t* W = ws[i];
         if (W->fmt < 0) {
             gemv_rows(out + offset + n0, x, (const float*)W->w + n0 * K, nb, K);
+            continue;
+        }
+        if (W->fmt >= GGML_DECODE_FMT && ((W->fmt - GGML_DECODE_FMT) & GGML_ACT_INT8)) {
+            if (have_sums != QX_READY) {      /* int8 activations: x quantized once per thread and group */
+                qgemm_prepare_x(x, 1, K, sums);
+                have_sums = QX_READY;
+            }
+            qgemm_rows((W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8, out + offset + n0, 1, sums, 1, K, n0, nb,
+                       (const uint8_t*)W->w);
             continue;
         }
         if (W->fmt >= GGML_DECODE_FMT) {     /* ggml block types: ggml_blocks.c, no sums needed */
@@ -309,7 +320,9 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
                                                                          : omp_get_num_procs();
     /* every buffer up front, so that running out of memory changes nothing */
     const int64_t K_max = C > Cq ? (C > F ? C : F) : (Cq > F ? Cq : F);
-    const int64_t per_thread = rep * n + K_max / 32 + 1;      /* scores, then sums of x for quant.c */
+    /* scores, then sums of x for quant.c or x quantized for qgemm.c */
+    const int64_t qx_floats = (qgemm_scratch_bytes(1, K_max) + 3) / 4 + 1;
+    const int64_t per_thread = rep * n + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
     const int64_t scratch = C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F + (int64_t)nthreads_max * per_thread;
     float* buf = malloc(sizeof(float) * scratch);
     atomic_long* next = calloc((size_t)(L * N_PHASES + 1), sizeof(atomic_long));  /* + the head's */
@@ -342,7 +355,7 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
         barrier_wait(bar, nt);
         leave_shared_core(tid, nt, cpus);
         float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (rep, n) scores */
-        float* sums = s + rep * n;                                /* (K_max / 32) */
+        float* sums = s + rep * n;                          /* (K_max / 32), or qgemm's scratch */
         for (int64_t l = 0; l < L; l++) {
             attention_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS,
                                 next + l * N_PHASES, tid, nt, s, sums);

@@ -13,6 +13,7 @@
    Results equal x @ dequantize(W).T up to float32 summation order (and FMA contraction of d*q + m). */
 #include "ggml_blocks.h"
 #include "parts.inc"
+#include "qgemm.h"
 
 #include <float.h>
 #include <math.h>
@@ -395,148 +396,6 @@ typedef void* row1_fn;
 #define ROW1(f) NULL
 #endif
 
-/* ------------------------------------------------------------------ int8 activations (opt-in)
-   The llama.cpp way (ggml_vec_dot_q4_1_q8_1 and kin), for Q4_0, Q4_1 and Q8_0: each block of 32
-   inputs of a row of x becomes int8 codes qx with d_x = absmax / 127 (round to nearest even, as
-   minillm.quant.linear.quantize_x_int8), block dots q . qx run exactly in integers (AVX-512 VNNI
-   vpdpbusd, or AVX2 maddubs + madd: 2 * 127 * 127 < 2^15, no saturation), and
-   x . w_b ~= d_x (d q . qx + c sum qx). Reference: GGMLLinear.matmul_int8_act_reference. */
-typedef struct {
-    const int8_t* q;     /* (K,) codes */
-    const float* d;      /* (K/32,) d_x per block */
-    const float* dsum;   /* (K/32,) d_x * sum of the block's codes */
-} xq_t;
-
-static void quantize_x32(const float* x, int64_t K, int8_t* q, float* d, float* dsum) {
-    for (int64_t b = 0; b < K / 32; b++) {
-        const float* xb = x + 32 * b;
-#if defined(ISA_AVX512) && defined(__AVX512BW__)
-        const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
-        /* max_ps drops NaN: a NaN (or inf) input makes d_x NaN (inf), the codes 0, the result NaN */
-        const __mmask16 bad = _mm512_cmp_ps_mask(_mm512_abs_ps(x0), _mm512_set1_ps(FLT_MAX), _CMP_NLE_UQ)
-                            | _mm512_cmp_ps_mask(_mm512_abs_ps(x1), _mm512_set1_ps(FLT_MAX), _CMP_NLE_UQ);
-        const float amax = bad ? NAN : _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-        const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
-        /* cvtps_epi32 rounds to nearest even (the MXCSR default), as nearbyintf below */
-        const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
-        const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
-        _mm_storeu_si128((__m128i*)(q + 32 * b), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128((__m128i*)(q + 32 * b + 16), _mm512_cvtepi32_epi8(q1));
-        const int s = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-#else
-        float amax = 0.0f;
-        for (int j = 0; j < 32; j++) {  /* not fmaxf: it drops NaN, and NaN in must give NaN out */
-            const float a = fabsf(xb[j]);
-            amax = (a > amax || a != a) ? a : amax;
-        }
-        const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
-        int s = 0;
-        for (int j = 0; j < 32; j++) {  /* id = 0 for NaN/inf: codes 0, (int)NaN is undefined */
-            const int v = id != 0.0f ? (int)nearbyintf(xb[j] * id) : 0;
-            q[32 * b + j] = (int8_t)v;
-            s += v;
-        }
-#endif
-        d[b] = db;
-        dsum[b] = db * (float)s;
-    }
-}
-
-#if defined(__AVX2__) && defined(__FMA__)
-#define HAVE_INT8_ROWS 1
-static inline __m256i dot_u8s8(__m256i u, __m256i v) {  /* 8 int32 lanes, each 4 products u * v summed */
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, v);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1));
-#endif
-}
-
-static inline __m256i nibbles32(const uint8_t* qs) {  /* 16 bytes -> 32 codes: low nibbles, then high */
-    const __m128i v = _mm_loadu_si128((const __m128i*)qs), m = _mm_set1_epi8(0xF);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-}
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* kind 0 Q4_0 (c = -8 d), 1 Q4_1 (c = m), 2 Q8_0 (signed codes: |w| times x with w's sign) */
-static float row_int8(const uint8_t* row, const xq_t* X, int64_t nb, int kind) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float off = 0.0f;
-    const int bytes = kind == 0 ? 18 : kind == 1 ? 20 : 34;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t* B = row + b * bytes;
-        const __m256i xv = _mm256_loadu_si256((const __m256i*)(X->q + 32 * b));
-        __m256i p;
-        if (kind == 2) {
-            const __m256i w = _mm256_loadu_si256((const __m256i*)(B + 2));
-            p = dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w));
-        } else {
-            p = dot_u8s8(nibbles32(B + (kind == 0 ? 2 : 4)), xv);
-        }
-        const float d = h2f(*(const half_t*)B);
-        const __m256 f = _mm256_set1_ps(d * X->d[b]);
-        if (b & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc1);
-        else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc0);
-        if (kind == 0) off -= 8.0f * d * X->dsum[b];
-        if (kind == 1) off += h2f(*(const half_t*)(B + 2)) * X->dsum[b];
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1)) + off;
-}
-#else
-static float row_int8(const uint8_t* row, const xq_t* X, int64_t nb, int kind) {  /* scalar */
-    float total = 0.0f;
-    const int bytes = kind == 0 ? 18 : kind == 1 ? 20 : 34;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t* B = row + b * bytes;
-        int32_t dot = 0;
-        for (int j = 0; j < 32; j++) {
-            const int q = kind == 2 ? (int)((const int8_t*)(B + 2))[j]
-                                    : (B[(kind == 0 ? 2 : 4) + j % 16] >> (4 * (j / 16))) & 0xF;
-            dot += q * X->q[32 * b + j];
-        }
-        const float d = h2f(*(const half_t*)B);
-        total += d * X->d[b] * (float)dot;
-        if (kind == 0) total -= 8.0f * d * X->dsum[b];
-        if (kind == 1) total += h2f(*(const half_t*)(B + 2)) * X->dsum[b];
-    }
-    return total;
-}
-#endif
-
-static int int8_kind(int32_t type) { return type == 2 ? 0 : type == 3 ? 1 : type == 8 ? 2 : -1; }
-
-#define XQ_ON_STACK 16384
-/* out[m * N + n] for the rows n0..n0+n-1 of W against all M rows of x, int8 activations */
-static int32_t rows_int8(int32_t type, float* out, const float* x, int64_t M, int64_t K, int64_t N, int64_t n0,
-                         int64_t n, const uint8_t* w, int parallel) {
-    const int kind = int8_kind(type);
-    const int64_t nb = K / 32, row_bytes = nb * (kind == 0 ? 18 : kind == 1 ? 20 : 34);
-    int8_t q_stack[XQ_ON_STACK];                /* decode calls this per task of rows: no malloc */
-    float d_stack[XQ_ON_STACK / 16];
-    const int small = M * K <= XQ_ON_STACK;
-    int8_t* q = small ? q_stack : (int8_t*)malloc((size_t)(M * K));
-    float* d = small ? d_stack : (float*)malloc((size_t)(2 * M * nb + 1) * sizeof(float));
-    if (!q || !d) {
-        if (!small) free(q), free(d);
-        return -1;
-    }
-    for (int64_t m = 0; m < M; m++) quantize_x32(x + m * K, K, q + m * K, d + m * nb, d + M * nb + m * nb);
-#pragma omp parallel for schedule(dynamic, 32) if (parallel && n * K >= PAR_MIN)
-    for (int64_t i = n0; i < n0 + n; i++)
-        for (int64_t m = 0; m < M; m++) {
-            const xq_t X = {q + m * K, d + m * nb, d + M * nb + m * nb};
-            out[m * N + (i - n0)] = row_int8(w + i * row_bytes, &X, nb, kind);
-        }
-    if (!small) free(q), free(d);
-    return 0;
-}
-
 typedef void (*unpack_fn)(const uint8_t* restrict src, int64_t nb, uint8_t* restrict q, float* restrict a,
                           float* restrict c);
 typedef void (*decode_fn)(const uint8_t* restrict src, float* restrict y, int64_t nb);
@@ -725,12 +584,9 @@ static void row_all(const btype_t* T, const uint8_t* row, const float* x, const 
 #undef TILE
 
 #define SUMS_ON_STACK 2048
+#define QX_ON_STACK 16384   /* inputs of x quantized on the stack (scratch: 1.375 bytes per input) */
 int32_t ggml_matmul(int32_t type, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
-    if (type & GGML_ACT_INT8) {
-        type &= ~GGML_ACT_INT8;
-        if (M < 0 || N < 0 || K <= 0 || K % 32 || int8_kind(type) < 0) return -1;
-        return rows_int8(type, out, x, M, K, N, 0, N, w, 1);
-    }
+    if (type & GGML_ACT_INT8) return qgemm(type & ~GGML_ACT_INT8, out, x, M, K, N, w) ? -1 : 0;
     const btype_t* T = find_type(type, K);
     if (!T || M < 0 || N < 0 || (T->unpack && K % 16)) return -1;
     const int64_t row_bytes = K / T->block * T->bytes, ns = T->unpack ? M * (K / 16) : 0;
@@ -748,8 +604,11 @@ int32_t ggml_matmul(int32_t type, float* out, const float* x, int64_t M, int64_t
 
 /* For decode.c (see parts.inc): out[0:n] for rows n0..n0+n-1 against one row x, serial */
 void ggml_gemv_rows(int32_t type, float* out, const float* x, int64_t n0, int64_t n, int64_t K, const uint8_t* w) {
-    if (type & GGML_ACT_INT8) {   /* (an allocation failure leaves out as it was: never seen in practice) */
-        rows_int8(type & ~GGML_ACT_INT8, out, x, 1, K, n, n0, n, w, 0);
+    if (type & GGML_ACT_INT8) {   /* x quantized here, per call: decode.c quantizes it once per step instead */
+        if (K > QX_ON_STACK) return;  /* validated by the caller: never taken */
+        _Alignas(64) uint8_t scratch[QX_ON_STACK * 2];
+        qgemm_prepare_x(x, 1, K, scratch);
+        qgemm_rows(type & ~GGML_ACT_INT8, out, 1, scratch, 1, K, n0, n, w);
         return;
     }
     const btype_t* T = find_type(type, K);

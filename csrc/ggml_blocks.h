@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 /* decode_linear_t.fmt (decode.h) of a weight stored as ggml blocks: GGML_DECODE_FMT + type.
-   type | GGML_ACT_INT8 (Q4_0, Q4_1, Q8_0 only) quantizes each block of 32 inputs of x to int8 and
+   type | GGML_ACT_INT8 (every type qgemm.h reads) quantizes each block of 32 inputs of x to int8 and
    sums the block dots in integers, as llama.cpp does (an extra rounding of x; opt-in). */
 enum { GGML_DECODE_FMT = 64, GGML_ACT_INT8 = 256 };
 

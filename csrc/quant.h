@@ -32,9 +32,4 @@ int32_t quant_matmul_int8_vnni(float* out, const float* x, int64_t M, int64_t K,
 int32_t quant_matmul_int4_q8(float* out, const float* x, int64_t M, int64_t K, int64_t N,
                              const uint8_t* w, const float* scale, const uint8_t* zero, int64_t group_size);
 
-/* Q8_0 / Q4_0 / Q4_K / Q6_K weights x INT8 activations (llama.cpp's integer dot products): each block
-   of 32 inputs of a row of x is quantized to int8 (absmax / 127) inside, block sums run in integers.
-   returns 0, -1 on invalid fmt/sizes or allocation failure, -2 if this CPU has no such path (no AVX2). */
-int32_t quant_matmul_q8x(int32_t fmt, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w);
-
 #endif

@@ -8,20 +8,19 @@ llama.cpp on the same GGUF files.
 
 Threads: 2 unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set (both libraries get the same count).
 
-Part 1: x (1, K) @ W^T for W (N, K) = 4096x4096 and 11008x4096: W in fp32 (numpy/OpenBLAS), INT8
-(per-channel), INT4 (group 128, the default exact path: fp32 activations), INT4-q8x (the same weights,
-`act_int8=True`: x quantized to int8 per group and summed in integers, as llama.cpp does), NF4, Q8_0,
-Q4_0, Q4_K and Q6_K, each ggml format also as "-q8x" (GGMLLinear(act_int8=True): x quantized to
-int8 per block of 32, llama.cpp's integer block dot products). Without -q8x every kernel uses fp32
-activations and equals dequantize-then-matmul within float32 rounding. GB/s counts the bytes of the weights (and their scales) read once per GEMV;
-the machine's bandwidth is measured in the same run (numpy's int32 max over a 256 MiB array, on 1 and on
-THREADS threads, the higher). A weight set of a few MB stays in the 32 MB L3 between repeats,
-so each timing rotates through enough copies of the matrix to exceed the cache, as a real decode
-step (every layer once) does. The machine is shared: every repeat times every format in turn (so
-load from others hits all of them alike), and the table gives medians. fp32 runs last in each
-repeat, and each repeat starts with 0.2 s of untimed kernel calls (see settle(): OpenBLAS's idle
-workers spin for about 0.1 s after a call; measured here, INT4 4096x4096 took 1.9 ms right after
-an fp32 GEMV and 1.0 ms otherwise).
+Part 1: x (M, K) @ W^T for W (N, K) = 4096x4096, 3072x768 and 768x3072, at M = 1 (decode) and M = 16
+(a batched serving step): fp32 (numpy/OpenBLAS) and the ggml formats Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and
+Q6_K, each with float32 activations ("exact": equal to dequantize-then-matmul within float32 rounding)
+and with int8 activations ("int8": csrc/qgemm.c, x quantized per 32 inputs and summed in integers, as
+llama.cpp computes; the GGUF loader's default). GB/s counts the bytes of the weights (and their
+scales) read once per GEMV; the machine's read bandwidth is measured in the same run
+(memory_wall.read_bandwidth: a native streaming read on all threads, best of 7), so "% of bw" is the
+fraction of the decode ceiling reached. A weight set of a few MB stays in the cache between repeats,
+so each timing rotates through enough copies of the matrix to exceed it, as a real decode step (every
+layer once) does. The machine is shared: every repeat times every entry in turn (so load from others
+hits all of them alike), and the table gives medians. fp32 runs last in each repeat, and each repeat
+starts with 0.2 s of untimed kernel calls (see settle(): OpenBLAS's idle workers spin for about 0.1 s
+after a call).
 Part 2 (needs llama-cpp-python): the Llama-134M shape (d768, 12 layers, ffn 2048, V32000, random
 weights) written as GGUF F32/Q8_0/Q4_0/Q4_K by minillm.loaders.save_gguf (its Q4_0 file keeps the
 32000x768 output matrix in Q6_K, as llama.cpp writes it) and as Q4_1 by llama.cpp's quantizer from the
@@ -29,8 +28,8 @@ F32 file; greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in
 minillm.inference.generate with its KV cache), the two in turn, each tok/s the median of 3 runs.
 Each row also gives the decode ceiling (minillm.inference.memory_wall: read bandwidth measured in
 this run / the weight bytes a token reads in that format) and the fraction of it each reaches.
-minillm runs again on the Q8_0/Q4_0/Q4_1 files with act_int8=True on every ggml layer ("int8 act"),
-which is what llama.cpp itself computes. llama.cpp runs with use_extra_bufts = False on Intel hosts
+minillm loads the files as minillm.load does (int8 activations, what llama.cpp itself computes) and
+runs again with float32 activations ("exact", the --exact flag). llama.cpp runs with use_extra_bufts = False on Intel hosts
 (its AMX path crashes there; see bench_real_model.py).
 """
 import os
@@ -50,9 +49,7 @@ from bench_real_model import llama_cpp_module  # noqa: E402  (llama.cpp with its
 from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token  # noqa: E402
 from minillm.quant import _native  # noqa: E402
 from minillm.quant.ggml_quants import quantize_blocks  # noqa: E402
-from minillm.quant.linear import GGMLLinear, Int4Linear, Int8Linear  # noqa: E402
-from minillm.quant.nf4 import quantize_nf4  # noqa: E402
-from minillm.quant.rtn import quantize_int4, quantize_int8  # noqa: E402
+from minillm.quant.linear import GGMLLinear  # noqa: E402
 
 CACHE_BYTES = 96 << 20  # rotate through copies until this many weight bytes: well past the L3
 SETTLE_S = 0.2  # see settle()
@@ -78,51 +75,70 @@ def settle(calls):
             c()
 
 
+GGML_FORMATS = ("q8_0", "q4_0", "q4_1", "q4_K", "q5_K", "q6_K")
+
+
 def layers_for(w):  # W (N, K) float32 -> {name: quantized linear layer}
-    i4 = quantize_int4(w, 128)
-    made = {"int8": Int8Linear(*quantize_int8(w)), "int4": Int4Linear(*i4, 128),
-            "int4-q8x": Int4Linear(*i4, 128, act_int8=True), "nf4": quantize_nf4(w),
-            **{f: GGMLLinear(f, quantize_blocks(w, f)) for f in ("q8_0", "q4_0", "q4_K", "q6_K")}}
-    for f in ("q8_0", "q4_0", "q4_K", "q6_K"):                   # the same blocks, int8 activations
-        made[f + "-q8x"] = GGMLLinear(f, made[f].blocks, act_int8=True)
+    """Each ggml format twice: float32 activations ("exact": dequantize-then-matmul up to float32
+    rounding) and int8 activations (csrc/qgemm.c: what llama.cpp computes, minillm's GGUF default)."""
+    made = {}
+    for f in GGML_FORMATS:
+        blocks = quantize_blocks(w, f)
+        made[f + " exact"] = GGMLLinear(f, blocks)
+        made[f + " int8"] = GGMLLinear(f, blocks, act_int8=True)
     return made
 
 
+def _copies(lin):  # enough copies of a layer to exceed the cache between two uses of one
+    copies = [lin] + [type(lin).from_arrays(lin.meta(), {k: v.copy() for k, v in lin.arrays().items()})
+                      for _ in range(-(-CACHE_BYTES // lin.nbytes) - 1)]
+    for c in copies:
+        c.act_int8 = lin.act_int8
+    return copies
+
+
+def _time_rounds(runs, repeats):
+    """{name: median seconds per call}: every round times every entry in turn (fp32 last)."""
+    times = {name: [] for name in runs}
+    order = [name for name in runs if not name.startswith("fp32")] + [n for n in runs if n.startswith("fp32")]
+    for r in range(repeats + 1):                             # round 0 warms up
+        settle(runs[order[0]][1])
+        for name in order:
+            calls = runs[name][1]
+            calls[0]()                                       # wake the thread team first
+            t = timed(lambda: [c() for c in calls]) / len(calls)
+            if r:
+                times[name].append(t)
+    return {name: float(np.median(v)) for name, v in times.items()}
+
+
 def gemv_table(shapes, repeats):
+    """x (M, K) @ W^T at M = 1 (decode: GB/s and % of the read bandwidth) and M = 16 (a batched
+    serving step: ms, and how many times the M = 1 time it takes)."""
     rng = np.random.default_rng(0)
     bw = read_bandwidth(THREADS) / 1e9
-    print(f"{THREADS} threads; measured memory bandwidth (numpy max over 256 MiB): {bw:.1f} GB/s")
-    print(f"{'N x K':>12} {'format':>9} {'MB':>7} {'time ms':>8} {'GB/s':>6} {'% of bw':>8} {'vs fp32':>8}")
+    print(f"{THREADS} threads; read bandwidth (native streaming read, 256 MiB, best of 7): {bw:.1f} GB/s")
+    print(f"{'N x K':>12} {'format':>11} {'MB':>6} {'M=1 ms':>8} {'GB/s':>6} {'% of bw':>8} {'M=16 ms':>8} "
+          f"{'M=16/M=1':>9}")
     rows = []
     for N, K in shapes:
         w = (rng.standard_normal((N, K)) * 0.02).astype(np.float32)
-        x = rng.standard_normal((1, K)).astype(np.float32)
-        runs = {}                                                # name -> (bytes, run over copies, copies)
+        x1, x16 = rng.standard_normal((1, K)).astype(np.float32), rng.standard_normal((16, K)).astype(np.float32)
+        runs = {}                                                # name -> (bytes, calls over copies)
         fp32 = [w] + [w.copy() for _ in range(-(-CACHE_BYTES // w.nbytes) - 1)]
-        runs["fp32"] = (w.nbytes, [lambda m=m: x @ m.T for m in fp32])
+        for M, x in ((1, x1), (16, x16)):
+            runs[f"fp32/{M}"] = (w.nbytes, [lambda m=m, x=x: x @ m.T for m in fp32])
         for name, lin in layers_for(w).items():
-            copies = [lin] + [type(lin).from_arrays(lin.meta(), {k: v.copy() for k, v in lin.arrays().items()})
-                              for _ in range(-(-CACHE_BYTES // lin.nbytes) - 1)]
-            for c in copies:
-                c.act_int8 = getattr(lin, "act_int8", False)
-            runs[name] = (lin.nbytes, [lambda m=c: m.matmul(x) for c in copies])
-        times = {name: [] for name in runs}
-        order = [name for name in runs if name != "fp32"] + ["fp32"]
-        for r in range(repeats + 1):                             # repeat 0 warms up
-            settle(runs[order[0]][1])
-            for name in order:
-                calls = runs[name][1]
-                calls[0]()                                       # wake the thread team first
-                t = timed(lambda: [c() for c in calls]) / len(calls)
-                if r:
-                    times[name].append(t)
-        base = float(np.median(times["fp32"]))
-        for name, (nbytes, _) in runs.items():
-            t = float(np.median(times[name]))
-            gbs = nbytes / t / 1e9
-            rows.append((N, K, name, base / t))
-            print(f"{N:>5} x {K:<5} {name:>9} {nbytes / 1e6:7.1f} {t * 1e3:8.3f} {gbs:6.1f} {100 * gbs / bw:7.0f}% "
-                  f"{base / t:7.2f}x")
+            copies = _copies(lin)
+            for M, x in ((1, x1), (16, x16)):
+                runs[f"{name}/{M}"] = (lin.nbytes, [lambda m=c, x=x: m.matmul(x) for c in copies])
+        t = _time_rounds(runs, repeats)
+        for name in dict.fromkeys(n.rsplit("/", 1)[0] for n in runs):
+            nbytes, t1, t16 = runs[name + "/1"][0], t[name + "/1"], t[name + "/16"]
+            gbs = nbytes / t1 / 1e9
+            rows.append((N, K, name, gbs / bw, t16 / t1))
+            print(f"{N:>5} x {K:<5} {name:>11} {nbytes / 1e6:6.1f} {t1 * 1e3:8.3f} {gbs:6.1f} {100 * gbs / bw:7.0f}% "
+                  f"{t16 * 1e3:8.3f} {t16 / t1:8.1f}x")
         del runs, fp32
     return rows
 
@@ -159,7 +175,7 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
     print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads; "
           f"read bandwidth {bw / 1e9:.1f} GB/s (this run); ceiling = bandwidth / weight bytes per token")
     print(f"{'format':>8} {'MB/token':>9} {'ceiling':>8} {'llama.cpp tok/s':>16} {'minillm tok/s':>14} "
-          f"{'llama.cpp / minillm':>20} {'minillm % ceil':>15} {'llama.cpp % ceil':>17} {'minillm int8 act':>17}")
+          f"{'llama.cpp / minillm':>20} {'minillm % ceil':>15} {'llama.cpp % ceil':>17} {'minillm exact':>14}")
     with tempfile.TemporaryDirectory() as d:
         for dtype, path in gguf_files(model, d).items():
             llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=THREADS, n_batch=64, verbose=False)
@@ -172,8 +188,7 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
                     tok = llm.sample(temp=0.0)
                     llm.eval([tok])
                 return n_new / (time.perf_counter() - t)
-            ours, _ = load_gguf(path)
-
+            ours, _ = load_gguf(path)                     # int8 activations: the default, as llama.cpp
             def run_ours():  # decode rate: tokens after the first over the time between them (no prefill)
                 stamps = []
                 generate(ours, np.array(prompt), n_new, stream=lambda tok: stamps.append(time.perf_counter()))
@@ -187,11 +202,11 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
             ceiling = decode_ceiling(nbytes, bw)
             line = (f"{dtype:>8} {nbytes / 1e6:9.0f} {ceiling:8.1f} {theirs:16.1f} {mine:14.1f} "
                     f"{theirs / mine:19.2f}x {mine / ceiling:14.0%} {theirs / ceiling:16.0%}")
-            ggml = [q for q in ours.quantized.values() if isinstance(q, GGMLLinear) and q.fmt in ("q8_0", "q4_0", "q4_1")]
-            if ggml:
+            ggml = [q for q in ours.quantized.values() if isinstance(q, GGMLLinear) and q.fmt in _native.INT8_ROWS]
+            if ggml:                                      # the same file with float32 activations (--exact)
                 for q in ggml:
-                    q.act_int8 = True
-                line += f" {float(np.median([run_ours() for _ in range(repeats)])):17.1f}"
+                    q.act_int8 = False
+                line += f" {float(np.median([run_ours() for _ in range(repeats)])):14.1f}"
             print(line)
             llm.close()
 
@@ -205,7 +220,8 @@ def main():
     if not _native.available():
         print("native extension not built: nothing to benchmark (pip install -e .)")
         return
-    shapes = [(4096, 4096)] if args.quick else [(4096, 4096), (11008, 4096)]
+    # 4096 x 4096: a 7B-class matrix; 3072 x 768 and 768 x 3072: the MLP of the 124M-class models
+    shapes = [(4096, 4096)] if args.quick else [(4096, 4096), (3072, 768), (768, 3072)]
     if not args.decode_only:
         gemv_table(shapes, 3 if args.quick else 7)
     if not (args.quick or args.no_decode):

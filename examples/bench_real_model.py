@@ -83,24 +83,26 @@ def f32_copy(src, work):
     return dst
 
 
-def load_minillm(path):
+def load_minillm(path, act_int8=True):
     """The model alone: the benchmark feeds token ids, so it takes load_gguf's model and, where the
     loader cannot build the file's tokenizer, builds the same model from the tensors (load_gguf's
     steps without the tokenizer). A quantized token embedding stays quantized as the (tied) output
-    matrix too, as llama.cpp runs it: the lookup reads the dequantized table, the head the blocks."""
+    matrix too, as llama.cpp runs it: the lookup reads the dequantized table, the head the blocks.
+    act_int8: int8 activations in the quantized layers (the loader's default; False = --exact)."""
     try:
-        model = load_gguf(path)[0]
+        model = load_gguf(path, act_int8=act_int8)[0]
     except ValueError as e:
         print(f"(load_gguf: {e}; building the model from the tensors)", file=sys.stderr)
-        model = _model_from_tensors(path)
+        model = _model_from_tensors(path, act_int8)
     t, shape, raw = read_gguf(path)[1]["token_embd.weight"]
     if model.config.tie_embeddings and t in GGML_BLOCKS and t not in ("f16", "bf16"):
         dtype, bs = GGML_BLOCKS[t]
-        model.quantized["model.embed_tokens.weight"] = GGMLLinear(t, raw.view(dtype).reshape(shape[0], -1))
+        model.quantized["model.embed_tokens.weight"] = GGMLLinear(t, raw.view(dtype).reshape(shape[0], -1),
+                                                                  act_int8=act_int8)
     return model
 
 
-def _model_from_tensors(path):
+def _model_from_tensors(path, act_int8):
     meta, tensors = read_gguf(path)
     cfg = gguf_loader._config(path, meta, tensors)
     params, quantized = {}, {}
@@ -116,7 +118,7 @@ def _model_from_tensors(path):
         if name == "model.embed_tokens.weight" or len(shape) == 1:
             params[name] = dequantize_blocks(blocks, t).reshape(shape)
         else:
-            quantized[name] = GGMLLinear(t, blocks)
+            quantized[name] = GGMLLinear(t, blocks, act_int8=act_int8)
     return Transformer(cfg, params=params, quantized=quantized)
 
 
@@ -180,6 +182,24 @@ def llama_cpp_round(path, ids, clock):
     return one_round
 
 
+def engine_step_ms(model, ids, rows, steps=12):
+    """Median ms of the serving engine's decode step (minillm.inference.Engine) with `rows` requests
+    decoding at once (one token each per step: their rows of x go through every matmul together),
+    after their 32-token prompts are in the cache."""
+    from minillm.inference import Engine
+    engine = Engine(model, max_num_seqs=rows, max_num_batched_tokens=max(256, 32 * rows))
+    for r in range(rows):
+        engine.add_request([int(t) for t in ids[32 * r:32 * r + 32]], max_new_tokens=steps + 4)
+    while len(engine.step()) < rows:                  # prefill: until every request samples each step
+        pass
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        engine.step()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
 def prompt_ids(path):
     """N_PROMPT token ids of English text (CPython's pydoc topics), from llama.cpp's tokenizer."""
     from pydoc_data.topics import topics
@@ -194,6 +214,10 @@ def prompt_ids(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--exact", action="store_true", help="minillm with float32 activations (default: int8, as "
+                    "llama.cpp)")
+    ap.add_argument("--step-rows", default="1,16", help="also time the serving engine's decode step at these "
+                    "numbers of rows (Q4_1 file; '' for none)")
     ap.add_argument("--work", default=os.path.join(os.path.expanduser("~"), ".cache", "minillm"),
                     help="folder for the F32 copy of the model")
     args = ap.parse_args()
@@ -209,7 +233,7 @@ def main():
           "| CPU ms/token prefill, decode: minillm | llama.cpp |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, path in files.items():
-        model = load_minillm(path)
+        model = load_minillm(path, act_int8=not args.exact)
         ours, theirs, bws = Clock(), Clock(), []
         rounds = (minillm_round(model, ids, ours), llama_cpp_round(path, ids, theirs))
         for _ in range(args.repeats):        # in turn: a slow spell of the host lands on both
@@ -222,6 +246,13 @@ def main():
         print(f"| {label} | {mp:.0f} tok/s | {lp:.0f} tok/s | {mp / lp:.2f} | {md:.1f} tok/s | {ld:.1f} tok/s | "
               f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {bw / 1e9:.1f} | {ceiling:.0f} tok/s | {md / ceiling:.0%} | "
               f"{ld / ceiling:.0%} | {mcp:.1f}, {mcd:.1f} | {lcp:.1f}, {lcd:.1f} |")
+    rows = [int(r) for r in args.step_rows.split(",") if r.strip()]
+    if rows:
+        model = load_minillm(q41, act_int8=not args.exact)
+        ms = {r: engine_step_ms(model, ids, r) for r in rows}
+        print("\n| rows decoding at once | engine step ms (SmolLM2 Q4_1) | / 1-row step |\n|---|---|---|")
+        for r, t in ms.items():
+            print(f"| {r} | {t:.1f} | {t / ms[rows[0]]:.2f}x |")
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ import time
 from ..inference.perplexity import model_logits, score_windows, text_windows
 from ..loaders import load
 from .args import UsageError
+from .generate import add_exact_arg
 
 
 def _progress_bar(stream):
@@ -29,9 +30,9 @@ def _progress_bar(stream):
     return show
 
 
-def _load(path, what):
+def _load(path, what, exact=False):
     try:
-        return load(path)
+        return load(path, act_int8=not exact)
     except (ValueError, FileNotFoundError, TypeError) as e:
         raise ValueError(f"{what}: {e}") from None     # a missing or damaged file: exit code 1
 
@@ -58,11 +59,11 @@ def _windows(args, model, tok):
 
 
 def main(args):
-    model, tok = _load(args.model, "--model")
+    model, tok = _load(args.model, "--model", args.exact)
     windows = _windows(args, model, tok)
     ref_fn = None
     if args.ref:
-        ref, _ = _load(args.ref, "--ref")
+        ref, _ = _load(args.ref, "--ref", args.exact)
         if ref.config.vocab_size != model.config.vocab_size:
             raise UsageError(f"--ref: vocabulary of {ref.config.vocab_size} tokens, expected the model's "
                              f"{model.config.vocab_size}")
@@ -92,4 +93,5 @@ def register(subparsers):
     p.add_argument("--chunks", type=int, default=None, help="evaluate only the first N windows")
     p.add_argument("--json", action="store_true", help="print one JSON object: ppl, tokens (and kl, top1, ppl_ref)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_exact_arg(p)
     p.set_defaults(func=main)

@@ -49,11 +49,11 @@ class StreamDecoder:
 
 def load_model_arg(args, dequantize=False):
     """(model, tokenizer) named by --model (a GGUF file, a Hugging Face folder or a run folder, see
-    minillm.load; dequantize=True: quantized matrices as float32) or else by --run; ValueError saying
-    which argument is wrong."""
+    minillm.load; dequantize=True: quantized matrices as float32; --exact: float32 activations in the
+    quantized layers) or else by --run; ValueError saying which argument is wrong."""
     if getattr(args, "model", None):
         try:
-            model, tok = load(args.model, dequantize=dequantize)
+            model, tok = load(args.model, dequantize=dequantize, act_int8=not getattr(args, "exact", False))
         except (ValueError, FileNotFoundError) as e:
             raise ValueError(f"--model: {e}") from None
         if tok is None:
@@ -62,10 +62,18 @@ def load_model_arg(args, dequantize=False):
     return load_run(args.run, "--run")
 
 
+def add_exact_arg(p):
+    """--exact: a quantized GGUF model's layers keep x in float32 (minillm.load(act_int8=False))."""
+    p.add_argument("--exact", action="store_true",
+                   help="float32 activations in quantized GGUF layers (default: x quantized to int8 per 32 "
+                        "inputs in decode-sized matmuls, as llama.cpp computes these types)")
+
+
 def add_sampling_args(p, max_new_tokens):
     p.add_argument("--run", default="runs/minillm", help="run directory written by `minillm train`")
     p.add_argument("--model", default=None, type=existing_path,
                    help="a GGUF file or Hugging Face folder (or run folder) to use instead of --run")
+    add_exact_arg(p)
     p.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help=f"at most the model's context (max_seq_len) minus one (default: {max_new_tokens}, "
                         f"or what fits in the context beside the prompt)")

@@ -9,6 +9,7 @@ from ..inference.kv_cache import kv_bytes_per_token
 from ..kernels.arith import ceil_div
 from ..loaders import load
 from .args import existing_path, nonneg_int, port, positive_float, positive_int
+from .generate import add_exact_arg
 
 
 def register(subparsers):
@@ -29,13 +30,15 @@ def register(subparsers):
     p.add_argument("--max-num-batched-tokens", type=positive_int, default=256, help="tokens per engine step (chunked prefill)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1/*")
     p.add_argument("--log-level", default="warning")
+    add_exact_arg(p)
     p.set_defaults(func=cmd_serve)
 
 
-def load_model(path):
-    """(model, tokenizer) from --model (minillm.load: GGUF file, Hugging Face folder, run folder)."""
+def load_model(path, exact=False):
+    """(model, tokenizer) from --model (minillm.load: GGUF file, Hugging Face folder, run folder);
+    exact: float32 activations in quantized GGUF layers (--exact)."""
     try:
-        model, tokenizer = load(path)
+        model, tokenizer = load(path, act_int8=not exact)
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"--model: {e}") from None
     if tokenizer is None:
@@ -56,7 +59,7 @@ def num_blocks(args, config, max_model_len):
 
 def build_server(args):
     from ..serve.app import Server  # starlette is an optional dependency: imported only to serve
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, exact=args.exact)
     cfg = model.config
     max_len = args.max_model_len or cfg.max_seq_len
     if max_len < 2 or (cfg.position_scheme == "learned" and max_len > cfg.max_seq_len):

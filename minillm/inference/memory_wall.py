@@ -9,11 +9,16 @@ the roofline bound (Williams, Waterman & Patterson 2009) at arithmetic intensity
 Quantized formats lower the bytes per weight and so raise the ceiling by the same factor; the KV
 cache adds 2 L Hkv D 4 bytes per cached token, small beside the weights for short contexts and left
 out here. The decode benchmarks (examples/kv_cache_analysis.py, bench_real_model.py, bench_quant.py)
-print both numbers, with the bandwidth measured in the same run by read_bandwidth()."""
+print both numbers, with the bandwidth measured in the same run by read_bandwidth(): a native
+streaming read (csrc/qgemm.c memory_read: 64-byte vector loads, all threads, 256 MiB) whose best
+repeat is what the hardware delivers to a kernel that does nothing else, so a decode kernel's
+fraction of it stays <= 1 (numpy's int32 max, the fallback, reads at ~2/3 of it on this host)."""
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ..kernels.native import ffi, lib   # lib None: the extension is not built
 
 EMBEDDINGS = ("wte", "wpe", "embed_tokens")  # tables of which a token reads one row, not all of them
 
@@ -42,17 +47,43 @@ def weight_bytes_per_token(model):
 
 
 def read_bandwidth(threads=2, nbytes=256 << 20, repeats=7):
-    """Measured memory read bandwidth in bytes/s: np.max over an int32 array of nbytes (well past
-    the last-level cache; one vector max per 16 or 8 values, so memory bound), split over 1 and
-    over `threads` Python threads (numpy releases the GIL), median of `repeats` each, the higher
-    of the two. threads: int >= 1 (the thread count the decode being compared runs with)."""
+    """Measured memory read bandwidth in bytes/s: a read of nbytes (well past the last-level cache)
+    by `threads` threads in one OpenMP region with 64-byte vector loads (csrc/qgemm.c memory_read),
+    the best of `repeats`: the ceiling a memory-bound kernel can reach. Without the C extension,
+    np.max over an int32 array split over `threads` Python threads (median of repeats), which reads
+    slower (one compare per element). threads: int >= 1 (what the decode being compared runs with)."""
     if not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads: expected an int >= 1, got {threads!r}")
     if not isinstance(nbytes, (int, np.integer)) or nbytes < (1 << 20):
         raise ValueError(f"nbytes: expected an int >= 1 MiB (1048576), got {nbytes!r}")
-    a = np.ones(int(nbytes) // 4, dtype=np.int32)
+    if not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats: expected an int >= 1, got {repeats!r}")
+    if lib is not None and hasattr(lib, "memory_read"):
+        return _native_read_bandwidth(int(threads), int(nbytes) // 64 * 64, int(repeats))
+    return _numpy_read_bandwidth(int(threads), int(nbytes), int(repeats))
+
+
+def _native_read_bandwidth(threads, nbytes, repeats):
+    raw = np.ones(nbytes + 64, dtype=np.uint8)                      # written: every page is mapped
+    start = (-raw.ctypes.data) % 64
+    buf = raw[start:start + nbytes]                                  # 64-byte aligned (aligned loads)
+    ptr = ffi.from_buffer("uint8_t[]", buf)
+    lib.memory_read(ptr, nbytes, threads)                            # thread start, TLB
     best = 0.0
-    for n in sorted({1, int(threads)}):
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        total = lib.memory_read(ptr, nbytes, threads)
+        best = max(best, nbytes / (time.perf_counter() - t0))
+    want = nbytes // 8 * 0x0101010101010101 % (1 << 64)              # every byte 1: the u64 words' sum, wrapped
+    if total % (1 << 64) != want:
+        raise RuntimeError(f"memory_read: checksum {total} differs from the buffer's")
+    return best
+
+
+def _numpy_read_bandwidth(threads, nbytes, repeats):
+    a = np.ones(nbytes // 4, dtype=np.int32)
+    best = 0.0
+    for n in sorted({1, threads}):
         parts = np.array_split(a, n)
         with ThreadPoolExecutor(n) as pool:
             def run():

@@ -35,13 +35,15 @@ def model_kind(path):
     raise FileNotFoundError(f"path: {path} does not exist")
 
 
-def load(path, dequantize=False):
+def load(path, dequantize=False, act_int8=True):
     """(model, tokenizer) of a GGUF file, a Hugging Face folder or a minillm run folder. The
     tokenizer is None where the files carry none. dequantize=True (GGUF) turns quantized
-    matrices into float32 parameters instead of quantized layers."""
+    matrices into float32 parameters instead of quantized layers; act_int8 (GGUF, default True)
+    quantizes the activations of their decode-sized matmuls to int8 as llama.cpp does, False keeps
+    them float32 (load_gguf)."""
     kind = model_kind(path)
     if kind == "gguf":
-        return load_gguf(path, dequantize=dequantize)
+        return load_gguf(path, dequantize=dequantize, act_int8=act_int8)
     if kind == "hf":
         return load_hf(path), load_hf_tokenizer(path)
     return load_run(path, "path")

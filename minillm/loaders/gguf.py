@@ -265,7 +265,7 @@ def _config(path, meta, tensors):
     return cfg
 
 
-def _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize):
+def _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize, act_int8):
     """-> ("param", float32 array) or ("quantized", GGMLLinear) for one model weight."""
     gg = _gguf_name(hf_name)
     if gg not in tensors:
@@ -285,10 +285,10 @@ def _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize):
         blocks = blocks[_unpermute_rope(np.arange(shape[0]), n_rope)]
     if dequantize or len(shape) == 1 or hf_name == "model.embed_tokens.weight":
         return "param", dequantize_blocks(blocks, t).reshape(shape)  # a lookup table is not a matmul
-    return "quantized", GGMLLinear(t, np.ascontiguousarray(blocks))
+    return "quantized", GGMLLinear(t, np.ascontiguousarray(blocks), act_int8=act_int8)
 
 
-def load_gguf(path, dequantize=False):
+def load_gguf(path, dequantize=False, act_int8=True):
     """Read a GGUF model file -> (Transformer, tokenizer or None).
 
     Architectures: "llama" (grouped-query attention, any RoPE base, tied or untied output) and
@@ -297,14 +297,19 @@ def load_gguf(path, dequantize=False):
     become GGMLLinear layers with fused kernels, or float32 params with dequantize=True (the token
     embedding always: a lookup table is not a matmul; a tied LM head then runs on the embedding's
     quantized blocks too, as llama.cpp's does). The tokenizer is the file's own
-    (minillm.tokenizer.gguf_vocab). Errors name the file and the key or tensor at fault."""
+    (minillm.tokenizer.gguf_vocab). Errors name the file and the key or tensor at fault.
+    act_int8 (default True, as llama.cpp computes these types): the quantized layers' decode-sized
+    matmuls quantize x to int8 per 32 inputs and sum in integers (GGMLLinear, csrc/qgemm.c);
+    False keeps x in float32, for comparisons with a float32 reference such as transformers."""
+    if not isinstance(act_int8, bool):
+        raise TypeError(f"act_int8: expected a bool, got {type(act_int8).__name__} {act_int8!r}")
     meta, tensors = read_gguf(path)
     cfg = _config(path, meta, tensors)
     tokenizer = _read_tokenizer(meta, path)
     permute = meta["general.architecture"] == "llama"
     params, quantized = {}, {}
     for hf_name, shape in cfg.param_shapes().items():
-        kind, value = _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize)
+        kind, value = _tensor(path, cfg, tensors, hf_name, shape, permute, dequantize, act_int8)
         (params if kind == "param" else quantized)[hf_name] = value
     embd_type, embd_shape, raw = tensors["token_embd.weight"]
     if cfg.tie_embeddings and not dequantize and embd_type not in FLOAT_TYPES:
@@ -312,7 +317,8 @@ def load_gguf(path, dequantize=False):
         # quarter of float32's bytes per token at Q8_0 (the lookup keeps its float32 table)
         dtype, bs = GGML_BLOCKS[embd_type]
         quantized["model.embed_tokens.weight"] = GGMLLinear(
-            embd_type, np.ascontiguousarray(raw.view(dtype).reshape(embd_shape[0], embd_shape[1] // bs)))
+            embd_type, np.ascontiguousarray(raw.view(dtype).reshape(embd_shape[0], embd_shape[1] // bs)),
+            act_int8=act_int8)
     return Transformer(cfg, params=params, quantized=quantized), tokenizer
 
 

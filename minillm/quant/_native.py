@@ -19,7 +19,8 @@ FMT_ID = {"int8": 0, "int4": 1, "nf4": 2, "q8_0": 3, "q4_0": 4, "q4_K": 5, "q6_K
 # ggml block types whose quant.c kernels beat ggml_blocks.c's general ones (SIMD code per format);
 # GGMLLinear runs ggml_blocks.c's for every other type (and its AVX-512 rows for Q8_0/Q4_0/Q4_1)
 QUANT_C_BLOCKS = ("q4_K", "q6_K")
-INT8_ROWS = ("q4_0", "q4_1", "q8_0")   # ggml_blocks.c's int8-activation rows (GGML_ACT_INT8)
+# the block types csrc/qgemm.c multiplies with int8-quantized activations (GGML_ACT_INT8)
+INT8_ROWS = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K")
 
 
 def available():
@@ -169,32 +170,6 @@ def matmul_int4_q8(x, packed, scale, zero, group_size):  # x (M, K) float32 -> (
     return Int4Q8Kernel(packed, scale, zero, group_size).matmul(x)
 
 
-Q8X_FORMATS = ("q8_0", "q4_0", "q4_K", "q6_K")   # the block types quant_matmul_q8x reads
-
-
-class GGMLQ8Kernel:
-    """ggml blocks (Q8_0, Q4_0, Q4_K, Q6_K) x int8-quantized activations (quant_matmul_q8x), as
-    llama.cpp computes them. matmul returns None where the CPU has no integer path (no AVX2)."""
-
-    def __init__(self, fmt, blocks):  # blocks (N, K / block) of the format's block dtype
-        if fmt not in Q8X_FORMATS:
-            raise ValueError(f"fmt: the int8-activation path covers q8_0, q4_0, q4_K, q6_K, got {fmt!r}")
-        blocks = _blocks(fmt, blocks)
-        self.fid, self.N = FMT_ID[fmt], blocks.shape[0]
-        self.K = blocks.shape[1] * GGML_BLOCKS[fmt][1]
-        self.w = _buf(blocks.view(np.uint8), np.uint8, "blocks", blocks.nbytes)
-
-    def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N), or None without the integer path
-        out = np.empty((x.shape[0], self.N), dtype=np.float32)
-        rc = lib.quant_matmul_q8x(self.fid, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K,
-                                  self.N, self.w)
-        if rc == -2:
-            return None
-        if rc:
-            raise MemoryError("quant_matmul_q8x: allocation failed")
-        return out
-
-
 class GGMLBlockKernel(Kernel):
     """A weight stored as ggml blocks of any type in formats.GGML_BLOCKS, as csrc/ggml_blocks.c
     sees it: ggml's type id, sizes and a pointer to the blocks, validated once. A Kernel to the
@@ -222,6 +197,14 @@ class GGMLBlockKernel(Kernel):
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
+        if self.type & lib.GGML_ACT_INT8:
+            rc = lib.qgemm(self.type & ~lib.GGML_ACT_INT8, f32(out, "out", None, True), _x_buf(x, self.K),
+                           x.shape[0], self.K, self.N, self.w)
+            if rc == -2:
+                raise MemoryError("qgemm: out of memory for the quantized x")
+            if rc:
+                raise ValueError(f"qgemm: invalid sizes for {self.fmt} (K={self.K})")
+            return out
         if lib.ggml_matmul(self.type, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K,
                            self.N, self.w):
             raise ValueError(f"ggml_matmul: invalid sizes for {self.fmt} (K={self.K})")
@@ -231,6 +214,17 @@ class GGMLBlockKernel(Kernel):
         if not 0 <= n0 <= n1 <= self.N:
             raise ValueError(f"rows: expected 0 <= n0 <= n1 <= {self.N}, got {n0}, {n1}")
         out = np.empty((n1 - n0, self.K), dtype=np.float32)
-        if lib.ggml_dequant_rows(self.type, f32(out, "out", None, True), n0, n1, self.K, self.w):
+        if lib.ggml_dequant_rows(self.type & ~lib.GGML_ACT_INT8, f32(out, "out", None, True), n0, n1, self.K, self.w):
             raise ValueError(f"ggml_dequant_rows: invalid sizes for {self.fmt} (K={self.K})")
         return out
+
+
+def quantize_x(x):  # x (M, K) float32 -> codes (M, K) int8, d (M, K/32), s (M, K/16) float32
+    """csrc/qgemm.c's quantization of activations (for tests: equal to linear.quantize_x_int8)."""
+    M, K = x.shape
+    if K % 32:
+        raise ValueError(f"x: expected K a multiple of 32, got {K}")
+    q, d, s = (np.empty((M, K), np.int8), np.empty((M, K // 32), np.float32), np.empty((M, K // 16), np.float32))
+    lib.qgemm_quantize_x(_x_buf(x, K), M, K, pointer(q, np.int8, "q", True), f32(d, "d", None, True),
+                         f32(s, "s", None, True))
+    return q, d, s

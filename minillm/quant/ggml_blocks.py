@@ -151,3 +151,57 @@ def dequantize_blocks(blocks, fmt):  # (N, nb) blocks -> (N, nb * block) float32
     shape = blocks.shape
     y = DEQUANTIZERS[fmt](blocks.reshape(-1))                                        # (nb, bs)
     return y.reshape(*shape[:-1], shape[-1] * bs).astype(F32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer codes: every block type as w = s u + c with integer codes u and, per 16 weights, a float
+# scale s and offset c (the form csrc/qgemm.c's int8-activation kernels compute in). u . x_q then
+# sums exactly in integers. Q8_0 keeps its signed codes (c = 0); the others' codes are unsigned.
+
+def _codes_q(b, fmt):  # the 32-weight types -> u (nb, 32), s, c (nb, 2)
+    d = b["d"].astype(F32)
+    if fmt == "q8_0":
+        return b["qs"].astype(np.int16), d, np.zeros_like(d)
+    u = _nibbles32(b["qs"]) if fmt in ("q4_0", "q4_1") else _q5(b)
+    if fmt in ("q4_1", "q5_1"):
+        return u.astype(np.int16), d, b["m"].astype(F32)
+    return u.astype(np.int16), d, F32(-8.0 if fmt == "q4_0" else -16.0) * d
+
+
+def _codes_k(b, fmt):  # the K-quants -> u (nb, 256), s, c (nb, 16 or 8)
+    nb = len(b)
+    if fmt in ("q4_K", "q5_K"):
+        sc, m = unpack_scales_k4(b["scales"])
+        u = _k4_codes(b["qs"])
+        if fmt == "q5_K":
+            u = u | (np.unpackbits(b["qh"][:, None, :], axis=1, bitorder="little") << 4)
+        return u.reshape(nb, QK_K), _f16(b["d"]) * sc.astype(F32), -(_f16(b["dmin"]) * m.astype(F32))
+    if fmt == "q2_K":
+        sc = b["scales"]
+        return (_crumbs(b["qs"], 2), _f16(b["d"]) * (sc & 0xF).astype(F32), -(_f16(b["dmin"]) * (sc >> 4).astype(F32)))
+    if fmt == "q3_K":
+        s = _f16(b["d"]) * (unpack_scales_q3_k(b["scales"]).astype(np.int8) - np.int8(32)).astype(F32)
+        hbit = np.unpackbits(b["hmask"][:, None, :], axis=1, bitorder="little").reshape(nb, QK_K)
+        return _crumbs(b["qs"], 2) | (hbit << 2), s, F32(-4.0) * s
+    ql = b["ql"].reshape(nb, 2, 2, 32)                                               # q6_K
+    u = np.concatenate([ql & 0xF, ql >> 4], axis=2) | (_crumbs(b["qh"], 2).reshape(nb, 2, 4, 32) << 4)
+    s = _f16(b["d"]) * b["scales"].astype(F32)
+    return u.reshape(nb, QK_K), s, F32(-32.0) * s
+
+
+INT_CODE_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K")
+
+
+def integer_codes(blocks, fmt):  # (N, nb) blocks -> u (N, K) int16, s (N, K/16) float32, c (N, K/16) float32
+    """The block type as integer codes with a scale and an offset per 16 weights: w = s u + c for
+    every weight (equal to dequantize_blocks up to float32 rounding of the product; exact in reals)."""
+    if fmt not in INT_CODE_TYPES:
+        raise ValueError(f"fmt: expected one of {INT_CODE_TYPES}, got {fmt!r}")
+    blocks = np.asarray(blocks)
+    N, nb = blocks.shape
+    flat = blocks.reshape(-1)
+    u, s, c = (_codes_q if GGML_BLOCKS[fmt][1] == 32 else _codes_k)(flat, fmt)
+    s, c = s.reshape(len(flat), -1), c.reshape(len(flat), -1)                       # (nb, groups)
+    per16 = GGML_BLOCKS[fmt][1] // 16                                                # halves of 16 per block
+    s, c = np.repeat(s, per16 // s.shape[1], axis=1), np.repeat(c, per16 // c.shape[1], axis=1)
+    return (u.astype(np.int16).reshape(N, -1), s.astype(F32).reshape(N, -1), c.astype(F32).reshape(N, -1))

@@ -17,6 +17,7 @@ from .. import kernels
 from ..kernels.arith import ceil_div
 from . import _native
 from .formats import GGML_BLOCKS, NF4_BLOCK, NF4_CODE, NF4_DQ_BLOCK, unpack_int4
+from .ggml_blocks import INT_CODE_TYPES, integer_codes
 from .ggml_quants import dequantize_blocks
 from .rtn import dequantize_int4, dequantize_int8
 
@@ -26,6 +27,9 @@ TILE_N = 256       # rows of W decoded per tile on the prefill path
 # decoded block with up to 8 rows of x per pass (MB in csrc/quant.c). Past that it would decode W
 # again for every pass, and decoding a tile of W to float32 for the BLAS GEMM (TILE_N) wins.
 FUSED_MAX_M = 2 * GEMV_MAX_M
+# up to this many rows of x GGMLLinear(act_int8=True) runs csrc/qgemm.c (each block of W unpacked once
+# per 8 rows of x, integer dots); past it, prefill, the dequantized tiles and the float GEMM
+INT8_MAX_M = 32
 
 
 def quantize_x_int8(x, block):  # (M, K) float32 -> codes (M, K/block, block) float32, d (M, K/block) float32
@@ -249,10 +253,12 @@ class NF4Linear(QuantizedLinear):
 class GGMLLinear(QuantizedLinear):
     """A weight stored as ggml blocks of any type in formats.GGML_BLOCKS (F16, BF16, Q4_0, Q4_1, Q5_0,
     Q5_1, Q8_0, Q2_K..Q6_K), row by row as in a GGUF tensor.
-    act_int8=True makes decode-sized matmuls (M <= 4) quantize each block of 32 inputs of x to int8
-    and sum q_w q_x in integers, as llama.cpp does (its ggml_vec_dot_*_q8_0/q8_K kernels);
-    matmul_int8_act_reference is that path's spec (Q8_0, Q4_0, Q4_K, Q6_K; other types keep the float
-    path). Off by default: x's rounding is an extra error."""
+    act_int8=True (every type but F16/BF16) makes matmuls of up to INT8_MAX_M rows (decode, and the
+    serving engine's batched decode steps) quantize each block of 32 inputs of x to int8 and sum
+    u_w q_x in integers, as llama.cpp does for these types (its ggml_vec_dot_*_q8_0/q8_1/q8_K):
+    csrc/qgemm.c, whose spec is matmul_int8_act_reference. The one-call decode step runs the same
+    kernel. act_int8=False keeps x in float32 (exact up to float32 summation order): slower, and what
+    a comparison with a float32 reference (transformers) needs."""
     # a serving batch of 16 decode rows: ggml_blocks.c's two 8-row passes over W beat decoding tiles
     # of W for the GEMM (SmolLM2 Q4_1/Q8_0, Xeon, 2 threads: ffn_down 1.2 vs 6.1 ms, the tied
     # 49152-row Q8_0 head 96 vs 138 ms); at 24+ rows the two are even, at 64 tiles win
@@ -268,11 +274,9 @@ class GGMLLinear(QuantizedLinear):
         self.shape = (blocks.shape[0], blocks.shape[1] * bs)
         self.act_int8 = bool(act_int8)
         self._bind()
-        self._q8_kernel = None   # the int8-activation kernel: ggml_blocks.c's rows, which decode_step runs too,
-        if _native.blocks_available() and fmt in _native.INT8_ROWS:          # or quant.c's quant_matmul_q8x
+        self._q8_kernel = None   # csrc/qgemm.c through ggml_blocks.c's entry points (decode_step runs it too)
+        if _native.blocks_available() and fmt in _native.INT8_ROWS:
             self._q8_kernel = _native.GGMLBlockKernel(fmt, self.blocks, act_int8=True)
-        elif _native.available() and fmt in _native.Q8X_FORMATS:
-            self._q8_kernel = _native.GGMLQ8Kernel(fmt, self.blocks)
 
     def _bind(self):  # csrc/ggml_blocks.c's kernels, or quant.c's own for Q4_K and Q6_K (faster today)
         if self.fmt in _native.QUANT_C_BLOCKS:
@@ -283,25 +287,31 @@ class GGMLLinear(QuantizedLinear):
     def matmul(self, x):
         if self.act_int8 and self._q8_kernel is not None:
             x = _as_input(x, self.shape[1])
-            if x.shape[0] <= GEMV_MAX_M:
-                out = self._q8_kernel.matmul(x)
-                if out is not None:
-                    return out
+            if x.shape[0] <= INT8_MAX_M:
+                return self._q8_kernel.matmul(x)
         return super().matmul(x)
 
-    def gemv_kernel(self):  # the int8-activation path is another kernel, which decode_step may not run
-        if self.act_int8 and self._q8_kernel is not None:
-            return self._q8_kernel if isinstance(self._q8_kernel, _native.Kernel) else None
-        return self._kernel
+    def gemv_kernel(self):  # what decode_step runs for one row: the int8-activation kernel when on
+        return self._q8_kernel if self.act_int8 and self._q8_kernel is not None else self._kernel
 
     def matmul_int8_act_reference(self, x):  # (M, K) -> (M, N): x quantized per 32 inputs, exact sums
+        """The int8-activation path's spec: x quantized per 32 inputs (quantize_x_int8), W as integer
+        codes u with a scale s and offset c per 16 weights (ggml_blocks.integer_codes), the dots
+        u . q_x and the sums of q_x per 16 exact integers (float64), then
+            out[m, n] = sum_b d_x[m, b] sum_{h in b} (s[n, h] (u . q_x)_h + c[n, h] (sum q_x)_h).
+        F16/BF16 have no integer codes: x @ W^T with x rounded the same way."""
         x = _as_input(x, self.shape[1])
         M, K = x.shape
         qx, d = quantize_x_int8(x, 32)                                               # (M, K/32, 32), (M, K/32)
-        qx = qx.astype(np.float64)
-        W = self.dequantize().astype(np.float64).reshape(self.shape[0], K // 32, 32)  # (N, K/32, 32)
-        dot = np.einsum("mbk,nbk->mnb", qx, W)                                        # (M, N, K/32)
-        return np.sum(dot * d[:, None, :].astype(np.float64), axis=2).astype(np.float32)
+        qx16 = qx.reshape(M, K // 16, 16).astype(np.float64)
+        d16 = np.repeat(d.astype(np.float64), 2, axis=1)                             # (M, K/16)
+        if self.fmt not in INT_CODE_TYPES:
+            W = self.dequantize().astype(np.float64).reshape(self.shape[0], K // 16, 16)
+            return np.einsum("mgk,ngk,mg->mn", qx16, W, d16).astype(np.float32)
+        u, s, c = integer_codes(self.blocks, self.fmt)                               # (N, K), (N, K/16) x 2
+        dot = np.einsum("mgk,ngk->mng", qx16, u.reshape(self.shape[0], K // 16, 16).astype(np.float64))
+        per16 = dot * s[None].astype(np.float64) + qx16.sum(axis=2)[:, None, :] * c[None].astype(np.float64)
+        return np.sum(per16 * d16[:, None, :], axis=2).astype(np.float32)
 
     def dequantize(self):
         return dequantize_blocks(self.blocks, self.fmt)

@@ -158,11 +158,11 @@ def test_quantized_models_decode_step_equals_block_by_block_path(fmt, bits, grou
     np.testing.assert_allclose(kv_got.k, kv_want.k, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("fmt, act_int8", [("llm_int8", False), ("q4_K", True)])
+@pytest.mark.parametrize("fmt, act_int8", [("llm_int8", False)])
 def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_int8):
-    """LLM.int8's mixed decomposition and quant.c's opt-in int8-activation kernels (Q4_K here) are not
-    rows decode_step runs (ggml_blocks.c's int8 rows for Q4_0/Q4_1/Q8_0 are: tests/quant)."""
-    model = _quantized("llama", fmt, 8 if fmt == "llm_int8" else 4, 128 if fmt == "llm_int8" else 32)
+    """LLM.int8's mixed decomposition is not rows decode_step runs (the int8-activation rows of
+    every ggml block type are: test_int8_activation_layers_run_inside_the_step)."""
+    model = _quantized("llama", fmt, 8, 128)
     for q in model.quantized.values():
         q.act_int8 = act_int8
     kv = KVCache.allocate(model.config, 1, 8)
@@ -172,6 +172,28 @@ def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_i
         mp.setattr(kernels, "decode_step", counter)
         out = forward_cached(model, np.array([[1]]), kv)
     assert counter.calls == 0 and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("fmt", ["q4_K", "q6_K", "q4_0"])
+def test_int8_activation_layers_run_inside_the_step(fmt):
+    """GGMLLinear(act_int8=True): decode_step runs csrc/qgemm.c's rows (x quantized once per group of
+    weights) and its logits equal the Python path's, which runs the same kernel layer by layer."""
+    model = _quantized("llama", fmt, 4, 32)
+    for q in model.quantized.values():
+        q.act_int8 = True
+    kv = KVCache.allocate(model.config, 1, 8)
+    forward_cached(model, np.arange(5)[None], kv)
+    counter = Counter(kernels.decode_step)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "decode_step", counter)
+        got = forward_cached(model, np.array([[1]]), kv)
+    assert counter.calls == 1
+    kv2 = KVCache.allocate(model.config, 1, 8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "decode_step", None)
+        forward_cached(model, np.arange(5)[None], kv2)
+        want = forward_cached(model, np.array([[1]]), kv2)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("head", ["q6_K", "q8_0", "llm_int8"])

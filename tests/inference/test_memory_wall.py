@@ -85,3 +85,18 @@ def test_bad_ceiling_arguments_are_named():
         decode_ceiling(0, 1e9)
     with pytest.raises(TypeError, match="model: expected a Transformer, got str"):
         weight_bytes_per_token("gpt2")
+
+
+def test_read_bandwidth_rejects_bad_repeats():
+    with pytest.raises(ValueError, match="repeats: expected an int >= 1, got 0"):
+        read_bandwidth(1, 1 << 20, repeats=0)
+
+
+def test_native_and_numpy_probes_both_measure_a_rate():
+    """The native probe (one region, vector loads) and NumPy's fallback read the same buffer size;
+    both give a finite positive rate (which is faster is the host's business, not a test's)."""
+    from minillm.inference import memory_wall
+    for probe in (memory_wall._numpy_read_bandwidth,) + (
+            (memory_wall._native_read_bandwidth,) if memory_wall.lib is not None else ()):
+        bw = probe(2, 4 << 20, 2)
+        assert np.isfinite(bw) and bw > 0

@@ -73,6 +73,18 @@ def compute():
         from minillm.quant import _native as qn   # above kernels in the layering: tests only
         codes = rng.integers(-127, 128, (40, 256)).astype(np.int8)
         res["int8"] = qn.matmul_int8_vnni(r(5, 256), codes, np.abs(r(40)) + 0.1)
+    if hasattr(native.lib, "qgemm"):   # ggml blocks x int8 activations (csrc/qgemm.c), one row and a tile of 8 + 3
+        from minillm.quant import _native as qn
+        from minillm.quant.formats import GGML_BLOCKS
+        for fmt in qn.INT8_ROWS:
+            dtype, bs = GGML_BLOCKS[fmt]
+            raw = rng.integers(0, 256, (37, 512 // bs, dtype.itemsize), dtype=np.uint8)
+            blocks = raw.view(dtype).reshape(37, 512 // bs).copy()
+            for f in ("d", "dmin", "m"):
+                if f in dtype.names:
+                    blocks[f] = (rng.standard_normal(blocks[f].shape) * 0.01).astype(np.float16)
+            kernel = qn.GGMLBlockKernel(fmt, blocks, act_int8=True)
+            res[f"qgemm_{fmt}_1"], res[f"qgemm_{fmt}_11"] = kernel.matmul(r(1, 512)), kernel.matmul(r(11, 512))
     return res
 
 

@@ -159,11 +159,11 @@ def test_kernel_checks_row_bytes_and_n_scales_against_the_format():
                        2**20)
 
 
-@pytest.mark.parametrize("fmt", qnative.Q8X_FORMATS)
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_0", "q4_K", "q6_K"])
 def test_int8_activation_kernel_rejects_byte_blocks(fmt):
     blocks = quantize_blocks(_f(np.random.default_rng(0), 4, 256), fmt)
     with pytest.raises(TypeError, match="blocks: expected a 2-D array of the"):
-        qnative.GGMLQ8Kernel(fmt, blocks.view(np.uint8))          # K would be read as 32/256 x bytes
+        qnative.GGMLBlockKernel(fmt, blocks.view(np.uint8), act_int8=True)   # K would be read as 32/256 x bytes
     with pytest.raises(TypeError, match="blocks"):
         qnative.GGMLBlockKernel(fmt, blocks.view(np.uint8))
 
@@ -171,10 +171,8 @@ def test_int8_activation_kernel_rejects_byte_blocks(fmt):
 def _int8_act_layers(rng):
     w = _f(rng, 8, 256)
     layers = {"int4_q8": Int4Linear(*quantize_int4(w, 64), 64, act_int8=True)}
-    for fmt in ("q8_0", "q4_0"):                                   # ggml_blocks.c rows
+    for fmt in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"):   # csrc/qgemm.c
         layers[f"ggml_{fmt}"] = GGMLLinear(fmt, quantize_blocks(w, fmt), act_int8=True)
-    for fmt in ("q4_K", "q6_K"):                                       # quant_matmul_q8x
-        layers[f"q8x_{fmt}"] = GGMLLinear(fmt, quantize_blocks(w, fmt), act_int8=True)
     layers["llm_int8"] = quantize_llm_int8(w, threshold=1e9)
     return layers
 

@@ -85,7 +85,7 @@ def test_truncated_file(tiny_gguf, tmp_path, keep):
 
 
 def test_dequantize_gives_float_params_equal_to_the_quantized_layers(tiny_gguf):
-    q, _ = load_gguf(tiny_gguf)
+    q, _ = load_gguf(tiny_gguf, act_int8=False)          # float32 activations: the exact path
     f, _ = load_gguf(tiny_gguf, dequantize=True)
     assert q.quantized and not f.quantized
     x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)

@@ -152,7 +152,8 @@ def _block_model(fmts, seed=0):
 @pytest.mark.parametrize("fmts, act_int8", [(["q4_1", "q5_0", "q5_1", "bf16"], False),
                                             (["q2_K", "q3_K", "q5_K", "f16"], False),
                                             (["q8_0", "q4_0", "q4_K", "q6_K"], False),
-                                            (["q4_1", "q8_0", "q4_0"], True)])
+                                            (["q4_1", "q8_0", "q4_0", "q5_0", "q5_1"], True),
+                                            (["q2_K", "q3_K", "q4_K", "q5_K", "q6_K"], True)])
 def test_decode_step_runs_every_block_type_like_the_python_path(fmts, act_int8):
     model = _block_model(fmts)
     for q in model.quantized.values():
@@ -176,18 +177,19 @@ def test_decode_step_runs_every_block_type_like_the_python_path(fmts, act_int8):
 
 @native
 @settings(max_examples=40, deadline=None)
-@given(fmt=st.sampled_from(list(_native.INT8_ROWS)), M=st.integers(1, 9), N=st.integers(1, 40),
-       nb=st.integers(1, 12), seed=st.integers(0, 2**32 - 1))
-def test_int8_activation_rows_equal_their_integer_reference(fmt, M, N, nb, seed):
-    """Opt-in (act_int8): x rounded to int8 per 32 inputs, exact integer block sums; equal to
-    matmul_int8_act_reference (float64 over the same codes) up to float32 rounding."""
+@given(fmt=st.sampled_from(list(_native.INT8_ROWS)), M=st.integers(1, 32), N=st.integers(1, 40),
+       nb=st.integers(1, 5), extreme=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_int8_activation_rows_equal_their_integer_reference(fmt, M, N, nb, extreme, seed):
+    """act_int8: x rounded to int8 per 32 inputs, exact integer block sums (csrc/qgemm.c); equal to
+    matmul_int8_act_reference (float64 over the same codes) up to float32 rounding, for one row,
+    odd row counts, tiles of 8 and their remainders, N not a multiple of anything, extreme scales."""
     rng = np.random.default_rng(seed)
-    b = random_blocks(fmt, (N, nb), rng)
+    nb = nb * (8 if GGML_BLOCKS[fmt][1] == 32 else 1) + (rng.integers(0, 3) if GGML_BLOCKS[fmt][1] == 32 else 0)
+    b = random_blocks(fmt, (N, nb), rng, extreme=extreme)
     lin = GGMLLinear(fmt, b, act_int8=True)
-    x = rng.standard_normal((M, 32 * nb)).astype(np.float32)
+    x = rng.standard_normal((M, lin.shape[1])).astype(np.float32)
     want = lin.matmul_int8_act_reference(x)
-    atol = 1e-6 * x.shape[1] * np.abs(x).max() * np.abs(lin.dequantize()).max()
+    atol = 1e-6 * x.shape[1] * np.abs(x).max() * np.abs(lin.dequantize().astype(np.float64)).max()
     np.testing.assert_allclose(_native.GGMLBlockKernel(fmt, b, act_int8=True).matmul(x), want, rtol=0, atol=atol)
-    if M <= 4:
-        np.testing.assert_allclose(lin.matmul(x), want, rtol=0, atol=atol)
+    np.testing.assert_allclose(lin.matmul(x), want, rtol=0, atol=atol)      # M <= INT8_MAX_M: the same kernel
     assert lin.gemv_kernel() is not None                     # decode_step runs these rows too

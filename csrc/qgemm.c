@@ -1,0 +1,737 @@
+/* csrc/qgemm.c -- ggml block weights x int8 activations, see qgemm.h.
+   Reference: GGMLLinear.matmul_int8_act_reference (minillm/quant/linear.py).
+
+   x side, once per call (prepare_x): per block b of 32 inputs of a row, the codes q_x (32 int8), d_x,
+   and xs = (d_x S_0, d_x S_1), S_h the sum of the codes of half h (44 bytes per 32 inputs: the x side
+   of 16 rows of K = 4096 stays in L2 while every row of W passes it).
+   W side, per unit of 32 weights: the codes u (32 bytes in one 256-bit register: unpacked with byte
+   masks and shifts, never converted to float), the scales s and offsets c of its two halves (from
+   the block's header, decoded once per block, i.e. once per 256 weights for the K-quants). Then, per
+   row m of x:
+       p   = u . q_x             8 int32 lanes, lane i the dot of bytes 4i..4i+3 (lanes 0-3: half 0)
+       acc = fma(float(p), S * d_x, acc)     S = (s_0 x4, s_1 x4)
+       acc = fma(C, (xs_0, xs_1) x4, acc)    C = (c_0, c_1) x4 / 4: the offsets, vectorised (exact / 4)
+   and one horizontal sum per output. Q8_0's codes are signed: u . q_x = |u| . (q_x with u's sign)
+   (vpsignb), which keeps maddubs' pairs within int16 (2 * 128 * 127 < 2^15). Two accumulators per row
+   (even and odd units) hide the FMA latency at one row; up to MR rows of x share each unpacked unit. */
+#include "qgemm.h"
+#include "parts.inc"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#define QK_K 256
+#define MR 8                                   /* rows of x per tile */
+#define PAR_MIN ((int64_t)1 << 18)             /* fewer weights than this: one thread */
+#if defined(__AVX2__) && defined(__FMA__)
+#define QG_SIMD 1
+#endif
+
+enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8, T_Q2_K = 10, T_Q3_K = 11, T_Q4_K = 12,
+       T_Q5_K = 13, T_Q6_K = 14 };
+
+static inline float h2f(const uint8_t* p) {  /* IEEE half at p -> float, exact */
+    uint16_t h;
+    memcpy(&h, p, 2);
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    if (e == 0) {
+        const float f = (float)man * (1.0f / 16777216.0f);
+        return (h & 0x8000) ? -f : f;
+    }
+    bits = e == 31 ? sign | 0x7F800000u | (man << 13) : sign | ((e + 112) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+#endif
+}
+
+/* weights and bytes per block; 0 weights for a type qgemm does not read */
+static inline int blk_weights(int t) { return t >= T_Q2_K ? QK_K : t == T_Q4_0 || t == T_Q4_1 || t == T_Q5_0 || t == T_Q5_1 || t == T_Q8_0 ? 32 : 0; }
+static inline int blk_bytes(int t) {
+    switch (t) {
+        case T_Q4_0: return 18; case T_Q4_1: return 20; case T_Q5_0: return 22; case T_Q5_1: return 24;
+        case T_Q8_0: return 34; case T_Q2_K: return 84; case T_Q3_K: return 110; case T_Q4_K: return 144;
+        case T_Q5_K: return 176; case T_Q6_K: return 210; default: return 0;
+    }
+}
+
+int32_t qgemm_supported(int32_t type) { return blk_weights(type) > 0; }
+
+/* ------------------------------------------------------------------ x side */
+static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {  /* xs: 2 floats */
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) {  /* not fmaxf: it drops NaN, and NaN in must give NaN out */
+        const float a = fabsf(xb[j]);
+        amax = (a > amax || a != a) ? a : amax;
+    }
+    const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
+    int s[2] = {0, 0};
+#if defined(QG_SIMD)
+    for (int h = 0; h < 2; h++) {    /* cvtps_epi32 rounds to nearest even (MXCSR default), as rint */
+        const __m256 I = _mm256_set1_ps(id);
+        const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 16 * h), I));
+        const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 16 * h + 8), I));
+        const __m256i ab = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);   /* 16 int16 in order */
+        const __m128i p = _mm_packs_epi16(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
+        _mm_storeu_si128((__m128i*)(q + 16 * h), p);
+        __m256i t = _mm256_add_epi32(a, b);
+        __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+        u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+        s[h] = id != 0.0f ? _mm_cvtsi128_si32(u) : 0;
+        if (id == 0.0f) memset(q + 16 * h, 0, 16);   /* NaN/inf scale: codes 0 (cvt of NaN is undefined) */
+    }
+#else
+    for (int j = 0; j < 32; j++) {
+        const int v = id != 0.0f ? (int)nearbyintf(xb[j] * id) : 0;
+        q[j] = (int8_t)v;
+        s[j / 16] += v;
+    }
+#endif
+    *d = db;
+    xs[0] = db * (float)s[0];
+    xs[1] = db * (float)s[1];
+}
+
+/* scratch of M rows: codes (M K bytes, padded to 64), d (M K/32 floats), xs (M K/16 floats) */
+static inline int64_t q_bytes(int64_t M, int64_t K) { return (M * K + 63) / 64 * 64; }
+int64_t qgemm_scratch_bytes(int64_t M, int64_t K) { return q_bytes(M, K) + 4 * (M * K / 32 + M * K / 16); }
+
+void qgemm_prepare_x(const float* x, int64_t M, int64_t K, void* scratch) {
+    int8_t* q = (int8_t*)scratch;
+    float* d = (float*)((char*)scratch + q_bytes(M, K));
+    float* xs = d + M * K / 32;
+    for (int64_t i = 0; i < M * K / 32; i++) quantize_block(x + 32 * i, q + 32 * i, d + i, xs + 2 * i);
+}
+
+int32_t qgemm_quantize_x(const float* x, int64_t M, int64_t K, int8_t* q, float* d, float* s) {
+    if (K <= 0 || K % 32 || M < 0) return -1;
+    for (int64_t i = 0; i < M * K / 32; i++) quantize_block(x + 32 * i, q + 32 * i, d + i, s + 2 * i);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ W side: block headers
+   prep: the block's scales s and offsets c, the formulas of minillm/quant/ggml_blocks.py. Types whose
+   s and c hold for 32 weights (Q4_0..Q8_0, Q4_K, Q5_K) give them per unit j: s[j], c[j]; the others
+   (Q2_K, Q3_K, Q6_K) per 16 weights: s[2j], s[2j + 1] for unit j. */
+typedef struct { float s[16], c[16]; } scl_t;
+
+static inline int per16(int t) { return t == T_Q2_K || t == T_Q3_K || t == T_Q6_K; }
+
+static inline void bytes8_times(const uint8_t* b, float d, float* out, int is_signed) {  /* out[i] = d b[i] */
+#if defined(QG_SIMD)
+    const __m128i v = _mm_loadl_epi64((const __m128i*)b);
+    const __m256i w = is_signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v);
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(w), _mm256_set1_ps(d)));
+#else
+    for (int i = 0; i < 8; i++) out[i] = d * (float)(is_signed ? (int)(int8_t)b[i] : (int)b[i]);
+#endif
+}
+
+/* Q4_K / Q5_K's twelve scale bytes -> the eight 6-bit scales sc and mins m as bytes (ggml's
+   get_scale_min_k4 for j = 0..7, four at a time in 32-bit words) */
+static inline void k4_scales_mins(const uint8_t* q, uint8_t sc[8], uint8_t m[8]) {
+    uint32_t w[3], o[4];
+    memcpy(w, q, 12);
+    o[0] = w[0] & 0x3F3F3F3Fu;                                        /* sc 0..3: low 6 bits of q[0..3] */
+    o[1] = (w[2] & 0x0F0F0F0Fu) | ((w[0] >> 2) & 0x30303030u);        /* sc 4..7: q[8..11] low, q[0..3] top 2 */
+    o[2] = w[1] & 0x3F3F3F3Fu;                                        /* m 0..3: q[4..7] */
+    o[3] = ((w[2] >> 4) & 0x0F0F0F0Fu) | ((w[1] >> 2) & 0x30303030u); /* m 4..7: q[8..11] high, q[4..7] top 2 */
+    memcpy(sc, o, 8);
+    memcpy(m, o + 2, 8);
+}
+
+static inline __attribute__((always_inline)) void prep(const int t, const uint8_t* B, scl_t* S) {
+    switch (t) {
+        case T_Q4_0: case T_Q5_0: case T_Q8_0: {
+            const float d = h2f(B);
+            S->s[0] = d;
+            S->c[0] = t == T_Q4_0 ? -8.0f * d : t == T_Q5_0 ? -16.0f * d : 0.0f;
+            break;
+        }
+        case T_Q4_1: case T_Q5_1:
+            S->s[0] = h2f(B);
+            S->c[0] = h2f(B + 2);
+            break;
+        case T_Q2_K: {      /* scales[16], qs[64], d, dmin */
+            const float d = h2f(B + 80), dmin = h2f(B + 82);
+            for (int g = 0; g < 16; g++) S->s[g] = d * (float)(B[g] & 0xF), S->c[g] = -(dmin * (float)(B[g] >> 4));
+            break;
+        }
+        case T_Q3_K: {      /* hmask[32], qs[64], scales[12], d: w = d (sc - 32) (u - 4) */
+            const uint8_t* sc = B + 96;
+            const float d = h2f(B + 108);
+            for (int g = 0; g < 16; g++) {
+                const int lo = g < 8 ? sc[g] & 0xF : sc[g - 8] >> 4, hi = (sc[8 + g % 4] >> (2 * (g / 4))) & 3;
+                S->s[g] = d * (float)((lo | (hi << 4)) - 32);
+                S->c[g] = -4.0f * S->s[g];
+            }
+            break;
+        }
+        case T_Q4_K: case T_Q5_K: {   /* d, dmin, scales[12], ... */
+            uint8_t sc[8], m[8];
+            k4_scales_mins(B + 4, sc, m);
+            bytes8_times(sc, h2f(B), S->s, 0);
+            bytes8_times(m, -h2f(B + 2), S->c, 0);     /* -(dmin m): the sign is exact */
+            break;
+        }
+        default: {          /* Q6_K: ql[128], qh[64], scales[16] int8, d: w = d sc (u - 32) */
+            const float d = h2f(B + 208);
+            bytes8_times(B + 192, d, S->s, 1);
+            bytes8_times(B + 200, d, S->s + 8, 1);
+            for (int g = 0; g < 16; g++) S->c[g] = -32.0f * S->s[g];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ W side: the codes of unit j */
+#if defined(QG_SIMD)
+typedef __m256i codes_t;
+static inline __m256i ld32(const uint8_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+static inline __m256i low4(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi8(0xF)); }
+static inline __m256i bits_at(__m256i v, int sh, int mask) {  /* (byte >> sh) & mask, per byte */
+    return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(sh)), _mm256_set1_epi8((char)mask));
+}
+static inline __m256i nib16(const uint8_t* p) {  /* 16 bytes -> low nibbles, then high */
+    const __m128i v = _mm_loadu_si128((const __m128i*)p), m = _mm_set1_epi8(0xF);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+static inline __m256i bit5_of_u32(const uint8_t* qh) {  /* bit j of the u32 at qh -> 16 in byte j */
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    const __m256i idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bm = _mm256_set1_epi64x(0x8040201008040201LL);
+    const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)v), idx), bm);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(b, bm), _mm256_set1_epi8(16));
+}
+#define OR(a, b) _mm256_or_si256(a, b)
+#define SHL(v, n) _mm256_slli_epi16(v, n)    /* only on bytes whose set bits stay inside the byte */
+#else
+typedef struct { uint8_t b[32]; } codes_t;
+static inline codes_t ld32(const uint8_t* p) { codes_t c; memcpy(c.b, p, 32); return c; }
+static inline codes_t low4(codes_t v) { for (int l = 0; l < 32; l++) v.b[l] &= 0xF; return v; }
+static inline codes_t bits_at(codes_t v, int sh, int mask) {
+    for (int l = 0; l < 32; l++) v.b[l] = (uint8_t)((v.b[l] >> sh) & mask);
+    return v;
+}
+static inline codes_t nib16(const uint8_t* p) {
+    codes_t c;
+    for (int l = 0; l < 16; l++) c.b[l] = p[l] & 0xF, c.b[l + 16] = p[l] >> 4;
+    return c;
+}
+static inline codes_t bit5_of_u32(const uint8_t* qh) {
+    codes_t c;
+    for (int l = 0; l < 32; l++) c.b[l] = (uint8_t)(((qh[l / 8] >> (l % 8)) & 1) << 4);
+    return c;
+}
+static inline codes_t OR(codes_t a, codes_t b) { for (int l = 0; l < 32; l++) a.b[l] |= b.b[l]; return a; }
+static inline codes_t SHL(codes_t a, int n) { for (int l = 0; l < 32; l++) a.b[l] = (uint8_t)(a.b[l] << n); return a; }
+#endif
+
+/* unit j of block B (32 weights): unsigned codes u (signed for Q8_0), w = s u + c per half */
+static inline __attribute__((always_inline)) codes_t unit(const int t, const uint8_t* B, int j) {
+    switch (t) {
+        case T_Q4_0: return nib16(B + 2);
+        case T_Q4_1: return nib16(B + 4);
+        case T_Q5_0: return OR(nib16(B + 6), bit5_of_u32(B + 2));
+        case T_Q5_1: return OR(nib16(B + 8), bit5_of_u32(B + 4));
+        case T_Q8_0: return ld32(B + 2);
+        case T_Q2_K: return bits_at(ld32(B + 16 + 32 * (j / 4)), 2 * (j % 4), 3);
+        case T_Q3_K: return OR(bits_at(ld32(B + 32 + 32 * (j / 4)), 2 * (j % 4), 3),
+                               SHL(bits_at(ld32(B), j, 1), 2));
+        case T_Q4_K: {
+            const codes_t v = ld32(B + 16 + 32 * (j / 2));
+            return j & 1 ? bits_at(v, 4, 0xF) : low4(v);
+        }
+        case T_Q5_K: {
+            const codes_t v = ld32(B + 48 + 32 * (j / 2));
+            return OR(j & 1 ? bits_at(v, 4, 0xF) : low4(v), SHL(bits_at(ld32(B + 16), j, 1), 4));
+        }
+        default: {          /* Q6_K: unit j = 4 h + r of the two halves h of 128 */
+            const int h = j / 4, r = j % 4;
+            const codes_t lo = bits_at(ld32(B + 64 * h + 32 * (r & 1)), 4 * (r >> 1), 0xF);
+            return OR(lo, SHL(bits_at(ld32(B + 128 + 32 * h), 2 * r, 3), 4));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ the tile: mt rows of x, one row of W */
+typedef struct {
+    const int8_t* q;   /* (M, K) codes */
+    const float* d;    /* (M, K/32) */
+    const float* xs;   /* (M, K/16) */
+    int64_t K;
+} xq_t;
+
+static inline double pair_of(const float* p) {  /* two floats as the bits of one double */
+    double v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+#if defined(QG_SIMD)
+typedef __m256 acc_t;
+static inline __m256i dot_u8s8(__m256i u, __m256i v) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, v);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1));
+#endif
+}
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* acc + the unit's contribution for one row of x (codes xq, scale dx, offsets xs) */
+static inline __attribute__((always_inline)) __m256 unit_row(const int t, __m256i u, __m256 S, __m256 C,
+                                                             const int8_t* xq, float dx, const float* xs, __m256 acc) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i*)xq);
+    const __m256i p = t == T_Q8_0 ? dot_u8s8(_mm256_sign_epi8(u, u), _mm256_sign_epi8(xv, u)) : dot_u8s8(u, xv);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(S, _mm256_set1_ps(dx)), acc);
+    if (t == T_Q8_0) return acc;                                    /* (xs_0, xs_1) in every lane pair */
+    return _mm256_fmadd_ps(C, _mm256_castpd_ps(_mm256_set1_pd(pair_of(xs))), acc);
+}
+#define PAIR(a, b) _mm256_set_m128(_mm_set1_ps(b), _mm_set1_ps(a))
+#define AZERO() _mm256_setzero_ps()
+#define AADD(a, b) _mm256_add_ps(a, b)
+#else
+typedef float acc_t;
+static inline float unit_row(const int t, codes_t u, const float* S, const float* C, const int8_t* xq, float dx,
+                             const float* xs, float acc) {
+    int32_t p[2] = {0, 0};
+    for (int l = 0; l < 32; l++) p[l / 16] += (t == T_Q8_0 ? (int)(int8_t)u.b[l] : (int)u.b[l]) * (int)xq[l];
+    return acc + dx * (S[0] * (float)p[0] + S[1] * (float)p[1]) + C[0] * xs[0] + C[1] * xs[1];
+}
+#define AZERO() 0.0f
+#define AADD(a, b) ((a) + (b))
+#define hsum(v) (v)
+#endif
+
+/* x block xb (unit xb % upb of W's block xb / upb) against mt rows, into accumulators acc[.][par] */
+#if defined(QG_SIMD)
+#define UNIT_SCALES(t, st, j)                                                                  \
+    const __m256 S = per16(t) ? PAIR(st.s[2 * j], st.s[2 * j + 1]) : _mm256_set1_ps(st.s[j]); \
+    const __m256 C = per16(t) ? _mm256_mul_ps(_mm256_castpd_ps(_mm256_set1_pd(pair_of(st.c + 2 * j))),         \
+                                              _mm256_set1_ps(0.25f))                          \
+                              : _mm256_set1_ps(0.25f * st.c[j]);
+#else
+#define UNIT_SCALES(t, st, j)                                                                  \
+    const float S[2] = {per16(t) ? st.s[2 * j] : st.s[j], per16(t) ? st.s[2 * j + 1] : st.s[j]}; \
+    const float C[2] = {per16(t) ? st.c[2 * j] : st.c[j], per16(t) ? st.c[2 * j + 1] : st.c[j]};
+#endif
+
+/* unit j of W's block B (x block xb) against mt rows, into the accumulators acc[.][par] */
+#define DO_UNIT(B, j, xb, par)                                                                 \
+    do {                                                                                       \
+        const codes_t u = unit(t, B, j);                                                       \
+        UNIT_SCALES(t, st, j)                                                                  \
+        for (int m = 0; m < mt; m++)                                                           \
+            acc[m][par] = unit_row(t, u, S, C, X->q + m * X->K + 32 * (xb), X->d[m * nxb + (xb)], \
+                                   X->xs + (m * nxb + (xb)) * 2, acc[m][par]);                 \
+    } while (0)
+
+/* res[m] = W[row] . x[m] for mt rows of x starting at X (t, mt constants after inlining) */
+static inline __attribute__((always_inline)) void tile(const int t, const uint8_t* row, const xq_t* X,
+                                                       float* res, const int mt) {
+    const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
+    acc_t acc[MR][2];
+    scl_t st;
+    for (int m = 0; m < mt; m++) acc[m][0] = acc[m][1] = AZERO();
+    if (blk_weights(t) == 32) {                   /* one unit per block: blocks in pairs */
+        int64_t b = 0;
+        for (; b + 1 < nxb; b += 2) {
+            prep(t, row + b * bytes, &st);
+            DO_UNIT(row + b * bytes, 0, b, 0);
+            prep(t, row + (b + 1) * bytes, &st);
+            DO_UNIT(row + (b + 1) * bytes, 0, b + 1, 1);
+        }
+        if (b < nxb) {
+            prep(t, row + b * bytes, &st);
+            DO_UNIT(row + b * bytes, 0, b, 0);
+        }
+    } else {                                      /* K-quants: 8 units per block, unrolled */
+        for (int64_t b = 0; b < nxb / 8; b++) {
+            const uint8_t* B = row + b * bytes;
+            prep(t, B, &st);
+            DO_UNIT(B, 0, 8 * b, 0); DO_UNIT(B, 1, 8 * b + 1, 1);
+            DO_UNIT(B, 2, 8 * b + 2, 0); DO_UNIT(B, 3, 8 * b + 3, 1);
+            DO_UNIT(B, 4, 8 * b + 4, 0); DO_UNIT(B, 5, 8 * b + 5, 1);
+            DO_UNIT(B, 6, 8 * b + 6, 0); DO_UNIT(B, 7, 8 * b + 7, 1);
+        }
+    }
+    for (int m = 0; m < mt; m++) res[m] = hsum(AADD(acc[m][0], acc[m][1]));
+}
+
+/* One row of x on AVX-512 VNNI: two units per 512-bit dot (lanes 0-7 unit j, 8-15 unit j + 1), so the
+   per-unit work (dot, convert, scale, accumulate) is halved; the offsets of four halves of 16 go into
+   one 128-bit FMA. Same sums as tile(t, ..., 1) in another order. */
+#if defined(QG_SIMD) && defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define QG_ROW1 1
+/* software prefetch of the n bytes PREFETCH_AHEAD past p (the next rows of W, streaming from DRAM:
+   the hardware prefetcher alone left the single-row kernel ~30% below the float one there) */
+#define PREFETCH_AHEAD 2048
+static inline void prefetch_ahead(const uint8_t* p, int64_t n) {
+    for (int64_t o = 0; o < n; o += 64) _mm_prefetch((const char*)(p + PREFETCH_AHEAD + o), _MM_HINT_T0);
+}
+
+static inline __m128 pair_ps(const float* p) { return _mm_castpd_ps(_mm_load_sd((const double*)p)); }
+
+/* units u0, u1 (x blocks xb, xb + 1); s: their 2 scales (4 for the per-16 types), c: their offsets,
+   in the low lanes (built in registers: a store of two floats read back as one 8-byte load would
+   miss the store forwarding) */
+static inline __attribute__((always_inline)) void pair1(const int t, __m256i u0, __m256i u1, __m128 s, __m128 c,
+                                                        const xq_t* X, int64_t xb, __m512* acc, __m128* off) {
+    const __m512i idx2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i idx4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m256i x0 = _mm256_loadu_si256((const __m256i*)(X->q + 32 * xb));
+    __m256i x1 = _mm256_loadu_si256((const __m256i*)(X->q + 32 * xb + 32));
+    if (t == T_Q8_0) {     /* signed codes: |u| . (x with u's sign) */
+        x0 = _mm256_sign_epi8(x0, u0), u0 = _mm256_sign_epi8(u0, u0);
+        x1 = _mm256_sign_epi8(x1, u1), u1 = _mm256_sign_epi8(u1, u1);
+    }
+    const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
+    const __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+    const __m512 dx = _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(X->d + xb)));
+    const __m512 sv = _mm512_permutexvar_ps(per16(t) ? idx4 : idx2, _mm512_castps128_ps512(s));
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sv, dx), *acc);
+    if (t != T_Q8_0) {
+        const __m128 cv = per16(t) ? c : _mm_unpacklo_ps(c, c);
+        *off = _mm_fmadd_ps(cv, _mm_loadu_ps(X->xs + 2 * xb), *off);
+    }
+}
+
+/* the scales or offsets of units j, j + 1 of a prepared block (4 values for the per-16 types) */
+static inline __attribute__((always_inline)) __m128 pick(const int t, const float* v, int j) {
+    return per16(t) ? _mm_loadu_ps(v + 2 * j) : pair_ps(v + j);
+}
+static inline __m128 two(float a, float b) { return _mm_unpacklo_ps(_mm_set_ss(a), _mm_set_ss(b)); }
+
+/* Q4_0, Q4_1, Q8_0 (the 4 header bytes of a block hold d, and m for Q4_1): blocks B0, B1 straight
+   from memory into the codes of both (512 bits, x's order; Q8_0 as u + 128), the scales per lane
+   (sv) and the offsets (c0, c0, c1, c1): 13 instructions for 64 weights. */
+static inline int fast_pair(int t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0; }
+
+static inline __attribute__((always_inline)) void pair_load(const int t, const uint8_t* B0, const uint8_t* B1,
+                                                            __m512i* u, __m512* sv, __m128* c) {
+    uint32_t h0, h1;
+    memcpy(&h0, B0, 4);
+    memcpy(&h1, B1, 4);
+    const __m128 f = _mm_cvtph_ps(_mm_setr_epi32((int)h0, (int)h1, 0, 0));        /* d0, m0, d1, m1 */
+    *sv = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+                                _mm512_castps128_ps512(f));
+    *c = t == T_Q4_1 ? _mm_shuffle_ps(f, f, _MM_SHUFFLE(3, 3, 1, 1))
+                     : _mm_mul_ps(_mm_shuffle_ps(f, f, _MM_SHUFFLE(2, 2, 0, 0)), _mm_set1_ps(t == T_Q4_0 ? -8.0f : -128.0f));
+    if (t == T_Q8_0) {
+        const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)(B0 + 2))),
+                                             _mm256_loadu_si256((const __m256i*)(B1 + 2)), 1);
+        *u = _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+        return;
+    }
+    const int o = t == T_Q4_0 ? 2 : 4;
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(B0 + o))),
+                                              _mm_loadu_si128((const __m128i*)(B1 + o)), 1);
+    const __m512i z = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
+                                       _mm512_set1_epi8(0xF));                  /* lo0 lo1 hi0 hi1 */
+    *u = _mm512_shuffle_i64x2(z, z, 0xD8);                                        /* lo0 hi0 lo1 hi1 */
+}
+
+/* acc[m], off[m] += the pair of units (codes u, scales sv per lane, offsets cv) for mt rows */
+static inline __attribute__((always_inline)) void pair_acc(__m512i u, __m512 sv, __m128 cv, const xq_t* X,
+                                                           int64_t xb, __m512* acc, __m128* off, const int mt) {
+    const __m512i idx2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const int64_t nxb = X->K / 32;
+    for (int m = 0; m < mt; m++) {
+        const __m512i x = _mm512_loadu_si512((const void*)(X->q + m * X->K + 32 * xb));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+        const __m512 dx = _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(X->d + m * nxb + xb)));
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sv, dx), acc[m]);
+        off[m] = _mm_fmadd_ps(cv, _mm_loadu_ps(X->xs + 2 * (m * nxb + xb)), off[m]);
+    }
+}
+
+static inline __attribute__((always_inline)) void qpair(const int t, const uint8_t* row, int64_t b, int64_t bytes,
+                                                        const xq_t* X, __m512* acc, __m128* off) {
+    if (fast_pair(t)) {
+        __m512i u;
+        __m512 sv;
+        __m128 cv;
+        pair_load(t, row + b * bytes, row + (b + 1) * bytes, &u, &sv, &cv);
+        pair_acc(u, sv, cv, X, b, acc, off, 1);
+        return;
+    }
+    scl_t s0, s1;                        /* two 32-weight blocks b, b + 1 */
+    prep(t, row + b * bytes, &s0);
+    prep(t, row + (b + 1) * bytes, &s1);
+    pair1(t, unit(t, row + b * bytes, 0), unit(t, row + (b + 1) * bytes, 0), two(s0.s[0], s1.s[0]),
+          two(s0.c[0], s1.c[0]), X, b, acc, off);
+}
+
+static inline __attribute__((always_inline)) float row1(const int t, const uint8_t* row, const xq_t* X) {
+    const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m128 off0 = _mm_setzero_ps(), off1 = _mm_setzero_ps();
+    float tail = 0.0f;
+    if (blk_weights(t) == 32) {
+        int64_t b = 0;
+        for (; b + 3 < nxb; b += 4) {
+            prefetch_ahead(row + b * bytes, 4 * bytes);
+            qpair(t, row, b, bytes, X, &acc0, &off0);
+            qpair(t, row, b + 2, bytes, X, &acc1, &off1);
+        }
+        for (; b + 1 < nxb; b += 2) qpair(t, row, b, bytes, X, &acc0, &off0);
+        if (b < nxb) {                   /* an odd last block: the 256-bit unit */
+            scl_t st;
+            prep(t, row + b * bytes, &st);
+            const int mt = 1;
+            __m256 acc[1][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}};
+            const int64_t xb = b;
+            const uint8_t* B = row + b * bytes;
+            const codes_t u = unit(t, B, 0);
+            UNIT_SCALES(t, st, 0)
+            for (int m = 0; m < mt; m++)
+                acc[m][0] = unit_row(t, u, S, C, X->q + 32 * xb, X->d[xb], X->xs + 2 * xb, acc[m][0]);
+            tail = hsum(acc[0][0]);
+        }
+    } else {
+        for (int64_t b = 0; b < nxb / 8; b++) {
+            const uint8_t* B = row + b * bytes;
+            scl_t st;
+            prefetch_ahead(B, bytes);
+            prep(t, B, &st);
+            for (int j = 0; j < 8; j += 2)
+                pair1(t, unit(t, B, j), unit(t, B, j + 1), pick(t, st.s, j), pick(t, st.c, j), X, 8 * b + j,
+                      (j & 2) ? &acc1 : &acc0, (j & 2) ? &off1 : &off0);
+        }
+    }
+    const __m128 o = _mm_add_ps(off0, off1);
+    const __m128 o2 = _mm_add_ps(o, _mm_movehl_ps(o, o));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_add_ss(o2, _mm_movehdup_ps(o2))) + tail;
+}
+#endif
+
+#if defined(QG_ROW1)
+/* mt rows of x on AVX-512 VNNI: as tile(), two units per 512-bit dot. Q8_0's codes go in as u + 128
+   (unsigned; w = d (u - 128): its offset -128 d joins the others), the x codes of the two units are
+   one 64-byte load. Per row and pair of units: dot, convert, scale, FMA, offset FMA. */
+static inline __attribute__((always_inline)) void pair_rows(const int t, __m256i u0, __m256i u1, __m128 s,
+                                                            __m128 c, const xq_t* X, int64_t xb, __m512* acc,
+                                                            __m128* off, const int mt) {
+    const __m512i idx2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i idx4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
+    if (t == T_Q8_0) u = _mm512_xor_si512(u, _mm512_set1_epi8((char)0x80));
+    const __m512 sv = _mm512_permutexvar_ps(per16(t) ? idx4 : idx2, _mm512_castps128_ps512(s));
+    const __m128 cp = t == T_Q8_0 ? _mm_mul_ps(s, _mm_set1_ps(-128.0f)) : c;
+    const __m128 cv = per16(t) ? cp : _mm_unpacklo_ps(cp, cp);
+    for (int m = 0; m < mt; m++) {
+        const int64_t nxb = X->K / 32;
+        const __m512i x = _mm512_loadu_si512((const void*)(X->q + m * X->K + 32 * xb));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+        const __m512 dx = _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(X->d + m * nxb + xb)));
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sv, dx), acc[m]);
+        off[m] = _mm_fmadd_ps(cv, _mm_loadu_ps(X->xs + 2 * (m * nxb + xb)), off[m]);
+    }
+}
+
+static inline __attribute__((always_inline)) void tile512(const int t, const uint8_t* row, const xq_t* X,
+                                                          float* res, const int mt) {
+    const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
+    __m512 acc[MR];
+    __m128 off[MR];
+    for (int m = 0; m < mt; m++) acc[m] = _mm512_setzero_ps(), off[m] = _mm_setzero_ps(), res[m] = 0.0f;
+    if (blk_weights(t) == 32) {
+        int64_t b = 0;
+        for (; b + 1 < nxb; b += 2) {
+            if (fast_pair(t)) {
+                __m512i u;
+                __m512 sv;
+                __m128 cv;
+                pair_load(t, row + b * bytes, row + (b + 1) * bytes, &u, &sv, &cv);
+                pair_acc(u, sv, cv, X, b, acc, off, mt);
+                continue;
+            }
+            scl_t s0, s1;
+            prep(t, row + b * bytes, &s0);
+            prep(t, row + (b + 1) * bytes, &s1);
+            pair_rows(t, unit(t, row + b * bytes, 0), unit(t, row + (b + 1) * bytes, 0), two(s0.s[0], s1.s[0]),
+                      two(s0.c[0], s1.c[0]), X, b, acc, off, mt);
+        }
+        if (b < nxb) {                    /* an odd last block: the 256-bit unit, row by row */
+            scl_t st;
+            const uint8_t* B = row + b * bytes;
+            prep(t, B, &st);
+            const codes_t u = unit(t, B, 0);
+            UNIT_SCALES(t, st, 0)
+            for (int m = 0; m < mt; m++)
+                res[m] = hsum(unit_row(t, u, S, C, X->q + m * X->K + 32 * b, X->d[m * nxb + b],
+                                       X->xs + 2 * (m * nxb + b), _mm256_setzero_ps()));
+        }
+    } else {
+        for (int64_t b = 0; b < nxb / 8; b++) {
+            const uint8_t* B = row + b * bytes;
+            scl_t st;
+            prep(t, B, &st);
+            for (int j = 0; j < 8; j += 2)
+                pair_rows(t, unit(t, B, j), unit(t, B, j + 1), pick(t, st.s, j), pick(t, st.c, j), X, 8 * b + j, acc,
+                          off, mt);
+        }
+    }
+    for (int m = 0; m < mt; m++) {
+        const __m128 o = _mm_add_ps(off[m], _mm_movehl_ps(off[m], off[m]));
+        res[m] += _mm512_reduce_add_ps(acc[m]) + _mm_cvtss_f32(_mm_add_ss(o, _mm_movehdup_ps(o)));
+    }
+}
+#define TILE tile512
+#else
+#define TILE tile
+#endif
+
+/* out[m * ldo + i] = W[n0 + i] . x[m], all M rows of x, rows n0 .. n0 + n - 1 of W; t constant */
+static inline __attribute__((always_inline)) void rows_t(const int t, float* out, int64_t ldo, const xq_t* X0,
+                                                         int64_t M, int64_t n0, int64_t n, const uint8_t* w) {
+    const int64_t row_bytes = X0->K / blk_weights(t) * blk_bytes(t), nxb = X0->K / 32;
+    float res[MR];
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t* row = w + (n0 + i) * row_bytes;
+        for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            const xq_t X = {X0->q + m0 * X0->K, X0->d + m0 * nxb, X0->xs + m0 * nxb * 2, X0->K};
+            const int64_t mt = M - m0 < MR ? M - m0 : MR;
+#if defined(QG_ROW1)
+            if (mt == 1) {
+                out[m0 * ldo + i] = row1(t, row, &X);
+                continue;
+            }
+#endif
+            switch (mt) {
+                case 1: TILE(t, row, &X, res, 1); break;
+                case 2: TILE(t, row, &X, res, 2); break;
+                case 3: TILE(t, row, &X, res, 3); break;
+                case 4: TILE(t, row, &X, res, 4); break;
+                case 5: TILE(t, row, &X, res, 5); break;
+                case 6: TILE(t, row, &X, res, 6); break;
+                case 7: TILE(t, row, &X, res, 7); break;
+                default: TILE(t, row, &X, res, 8);
+            }
+            for (int64_t m = 0; m < mt; m++) out[(m0 + m) * ldo + i] = res[m];
+        }
+    }
+}
+
+#define ROWS_OF(T) \
+    static void rows_##T(float* o, int64_t ldo, const xq_t* X, int64_t M, int64_t n0, int64_t n, const uint8_t* w) { \
+        rows_t(T, o, ldo, X, M, n0, n, w); \
+    }
+ROWS_OF(T_Q4_0) ROWS_OF(T_Q4_1) ROWS_OF(T_Q5_0) ROWS_OF(T_Q5_1) ROWS_OF(T_Q8_0)
+ROWS_OF(T_Q2_K) ROWS_OF(T_Q3_K) ROWS_OF(T_Q4_K) ROWS_OF(T_Q5_K) ROWS_OF(T_Q6_K)
+
+typedef void (*rows_fn)(float*, int64_t, const xq_t*, int64_t, int64_t, int64_t, const uint8_t*);
+static rows_fn rows_for(int32_t t) {
+    switch (t) {
+        case T_Q4_0: return rows_T_Q4_0; case T_Q4_1: return rows_T_Q4_1; case T_Q5_0: return rows_T_Q5_0;
+        case T_Q5_1: return rows_T_Q5_1; case T_Q8_0: return rows_T_Q8_0; case T_Q2_K: return rows_T_Q2_K;
+        case T_Q3_K: return rows_T_Q3_K; case T_Q4_K: return rows_T_Q4_K; case T_Q5_K: return rows_T_Q5_K;
+        case T_Q6_K: return rows_T_Q6_K; default: return NULL;
+    }
+}
+
+static xq_t scratch_view(const void* scratch, int64_t M, int64_t K) {
+    const float* d = (const float*)((const char*)scratch + q_bytes(M, K));
+    return (xq_t){(const int8_t*)scratch, d, d + M * K / 32, K};
+}
+
+/* For decode.c (parts.inc): serial rows n0..n0+n-1 against the M rows of x prepared in scratch */
+void qgemm_rows(int32_t type, float* out, int64_t ldo, const void* scratch, int64_t M, int64_t K, int64_t n0,
+                int64_t n, const uint8_t* w) {
+    const rows_fn f = rows_for(type);
+    const xq_t X = scratch_view(scratch, M, K);
+    if (f) f(out, ldo, &X, M, n0, n, w);
+}
+
+int32_t qgemm(int32_t type, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
+    const rows_fn f = rows_for(type);
+    if (!f || M < 0 || N < 0 || K <= 0 || K % blk_weights(type)) return -1;
+    if (M == 0 || N == 0) return 0;
+    void* scratch = aligned_alloc(64, (size_t)((qgemm_scratch_bytes(M, K) + 63) / 64 * 64));
+    if (!scratch) return -2;
+    qgemm_prepare_x(x, M, K, scratch);
+    const xq_t X = scratch_view(scratch, M, K);
+    /* one region, each thread one contiguous half of the rows of W (static: the split is known up
+       front, and neighbouring rows stream through the same prefetcher) */
+#pragma omp parallel if (N * K >= PAR_MIN)
+    {
+#if defined(_OPENMP)
+        const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+#else
+        const int nt = 1, tid = 0;
+#endif
+        const int64_t per = (N + nt - 1) / nt, a = tid * per, b = a + per < N ? a + per : N;
+        if (a < b) f(out + a, N, &X, M, a, b - a, w);
+    }
+    free(scratch);
+    return 0;
+}
+
+int64_t memory_read(const uint8_t* p, int64_t n, int32_t threads) {
+    int64_t total = 0;
+#if defined(_OPENMP)
+    const int nt = threads > 0 ? threads : omp_get_max_threads();
+#else
+    const int nt = 1;
+    (void)threads;
+#endif
+#pragma omp parallel num_threads(nt) reduction(+ : total)
+    {
+#if defined(_OPENMP)
+        const int t = omp_get_thread_num(), k = omp_get_num_threads();
+#else
+        const int t = 0, k = 1;
+#endif
+        const int64_t lines = n / 64, per = (lines + k - 1) / k;
+        const int64_t a = t * per, b = a + per < lines ? a + per : lines;
+#if defined(__AVX512F__)
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+        int64_t i = a;
+        for (; i + 4 <= b; i += 4) {      /* four independent chains: loads, not adds, are the limit */
+            s0 = _mm512_add_epi64(s0, _mm512_load_si512((const void*)(p + 64 * i)));
+            s1 = _mm512_add_epi64(s1, _mm512_load_si512((const void*)(p + 64 * i + 64)));
+            s2 = _mm512_add_epi64(s2, _mm512_load_si512((const void*)(p + 64 * i + 128)));
+            s3 = _mm512_add_epi64(s3, _mm512_load_si512((const void*)(p + 64 * i + 192)));
+        }
+        for (; i < b; i++) s0 = _mm512_add_epi64(s0, _mm512_load_si512((const void*)(p + 64 * i)));
+        total += _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
+#elif defined(__AVX2__)
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        for (int64_t i = a; i < b; i++) {
+            s0 = _mm256_add_epi64(s0, _mm256_load_si256((const __m256i*)(p + 64 * i)));
+            s1 = _mm256_add_epi64(s1, _mm256_load_si256((const __m256i*)(p + 64 * i + 32)));
+        }
+        int64_t v[4];
+        _mm256_storeu_si256((__m256i*)v, _mm256_add_epi64(s0, s1));
+        total += v[0] + v[1] + v[2] + v[3];
+#else
+        int64_t s = 0;
+        for (int64_t i = 8 * a; i < 8 * b; i++) {
+            int64_t v;
+            memcpy(&v, p + 8 * i, 8);
+            s += v;
+        }
+        total += s;
+#endif
+    }
+    return total;
+}
