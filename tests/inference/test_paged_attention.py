@@ -77,6 +77,13 @@ def test_bad_inputs_raise_before_any_read(use_native):
     bad_table[0, 0] = kp.shape[0]
     with pytest.raises(ValueError, match="block_tables"):
         call(block_tables=bad_table)
+    bad_table = tables.copy()
+    bad_table[1, -1] = -1                                 # a negative entry in the last used block
+    with pytest.raises(ValueError, match="block_tables: row 1"):
+        call(block_tables=bad_table, lengths=np.array([1, tables.shape[1] * 4], np.int32))
+    unused = tables.copy()
+    unused[0, 1:] = kp.shape[0] + 5                       # outside the pool, but past row 0's length
+    call(block_tables=unused, lengths=np.array([3, 3], np.int32))
     with pytest.raises(ValueError, match="lengths"):
         call(lengths=np.array([0, 3], np.int32))
     with pytest.raises(ValueError, match="lengths"):
