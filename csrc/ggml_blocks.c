@@ -13,6 +13,7 @@
    Results equal x @ dequantize(W).T up to float32 summation order (and FMA contraction of d*q + m). */
 #include "ggml_blocks.h"
 #include "parts.inc"
+#include "half.inc"
 #include "qgemm.h"
 
 #include <float.h>
@@ -52,21 +53,7 @@ _Static_assert(sizeof(blk_q4_K) == 144, "block_q4_K size");
 _Static_assert(sizeof(blk_q5_K) == 176, "block_q5_K size");
 _Static_assert(sizeof(blk_q6_K) == 210, "block_q6_K size");
 
-static inline float h2f(half_t h) {  /* IEEE half -> float, exact */
-#if defined(__F16C__)
-    return _cvtsh_ss(h);
-#else
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
-    if (e == 0) {
-        float f = (float)man * (1.0f / 16777216.0f);  /* zero or subnormal: man * 2^-24 */
-        return (h & 0x8000) ? -f : f;
-    }
-    bits = e == 31 ? sign | 0x7F800000u | (man << 13) : sign | ((e + 112) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-#endif
-}
+static inline float h2f(half_t h) { return half_to_float(h); }  /* IEEE half -> float, exact */
 
 /* ------------------------------------------------------------------ SIMD primitives
    Each decoder first unpacks its codes to one unsigned byte per weight (byte operations, 16 at a time

@@ -16,6 +16,7 @@
    (even and odd units) hide the FMA latency at one row; up to MR rows of x share each unpacked unit. */
 #include "qgemm.h"
 #include "parts.inc"
+#include "half.inc"
 
 #include <float.h>
 #include <math.h>
@@ -41,19 +42,7 @@ enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8, T_Q2_K = 10, 
 static inline float h2f(const uint8_t* p) {  /* IEEE half at p -> float, exact */
     uint16_t h;
     memcpy(&h, p, 2);
-#if defined(__F16C__)
-    return _cvtsh_ss(h);
-#else
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
-    if (e == 0) {
-        const float f = (float)man * (1.0f / 16777216.0f);
-        return (h & 0x8000) ? -f : f;
-    }
-    bits = e == 31 ? sign | 0x7F800000u | (man << 13) : sign | ((e + 112) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-#endif
+    return half_to_float(h);
 }
 
 /* weights and bytes per block; 0 weights for a type qgemm does not read */
