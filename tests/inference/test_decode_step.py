@@ -158,11 +158,9 @@ def test_quantized_models_decode_step_equals_block_by_block_path(fmt, bits, grou
     np.testing.assert_allclose(kv_got.k, kv_want.k, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("fmt, act_int8", [("llm_int8", False)])
-def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_int8):
-    """LLM.int8's mixed decomposition is not rows decode_step runs (the int8-activation rows of
-    every ggml block type are: test_int8_activation_layers_run_inside_the_step)."""
-    model = _quantized("llama", fmt, 8, 128)
+def _one_token_counting_steps(model, act_int8):
+    """Set every quantized layer's act_int8, feed 5 tokens, then 1 more with kernels.decode_step
+    counted -> (logits of that token, decode_step calls)."""
     for q in model.quantized.values():
         q.act_int8 = act_int8
     kv = KVCache.allocate(model.config, 1, 8)
@@ -171,7 +169,16 @@ def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_i
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels, "decode_step", counter)
         out = forward_cached(model, np.array([[1]]), kv)
-    assert counter.calls == 0 and np.isfinite(out).all()
+    return out, counter.calls
+
+
+@pytest.mark.parametrize("fmt, act_int8", [("llm_int8", False)])
+def test_quantized_layers_that_compute_otherwise_keep_the_python_path(fmt, act_int8):
+    """LLM.int8's mixed decomposition is not rows decode_step runs (the int8-activation rows of
+    every ggml block type are: test_int8_activation_layers_run_inside_the_step)."""
+    model = _quantized("llama", fmt, 8, 128)
+    out, calls = _one_token_counting_steps(model, act_int8)
+    assert calls == 0 and np.isfinite(out).all()
 
 
 @pytest.mark.parametrize("fmt", ["q4_K", "q6_K", "q4_0"])
@@ -179,15 +186,8 @@ def test_int8_activation_layers_run_inside_the_step(fmt):
     """GGMLLinear(act_int8=True): decode_step runs csrc/qgemm.c's rows (x quantized once per group of
     weights) and its logits equal the Python path's, which runs the same kernel layer by layer."""
     model = _quantized("llama", fmt, 4, 32)
-    for q in model.quantized.values():
-        q.act_int8 = True
-    kv = KVCache.allocate(model.config, 1, 8)
-    forward_cached(model, np.arange(5)[None], kv)
-    counter = Counter(kernels.decode_step)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kernels, "decode_step", counter)
-        got = forward_cached(model, np.array([[1]]), kv)
-    assert counter.calls == 1
+    got, calls = _one_token_counting_steps(model, True)
+    assert calls == 1
     kv2 = KVCache.allocate(model.config, 1, 8)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(kernels, "decode_step", None)
