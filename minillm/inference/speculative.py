@@ -31,7 +31,8 @@ from .decode import forward_cached
 
 # A draft that is behind by this many tokens or fewer catches up one token per call: a one-token
 # forward runs the fused native decode step (decode_native), a multi-token one the block-by-block
-# path, which for 2 tokens cost 2.7x a one-token step on SmolLM2 with a Q4_0 draft.
+# path, which for 2 tokens cost 149 against 56 ms for one token on SmolLM2 with a Q4_0 draft
+# (measured on a busy host; the ratio, not the times, is the point).
 CATCH_UP_SINGLY = 3
 
 
