@@ -373,8 +373,12 @@ static inline __attribute__((always_inline)) void tile(const int t, const uint8_
 /* software prefetch of the n bytes PREFETCH_AHEAD past p (the next rows of W, streaming from DRAM:
    the hardware prefetcher alone left the single-row kernel ~30% below the float one there) */
 #define PREFETCH_AHEAD 2048
-static inline void prefetch_ahead(const uint8_t* p, int64_t n) {
-    for (int64_t o = 0; o < n; o += 64) _mm_prefetch((const char*)(p + PREFETCH_AHEAD + o), _MM_HINT_T0);
+static inline __attribute__((always_inline)) void prefetch_ahead(const uint8_t* p, int64_t n) {
+    /* written out, not as a loop over o: GCC 12 dropped the loop's prefetches from every rows_T */
+    _mm_prefetch((const char*)(p + PREFETCH_AHEAD), _MM_HINT_T0);
+    if (n > 64) _mm_prefetch((const char*)(p + PREFETCH_AHEAD + 64), _MM_HINT_T0);
+    if (n > 128) _mm_prefetch((const char*)(p + PREFETCH_AHEAD + 128), _MM_HINT_T0);
+    if (n > 192) _mm_prefetch((const char*)(p + PREFETCH_AHEAD + 192), _MM_HINT_T0);
 }
 
 static inline __m128 pair_ps(const float* p) { return _mm_castpd_ps(_mm_load_sd((const double*)p)); }
@@ -470,7 +474,161 @@ static inline __attribute__((always_inline)) void qpair(const int t, const uint8
           two(s0.c[0], s1.c[0]), X, b, acc, off);
 }
 
-static inline __attribute__((always_inline)) float row1(const int t, const uint8_t* row, const xq_t* X) {
+/* One row of W at M = 1 for the formats decode streams most (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K): the
+   same sums as row1_any below with less work per 64 weights, which matters because at M = 1 these
+   rows are compute-bound, not memory-bound, on one core (an L2-resident Q4_K row ran at ~5 GB/s,
+   below one core's ~9 GB/s share of DRAM). Per pair of units: the codes in 2-3 instructions (a
+   broadcast load and a variable shift per 16-bit lane give low and high nibbles side by side in x's
+   order), one dot, one convert, one permute that spreads the pair's two combined scales s d_x over
+   their lanes, one FMA. The combined scales s d_x and the offsets c (sum q_x) d_x of 16 blocks (or
+   one K-quant super-block) are computed once, vectorised: for the 32-weight blocks the 16 fp16
+   headers are read with one gather. */
+static inline __m512 pairs_of(__m512 v, int p) {      /* lanes 0-7: v[2p], lanes 8-15: v[2p + 1] */
+    const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                         _mm512_set1_epi32(2 * p));
+    return _mm512_permutexvar_ps(idx, v);
+}
+
+static inline float reduce2(__m512 a, __m512 b) { return _mm512_reduce_add_ps(_mm512_add_ps(a, b)); }
+
+/* the codes of blocks B0, B1 (Q4_0, Q4_1, Q8_0) as 64 unsigned bytes in x's order (Q8_0 as u + 128);
+   one: only B0 (the upper 32 bytes are then don't-care: the caller zeroes x there) */
+static inline __attribute__((always_inline)) __m512i b32_codes(const int t, const uint8_t* B0, const uint8_t* B1,
+                                                             const int one) {
+    if (t == T_Q8_0) {
+        const __m512i lo = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)(B0 + 2)));
+        const __m512i w = one ? lo : _mm512_inserti64x4(lo, _mm256_loadu_si256((const __m256i*)(B1 + 2)), 1);
+        return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
+    }
+    const int o = t == T_Q4_0 ? 2 : 4;            /* 16 bytes: low nibbles weights 0-15, high 16-31 */
+    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)(B0 + o)));
+    if (!one) v = _mm512_mask_broadcast_i32x4(v, 0xFF00, _mm_loadu_si128((const __m128i*)(B1 + o)));
+    const __m512i cnt = _mm512_setr_epi64(0, 0, 0x0004000400040004LL, 0x0004000400040004LL, 0, 0,
+                                          0x0004000400040004LL, 0x0004000400040004LL);
+    return _mm512_and_si512(_mm512_srlv_epi16(v, cnt), _mm512_set1_epi8(0xF));
+}
+
+/* blocks g .. g + n - 1 (n <= 16) of a row of 32-weight blocks: S = s d_x per block into *S, and
+   off += c (d_x sum q_x) per block */
+static inline __attribute__((always_inline)) void b32_scales(const int t, const uint8_t* row, int64_t g, int n,
+                                                           const xq_t* X, __m512* S, __m512* off) {
+    const int bytes = blk_bytes(t);
+    const __mmask16 k = (__mmask16)((1u << n) - 1);
+    const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(bytes));
+    const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, at, row + g * bytes, 1);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));            /* fp16 d at each block's start */
+    *S = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(k, X->d + g));
+    const __m512 xa = _mm512_maskz_loadu_ps((__mmask16)(n >= 8 ? 0xFFFF : (1u << 2 * n) - 1), X->xs + 2 * g);
+    const __m512 xb = _mm512_maskz_loadu_ps((__mmask16)(n > 8 ? (1u << 2 * (n - 8)) - 1 : 0), X->xs + 2 * g + 16);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 xsum = _mm512_add_ps(_mm512_permutex2var_ps(xa, even, xb),      /* d_x sum q_x per block */
+                                      _mm512_permutex2var_ps(xa, _mm512_add_epi32(even, _mm512_set1_epi32(1)), xb));
+    const __m512 c = t == T_Q4_1 ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)))   /* m */
+                                 : _mm512_mul_ps(d, _mm512_set1_ps(t == T_Q4_0 ? -8.0f : -128.0f));
+    *off = _mm512_fmadd_ps(c, xsum, *off);
+}
+
+static inline __attribute__((always_inline)) float row_b32(const int t, const uint8_t* row, const xq_t* X) {
+    const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    for (int64_t g = 0; g < nxb; g += 16) {
+        const int n = nxb - g < 16 ? (int)(nxb - g) : 16;
+        __m512 S;
+        b32_scales(t, row, g, n, X, &S, &off);
+        int p = 0;
+        for (; 2 * p + 1 < n; p++) {
+            const uint8_t* B0 = row + (g + 2 * p) * bytes;
+            prefetch_ahead(B0, 2 * bytes);
+            const __m512i x = _mm512_loadu_si512((const void*)(X->q + 32 * (g + 2 * p)));
+            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b32_codes(t, B0, B0 + bytes, 0), x);
+            if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc1);
+            else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc0);
+        }
+        if (n & 1) {                                  /* an odd last block: x's upper half masked to 0 */
+            const uint8_t* B0 = row + (g + 2 * p) * bytes;
+            const __m512i x = _mm512_maskz_loadu_epi8(0xFFFFFFFFULL, (const void*)(X->q + 32 * (g + 2 * p)));
+            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b32_codes(t, B0, B0, 1), x);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_maskz_mov_ps(0x00FF, pairs_of(S, p)), acc1);
+        }
+    }
+    return reduce2(acc0, acc1) + _mm512_reduce_add_ps(off);
+}
+
+/* Q4_K: per super-block of 256 weights, the 8 scales s d_x and 8 offsets -dmin m at once; unit pair p
+   (units 2p, 2p + 1) is the 32 code bytes at 16 + 32 p: low nibbles unit 2p, high nibbles unit 2p + 1 */
+static inline float row_q4k(const uint8_t* row, const xq_t* X) {
+    const int64_t nsb = X->K / QK_K;
+    const __m512i cnt = _mm512_setr_epi64(0, 0, 0, 0, 0x0004000400040004LL, 0x0004000400040004LL,
+                                          0x0004000400040004LL, 0x0004000400040004LL);
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nsb; b++) {
+        const uint8_t* B = row + b * 144;
+        prefetch_ahead(B, 144);
+        uint8_t sc[8], m[8];
+        k4_scales_mins(B + 4, sc, m);
+        const __m256 s8 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)sc))),
+                                        _mm256_set1_ps(h2f(B)));
+        const __m512 S = _mm512_castps256_ps512(_mm256_mul_ps(s8, _mm256_loadu_ps(X->d + 8 * b)));
+        const __m256 c8 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)m))),
+                                        _mm256_set1_ps(-h2f(B + 2)));          /* -(dmin m): the sign is exact */
+        off = _mm512_fmadd_ps(_mm512_permutexvar_ps(dup, _mm512_castps256_ps512(c8)), _mm512_loadu_ps(X->xs + 16 * b),
+                              off);
+        for (int p = 0; p < 4; p++) {
+            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(B + 16 + 32 * p)));
+            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(v, cnt), _mm512_set1_epi8(0xF));
+            const __m512i x = _mm512_loadu_si512((const void*)(X->q + 32 * (8 * b + 2 * p)));
+            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+            if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc1);
+            else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc0);
+        }
+    }
+    return reduce2(acc0, acc1) + _mm512_reduce_add_ps(off);
+}
+
+/* Q6_K: ql[128], qh[64], scales[16] int8, d; unit j = 4 h + r: low 4 bits from ql[64 h + 32 (r & 1)]
+   (shifted by 4 (r >> 1)), top 2 from qh[32 h] (shifted by 2 r). Units r = 0, 1 (and 2, 3) of a half
+   read one 64-byte ql load with one shift; their qh bits come from one broadcast with a shift per
+   half. Scales per 16 weights: lanes 4i..4i+3 of a pair's dot carry scale 4 of them. */
+static inline float row_q6k(const uint8_t* row, const xq_t* X) {
+    const int64_t nsb = X->K / QK_K;
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i sh01 = _mm512_setr_epi64(0x0004000400040004LL, 0x0004000400040004LL, 0x0004000400040004LL,
+                                           0x0004000400040004LL, 0x0002000200020002LL, 0x0002000200020002LL,
+                                           0x0002000200020002LL, 0x0002000200020002LL);  /* qh << 4, << 2 */
+    const __m512i sh23 = _mm512_setr_epi64(0, 0, 0, 0, 0x0002000200020002LL, 0x0002000200020002LL,
+                                           0x0002000200020002LL, 0x0002000200020002LL);  /* qh >> 0, >> 2 */
+    const __m512i lo4 = _mm512_set1_epi8(0xF), top2 = _mm512_set1_epi8(0x30);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nsb; b++) {
+        const uint8_t* B = row + b * 210;
+        prefetch_ahead(B, 210);
+        const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(B + 192)))),
+                                       _mm512_set1_ps(h2f(B + 208)));             /* s per 16 weights */
+        off = _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(-32.0f)), _mm512_loadu_ps(X->xs + 16 * b), off);
+        const __m512 S = _mm512_mul_ps(s, _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(X->d + 8 * b))));
+        for (int h = 0; h < 2; h++) {
+            const __m512i ql = _mm512_loadu_si512((const void*)(B + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(B + 128 + 32 * h)));
+            for (int r = 0; r < 4; r += 2) {
+                const __m512i lo = _mm512_and_si512(r ? _mm512_srli_epi16(ql, 4) : ql, lo4);
+                const __m512i hi = _mm512_and_si512(r ? _mm512_srlv_epi16(qh, sh23) : _mm512_sllv_epi16(qh, sh01), top2);
+                const int j = 4 * h + r;                  /* units j, j + 1: x blocks 8 b + j, + 1 */
+                const __m512i x = _mm512_loadu_si512((const void*)(X->q + 32 * (8 * b + j)));
+                const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_or_si512(lo, hi), x);
+                const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                     _mm512_set1_epi32(2 * j));
+                const __m512 sv = _mm512_permutexvar_ps(idx, S);
+                if (r) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc1);
+                else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc0);
+            }
+        }
+    }
+    return reduce2(acc0, acc1) + _mm512_reduce_add_ps(off);
+}
+
+static inline __attribute__((always_inline)) float row1_any(const int t, const uint8_t* row, const xq_t* X) {
     const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m128 off0 = _mm_setzero_ps(), off1 = _mm_setzero_ps();
@@ -510,6 +668,13 @@ static inline __attribute__((always_inline)) float row1(const int t, const uint8
     const __m128 o = _mm_add_ps(off0, off1);
     const __m128 o2 = _mm_add_ps(o, _mm_movehl_ps(o, o));
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_add_ss(o2, _mm_movehdup_ps(o2))) + tail;
+}
+
+static inline __attribute__((always_inline)) float row1(const int t, const uint8_t* row, const xq_t* X) {
+    if (fast_pair(t)) return row_b32(t, row, X);
+    if (t == T_Q4_K) return row_q4k(row, X);
+    if (t == T_Q6_K) return row_q6k(row, X);
+    return row1_any(t, row, X);
 }
 #endif
 
