@@ -536,8 +536,10 @@ static inline __attribute__((always_inline)) float row_b32(const int t, const ui
         const int n = nxb - g < 16 ? (int)(nxb - g) : 16;
         __m512 S;
         b32_scales(t, row, g, n, X, &S, &off);
-        int p = 0;
-        for (; 2 * p + 1 < n; p++) {
+        const int pairs = n / 2;
+#pragma GCC unroll 8
+        for (int p = 0; p < 8; p++) {                 /* unrolled: each pair's permute takes a constant */
+            if (p >= pairs) break;
             const uint8_t* B0 = row + (g + 2 * p) * bytes;
             prefetch_ahead(B0, 2 * bytes);
             const __m512i x = _mm512_loadu_si512((const void*)(X->q + 32 * (g + 2 * p)));
@@ -545,6 +547,7 @@ static inline __attribute__((always_inline)) float row_b32(const int t, const ui
             if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc1);
             else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc0);
         }
+        const int p = pairs;
         if (n & 1) {                                  /* an odd last block: x's upper half masked to 0 */
             const uint8_t* B0 = row + (g + 2 * p) * bytes;
             const __m512i x = _mm512_maskz_loadu_epi8(0xFFFFFFFFULL, (const void*)(X->q + 32 * (g + 2 * p)));
