@@ -70,6 +70,27 @@ def test_native_x_quantization_equals_quantize_x_int8(M, nb, scale, seed):
 
 
 @native
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_0", "q4_1", "q4_K", "q6_K"])
+def test_one_row_of_x_at_every_block_count(fmt):
+    """M = 1 has its own rows for these formats (csrc/qgemm.c row_b32, row_q4k, row_q6k on AVX-512:
+    scales of 16 blocks at a time, pairs of blocks, an odd last block): every block count from 1 to
+    two groups of 16 and a remainder (K-quants: 1-5 super-blocks) against the integer reference, with
+    NaN in x reaching exactly the outputs it feeds."""
+    rng = np.random.default_rng(7)
+    per = GGML_BLOCKS[fmt][1]
+    for nb in range(1, 36) if per == 32 else range(1, 6):
+        b = random_blocks(fmt, (7, nb), rng)
+        kernel = _native.GGMLBlockKernel(fmt, b, act_int8=True)
+        lin = GGMLLinear(fmt, b, act_int8=True)
+        x = rng.standard_normal((1, nb * per)).astype(np.float32)
+        want = lin.matmul_int8_act_reference(x)
+        atol = 1e-6 * x.shape[1] * np.abs(x).max() * np.abs(lin.dequantize().astype(np.float64)).max()
+        np.testing.assert_allclose(kernel.matmul(x), want, rtol=0, atol=atol, err_msg=f"{nb} blocks")
+        x[0, -1] = np.nan                                   # the last block: every output reads it
+        assert np.isnan(kernel.matmul(x)).all()
+
+
+@native
 def test_native_x_quantization_rejects_bad_k():
     with pytest.raises(ValueError, match="x: expected K a multiple of 32, got 40"):
         _native.quantize_x(np.zeros((1, 40), np.float32))
