@@ -558,29 +558,41 @@ static inline __attribute__((always_inline)) float row_b32(const int t, const ui
     return reduce2(acc0, acc1) + _mm512_reduce_add_ps(off);
 }
 
-/* Q4_K: per super-block of 256 weights, the 8 scales s d_x and 8 offsets -dmin m at once; unit pair p
-   (units 2p, 2p + 1) is the 32 code bytes at 16 + 32 p: low nibbles unit 2p, high nibbles unit 2p + 1 */
+/* The twelve scale bytes q of a Q4_K block as floats: the 8 scales sc in lanes 0-7, the 8 mins m in
+   lanes 8-15 (k4_scales_mins' bit fields, four bytes per 32-bit lane; reads 16 bytes at q) */
+static inline __m512 k4_scales_mins_ps(const uint8_t* q) {
+    const __m128i v = _mm_loadu_si128((const __m128i*)q);                      /* w0 w1 w2 (+ 4 code bytes) */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 0)),
+                                                    _mm_setr_epi32(0, 0, 0, 4)),           /* w0 w1 w2 w2>>4 */
+                                     _mm_setr_epi32(0x3F3F3F3F, 0x3F3F3F3F, 0x0F0F0F0F, 0x0F0F0F0F));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 1, 0)), 2),
+                                     _mm_setr_epi32(0, 0, 0x30303030, 0x30303030));        /* top 2 bits */
+    const __m128i r = _mm_or_si128(lo, hi);                                     /* sc0-3 m0-3 sc4-7 m4-7 */
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_shuffle_epi32(r, _MM_SHUFFLE(3, 1, 2, 0))));
+}
+
+/* Q4_K: per super-block of 256 weights, the 8 scales s d_x and the offsets -dmin m (sum q_x) d_x at
+   once; unit pair p (units 2p, 2p + 1) is the 32 code bytes at 16 + 32 p: low nibbles unit 2p, high
+   nibbles unit 2p + 1 */
 static inline float row_q4k(const uint8_t* row, const xq_t* X) {
     const int64_t nsb = X->K / QK_K;
     const __m512i cnt = _mm512_setr_epi64(0, 0, 0, 0, 0x0004000400040004LL, 0x0004000400040004LL,
                                           0x0004000400040004LL, 0x0004000400040004LL);
-    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i mins = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
     for (int64_t b = 0; b < nsb; b++) {
         const uint8_t* B = row + b * 144;
         prefetch_ahead(B, 144);
-        uint8_t sc[8], m[8];
-        k4_scales_mins(B + 4, sc, m);
-        const __m256 s8 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)sc))),
-                                        _mm256_set1_ps(h2f(B)));
-        const __m512 S = _mm512_castps256_ps512(_mm256_mul_ps(s8, _mm256_loadu_ps(X->d + 8 * b)));
-        const __m256 c8 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)m))),
-                                        _mm256_set1_ps(-h2f(B + 2)));          /* -(dmin m): the sign is exact */
-        off = _mm512_fmadd_ps(_mm512_permutexvar_ps(dup, _mm512_castps256_ps512(c8)), _mm512_loadu_ps(X->xs + 16 * b),
-                              off);
+        uint32_t h;
+        memcpy(&h, B, 4);
+        const __m512 dm = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))));
+        const __m512 v = _mm512_mul_ps(k4_scales_mins_ps(B + 4), dm);         /* d sc (0-7), dmin m (8-15) */
+        const __m512 S = _mm512_mul_ps(v, _mm512_zextps256_ps512(_mm256_loadu_ps(X->d + 8 * b)));
+        off = _mm512_fnmadd_ps(_mm512_permutexvar_ps(mins, v), _mm512_loadu_ps(X->xs + 16 * b), off);
         for (int p = 0; p < 4; p++) {
-            const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(B + 16 + 32 * p)));
-            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(v, cnt), _mm512_set1_epi8(0xF));
+            const __m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(B + 16 + 32 * p)));
+            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(w, cnt), _mm512_set1_epi8(0xF));
             const __m512i x = _mm512_loadu_si512((const void*)(X->q + 32 * (8 * b + 2 * p)));
             const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
             if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc1);
