@@ -64,19 +64,58 @@ def decode_weight(model, name):
     return None if kernel is None else kernel.decode_weight
 
 
-def _fits_native(model, tokens, kv):
-    """The C decode step runs: a Transformer, the kernels are built, no QK-norm, learned or rotary positions (not
-    ALiBi), one token of one sequence, a float32 cache and float32 parameters."""
+def fits_step(model):
+    """The C steps run this model: a Transformer, the kernels are built, no QK-norm, learned or rotary
+    positions (not ALiBi), float32 parameters."""
     if not isinstance(model, Transformer):      # the C step reads a Transformer's parameters
         return False
     cfg = model.config
-    if kernels.decode_step is None or cfg.qk_norm or cfg.position_scheme == "alibi" or tokens.shape != (1, 1):
+    if kernels.decode_step is None or cfg.qk_norm or cfg.position_scheme == "alibi":
+        return False
+    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in model.params.values())
+
+
+def _fits_native(model, tokens, kv):
+    """decode_step runs: the model fits (fits_step), one token of one sequence, a float32 cache."""
+    if tokens.shape != (1, 1):
         return False
     k, v = getattr(kv, "k", None), getattr(kv, "v", None)
     if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
                and a.ndim == 5 and a.shape[1] == 1 for a in (k, v)):
         return False
-    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in model.params.values())
+    return fits_step(model)
+
+
+def step_tables(model):
+    """The per-layer tables (role -> array or weight descriptor) and the head (ln_f.w, ln_f.b,
+    W_head) the C steps take, or None when a quantized layer has no kernel for them; the head is
+    None when only its weight lacks one (the caller then runs the Python head)."""
+    cfg, p, names = model.config, model.params, NAMES[model.config.arch]
+    layers = [{role: decode_weight(model, name) if name in model.quantized else p.get(name)
+               for role, name in n.items()} for n in model.layer_names]
+    if any(model.layer_names[l][role] in model.quantized and w is None
+           for l, layer in enumerate(layers) for role, w in layer.items()):
+        return None
+    w_head = decode_weight(model, model.head_weight)
+    head = None if w_head is None else (p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")), w_head)
+    return layers, head
+
+
+def embed_rows(model, tokens, positions):
+    """x (T, C) float32: the token embeddings (+ learned positions) of tokens (T,) at positions (T,),
+    and the RoPE tables (T, D/2) of those positions (None, None without RoPE)."""
+    cfg, p, names = model.config, model.params, NAMES[model.config.arch]
+    x, _ = embedding_forward(tokens[None], p[names["wte"]])                    # (1, T, C)
+    x = x[0]
+    if cfg.position_scheme == "learned":
+        if int(positions.max()) >= cfg.max_seq_len:
+            raise ValueError(f"tokens: position {int(positions.max())} exceeds max_seq_len {cfg.max_seq_len}")
+        x = x + p[names["wpe"]][positions]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if cfg.position_scheme != "rope":
+        return x, None, None
+    cos, sin = model.rope_tables(positions)
+    return x, np.ascontiguousarray(cos, dtype=np.float32), np.ascontiguousarray(sin, dtype=np.float32)
 
 
 def decode_native(model, tokens, kv):
@@ -87,27 +126,17 @@ def decode_native(model, tokens, kv):
     if not _fits_native(model, tokens, kv):
         return None
     tokens = model.check_tokens(tokens)
-    cfg, p, pos = model.config, model.params, kv.pos
+    cfg, pos = model.config, kv.pos
     if pos >= kv.k.shape[3]:
         raise ValueError(f"kv_cache: {pos + 1} positions exceed its capacity {kv.k.shape[3]}")
-    names = NAMES[cfg.arch]
-    x, _ = embedding_forward(tokens, p[names["wte"]])                            # (1, 1, C)
-    if cfg.position_scheme == "learned":
-        if pos >= cfg.max_seq_len:
-            raise ValueError(f"tokens: position {pos} exceeds max_seq_len {cfg.max_seq_len}")
-        x = x + p[names["wpe"]][pos]
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(cfg.d_model)           # (C,)
-    cos = sin = None
-    if cfg.position_scheme == "rope":
-        cos, sin = model.rope_tables(np.array([pos]))
-        cos, sin = np.ascontiguousarray(cos[0]), np.ascontiguousarray(sin[0])    # (D/2,) each
-    layers = [{role: decode_weight(model, name) if name in model.quantized else p.get(name)
-               for role, name in n.items()} for n in model.layer_names]
-    if any(model.layer_names[l][role] in model.quantized and w is None
-           for l, layer in enumerate(layers) for role, w in layer.items()):
+    tables = step_tables(model)
+    if tables is None:
         return None
-    w_head = decode_weight(model, model.head_weight)
-    head = None if w_head is None else (p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")), w_head)
+    layers, head = tables
+    x, cos, sin = embed_rows(model, tokens[0], np.array([pos]))
+    x = x.reshape(cfg.d_model)                                                    # (C,)
+    if cos is not None:
+        cos, sin = cos[0], sin[0]                                                 # (D/2,) each
     logits = kernels.decode_step(x, layers, kv.k, kv.v, pos, cfg.n_head, cfg.norm_eps,
                                  cfg.norm == "layernorm", cos, sin, head)
     if logits is None:                           # a head decode_step cannot run: the Python one

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..kernels.arith import ceil_div
+from .. import kernels
 from ..nn import attention_forward
 from ._native import paged_attention_decode
+from .decode import embed_rows, fits_step, step_tables
 from .generate import check_length, check_prompt, stop_matcher
 from .paged_kv_cache import NoFreeBlocks, PagedKVCache
 from .sampling import Sampler, top_logprobs
@@ -39,6 +41,50 @@ WAITING, RUNNING, SWAPPED, FINISHED = "waiting", "running", "swapped", "finished
 
 
 def paged_forward(model, cache, plan, use_native=True):
+    """One forward pass over several sequences of a PagedKVCache (see _paged_forward_blocks):
+    through the one-call C step (kernels.paged_step) when the model and the cache fit it, else
+    block by block. Returns the logits of the last token of each plan entry, (len(plan), V)."""
+    if use_native:
+        logits = _paged_forward_native(model, cache, plan)
+        if logits is not None:
+            return logits
+    return _paged_forward_blocks(model, cache, plan, use_native)
+
+
+# Float32 weights go through BLAS in the block-by-block forward, which is faster than the C step's
+# unpacked row tiles once a step has this many tokens (a prefill chunk); quantized layers run the
+# same kernels (csrc/qgemm.c) either way, so their steps always take the C step.
+NATIVE_MAX_FLOAT_ROWS = 64
+
+
+def _paged_forward_native(model, cache, plan):  # -> logits (len(plan), V), or None: does not fit
+    """Every block for every token of the plan in one C call (csrc/decode.c paged_step): row i is
+    the token at its position of its sequence, its K/V go to the slot cache.prepare gave, and it
+    attends through its sequence's block table (a prefill chunk's rows see each other's keys)."""
+    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype != np.float32:
+        return None
+    tables = step_tables(model)
+    if tables is None:
+        return None
+    layers, head = tables
+    if sum(n for _, _, n, _ in plan) > NATIVE_MAX_FLOAT_ROWS and \
+            any(isinstance(w, np.ndarray) and w.ndim == 2 for layer in layers for w in layer.values()):
+        return None
+    tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
+    positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])      # (T,)
+    row_table = np.repeat(np.arange(len(plan), dtype=np.int32), [n for _, _, n, _ in plan])
+    last = (np.cumsum([n for _, _, n, _ in plan]) - 1).astype(np.int32)                        # head rows
+    x, cos, sin = embed_rows(model, model.check_tokens(tokens[None])[0], positions)
+    cfg = model.config
+    logits = kernels.paged_step(x, layers, cache.k, cache.v, cache.block_tables([sid for sid, *_ in plan]),
+                                row_table, positions.astype(np.int32), cfg.n_head, cfg.norm_eps,
+                                cfg.norm == "layernorm", cos, sin, head, last)
+    if logits is None:                           # a head the C step cannot run: the Python one
+        return model.head(x[last][None])[0]
+    return logits
+
+
+def _paged_forward_blocks(model, cache, plan, use_native=True):
     """One forward pass over several sequences of a PagedKVCache, packed into one row.
 
     plan: [(sid, start, n, slots)]: positions start..start+n-1 of sequence sid, with the slots that
