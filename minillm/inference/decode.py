@@ -23,7 +23,7 @@ def forward_cached(model, tokens, kv_cache):
     tokens = np.asarray(tokens)
     tokens = tokens[None, :] if tokens.ndim == 1 else tokens                     # (B, T)
     T, pos = tokens.shape[1], kv_cache.pos
-    logits = decode_native(model, tokens, kv_cache) if T == 1 else None
+    logits = decode_native(model, tokens, kv_cache) if T == 1 else rows_native(model, tokens, kv_cache)
     if logits is None:
         logits = model.forward_with(tokens, np.arange(pos, pos + T),
                                     lambda l, q, k, v: cached_attention(model, l, q, k, v, kv_cache))
@@ -65,19 +65,34 @@ def decode_weight(model, name):
 
 
 def fits_step(model):
-    """The C steps run this model: a Transformer, the kernels are built, no QK-norm, learned or rotary
-    positions (not ALiBi), float32 parameters."""
+    """The C steps can run this model: a Transformer, no QK-norm, learned or rotary positions (not
+    ALiBi), float32 parameters. (Whether the kernels are built is each caller's test:
+    kernels.decode_step, kernels.paged_step.)"""
     if not isinstance(model, Transformer):      # the C step reads a Transformer's parameters
         return False
     cfg = model.config
-    if kernels.decode_step is None or cfg.qk_norm or cfg.position_scheme == "alibi":
+    if cfg.qk_norm or cfg.position_scheme == "alibi":
         return False
     return all(a.dtype == np.float32 and a.flags.c_contiguous for a in model.params.values())
 
 
+# Up to this many tokens of one sequence in one call (decode, a speculative verification, a short
+# prompt or prefill chunk) take the C step. It equals GGMLLinear's INT8_MAX_M (quant/linear.py): a
+# longer prompt keeps the block-by-block forward, where quantized layers multiply with float
+# activations (dequantized tiles) and float32 ones through BLAS, so a token's arithmetic is the
+# same on both routes. (Rounding a long prompt's activations to int8 moved SmolLM2's greedy answer
+# to "What is the capital of France?" away from "Paris".)
+NATIVE_MAX_ROWS = 32
+
+
+def rows_fit(longest):
+    """A call whose longest run of one sequence's tokens is `longest` takes the C step."""
+    return longest <= NATIVE_MAX_ROWS
+
+
 def _fits_native(model, tokens, kv):
-    """decode_step runs: the model fits (fits_step), one token of one sequence, a float32 cache."""
-    if tokens.shape != (1, 1):
+    """The C steps run: the model fits (fits_step), tokens of one sequence, a float32 cache."""
+    if tokens.ndim != 2 or tokens.shape[0] != 1:
         return False
     k, v = getattr(kv, "k", None), getattr(kv, "v", None)
     if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
@@ -123,7 +138,7 @@ def decode_native(model, tokens, kv):
     block in one C call (csrc/decode.c) with the same kernels as the block-by-block path; None when
     the model or the cache does not fit it (_fits_native, or a quantized layer without a fused
     kernel), and the caller then takes the block-by-block path. Does not advance kv.pos."""
-    if not _fits_native(model, tokens, kv):
+    if kernels.decode_step is None or not _fits_native(model, tokens, kv):
         return None
     tokens = model.check_tokens(tokens)
     cfg, pos = model.config, kv.pos
@@ -142,3 +157,27 @@ def decode_native(model, tokens, kv):
     if logits is None:                           # a head decode_step cannot run: the Python one
         return model.head(x.reshape(1, 1, cfg.d_model))[0]
     return logits.reshape(1, -1)
+
+
+def rows_native(model, tokens, kv):
+    """logits (T, V) of T > 1 tokens of one sequence (B = 1: a prompt, a speculative verification)
+    through kernels.paged_step, the contiguous cache read as one block of Smax positions: every
+    block in one C call, the tokens attending to the cache and causally to each other. None when
+    the model or the cache does not fit it or the run is long (rows_fit); the
+    caller then takes the block-by-block path. Does not advance kv.pos."""
+    if kernels.paged_step is None or not _fits_native(model, tokens, kv):
+        return None
+    T, pos, Smax = tokens.shape[1], kv.pos, kv.k.shape[3]
+    tables = step_tables(model) if rows_fit(T) else None
+    if tables is None:
+        return None
+    if pos + T > Smax:
+        raise ValueError(f"kv_cache: {pos + T} positions exceed its capacity {Smax}")
+    tokens = model.check_tokens(tokens)
+    cfg, (layers, head) = model.config, tables
+    positions = np.arange(pos, pos + T)
+    x, cos, sin = embed_rows(model, tokens[0], positions)
+    logits = kernels.paged_step(x, layers, kv.k, kv.v, np.zeros((1, 1), dtype=np.int32), np.zeros(T, dtype=np.int32),
+                                positions.astype(np.int32), cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm",
+                                cos, sin, head)
+    return model.head(x[None])[0] if logits is None else logits     # None: a head the step cannot run

@@ -32,7 +32,7 @@ from ..kernels.arith import ceil_div
 from .. import kernels
 from ..nn import attention_forward
 from ._native import paged_attention_decode
-from .decode import embed_rows, fits_step, step_tables
+from .decode import embed_rows, fits_step, rows_fit, step_tables
 from .generate import check_length, check_prompt, stop_matcher
 from .paged_kv_cache import NoFreeBlocks, PagedKVCache
 from .sampling import Sampler, top_logprobs
@@ -51,25 +51,17 @@ def paged_forward(model, cache, plan, use_native=True):
     return _paged_forward_blocks(model, cache, plan, use_native)
 
 
-# Float32 weights go through BLAS in the block-by-block forward, which is faster than the C step's
-# unpacked row tiles once a step has this many tokens (a prefill chunk); quantized layers run the
-# same kernels (csrc/qgemm.c) either way, so their steps always take the C step.
-NATIVE_MAX_FLOAT_ROWS = 64
-
-
 def _paged_forward_native(model, cache, plan):  # -> logits (len(plan), V), or None: does not fit
     """Every block for every token of the plan in one C call (csrc/decode.c paged_step): row i is
     the token at its position of its sequence, its K/V go to the slot cache.prepare gave, and it
     attends through its sequence's block table (a prefill chunk's rows see each other's keys)."""
-    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype != np.float32:
+    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype != np.float32 or \
+            not rows_fit(max(n for _, _, n, _ in plan)):
         return None
     tables = step_tables(model)
     if tables is None:
         return None
     layers, head = tables
-    if sum(n for _, _, n, _ in plan) > NATIVE_MAX_FLOAT_ROWS and \
-            any(isinstance(w, np.ndarray) and w.ndim == 2 for layer in layers for w in layer.values()):
-        return None
     tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
     positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])      # (T,)
     row_table = np.repeat(np.arange(len(plan), dtype=np.int32), [n for _, _, n, _ in plan])

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm import ModelConfig, Transformer, kernels
-from minillm.inference import engine as engine_mod
+from minillm.inference import decode as decode_mod
 from minillm.inference.decode import step_tables
 from minillm.inference.engine import Engine, paged_forward
 from minillm.inference.paged_kv_cache import PagedKVCache
@@ -221,18 +221,53 @@ def test_engine_step_takes_the_c_step_and_equals_the_block_by_block_forward(quan
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-4)
 
 
-def test_engine_keeps_float_prefill_chunks_past_the_limit_on_blas(monkeypatch):
-    """A float32 model's long prefill chunk runs block by block (BLAS beats the step's row tiles
-    there); its decode steps take the C step, and greedy outputs equal the block-by-block engine's."""
+def test_engine_keeps_long_prefill_chunks_on_the_block_by_block_forward(monkeypatch):
+    """A prefill chunk past NATIVE_MAX_ROWS tokens runs block by block (test above); the decode steps
+    that follow take the C step, and the greedy output equals the block-by-block engine's."""
     model = _model("llama", 2, 6)
     calls = []
     monkeypatch.setattr(kernels, "paged_step", lambda *a, **kw: calls.append(len(a[0])) or native.paged_step(*a, **kw))
-    prompt = np.random.default_rng(6).integers(0, 50, engine_mod.NATIVE_MAX_FLOAT_ROWS + 3).tolist()
+    prompt = np.random.default_rng(6).integers(0, 50, decode_mod.NATIVE_MAX_ROWS + 3).tolist()
     eng = Engine(model, max_num_batched_tokens=128)
     rid = eng.add_request(prompt, 4)
     out = eng.run()[rid]
-    assert calls == [1, 1, 1]          # the prefill (67 rows) went block by block, then 3 decode steps
+    assert calls == [1, 1, 1]          # the prefill (35 rows) went block by block, then 3 decode steps
     monkeypatch.setattr(kernels, "paged_step", None)
     eng = Engine(model, max_num_batched_tokens=128)
     rid = eng.add_request(prompt, 4)
     assert list(eng.run()[rid]) == list(out)
+
+
+@pytest.mark.parametrize("quant", [None, ("q4_0", 4, 32)])
+def test_forward_cached_runs_several_tokens_through_the_c_step(quant, monkeypatch):
+    """A prompt or a speculative verification (T > 1 tokens of one sequence, contiguous cache) goes
+    through paged_step with the cache read as one block: the logits of every token and the cache
+    equal the block-by-block path's, and the next decode step continues from them."""
+    from minillm.inference.decode import forward_cached
+    from minillm.inference.kv_cache import KVCache
+    model = _model("llama", 2, 8, quant)
+    for q in model.quantized.values():
+        q.act_int8 = True
+    tokens = np.random.default_rng(8).integers(0, 50, 12)
+    out = []
+    for use in (True, False):
+        calls = []
+        monkeypatch.setattr(kernels, "paged_step",
+                            (lambda *a, **kw: calls.append(len(a[0])) or native.paged_step(*a, **kw)) if use else None)
+        kv = KVCache.allocate(model.config, 1, 20)
+        a = forward_cached(model, tokens[None, :5], kv)
+        b = forward_cached(model, tokens[None, 5:9], kv)
+        assert calls == ([5, 4] if use else [])
+        out.append((a, b, kv.k[:, :, :, :9].copy()))
+    for got, want in zip(*out):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_long_prompts_keep_the_block_by_block_forward_and_its_float_activations():
+    """Past NATIVE_MAX_ROWS tokens of one sequence, the block-by-block forward runs: its quantized
+    layers switch to float activations at the same length (GGMLLinear's INT8_MAX_M), so a token's
+    arithmetic does not depend on the route."""
+    from minillm.inference.decode import rows_fit
+    from minillm.quant.linear import INT8_MAX_M
+    assert decode_mod.NATIVE_MAX_ROWS == INT8_MAX_M
+    assert rows_fit(INT8_MAX_M) and not rows_fit(INT8_MAX_M + 1)
