@@ -41,22 +41,30 @@ WAITING, RUNNING, SWAPPED, FINISHED = "waiting", "running", "swapped", "finished
 
 
 def paged_forward(model, cache, plan, use_native=True):
-    """One forward pass over several sequences of a PagedKVCache (see _paged_forward_blocks):
-    through the one-call C step (kernels.paged_step) when the model and the cache fit it, else
-    block by block. Returns the logits of the last token of each plan entry, (len(plan), V)."""
-    if use_native:
-        logits = _paged_forward_native(model, cache, plan)
-        if logits is not None:
-            return logits
-    return _paged_forward_blocks(model, cache, plan, use_native)
+    """One forward pass over several sequences of a PagedKVCache. Entries of up to NATIVE_MAX_ROWS
+    tokens (decode tokens, short prompts and chunks) go through the one-call C step
+    (kernels.paged_step) when the model and the cache fit it; longer chunks, or everything when it
+    does not fit, block by block (_paged_forward_blocks). Each entry is one sequence's, so the two
+    groups are independent, and a token's arithmetic depends on its own run only, not on what else
+    the step carries. Returns the logits of the last token of each plan entry, (len(plan), V)."""
+    short = [i for i, (_, _, n, _) in enumerate(plan) if rows_fit(n)]
+    logits = _paged_forward_native(model, cache, [plan[i] for i in short]) if use_native and short else None
+    if logits is None:
+        return _paged_forward_blocks(model, cache, plan, use_native)
+    if len(short) == len(plan):
+        return logits
+    rest = [i for i in range(len(plan)) if i not in set(short)]
+    out = np.empty((len(plan), logits.shape[1]), dtype=logits.dtype)
+    out[short] = logits
+    out[rest] = _paged_forward_blocks(model, cache, [plan[i] for i in rest], use_native)
+    return out
 
 
 def _paged_forward_native(model, cache, plan):  # -> logits (len(plan), V), or None: does not fit
     """Every block for every token of the plan in one C call (csrc/decode.c paged_step): row i is
     the token at its position of its sequence, its K/V go to the slot cache.prepare gave, and it
     attends through its sequence's block table (a prefill chunk's rows see each other's keys)."""
-    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype != np.float32 or \
-            not rows_fit(max(n for _, _, n, _ in plan)):
+    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype != np.float32:
         return None
     tables = step_tables(model)
     if tables is None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from minillm import ModelConfig, Transformer, kernels
 from minillm.inference import decode as decode_mod
+from minillm.inference import engine as engine_mod
 from minillm.inference.decode import step_tables
 from minillm.inference.engine import Engine, paged_forward
 from minillm.inference.paged_kv_cache import PagedKVCache
@@ -221,21 +222,28 @@ def test_engine_step_takes_the_c_step_and_equals_the_block_by_block_forward(quan
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-4)
 
 
-def test_engine_keeps_long_prefill_chunks_on_the_block_by_block_forward(monkeypatch):
-    """A prefill chunk past NATIVE_MAX_ROWS tokens runs block by block (test above); the decode steps
-    that follow take the C step, and the greedy output equals the block-by-block engine's."""
+def test_engine_runs_long_prefill_chunks_block_by_block_beside_the_c_step(monkeypatch):
+    """A prefill chunk past NATIVE_MAX_ROWS tokens runs block by block (test above) while the decode
+    tokens of the same step take the C step; the greedy outputs equal the block-by-block engine's."""
     model = _model("llama", 2, 6)
-    calls = []
-    monkeypatch.setattr(kernels, "paged_step", lambda *a, **kw: calls.append(len(a[0])) or native.paged_step(*a, **kw))
-    prompt = np.random.default_rng(6).integers(0, 50, decode_mod.NATIVE_MAX_ROWS + 3).tolist()
-    eng = Engine(model, max_num_batched_tokens=128)
-    rid = eng.add_request(prompt, 4)
-    out = eng.run()[rid]
-    assert calls == [1, 1, 1]          # the prefill (35 rows) went block by block, then 3 decode steps
-    monkeypatch.setattr(kernels, "paged_step", None)
-    eng = Engine(model, max_num_batched_tokens=128)
-    rid = eng.add_request(prompt, 4)
-    assert list(eng.run()[rid]) == list(out)
+    rows, blocks = [], []
+    monkeypatch.setattr(kernels, "paged_step", lambda *a, **kw: rows.append(len(a[0])) or native.paged_step(*a, **kw))
+    forward = engine_mod._paged_forward_blocks
+    monkeypatch.setattr(engine_mod, "_paged_forward_blocks",
+                        lambda m, c, plan, *a: blocks.append([n for _, _, n, _ in plan]) or forward(m, c, plan, *a))
+    rng = np.random.default_rng(6)
+    short, long = rng.integers(0, 50, 5).tolist(), rng.integers(0, 50, decode_mod.NATIVE_MAX_ROWS + 3).tolist()
+    outs = []
+    for use in (True, False):
+        eng = Engine(model, max_num_batched_tokens=128, use_native=use)
+        a = eng.add_request(short, 4)
+        eng.step()                                   # a's prompt: 5 rows
+        b = eng.add_request(long, 3)
+        outs.append(eng.run())
+        if use:
+            assert rows == [5, 1, 2, 2] and blocks == [[35]]     # b's prompt went beside a's decode token
+            assert eng.stats["steps"] == 4
+    assert all(list(outs[0][r]) == list(outs[1][r]) for r in (a, b))
 
 
 @pytest.mark.parametrize("quant", [None, ("q4_0", 4, 32)])
