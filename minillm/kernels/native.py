@@ -504,9 +504,9 @@ def _decode_sizes(layers, n_head, Hkv, D, C, rope_cos, rope_sin, rope_rows):
     return H, F, f32(rope_cos, "rope_cos", shape), f32(rope_sin, "rope_sin", shape)
 
 
-def _decode_tables(layers, caches, C, Cq, Ckv, F, layernorm, keep):
-    """decode.h's per-layer tables: the float* array of DECODE_VECS + 2 pointers per layer (the last
-    two: the layer's K and V cache, from caches(l)) and the decode_linear_t array."""
+def _build_tables(layers, C, Cq, Ckv, F, layernorm, keep):
+    """decode.h's per-layer tables, checked: the DECODE_VECS float pointers of each layer (the cache
+    slots left to the caller) and the decode_linear_t array."""
     vecs, linears = [], ffi.new("decode_linear_t[]", len(layers) * len(DECODE_LINEARS))
     for l, layer in enumerate(layers):
         fused = "qkv.w" in layer
@@ -525,8 +525,37 @@ def _decode_tables(layers, caches, C, Cq, Ckv, F, layernorm, keep):
                 continue
             _decode_linear(linears[l * len(DECODE_LINEARS) + DECODE_LINEARS.index(slot)], a, name,
                            want[slot], keep)
-        vecs.extend(caches(l))
-    return ffi.new("float*[]", vecs), linears
+    return vecs, linears
+
+
+# Built tables of the last few models: checking and converting ~400 arrays costs ~2 ms, a tenth of
+# a decode step of a 30-layer model. An entry holds its arrays and weights (so none is freed or
+# its id reused while the entry lives), keyed by their identities: a parameter replaced by another
+# array is a new key; one changed in place keeps its buffer, which is what the pointers address.
+_TABLES, _TABLES_KEPT = {}, 4
+
+
+def _decode_tables(layers, caches, C, Cq, Ckv, F, layernorm, keep):
+    """The float* array of DECODE_VECS + 2 pointers per layer (the last two: the layer's K and V
+    cache, from caches(l)) and the decode_linear_t array of `layers`, built once per set of arrays."""
+    key = (C, Cq, Ckv, F, bool(layernorm), len(layers),
+           tuple((role, id(a)) for layer in layers for role, a in layer.items()))
+    entry = _TABLES.get(key)
+    if entry is None:
+        refs = []
+        vecs, linears = _build_tables(layers, C, Cq, Ckv, F, layernorm, refs)
+        entry = (vecs, linears, refs, [a for layer in layers for a in layer.values()])
+        while len(_TABLES) >= _TABLES_KEPT:
+            del _TABLES[next(iter(_TABLES))]                  # the oldest
+        _TABLES[key] = entry
+    vecs, linears, refs, _ = entry
+    n = len(DECODE_VECS)
+    ptrs = []
+    for l in range(len(layers)):
+        ptrs += vecs[l * n:(l + 1) * n]
+        ptrs += caches(l)
+    keep.append(entry)
+    return ffi.new("float*[]", ptrs), linears
 
 
 def _decode_head(head, C, layernorm, keep):
