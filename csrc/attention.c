@@ -360,10 +360,11 @@ static void decode_scores(float* s, const float* q, const float* k, int64_t n, i
     }
 }
 
-/* o[0:D] = sum_j p[j] * v_j over the n cached values v (n, D), four keys per pass over o so o is
- * loaded and stored once per four keys instead of once per key. */
-static void decode_values(float* o, const float* p, const float* v, int64_t n, int64_t D) {
-    for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
+/* o[0:D] += sum_j p[j] * v_j over n cached values v (n, D), four keys per pass over o so o is
+ * loaded and stored once per four keys instead of once per key. A cache read in blocks (paged)
+ * calls this once per block: with block sizes that are multiples of 4 the additions happen in the
+ * order of one call over the whole run, so both layouts give the same result to the bit. */
+static void values_acc(float* o, const float* p, const float* v, int64_t n, int64_t D) {
     int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
         const float p0 = p[j], p1 = p[j + 1], p2 = p[j + 2], p3 = p[j + 3];
@@ -378,12 +379,18 @@ static void decode_values(float* o, const float* p, const float* v, int64_t n, i
     }
 }
 
-/* The rep query heads qg (rep, D) that read one kv head against its first n cached keys kh and
- * values vh (n, D) -> og (rep, D). s: scratch of rep * n floats (the scores, then the probabilities). */
-void attention_decode_head(float* og, const float* qg, const float* kh, const float* vh, int64_t rep,
-                           int64_t n, int64_t D, float scale, float* s) {
+/* The rep query heads qg (rep, D) that read one kv head against its first n keys and values, kept
+ * in blocks of block_size positions: logical block b at kh + table[b] * stride (and vh + ...), each
+ * (block_size, D) -> og (rep, D). s: scratch of rep * n floats (the scores, then the probabilities).
+ * Scores are taken block by block (with block sizes that are multiples of DK, the grouping of
+ * keys is that of one contiguous run), then one softmax per head over all n. */
+void attention_paged_head(float* og, const float* qg, const float* kh, const float* vh, const int32_t* table,
+                          int64_t block_size, int64_t stride, int64_t rep, int64_t n, int64_t D, float scale,
+                          float* s) {
     for (int64_t g = 0; g < rep; g++)
-        decode_scores(s + g * n, qg + g * D, kh, n, D, scale);
+        for (int64_t t0 = 0, b = 0; t0 < n; t0 += block_size, b++)
+            decode_scores(s + g * n + t0, qg + g * D, kh + table[b] * stride,
+                          n - t0 < block_size ? n - t0 : block_size, D, scale);
     for (int64_t g = 0; g < rep; g++) {
         float* sg = s + g * n;
         float mx = sg[0];
@@ -396,8 +403,18 @@ void attention_decode_head(float* og, const float* qg, const float* kh, const fl
         }
         const float inv = 1.0f / sum;
         for (int64_t j = 0; j < n; j++) sg[j] *= inv;
-        decode_values(og + g * D, sg, vh, n, D);
+        float* o = og + g * D;
+        for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
+        for (int64_t t0 = 0, b = 0; t0 < n; t0 += block_size, b++)
+            values_acc(o, sg + t0, vh + table[b] * stride, n - t0 < block_size ? n - t0 : block_size, D);
     }
+}
+
+/* The contiguous cache: one block holding all n positions. */
+void attention_decode_head(float* og, const float* qg, const float* kh, const float* vh, int64_t rep,
+                           int64_t n, int64_t D, float scale, float* s) {
+    const int32_t first = 0;
+    attention_paged_head(og, qg, kh, vh, &first, n, 0, rep, n, D, scale, s);
 }
 
 void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,

@@ -1,23 +1,29 @@
-/* csrc/decode.c -- one decode step through every block, in one parallel region. See decode.h.
- * Reference: minillm/kernels/reference.py:decode_step.
+/* csrc/decode.c -- a step of new tokens through every block, in one parallel region. See decode.h.
+ * Reference: minillm/kernels/reference.py:decode_step and paged_step.
  *
  * At decode a block is about ten small operations. Run from Python, each is a wrapper call, and
  * each GEMV or attention call also wakes the sleeping second OpenMP thread (OMP_WAIT_POLICY is
  * PASSIVE, see kernels/native.py): for a 12-layer model that is ~300 calls and ~70 wake-ups per
  * token, a few milliseconds next to ~25 ms of weight streaming. Here the threads wake once per
- * token and meet at barriers between the phases of each block:
+ * step and meet at barriers between the phases of each block. A step runs M rows (tokens), each
+ * of some sequence at its own position; the serving engine's step is M decode tokens of M
+ * sequences, plus the chunks of prompts being prefilled; a contiguous cache is the special case
+ * of one sequence whose cache is one block (decode_step).
  *
- *   1. thread 0: h = norm1(x)
- *   2. all: qkv = h W_qkv^T              tasks of TASK_ROWS rows of the q, k, v weights
- *   3. all: per kv head, add the biases, rotate q and k (RoPE), store k and v at slot pos of
- *      the cache, attend over slots 0..pos         one task per kv head
+ *   1. rows: h = norm1(x)                row m on thread m % nt (MY_ROWS)
+ *   2. all: qkv = h W_qkv^T              tasks of TASK_ROWS rows of the q, k, v weights, each
+ *                                        for all M rows of h (a weight row is read once per step)
+ *   3a. all: per (row, kv head), add the biases, rotate q and k (RoPE), store k and v at the
+ *      row's slot of the cache
+ *   3b. all: per (row, kv head), attend over the row's positions 0..pos through its block table
  *   4. all: o = att W_o^T                tasks of rows
- *   5. thread 0: x += o + b_o;  h = norm2(x)
+ *   5. rows: x += o + b_o;  h = norm2(x)
  *   6. all: gate/up = h W^T              tasks of rows
  *   7. all: act = swiglu(gate, up) or gelu(up), each thread its share of the F channels
- *   8. all: d = act W_down^T             tasks of rows;   then thread 0: x += d + b_down
+ *   8. all: d = act W_down^T             tasks of rows;   then rows: x += d + b_down
  *
- * and, when logits are asked for, the head: thread 0 h = norm_f(x), then all: logits = h W_head^T.
+ * and, when logits are asked for, the head on the rows that need it: h = norm_f(x), then all:
+ * logits = h W_head^T.
  * Before the first phase, a thread that finds itself on a core another thread of the team is on
  * moves to a free one (leave_shared_core).
  *
@@ -58,7 +64,7 @@
 #define SPIN_LIMIT 2000   /* pauses (~50 us) before a waiting thread goes to sleep */
 enum { LN1_W, LN1_B, Q_B, K_B, V_B, O_B, LN2_W, LN2_B, GATE_B, UP_B, DOWN_B, K_CACHE, V_CACHE };
 enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN };  /* the linears of a layer */
-enum { PH_QKV, PH_HEADS, PH_O, PH_UP, PH_DOWN, N_PHASES };  /* phases that hand out tasks */
+enum { PH_QKV, PH_STORE, PH_HEADS, PH_O, PH_UP, PH_DOWN, N_PHASES };  /* phases that hand out tasks */
 
 typedef struct {
     _Alignas(64) atomic_int arrived;
@@ -141,16 +147,19 @@ static void leave_shared_core(int tid, int nt, const int* cpus) {
 #endif
 }
 
-/* out = x W_i^T for the weights of a group, their outputs side by side in out: tasks of TASK_ROWS
- * rows taken from *next until none are left. A quantized W needs sums of x per block (quant.c), or
- * x quantized to int8 (qgemm.c, ggml blocks with GGML_ACT_INT8, the same for every such W of the
- * group); each thread computes them, into its own buffer sums, the first time it needs them. */
+/* out (M, ldo) = x (M, K) W_i^T for the weights of a group, their outputs side by side in each row
+ * of out: tasks of TASK_ROWS rows of a weight, each for all M rows of x, taken from *next until
+ * none are left. A quantized W needs sums of x per block (quant.c), or x quantized to int8
+ * (qgemm.c, ggml blocks with GGML_ACT_INT8, the same for every such W of the group); each thread
+ * computes them, into its own buffer sums, the first time it needs them. The kernels that read one
+ * row of x at a time (quant.c, ggml_blocks.c's exact rows) take the M rows in turn, the sums of
+ * each recomputed per task when M > 1. */
 #define QX_READY (-2)
-static void gemv_tasks(float* out, const float* x, const decode_linear_t* const* ws, const int64_t* Ns,
-                       int count, int64_t K, atomic_long* next, float* sums) {
+static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const decode_linear_t* const* ws,
+                       const int64_t* Ns, int count, int64_t K, atomic_long* next, float* sums) {
     int64_t ntasks = 0;
     for (int i = 0; i < count; i++) ntasks += (Ns[i] + TASK_ROWS - 1) / TASK_ROWS;
-    int have_sums = -1;                       /* the weight whose sums are in `sums` */
+    int have_sums = -1;                       /* the weight whose sums are in `sums` (M = 1) */
     for (int64_t t; (t = atomic_fetch_add_explicit(next, 1, memory_order_relaxed)) < ntasks;) {
         int i = 0;
         int64_t offset = 0;                   /* task t is task t' of weight i */
@@ -161,36 +170,40 @@ static void gemv_tasks(float* out, const float* x, const decode_linear_t* const*
         }
         const int64_t n0 = t * TASK_ROWS, nb = Ns[i] - n0 < TASK_ROWS ? Ns[i] - n0 : TASK_ROWS;
         const decode_linear_t* W = ws[i];
+        float* o = out + offset + n0;
         if (W->fmt < 0) {
-            gemv_rows(out + offset + n0, x, (const float*)W->w + n0 * K, nb, K);
+            gemm_rows(o, ldo, x, M, (const float*)W->w + n0 * K, nb, K);
             continue;
         }
         if (W->fmt >= GGML_DECODE_FMT && ((W->fmt - GGML_DECODE_FMT) & GGML_ACT_INT8)) {
             if (have_sums != QX_READY) {      /* int8 activations: x quantized once per thread and group */
-                qgemm_prepare_x(x, 1, K, sums);
+                qgemm_prepare_x(x, M, K, sums);
                 have_sums = QX_READY;
             }
-            qgemm_rows((W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8, out + offset + n0, 1, sums, 1, K, n0, nb,
+            qgemm_rows((W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8, o, ldo, sums, M, K, n0, nb,
                        (const uint8_t*)W->w);
             continue;
         }
-        if (W->fmt >= GGML_DECODE_FMT) {     /* ggml block types: ggml_blocks.c, no sums needed */
-            ggml_gemv_rows(W->fmt - GGML_DECODE_FMT, out + offset + n0, x, n0, nb, K, (const uint8_t*)W->w);
-            continue;
+        for (int64_t m = 0; m < M; m++) {
+            const float* xm = x + m * K;
+            if (W->fmt >= GGML_DECODE_FMT) { /* ggml block types: ggml_blocks.c, no sums needed */
+                ggml_gemv_rows(W->fmt - GGML_DECODE_FMT, o + m * ldo, xm, n0, nb, K, (const uint8_t*)W->w);
+                continue;
+            }
+            if (have_sums != i || M > 1) {
+                quant_x_sums(W->fmt, xm, K, W->group, sums);
+                have_sums = i;
+            }
+            quant_gemv_rows(W->fmt, o + m * ldo, xm, sums, n0, nb, K, (const uint8_t*)W->w, W->scale,
+                            W->zero, W->group);
         }
-        if (have_sums != i) {
-            quant_x_sums(W->fmt, x, K, W->group, sums);
-            have_sums = i;
-        }
-        quant_gemv_rows(W->fmt, out + offset + n0, x, sums, n0, nb, K, (const uint8_t*)W->w, W->scale,
-                        W->zero, W->group);
     }
 }
 
-/* out = x W^T for one weight W (N, K), in tasks as above */
-static void gemv_one(float* out, const float* x, const decode_linear_t* W, int64_t N, int64_t K,
-                     atomic_long* next, float* sums) {
-    gemv_tasks(out, x, &W, &N, 1, K, next, sums);
+/* out (M, ldo) = x (M, K) W^T for one weight W (N, K), in tasks as above */
+static void gemm_one(float* out, int64_t ldo, const float* x, int64_t M, const decode_linear_t* W, int64_t N,
+                     int64_t K, atomic_long* next, float* sums) {
+    gemv_tasks(out, ldo, x, M, &W, &N, 1, K, next, sums);
 }
 
 /* an optional bias's i-th entry: NULL stays NULL */
@@ -208,69 +221,92 @@ static void norm(float* y, const float* x, const float* w, const float* b, int64
     else rmsnorm_row(y, &rstd, x, w, C, eps);
 }
 
-/* What every thread of a step shares: sizes, inputs, and the scratch buffers of one layer. */
+/* What every thread of a step shares: sizes, inputs, the rows' places in the cache, and the
+ * scratch buffers of one layer, each with a row per token. */
 typedef struct {
-    int64_t C, H, Hkv, D, F, Smax, pos, rep, Cq, Ckv;  /* rep = H / Hkv query heads per kv head */
+    int64_t M, C, H, Hkv, D, F, rep, Cq, Ckv, Nqkv;   /* rep = H / Hkv; Nqkv = Cq + 2 Ckv */
+    int64_t block_size, page, max_blocks;           /* page: floats per block of a layer's cache */
+    const int32_t* tables;                          /* (sequences, max_blocks) block ids */
+    const int32_t *row_table, *row_pos;             /* (M) each row's sequence and position */
     int32_t layernorm;
     float eps, scale;
-    const float *rope_cos, *rope_sin;
-    float* x;                                 /* (C) the residual stream */
-    float* h;                                 /* (C) normed input of a sub-block */
-    float* qkv;                               /* (Cq + 2 Ckv) */
-    float* att;                               /* (Cq) attention output, heads side by side */
-    float* o;                                 /* (C) output of o or down */
-    float* gu;                                /* (2F) gate | up, or up */
-    float* act;                               /* (F) */
+    const float *rope_cos, *rope_sin;               /* (M, D/2) each, or NULL */
+    float* x;                                 /* (M, C) the residual stream */
+    float* h;                                 /* (M, C) normed input of a sub-block */
+    float* qkv;                               /* (M, Nqkv) */
+    float* att;                               /* (M, Cq) attention output, heads side by side */
+    float* o;                                 /* (M, C) output of o or down */
+    float* gu;                                /* (M, 2F) gate | up, or up */
+    float* act;                               /* (M, F) */
     barrier_t* bar;
 } step_t;
 
-/* Phase 3 for one kv head hk: add the biases, rotate its rep query heads and its key (RoPE), store
- * the key and value at slot pos of the layer's cache, attend over slots 0..pos. s: (rep, pos+1). */
-static void attend_kv_head(const step_t* st, float* const* p, const float* bq, const float* bk,
-                           const float* bv, int64_t hk, float* s) {
-    const int64_t rep = st->rep, D = st->D;
-    float* qg = st->qkv + hk * rep * D;
-    float* k = st->qkv + st->Cq + hk * D;
-    float* v = st->qkv + st->Cq + st->Ckv + hk * D;
+static const int32_t* table_of(const step_t* st, int64_t m) { return st->tables + st->row_table[m] * st->max_blocks; }
+
+/* Phase 3a for row m and kv head hk: add the biases, rotate the row's rep query heads and its key
+ * (RoPE), store the key and value at the row's slot of the layer's cache. */
+static void store_kv_head(const step_t* st, float* const* p, const float* bq, const float* bk,
+                          const float* bv, int64_t m, int64_t hk) {
+    const int64_t rep = st->rep, D = st->D, pos = st->row_pos[m];
+    float* row = st->qkv + m * st->Nqkv;
+    float* qg = row + hk * rep * D;
+    float* k = row + st->Cq + hk * D;
+    float* v = row + st->Cq + st->Ckv + hk * D;
     add_bias(qg, bias_at(bq, hk * rep * D), rep * D);
     add_bias(k, bias_at(bk, hk * D), D);
     add_bias(v, bias_at(bv, hk * D), D);
     if (st->rope_cos) {
-        for (int64_t g = 0; g < rep; g++) rope_row(qg + g * D, qg + g * D, st->rope_cos, st->rope_sin, D / 2);
-        rope_row(k, k, st->rope_cos, st->rope_sin, D / 2);
+        const float *c = st->rope_cos + m * (D / 2), *s = st->rope_sin + m * (D / 2);
+        for (int64_t g = 0; g < rep; g++) rope_row(qg + g * D, qg + g * D, c, s, D / 2);
+        rope_row(k, k, c, s, D / 2);
     }
-    float* kh = p[K_CACHE] + hk * st->Smax * D;
-    float* vh = p[V_CACHE] + hk * st->Smax * D;
-    memcpy(kh + st->pos * D, k, sizeof(float) * D);
-    memcpy(vh + st->pos * D, v, sizeof(float) * D);
-    attention_decode_head(st->att + hk * rep * D, qg, kh, vh, rep, st->pos + 1, D, st->scale, s);
+    const int64_t at = table_of(st, m)[pos / st->block_size] * st->page +
+                       (hk * st->block_size + pos % st->block_size) * D;
+    memcpy(p[K_CACHE] + at, k, sizeof(float) * D);
+    memcpy(p[V_CACHE] + at, v, sizeof(float) * D);
 }
+
+/* Phase 3b for row m and kv head hk: attend over the row's positions 0..pos. s: (rep, pos+1). */
+static void attend_kv_head(const step_t* st, float* const* p, int64_t m, int64_t hk, float* s) {
+    const int64_t rep = st->rep, D = st->D, head = hk * st->block_size * D;
+    attention_paged_head(st->att + m * st->Cq + hk * rep * D, st->qkv + m * st->Nqkv + hk * rep * D,
+                         p[K_CACHE] + head, p[V_CACHE] + head, table_of(st, m), st->block_size, st->page,
+                         rep, st->row_pos[m] + 1, D, st->scale, s);
+}
+
+/* Rows are split between the threads the same way in every row-wise phase (row m to thread
+ * m % nt), so a thread that finishes one for a row may start the next for it without a barrier. */
+#define MY_ROWS(m, st, tid, nt) for (int64_t m = tid; m < (st)->M; m += nt)
 
 /* Phases 1-5: x += attention(norm1(x)) W_o^T + b_o, then h = norm2(x). */
 static void attention_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin,
                                 atomic_long* nx, int tid, int nt, float* s, float* sums) {
-    const int64_t C = st->C, Cq = st->Cq, Ckv = st->Ckv;
+    const int64_t C = st->C, Cq = st->Cq, Ckv = st->Ckv, M = st->M;
     const int fused = lin[W_K].w == NULL;
     const float* bq = p[Q_B];                   /* a fused qkv.b holds all three */
     const float* bk = fused ? bias_at(bq, Cq) : p[K_B];
     const float* bv = fused ? bias_at(bq, Cq + Ckv) : p[V_B];
-    if (tid == 0) norm(st->h, st->x, p[LN1_W], p[LN1_B], C, st->layernorm, st->eps);
+    MY_ROWS(m, st, tid, nt) norm(st->h + m * C, st->x + m * C, p[LN1_W], p[LN1_B], C, st->layernorm, st->eps);
     barrier_wait(st->bar, nt);
     {   /* 2: q, k, v */
         const decode_linear_t* ws[3] = {&lin[W_Q], &lin[W_K], &lin[W_V]};
-        const int64_t Ns[3] = {fused ? Cq + 2 * Ckv : Cq, Ckv, Ckv};
-        gemv_tasks(st->qkv, st->h, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums);
+        const int64_t Ns[3] = {fused ? st->Nqkv : Cq, Ckv, Ckv};
+        gemv_tasks(st->qkv, st->Nqkv, st->h, M, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums);
     }
     barrier_wait(st->bar, nt);
-    for (int64_t hk; (hk = atomic_fetch_add_explicit(&nx[PH_HEADS], 1, memory_order_relaxed)) < st->Hkv;)
-        attend_kv_head(st, p, bq, bk, bv, hk, s);                     /* 3: one kv head per task */
+    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_STORE], 1, memory_order_relaxed)) < M * st->Hkv;)
+        store_kv_head(st, p, bq, bk, bv, t / st->Hkv, t % st->Hkv);  /* 3a: every row's keys first */
     barrier_wait(st->bar, nt);
-    gemv_one(st->o, st->att, &lin[W_O], C, Cq, &nx[PH_O], sums);      /* 4: o */
+    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS], 1, memory_order_relaxed)) < M * st->Hkv;)
+        attend_kv_head(st, p, t / st->Hkv, t % st->Hkv, s);         /* 3b: one (row, kv head) per task */
     barrier_wait(st->bar, nt);
-    if (tid == 0) {  /* 5 */
-        add_bias(st->o, p[O_B], C);
-        for (int64_t c = 0; c < C; c++) st->x[c] += st->o[c];
-        norm(st->h, st->x, p[LN2_W], p[LN2_B], C, st->layernorm, st->eps);
+    gemm_one(st->o, C, st->att, M, &lin[W_O], C, Cq, &nx[PH_O], sums);      /* 4: o */
+    barrier_wait(st->bar, nt);
+    MY_ROWS(m, st, tid, nt) {  /* 5 */
+        float *x = st->x + m * C, *o = st->o + m * C;
+        add_bias(o, p[O_B], C);
+        for (int64_t c = 0; c < C; c++) x[c] += o[c];
+        norm(st->h + m * C, x, p[LN2_W], p[LN2_B], C, st->layernorm, st->eps);
     }
     barrier_wait(st->bar, nt);
 }
@@ -278,53 +314,93 @@ static void attention_sub_block(const step_t* st, float* const* p, const decode_
 /* Phases 6-8: x += act(h W_gate^T, h W_up^T) W_down^T + b_down. */
 static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin, atomic_long* nx,
                           int tid, int nt, float* sums) {
-    const int64_t C = st->C, F = st->F;
+    const int64_t C = st->C, F = st->F, M = st->M;
     const int swiglu = lin[W_GATE].w != NULL;
-    float* gu = st->gu;
-    {   /* 6: gate and up, side by side in gu */
+    const int64_t ldg = swiglu ? 2 * F : F;
+    {   /* 6: gate and up, side by side in each row of gu */
         const decode_linear_t* ws[2] = {swiglu ? &lin[W_GATE] : &lin[W_UP], &lin[W_UP]};
         const int64_t Ns[2] = {F, F};
-        gemv_tasks(gu, st->h, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums);
+        gemv_tasks(st->gu, ldg, st->h, M, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums);
     }
     barrier_wait(st->bar, nt);
-    {   /* 7: this thread's share of the F channels, a multiple of 8 */
+    {   /* 7: this thread's share of the F channels of every row, a multiple of 8 */
         const int64_t share = ((F + nt - 1) / nt + 7) / 8 * 8;
         const int64_t f0 = tid * share < F ? tid * share : F;
         const int64_t f1 = f0 + share < F ? f0 + share : F;
-        float* up = swiglu ? gu + F : gu;
-        add_bias(up + f0, bias_at(p[UP_B], f0), f1 - f0);
-        if (swiglu) {
-            add_bias(gu + f0, bias_at(p[GATE_B], f0), f1 - f0);
-            swiglu_span(st->act + f0, gu + f0, up + f0, f1 - f0);
-        } else {
-            gelu_span(st->act + f0, up + f0, f1 - f0);
+        for (int64_t m = 0; m < M; m++) {
+            float *gu = st->gu + m * ldg, *act = st->act + m * F;
+            float* up = swiglu ? gu + F : gu;
+            add_bias(up + f0, bias_at(p[UP_B], f0), f1 - f0);
+            if (swiglu) {
+                add_bias(gu + f0, bias_at(p[GATE_B], f0), f1 - f0);
+                swiglu_span(act + f0, gu + f0, up + f0, f1 - f0);
+            } else {
+                gelu_span(act + f0, up + f0, f1 - f0);
+            }
         }
     }
     barrier_wait(st->bar, nt);
-    gemv_one(st->o, st->act, &lin[W_DOWN], C, F, &nx[PH_DOWN], sums);  /* 8: down */
+    gemm_one(st->o, C, st->act, M, &lin[W_DOWN], C, F, &nx[PH_DOWN], sums);  /* 8: down */
     barrier_wait(st->bar, nt);
-    if (tid == 0) {  /* the next layer's step 1 is thread 0's too: no barrier between */
-        add_bias(st->o, p[DOWN_B], C);
-        for (int64_t c = 0; c < C; c++) st->x[c] += st->o[c];
+    MY_ROWS(m, st, tid, nt) {  /* the next layer's step 1 takes the same rows: no barrier between */
+        float *x = st->x + m * C, *o = st->o + m * C;
+        add_bias(o, p[DOWN_B], C);
+        for (int64_t c = 0; c < C; c++) x[c] += o[c];
     }
 }
 
-int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
-                    int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
-                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
-                    const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V,
-                    float* logits) {
-    const int64_t rep = H / Hkv, Cq = H * D, Ckv = Hkv * D, n = pos + 1;
+/* The head for the rows listed in head_rows: h_j = norm_f(x[head_rows[j]]), then logits = h W^T. */
+static void head_phase(const step_t* st, const float* lnf_w, const float* lnf_b, const decode_linear_t* head,
+                       int64_t V, const int32_t* head_rows, int64_t n_head, float* logits, atomic_long* next,
+                       int tid, int nt, float* sums) {
+    const int64_t C = st->C;
+    for (int64_t j = tid; j < n_head; j += nt)
+        norm(st->h + j * C, st->x + head_rows[j] * C, lnf_w, lnf_b, C, st->layernorm, st->eps);
+    barrier_wait(st->bar, nt);
+    gemm_one(logits, V, st->h, n_head, head, V, C, next, sums);
+}
+
+/* Every row index, position and block id the step will follow is in range: 0, or -2. */
+static int32_t check_rows(const int32_t* tables, int64_t n_tables, int64_t max_blocks, int64_t num_blocks,
+                          int64_t block_size, const int32_t* row_table, const int32_t* row_pos, int64_t M,
+                          const int32_t* head_rows, int64_t n_head) {
+    if (M < 1 || n_tables < 1 || max_blocks < 1 || num_blocks < 1 || block_size < 1 || n_head < 0 || n_head > M)
+        return -2;
+    for (int64_t m = 0; m < M; m++) {
+        if (row_table[m] < 0 || row_table[m] >= n_tables || row_pos[m] < 0 || row_pos[m] >= max_blocks * block_size)
+            return -2;
+        for (int64_t b = 0; b <= row_pos[m] / block_size; b++) {
+            const int32_t id = tables[row_table[m] * max_blocks + b];
+            if (id < 0 || id >= num_blocks) return -2;
+        }
+    }
+    for (int64_t j = 0; j < n_head; j++)
+        if (head_rows[j] < 0 || head_rows[j] >= M) return -2;
+    return 0;
+}
+
+int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_t* linears, int64_t L,
+                   int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t num_blocks, int64_t block_size,
+                   const int32_t* tables, int64_t n_tables, int64_t max_blocks, const int32_t* row_table,
+                   const int32_t* row_pos, int32_t layernorm, float eps, const float* rope_cos,
+                   const float* rope_sin, const float* lnf_w, const float* lnf_b, const decode_linear_t* head,
+                   int64_t V, const int32_t* head_rows, int64_t n_head, float* logits) {
+    if (H < 1 || Hkv < 1 || H % Hkv || L < 1 || check_rows(tables, n_tables, max_blocks, num_blocks, block_size,
+                                                           row_table, row_pos, M, head_rows, n_head))
+        return -2;
+    const int64_t rep = H / Hkv, Cq = H * D, Ckv = Hkv * D;
+    int64_t n_max = 1;                        /* the longest attention span of a row */
+    for (int64_t m = 0; m < M; m++) n_max = row_pos[m] + 1 > n_max ? row_pos[m] + 1 : n_max;
     /* spinning threads need a core each: never more of them than the machine has */
     const int nthreads_max = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads()
                                                                          : omp_get_num_procs();
     /* every buffer up front, so that running out of memory changes nothing */
     const int64_t K_max = C > Cq ? (C > F ? C : F) : (Cq > F ? Cq : F);
-    /* scores, then sums of x for quant.c or x quantized for qgemm.c */
-    const int64_t qx_floats = (qgemm_scratch_bytes(1, K_max) + 3) / 4 + 1;
-    const int64_t per_thread = rep * n + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
-    const int64_t scratch = C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F + (int64_t)nthreads_max * per_thread;
-    float* buf = malloc(sizeof(float) * scratch);
+    /* scores, then sums of x for quant.c or the M rows of x quantized for qgemm.c */
+    const int64_t qx_floats = (qgemm_scratch_bytes(M, K_max) + 3) / 4 + 1;
+    const int64_t per_thread = rep * n_max + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
+    const int64_t rows = M * (C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F);
+    float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * per_thread));
     atomic_long* next = calloc((size_t)(L * N_PHASES + 1), sizeof(atomic_long));  /* + the head's */
     barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
     int* cpus = malloc(sizeof(int) * (size_t)nthreads_max);   /* the core of each thread */
@@ -335,14 +411,15 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
     atomic_init(&bar->arrived, 0);
     atomic_init(&bar->round, 0);
     atomic_init(&bar->sleepers, 0);
-    step_t st = {C, H, Hkv, D, F, Smax, pos, rep, Cq, Ckv, layernorm, eps, 1.0f / sqrtf((float)D),
-                 rope_cos, rope_sin, x, buf, NULL, NULL, NULL, NULL, NULL, bar};
-    st.qkv = st.h + C;
-    st.att = st.qkv + Cq + 2 * Ckv;
-    st.o = st.att + Cq;
-    st.gu = st.o + C;
-    st.act = st.gu + 2 * F;
-    float* per_thread_buf = st.act + F;       /* (threads, per_thread) */
+    step_t st = {M, C, H, Hkv, D, F, rep, Cq, Ckv, Cq + 2 * Ckv, block_size, Hkv * block_size * D, max_blocks,
+                 tables, row_table, row_pos, layernorm, eps, 1.0f / sqrtf((float)D), rope_cos, rope_sin, x, buf,
+                 NULL, NULL, NULL, NULL, NULL, bar};
+    st.qkv = st.h + M * C;
+    st.att = st.qkv + M * st.Nqkv;
+    st.o = st.att + M * Cq;
+    st.gu = st.o + M * C;
+    st.act = st.gu + M * 2 * F;
+    float* per_thread_buf = st.act + M * F;       /* (threads, per_thread) */
 
     #pragma omp parallel num_threads(nthreads_max)
     {
@@ -355,19 +432,32 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
         barrier_wait(bar, nt);
         leave_shared_core(tid, nt, cpus);
         float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (rep, n) scores */
-        float* sums = s + rep * n;                          /* (K_max / 32), or qgemm's scratch */
+        float* sums = s + rep * n_max;                      /* (K_max / 32), or qgemm's scratch */
         for (int64_t l = 0; l < L; l++) {
             attention_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS,
                                 next + l * N_PHASES, tid, nt, s, sums);
             mlp_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, next + l * N_PHASES,
                           tid, nt, sums);
         }
-        if (logits) {    /* the head: final norm (thread 0), then its GEMV in tasks */
-            if (tid == 0) norm(st.h, x, lnf_w, lnf_b, C, layernorm, eps);
-            barrier_wait(bar, nt);
-            gemv_one(logits, st.h, head, V, C, &next[L * N_PHASES], sums);
+        if (logits && n_head > 0) {     /* the head: final norms, then its GEMM in tasks */
+            if (M > 1) barrier_wait(bar, nt);   /* every row's last residual add is done (one row: this
+                                                   thread's own, see MY_ROWS) */
+            head_phase(&st, lnf_w, lnf_b, head, V, head_rows, n_head, logits, &next[L * N_PHASES], tid, nt, sums);
         }
     }
     free(buf), free(next), free(bar), free(cpus);
     return 0;
+}
+
+/* One token of one sequence with a contiguous cache: the cache of a layer (Hkv, Smax, D) is a
+ * paged cache of one block of Smax positions. */
+int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
+                    int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
+                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
+                    const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V,
+                    float* logits) {
+    const int32_t zero = 0, p = (int32_t)pos;
+    if (pos < 0 || pos >= Smax || pos > INT32_MAX) return -2;
+    return paged_step(x, 1, vecs, linears, L, C, H, Hkv, D, F, 1, Smax, &zero, 1, 1, &zero, &p, layernorm, eps,
+                      rope_cos, rope_sin, lnf_w, lnf_b, head, V, &zero, logits ? 1 : 0, logits);
 }

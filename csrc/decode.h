@@ -1,6 +1,9 @@
-/* csrc/decode.h -- one decode step (batch 1, one new token) through every block of a Transformer
- * in one OpenMP parallel region. Reference: Transformer._block_forward with a KV cache
- * (minillm/model.py), which runs the same kernels one Python call at a time. */
+/* csrc/decode.h -- one step of new tokens through every block of a Transformer in one OpenMP
+ * parallel region: one token of one sequence with a contiguous cache (decode_step), or any rows,
+ * each a token of some sequence at its own position, with a paged cache (paged_step: the serving
+ * engine's step). References: minillm/kernels/reference.py (decode_step, paged_step), and
+ * Transformer._block_forward with a KV cache (minillm/model.py), which runs the same kernels one
+ * Python call at a time. */
 #ifndef MINILLM_DECODE_H
 #define MINILLM_DECODE_H
 #include <stdint.h>
@@ -26,8 +29,8 @@ typedef struct {
  * pos of the caches; attention reads slots 0..pos. rope_cos, rope_sin (D/2): the rotation at pos,
  * or NULL for no RoPE. layernorm: 1 LayerNorm (ln*.b required), 0 RMSNorm. With logits (V) given,
  * the step ends with the model's head: logits = norm_f(x) W_head^T, W_head (V, C), norm_f weights
- * lnf_w (C) and lnf_b (C, LayerNorm only); x then holds the last block's output still. Returns 0, or
- * -1 when out of memory, found before anything is written. */
+ * lnf_w (C) and lnf_b (C, LayerNorm only); x then holds the last block's output still. Returns 0,
+ * -1 when out of memory or -2 when pos is not in [0, Smax), both found before anything is written. */
 #define DECODE_VECS 13
 #define DECODE_LINEARS 7
 int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
@@ -35,5 +38,23 @@ int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears
                     int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
                     const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V,
                     float* logits);
+
+
+/* M rows at once, x (M, C), the caches paged (Kwon et al. 2023): the vecs slots 11 and 12 of a layer
+ * hold its K and V pages (num_blocks, Hkv, block_size, D). Row m is the token at position
+ * row_pos[m] of the sequence whose block table is tables[row_table[m]] (n_tables tables of
+ * max_blocks block ids): its key and value go to the slot of that position, and it attends over
+ * positions 0..row_pos[m] of its sequence -- those already cached, and those of other rows of the
+ * same sequence written in this step (a prefill chunk), as every row's keys are stored before any
+ * row attends. rope_cos, rope_sin (M, D/2): each row's rotation, or NULL. With logits
+ * (n_head, V) given, the head runs on the rows head_rows (n_head). Weights and vectors as for
+ * decode_step. Returns 0, -1 when out of memory, -2 when a row, position, block id or head row
+ * is out of range (every one the step would follow is checked), both before anything is written. */
+int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_t* linears, int64_t L,
+                   int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t num_blocks, int64_t block_size,
+                   const int32_t* tables, int64_t n_tables, int64_t max_blocks, const int32_t* row_table,
+                   const int32_t* row_pos, int32_t layernorm, float eps, const float* rope_cos,
+                   const float* rope_sin, const float* lnf_w, const float* lnf_b, const decode_linear_t* head,
+                   int64_t V, const int32_t* head_rows, int64_t n_head, float* logits);
 
 #endif

@@ -308,6 +308,15 @@ void gemv_rows(float* out, const float* x, const float* w, int64_t n, int64_t K)
         dot_block(out + j, n, x, w + j * K, 1, min64(SMALL_NB, n - j), K);
 }
 
+/* The same for M rows of x, out with row stride ldo: a block of rows of w stays in cache while
+ * every row of x passes over it (decode.c's multi-row step). Each output is the dot product
+ * gemv_rows computes, so a row's result does not depend on the rows beside it. */
+void gemm_rows(float* out, int64_t ldo, const float* x, int64_t M, const float* w, int64_t n, int64_t K) {
+    for (int64_t j = 0; j < n; j += SMALL_NB)
+        for (int64_t m = 0; m < M; m += 4)
+            dot_block(out + m * ldo + j, ldo, x + m * K, w + j * K, min64(4, M - m), min64(SMALL_NB, n - j), K);
+}
+
 /* ---------------------------------------------------------------------------- blocked GEMM */
 static void matmul_blocked(float* out, const float* x, const float* w, int64_t M, int64_t K,
                            int64_t N) {

@@ -717,28 +717,37 @@ static inline __attribute__((always_inline)) void pair_rows(const int t, __m256i
     }
 }
 
+/* Each row's sums are those row1 makes, to the bit: the pairs of units alternate between two
+   accumulators (pair p into acc[p & 1]) as row1's do, and the two are added at the end in row1's
+   order, so a row of x gives the same result alone (row1) or in a tile of any size -- a token's
+   output does not depend on the batch it was computed in (the serving engine's steps, speculative
+   verification against plain decoding). */
 static inline __attribute__((always_inline)) void tile512(const int t, const uint8_t* row, const xq_t* X,
                                                           float* res, const int mt) {
     const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
-    __m512 acc[MR];
-    __m128 off[MR];
-    for (int m = 0; m < mt; m++) acc[m] = _mm512_setzero_ps(), off[m] = _mm_setzero_ps(), res[m] = 0.0f;
+    __m512 acc[2][MR];
+    __m128 off[2][MR];
+    for (int m = 0; m < mt; m++) {
+        acc[0][m] = acc[1][m] = _mm512_setzero_ps(), off[0][m] = off[1][m] = _mm_setzero_ps();
+        res[m] = 0.0f;
+    }
     if (blk_weights(t) == 32) {
         int64_t b = 0;
         for (; b + 1 < nxb; b += 2) {
+            const int a = (b / 2) & 1;
             if (fast_pair(t)) {
                 __m512i u;
                 __m512 sv;
                 __m128 cv;
                 pair_load(t, row + b * bytes, row + (b + 1) * bytes, &u, &sv, &cv);
-                pair_acc(u, sv, cv, X, b, acc, off, mt);
+                pair_acc(u, sv, cv, X, b, acc[a], off[a], mt);
                 continue;
             }
             scl_t s0, s1;
             prep(t, row + b * bytes, &s0);
             prep(t, row + (b + 1) * bytes, &s1);
             pair_rows(t, unit(t, row + b * bytes, 0), unit(t, row + (b + 1) * bytes, 0), two(s0.s[0], s1.s[0]),
-                      two(s0.c[0], s1.c[0]), X, b, acc, off, mt);
+                      two(s0.c[0], s1.c[0]), X, b, acc[a], off[a], mt);
         }
         if (b < nxb) {                    /* an odd last block: the 256-bit unit, row by row */
             scl_t st;
@@ -756,13 +765,15 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
             scl_t st;
             prep(t, B, &st);
             for (int j = 0; j < 8; j += 2)
-                pair_rows(t, unit(t, B, j), unit(t, B, j + 1), pick(t, st.s, j), pick(t, st.c, j), X, 8 * b + j, acc,
-                          off, mt);
+                pair_rows(t, unit(t, B, j), unit(t, B, j + 1), pick(t, st.s, j), pick(t, st.c, j), X, 8 * b + j,
+                          acc[(j / 2) & 1], off[(j / 2) & 1], mt);
         }
     }
     for (int m = 0; m < mt; m++) {
-        const __m128 o = _mm_add_ps(off[m], _mm_movehl_ps(off[m], off[m]));
-        res[m] += _mm512_reduce_add_ps(acc[m]) + _mm_cvtss_f32(_mm_add_ss(o, _mm_movehdup_ps(o)));
+        const __m128 o = _mm_add_ps(off[0][m], off[1][m]);
+        const __m128 o2 = _mm_add_ps(o, _mm_movehl_ps(o, o));
+        res[m] += _mm512_reduce_add_ps(_mm512_add_ps(acc[0][m], acc[1][m])) +
+                  _mm_cvtss_f32(_mm_add_ss(o2, _mm_movehdup_ps(o2)));
     }
 }
 #define TILE tile512

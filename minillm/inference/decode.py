@@ -23,7 +23,7 @@ def forward_cached(model, tokens, kv_cache):
     tokens = np.asarray(tokens)
     tokens = tokens[None, :] if tokens.ndim == 1 else tokens                     # (B, T)
     T, pos = tokens.shape[1], kv_cache.pos
-    logits = decode_native(model, tokens, kv_cache) if T == 1 else None
+    logits = decode_native(model, tokens, kv_cache) if T == 1 else rows_native(model, tokens, kv_cache)
     if logits is None:
         logits = model.forward_with(tokens, np.arange(pos, pos + T),
                                     lambda l, q, k, v: cached_attention(model, l, q, k, v, kv_cache))
@@ -64,43 +64,48 @@ def decode_weight(model, name):
     return None if kernel is None else kernel.decode_weight
 
 
-def _fits_native(model, tokens, kv):
-    """The C decode step runs: a Transformer, the kernels are built, no QK-norm, learned or rotary positions (not
-    ALiBi), one token of one sequence, a float32 cache and float32 parameters."""
+def fits_step(model):
+    """The C steps can run this model: a Transformer, no QK-norm, learned or rotary positions (not
+    ALiBi), float32 parameters. (Whether the kernels are built is each caller's test:
+    kernels.decode_step, kernels.paged_step.)"""
     if not isinstance(model, Transformer):      # the C step reads a Transformer's parameters
         return False
     cfg = model.config
-    if kernels.decode_step is None or cfg.qk_norm or cfg.position_scheme == "alibi" or tokens.shape != (1, 1):
+    if cfg.qk_norm or cfg.position_scheme == "alibi":
+        return False
+    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in model.params.values())
+
+
+# Up to this many tokens of one sequence in one call (decode, a speculative verification, a short
+# prompt or prefill chunk) take the C step. It equals GGMLLinear's INT8_MAX_M (quant/linear.py): a
+# longer prompt keeps the block-by-block forward, where quantized layers multiply with float
+# activations (dequantized tiles) and float32 ones through BLAS, so a token's arithmetic is the
+# same on both routes. (Rounding a long prompt's activations to int8 moved SmolLM2's greedy answer
+# to "What is the capital of France?" away from "Paris".)
+NATIVE_MAX_ROWS = 32
+
+
+def rows_fit(longest):
+    """A call whose longest run of one sequence's tokens is `longest` takes the C step."""
+    return longest <= NATIVE_MAX_ROWS
+
+
+def _fits_native(model, tokens, kv):
+    """The C steps run: the model fits (fits_step), tokens of one sequence, a float32 cache."""
+    if tokens.ndim != 2 or tokens.shape[0] != 1:
         return False
     k, v = getattr(kv, "k", None), getattr(kv, "v", None)
     if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
                and a.ndim == 5 and a.shape[1] == 1 for a in (k, v)):
         return False
-    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in model.params.values())
+    return fits_step(model)
 
 
-def decode_native(model, tokens, kv):
-    """logits (1, V) of one new token (B = T = 1) through kernels.decode_step, which runs every
-    block in one C call (csrc/decode.c) with the same kernels as the block-by-block path; None when
-    the model or the cache does not fit it (_fits_native, or a quantized layer without a fused
-    kernel), and the caller then takes the block-by-block path. Does not advance kv.pos."""
-    if not _fits_native(model, tokens, kv):
-        return None
-    tokens = model.check_tokens(tokens)
-    cfg, p, pos = model.config, model.params, kv.pos
-    if pos >= kv.k.shape[3]:
-        raise ValueError(f"kv_cache: {pos + 1} positions exceed its capacity {kv.k.shape[3]}")
-    names = NAMES[cfg.arch]
-    x, _ = embedding_forward(tokens, p[names["wte"]])                            # (1, 1, C)
-    if cfg.position_scheme == "learned":
-        if pos >= cfg.max_seq_len:
-            raise ValueError(f"tokens: position {pos} exceeds max_seq_len {cfg.max_seq_len}")
-        x = x + p[names["wpe"]][pos]
-    x = np.ascontiguousarray(x, dtype=np.float32).reshape(cfg.d_model)           # (C,)
-    cos = sin = None
-    if cfg.position_scheme == "rope":
-        cos, sin = model.rope_tables(np.array([pos]))
-        cos, sin = np.ascontiguousarray(cos[0]), np.ascontiguousarray(sin[0])    # (D/2,) each
+def step_tables(model):
+    """The per-layer tables (role -> array or weight descriptor) and the head (ln_f.w, ln_f.b,
+    W_head) the C steps take, or None when a quantized layer has no kernel for them; the head is
+    None when only its weight lacks one (the caller then runs the Python head)."""
+    cfg, p, names = model.config, model.params, NAMES[model.config.arch]
     layers = [{role: decode_weight(model, name) if name in model.quantized else p.get(name)
                for role, name in n.items()} for n in model.layer_names]
     if any(model.layer_names[l][role] in model.quantized and w is None
@@ -108,8 +113,71 @@ def decode_native(model, tokens, kv):
         return None
     w_head = decode_weight(model, model.head_weight)
     head = None if w_head is None else (p[names["ln_f.w"]], p.get(names.get("ln_f.b", "")), w_head)
+    return layers, head
+
+
+def embed_rows(model, tokens, positions):
+    """x (T, C) float32: the token embeddings (+ learned positions) of tokens (T,) at positions (T,),
+    and the RoPE tables (T, D/2) of those positions (None, None without RoPE)."""
+    cfg, p, names = model.config, model.params, NAMES[model.config.arch]
+    x, _ = embedding_forward(tokens[None], p[names["wte"]])                    # (1, T, C)
+    x = x[0]
+    if cfg.position_scheme == "learned":
+        if int(positions.max()) >= cfg.max_seq_len:
+            raise ValueError(f"tokens: position {int(positions.max())} exceeds max_seq_len {cfg.max_seq_len}")
+        x = x + p[names["wpe"]][positions]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if cfg.position_scheme != "rope":
+        return x, None, None
+    cos, sin = model.rope_tables(positions)
+    return x, np.ascontiguousarray(cos, dtype=np.float32), np.ascontiguousarray(sin, dtype=np.float32)
+
+
+def decode_native(model, tokens, kv):
+    """logits (1, V) of one new token (B = T = 1) through kernels.decode_step, which runs every
+    block in one C call (csrc/decode.c) with the same kernels as the block-by-block path; None when
+    the model or the cache does not fit it (_fits_native, or a quantized layer without a fused
+    kernel), and the caller then takes the block-by-block path. Does not advance kv.pos."""
+    if kernels.decode_step is None or not _fits_native(model, tokens, kv):
+        return None
+    tokens = model.check_tokens(tokens)
+    cfg, pos = model.config, kv.pos
+    if pos >= kv.k.shape[3]:
+        raise ValueError(f"kv_cache: {pos + 1} positions exceed its capacity {kv.k.shape[3]}")
+    tables = step_tables(model)
+    if tables is None:
+        return None
+    layers, head = tables
+    x, cos, sin = embed_rows(model, tokens[0], np.array([pos]))
+    x = x.reshape(cfg.d_model)                                                    # (C,)
+    if cos is not None:
+        cos, sin = cos[0], sin[0]                                                 # (D/2,) each
     logits = kernels.decode_step(x, layers, kv.k, kv.v, pos, cfg.n_head, cfg.norm_eps,
                                  cfg.norm == "layernorm", cos, sin, head)
     if logits is None:                           # a head decode_step cannot run: the Python one
         return model.head(x.reshape(1, 1, cfg.d_model))[0]
     return logits.reshape(1, -1)
+
+
+def rows_native(model, tokens, kv):
+    """logits (T, V) of T > 1 tokens of one sequence (B = 1: a prompt, a speculative verification)
+    through kernels.paged_step, the contiguous cache read as one block of Smax positions: every
+    block in one C call, the tokens attending to the cache and causally to each other. None when
+    the model or the cache does not fit it or the run is long (rows_fit); the
+    caller then takes the block-by-block path. Does not advance kv.pos."""
+    if kernels.paged_step is None or not _fits_native(model, tokens, kv):
+        return None
+    T, pos, Smax = tokens.shape[1], kv.pos, kv.k.shape[3]
+    tables = step_tables(model) if rows_fit(T) else None
+    if tables is None:
+        return None
+    if pos + T > Smax:
+        raise ValueError(f"kv_cache: {pos + T} positions exceed its capacity {Smax}")
+    tokens = model.check_tokens(tokens)
+    cfg, (layers, head) = model.config, tables
+    positions = np.arange(pos, pos + T)
+    x, cos, sin = embed_rows(model, tokens[0], positions)
+    logits = kernels.paged_step(x, layers, kv.k, kv.v, np.zeros((1, 1), dtype=np.int32), np.zeros(T, dtype=np.int32),
+                                positions.astype(np.int32), cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm",
+                                cos, sin, head)
+    return model.head(x[None])[0] if logits is None else logits     # None: a head the step cannot run

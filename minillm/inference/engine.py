@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..kernels.arith import ceil_div
+from .. import kernels
 from ..nn import attention_forward
 from ._native import paged_attention_decode
+from .decode import embed_rows, fits_step, rows_fit, step_tables
 from .generate import check_length, check_prompt, stop_matcher
 from .paged_kv_cache import NoFreeBlocks, PagedKVCache
 from .sampling import Sampler, top_logprobs
@@ -39,6 +41,50 @@ WAITING, RUNNING, SWAPPED, FINISHED = "waiting", "running", "swapped", "finished
 
 
 def paged_forward(model, cache, plan, use_native=True):
+    """One forward pass over several sequences of a PagedKVCache. Entries of up to NATIVE_MAX_ROWS
+    tokens (decode tokens, short prompts and chunks) go through the one-call C step
+    (kernels.paged_step) when the model and the cache fit it; longer chunks, or everything when it
+    does not fit, block by block (_paged_forward_blocks). Each entry is one sequence's, so the two
+    groups are independent, and a token's arithmetic depends on its own run only, not on what else
+    the step carries. Returns the logits of the last token of each plan entry, (len(plan), V)."""
+    short = [i for i, (_, _, n, _) in enumerate(plan) if rows_fit(n)]
+    logits = _paged_forward_native(model, cache, [plan[i] for i in short]) if use_native and short else None
+    if logits is None:
+        return _paged_forward_blocks(model, cache, plan, use_native)
+    if len(short) == len(plan):
+        return logits
+    rest = [i for i in range(len(plan)) if i not in set(short)]
+    out = np.empty((len(plan), logits.shape[1]), dtype=logits.dtype)
+    out[short] = logits
+    out[rest] = _paged_forward_blocks(model, cache, [plan[i] for i in rest], use_native)
+    return out
+
+
+def _paged_forward_native(model, cache, plan):  # -> logits (len(plan), V), or None: does not fit
+    """Every block for every token of the plan in one C call (csrc/decode.c paged_step): row i is
+    the token at its position of its sequence, its K/V go to the slot cache.prepare gave, and it
+    attends through its sequence's block table (a prefill chunk's rows see each other's keys)."""
+    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype != np.float32:
+        return None
+    tables = step_tables(model)
+    if tables is None:
+        return None
+    layers, head = tables
+    tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
+    positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])      # (T,)
+    row_table = np.repeat(np.arange(len(plan), dtype=np.int32), [n for _, _, n, _ in plan])
+    last = (np.cumsum([n for _, _, n, _ in plan]) - 1).astype(np.int32)                        # head rows
+    x, cos, sin = embed_rows(model, model.check_tokens(tokens[None])[0], positions)
+    cfg = model.config
+    logits = kernels.paged_step(x, layers, cache.k, cache.v, cache.block_tables([sid for sid, *_ in plan]),
+                                row_table, positions.astype(np.int32), cfg.n_head, cfg.norm_eps,
+                                cfg.norm == "layernorm", cos, sin, head, last)
+    if logits is None:                           # a head the C step cannot run: the Python one
+        return model.head(x[last][None])[0]
+    return logits
+
+
+def _paged_forward_blocks(model, cache, plan, use_native=True):
     """One forward pass over several sequences of a PagedKVCache, packed into one row.
 
     plan: [(sid, start, n, slots)]: positions start..start+n-1 of sequence sid, with the slots that

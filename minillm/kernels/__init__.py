@@ -141,6 +141,10 @@ KERNELS = ["matmul", *_NATIVE]
 # tests compare it with; the model's decode path (inference/decode.py) takes the block-by-block
 # route whenever this is None or the model does not fit it.
 decode_step = native.decode_step if _USE_NATIVE else None
+# paged_step (the same region for M tokens of several sequences over a paged cache: the serving
+# engine's step); reference.paged_step is its composition of references. None: the engine runs
+# its block-by-block forward.
+paged_step = native.paged_step if _USE_NATIVE else None
 
 # matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T)), so "native when it fits" is not the
 # fast choice everywhere. out (M, N) = x (M, K) @ w (N, K)^T:

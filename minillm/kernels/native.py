@@ -488,6 +488,93 @@ def _decode_linear(lin, a, name, shape, keep):
     keep.append(a)
 
 
+def _decode_sizes(layers, n_head, Hkv, D, C, rope_cos, rope_sin, rope_rows):
+    """H, F and the RoPE pointers of a step, checked (rope_rows: None for one (D/2,) row of each
+    table, else the number of rows, M)."""
+    H = int(n_head)
+    _check(len(layers) >= 1 and Hkv >= 1 and H >= Hkv and H % Hkv == 0,
+           f"decode_step: n_head={H} must be a multiple of the cache's kv heads {Hkv}, with at least one layer")
+    up = layers[0].get("up.w")
+    F = getattr(up, "N", None) if not isinstance(up, np.ndarray) else (up.shape[0] if up.ndim == 2 else None)
+    _check(isinstance(F, int) and F >= 1, "layers[0]['up.w']: expected a weight of shape (F, C)")
+    if rope_cos is None and rope_sin is None:
+        return H, F, ffi.NULL, ffi.NULL
+    _check(D % 2 == 0, f"decode_step: RoPE needs an even head dim, got D={D}")
+    shape = (D // 2,) if rope_rows is None else (rope_rows, D // 2)
+    return H, F, f32(rope_cos, "rope_cos", shape), f32(rope_sin, "rope_sin", shape)
+
+
+def _build_tables(layers, C, Cq, Ckv, F, layernorm, keep):
+    """decode.h's per-layer tables, checked: the DECODE_VECS float pointers of each layer (the cache
+    slots left to the caller) and the decode_linear_t array."""
+    vecs, linears = [], ffi.new("decode_linear_t[]", len(layers) * len(DECODE_LINEARS))
+    for l, layer in enumerate(layers):
+        fused = "qkv.w" in layer
+        want, required = _decode_shapes(C, Cq, Ckv, F, fused, layernorm)
+        for slot in DECODE_VECS + DECODE_LINEARS:
+            role = {"q.w": "qkv.w", "q.b": "qkv.b"}.get(slot, slot) if fused else slot
+            a, name = layer.get(role), f"layers[{l}]['{role}']"
+            if a is None:
+                _check(slot not in required, f"{name}: required, got None")
+                if slot in DECODE_VECS:
+                    vecs.append(ffi.NULL)
+                continue                                  # an empty linear: zeroed by ffi.new
+            _check(want[slot] is not None, f"{name}: not used by this model, got an array")
+            if slot in DECODE_VECS:
+                vecs.append(f32(a, name, want[slot]))
+                continue
+            _decode_linear(linears[l * len(DECODE_LINEARS) + DECODE_LINEARS.index(slot)], a, name,
+                           want[slot], keep)
+    return vecs, linears
+
+
+# Built tables of the last few models: checking and converting ~400 arrays costs ~2 ms, a tenth of
+# a decode step of a 30-layer model. An entry holds its arrays and weights (so none is freed or
+# its id reused while the entry lives), keyed by their identities: a parameter replaced by another
+# array is a new key; one changed in place keeps its buffer, which is what the pointers address.
+_TABLES, _TABLES_KEPT = {}, 4
+
+
+def _decode_tables(layers, caches, C, Cq, Ckv, F, layernorm, keep):
+    """The float* array of DECODE_VECS + 2 pointers per layer (the last two: the layer's K and V
+    cache, from caches(l)) and the decode_linear_t array of `layers`, built once per set of arrays."""
+    key = (C, Cq, Ckv, F, bool(layernorm), len(layers),
+           tuple((role, id(a)) for layer in layers for role, a in layer.items()))
+    entry = _TABLES.get(key)
+    if entry is None:
+        refs = []
+        vecs, linears = _build_tables(layers, C, Cq, Ckv, F, layernorm, refs)
+        entry = (vecs, linears, refs, [a for layer in layers for a in layer.values()])
+        while len(_TABLES) >= _TABLES_KEPT:
+            del _TABLES[next(iter(_TABLES))]                  # the oldest
+        _TABLES[key] = entry
+    vecs, linears, refs, _ = entry
+    n = len(DECODE_VECS)
+    ptrs = []
+    for l in range(len(layers)):
+        ptrs += vecs[l * n:(l + 1) * n]
+        ptrs += caches(l)
+    keep.append(entry)
+    return ffi.new("float*[]", ptrs), linears
+
+
+def _decode_head(head, C, layernorm, keep):
+    """(ln_f.w, ln_f.b, W_head) -> their pointers, a decode_linear_t* and V; all NULL / 0 for None."""
+    if head is None:
+        return ffi.NULL, ffi.NULL, ffi.NULL, 0
+    lnf_w, lnf_b, w_head = head
+    plnf_w, plnf_b = f32(lnf_w, "head[0] (ln_f.w)", (C,)), ffi.NULL
+    if layernorm:
+        plnf_b = f32(lnf_b, "head[1] (ln_f.b)", (C,))
+    else:
+        _check(lnf_b is None, "head[1] (ln_f.b): RMSNorm has no bias, got an array")
+    V = w_head.shape[0] if isinstance(w_head, np.ndarray) and w_head.ndim == 2 else getattr(w_head, "N", 0)
+    _check(isinstance(V, int) and V >= 1, "head[2] (W_head): expected a weight of shape (V, C)")
+    phead = ffi.new("decode_linear_t*")
+    _decode_linear(phead, w_head, "head[2] (W_head)", (V, C), keep)
+    return plnf_w, plnf_b, phead, V
+
+
 def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None,
                 head=None):
     """One token through every block (csrc/decode.c). x (C,) float32: the token's embedding, replaced
@@ -506,59 +593,74 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     pk = f32(k_cache, "k_cache", (len(layers), 1, None, None, None), True)
     L, _, Hkv, Smax, D = k_cache.shape
     pv = f32(v_cache, "v_cache", (L, 1, Hkv, Smax, D), True)
-    H = int(n_head)
-    _check(L >= 1 and Hkv >= 1 and H >= Hkv and H % Hkv == 0,
-           f"decode_step: n_head={H} must be a multiple of the cache's kv heads {Hkv}, with at least one layer")
+    H, F, pcos, psin = _decode_sizes(layers, n_head, Hkv, D, C, rope_cos, rope_sin, None)
     _check(isinstance(pos, (int, np.integer)) and 0 <= pos < Smax,
            f"pos: expected an int in [0, {Smax}) (the cache's capacity), got {pos!r}")
-    Cq, Ckv = H * D, Hkv * D
-    up = layers[0].get("up.w")
-    F = getattr(up, "N", None) if not isinstance(up, np.ndarray) else (up.shape[0] if up.ndim == 2 else None)
-    _check(isinstance(F, int) and F >= 1, "layers[0]['up.w']: expected a weight of shape (F, C)")
-    if rope_cos is not None or rope_sin is not None:
-        _check(D % 2 == 0, f"decode_step: RoPE needs an even head dim, got D={D}")
-        pcos, psin = f32(rope_cos, "rope_cos", (D // 2,)), f32(rope_sin, "rope_sin", (D // 2,))
-    else:
-        pcos = psin = ffi.NULL
-    vecs, linears = [], ffi.new("decode_linear_t[]", L * len(DECODE_LINEARS))
     keep = []                                             # cdata that must outlive the call
-    for l, layer in enumerate(layers):
-        fused = "qkv.w" in layer
-        want, required = _decode_shapes(C, Cq, Ckv, F, fused, layernorm)
-        for j, slot in enumerate(DECODE_VECS + DECODE_LINEARS):
-            role = {"q.w": "qkv.w", "q.b": "qkv.b"}.get(slot, slot) if fused else slot
-            a, name = layer.get(role), f"layers[{l}]['{role}']"
-            if a is None:
-                _check(slot not in required, f"{name}: required, got None")
-                if slot in DECODE_VECS:
-                    vecs.append(ffi.NULL)
-                continue                                  # an empty linear: zeroed by ffi.new
-            _check(want[slot] is not None, f"{name}: not used by this model, got an array")
-            if slot in DECODE_VECS:
-                vecs.append(f32(a, name, want[slot]))
-                continue
-            _decode_linear(linears[l * len(DECODE_LINEARS) + DECODE_LINEARS.index(slot)], a, name,
-                           want[slot], keep)
-        vecs.append(ffi.from_buffer("float[]", k_cache[l, 0]))
-        vecs.append(ffi.from_buffer("float[]", v_cache[l, 0]))
-    logits, plnf_w, plnf_b, phead, V, plogits = None, ffi.NULL, ffi.NULL, ffi.NULL, 0, ffi.NULL
-    if head is not None:
-        lnf_w, lnf_b, w_head = head
-        plnf_w = f32(lnf_w, "head[0] (ln_f.w)", (C,))
-        if layernorm:
-            plnf_b = f32(lnf_b, "head[1] (ln_f.b)", (C,))
-        else:
-            _check(lnf_b is None, "head[1] (ln_f.b): RMSNorm has no bias, got an array")
-        V = w_head.shape[0] if isinstance(w_head, np.ndarray) and w_head.ndim == 2 else getattr(w_head, "N", 0)
-        _check(isinstance(V, int) and V >= 1, "head[2] (W_head): expected a weight of shape (V, C)")
-        phead = ffi.new("decode_linear_t*")
-        _decode_linear(phead, w_head, "head[2] (W_head)", (V, C), keep)
-        logits = np.empty(V, dtype=np.float32)
-        plogits = ffi.from_buffer("float[]", logits)
-    status = lib.decode_step(px, ffi.new("float*[]", vecs), linears, L, C, H, Hkv, D, F, Smax, int(pos),
-                             1 if layernorm else 0, _scalar(eps, "eps"), pcos, psin, plnf_w, plnf_b, phead,
-                             V, plogits)
+    vecs, linears = _decode_tables(layers, lambda l: (ffi.from_buffer("float[]", k_cache[l, 0]),
+                                                      ffi.from_buffer("float[]", v_cache[l, 0])),
+                                   C, H * D, Hkv * D, F, layernorm, keep)
+    plnf_w, plnf_b, phead, V = _decode_head(head, C, layernorm, keep)
+    logits = np.empty(V, dtype=np.float32) if head is not None else None
+    plogits = ffi.from_buffer("float[]", logits) if head is not None else ffi.NULL
+    status = lib.decode_step(px, vecs, linears, L, C, H, Hkv, D, F, Smax, int(pos), 1 if layernorm else 0,
+                             _scalar(eps, "eps"), pcos, psin, plnf_w, plnf_b, phead, V, plogits)
     if status != 0:
         raise MemoryError("decode_step: out of memory for its scratch buffers")
     del pk, pv, keep                                      # held until the call returned
+    return logits
+
+
+def _int32_rows(a, name, shape, low, high):
+    """a (an integer array of `shape`, every entry in [low, high)) as a C-contiguous int32 array,
+    else a ValueError naming it: the step follows these indices into the cache."""
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array, got {type(a).__name__} {getattr(a, 'dtype', '')}")
+    _shape(a, name, shape)
+    if a.size:
+        _check(int(a.min()) >= low and int(a.max()) < high,
+               f"{name}: expected entries in [{low}, {high}), got [{int(a.min())}, {int(a.max())}]")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, eps, layernorm, rope_cos=None,
+               rope_sin=None, head=None, head_rows=None):
+    """M tokens of any sequences through every block (csrc/decode.c paged_step). x (M, C) float32:
+    their embeddings, replaced by the last block's outputs. k_pages, v_pages (L, num_blocks, Hkv,
+    block_size, D): the paged cache. tables (S, max_blocks) int32: block tables; row m is the token
+    at position row_pos[m] of sequence row_table[m]: its key and value are written at that
+    position's slot and it attends over the sequence's positions 0..row_pos[m] (the rows of a
+    prefill chunk see each other's keys). rope_cos, rope_sin (M, D/2) or None. layers and head as
+    decode_step's; head_rows: the rows whose logits are wanted (default all). Returns logits
+    (len(head_rows), V) float32, or None without a head."""
+    apart({"x": x, "k_pages": k_pages, "v_pages": v_pages}, {})
+    px = f32(x, "x", (None, None), True)
+    M, C = x.shape
+    pk = f32(k_pages, "k_pages", (len(layers), None, None, None, None), True)
+    L, NB, Hkv, bs, D = k_pages.shape
+    pv = f32(v_pages, "v_pages", (L, NB, Hkv, bs, D), True)
+    H, F, pcos, psin = _decode_sizes(layers, n_head, Hkv, D, C, rope_cos, rope_sin, M)
+    _check(M >= 1 and NB >= 1, f"x, k_pages: expected at least one row and one block, got {M} and {NB}")
+    tables = _int32_rows(tables, "tables", (None, None), 0, NB)
+    S, MB = tables.shape
+    _check(S >= 1 and MB >= 1, f"tables: expected at least one table of at least one block, got shape {tables.shape}")
+    row_table = _int32_rows(row_table, "row_table", (M,), 0, S)
+    row_pos = _int32_rows(row_pos, "row_pos", (M,), 0, MB * bs)
+    head_rows = np.arange(M, dtype=np.int32) if head_rows is None else _int32_rows(head_rows, "head_rows", (None,), 0, M)
+    keep = []
+    layer_floats = NB * Hkv * bs * D
+    vecs, linears = _decode_tables(layers, lambda l: (pk + l * layer_floats, pv + l * layer_floats),
+                                   C, H * D, Hkv * D, F, layernorm, keep)
+    plnf_w, plnf_b, phead, V = _decode_head(head, C, layernorm, keep)
+    logits = np.empty((len(head_rows), V), dtype=np.float32) if head is not None else None
+    plogits = ffi.from_buffer("float[]", logits) if head is not None else ffi.NULL
+    status = lib.paged_step(px, M, vecs, linears, L, C, H, Hkv, D, F, NB, bs, ffi.from_buffer("int32_t[]", tables),
+                            S, MB, ffi.from_buffer("int32_t[]", row_table), ffi.from_buffer("int32_t[]", row_pos),
+                            1 if layernorm else 0, _scalar(eps, "eps"), pcos, psin, plnf_w, plnf_b, phead, V,
+                            ffi.from_buffer("int32_t[]", head_rows), len(head_rows) if head is not None else 0,
+                            plogits)
+    if status == -1:
+        raise MemoryError("paged_step: out of memory for its scratch buffers")
+    _check(status == 0, "paged_step: a block table entry that a row's positions reach is out of range")
+    del pk, pv, keep
     return logits

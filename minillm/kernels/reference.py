@@ -243,10 +243,9 @@ def _row_norm(x, w, b, eps, layernorm):  # (C,) -> (C,): LayerNorm (with bias b)
     return y[0]
 
 
-def _decode_attention(x, layer, k_cache, v_cache, pos, n_head, rope_cos, rope_sin):
-    """One block's attention at decode: (C,) normed input -> (Cq,) heads side by side; writes
-    k_cache, v_cache (1, Hkv, Smax, D) at slot pos."""
-    Hkv, D = k_cache.shape[1], k_cache.shape[3]
+def _qkv_row(x, layer, n_head, Hkv, D, rope_cos, rope_sin):
+    """One row's projections: (C,) normed input -> q (1, H, 1, D) and k (1, Hkv, 1, D), rotated when
+    rope tables (D/2,) are given, and v (Hkv, D)."""
     Cq, Ckv = n_head * D, Hkv * D
     if "qkv.w" in layer:                                                 # fused projection (gpt2)
         q, k, v = np.split(_row_linear(x, layer["qkv.w"], layer.get("qkv.b")), [Cq, Cq + Ckv])
@@ -258,11 +257,34 @@ def _decode_attention(x, layer, k_cache, v_cache, pos, n_head, rope_cos, rope_si
         rope(q_rot, q, rope_cos[None], rope_sin[None])
         rope(k_rot, k, rope_cos[None], rope_sin[None])
         q, k = q_rot, k_rot
-    k_cache[0, :, pos], v_cache[0, :, pos] = k[0, :, 0], v.reshape(Hkv, D)
-    att = np.empty((1, n_head, D), dtype=x.dtype)                        # (1, H, D)
-    scale = np.float32(1.0) / np.sqrt(np.float32(D))
-    attention_decode(att, q[:, :, 0], k_cache, v_cache, np.array([pos + 1]), scale)
-    return att.reshape(Cq)
+    return q, k, v.reshape(Hkv, D)
+
+
+def _attend_row(q, k, v, n):  # q (1, H, 1, D), k v (1, Hkv, >= n, D) -> (H * D,) over positions 0..n-1
+    att = np.empty((1, q.shape[1], q.shape[3]), dtype=q.dtype)           # (1, H, D)
+    scale = np.float32(1.0) / np.sqrt(np.float32(q.shape[3]))
+    attention_decode(att, q[:, :, 0], k, v, np.array([n]), scale)
+    return att.reshape(-1)
+
+
+def _decode_attention(x, layer, k_cache, v_cache, pos, n_head, rope_cos, rope_sin):
+    """One block's attention at decode: (C,) normed input -> (Cq,) heads side by side; writes
+    k_cache, v_cache (1, Hkv, Smax, D) at slot pos."""
+    Hkv, D = k_cache.shape[1], k_cache.shape[3]
+    q, k, v = _qkv_row(x, layer, n_head, Hkv, D, rope_cos, rope_sin)
+    k_cache[0, :, pos], v_cache[0, :, pos] = k[0, :, 0], v
+    return _attend_row(q, k_cache, v_cache, pos + 1)
+
+
+def _mlp_row(x, layer, eps, layernorm):  # x (C,) += the block's MLP of norm2(x)
+    h = _row_norm(x, layer["ln2.w"], layer.get("ln2.b"), eps, layernorm)
+    up = _row_linear(h, layer["up.w"], layer.get("up.b"))                                # (F,)
+    act = np.empty_like(up)
+    if layer.get("gate.w") is not None:                                                   # SwiGLU
+        swiglu_forward(act, _row_linear(h, layer["gate.w"], layer.get("gate.b")), up)
+    else:                                                                                 # GELU
+        gelu_forward(act, up)
+    x += _row_linear(act, layer["down.w"], layer.get("down.b"))                          # residual
 
 
 def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None,
@@ -276,15 +298,41 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
         h = _row_norm(x, layer["ln1.w"], layer.get("ln1.b"), eps, layernorm)            # (C,)
         att = _decode_attention(h, layer, k_cache[l], v_cache[l], pos, n_head, rope_cos, rope_sin)
         x += _row_linear(att, layer["o.w"], layer.get("o.b"))                            # residual
-        h = _row_norm(x, layer["ln2.w"], layer.get("ln2.b"), eps, layernorm)
-        up = _row_linear(h, layer["up.w"], layer.get("up.b"))                            # (F,)
-        act = np.empty_like(up)
-        if layer.get("gate.w") is not None:                                               # SwiGLU
-            swiglu_forward(act, _row_linear(h, layer["gate.w"], layer.get("gate.b")), up)
-        else:                                                                             # GELU
-            gelu_forward(act, up)
-        x += _row_linear(act, layer["down.w"], layer.get("down.b"))                      # residual
+        _mlp_row(x, layer, eps, layernorm)
     if head is None:
         return None
     lnf_w, lnf_b, w_head = head
     return _row_linear(_row_norm(x, lnf_w, lnf_b, eps, layernorm), w_head, None)         # (V,)
+
+
+def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, eps, layernorm, rope_cos=None,
+               rope_sin=None, head=None, head_rows=None):
+    """M tokens of several sequences through every block over a paged cache (arguments as
+    kernels.native.paged_step): per layer, every row's key and value are stored at its position's
+    slot first, then each row attends over its sequence's positions 0..row_pos[m], gathered from
+    the pages through its block table. Returns logits (len(head_rows), V), or None without a head."""
+    M, bs = x.shape[0], k_pages.shape[3]
+    Hkv, D = k_pages.shape[2], k_pages.shape[4]
+    for l, layer in enumerate(layers):
+        qs = []
+        for m in range(M):                         # every row's K/V first: a chunk's rows see each other
+            h = _row_norm(x[m], layer["ln1.w"], layer.get("ln1.b"), eps, layernorm)
+            cs = (None, None) if rope_cos is None else (rope_cos[m], rope_sin[m])
+            q, k, v = _qkv_row(h, layer, n_head, Hkv, D, *cs)
+            pos = int(row_pos[m])
+            blk = tables[row_table[m], pos // bs]
+            k_pages[l, blk, :, pos % bs], v_pages[l, blk, :, pos % bs] = k[0, :, 0], v
+            qs.append(q)
+        for m in range(M):
+            n = int(row_pos[m]) + 1
+            table = tables[row_table[m], :ceil_div(n, bs)]
+            k = k_pages[l, table].transpose(1, 0, 2, 3).reshape(1, Hkv, -1, D)     # (1, Hkv, blocks*bs, D)
+            v = v_pages[l, table].transpose(1, 0, 2, 3).reshape(1, Hkv, -1, D)
+            x[m] += _row_linear(_attend_row(qs[m], np.ascontiguousarray(k), np.ascontiguousarray(v), n),
+                                layer["o.w"], layer.get("o.b"))
+            _mlp_row(x[m], layer, eps, layernorm)
+    if head is None:
+        return None
+    lnf_w, lnf_b, w_head = head
+    rows = range(M) if head_rows is None else head_rows
+    return np.stack([_row_linear(_row_norm(x[m], lnf_w, lnf_b, eps, layernorm), w_head, None) for m in rows])

@@ -265,3 +265,25 @@ def test_quantized_decode_step_equals_its_numpy_reference(fmt, bits, group):
     native.decode_step(x, layers, k0.copy(), v0.copy(), 3, cfg.n_head, cfg.norm_eps, False, cos, sin)
     kernels.reference.decode_step(x_ref, layers, k0.copy(), v0.copy(), 3, cfg.n_head, cfg.norm_eps, False, cos, sin)
     np.testing.assert_allclose(x, x_ref, rtol=1e-4, atol=1e-4)  # float32, summation order differs
+
+
+def test_step_tables_follow_replaced_and_modified_parameters():
+    """decode_step keeps the checked pointer tables of the last models it ran (kernels.native._TABLES):
+    a parameter changed in place is read through the same pointer, a parameter replaced by a new
+    array builds new tables; both steps equal the block-by-block path's."""
+    model = Transformer(ModelConfig(arch="llama", vocab_size=37, n_layer=2, n_head=2, d_model=16, max_seq_len=16),
+                        seed=4)
+    name = model.layer_names[1]["ln2.w"]
+
+    def both():
+        (got, _), (want, _) = _decode_both(model, np.array([1, 2, 3]), [4], 8)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        return got
+
+    first = both()
+    built = len(native._TABLES)
+    model.params[name] *= 3.0                                  # in place: same tables
+    assert not np.allclose(both(), first) and len(native._TABLES) == built
+    model.params[name] = model.params[name] + 1.0              # a new array: new tables
+    both()
+    assert len(native._TABLES) == min(built + 1, native._TABLES_KEPT)

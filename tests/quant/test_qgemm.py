@@ -162,3 +162,20 @@ def test_exact_flag_keeps_float_activations(tmp_path):
     for flags, want in (([], True), (["--exact"], False)):
         model, _ = load_model_arg(p.parse_args(["--model", str(tmp_path / "m.gguf"), *flags]))
         assert model.quantized and {q.act_int8 for q in model.quantized.values()} == {want}
+
+
+@native
+@settings(max_examples=40, deadline=None)
+@given(fmt=st.sampled_from(list(_native.INT8_ROWS)), M=st.integers(2, 20), N=st.integers(1, 12),
+       nb=st.integers(1, 4), odd=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_a_rows_result_does_not_depend_on_the_rows_beside_it(fmt, M, N, nb, odd, seed):
+    """Batch invariance: row m of x times W is the same float, to the bit, alone (M = 1: the
+    single-row kernel) or among M rows (tiles of 8 and their remainders), so a token's logits do
+    not depend on the batch the serving engine or a speculative verification put it in."""
+    rng = np.random.default_rng(seed)
+    nb = nb * (4 if GGML_BLOCKS[fmt][1] == 32 else 1) + (int(odd) if GGML_BLOCKS[fmt][1] == 32 else 0)
+    k = _native.GGMLBlockKernel(fmt, random_blocks(fmt, (N, nb), rng), act_int8=True)
+    x = rng.standard_normal((M, k.K)).astype(np.float32)
+    together = k.matmul(x)
+    for m in range(M):
+        assert np.array_equal(k.matmul(x[m:m + 1])[0], together[m]), f"row {m} of {M}"
