@@ -414,59 +414,12 @@ static inline __attribute__((always_inline)) __m128 pick(const int t, const floa
 }
 static inline __m128 two(float a, float b) { return _mm_unpacklo_ps(_mm_set_ss(a), _mm_set_ss(b)); }
 
-/* Q4_0, Q4_1, Q8_0 (the 4 header bytes of a block hold d, and m for Q4_1): blocks B0, B1 straight
-   from memory into the codes of both (512 bits, x's order; Q8_0 as u + 128), the scales per lane
-   (sv) and the offsets (c0, c0, c1, c1): 13 instructions for 64 weights. */
+/* Q4_0, Q4_1, Q8_0: the formats whose 32-weight blocks hold d (and m for Q4_1) in their first 4 bytes;
+   their rows are rows_b32 below */
 static inline int fast_pair(int t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0; }
-
-static inline __attribute__((always_inline)) void pair_load(const int t, const uint8_t* B0, const uint8_t* B1,
-                                                            __m512i* u, __m512* sv, __m128* c) {
-    uint32_t h0, h1;
-    memcpy(&h0, B0, 4);
-    memcpy(&h1, B1, 4);
-    const __m128 f = _mm_cvtph_ps(_mm_setr_epi32((int)h0, (int)h1, 0, 0));        /* d0, m0, d1, m1 */
-    *sv = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
-                                _mm512_castps128_ps512(f));
-    *c = t == T_Q4_1 ? _mm_shuffle_ps(f, f, _MM_SHUFFLE(3, 3, 1, 1))
-                     : _mm_mul_ps(_mm_shuffle_ps(f, f, _MM_SHUFFLE(2, 2, 0, 0)), _mm_set1_ps(t == T_Q4_0 ? -8.0f : -128.0f));
-    if (t == T_Q8_0) {
-        const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)(B0 + 2))),
-                                             _mm256_loadu_si256((const __m256i*)(B1 + 2)), 1);
-        *u = _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80));
-        return;
-    }
-    const int o = t == T_Q4_0 ? 2 : 4;
-    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(B0 + o))),
-                                              _mm_loadu_si128((const __m128i*)(B1 + o)), 1);
-    const __m512i z = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1),
-                                       _mm512_set1_epi8(0xF));                  /* lo0 lo1 hi0 hi1 */
-    *u = _mm512_shuffle_i64x2(z, z, 0xD8);                                        /* lo0 hi0 lo1 hi1 */
-}
-
-/* acc[m], off[m] += the pair of units (codes u, scales sv per lane, offsets cv) for mt rows */
-static inline __attribute__((always_inline)) void pair_acc(__m512i u, __m512 sv, __m128 cv, const xq_t* X,
-                                                           int64_t xb, __m512* acc, __m128* off, const int mt) {
-    const __m512i idx2 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    const int64_t nxb = X->K / 32;
-    for (int m = 0; m < mt; m++) {
-        const __m512i x = _mm512_loadu_si512((const void*)(X->q + m * X->K + 32 * xb));
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
-        const __m512 dx = _mm512_permutexvar_ps(idx2, _mm512_castps128_ps512(pair_ps(X->d + m * nxb + xb)));
-        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sv, dx), acc[m]);
-        off[m] = _mm_fmadd_ps(cv, _mm_loadu_ps(X->xs + 2 * (m * nxb + xb)), off[m]);
-    }
-}
 
 static inline __attribute__((always_inline)) void qpair(const int t, const uint8_t* row, int64_t b, int64_t bytes,
                                                         const xq_t* X, __m512* acc, __m128* off) {
-    if (fast_pair(t)) {
-        __m512i u;
-        __m512 sv;
-        __m128 cv;
-        pair_load(t, row + b * bytes, row + (b + 1) * bytes, &u, &sv, &cv);
-        pair_acc(u, sv, cv, X, b, acc, off, 1);
-        return;
-    }
     scl_t s0, s1;                        /* two 32-weight blocks b, b + 1 */
     prep(t, row + b * bytes, &s0);
     prep(t, row + (b + 1) * bytes, &s1);
@@ -508,54 +461,76 @@ static inline __attribute__((always_inline)) __m512i b32_codes(const int t, cons
     return _mm512_and_si512(_mm512_srlv_epi16(v, cnt), _mm512_set1_epi8(0xF));
 }
 
-/* blocks g .. g + n - 1 (n <= 16) of a row of 32-weight blocks: S = s d_x per block into *S, and
-   off += c (d_x sum q_x) per block */
-static inline __attribute__((always_inline)) void b32_scales(const int t, const uint8_t* row, int64_t g, int n,
-                                                           const xq_t* X, __m512* S, __m512* off) {
+/* blocks g .. g + n - 1 (n <= 16) of a row of 32-weight blocks, W's side: the scales d and offsets c
+   of the 16 blocks (lanes past n: 0), from one gather of the blocks' first 4 bytes */
+static inline __attribute__((always_inline)) void b32_header(const int t, const uint8_t* row, int64_t g, int n,
+                                                           __m512* d, __m512* c) {
     const int bytes = blk_bytes(t);
     const __mmask16 k = (__mmask16)((1u << n) - 1);
     const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32(bytes));
     const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, at, row + g * bytes, 1);
-    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));            /* fp16 d at each block's start */
-    *S = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(k, X->d + g));
-    const __m512 xa = _mm512_maskz_loadu_ps((__mmask16)(n >= 8 ? 0xFFFF : (1u << 2 * n) - 1), X->xs + 2 * g);
-    const __m512 xb = _mm512_maskz_loadu_ps((__mmask16)(n > 8 ? (1u << 2 * (n - 8)) - 1 : 0), X->xs + 2 * g + 16);
+    *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));                          /* fp16 d at each block's start */
+    *c = t == T_Q4_1 ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)))             /* m */
+                     : _mm512_mul_ps(*d, _mm512_set1_ps(t == T_Q4_0 ? -8.0f : -128.0f));
+}
+
+/* the same blocks, x's side (row m of X): returns S = s d_x per block, and off += c (d_x sum q_x) */
+static inline __attribute__((always_inline)) __m512 b32_x(const xq_t* X, int m, int64_t g, int n, __m512 d, __m512 c,
+                                                        __m512* off) {
+    const int64_t nxb = X->K / 32;
+    const float* dx = X->d + m * nxb + g, *xs = X->xs + 2 * (m * nxb + g);
+    const __mmask16 k = (__mmask16)((1u << n) - 1);
+    const __m512 xa = _mm512_maskz_loadu_ps((__mmask16)(n >= 8 ? 0xFFFF : (1u << 2 * n) - 1), xs);
+    const __m512 xb = _mm512_maskz_loadu_ps((__mmask16)(n > 8 ? (1u << 2 * (n - 8)) - 1 : 0), xs + 16);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512 xsum = _mm512_add_ps(_mm512_permutex2var_ps(xa, even, xb),      /* d_x sum q_x per block */
                                       _mm512_permutex2var_ps(xa, _mm512_add_epi32(even, _mm512_set1_epi32(1)), xb));
-    const __m512 c = t == T_Q4_1 ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)))   /* m */
-                                 : _mm512_mul_ps(d, _mm512_set1_ps(t == T_Q4_0 ? -8.0f : -128.0f));
     *off = _mm512_fmadd_ps(c, xsum, *off);
+    return _mm512_mul_ps(d, _mm512_maskz_loadu_ps(k, dx));
 }
 
-static inline __attribute__((always_inline)) float row_b32(const int t, const uint8_t* row, const xq_t* X) {
+/* acc += the dot of codes u with x (64 bytes at xq), converted, times the scales sv per lane */
+#define ACC_PAIR(acc, u, xq, sv) (acc) = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(             \
+                                             _mm512_setzero_si512(), (u), _mm512_loadu_si512((const void*)(xq)))), \
+                                         (sv), (acc))
+
+/* res[m] = W[row] . x[m] for mt rows of x (Q4_0, Q4_1, Q8_0); each row's float operations are the same
+   for every mt, so a row's result does not depend on the rows beside it */
+static inline __attribute__((always_inline)) void rows_b32(const int t, const uint8_t* row, const xq_t* X, float* res,
+                                                         const int mt) {
     const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    __m512 acc0[MR], acc1[MR], off[MR], S[MR];
+    for (int m = 0; m < mt; m++) acc0[m] = acc1[m] = off[m] = _mm512_setzero_ps();
     for (int64_t g = 0; g < nxb; g += 16) {
-        const int n = nxb - g < 16 ? (int)(nxb - g) : 16;
-        __m512 S;
-        b32_scales(t, row, g, n, X, &S, &off);
-        const int pairs = n / 2;
+        const int n = nxb - g < 16 ? (int)(nxb - g) : 16, pairs = n / 2;
+        __m512 d, c;
+        b32_header(t, row, g, n, &d, &c);
+        for (int m = 0; m < mt; m++) S[m] = b32_x(X, m, g, n, d, c, &off[m]);
 #pragma GCC unroll 8
         for (int p = 0; p < 8; p++) {                 /* unrolled: each pair's permute takes a constant */
             if (p >= pairs) break;
             const uint8_t* B0 = row + (g + 2 * p) * bytes;
             prefetch_ahead(B0, 2 * bytes);
-            const __m512i x = _mm512_loadu_si512((const void*)(X->q + 32 * (g + 2 * p)));
-            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b32_codes(t, B0, B0 + bytes, 0), x);
-            if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc1);
-            else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc0);
+            const __m512i u = b32_codes(t, B0, B0 + bytes, 0);
+            for (int m = 0; m < mt; m++) {
+                const int8_t* xq = X->q + m * X->K + 32 * (g + 2 * p);
+                if (p & 1) ACC_PAIR(acc1[m], u, xq, pairs_of(S[m], p));
+                else ACC_PAIR(acc0[m], u, xq, pairs_of(S[m], p));
+            }
         }
-        const int p = pairs;
         if (n & 1) {                                  /* an odd last block: x's upper half masked to 0 */
-            const uint8_t* B0 = row + (g + 2 * p) * bytes;
-            const __m512i x = _mm512_maskz_loadu_epi8(0xFFFFFFFFULL, (const void*)(X->q + 32 * (g + 2 * p)));
-            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b32_codes(t, B0, B0, 1), x);
-            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_maskz_mov_ps(0x00FF, pairs_of(S, p)), acc1);
+            const uint8_t* B0 = row + (g + 2 * pairs) * bytes;
+            const __m512i u = b32_codes(t, B0, B0, 1);
+            for (int m = 0; m < mt; m++) {
+                const __m512i x = _mm512_maskz_loadu_epi8(0xFFFFFFFFULL, (const void*)(X->q + m * X->K + 32 * (g + 2 * pairs)));
+                const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+                acc1[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_maskz_mov_ps(0x00FF, pairs_of(S[m], pairs)),
+                                          acc1[m]);
+            }
         }
     }
-    return reduce2(acc0, acc1) + _mm512_reduce_add_ps(off);
+    for (int m = 0; m < mt; m++) res[m] = reduce2(acc0[m], acc1[m]) + _mm512_reduce_add_ps(off[m]);
 }
 
 /* The twelve scale bytes q of a Q4_K block as floats: the 8 scales sc in lanes 0-7, the 8 mins m in
@@ -571,16 +546,18 @@ static inline __m512 k4_scales_mins_ps(const uint8_t* q) {
     return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_shuffle_epi32(r, _MM_SHUFFLE(3, 1, 2, 0))));
 }
 
-/* Q4_K: per super-block of 256 weights, the 8 scales s d_x and the offsets -dmin m (sum q_x) d_x at
-   once; unit pair p (units 2p, 2p + 1) is the 32 code bytes at 16 + 32 p: low nibbles unit 2p, high
-   nibbles unit 2p + 1 */
-static inline float row_q4k(const uint8_t* row, const xq_t* X) {
-    const int64_t nsb = X->K / QK_K;
+/* Q4_K, mt rows of x: per super-block of 256 weights, the 8 scales s d_x and the offsets
+   -dmin m (sum q_x) d_x at once; unit pair p (units 2p, 2p + 1) is the 32 code bytes at 16 + 32 p:
+   low nibbles unit 2p, high nibbles unit 2p + 1 */
+static inline __attribute__((always_inline)) void rows_q4k(const uint8_t* row, const xq_t* X, float* res,
+                                                         const int mt) {
+    const int64_t nsb = X->K / QK_K, nxb = X->K / 32;
     const __m512i cnt = _mm512_setr_epi64(0, 0, 0, 0, 0x0004000400040004LL, 0x0004000400040004LL,
                                           0x0004000400040004LL, 0x0004000400040004LL);
     const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const __m512i mins = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    __m512 acc0[MR], acc1[MR], off[MR], S[MR];
+    for (int m = 0; m < mt; m++) acc0[m] = acc1[m] = off[m] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nsb; b++) {
         const uint8_t* B = row + b * 144;
         prefetch_ahead(B, 144);
@@ -588,26 +565,31 @@ static inline float row_q4k(const uint8_t* row, const xq_t* X) {
         memcpy(&h, B, 4);
         const __m512 dm = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))));
         const __m512 v = _mm512_mul_ps(k4_scales_mins_ps(B + 4), dm);         /* d sc (0-7), dmin m (8-15) */
-        const __m512 S = _mm512_mul_ps(v, _mm512_zextps256_ps512(_mm256_loadu_ps(X->d + 8 * b)));
-        off = _mm512_fnmadd_ps(_mm512_permutexvar_ps(mins, v), _mm512_loadu_ps(X->xs + 16 * b), off);
+        const __m512 c = _mm512_permutexvar_ps(mins, v);
+        for (int m = 0; m < mt; m++) {
+            S[m] = _mm512_mul_ps(v, _mm512_zextps256_ps512(_mm256_loadu_ps(X->d + m * nxb + 8 * b)));
+            off[m] = _mm512_fnmadd_ps(c, _mm512_loadu_ps(X->xs + 2 * m * nxb + 16 * b), off[m]);
+        }
         for (int p = 0; p < 4; p++) {
             const __m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(B + 16 + 32 * p)));
             const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(w, cnt), _mm512_set1_epi8(0xF));
-            const __m512i x = _mm512_loadu_si512((const void*)(X->q + 32 * (8 * b + 2 * p)));
-            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
-            if (p & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc1);
-            else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pairs_of(S, p), acc0);
+            for (int m = 0; m < mt; m++) {
+                const int8_t* xq = X->q + m * X->K + 32 * (8 * b + 2 * p);
+                if (p & 1) ACC_PAIR(acc1[m], u, xq, pairs_of(S[m], p));
+                else ACC_PAIR(acc0[m], u, xq, pairs_of(S[m], p));
+            }
         }
     }
-    return reduce2(acc0, acc1) + _mm512_reduce_add_ps(off);
+    for (int m = 0; m < mt; m++) res[m] = reduce2(acc0[m], acc1[m]) + _mm512_reduce_add_ps(off[m]);
 }
 
-/* Q6_K: ql[128], qh[64], scales[16] int8, d; unit j = 4 h + r: low 4 bits from ql[64 h + 32 (r & 1)]
-   (shifted by 4 (r >> 1)), top 2 from qh[32 h] (shifted by 2 r). Units r = 0, 1 (and 2, 3) of a half
-   read one 64-byte ql load with one shift; their qh bits come from one broadcast with a shift per
-   half. Scales per 16 weights: lanes 4i..4i+3 of a pair's dot carry scale 4 of them. */
-static inline float row_q6k(const uint8_t* row, const xq_t* X) {
-    const int64_t nsb = X->K / QK_K;
+/* Q6_K, mt rows of x: ql[128], qh[64], scales[16] int8, d; unit j = 4 h + r: low 4 bits from
+   ql[64 h + 32 (r & 1)] (shifted by 4 (r >> 1)), top 2 from qh[32 h] (shifted by 2 r). Units r = 0, 1
+   (and 2, 3) of a half read one 64-byte ql load with one shift; their qh bits come from one broadcast
+   with a shift per half. Scales per 16 weights: lanes 4i..4i+3 of a pair's dot carry scale 4 of them. */
+static inline __attribute__((always_inline)) void rows_q6k(const uint8_t* row, const xq_t* X, float* res,
+                                                         const int mt) {
+    const int64_t nsb = X->K / QK_K, nxb = X->K / 32;
     const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     const __m512i sh01 = _mm512_setr_epi64(0x0004000400040004LL, 0x0004000400040004LL, 0x0004000400040004LL,
                                            0x0004000400040004LL, 0x0002000200020002LL, 0x0002000200020002LL,
@@ -615,32 +597,48 @@ static inline float row_q6k(const uint8_t* row, const xq_t* X) {
     const __m512i sh23 = _mm512_setr_epi64(0, 0, 0, 0, 0x0002000200020002LL, 0x0002000200020002LL,
                                            0x0002000200020002LL, 0x0002000200020002LL);  /* qh >> 0, >> 2 */
     const __m512i lo4 = _mm512_set1_epi8(0xF), top2 = _mm512_set1_epi8(0x30);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    __m512 acc0[MR], acc1[MR], off[MR], S[MR];
+    for (int m = 0; m < mt; m++) acc0[m] = acc1[m] = off[m] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nsb; b++) {
         const uint8_t* B = row + b * 210;
         prefetch_ahead(B, 210);
         const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(B + 192)))),
                                        _mm512_set1_ps(h2f(B + 208)));             /* s per 16 weights */
-        off = _mm512_fmadd_ps(_mm512_mul_ps(s, _mm512_set1_ps(-32.0f)), _mm512_loadu_ps(X->xs + 16 * b), off);
-        const __m512 S = _mm512_mul_ps(s, _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(X->d + 8 * b))));
+        const __m512 c = _mm512_mul_ps(s, _mm512_set1_ps(-32.0f));
+        for (int m = 0; m < mt; m++) {
+            off[m] = _mm512_fmadd_ps(c, _mm512_loadu_ps(X->xs + 2 * m * nxb + 16 * b), off[m]);
+            S[m] = _mm512_mul_ps(s, _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(
+                                                                  _mm256_loadu_ps(X->d + m * nxb + 8 * b))));
+        }
         for (int h = 0; h < 2; h++) {
             const __m512i ql = _mm512_loadu_si512((const void*)(B + 64 * h));
             const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(B + 128 + 32 * h)));
             for (int r = 0; r < 4; r += 2) {
                 const __m512i lo = _mm512_and_si512(r ? _mm512_srli_epi16(ql, 4) : ql, lo4);
                 const __m512i hi = _mm512_and_si512(r ? _mm512_srlv_epi16(qh, sh23) : _mm512_sllv_epi16(qh, sh01), top2);
+                const __m512i u = _mm512_or_si512(lo, hi);
                 const int j = 4 * h + r;                  /* units j, j + 1: x blocks 8 b + j, + 1 */
-                const __m512i x = _mm512_loadu_si512((const void*)(X->q + 32 * (8 * b + j)));
-                const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_or_si512(lo, hi), x);
                 const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
                                                      _mm512_set1_epi32(2 * j));
-                const __m512 sv = _mm512_permutexvar_ps(idx, S);
-                if (r) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc1);
-                else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sv, acc0);
+                for (int m = 0; m < mt; m++) {
+                    const int8_t* xq = X->q + m * X->K + 32 * (8 * b + j);
+                    if (r) ACC_PAIR(acc1[m], u, xq, _mm512_permutexvar_ps(idx, S[m]));
+                    else ACC_PAIR(acc0[m], u, xq, _mm512_permutexvar_ps(idx, S[m]));
+                }
             }
         }
     }
-    return reduce2(acc0, acc1) + _mm512_reduce_add_ps(off);
+    for (int m = 0; m < mt; m++) res[m] = reduce2(acc0[m], acc1[m]) + _mm512_reduce_add_ps(off[m]);
+}
+
+/* the formats with rows of their own above: 1, and res[0..mt) = W[row] . x[m] */
+static inline __attribute__((always_inline)) int own_rows(const int t, const uint8_t* row, const xq_t* X, float* res,
+                                                        const int mt) {
+    if (fast_pair(t)) rows_b32(t, row, X, res, mt);
+    else if (t == T_Q4_K) rows_q4k(row, X, res, mt);
+    else if (t == T_Q6_K) rows_q6k(row, X, res, mt);
+    else return 0;
+    return 1;
 }
 
 static inline __attribute__((always_inline)) float row1_any(const int t, const uint8_t* row, const xq_t* X) {
@@ -686,10 +684,8 @@ static inline __attribute__((always_inline)) float row1_any(const int t, const u
 }
 
 static inline __attribute__((always_inline)) float row1(const int t, const uint8_t* row, const xq_t* X) {
-    if (fast_pair(t)) return row_b32(t, row, X);
-    if (t == T_Q4_K) return row_q4k(row, X);
-    if (t == T_Q6_K) return row_q6k(row, X);
-    return row1_any(t, row, X);
+    float r;
+    return own_rows(t, row, X, &r, 1) ? r : row1_any(t, row, X);
 }
 #endif
 
@@ -724,6 +720,7 @@ static inline __attribute__((always_inline)) void pair_rows(const int t, __m256i
    verification against plain decoding). */
 static inline __attribute__((always_inline)) void tile512(const int t, const uint8_t* row, const xq_t* X,
                                                           float* res, const int mt) {
+    if (own_rows(t, row, X, res, mt)) return;
     const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
     __m512 acc[2][MR];
     __m128 off[2][MR];
@@ -735,14 +732,6 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
         int64_t b = 0;
         for (; b + 1 < nxb; b += 2) {
             const int a = (b / 2) & 1;
-            if (fast_pair(t)) {
-                __m512i u;
-                __m512 sv;
-                __m128 cv;
-                pair_load(t, row + b * bytes, row + (b + 1) * bytes, &u, &sv, &cv);
-                pair_acc(u, sv, cv, X, b, acc[a], off[a], mt);
-                continue;
-            }
             scl_t s0, s1;
             prep(t, row + b * bytes, &s0);
             prep(t, row + (b + 1) * bytes, &s1);
