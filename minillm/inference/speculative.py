@@ -91,10 +91,14 @@ def _speculate(target, proposer, ids, max_new_tokens, k, sampler, capacity):
     n_prompt = len(seq)
     cache = KVCache.allocate(target.config, 1, capacity)
     stats = {"proposed": 0, "accepted": 0, "target_calls": 0, "steps": 0}
-    # invariant at the top of the loop: cache holds seq[:-1]; the last token has not been fed
-    if n_prompt > 1:
-        forward_cached(target, np.asarray(seq[:-1], dtype=np.int64)[None, :], cache)
+    # The whole prompt is prefilled and the first token drawn from its last logits, as generate()
+    # does: the prompt's last position then takes the same route (a long prompt's forward, which
+    # may run other kernels than a verification's) in both, and greedy outputs stay equal.
+    if max_new_tokens > 0:
+        logits = forward_cached(target, np.asarray(seq, dtype=np.int64)[None, :], cache)[0, -1]
         stats["target_calls"] += 1
+        seq.append(sampler.sample(logits, seq))
+    # invariant at the top of the loop: cache holds seq[:-1]; the last token has not been fed
     while len(seq) - n_prompt < max_new_tokens:
         remaining = max_new_tokens - (len(seq) - n_prompt)
         drafts, q = proposer.propose(seq, min(k, remaining)) if k > 0 else ([], None)
