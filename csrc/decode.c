@@ -149,9 +149,11 @@ static void leave_shared_core(int tid, int nt, const int* cpus) {
 
 /* out (M, ldo) = x (M, K) W_i^T for the weights of a group, their outputs side by side in each row
  * of out: tasks of TASK_ROWS rows of a weight, each for all M rows of x, taken through *next
- * (next_task) until none are left. A quantized W needs sums of x per block (quant.c), or x quantized to int8
- * (qgemm.c, ggml blocks with GGML_ACT_INT8, the same for every such W of the group); each thread
- * computes them, into its own buffer sums, the first time it needs them. The kernels that read one
+ * (next_task) until none are left. A quantized W needs sums of x per block (quant.c), or x
+ * quantized to int8 (qgemm.c, ggml blocks with GGML_ACT_INT8, the same for every such W of the
+ * group); each thread
+ * computes them, into its own buffer sums, the first time it needs them -- unless qx is given: x
+ * quantized (qgemm.c's layout for M rows) by the phase that wrote it, each thread its own part. The kernels that read one
  * row of x at a time (quant.c, ggml_blocks.c's exact rows) take the M rows in turn, the sums of
  * each recomputed per task when M > 1. */
 #define QX_READY (-2)
@@ -174,8 +176,12 @@ static int64_t next_task(atomic_long* next, int64_t ntasks, int segs, int* seg, 
     return -1;
 }
 
+static int int8_act(const decode_linear_t* W) {   /* ggml blocks read with int8 activations (qgemm.c) */
+    return W->w && W->fmt >= GGML_DECODE_FMT && ((W->fmt - GGML_DECODE_FMT) & GGML_ACT_INT8);
+}
+
 static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const decode_linear_t* const* ws,
-                       const int64_t* Ns, int count, int64_t K, atomic_long* next, float* sums) {
+                       const int64_t* Ns, int count, int64_t K, atomic_long* next, float* sums, const void* qx) {
     int64_t ntasks = 0;
     for (int i = 0; i < count; i++) ntasks += (Ns[i] + TASK_ROWS - 1) / TASK_ROWS;
     int have_sums = -1;                       /* the weight whose sums are in `sums` (M = 1) */
@@ -196,12 +202,13 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
             gemm_rows(o, ldo, x, M, (const float*)W->w + n0 * K, nb, K);
             continue;
         }
-        if (W->fmt >= GGML_DECODE_FMT && ((W->fmt - GGML_DECODE_FMT) & GGML_ACT_INT8)) {
-            if (have_sums != QX_READY) {      /* int8 activations: x quantized once per thread and group */
+        if (int8_act(W)) {
+            if (!qx && have_sums != QX_READY) {   /* x not quantized by the phase that wrote it: once per
+                                                     thread and group */
                 qgemm_prepare_x(x, M, K, sums);
                 have_sums = QX_READY;
             }
-            qgemm_rows((W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8, o, ldo, sums, M, K, n0, nb,
+            qgemm_rows((W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8, o, ldo, qx ? qx : sums, M, K, n0, nb,
                        (const uint8_t*)W->w);
             continue;
         }
@@ -223,8 +230,8 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
 
 /* out (M, ldo) = x (M, K) W^T for one weight W (N, K), in tasks as above */
 static void gemm_one(float* out, int64_t ldo, const float* x, int64_t M, const decode_linear_t* W, int64_t N,
-                     int64_t K, atomic_long* next, float* sums) {
-    gemv_tasks(out, ldo, x, M, &W, &N, 1, K, next, sums);
+                     int64_t K, atomic_long* next, float* sums, const void* qx) {
+    gemv_tasks(out, ldo, x, M, &W, &N, 1, K, next, sums, qx);
 }
 
 /* an optional bias's i-th entry: NULL stays NULL */
@@ -259,6 +266,7 @@ typedef struct {
     float* o;                                 /* (M, C) output of o or down */
     float* gu;                                /* (M, 2F) gate | up, or up */
     float* act;                               /* (M, F) */
+    void* qx;                                 /* the input of the next int8 GEMM, quantized (qgemm.c) */
     barrier_t* bar;
 } step_t;
 
@@ -299,35 +307,50 @@ static void attend_kv_head(const step_t* st, float* const* p, int64_t m, int64_t
  * m % nt), so a thread that finishes one for a row may start the next for it without a barrier. */
 #define MY_ROWS(m, st, tid, nt) for (int64_t m = tid; m < (st)->M; m += nt)
 
+/* Row m of the (M, K) input x of an int8 GEMM, columns k0..k1-1, into st->qx: each phase that
+ * writes such an input quantizes the part it wrote, so no thread quantizes all of it again. */
+static void quantize_part(const step_t* st, const float* x, int64_t M, int64_t K, int64_t m, int64_t k0, int64_t k1) {
+    qgemm_prepare_span(x, M, K, m, k0, k1, st->qx);
+}
+
 /* Phases 1-5: x += attention(norm1(x)) W_o^T + b_o, then h = norm2(x). */
 static void attention_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin,
                                 atomic_long* nx, int tid, int nt, float* s, float* sums) {
-    const int64_t C = st->C, Cq = st->Cq, Ckv = st->Ckv, M = st->M;
+    const int64_t C = st->C, Cq = st->Cq, Ckv = st->Ckv, M = st->M, span = st->rep * st->D;
     const int fused = lin[W_K].w == NULL;
     const float* bq = p[Q_B];                   /* a fused qkv.b holds all three */
     const float* bk = fused ? bias_at(bq, Cq) : p[K_B];
     const float* bv = fused ? bias_at(bq, Cq + Ckv) : p[V_B];
-    MY_ROWS(m, st, tid, nt) norm(st->h + m * C, st->x + m * C, p[LN1_W], p[LN1_B], C, st->layernorm, st->eps);
+    const int q8 = int8_act(&lin[W_Q]) || int8_act(&lin[W_K]) || int8_act(&lin[W_V]);
+    const int o8 = int8_act(&lin[W_O]) && span % 32 == 0, up8 = int8_act(&lin[W_GATE]) || int8_act(&lin[W_UP]);
+    MY_ROWS(m, st, tid, nt) {
+        norm(st->h + m * C, st->x + m * C, p[LN1_W], p[LN1_B], C, st->layernorm, st->eps);
+        if (q8) quantize_part(st, st->h, M, C, m, 0, C);
+    }
     barrier_wait(st->bar, nt);
     {   /* 2: q, k, v */
         const decode_linear_t* ws[3] = {&lin[W_Q], &lin[W_K], &lin[W_V]};
         const int64_t Ns[3] = {fused ? st->Nqkv : Cq, Ckv, Ckv};
-        gemv_tasks(st->qkv, st->Nqkv, st->h, M, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums);
+        gemv_tasks(st->qkv, st->Nqkv, st->h, M, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums, q8 ? st->qx : NULL);
     }
     barrier_wait(st->bar, nt);
     for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_STORE], 1, memory_order_relaxed)) < M * st->Hkv;)
         store_kv_head(st, p, bq, bk, bv, t / st->Hkv, t % st->Hkv);  /* 3a: every row's keys first */
     barrier_wait(st->bar, nt);
-    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS], 1, memory_order_relaxed)) < M * st->Hkv;)
-        attend_kv_head(st, p, t / st->Hkv, t % st->Hkv, s);         /* 3b: one (row, kv head) per task */
+    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS], 1, memory_order_relaxed)) < M * st->Hkv;) {
+        const int64_t m = t / st->Hkv, hk = t % st->Hkv;           /* 3b: one (row, kv head) per task */
+        attend_kv_head(st, p, m, hk, s);
+        if (o8) quantize_part(st, st->att, M, Cq, m, hk * span, (hk + 1) * span);
+    }
     barrier_wait(st->bar, nt);
-    gemm_one(st->o, C, st->att, M, &lin[W_O], C, Cq, &nx[PH_O], sums);      /* 4: o */
+    gemm_one(st->o, C, st->att, M, &lin[W_O], C, Cq, &nx[PH_O], sums, o8 ? st->qx : NULL);   /* 4: o */
     barrier_wait(st->bar, nt);
     MY_ROWS(m, st, tid, nt) {  /* 5 */
         float *x = st->x + m * C, *o = st->o + m * C;
         add_bias(o, p[O_B], C);
         for (int64_t c = 0; c < C; c++) x[c] += o[c];
         norm(st->h + m * C, x, p[LN2_W], p[LN2_B], C, st->layernorm, st->eps);
+        if (up8) quantize_part(st, st->h, M, C, m, 0, C);
     }
     barrier_wait(st->bar, nt);
 }
@@ -338,14 +361,16 @@ static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear
     const int64_t C = st->C, F = st->F, M = st->M;
     const int swiglu = lin[W_GATE].w != NULL;
     const int64_t ldg = swiglu ? 2 * F : F;
+    const int up8 = int8_act(&lin[W_GATE]) || int8_act(&lin[W_UP]), down8 = int8_act(&lin[W_DOWN]);
     {   /* 6: gate and up, side by side in each row of gu */
         const decode_linear_t* ws[2] = {swiglu ? &lin[W_GATE] : &lin[W_UP], &lin[W_UP]};
         const int64_t Ns[2] = {F, F};
-        gemv_tasks(st->gu, ldg, st->h, M, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums);
+        gemv_tasks(st->gu, ldg, st->h, M, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums, up8 ? st->qx : NULL);
     }
     barrier_wait(st->bar, nt);
-    {   /* 7: this thread's share of the F channels of every row, a multiple of 8 */
-        const int64_t share = ((F + nt - 1) / nt + 7) / 8 * 8;
+    {   /* 7: this thread's share of the F channels of every row, a multiple of 32 (whole blocks of
+           the int8 quantization of act, which it does for its share too) */
+        const int64_t share = ((F + nt - 1) / nt + 31) / 32 * 32;
         const int64_t f0 = tid * share < F ? tid * share : F;
         const int64_t f1 = f0 + share < F ? f0 + share : F;
         for (int64_t m = 0; m < M; m++) {
@@ -358,10 +383,11 @@ static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear
             } else {
                 gelu_span(act + f0, up + f0, f1 - f0);
             }
+            if (down8) quantize_part(st, st->act, M, F, m, f0, f1);
         }
     }
     barrier_wait(st->bar, nt);
-    gemm_one(st->o, C, st->act, M, &lin[W_DOWN], C, F, &nx[PH_DOWN], sums);  /* 8: down */
+    gemm_one(st->o, C, st->act, M, &lin[W_DOWN], C, F, &nx[PH_DOWN], sums, down8 ? st->qx : NULL);  /* 8 */
     barrier_wait(st->bar, nt);
     MY_ROWS(m, st, tid, nt) {  /* the next layer's step 1 takes the same rows: no barrier between */
         float *x = st->x + m * C, *o = st->o + m * C;
@@ -375,10 +401,13 @@ static void head_phase(const step_t* st, const float* lnf_w, const float* lnf_b,
                        int64_t V, const int32_t* head_rows, int64_t n_head, float* logits, atomic_long* next,
                        int tid, int nt, float* sums) {
     const int64_t C = st->C;
-    for (int64_t j = tid; j < n_head; j += nt)
+    const int h8 = int8_act(head);
+    for (int64_t j = tid; j < n_head; j += nt) {
         norm(st->h + j * C, st->x + head_rows[j] * C, lnf_w, lnf_b, C, st->layernorm, st->eps);
+        if (h8) quantize_part(st, st->h, n_head, C, j, 0, C);
+    }
     barrier_wait(st->bar, nt);
-    gemm_one(logits, V, st->h, n_head, head, V, C, next, sums);
+    gemm_one(logits, V, st->h, n_head, head, V, C, next, sums, h8 ? st->qx : NULL);
 }
 
 /* Every row index, position and block id the step will follow is in range: 0, or -2. */
@@ -421,7 +450,7 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     const int64_t qx_floats = (qgemm_scratch_bytes(M, K_max) + 3) / 4 + 1;
     const int64_t per_thread = rep * n_max + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
     const int64_t rows = M * (C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F);
-    float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * per_thread));
+    float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * per_thread + qx_floats));
     atomic_long* next = calloc((size_t)(L * N_PHASES + 1), sizeof(atomic_long));  /* + the head's */
     barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
     int* cpus = malloc(sizeof(int) * (size_t)nthreads_max);   /* the core of each thread */
@@ -434,13 +463,14 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     atomic_init(&bar->sleepers, 0);
     step_t st = {M, C, H, Hkv, D, F, rep, Cq, Ckv, Cq + 2 * Ckv, block_size, Hkv * block_size * D, max_blocks,
                  tables, row_table, row_pos, layernorm, eps, 1.0f / sqrtf((float)D), rope_cos, rope_sin, x, buf,
-                 NULL, NULL, NULL, NULL, NULL, bar};
+                 NULL, NULL, NULL, NULL, NULL, NULL, bar};
     st.qkv = st.h + M * C;
     st.att = st.qkv + M * st.Nqkv;
     st.o = st.att + M * Cq;
     st.gu = st.o + M * C;
     st.act = st.gu + M * 2 * F;
     float* per_thread_buf = st.act + M * F;       /* (threads, per_thread) */
+    st.qx = per_thread_buf + (int64_t)nthreads_max * per_thread;
 
     #pragma omp parallel num_threads(nthreads_max)
     {

@@ -104,6 +104,14 @@ void qgemm_prepare_x(const float* x, int64_t M, int64_t K, void* scratch) {
     for (int64_t i = 0; i < M * K / 32; i++) quantize_block(x + 32 * i, q + 32 * i, d + i, xs + 2 * i);
 }
 
+void qgemm_prepare_span(const float* x, int64_t M, int64_t K, int64_t m, int64_t k0, int64_t k1, void* scratch) {
+    int8_t* q = (int8_t*)scratch;
+    float* d = (float*)((char*)scratch + q_bytes(M, K));
+    float* xs = d + M * K / 32;
+    for (int64_t i = (m * K + k0) / 32; i < (m * K + k1) / 32; i++)
+        quantize_block(x + 32 * i, q + 32 * i, d + i, xs + 2 * i);
+}
+
 int32_t qgemm_quantize_x(const float* x, int64_t M, int64_t K, int8_t* q, float* d, float* s) {
     if (K <= 0 || K % 32 || M < 0) return -1;
     for (int64_t i = 0; i < M * K / 32; i++) quantize_block(x + 32 * i, q + 32 * i, d + i, s + 2 * i);

@@ -1,7 +1,7 @@
 """Speculative decoding on a real model: SmolLM2-135M-Instruct as the target (float32, and Q8_0),
 drafted by the same model quantized to Q2_K or Q4_0 (self-speculation) or by prompt lookup (n-grams
-copied from the prompt, no draft model). The quantized models (drafts, and the Q8_0 target) hold the
-LM head in their format too (quantize(..., head=True)): the 49152 x 576 head is a fifth of SmolLM2's
+copied from the prompt, no draft model). The quantized models (drafts, and the Q8_0 target) run
+with int8 activations, as GGUF files load by default, and hold the LM head in their format too (quantize(..., head=True)): the 49152 x 576 head is a fifth of SmolLM2's
 float32 weights, and a draft that kept it in float32 would cost close to half a target step. For each draft, k tokens per step and temperature: the
 acceptance rate (accepted / proposed drafts), tokens per target call, and the wall-clock speedup
 over plain decoding of the same target (minillm.inference.generate with its KV cache).
@@ -71,6 +71,8 @@ def main():
     models = {"f32": f32}
     for name in set(args.targets.split(",") + args.drafts.split(",")) - {"f32", "lookup"}:
         models[name] = quantize(f32, "rtn", format=name, head=True)   # block linears and the LM head
+        for layer in models[name].quantized.values():                 # int8 activations, as minillm.load
+            layer.act_int8 = True                                     # gives a GGUF file's layers
     ks = [int(k) for k in args.ks.split(",")]
     greedy = None
     print(f"prompt: {len(ids)} tokens; {args.new_tokens} new tokens per run\n")

@@ -29,12 +29,6 @@ from .kv_cache import KVCache
 from .sampling import Sampler, draw
 from .decode import forward_cached
 
-# A draft that is behind by this many tokens or fewer catches up one token per call: a one-token
-# forward runs the fused native decode step (decode_native), a multi-token one the block-by-block
-# path, which for 2 tokens cost 149 against 56 ms for one token on SmolLM2 with a Q4_0 draft
-# (measured on a busy host; the ratio, not the times, is the point).
-CATCH_UP_SINGLY = 3
-
 
 class DraftModelProposer:
     """Proposals from a smaller model sharing the target's vocabulary, with its own KV cache."""
@@ -46,11 +40,8 @@ class DraftModelProposer:
 
     def propose(self, seq, k):  # -> drafts [k ints], q (k, V) float64
         drafts, qs = [], []
-        feed = seq[self.cache.pos:]               # tokens the draft has not seen yet (>= 1)
-        if 1 < len(feed) <= CATCH_UP_SINGLY:      # after a fully accepted round: [x_k, bonus]
-            for token in feed[:-1]:               # one-token steps take the fused decode step
-                forward_cached(self.model, np.asarray([[token]], dtype=np.int64), self.cache)
-            feed = feed[-1:]
+        feed = seq[self.cache.pos:]               # tokens the draft has not seen yet (>= 1; [x_k, bonus]
+                                                  # after a fully accepted round: one C step for both)
         for _ in range(k):
             logits = forward_cached(self.model, np.asarray(feed, dtype=np.int64)[None, :], self.cache)[0, -1]
             self.calls += 1
@@ -100,10 +91,14 @@ def _speculate(target, proposer, ids, max_new_tokens, k, sampler, capacity):
     n_prompt = len(seq)
     cache = KVCache.allocate(target.config, 1, capacity)
     stats = {"proposed": 0, "accepted": 0, "target_calls": 0, "steps": 0}
-    # invariant at the top of the loop: cache holds seq[:-1]; the last token has not been fed
-    if n_prompt > 1:
-        forward_cached(target, np.asarray(seq[:-1], dtype=np.int64)[None, :], cache)
+    # The whole prompt is prefilled and the first token drawn from its last logits, as generate()
+    # does: the prompt's last position then takes the same route (a long prompt's forward, which
+    # may run other kernels than a verification's) in both, and greedy outputs stay equal.
+    if max_new_tokens > 0:
+        logits = forward_cached(target, np.asarray(seq, dtype=np.int64)[None, :], cache)[0, -1]
         stats["target_calls"] += 1
+        seq.append(sampler.sample(logits, seq))
+    # invariant at the top of the loop: cache holds seq[:-1]; the last token has not been fed
     while len(seq) - n_prompt < max_new_tokens:
         remaining = max_new_tokens - (len(seq) - n_prompt)
         drafts, q = proposer.propose(seq, min(k, remaining)) if k > 0 else ([], None)
