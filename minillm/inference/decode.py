@@ -4,8 +4,10 @@ pos..pos+T-1 that attend to the keys and values cached before them (Pope et al. 
 Two paths give the same logits. The block-by-block one runs Transformer.forward_with with an
 attention hook that writes the new keys and values into the cache and attends over it
 (`cached_attention`). For one token of one sequence, `decode_native` runs every block in one C call
-(kernels.decode_step, csrc/decode.c) instead; it is taken whenever the model and the cache fit it.
-The paged cache of the serving engine (engine.py) plugs into the same hook.
+(kernels.decode_step, csrc/decode.c) instead, and for 2..NATIVE_MAX_ROWS tokens `rows_native` does
+the same through kernels.paged_step (the cache read as one block); they are taken whenever the model
+and the cache fit them. The serving engine (engine.py) runs its paged cache through the same two
+routes: paged_step, or the block-by-block forward with its own attention hook.
 """
 import numpy as np
 
@@ -163,8 +165,8 @@ def rows_native(model, tokens, kv):
     """logits (T, V) of T > 1 tokens of one sequence (B = 1: a prompt, a speculative verification)
     through kernels.paged_step, the contiguous cache read as one block of Smax positions: every
     block in one C call, the tokens attending to the cache and causally to each other. None when
-    the model or the cache does not fit it or the run is long (rows_fit); the
-    caller then takes the block-by-block path. Does not advance kv.pos."""
+    the model or the cache does not fit it or the run is long (rows_fit); the caller then takes the
+    block-by-block path. Does not advance kv.pos."""
     if kernels.paged_step is None or not _fits_native(model, tokens, kv):
         return None
     T, pos, Smax = tokens.shape[1], kv.pos, kv.k.shape[3]

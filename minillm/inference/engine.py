@@ -2,12 +2,13 @@
 iteration-level scheduling; Kwon et al. 2023, "vLLM", Sec. 4.5 scheduling and preemption; Agrawal
 et al. 2024, "Sarathi-Serve": chunked prefill under a per-step token budget).
 
-Every step() the scheduler decides which requests run and how many of their tokens, then ONE model
-forward runs them all: the scheduled tokens of every sequence are packed into a single row (B=1,
-T=total tokens) with their own positions, and the attention hook routes each sequence's queries to
-its own keys and values in the paged cache:
-  - prefill chunks attend causally over the sequence's cached positions plus the new ones;
-  - decode tokens (one per sequence) go to the PagedAttention kernel through the block tables.
+Every step() the scheduler decides which requests run and how many of their tokens, then one forward
+runs them (paged_forward): the scheduled tokens of every sequence are rows with their own positions,
+each attending to its own sequence's keys and values in the paged cache (prefill chunks causally
+over the cached positions plus the new ones). Decode tokens and chunks of up to 32 tokens go through
+one C call for every layer (kernels.paged_step, attention through the block tables); longer chunks,
+or everything when the model does not fit the C step, through the block-by-block forward, packed
+into one row with an attention hook (decode tokens there go to the PagedAttention kernel).
 The batch changes every step: requests join as soon as blocks are free, leave the moment they finish
 -- or the moment abort() cancels them (a client went away): their blocks return to the pool at once.
 A request whose sampling fails (bad logits, bad settings) finishes alone with finish_reason "error".
@@ -53,7 +54,7 @@ def paged_forward(model, cache, plan, use_native=True):
         return _paged_forward_blocks(model, cache, plan, use_native)
     if len(short) == len(plan):
         return logits
-    rest = [i for i in range(len(plan)) if i not in set(short)]
+    rest = sorted(set(range(len(plan))) - set(short))
     out = np.empty((len(plan), logits.shape[1]), dtype=logits.dtype)
     out[short] = logits
     out[rest] = _paged_forward_blocks(model, cache, [plan[i] for i in rest], use_native)
