@@ -8,7 +8,7 @@
  * step and meet at barriers between the phases of each block. A step runs M rows (tokens), each
  * of some sequence at its own position; the serving engine's step is M decode tokens of M
  * sequences, plus the chunks of prompts being prefilled; a contiguous cache is the special case
- * of one sequence whose cache is one block (decode_step).
+ * of one sequence whose cache is one block (kernels.decode_step, one row).
  *
  *   1. rows: h = norm1(x)                row m on thread m % nt (MY_ROWS)
  *   2. all: qkv = h W_qkv^T              tasks of TASK_ROWS rows of the q, k, v weights, each
@@ -498,17 +498,4 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     }
     free(buf), free(next), free(bar), free(cpus);
     return 0;
-}
-
-/* One token of one sequence with a contiguous cache: the cache of a layer (Hkv, Smax, D) is a
- * paged cache of one block of Smax positions. */
-int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
-                    int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
-                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
-                    const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V,
-                    float* logits) {
-    const int32_t zero = 0, p = (int32_t)pos;
-    if (pos < 0 || pos >= Smax || pos > INT32_MAX) return -2;
-    return paged_step(x, 1, vecs, linears, L, C, H, Hkv, D, F, 1, Smax, &zero, 1, 1, &zero, &p, layernorm, eps,
-                      rope_cos, rope_sin, lnf_w, lnf_b, head, V, &zero, logits ? 1 : 0, logits);
 }

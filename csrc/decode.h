@@ -1,7 +1,6 @@
 /* csrc/decode.h -- one step of new tokens through every block of a Transformer in one OpenMP
- * parallel region: one token of one sequence with a contiguous cache (decode_step), or any rows,
- * each a token of some sequence at its own position, with a paged cache (paged_step: the serving
- * engine's step). References: minillm/kernels/reference.py (decode_step, paged_step), and
+ * parallel region (paged_step): any rows, each a token of some sequence at its own position, over a
+ * paged cache -- the serving engine's step, and with a one-block cache a decode step. References: minillm/kernels/reference.py (decode_step, paged_step), and
  * Transformer._block_forward with a KV cache (minillm/model.py), which runs the same kernels one
  * Python call at a time. */
 #ifndef MINILLM_DECODE_H
@@ -21,35 +20,25 @@ typedef struct {
 /* Per layer, DECODE_VECS float pointers (NULL where a model has none), in this order:
  *   0 ln1.w (C)  1 ln1.b (C, LayerNorm only)  2 q.b (H*D; the fused qkv.b (H*D + 2*Hkv*D))
  *   3 k.b (Hkv*D)  4 v.b  5 o.b (C)  6 ln2.w (C)  7 ln2.b (C)  8 gate.b (F)  9 up.b (F)  10 down.b (C)
- *  11 k cache (Hkv, Smax, D) of this layer  12 v cache (Hkv, Smax, D)
+ *  11 K pages (num_blocks, Hkv, block_size, D) of this layer  12 V pages (same shape)
  * and DECODE_LINEARS weights (w NULL where a model has none), in this order:
  *   0 q (H*D, C), or the fused qkv (H*D + 2*Hkv*D, C) with 1 and 2 empty   1 k (Hkv*D, C)
  *   2 v (Hkv*D, C)   3 o (C, H*D)   4 gate (F, C), empty for a GELU MLP   5 up (F, C)   6 down (C, F)
- * x (C): the token's embedding in, the last block's output out. The new key and value go to slot
- * pos of the caches; attention reads slots 0..pos. rope_cos, rope_sin (D/2): the rotation at pos,
- * or NULL for no RoPE. layernorm: 1 LayerNorm (ln*.b required), 0 RMSNorm. With logits (V) given,
- * the step ends with the model's head: logits = norm_f(x) W_head^T, W_head (V, C), norm_f weights
- * lnf_w (C) and lnf_b (C, LayerNorm only); x then holds the last block's output still. Returns 0,
- * -1 when out of memory or -2 when pos is not in [0, Smax), both found before anything is written. */
+ * x (M, C): the rows' embeddings in, the last block's outputs out. Row m is the token at position
+ * row_pos[m] of the sequence whose block table is tables[row_table[m]] (n_tables tables of
+ * max_blocks block ids; Kwon et al. 2023): its key and value go to the slot of that position, and
+ * it attends over positions 0..row_pos[m] of its sequence -- those already cached, and those of
+ * other rows of the same sequence written in this step (a prefill chunk), as every row's keys are
+ * stored before any row attends. A contiguous cache (Hkv, Smax, D) per layer is the case of one
+ * table {0} and one block of Smax positions (one token of one sequence: kernels.decode_step).
+ * rope_cos, rope_sin (M, D/2): each row's rotation, or NULL for no RoPE. layernorm: 1 LayerNorm
+ * (ln*.b required), 0 RMSNorm. With logits (n_head, V) given, the step ends with the model's head
+ * on the rows head_rows (n_head): logits = norm_f(x) W_head^T, W_head (V, C), norm_f weights lnf_w
+ * (C) and lnf_b (C, LayerNorm only); x then holds the last block's outputs still. Returns 0, -1
+ * when out of memory, -2 when a row, position, block id or head row is out of range (every one the
+ * step would follow is checked), both before anything is written. */
 #define DECODE_VECS 13
 #define DECODE_LINEARS 7
-int32_t decode_step(float* x, float* const* vecs, const decode_linear_t* linears, int64_t L, int64_t C,
-                    int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t Smax, int64_t pos,
-                    int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
-                    const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V,
-                    float* logits);
-
-
-/* M rows at once, x (M, C), the caches paged (Kwon et al. 2023): the vecs slots 11 and 12 of a layer
- * hold its K and V pages (num_blocks, Hkv, block_size, D). Row m is the token at position
- * row_pos[m] of the sequence whose block table is tables[row_table[m]] (n_tables tables of
- * max_blocks block ids): its key and value go to the slot of that position, and it attends over
- * positions 0..row_pos[m] of its sequence -- those already cached, and those of other rows of the
- * same sequence written in this step (a prefill chunk), as every row's keys are stored before any
- * row attends. rope_cos, rope_sin (M, D/2): each row's rotation, or NULL. With logits
- * (n_head, V) given, the head runs on the rows head_rows (n_head). Weights and vectors as for
- * decode_step. Returns 0, -1 when out of memory, -2 when a row, position, block id or head row
- * is out of range (every one the step would follow is checked), both before anything is written. */
 int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_t* linears, int64_t L,
                    int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t num_blocks, int64_t block_size,
                    const int32_t* tables, int64_t n_tables, int64_t max_blocks, const int32_t* row_table,

@@ -488,20 +488,18 @@ def _decode_linear(lin, a, name, shape, keep):
     keep.append(a)
 
 
-def _decode_sizes(layers, n_head, Hkv, D, C, rope_cos, rope_sin, rope_rows):
-    """H, F and the RoPE pointers of a step, checked (rope_rows: None for one (D/2,) row of each
-    table, else the number of rows, M)."""
+def _decode_sizes(layers, n_head, Hkv, D, rope_cos, rope_sin, M):
+    """H, F and the RoPE pointers (rope tables (M, D/2)) of a step, checked."""
     H = int(n_head)
     _check(len(layers) >= 1 and Hkv >= 1 and H >= Hkv and H % Hkv == 0,
-           f"decode_step: n_head={H} must be a multiple of the cache's kv heads {Hkv}, with at least one layer")
+           f"n_head={H} must be a multiple of the cache's kv heads {Hkv}, with at least one layer")
     up = layers[0].get("up.w")
     F = getattr(up, "N", None) if not isinstance(up, np.ndarray) else (up.shape[0] if up.ndim == 2 else None)
     _check(isinstance(F, int) and F >= 1, "layers[0]['up.w']: expected a weight of shape (F, C)")
     if rope_cos is None and rope_sin is None:
         return H, F, ffi.NULL, ffi.NULL
-    _check(D % 2 == 0, f"decode_step: RoPE needs an even head dim, got D={D}")
-    shape = (D // 2,) if rope_rows is None else (rope_rows, D // 2)
-    return H, F, f32(rope_cos, "rope_cos", shape), f32(rope_sin, "rope_sin", shape)
+    _check(D % 2 == 0, f"rope_cos: RoPE needs an even head dim, got D={D}")
+    return H, F, f32(rope_cos, "rope_cos", (M, D // 2)), f32(rope_sin, "rope_sin", (M, D // 2))
 
 
 def _build_tables(layers, C, Cq, Ckv, F, layernorm, keep):
@@ -548,7 +546,7 @@ def _decode_tables(layers, caches, C, Cq, Ckv, F, layernorm, keep):
         while len(_TABLES) >= _TABLES_KEPT:
             del _TABLES[next(iter(_TABLES))]                  # the oldest
         _TABLES[key] = entry
-    vecs, linears, refs, _ = entry
+    vecs, linears = entry[:2]
     n = len(DECODE_VECS)
     ptrs = []
     for l in range(len(layers)):
@@ -586,29 +584,23 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     0..pos. rope_cos, rope_sin (D/2,): the rotation at pos, or None (no RoPE). layernorm: True for
     LayerNorm (biases required), False for RMSNorm. head: None, or (ln_f.w, ln_f.b or None, W_head
     (V, C) as a weight above) to finish with the model's head in the same call; returns its logits
-    (V,) float32 then, else None. Everything is checked here: the C code trusts these tables."""
-    apart({"x": x, "k_cache": k_cache, "v_cache": v_cache}, {})   # written in place: must not overlap
-    px = f32(x, "x", (None,), True)
-    C = x.shape[0]
-    pk = f32(k_cache, "k_cache", (len(layers), 1, None, None, None), True)
-    L, _, Hkv, Smax, D = k_cache.shape
-    pv = f32(v_cache, "v_cache", (L, 1, Hkv, Smax, D), True)
-    H, F, pcos, psin = _decode_sizes(layers, n_head, Hkv, D, C, rope_cos, rope_sin, None)
+    (V,) float32 then, else None. Everything is checked here: the C code trusts these tables. It is
+    paged_step's case of one row and a cache of one block of Smax positions (the same memory:
+    (L, 1, Hkv, Smax, D) either way)."""
+    f32(x, "x", (None,), True)
+    f32(k_cache, "k_cache", (len(layers), 1, None, None, None), True)
+    f32(v_cache, "v_cache", k_cache.shape, True)
+    Smax = k_cache.shape[3]
     _check(isinstance(pos, (int, np.integer)) and 0 <= pos < Smax,
            f"pos: expected an int in [0, {Smax}) (the cache's capacity), got {pos!r}")
-    keep = []                                             # cdata that must outlive the call
-    vecs, linears = _decode_tables(layers, lambda l: (ffi.from_buffer("float[]", k_cache[l, 0]),
-                                                      ffi.from_buffer("float[]", v_cache[l, 0])),
-                                   C, H * D, Hkv * D, F, layernorm, keep)
-    plnf_w, plnf_b, phead, V = _decode_head(head, C, layernorm, keep)
-    logits = np.empty(V, dtype=np.float32) if head is not None else None
-    plogits = ffi.from_buffer("float[]", logits) if head is not None else ffi.NULL
-    status = lib.decode_step(px, vecs, linears, L, C, H, Hkv, D, F, Smax, int(pos), 1 if layernorm else 0,
-                             _scalar(eps, "eps"), pcos, psin, plnf_w, plnf_b, phead, V, plogits)
-    if status != 0:
-        raise MemoryError("decode_step: out of memory for its scratch buffers")
-    del pk, pv, keep                                      # held until the call returned
-    return logits
+    rope = []
+    for r, name in ((rope_cos, "rope_cos"), (rope_sin, "rope_sin")):
+        if r is not None:
+            _shape(r, name, (None,))                       # one row (D/2,); paged_step checks the rest
+        rope.append(None if r is None else r[None])
+    logits = paged_step(x[None], layers, k_cache, v_cache, np.zeros((1, 1), np.int32), np.zeros(1, np.int32),
+                        np.array([pos], np.int32), n_head, eps, layernorm, *rope, head)
+    return None if logits is None else logits[0]
 
 
 def _int32_rows(a, name, shape, low, high):
@@ -639,7 +631,7 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
     pk = f32(k_pages, "k_pages", (len(layers), None, None, None, None), True)
     L, NB, Hkv, bs, D = k_pages.shape
     pv = f32(v_pages, "v_pages", (L, NB, Hkv, bs, D), True)
-    H, F, pcos, psin = _decode_sizes(layers, n_head, Hkv, D, C, rope_cos, rope_sin, M)
+    H, F, pcos, psin = _decode_sizes(layers, n_head, Hkv, D, rope_cos, rope_sin, M)
     _check(M >= 1 and NB >= 1, f"x, k_pages: expected at least one row and one block, got {M} and {NB}")
     tables = _int32_rows(tables, "tables", (None, None), 0, NB)
     S, MB = tables.shape

@@ -267,15 +267,6 @@ def _attend_row(q, k, v, n):  # q (1, H, 1, D), k v (1, Hkv, >= n, D) -> (H * D,
     return att.reshape(-1)
 
 
-def _decode_attention(x, layer, k_cache, v_cache, pos, n_head, rope_cos, rope_sin):
-    """One block's attention at decode: (C,) normed input -> (Cq,) heads side by side; writes
-    k_cache, v_cache (1, Hkv, Smax, D) at slot pos."""
-    Hkv, D = k_cache.shape[1], k_cache.shape[3]
-    q, k, v = _qkv_row(x, layer, n_head, Hkv, D, rope_cos, rope_sin)
-    k_cache[0, :, pos], v_cache[0, :, pos] = k[0, :, 0], v
-    return _attend_row(q, k_cache, v_cache, pos + 1)
-
-
 def _mlp_row(x, layer, eps, layernorm):  # x (C,) += the block's MLP of norm2(x)
     h = _row_norm(x, layer["ln2.w"], layer.get("ln2.b"), eps, layernorm)
     up = _row_linear(h, layer["up.w"], layer.get("up.b"))                                # (F,)
@@ -285,24 +276,6 @@ def _mlp_row(x, layer, eps, layernorm):  # x (C,) += the block's MLP of norm2(x)
     else:                                                                                 # GELU
         gelu_forward(act, up)
     x += _row_linear(act, layer["down.w"], layer.get("down.b"))                          # residual
-
-
-def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None,
-                head=None):
-    """One token through every block, composed of the references above in the order csrc/decode.c
-    runs them (arguments as kernels.native.decode_step: x (C,) is replaced by the last block's
-    output; the caches (L, 1, Hkv, Smax, D) get the token's keys and values at slot pos; head =
-    (ln_f.w, ln_f.b or None, W_head) or None). A weight is a float array or a QuantizedWeight, whose
-    dequantize() gives W. Returns logits (V,), or None without a head."""
-    for l, layer in enumerate(layers):
-        h = _row_norm(x, layer["ln1.w"], layer.get("ln1.b"), eps, layernorm)            # (C,)
-        att = _decode_attention(h, layer, k_cache[l], v_cache[l], pos, n_head, rope_cos, rope_sin)
-        x += _row_linear(att, layer["o.w"], layer.get("o.b"))                            # residual
-        _mlp_row(x, layer, eps, layernorm)
-    if head is None:
-        return None
-    lnf_w, lnf_b, w_head = head
-    return _row_linear(_row_norm(x, lnf_w, lnf_b, eps, layernorm), w_head, None)         # (V,)
 
 
 def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, eps, layernorm, rope_cos=None,
@@ -336,3 +309,16 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
     lnf_w, lnf_b, w_head = head
     rows = range(M) if head_rows is None else head_rows
     return np.stack([_row_linear(_row_norm(x[m], lnf_w, lnf_b, eps, layernorm), w_head, None) for m in rows])
+
+
+def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None,
+                head=None):
+    """One token through every block (arguments as kernels.native.decode_step: x (C,) is replaced by
+    the last block's output; the caches (L, 1, Hkv, Smax, D) get the token's keys and values at slot
+    pos; head = (ln_f.w, ln_f.b or None, W_head) or None): paged_step with one row and the cache as
+    one block of Smax positions. A weight is a float array or a QuantizedWeight, whose dequantize()
+    gives W. Returns logits (V,), or None without a head."""
+    rope = [None if r is None else r[None] for r in (rope_cos, rope_sin)]
+    logits = paged_step(x[None], layers, k_cache, v_cache, np.zeros((1, 1), np.int64), np.zeros(1, np.int64),
+                        np.array([pos]), n_head, eps, layernorm, *rope, head)
+    return None if logits is None else logits[0]
