@@ -107,7 +107,7 @@ def step_tables(model):
     """The per-layer tables (role -> array or weight descriptor) and the head (ln_f.w, ln_f.b,
     W_head) the C steps take, or None when a quantized layer has no kernel for them; the head is
     None when only its weight lacks one (the caller then runs the Python head)."""
-    cfg, p, names = model.config, model.params, NAMES[model.config.arch]
+    p, names = model.params, NAMES[model.config.arch]
     layers = [{role: decode_weight(model, name) if name in model.quantized else p.get(name)
                for role, name in n.items()} for n in model.layer_names]
     if any(model.layer_names[l][role] in model.quantized and w is None
@@ -167,19 +167,27 @@ def rows_native(model, tokens, kv):
     block in one C call, the tokens attending to the cache and causally to each other. None when
     the model or the cache does not fit it or the run is long (rows_fit); the caller then takes the
     block-by-block path. Does not advance kv.pos."""
-    if kernels.paged_step is None or not _fits_native(model, tokens, kv):
+    if kernels.paged_step is None or not _fits_native(model, tokens, kv) or not rows_fit(tokens.shape[1]):
         return None
     T, pos, Smax = tokens.shape[1], kv.pos, kv.k.shape[3]
-    tables = step_tables(model) if rows_fit(T) else None
-    if tables is None:
-        return None
     if pos + T > Smax:
         raise ValueError(f"kv_cache: {pos + T} positions exceed its capacity {Smax}")
-    tokens = model.check_tokens(tokens)
-    cfg, (layers, head) = model.config, tables
-    positions = np.arange(pos, pos + T)
-    x, cos, sin = embed_rows(model, tokens[0], positions)
-    logits = kernels.paged_step(x, layers, kv.k, kv.v, np.zeros((1, 1), dtype=np.int32), np.zeros(T, dtype=np.int32),
-                                positions.astype(np.int32), cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm",
-                                cos, sin, head)
-    return model.head(x[None])[0] if logits is None else logits     # None: a head the step cannot run
+    return step_rows(model, tokens[0], np.arange(pos, pos + T), kv.k, kv.v, np.zeros((1, 1), dtype=np.int32),
+                     np.zeros(T, dtype=np.int32))
+
+
+def step_rows(model, tokens, positions, k, v, tables, row_table, head_rows=None):
+    """The logits (len(head_rows), V) of the rows head_rows (default all) after tokens (T,) at
+    positions (T,), row t of sequence row_table[t] whose block table is tables[row_table[t]], ran
+    through kernels.paged_step over the pages k, v; None when a quantized layer has no kernel for it.
+    The head runs in Python when only its weight lacks one."""
+    tables_and_head = step_tables(model)
+    if tables_and_head is None:
+        return None
+    (layers, head), cfg = tables_and_head, model.config
+    x, cos, sin = embed_rows(model, model.check_tokens(tokens[None])[0], positions)
+    logits = kernels.paged_step(x, layers, k, v, tables, row_table, positions.astype(np.int32), cfg.n_head,
+                                cfg.norm_eps, cfg.norm == "layernorm", cos, sin, head, head_rows)
+    if logits is None:                           # a head the C step cannot run: the Python one
+        return model.head((x if head_rows is None else x[head_rows])[None])[0]
+    return logits

@@ -33,7 +33,7 @@ from ..kernels.arith import ceil_div
 from .. import kernels
 from ..nn import attention_forward
 from ._native import paged_attention_decode
-from .decode import embed_rows, fits_step, rows_fit, step_tables
+from .decode import fits_step, rows_fit, step_rows
 from .generate import check_length, check_prompt, stop_matcher
 from .paged_kv_cache import NoFreeBlocks, PagedKVCache
 from .sampling import Sampler, top_logprobs
@@ -67,22 +67,12 @@ def _paged_forward_native(model, cache, plan):  # -> logits (len(plan), V), or N
     attends through its sequence's block table (a prefill chunk's rows see each other's keys)."""
     if kernels.paged_step is None or not fits_step(model) or cache.k.dtype != np.float32:
         return None
-    tables = step_tables(model)
-    if tables is None:
-        return None
-    layers, head = tables
     tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
     positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])      # (T,)
     row_table = np.repeat(np.arange(len(plan), dtype=np.int32), [n for _, _, n, _ in plan])
     last = (np.cumsum([n for _, _, n, _ in plan]) - 1).astype(np.int32)                        # head rows
-    x, cos, sin = embed_rows(model, model.check_tokens(tokens[None])[0], positions)
-    cfg = model.config
-    logits = kernels.paged_step(x, layers, cache.k, cache.v, cache.block_tables([sid for sid, *_ in plan]),
-                                row_table, positions.astype(np.int32), cfg.n_head, cfg.norm_eps,
-                                cfg.norm == "layernorm", cos, sin, head, last)
-    if logits is None:                           # a head the C step cannot run: the Python one
-        return model.head(x[last][None])[0]
-    return logits
+    return step_rows(model, tokens, positions, cache.k, cache.v, cache.block_tables([sid for sid, *_ in plan]),
+                     row_table, last)
 
 
 def _paged_forward_blocks(model, cache, plan, use_native=True):
