@@ -4,7 +4,8 @@ copied from the prompt, no draft model). The quantized models (drafts, and the Q
 with int8 activations, as GGUF files load by default, and hold the LM head in their format too (quantize(..., head=True)): the 49152 x 576 head is a fifth of SmolLM2's
 float32 weights, and a draft that kept it in float32 would cost close to half a target step. For each draft, k tokens per step and temperature: the
 acceptance rate (accepted / proposed drafts), tokens per target call, and the wall-clock speedup
-over plain decoding of the same target (minillm.inference.generate with its KV cache).
+over plain decoding of the same target (minillm.inference.generate with its KV cache). First, what a
+verification of T tokens costs against a decode step, per target.
 
     python examples/speculative_real.py --model .../SmolLM2-135M-Instruct.Q4_1.gguf
     python examples/speculative_real.py --model ... --ks 2,3,4,5,6,7,8 --targets f32,q8_0   # the full grid
@@ -26,6 +27,8 @@ import numpy as np  # noqa: E402
 
 import minillm  # noqa: E402
 from minillm.inference import generate, prompt_lookup_generate, speculative_generate  # noqa: E402
+from minillm.inference.decode import forward_cached  # noqa: E402
+from minillm.inference.kv_cache import KVCache  # noqa: E402
 from minillm.quant import quantize  # noqa: E402
 
 CODE = '''def moving_average(values, window):
@@ -55,6 +58,21 @@ def run(target, draft, ids, n_new, k, temperature, seed):
     return speculative_generate(target, draft, ids, n_new, k=k, temperature=temperature, seed=seed)
 
 
+def verification_costs(target, ids, sizes=(1, 3, 5, 9), rounds=5):
+    """Median ms of one forward of T tokens after the prompt (a k = T - 1 verification; T = 1 is a
+    decode step), each round from the same cache position. -> {T: ms}"""
+    cache = KVCache.allocate(target.config, 1, len(ids) + max(sizes))
+    forward_cached(target, ids[None, :], cache)
+    times = {T: [] for T in sizes}
+    for _ in range(rounds):
+        for T in sizes:
+            t0 = time.perf_counter()
+            forward_cached(target, ids[None, -T:], cache)
+            times[T].append(time.perf_counter() - t0)
+            cache.truncate(len(ids))
+    return {T: 1e3 * float(np.median(v)) for T, v in times.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="SmolLM2 GGUF file (dequantized to float32 for the target)")
@@ -75,7 +93,12 @@ def main():
             layer.act_int8 = True                                     # gives a GGUF file's layers
     ks = [int(k) for k in args.ks.split(",")]
     greedy = None
-    print(f"prompt: {len(ids)} tokens; {args.new_tokens} new tokens per run\n")
+    print("| target | " + " | ".join(f"{T} token{'s' * (T > 1)}, ms (x one step)" for T in (1, 3, 5, 9)) + " |")
+    print("|---|---|---|---|---|")
+    for tname in args.targets.split(","):
+        ms = verification_costs(models[tname], ids)
+        print(f"| {tname} | " + " | ".join(f"{v:.1f} ({v / ms[1]:.2f}x)" for v in ms.values()) + " |")
+    print(f"\nprompt: {len(ids)} tokens; {args.new_tokens} new tokens per run\n")
     print("| target | draft | temperature | k | acceptance | tokens / target call | spec s | plain s | speedup |")
     print("|---|---|---|---|---|---|---|---|---|")
     for tname in args.targets.split(","):
