@@ -9,6 +9,8 @@ the same through kernels.paged_step (the cache read as one block); they are take
 and the cache fit them. The serving engine (engine.py) runs its paged cache through the same two
 routes: paged_step, or the block-by-block forward with its own attention hook.
 """
+import weakref
+
 import numpy as np
 
 from .. import kernels
@@ -118,6 +120,32 @@ def step_tables(model):
     return layers, head
 
 
+# model -> (key, kernels.StepWeights or None, the objects the key names): the C step's checked tables,
+# built once per set of weights. The key is the identities of the model's parameters and quantized
+# layers (and whether each takes int8 activations): replacing any of them builds new tables; the
+# entry holds them, so no id in a live key is reused.
+_STEP_WEIGHTS = weakref.WeakKeyDictionary()
+
+
+def step_weights(model, n_kv_head, head_dim):
+    """kernels.StepWeights of the model for a cache of n_kv_head heads of head_dim (its head included
+    when the C step can run it), or None when a quantized layer has no kernel for the step."""
+    quantized = model.quantized.values()
+    key = (n_kv_head, head_dim, tuple(map(id, model.params.values())),
+           tuple((id(q), getattr(q, "act_int8", None)) for q in quantized))
+    hit = _STEP_WEIGHTS.get(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    tables, cfg = step_tables(model), model.config
+    weights = None
+    if tables is not None:
+        layers, head = tables
+        weights = kernels.StepWeights(layers, head, cfg.d_model, cfg.n_head * head_dim, n_kv_head * head_dim,
+                                      cfg.norm == "layernorm")
+    _STEP_WEIGHTS[model] = (key, weights, (list(model.params.values()), list(quantized)))
+    return weights
+
+
 def embed_rows(model, tokens, positions):
     """x (T, C) float32: the token embeddings (+ learned positions) of tokens (T,) at positions (T,),
     and the RoPE tables (T, D/2) of those positions (None, None without RoPE)."""
@@ -146,16 +174,15 @@ def decode_native(model, tokens, kv):
     cfg, pos = model.config, kv.pos
     if pos >= kv.k.shape[3]:
         raise ValueError(f"kv_cache: {pos + 1} positions exceed its capacity {kv.k.shape[3]}")
-    tables = step_tables(model)
-    if tables is None:
+    weights = step_weights(model, kv.k.shape[2], kv.k.shape[4])
+    if weights is None:
         return None
-    layers, head = tables
     x, cos, sin = embed_rows(model, tokens[0], np.array([pos]))
     x = x.reshape(cfg.d_model)                                                    # (C,)
     if cos is not None:
         cos, sin = cos[0], sin[0]                                                 # (D/2,) each
-    logits = kernels.decode_step(x, layers, kv.k, kv.v, pos, cfg.n_head, cfg.norm_eps,
-                                 cfg.norm == "layernorm", cos, sin, head)
+    logits = kernels.decode_step(x, weights, kv.k, kv.v, pos, cfg.n_head, cfg.norm_eps,
+                                 cfg.norm == "layernorm", cos, sin)
     if logits is None:                           # a head decode_step cannot run: the Python one
         return model.head(x.reshape(1, 1, cfg.d_model))[0]
     return logits.reshape(1, -1)
@@ -181,13 +208,12 @@ def step_rows(model, tokens, positions, k, v, tables, row_table, head_rows=None)
     positions (T,), row t of sequence row_table[t] whose block table is tables[row_table[t]], ran
     through kernels.paged_step over the pages k, v; None when a quantized layer has no kernel for it.
     The head runs in Python when only its weight lacks one."""
-    tables_and_head = step_tables(model)
-    if tables_and_head is None:
+    weights, cfg = step_weights(model, k.shape[2], k.shape[4]), model.config
+    if weights is None:
         return None
-    (layers, head), cfg = tables_and_head, model.config
     x, cos, sin = embed_rows(model, model.check_tokens(tokens[None])[0], positions)
-    logits = kernels.paged_step(x, layers, k, v, tables, row_table, positions.astype(np.int32), cfg.n_head,
-                                cfg.norm_eps, cfg.norm == "layernorm", cos, sin, head, head_rows)
+    logits = kernels.paged_step(x, weights, k, v, tables, row_table, positions.astype(np.int32), cfg.n_head,
+                                cfg.norm_eps, cfg.norm == "layernorm", cos, sin, None, head_rows)
     if logits is None:                           # a head the C step cannot run: the Python one
         return model.head((x if head_rows is None else x[head_rows])[None])[0]
     return logits

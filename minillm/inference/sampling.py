@@ -243,6 +243,13 @@ class Sampler:
         return softmax(z)
 
     def sample(self, logits, context=None):  # (V,) -> int
+        if self.greedy and not self.procs:   # plain argmax: the float64 copy apply() makes is not needed
+            z = np.asarray(logits)
+            if z.ndim < 1 or z.shape[-1] < 1:
+                raise ValueError(f"logits: expected shape (..., V) with V >= 1, got {z.shape}")
+            if np.isnan(z).any():
+                raise ValueError("logits: contain NaN")
+            return int(np.argmax(z))
         z = apply(self.procs, logits, context)
         if self.greedy:
             return int(np.argmax(z))

@@ -145,6 +145,8 @@ decode_step = native.decode_step if _USE_NATIVE else None
 # engine's step); reference.paged_step is its composition of references. None: the engine runs
 # its block-by-block forward.
 paged_step = native.paged_step if _USE_NATIVE else None
+# StepWeights: paged_step's checked weight tables, built once per model (inference/decode.py keeps one)
+StepWeights = native.StepWeights if _USE_NATIVE else None
 
 # matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T)), so "native when it fits" is not the
 # fast choice everywhere. out (M, N) = x (M, K) @ w (N, K)^T:

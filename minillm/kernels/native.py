@@ -488,14 +488,21 @@ def _decode_linear(lin, a, name, shape, keep):
     keep.append(a)
 
 
+def _ffn_width(layers):
+    """F: the rows of layers[0]['up.w'], checked."""
+    up = layers[0].get("up.w") if len(layers) else None
+    F = getattr(up, "N", None) if not isinstance(up, np.ndarray) else (up.shape[0] if up.ndim == 2 else None)
+    _check(isinstance(F, int) and F >= 1, "layers[0]['up.w']: expected a weight of shape (F, C)")
+    return F
+
+
 def _decode_sizes(layers, n_head, Hkv, D, rope_cos, rope_sin, M):
     """H, F and the RoPE pointers (rope tables (M, D/2)) of a step, checked."""
     H = int(n_head)
-    _check(len(layers) >= 1 and Hkv >= 1 and H >= Hkv and H % Hkv == 0,
+    n_layers = layers.n_layers if isinstance(layers, StepWeights) else len(layers)
+    _check(n_layers >= 1 and Hkv >= 1 and H >= Hkv and H % Hkv == 0,
            f"n_head={H} must be a multiple of the cache's kv heads {Hkv}, with at least one layer")
-    up = layers[0].get("up.w")
-    F = getattr(up, "N", None) if not isinstance(up, np.ndarray) else (up.shape[0] if up.ndim == 2 else None)
-    _check(isinstance(F, int) and F >= 1, "layers[0]['up.w']: expected a weight of shape (F, C)")
+    F = layers.F if isinstance(layers, StepWeights) else _ffn_width(layers)
     if rope_cos is None and rope_sin is None:
         return H, F, ffi.NULL, ffi.NULL
     _check(D % 2 == 0, f"rope_cos: RoPE needs an even head dim, got D={D}")
@@ -526,16 +533,17 @@ def _build_tables(layers, C, Cq, Ckv, F, layernorm, keep):
     return vecs, linears
 
 
-# Built tables of the last few models: checking and converting ~400 arrays costs ~2 ms, a tenth of
-# a decode step of a 30-layer model. An entry holds its arrays and weights (so none is freed or
-# its id reused while the entry lives), keyed by their identities: a parameter replaced by another
+# Built tables of the last few sets of layers: checking and converting ~400 arrays costs ~2 ms, a
+# tenth of a decode step of a 30-layer model. An entry holds its arrays and weights (so none is freed
+# or its id reused while the entry lives), keyed by their identities: a parameter replaced by another
 # array is a new key; one changed in place keeps its buffer, which is what the pointers address.
+# (A caller that runs the same weights step after step builds a StepWeights once instead: then not
+# even this key is computed per step.)
 _TABLES, _TABLES_KEPT = {}, 4
 
 
-def _decode_tables(layers, caches, C, Cq, Ckv, F, layernorm, keep):
-    """The float* array of DECODE_VECS + 2 pointers per layer (the last two: the layer's K and V
-    cache, from caches(l)) and the decode_linear_t array of `layers`, built once per set of arrays."""
+def _layer_tables(layers, C, Cq, Ckv, F, layernorm):
+    """(vecs, linears, refs) of `layers`, built once per set of arrays (_TABLES)."""
     key = (C, Cq, Ckv, F, bool(layernorm), len(layers),
            tuple((role, id(a)) for layer in layers for role, a in layer.items()))
     entry = _TABLES.get(key)
@@ -546,14 +554,55 @@ def _decode_tables(layers, caches, C, Cq, Ckv, F, layernorm, keep):
         while len(_TABLES) >= _TABLES_KEPT:
             del _TABLES[next(iter(_TABLES))]                  # the oldest
         _TABLES[key] = entry
-    vecs, linears = entry[:2]
+    return entry
+
+
+def _with_caches(vecs, n_layers, caches):
+    """The float* array of DECODE_VECS + 2 pointers per layer (the last two: the layer's K and V
+    cache, from caches(l))."""
     n = len(DECODE_VECS)
     ptrs = []
-    for l in range(len(layers)):
+    for l in range(n_layers):
         ptrs += vecs[l * n:(l + 1) * n]
         ptrs += caches(l)
+    return ffi.new("float*[]", ptrs)
+
+
+def _decode_tables(layers, caches, C, Cq, Ckv, F, layernorm, keep):
+    """The float* array of DECODE_VECS + 2 pointers per layer (the last two: the layer's K and V
+    cache, from caches(l)) and the decode_linear_t array of `layers`, built once per set of arrays."""
+    entry = _layer_tables(layers, C, Cq, Ckv, F, layernorm)
     keep.append(entry)
-    return ffi.new("float*[]", ptrs), linears
+    return _with_caches(entry[0], len(layers), caches), entry[1]
+
+
+class StepWeights:
+    """paged_step's checked tables for one model's weights, built once: the per-layer vectors and
+    linears (layers as decode_step's), the head (as decode_step's, or None) and the sizes they were
+    checked against (d_model C, query width Cq = n_head D, kv width Ckv = Hkv D, layernorm; the FFN
+    width F is read from the layers). A decode loop passes it as paged_step's `layers`
+    (and leaves `head` None): a step then converts nothing but the cache pointers, and those only
+    when the cache arrays change. It keeps every array it points into alive. The arrays are read
+    where they are, so a parameter changed in place is seen; a parameter replaced by another array
+    needs a new StepWeights (inference.decode keys its cache on the arrays' identities)."""
+
+    def __init__(self, layers, head, C, Cq, Ckv, layernorm):
+        _check(len(layers) >= 1, "layers: expected at least one layer, got none")
+        F = _ffn_width(layers)
+        self.n_layers, self.C, self.Cq, self.Ckv, self.F = len(layers), int(C), int(Cq), int(Ckv), F
+        self.layernorm = bool(layernorm)
+        self.keep = [layers, head]
+        self.vecs, self.linears = _build_tables(layers, C, Cq, Ckv, F, layernorm, self.keep)
+        self.head = _decode_head(head, C, layernorm, self.keep)      # (ln_f.w, ln_f.b, W_head, V) pointers
+        self._caches = (None, None)                                   # ((k address, v address, stride), ptrs)
+
+    def tables(self, pk, pv, layer_floats):
+        """The float* table with the caches at pk, pv (layer l at + l * layer_floats)."""
+        key = (int(ffi.cast("uintptr_t", pk)), int(ffi.cast("uintptr_t", pv)), layer_floats)
+        if self._caches[0] != key:
+            self._caches = (key, _with_caches(self.vecs, self.n_layers,
+                                              lambda l: (pk + l * layer_floats, pv + l * layer_floats)))
+        return self._caches[1]
 
 
 def _decode_head(head, C, layernorm, keep):
@@ -577,7 +626,8 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
                 head=None):
     """One token through every block (csrc/decode.c). x (C,) float32: the token's embedding, replaced
     by the last block's output. layers: one dict per layer, role -> value or None, roles as in
-    DECODE_VECS and DECODE_LINEARS (plus "qkv.w"/"qkv.b" for a fused projection). A vector is a
+    DECODE_VECS and DECODE_LINEARS (plus "qkv.w"/"qkv.b" for a fused projection), or a StepWeights
+    built from them and the head (head is then None here). A vector is a
     float32 array; a weight is a float32 array (N, K) or a QuantizedWeight (format id, sizes and
     pointers, validated when the quantized layer was built). k_cache, v_cache
     (L, 1, Hkv, Smax, D): the new key and value are written at slot pos, attention reads slots
@@ -588,7 +638,8 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     paged_step's case of one row and a cache of one block of Smax positions (the same memory:
     (L, 1, Hkv, Smax, D) either way)."""
     f32(x, "x", (None,), True)
-    f32(k_cache, "k_cache", (len(layers), 1, None, None, None), True)
+    n_layers = layers.n_layers if isinstance(layers, StepWeights) else len(layers)
+    f32(k_cache, "k_cache", (n_layers, 1, None, None, None), True)
     f32(v_cache, "v_cache", k_cache.shape, True)
     Smax = k_cache.shape[3]
     _check(isinstance(pos, (int, np.integer)) and 0 <= pos < Smax,
@@ -628,7 +679,9 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
     apart({"x": x, "k_pages": k_pages, "v_pages": v_pages}, {})
     px = f32(x, "x", (None, None), True)
     M, C = x.shape
-    pk = f32(k_pages, "k_pages", (len(layers), None, None, None, None), True)
+    built = isinstance(layers, StepWeights)
+    n_layers = layers.n_layers if built else len(layers)
+    pk = f32(k_pages, "k_pages", (n_layers, None, None, None, None), True)
     L, NB, Hkv, bs, D = k_pages.shape
     pv = f32(v_pages, "v_pages", (L, NB, Hkv, bs, D), True)
     H, F, pcos, psin = _decode_sizes(layers, n_head, Hkv, D, rope_cos, rope_sin, M)
@@ -641,9 +694,18 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
     head_rows = np.arange(M, dtype=np.int32) if head_rows is None else _int32_rows(head_rows, "head_rows", (None,), 0, M)
     keep = []
     layer_floats = NB * Hkv * bs * D
-    vecs, linears = _decode_tables(layers, lambda l: (pk + l * layer_floats, pv + l * layer_floats),
-                                   C, H * D, Hkv * D, F, layernorm, keep)
-    plnf_w, plnf_b, phead, V = _decode_head(head, C, layernorm, keep)
+    if built:
+        _check((layers.C, layers.Cq, layers.Ckv, layers.layernorm) == (C, H * D, Hkv * D, bool(layernorm)),
+               f"layers: StepWeights built for C={layers.C}, n_head*D={layers.Cq}, Hkv*D={layers.Ckv}, "
+               f"layernorm={layers.layernorm}; this step has C={C}, {H * D}, {Hkv * D}, {bool(layernorm)}")
+        _check(head is None, "head: a StepWeights carries its own head, got another")
+        vecs, linears = layers.tables(pk, pv, layer_floats), layers.linears
+        plnf_w, plnf_b, phead, V = layers.head
+        head = layers if phead != ffi.NULL else None
+    else:
+        vecs, linears = _decode_tables(layers, lambda l: (pk + l * layer_floats, pv + l * layer_floats),
+                                       C, H * D, Hkv * D, F, layernorm, keep)
+        plnf_w, plnf_b, phead, V = _decode_head(head, C, layernorm, keep)
     logits = np.empty((len(head_rows), V), dtype=np.float32) if head is not None else None
     plogits = ffi.from_buffer("float[]", logits) if head is not None else ffi.NULL
     status = lib.paged_step(px, M, vecs, linears, L, C, H, Hkv, D, F, NB, bs, ffi.from_buffer("int32_t[]", tables),

@@ -11,7 +11,7 @@ from minillm.inference import generate
 from minillm.inference.kv_cache import KVCache
 from minillm.kernels import native
 from minillm.model import NAMES
-from minillm.inference.decode import decode_weight, forward_cached
+from minillm.inference.decode import step_tables, decode_weight, forward_cached
 
 pytestmark = pytest.mark.skipif(kernels.decode_step is None, reason="C kernels not built")
 
@@ -267,13 +267,16 @@ def test_quantized_decode_step_equals_its_numpy_reference(fmt, bits, group):
     np.testing.assert_allclose(x, x_ref, rtol=1e-4, atol=1e-4)  # float32, summation order differs
 
 
-def test_step_tables_follow_replaced_and_modified_parameters():
-    """decode_step keeps the checked pointer tables of the last models it ran (kernels.native._TABLES):
-    a parameter changed in place is read through the same pointer, a parameter replaced by a new
-    array builds new tables; both steps equal the block-by-block path's."""
+def test_step_weights_follow_replaced_and_modified_parameters():
+    """The decode path keeps one kernels.StepWeights per model (decode.step_weights): a parameter
+    changed in place is read through the same tables, a parameter replaced by a new array (or a
+    quantized layer switched to float activations) builds new ones; every step equals the
+    block-by-block path's."""
+    from minillm.inference.decode import step_weights
     model = Transformer(ModelConfig(arch="llama", vocab_size=37, n_layer=2, n_head=2, d_model=16, max_seq_len=16),
                         seed=4)
     name = model.layer_names[1]["ln2.w"]
+    cfg = model.config
 
     def both():
         (got, _), (want, _) = _decode_both(model, np.array([1, 2, 3]), [4], 8)
@@ -281,9 +284,33 @@ def test_step_tables_follow_replaced_and_modified_parameters():
         return got
 
     first = both()
-    built = len(native._TABLES)
+    built = step_weights(model, cfg.n_kv_head, cfg.head_dim)
     model.params[name] *= 3.0                                  # in place: same tables
-    assert not np.allclose(both(), first) and len(native._TABLES) == built
+    assert not np.allclose(both(), first)
+    assert step_weights(model, cfg.n_kv_head, cfg.head_dim) is built
     model.params[name] = model.params[name] + 1.0              # a new array: new tables
     both()
-    assert len(native._TABLES) == min(built + 1, native._TABLES_KEPT)
+    rebuilt = step_weights(model, cfg.n_kv_head, cfg.head_dim)
+    assert rebuilt is not built and rebuilt.keep[0][1]["ln2.w"] is model.params[name]
+
+
+def test_decode_tables_follow_replaced_parameters():
+    """native.decode_step given layer dicts keeps the checked tables of the last sets it ran
+    (native._TABLES): the same arrays reuse an entry, a replaced array makes a new one."""
+    model = Transformer(ModelConfig(arch="llama", vocab_size=37, n_layer=2, n_head=2, d_model=16, max_seq_len=16),
+                        seed=4)
+    cfg = model.config
+    layers, head = step_tables(model)
+    kc, vc = np.zeros((2, cfg.n_layer, 1, cfg.n_kv_head, 8, cfg.head_dim), np.float32)
+    cos, sin = (np.ascontiguousarray(a[0]) for a in model.rope_tables(np.array([0])))
+
+    def step(layers):
+        x = np.ones(cfg.d_model, np.float32)
+        return native.decode_step(x, layers, kc, vc, 0, cfg.n_head, cfg.norm_eps, False, cos, sin, head)
+
+    native._TABLES.clear()
+    first = step(layers)
+    np.testing.assert_array_equal(step(layers), first)
+    assert len(native._TABLES) == 1
+    layers[1]["ln2.w"] = layers[1]["ln2.w"] * 3.0
+    assert not np.allclose(step(layers), first) and len(native._TABLES) == 2

@@ -279,3 +279,30 @@ def test_long_prompts_keep_the_block_by_block_forward_and_its_float_activations(
     from minillm.quant.linear import INT8_MAX_M
     assert decode_mod.NATIVE_MAX_ROWS == INT8_MAX_M
     assert rows_fit(INT8_MAX_M) and not rows_fit(INT8_MAX_M + 1)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_step_weights_equal_the_layer_tables(arch):
+    """paged_step given a StepWeights (the tables built once, as the decode loop passes them) gives
+    the layer dicts' results to the bit, over two different caches in turn (its cache pointers
+    follow the arrays); built for other sizes, or with a second head, it is refused by name."""
+    model = _model(arch, 2 if arch == "llama" else 4)
+    cfg = model.config
+    layers, head = step_tables(model)
+    weights = kernels.StepWeights(layers, head, cfg.d_model, cfg.n_head * cfg.head_dim,
+                                  cfg.n_kv_head * cfg.head_dim, cfg.norm == "layernorm")
+    for seed in (1, 2, 1):
+        case = _rows(model, np.random.default_rng(seed), 3, [4, 7, 2], 3, 4)
+        x, k, v, want = _run(native.paged_step, model, case)
+        x2, k2, v2, tables, row_table, row_pos, cos, sin = (a.copy() if isinstance(a, np.ndarray) else a for a in case)
+        got = native.paged_step(x2, weights, k2, v2, tables, row_table, row_pos, cfg.n_head, cfg.norm_eps,
+                                cfg.norm == "layernorm", cos, sin)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(x2, x)
+        np.testing.assert_array_equal(k2, k)
+    args = (x2, weights, k2, v2, tables, row_table, row_pos, cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm",
+            cos, sin)
+    with pytest.raises(ValueError, match="head: a StepWeights carries its own head"):
+        native.paged_step(*args, head)
+    with pytest.raises(ValueError, match="layers: StepWeights built for"):   # another n_head than its own
+        native.paged_step(*args[:7], 2 * cfg.n_head, *args[8:])

@@ -127,3 +127,19 @@ def test_bad_logits_raise():
         sample(np.array([0.0, np.nan]))
     with pytest.raises(TypeError, match="rng"):
         sample(np.zeros(3), rng=None, temperature=1.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(v=st.integers(1, 300), seed=st.integers(0, 2**16), dtype=st.sampled_from([np.float32, np.float64]))
+def test_greedy_sampler_is_the_argmax_of_its_logits(v, seed, dtype):
+    """Sampler's greedy draw without processors (argmax of the logits as they come, no float64
+    copy) equals the argmax of the float64 distribution probs() gives, ties to the first; NaN and
+    empty logits raise as with processors."""
+    rng = np.random.default_rng(seed)
+    z = rng.integers(-3, 3, v).astype(dtype)                      # many ties
+    sampler = Sampler()
+    assert sampler.sample(z) == int(np.argmax(sampler.probs(z))) == int(np.argmax(z))
+    with pytest.raises(ValueError, match="NaN"):
+        sampler.sample(np.where(np.arange(v) == v - 1, np.nan, z).astype(dtype))
+    with pytest.raises(ValueError, match="V >= 1"):
+        sampler.sample(np.zeros(0, dtype))
