@@ -452,8 +452,10 @@ static inline __m512 pairs_of(__m512 v, int p) {      /* lanes 0-7: v[2p], lanes
 
 static inline float reduce2(__m512 a, __m512 b) { return _mm512_reduce_add_ps(_mm512_add_ps(a, b)); }
 
-/* the codes of blocks B0, B1 (Q4_0, Q4_1, Q8_0) as 64 unsigned bytes in x's order (Q8_0 as u + 128);
-   one: only B0 (the upper 32 bytes are then don't-care: the caller zeroes x there) */
+/* the codes of blocks B0, B1 (Q4_0, Q4_1, Q8_0) as 64 unsigned bytes in x's order (Q8_0 as u + 128;
+   Q4_0, Q4_1: weights 16-31 of each block as 16 u, the high nibbles left in place, whose 1/16 the
+   scales carry: pair_scales); one: only B0 (the upper 32 bytes are then don't-care: the caller
+   zeroes x there) */
 static inline __attribute__((always_inline)) __m512i b32_codes(const int t, const uint8_t* B0, const uint8_t* B1,
                                                              const int one) {
     if (t == T_Q8_0) {
@@ -464,9 +466,19 @@ static inline __attribute__((always_inline)) __m512i b32_codes(const int t, cons
     const int o = t == T_Q4_0 ? 2 : 4;            /* 16 bytes: low nibbles weights 0-15, high 16-31 */
     __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)(B0 + o)));
     if (!one) v = _mm512_mask_broadcast_i32x4(v, 0xFF00, _mm_loadu_si128((const __m128i*)(B1 + o)));
-    const __m512i cnt = _mm512_setr_epi64(0, 0, 0x0004000400040004LL, 0x0004000400040004LL, 0, 0,
-                                          0x0004000400040004LL, 0x0004000400040004LL);
-    return _mm512_and_si512(_mm512_srlv_epi16(v, cnt), _mm512_set1_epi8(0xF));
+    const __m512i nibs = _mm512_setr_epi64(0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL, (long long)0xF0F0F0F0F0F0F0F0ULL,
+                                           (long long)0xF0F0F0F0F0F0F0F0ULL, 0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL,
+                                           (long long)0xF0F0F0F0F0F0F0F0ULL, (long long)0xF0F0F0F0F0F0F0F0ULL);
+    return _mm512_and_si512(v, nibs);             /* weights 16-31 of each block as 16 u, in place */
+}
+
+/* The scales of pair p for the nibble formats: lanes 0-3 S[2p], 4-7 S16[2p], 8-11 S[2p + 1], 12-15
+   S16[2p + 1], S16 = S / 16 (b32_codes leaves weights 16-31 of a block as 16 u); Q8_0: pairs_of */
+static inline __m512 pair_scales(const int t, __m512 S, __m512 S16, int p) {
+    if (t == T_Q8_0) return pairs_of(S, p);
+    const __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 0, 0, 0, 16, 16, 16, 16, 1, 1, 1, 1, 17, 17, 17, 17),
+                                         _mm512_set1_epi32(2 * p));
+    return _mm512_permutex2var_ps(S, idx, S16);
 }
 
 /* blocks g .. g + n - 1 (n <= 16) of a row of 32-weight blocks, W's side: the scales d and offsets c
@@ -508,13 +520,16 @@ static inline __attribute__((always_inline)) __m512 b32_x(const xq_t* X, int m, 
 static inline __attribute__((always_inline)) void rows_b32(const int t, const uint8_t* row, const xq_t* X, float* res,
                                                          const int mt) {
     const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
-    __m512 acc0[MR], acc1[MR], off[MR], S[MR];
+    __m512 acc0[MR], acc1[MR], off[MR], S[MR], S16[MR];
     for (int m = 0; m < mt; m++) acc0[m] = acc1[m] = off[m] = _mm512_setzero_ps();
     for (int64_t g = 0; g < nxb; g += 16) {
         const int n = nxb - g < 16 ? (int)(nxb - g) : 16, pairs = n / 2;
         __m512 d, c;
         b32_header(t, row, g, n, &d, &c);
-        for (int m = 0; m < mt; m++) S[m] = b32_x(X, m, g, n, d, c, &off[m]);
+        for (int m = 0; m < mt; m++) {
+            S[m] = b32_x(X, m, g, n, d, c, &off[m]);
+            S16[m] = t == T_Q8_0 ? S[m] : _mm512_mul_ps(S[m], _mm512_set1_ps(0.0625f));   /* exact */
+        }
 #pragma GCC unroll 8
         for (int p = 0; p < 8; p++) {                 /* unrolled: each pair's permute takes a constant */
             if (p >= pairs) break;
@@ -523,8 +538,8 @@ static inline __attribute__((always_inline)) void rows_b32(const int t, const ui
             const __m512i u = b32_codes(t, B0, B0 + bytes, 0);
             for (int m = 0; m < mt; m++) {
                 const int8_t* xq = X->q + m * X->K + 32 * (g + 2 * p);
-                if (p & 1) ACC_PAIR(acc1[m], u, xq, pairs_of(S[m], p));
-                else ACC_PAIR(acc0[m], u, xq, pairs_of(S[m], p));
+                if (p & 1) ACC_PAIR(acc1[m], u, xq, pair_scales(t, S[m], S16[m], p));
+                else ACC_PAIR(acc0[m], u, xq, pair_scales(t, S[m], S16[m], p));
             }
         }
         if (n & 1) {                                  /* an odd last block: x's upper half masked to 0 */
@@ -533,7 +548,7 @@ static inline __attribute__((always_inline)) void rows_b32(const int t, const ui
             for (int m = 0; m < mt; m++) {
                 const __m512i x = _mm512_maskz_loadu_epi8(0xFFFFFFFFULL, (const void*)(X->q + m * X->K + 32 * (g + 2 * pairs)));
                 const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
-                acc1[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_maskz_mov_ps(0x00FF, pairs_of(S[m], pairs)),
+                acc1[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_maskz_mov_ps(0x00FF, pair_scales(t, S[m], S16[m], pairs)),
                                           acc1[m]);
             }
         }
@@ -556,14 +571,18 @@ static inline __m512 k4_scales_mins_ps(const uint8_t* q) {
 
 /* Q4_K, mt rows of x: per super-block of 256 weights, the 8 scales s d_x and the offsets
    -dmin m (sum q_x) d_x at once; unit pair p (units 2p, 2p + 1) is the 32 code bytes at 16 + 32 p:
-   low nibbles unit 2p, high nibbles unit 2p + 1 */
+   low nibbles unit 2p, high nibbles unit 2p + 1. The pair's codes are one AND of those bytes
+   (broadcast to both halves) with 0x0F | 0xF0: the high nibbles stay in place, as 16 u, and the
+   odd units' scales carry the 1/16 (exact: a power of two, so each product, sum and rounding is
+   the one the shifted codes gave, to the bit) -- one instruction per pair fewer. */
 static inline __attribute__((always_inline)) void rows_q4k(const uint8_t* row, const xq_t* X, float* res,
                                                          const int mt) {
     const int64_t nsb = X->K / QK_K, nxb = X->K / 32;
-    const __m512i cnt = _mm512_setr_epi64(0, 0, 0, 0, 0x0004000400040004LL, 0x0004000400040004LL,
-                                          0x0004000400040004LL, 0x0004000400040004LL);
     const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const __m512i mins = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    const __m512i nib = _mm512_inserti64x4(_mm512_set1_epi8(0x0F), _mm256_set1_epi8((char)0xF0), 1);
+    const __m512 odd16 = _mm512_setr_ps(1.0f, 0.0625f, 1.0f, 0.0625f, 1.0f, 0.0625f, 1.0f, 0.0625f,
+                                        1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f);
     __m512 acc0[MR], acc1[MR], off[MR], S[MR];
     for (int m = 0; m < mt; m++) acc0[m] = acc1[m] = off[m] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nsb; b++) {
@@ -572,7 +591,7 @@ static inline __attribute__((always_inline)) void rows_q4k(const uint8_t* row, c
         uint32_t h;
         memcpy(&h, B, 4);
         const __m512 dm = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))));
-        const __m512 v = _mm512_mul_ps(k4_scales_mins_ps(B + 4), dm);         /* d sc (0-7), dmin m (8-15) */
+        const __m512 v = _mm512_mul_ps(k4_scales_mins_ps(B + 4), _mm512_mul_ps(dm, odd16));  /* d sc, dmin m */
         const __m512 c = _mm512_permutexvar_ps(mins, v);
         for (int m = 0; m < mt; m++) {
             S[m] = _mm512_mul_ps(v, _mm512_zextps256_ps512(_mm256_loadu_ps(X->d + m * nxb + 8 * b)));
@@ -580,7 +599,7 @@ static inline __attribute__((always_inline)) void rows_q4k(const uint8_t* row, c
         }
         for (int p = 0; p < 4; p++) {
             const __m512i w = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(B + 16 + 32 * p)));
-            const __m512i u = _mm512_and_si512(_mm512_srlv_epi16(w, cnt), _mm512_set1_epi8(0xF));
+            const __m512i u = _mm512_and_si512(w, nib);       /* unit 2p's codes | unit 2p + 1's times 16 */
             for (int m = 0; m < mt; m++) {
                 const int8_t* xq = X->q + m * X->K + 32 * (8 * b + 2 * p);
                 if (p & 1) ACC_PAIR(acc1[m], u, xq, pairs_of(S[m], p));

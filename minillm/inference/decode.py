@@ -9,6 +9,7 @@ the same through kernels.paged_step (the cache read as one block); they are take
 and the cache fit them. The serving engine (engine.py) runs its paged cache through the same two
 routes: paged_step, or the block-by-block forward with its own attention hook.
 """
+import operator
 import weakref
 
 import numpy as np
@@ -125,14 +126,18 @@ def step_tables(model):
 # layers (and whether each takes int8 activations): replacing any of them builds new tables; the
 # entry holds them, so no id in a live key is reused.
 _STEP_WEIGHTS = weakref.WeakKeyDictionary()
+_ACT_INT8 = operator.attrgetter("act_int8")
 
 
 def step_weights(model, n_kv_head, head_dim):
     """kernels.StepWeights of the model for a cache of n_kv_head heads of head_dim (its head included
     when the C step can run it), or None when a quantized layer has no kernel for the step."""
     quantized = model.quantized.values()
-    key = (n_kv_head, head_dim, tuple(map(id, model.params.values())),
-           tuple((id(q), getattr(q, "act_int8", None)) for q in quantized))
+    try:                                          # C-level maps: this runs before every decode step
+        acts = tuple(map(_ACT_INT8, quantized))
+    except AttributeError:                        # a layer type that is not a QuantizedLinear
+        acts = tuple(getattr(q, "act_int8", None) for q in quantized)
+    key = (n_kv_head, head_dim, tuple(map(id, model.params.values())), tuple(map(id, quantized)), acts)
     hit = _STEP_WEIGHTS.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]

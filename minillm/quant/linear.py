@@ -71,6 +71,7 @@ class QuantizedLinear:
     and call _bind() at the end of __init__."""
     fmt = None
     fused_max_m = FUSED_MAX_M   # matmul's limit on rows of x for the fused kernel (see GGMLLinear's)
+    act_int8 = False  # int8 activations: set per layer by the formats that have that path
     _kernel = None  # _native.Kernel, or None without the extension
 
     def _kernel_args(self):  # -> (w, scale, zero, group_size, row_bytes, n_scales) for csrc/quant.c
