@@ -158,19 +158,30 @@ static void leave_shared_core(int tid, int nt, const int* cpus) {
  * each recomputed per task when M > 1. */
 #define QX_READY (-2)
 
+/* The task counters of a phase: its tasks are cut into up to SEGS_MAX contiguous segments, each
+ * counted on a cache line of its own. (Packed into one word, the two threads' counters shared a
+ * line that moved between the cores at every task: an atomic add that missed, every ~1.5 us of
+ * work at M = 1.) The phases without segments count in segment 0. */
+#define SEGS_MAX 8
+typedef struct {
+    _Alignas(64) atomic_long n;
+} line_counter_t;
+
+static int segments(int nt) { return nt < SEGS_MAX ? nt : SEGS_MAX; }
+
 /* The next task of a phase for this thread, or -1 when none is left. The ntasks tasks are cut into
- * segs contiguous segments, segment s counted in the s-th 32-bit field of *next; a thread starts
- * on its own segment (*seg = its number % segs) and takes its tasks front to back, then those left
- * in the others (a thread that lost its core leaves its tasks to the rest). Each thread streams one
- * contiguous run of rows: tasks dealt alternately from one counter were 15-20% slower at M = 1
- * (4-bit weights, measured), as each thread's run of rows restarted every TASK_ROWS rows, where
- * the prefetchers lost their lead. */
-static int64_t next_task(atomic_long* next, int64_t ntasks, int segs, int* seg, int* left) {
+ * segs contiguous segments, segment s counted by c[s]; a thread starts on its own segment (*seg =
+ * its number % segs) and takes its tasks front to back, then those left in the others (a thread
+ * that lost its core leaves its tasks to the rest). Each thread streams one contiguous run of
+ * rows: tasks dealt alternately from one counter were 15-20% slower at M = 1 (4-bit weights,
+ * measured), as each thread's run of rows restarted every TASK_ROWS rows, where the prefetchers
+ * lost their lead. */
+static int64_t next_task(line_counter_t* c, int64_t ntasks, int segs, int* seg, int* left) {
     const int64_t per = (ntasks + segs - 1) / segs;
     for (; *left > 0; *seg = (*seg + 1) % segs, (*left)--) {
         const int64_t lo = *seg * per, hi = lo + per < ntasks ? lo + per : ntasks;
-        const int shift = 32 * *seg;
-        const int64_t k = (atomic_fetch_add_explicit(next, 1L << shift, memory_order_relaxed) >> shift) & 0xFFFFFFFFL;
+        if (lo >= hi) continue;
+        const int64_t k = atomic_fetch_add_explicit(&c[*seg].n, 1, memory_order_relaxed);
         if (lo + k < hi) return lo + k;
     }
     return -1;
@@ -181,11 +192,11 @@ static int int8_act(const decode_linear_t* W) {   /* ggml blocks read with int8 
 }
 
 static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const decode_linear_t* const* ws,
-                       const int64_t* Ns, int count, int64_t K, atomic_long* next, float* sums, const void* qx) {
+                       const int64_t* Ns, int count, int64_t K, line_counter_t* next, float* sums, const void* qx) {
     int64_t ntasks = 0;
     for (int i = 0; i < count; i++) ntasks += (Ns[i] + TASK_ROWS - 1) / TASK_ROWS;
     int have_sums = -1;                       /* the weight whose sums are in `sums` (M = 1) */
-    const int segs = omp_get_num_threads() > 1 && sizeof(long) >= 8 ? 2 : 1;   /* 32-bit fields of a long */
+    const int segs = segments(omp_get_num_threads());
     int seg = omp_get_thread_num() % segs, left = segs;
     for (int64_t t; (t = next_task(next, ntasks, segs, &seg, &left)) >= 0;) {
         int i = 0;
@@ -230,7 +241,7 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
 
 /* out (M, ldo) = x (M, K) W^T for one weight W (N, K), in tasks as above */
 static void gemm_one(float* out, int64_t ldo, const float* x, int64_t M, const decode_linear_t* W, int64_t N,
-                     int64_t K, atomic_long* next, float* sums, const void* qx) {
+                     int64_t K, line_counter_t* next, float* sums, const void* qx) {
     gemv_tasks(out, ldo, x, M, &W, &N, 1, K, next, sums, qx);
 }
 
@@ -315,7 +326,7 @@ static void quantize_part(const step_t* st, const float* x, int64_t M, int64_t K
 
 /* Phases 1-5: x += attention(norm1(x)) W_o^T + b_o, then h = norm2(x). */
 static void attention_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin,
-                                atomic_long* nx, int tid, int nt, float* s, float* sums) {
+                                line_counter_t* const* nx, int tid, int nt, float* s, float* sums) {
     const int64_t C = st->C, Cq = st->Cq, Ckv = st->Ckv, M = st->M, span = st->rep * st->D;
     const int fused = lin[W_K].w == NULL;
     const float* bq = p[Q_B];                   /* a fused qkv.b holds all three */
@@ -331,19 +342,19 @@ static void attention_sub_block(const step_t* st, float* const* p, const decode_
     {   /* 2: q, k, v */
         const decode_linear_t* ws[3] = {&lin[W_Q], &lin[W_K], &lin[W_V]};
         const int64_t Ns[3] = {fused ? st->Nqkv : Cq, Ckv, Ckv};
-        gemv_tasks(st->qkv, st->Nqkv, st->h, M, ws, Ns, fused ? 1 : 3, C, &nx[PH_QKV], sums, q8 ? st->qx : NULL);
+        gemv_tasks(st->qkv, st->Nqkv, st->h, M, ws, Ns, fused ? 1 : 3, C, nx[PH_QKV], sums, q8 ? st->qx : NULL);
     }
     barrier_wait(st->bar, nt);
-    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_STORE], 1, memory_order_relaxed)) < M * st->Hkv;)
+    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_STORE]->n, 1, memory_order_relaxed)) < M * st->Hkv;)
         store_kv_head(st, p, bq, bk, bv, t / st->Hkv, t % st->Hkv);  /* 3a: every row's keys first */
     barrier_wait(st->bar, nt);
-    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS], 1, memory_order_relaxed)) < M * st->Hkv;) {
+    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS]->n, 1, memory_order_relaxed)) < M * st->Hkv;) {
         const int64_t m = t / st->Hkv, hk = t % st->Hkv;           /* 3b: one (row, kv head) per task */
         attend_kv_head(st, p, m, hk, s);
         if (o8) quantize_part(st, st->att, M, Cq, m, hk * span, (hk + 1) * span);
     }
     barrier_wait(st->bar, nt);
-    gemm_one(st->o, C, st->att, M, &lin[W_O], C, Cq, &nx[PH_O], sums, o8 ? st->qx : NULL);   /* 4: o */
+    gemm_one(st->o, C, st->att, M, &lin[W_O], C, Cq, nx[PH_O], sums, o8 ? st->qx : NULL);   /* 4: o */
     barrier_wait(st->bar, nt);
     MY_ROWS(m, st, tid, nt) {  /* 5 */
         float *x = st->x + m * C, *o = st->o + m * C;
@@ -356,7 +367,7 @@ static void attention_sub_block(const step_t* st, float* const* p, const decode_
 }
 
 /* Phases 6-8: x += act(h W_gate^T, h W_up^T) W_down^T + b_down. */
-static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin, atomic_long* nx,
+static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin, line_counter_t* const* nx,
                           int tid, int nt, float* sums) {
     const int64_t C = st->C, F = st->F, M = st->M;
     const int swiglu = lin[W_GATE].w != NULL;
@@ -365,7 +376,7 @@ static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear
     {   /* 6: gate and up, side by side in each row of gu */
         const decode_linear_t* ws[2] = {swiglu ? &lin[W_GATE] : &lin[W_UP], &lin[W_UP]};
         const int64_t Ns[2] = {F, F};
-        gemv_tasks(st->gu, ldg, st->h, M, ws, Ns, swiglu ? 2 : 1, C, &nx[PH_UP], sums, up8 ? st->qx : NULL);
+        gemv_tasks(st->gu, ldg, st->h, M, ws, Ns, swiglu ? 2 : 1, C, nx[PH_UP], sums, up8 ? st->qx : NULL);
     }
     barrier_wait(st->bar, nt);
     {   /* 7: this thread's share of the F channels of every row, a multiple of 32 (whole blocks of
@@ -387,7 +398,7 @@ static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear
         }
     }
     barrier_wait(st->bar, nt);
-    gemm_one(st->o, C, st->act, M, &lin[W_DOWN], C, F, &nx[PH_DOWN], sums, down8 ? st->qx : NULL);  /* 8 */
+    gemm_one(st->o, C, st->act, M, &lin[W_DOWN], C, F, nx[PH_DOWN], sums, down8 ? st->qx : NULL);  /* 8 */
     barrier_wait(st->bar, nt);
     MY_ROWS(m, st, tid, nt) {  /* the next layer's step 1 takes the same rows: no barrier between */
         float *x = st->x + m * C, *o = st->o + m * C;
@@ -398,7 +409,7 @@ static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear
 
 /* The head for the rows listed in head_rows: h_j = norm_f(x[head_rows[j]]), then logits = h W^T. */
 static void head_phase(const step_t* st, const float* lnf_w, const float* lnf_b, const decode_linear_t* head,
-                       int64_t V, const int32_t* head_rows, int64_t n_head, float* logits, atomic_long* next,
+                       int64_t V, const int32_t* head_rows, int64_t n_head, float* logits, line_counter_t* next,
                        int tid, int nt, float* sums) {
     const int64_t C = st->C;
     const int h8 = int8_act(head);
@@ -451,13 +462,15 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     const int64_t per_thread = rep * n_max + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
     const int64_t rows = M * (C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F);
     float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * per_thread + qx_floats));
-    atomic_long* next = calloc((size_t)(L * N_PHASES + 1), sizeof(atomic_long));  /* + the head's */
+    const int64_t n_counters = (L * N_PHASES + 1) * segments(nthreads_max);     /* + the head's */
+    line_counter_t* next = aligned_alloc(64, sizeof(line_counter_t) * (size_t)n_counters);
     barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
     int* cpus = malloc(sizeof(int) * (size_t)nthreads_max);   /* the core of each thread */
     if (!buf || !next || !bar || !cpus) {
         free(buf), free(next), free(bar), free(cpus);
         return -1;
     }
+    for (int64_t i = 0; i < n_counters; i++) atomic_init(&next[i].n, 0);
     atomic_init(&bar->arrived, 0);
     atomic_init(&bar->round, 0);
     atomic_init(&bar->sleepers, 0);
@@ -484,16 +497,18 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
         leave_shared_core(tid, nt, cpus);
         float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (rep, n) scores */
         float* sums = s + rep * n_max;                      /* (K_max / 32), or qgemm's scratch */
+        const int64_t nseg = segments(nthreads_max);    /* counters per phase (see line_counter_t) */
         for (int64_t l = 0; l < L; l++) {
-            attention_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS,
-                                next + l * N_PHASES, tid, nt, s, sums);
-            mlp_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, next + l * N_PHASES,
-                          tid, nt, sums);
+            line_counter_t* nx[N_PHASES];
+            for (int ph = 0; ph < N_PHASES; ph++) nx[ph] = next + (l * N_PHASES + ph) * nseg;
+            attention_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, tid, nt, s, sums);
+            mlp_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, tid, nt, sums);
         }
         if (logits && n_head > 0) {     /* the head: final norms, then its GEMM in tasks */
             if (M > 1) barrier_wait(bar, nt);   /* every row's last residual add is done (one row: this
                                                    thread's own, see MY_ROWS) */
-            head_phase(&st, lnf_w, lnf_b, head, V, head_rows, n_head, logits, &next[L * N_PHASES], tid, nt, sums);
+            head_phase(&st, lnf_w, lnf_b, head, V, head_rows, n_head, logits, next + L * N_PHASES * nseg, tid,
+                       nt, sums);
         }
     }
     free(buf), free(next), free(bar), free(cpus);

@@ -69,6 +69,11 @@ def decode_weight(model, name):
     return None if kernel is None else kernel.decode_weight
 
 
+# model -> (the identities of its parameters, whether they are float32 and C-contiguous, the
+# parameters): an array's dtype and layout never change, so the answer holds until one is replaced
+_PARAMS_FIT = weakref.WeakKeyDictionary()
+
+
 def fits_step(model):
     """The C steps can run this model: a Transformer, no QK-norm, learned or rotary positions (not
     ALiBi), float32 parameters. (Whether the kernels are built is each caller's test:
@@ -78,7 +83,13 @@ def fits_step(model):
     cfg = model.config
     if cfg.qk_norm or cfg.position_scheme == "alibi":
         return False
-    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in model.params.values())
+    ids = tuple(map(id, model.params.values()))   # checked before every decode step: no array touched
+    hit = _PARAMS_FIT.get(model)
+    if hit is None or hit[0] != ids:
+        params = list(model.params.values())
+        hit = (ids, all(a.dtype == np.float32 and a.flags.c_contiguous for a in params), params)
+        _PARAMS_FIT[model] = hit
+    return hit[1]
 
 
 # Up to this many tokens of one sequence in one call (decode, a speculative verification, a short

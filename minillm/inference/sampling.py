@@ -247,9 +247,10 @@ class Sampler:
             z = np.asarray(logits)
             if z.ndim < 1 or z.shape[-1] < 1:
                 raise ValueError(f"logits: expected shape (..., V) with V >= 1, got {z.shape}")
-            if np.isnan(z).any():
+            i = int(np.argmax(z))            # argmax stops at the first NaN: one pass finds both
+            if z.flat[i] != z.flat[i]:
                 raise ValueError("logits: contain NaN")
-            return int(np.argmax(z))
+            return i
         z = apply(self.procs, logits, context)
         if self.greedy:
             return int(np.argmax(z))
