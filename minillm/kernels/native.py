@@ -595,6 +595,19 @@ class StepWeights:
         self.vecs, self.linears = _build_tables(layers, C, Cq, Ckv, F, layernorm, self.keep)
         self.head = _decode_head(head, C, layernorm, self.keep)      # (ln_f.w, ln_f.b, W_head, V) pointers
         self._caches = (None, None)                                   # ((k address, v address, stride), ptrs)
+        self._plan = None                                             # (key, _ContiguousPlan): decode()
+
+    def decode(self, x, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None):
+        """decode_step with these weights (its head included): one token at slot pos of a
+        contiguous cache (L, 1, Hkv, Smax, D). The cache, n_head, eps and layernorm are checked and
+        converted once per cache (the last one is kept: a decode loop calls this with the same cache
+        every step); per call only x, pos and the RoPE rows are. Returns the logits (V,), or None
+        when the weights carry no head."""
+        key = (id(k_cache), id(v_cache), n_head, eps, layernorm)
+        plan = self._plan
+        if plan is None or plan[0] != key:
+            plan = self._plan = (key, _ContiguousPlan(self, k_cache, v_cache, n_head, eps, layernorm))
+        return plan[1].run(x, pos, rope_cos, rope_sin)
 
     def tables(self, pk, pv, layer_floats):
         """The float* table with the caches at pk, pv (layer l at + l * layer_floats)."""
@@ -637,8 +650,11 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     (V,) float32 then, else None. Everything is checked here: the C code trusts these tables. It is
     paged_step's case of one row and a cache of one block of Smax positions (the same memory:
     (L, 1, Hkv, Smax, D) either way)."""
+    if isinstance(layers, StepWeights):          # the decode loop's case: arguments converted once per cache
+        _check(head is None, "head: a StepWeights carries its own head, got another")
+        return layers.decode(x, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos, rope_sin)
     f32(x, "x", (None,), True)
-    n_layers = layers.n_layers if isinstance(layers, StepWeights) else len(layers)
+    n_layers = len(layers)
     f32(k_cache, "k_cache", (n_layers, 1, None, None, None), True)
     f32(v_cache, "v_cache", k_cache.shape, True)
     Smax = k_cache.shape[3]
@@ -652,6 +668,55 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     logits = paged_step(x[None], layers, k_cache, v_cache, np.zeros((1, 1), np.int32), np.zeros(1, np.int32),
                         np.array([pos], np.int32), n_head, eps, layernorm, *rope, head)
     return None if logits is None else logits[0]
+
+
+class _ContiguousPlan:
+    """paged_step's arguments for one row on a contiguous cache (one block of Smax positions),
+    checked and converted once: what StepWeights.decode reuses from step to step. Holds the cache
+    arrays (their identities key it)."""
+
+    def __init__(self, weights, k_cache, v_cache, n_head, eps, layernorm):
+        self.k, self.v = k_cache, v_cache
+        pk = f32(k_cache, "k_cache", (weights.n_layers, 1, None, None, None), True)
+        pv = f32(v_cache, "v_cache", k_cache.shape, True)
+        apart({"k_cache": k_cache, "v_cache": v_cache}, {})
+        L, _, Hkv, Smax, D = k_cache.shape
+        H = int(n_head)
+        _check(Hkv >= 1 and H >= Hkv and H % Hkv == 0,
+               f"n_head={H} must be a multiple of the cache's kv heads {Hkv}")
+        _check((weights.Cq, weights.Ckv, weights.layernorm) == (H * D, Hkv * D, bool(layernorm)),
+               f"layers: StepWeights built for n_head*D={weights.Cq}, Hkv*D={weights.Ckv}, layernorm="
+               f"{weights.layernorm}; this step has {H * D}, {Hkv * D}, {bool(layernorm)}")
+        self.weights, self.Smax, self.half = weights, Smax, D // 2
+        self.ints = np.zeros(4, np.int32)    # the block table (block 0), the row's table, position, head row
+        pi = ffi.from_buffer("int32_t[]", self.ints)
+        self.pos = self.ints[2:3]
+        self.args = (weights.tables(pk, pv, Hkv * Smax * D), weights.linears, L, weights.C, H, Hkv, D, weights.F,
+                     1, Smax, pi, 1, 1, pi + 1, pi + 2, 1 if layernorm else 0, _scalar(eps, "eps"))
+        self.head_row = pi + 3
+        self.keep = (pk, pv, pi)
+
+    def run(self, x, pos, rope_cos, rope_sin):
+        w = self.weights
+        px = f32(x, "x", (w.C,), True)
+        _check(isinstance(pos, (int, np.integer)) and 0 <= pos < self.Smax,
+               f"pos: expected an int in [0, {self.Smax}) (the cache's capacity), got {pos!r}")
+        if rope_cos is None and rope_sin is None:
+            pcos = psin = ffi.NULL
+        else:
+            _check(self.half * 2 == self.k.shape[4], f"rope_cos: RoPE needs an even head dim, got D={self.k.shape[4]}")
+            pcos, psin = f32(rope_cos, "rope_cos", (self.half,)), f32(rope_sin, "rope_sin", (self.half,))
+        _check(not np.may_share_memory(x, self.k) and not np.may_share_memory(x, self.v),
+               "x, k_cache: outputs must not share memory")
+        plnf_w, plnf_b, phead, V = w.head
+        logits = np.empty(V, np.float32) if V else None
+        self.pos[0] = pos
+        status = lib.paged_step(px, 1, *self.args, pcos, psin, plnf_w, plnf_b, phead, V, self.head_row,
+                                1 if V else 0, ffi.from_buffer("float[]", logits) if V else ffi.NULL)
+        if status == -1:
+            raise MemoryError("paged_step: out of memory for its scratch buffers")
+        _check(status == 0, "paged_step: a block table entry that a row's positions reach is out of range")
+        return logits
 
 
 def _int32_rows(a, name, shape, low, high):

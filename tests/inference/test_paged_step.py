@@ -306,3 +306,42 @@ def test_step_weights_equal_the_layer_tables(arch):
         native.paged_step(*args, head)
     with pytest.raises(ValueError, match="layers: StepWeights built for"):   # another n_head than its own
         native.paged_step(*args[:7], 2 * cfg.n_head, *args[8:])
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_step_weights_decode_equals_decode_step(arch):
+    """decode_step given a StepWeights (what the decode loop runs: the cache's arguments converted
+    once and kept) equals decode_step over the layer dicts to the bit, step after step and across
+    two caches used in turn; a bad position, x or second head is refused by name."""
+    model = _model(arch, 2 if arch == "llama" else 4)
+    cfg = model.config
+    layers, head = step_tables(model)
+    weights = kernels.StepWeights(layers, head, cfg.d_model, cfg.n_head * cfg.head_dim,
+                                  cfg.n_kv_head * cfg.head_dim, cfg.norm == "layernorm")
+    rng = np.random.default_rng(3)
+    shape = (cfg.n_layer, 1, cfg.n_kv_head, 12, cfg.head_dim)
+    caches = [(np.zeros(shape, np.float32), np.zeros(shape, np.float32)) for _ in range(2)]
+    want = [(c[0].copy(), c[1].copy()) for c in caches]
+    for pos in range(6):
+        for (k, v), (kw, vw) in zip(caches, want):
+            x = rng.standard_normal(cfg.d_model, dtype=np.float32)
+            rope = [None, None]
+            if cfg.position_scheme == "rope":
+                rope = [np.ascontiguousarray(a[0]) for a in model.rope_tables(np.array([pos]))]
+            args = (cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm", *rope)
+            x2 = x.copy()
+            got = native.decode_step(x, weights, k, v, pos, *args)
+            ref = native.decode_step(x2, layers, kw, vw, pos, *args, head)
+            np.testing.assert_array_equal(got, ref)
+            np.testing.assert_array_equal(x, x2)
+            np.testing.assert_array_equal(k, kw)
+    k, v = caches[0]
+    x = np.zeros(cfg.d_model, np.float32)
+    with pytest.raises(ValueError, match=r"pos: expected an int in \[0, 12\)"):
+        native.decode_step(x, weights, k, v, 12, *args)
+    with pytest.raises(ValueError, match="x: expected shape"):
+        native.decode_step(np.zeros(cfg.d_model + 1, np.float32), weights, k, v, 0, *args)
+    with pytest.raises(ValueError, match="head: a StepWeights carries its own head"):
+        native.decode_step(x, weights, k, v, 0, *args, head)
+    with pytest.raises(ValueError, match="StepWeights built for"):
+        native.decode_step(x, weights, k, v, 0, 2 * cfg.n_head, *args[1:])
