@@ -383,14 +383,24 @@ static void values_acc(float* o, const float* p, const float* v, int64_t n, int6
  * in blocks of block_size positions: logical block b at kh + table[b] * stride (and vh + ...), each
  * (block_size, D) -> og (rep, D). s: scratch of rep * n floats (the scores, then the probabilities).
  * Scores are taken block by block (with block sizes that are multiples of DK, the grouping of
- * keys is that of one contiguous run), then one softmax per head over all n. */
+ * keys is that of one contiguous run), then one softmax per head over all n. Each block is read
+ * in chunks of CHUNK positions, every head's scores (and later its weighted values) taken from one
+ * chunk before the next: the keys and values stream from memory once, not once per query head
+ * (a chunk, 16 KB at D = 64, stays in L1 while the rep heads read it). A score depends on its key
+ * alone and values_acc adds in groups of 4 keys in order, so cutting a block at multiples of DK
+ * and 4 changes no result. */
+#define CHUNK 64
 void attention_paged_head(float* og, const float* qg, const float* kh, const float* vh, const int32_t* table,
                           int64_t block_size, int64_t stride, int64_t rep, int64_t n, int64_t D, float scale,
                           float* s) {
-    for (int64_t g = 0; g < rep; g++)
-        for (int64_t t0 = 0, b = 0; t0 < n; t0 += block_size, b++)
-            decode_scores(s + g * n + t0, qg + g * D, kh + table[b] * stride,
-                          n - t0 < block_size ? n - t0 : block_size, D, scale);
+    for (int64_t t0 = 0, b = 0; t0 < n; t0 += block_size, b++) {
+        const int64_t len = n - t0 < block_size ? n - t0 : block_size;
+        const float* kb = kh + table[b] * stride;
+        for (int64_t c = 0; c < len; c += CHUNK) {    /* the block's last chunk keeps its tail keys */
+            const int64_t m = len - c <= CHUNK ? len - c : CHUNK;
+            for (int64_t g = 0; g < rep; g++) decode_scores(s + g * n + t0 + c, qg + g * D, kb + c * D, m, D, scale);
+        }
+    }
     for (int64_t g = 0; g < rep; g++) {
         float* sg = s + g * n;
         float mx = sg[0];
@@ -405,8 +415,14 @@ void attention_paged_head(float* og, const float* qg, const float* kh, const flo
         for (int64_t j = 0; j < n; j++) sg[j] *= inv;
         float* o = og + g * D;
         for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
-        for (int64_t t0 = 0, b = 0; t0 < n; t0 += block_size, b++)
-            values_acc(o, sg + t0, vh + table[b] * stride, n - t0 < block_size ? n - t0 : block_size, D);
+    }
+    for (int64_t t0 = 0, b = 0; t0 < n; t0 += block_size, b++) {
+        const int64_t len = n - t0 < block_size ? n - t0 : block_size;
+        const float* vb = vh + table[b] * stride;
+        for (int64_t c = 0; c < len; c += CHUNK) {
+            const int64_t m = len - c <= CHUNK ? len - c : CHUNK;
+            for (int64_t g = 0; g < rep; g++) values_acc(og + g * D, s + g * n + t0 + c, vb + c * D, m, D);
+        }
     }
 }
 
