@@ -4,7 +4,7 @@ llama.cpp on the same GGUF files.
     python examples/bench_quant.py              # GEMV table (+ decode table if llama-cpp-python is installed)
     python examples/bench_quant.py --quick      # fewer repeats, 4096x4096 only, no decode
     python examples/bench_quant.py --no-decode  # GEMV table only
-    python examples/bench_quant.py --decode-only
+    python examples/bench_quant.py --decode-only [--rounds 5]
 
 Threads: 2 unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set (both libraries get the same count).
 
@@ -25,9 +25,11 @@ Part 2 (needs llama-cpp-python): the Llama-134M shape (d768, 12 layers, ffn 2048
 weights) written as GGUF F32/Q8_0/Q4_0/Q4_K by minillm.loaders.save_gguf (its Q4_0 file keeps the
 32000x768 output matrix in Q6_K, as llama.cpp writes it) and as Q4_1 by llama.cpp's quantizer from the
 F32 file; greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in minillm (load_gguf +
-minillm.inference.generate with its KV cache), the two in turn, each tok/s the median of 3 runs.
-Each row also gives the decode ceiling (minillm.inference.memory_wall: read bandwidth measured in
-this run / the weight bytes a token reads in that format) and the fraction of it each reaches.
+minillm.inference.generate with its KV cache), the two in turn, each tok/s the median of --rounds
+(default 3) runs. Each row also gives the decode ceiling (minillm.inference.memory_wall: read
+bandwidth / the weight bytes a token reads in that format; the bandwidth probed in every round
+right after the two runs, the median taken, so that a busy spell on a shared host moves the
+ceiling and the runs alike) and the fraction of it each reaches.
 minillm loads the files as minillm.load does (int8 activations, what llama.cpp itself computes) and
 runs again with float32 activations ("exact", the --exact flag). llama.cpp runs with use_extra_bufts = False on Intel hosts
 (its AMX path crashes there; see bench_real_model.py).
@@ -171,13 +173,13 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
     cfg = ModelConfig.preset("llama-134m")
     model = Transformer(cfg, seed=0)
     prompt = [int(t) for t in np.random.default_rng(1).integers(0, cfg.vocab_size, prompt_len)]
-    bw = read_bandwidth(THREADS)
-    print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads; "
-          f"read bandwidth {bw / 1e9:.1f} GB/s (this run); ceiling = bandwidth / weight bytes per token")
+    print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads, "
+          f"{repeats} rounds; ceiling = read bandwidth / weight bytes per token, the bandwidth measured in each "
+          f"round beside the runs (median of the rounds' probes, each the best of 7 reads)")
     print("columns: tok/s (% of the ceiling); minillm int8: int8 activations (the GGUF default, what llama.cpp "
           "computes); minillm exact: float32 activations (--exact)")
-    print(f"{'format':>8} {'MB/token':>9} {'ceiling':>8} {'llama.cpp':>14} {'minillm int8':>14} {'minillm exact':>14} "
-          f"{'llama.cpp / int8':>17}")
+    print(f"{'format':>8} {'MB/token':>9} {'GB/s':>5} {'ceiling':>8} {'llama.cpp':>14} {'minillm int8':>14} "
+          f"{'minillm exact':>14} {'llama.cpp / int8':>17}")
     with tempfile.TemporaryDirectory() as d:
         for dtype, path in gguf_files(model, d).items():
             llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=THREADS, n_batch=64, verbose=False)
@@ -195,11 +197,12 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
                 stamps = []
                 generate(ours, np.array(prompt), n_new, stream=lambda tok: stamps.append(time.perf_counter()))
                 return (len(stamps) - 1) / (stamps[-1] - stamps[0])
-            runs = {"llama.cpp": [], "minillm": []}
-            for _ in range(repeats):                     # in turn: a slow spell lands on both
+            runs = {"llama.cpp": [], "minillm": [], "bw": []}
+            for _ in range(repeats):                     # in turn: a slow spell lands on all three
                 runs["llama.cpp"].append(run_llama())
                 runs["minillm"].append(run_ours())
-            theirs, mine = (float(np.median(runs[k])) for k in ("llama.cpp", "minillm"))
+                runs["bw"].append(read_bandwidth(THREADS))
+            theirs, mine, bw = (float(np.median(runs[k])) for k in ("llama.cpp", "minillm", "bw"))
             nbytes = weight_bytes_per_token(ours)
             ceiling = decode_ceiling(nbytes, bw)
             ggml = [q for q in ours.quantized.values() if isinstance(q, GGMLLinear) and q.fmt in _native.INT8_ROWS]
@@ -212,7 +215,7 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
             int8 = f"{mine:.1f} ({mine / ceiling:.0%})" if ggml else "-"
             if not ggml:
                 exact = f"{mine:.1f} ({mine / ceiling:.0%})"
-            print(f"{dtype:>8} {nbytes / 1e6:9.0f} {ceiling:8.1f} {f'{theirs:.1f} ({theirs / ceiling:.0%})':>14} "
+            print(f"{dtype:>8} {nbytes / 1e6:9.0f} {bw / 1e9:5.1f} {ceiling:8.1f} {f'{theirs:.1f} ({theirs / ceiling:.0%})':>14} "
                   f"{int8:>14} {exact:>14} {theirs / mine:16.2f}x")
             llm.close()
 
@@ -222,6 +225,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="4096x4096 only, 3 repeats, no decode table")
     ap.add_argument("--no-decode", action="store_true", help="skip the llama.cpp decode comparison")
     ap.add_argument("--decode-only", action="store_true", help="only the llama.cpp decode comparison")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the decode comparison (medians; default 3)")
     args = ap.parse_args()
     if not _native.available():
         print("native extension not built: nothing to benchmark (pip install -e .)")
@@ -231,7 +235,9 @@ def main():
     if not args.decode_only:
         gemv_table(shapes, 3 if args.quick else 7)
     if not (args.quick or args.no_decode):
-        decode_table()
+        if args.rounds < 1:
+            raise SystemExit(f"--rounds: expected an int >= 1, got {args.rounds}")
+        decode_table(repeats=args.rounds)
 
 
 if __name__ == "__main__":
