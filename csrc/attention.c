@@ -426,6 +426,70 @@ void attention_paged_head(float* og, const float* qg, const float* kh, const flo
     }
 }
 
+/* Positions t0..t1-1 of the same (one piece of a long row, split so that several threads share
+ * it): per query head g, mx[g] = the largest score, sum[g] = sum of exp(score - mx[g]) and og[g] =
+ * sum of exp(score - mx[g]) v (not divided by sum); attention_merge_parts combines the pieces. The
+ * range is walked block by block, in chunks of CHUNK positions as above. s: rep * (t1 - t0) floats. */
+void attention_paged_part(float* og, float* mx, float* sum, const float* qg, const float* kh, const float* vh,
+                          const int32_t* table, int64_t block_size, int64_t stride, int64_t rep, int64_t t0,
+                          int64_t t1, int64_t D, float scale, float* s) {
+    const int64_t n = t1 - t0;
+    for (int64_t t = t0; t < t1;) {                    /* the run of positions inside t's block */
+        const int64_t b = t / block_size, end = (b + 1) * block_size < t1 ? (b + 1) * block_size : t1;
+        const float* kb = kh + table[b] * stride + (t - b * block_size) * D;
+        for (int64_t c = 0; c < end - t; c += CHUNK) {
+            const int64_t m = end - t - c <= CHUNK ? end - t - c : CHUNK;
+            for (int64_t g = 0; g < rep; g++) decode_scores(s + g * n + (t - t0) + c, qg + g * D, kb + c * D, m, D, scale);
+        }
+        t = end;
+    }
+    for (int64_t g = 0; g < rep; g++) {
+        float* sg = s + g * n;
+        float m = sg[0];
+        for (int64_t j = 1; j < n; j++) m = sg[j] > m ? sg[j] : m;
+        float total = 0.0f;
+        #pragma omp simd reduction(+ : total)
+        for (int64_t j = 0; j < n; j++) {
+            sg[j] = fast_expf(sg[j] - m);
+            total += sg[j];
+        }
+        mx[g] = m, sum[g] = total;
+        for (int64_t d = 0; d < D; d++) og[g * D + d] = 0.0f;
+    }
+    for (int64_t t = t0; t < t1;) {
+        const int64_t b = t / block_size, end = (b + 1) * block_size < t1 ? (b + 1) * block_size : t1;
+        const float* vb = vh + table[b] * stride + (t - b * block_size) * D;
+        for (int64_t c = 0; c < end - t; c += CHUNK) {
+            const int64_t m = end - t - c <= CHUNK ? end - t - c : CHUNK;
+            for (int64_t g = 0; g < rep; g++) values_acc(og + g * D, s + g * n + (t - t0) + c, vb + c * D, m, D);
+        }
+        t = end;
+    }
+}
+
+/* og (rep, D) = the softmax-weighted values of a row from its `parts` pieces (attention_paged_part):
+ * piece i holds o (rep, D), mx (rep) and sum (rep) at part + i * (rep * (D + 2)), in that order. */
+void attention_merge_parts(float* og, const float* part, int64_t parts, int64_t rep, int64_t D) {
+    const int64_t size = rep * (D + 2);
+    for (int64_t g = 0; g < rep; g++) {
+        float m = -INFINITY;
+        for (int64_t i = 0; i < parts; i++) {
+            const float mi = part[i * size + rep * D + g];
+            m = mi > m ? mi : m;
+        }
+        float total = 0.0f;
+        for (int64_t d = 0; d < D; d++) og[g * D + d] = 0.0f;
+        for (int64_t i = 0; i < parts; i++) {
+            const float* p = part + i * size;
+            const float w = expf(p[rep * D + g] - m);
+            total += w * p[rep * D + rep + g];
+            for (int64_t d = 0; d < D; d++) og[g * D + d] += w * p[g * D + d];
+        }
+        const float inv = 1.0f / total;
+        for (int64_t d = 0; d < D; d++) og[g * D + d] *= inv;
+    }
+}
+
 /* The contiguous cache: one block holding all n positions. */
 void attention_decode_head(float* og, const float* qg, const float* kh, const float* vh, int64_t rep,
                            int64_t n, int64_t D, float scale, float* s) {

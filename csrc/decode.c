@@ -279,7 +279,19 @@ typedef struct {
     float* act;                               /* (M, F) */
     void* qx;                                 /* the input of the next int8 GEMM, quantized (qgemm.c) */
     barrier_t* bar;
+    const int64_t* piece_first;               /* (M + 1): row m's attention pieces (ATT_PIECE) */
+    float* pieces;                            /* (Hkv, pieces, rep (D + 2)) their partial results */
+    atomic_int* pieces_done;                  /* (M, Hkv) pieces finished, this layer */
 } step_t;
+
+/* A row attending over more than ATT_PIECE positions is cut into pieces of ATT_PIECE positions,
+ * each a task of its own (attention_paged_part), merged by whichever thread finishes the row's last
+ * piece: a decode step of one long sequence has only Hkv (row, kv head) tasks, which two threads
+ * split unevenly (SmolLM2: 3 kv heads) and one thread per kv head streams its keys and values at
+ * one core's bandwidth. The cut depends on the row's position alone, so a row's result does not
+ * depend on the batch it is in; rows up to ATT_PIECE positions keep the one-task path. */
+#define ATT_PIECE 256
+static int64_t pieces_of(int64_t n) { return n > ATT_PIECE ? (n + ATT_PIECE - 1) / ATT_PIECE : 1; }
 
 static const int32_t* table_of(const step_t* st, int64_t m) { return st->tables + st->row_table[m] * st->max_blocks; }
 
@@ -345,12 +357,33 @@ static void attention_sub_block(const step_t* st, float* const* p, const decode_
         gemv_tasks(st->qkv, st->Nqkv, st->h, M, ws, Ns, fused ? 1 : 3, C, nx[PH_QKV], sums, q8 ? st->qx : NULL);
     }
     barrier_wait(st->bar, nt);
-    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_STORE]->n, 1, memory_order_relaxed)) < M * st->Hkv;)
+    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_STORE]->n, 1, memory_order_relaxed)) < M * st->Hkv;) {
         store_kv_head(st, p, bq, bk, bv, t / st->Hkv, t % st->Hkv);  /* 3a: every row's keys first */
+        atomic_store_explicit(&st->pieces_done[t], 0, memory_order_relaxed);   /* for 3b, past the barrier */
+    }
     barrier_wait(st->bar, nt);
-    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS]->n, 1, memory_order_relaxed)) < M * st->Hkv;) {
-        const int64_t m = t / st->Hkv, hk = t % st->Hkv;           /* 3b: one (row, kv head) per task */
-        attend_kv_head(st, p, m, hk, s);
+    const int64_t n_pieces = st->piece_first[M];
+    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS]->n, 1, memory_order_relaxed)) < n_pieces * st->Hkv;) {
+        const int64_t piece = t / st->Hkv, hk = t % st->Hkv;       /* 3b: one (piece of a row, kv head) per task */
+        int64_t m = 0;
+        while (st->piece_first[m + 1] <= piece) m++;
+        const int64_t first = st->piece_first[m], parts = st->piece_first[m + 1] - first;
+        if (parts == 1) {
+            attend_kv_head(st, p, m, hk, s);
+        } else {
+            const int64_t i = piece - first, n = st->row_pos[m] + 1, size = st->rep * (st->D + 2);
+            const int64_t t0 = i * ATT_PIECE, t1 = t0 + ATT_PIECE < n ? t0 + ATT_PIECE : n;
+            float* row_parts = st->pieces + (hk * n_pieces + first) * size;   /* the row's pieces, in order */
+            float* mine = row_parts + i * size;
+            const int64_t head = hk * st->block_size * st->D;
+            attention_paged_part(mine, mine + st->rep * st->D, mine + st->rep * st->D + st->rep,
+                                 st->qkv + m * st->Nqkv + hk * span, p[K_CACHE] + head, p[V_CACHE] + head,
+                                 table_of(st, m), st->block_size, st->page, st->rep, t0, t1, st->D, st->scale, s);
+            /* acq_rel: the last piece's thread sees every other piece's results */
+            if (atomic_fetch_add_explicit(&st->pieces_done[m * st->Hkv + hk], 1, memory_order_acq_rel) != parts - 1)
+                continue;                                  /* not the row's last piece: another merges */
+            attention_merge_parts(st->att + m * Cq + hk * span, row_parts, parts, st->rep, st->D);
+        }
         if (o8) quantize_part(st, st->att, M, Cq, m, hk * span, (hk + 1) * span);
     }
     barrier_wait(st->bar, nt);
@@ -461,22 +494,29 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     const int64_t qx_floats = (qgemm_scratch_bytes(M, K_max) + 3) / 4 + 1;
     const int64_t per_thread = rep * n_max + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
     const int64_t rows = M * (C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F);
-    float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * per_thread + qx_floats));
+    int64_t n_pieces = 0;                     /* every row's attention pieces (pieces_of) */
+    for (int64_t m = 0; m < M; m++) n_pieces += pieces_of(row_pos[m] + 1);
+    const int64_t piece_floats = n_pieces > M ? Hkv * n_pieces * rep * (D + 2) : 0;
+    float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * per_thread + qx_floats + piece_floats));
+    int64_t* piece_first = malloc(sizeof(int64_t) * (size_t)(M + 1));
+    atomic_int* pieces_done = malloc(sizeof(atomic_int) * (size_t)(M * Hkv));
     const int64_t n_counters = (L * N_PHASES + 1) * segments(nthreads_max);     /* + the head's */
     line_counter_t* next = aligned_alloc(64, sizeof(line_counter_t) * (size_t)n_counters);
     barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
     int* cpus = malloc(sizeof(int) * (size_t)nthreads_max);   /* the core of each thread */
-    if (!buf || !next || !bar || !cpus) {
-        free(buf), free(next), free(bar), free(cpus);
+    if (!buf || !next || !bar || !cpus || !piece_first || !pieces_done) {
+        free(buf), free(next), free(bar), free(cpus), free(piece_first), free(pieces_done);
         return -1;
     }
+    piece_first[0] = 0;
+    for (int64_t m = 0; m < M; m++) piece_first[m + 1] = piece_first[m] + pieces_of(row_pos[m] + 1);
     for (int64_t i = 0; i < n_counters; i++) atomic_init(&next[i].n, 0);
     atomic_init(&bar->arrived, 0);
     atomic_init(&bar->round, 0);
     atomic_init(&bar->sleepers, 0);
     step_t st = {M, C, H, Hkv, D, F, rep, Cq, Ckv, Cq + 2 * Ckv, block_size, Hkv * block_size * D, max_blocks,
                  tables, row_table, row_pos, layernorm, eps, 1.0f / sqrtf((float)D), rope_cos, rope_sin, x, buf,
-                 NULL, NULL, NULL, NULL, NULL, NULL, bar};
+                 NULL, NULL, NULL, NULL, NULL, NULL, bar, piece_first, NULL, pieces_done};
     st.qkv = st.h + M * C;
     st.att = st.qkv + M * st.Nqkv;
     st.o = st.att + M * Cq;
@@ -484,6 +524,7 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     st.act = st.gu + M * 2 * F;
     float* per_thread_buf = st.act + M * F;       /* (threads, per_thread) */
     st.qx = per_thread_buf + (int64_t)nthreads_max * per_thread;
+    st.pieces = (float*)st.qx + qx_floats;
 
     #pragma omp parallel num_threads(nthreads_max)
     {
@@ -511,6 +552,6 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
                        nt, sums);
         }
     }
-    free(buf), free(next), free(bar), free(cpus);
+    free(buf), free(next), free(bar), free(cpus), free(piece_first), free(pieces_done);
     return 0;
 }

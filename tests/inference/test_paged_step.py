@@ -345,3 +345,45 @@ def test_step_weights_decode_equals_decode_step(arch):
         native.decode_step(x, weights, k, v, 0, *args, head)
     with pytest.raises(ValueError, match="StepWeights built for"):
         native.decode_step(x, weights, k, v, 0, 2 * cfg.n_head, *args[1:])
+
+
+def _long_model(arch, n_kv_head, seed):
+    extra = {"n_kv_head": n_kv_head, "ffn_dim": 40} if arch == "llama" else {}
+    model = Transformer(ModelConfig(arch=arch, n_layer=2, n_head=4, d_model=32, vocab_size=50, max_seq_len=1024,
+                                    **extra), seed=seed)
+    rng = np.random.default_rng(seed)
+    for p in model.params.values():
+        p += 0.1 * rng.standard_normal(p.shape, dtype=np.float32)
+    return model
+
+
+@settings(max_examples=12, deadline=None)
+@given(arch=st.sampled_from(["gpt2", "llama"]), n_kv_head=st.sampled_from([1, 2, 4]), n_seqs=st.integers(1, 3),
+       block_size=st.sampled_from([3, 16, 64]), chunk=st.integers(1, 3),
+       lengths=st.lists(st.integers(200, 700), min_size=3, max_size=3), seed=st.integers(0, 2**16))
+def test_long_rows_in_pieces_equal_the_numpy_reference(arch, n_kv_head, n_seqs, block_size, chunk, lengths, seed):
+    """Rows attending over more than 256 positions are cut into pieces that the threads share, each
+    merged by the thread that finishes a row's last one (csrc/decode.c ATT_PIECE): equal to the
+    reference's single softmax within float32 rounding, over shuffled blocks of sizes that do and do
+    not divide the pieces, with prefill chunks whose rows straddle a piece boundary."""
+    model = _long_model(arch, n_kv_head if arch == "llama" else 4, seed)
+    rng = np.random.default_rng(seed)
+    case = _rows(model, rng, n_seqs, lengths[:n_seqs], chunk, block_size)
+    x, k, v, logits = _run(native.paged_step, model, case)
+    x_ref, k_ref, v_ref, logits_ref = _run(kernels.reference.paged_step, model, case)
+    np.testing.assert_allclose(x, x_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(k, k_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_long_rows_do_not_depend_on_the_rows_beside_them():
+    """The pieces of a long row are cut by its position alone: the row gives the same bits alone
+    or beside other sequences' rows (short and long)."""
+    model = _long_model("llama", 2, 5)
+    case = _rows(model, np.random.default_rng(5), 3, [600, 40, 300], 1, 16)
+    x, k, v, logits = _run(native.paged_step, model, case)
+    for m in range(len(case[0])):
+        xs, ks, vs, tables, row_table, row_pos, cos, sin = case
+        one = (xs[m:m + 1], ks, vs, tables, row_table[m:m + 1], row_pos[m:m + 1], cos[m:m + 1], sin[m:m + 1])
+        x1, _, _, logits1 = _run(native.paged_step, model, one)
+        assert np.array_equal(x1[0], x[m]) and np.array_equal(logits1[0], logits[m])
