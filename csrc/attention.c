@@ -379,57 +379,32 @@ static void values_acc(float* o, const float* p, const float* v, int64_t n, int6
     }
 }
 
+#define CHUNK 64
+
 /* The rep query heads qg (rep, D) that read one kv head against its first n keys and values, kept
  * in blocks of block_size positions: logical block b at kh + table[b] * stride (and vh + ...), each
- * (block_size, D) -> og (rep, D). s: scratch of rep * n floats (the scores, then the probabilities).
- * Scores are taken block by block (with block sizes that are multiples of DK, the grouping of
- * keys is that of one contiguous run), then one softmax per head over all n. Each block is read
- * in chunks of CHUNK positions, every head's scores (and later its weighted values) taken from one
- * chunk before the next: the keys and values stream from memory once, not once per query head
- * (a chunk, 16 KB at D = 64, stays in L1 while the rep heads read it). A score depends on its key
- * alone and values_acc adds in groups of 4 keys in order, so cutting a block at multiples of DK
- * and 4 changes no result. */
-#define CHUNK 64
+ * (block_size, D) -> og (rep, D). s: scratch of rep * n floats (the scores, then exp(score - max)).
+ * The whole row is attention_paged_part's piece 0..n, divided by its sum of exponentials. */
 void attention_paged_head(float* og, const float* qg, const float* kh, const float* vh, const int32_t* table,
                           int64_t block_size, int64_t stride, int64_t rep, int64_t n, int64_t D, float scale,
                           float* s) {
-    for (int64_t t0 = 0, b = 0; t0 < n; t0 += block_size, b++) {
-        const int64_t len = n - t0 < block_size ? n - t0 : block_size;
-        const float* kb = kh + table[b] * stride;
-        for (int64_t c = 0; c < len; c += CHUNK) {    /* the block's last chunk keeps its tail keys */
-            const int64_t m = len - c <= CHUNK ? len - c : CHUNK;
-            for (int64_t g = 0; g < rep; g++) decode_scores(s + g * n + t0 + c, qg + g * D, kb + c * D, m, D, scale);
-        }
-    }
+    float mx[rep], sum[rep];
+    attention_paged_part(og, mx, sum, qg, kh, vh, table, block_size, stride, rep, 0, n, D, scale, s);
     for (int64_t g = 0; g < rep; g++) {
-        float* sg = s + g * n;
-        float mx = sg[0];
-        for (int64_t j = 1; j < n; j++) mx = sg[j] > mx ? sg[j] : mx;
-        float sum = 0.0f;
-        #pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < n; j++) {
-            sg[j] = fast_expf(sg[j] - mx);
-            sum += sg[j];
-        }
-        const float inv = 1.0f / sum;
-        for (int64_t j = 0; j < n; j++) sg[j] *= inv;
-        float* o = og + g * D;
-        for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
-    }
-    for (int64_t t0 = 0, b = 0; t0 < n; t0 += block_size, b++) {
-        const int64_t len = n - t0 < block_size ? n - t0 : block_size;
-        const float* vb = vh + table[b] * stride;
-        for (int64_t c = 0; c < len; c += CHUNK) {
-            const int64_t m = len - c <= CHUNK ? len - c : CHUNK;
-            for (int64_t g = 0; g < rep; g++) values_acc(og + g * D, s + g * n + t0 + c, vb + c * D, m, D);
-        }
+        const float inv = 1.0f / sum[g];
+        for (int64_t d = 0; d < D; d++) og[g * D + d] *= inv;
     }
 }
 
-/* Positions t0..t1-1 of the same (one piece of a long row, split so that several threads share
- * it): per query head g, mx[g] = the largest score, sum[g] = sum of exp(score - mx[g]) and og[g] =
- * sum of exp(score - mx[g]) v (not divided by sum); attention_merge_parts combines the pieces. The
- * range is walked block by block, in chunks of CHUNK positions as above. s: rep * (t1 - t0) floats. */
+/* Positions t0..t1-1 of the same (a whole row, or one piece of a long row that several threads
+ * share): per query head g, mx[g] = the largest score, sum[g] = sum of exp(score - mx[g]) and og[g]
+ * = sum of exp(score - mx[g]) v (not divided by sum); attention_merge_parts combines pieces. The
+ * range is walked block by block, each block in chunks of CHUNK positions, every head's scores (and
+ * later its weighted values) taken from one chunk before the next: the keys and values stream from
+ * memory once, not once per query head (a chunk, 16 KB at D = 64, stays in L1 while the rep heads
+ * read it). A score depends on its key alone and values_acc adds in groups of 4 keys in order, so
+ * with block sizes that are multiples of DK the cuts change no result: a paged cache gives what one
+ * contiguous run gives. s: rep * (t1 - t0) floats. */
 void attention_paged_part(float* og, float* mx, float* sum, const float* qg, const float* kh, const float* vh,
                           const int32_t* table, int64_t block_size, int64_t stride, int64_t rep, int64_t t0,
                           int64_t t1, int64_t D, float scale, float* s) {
