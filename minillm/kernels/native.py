@@ -8,6 +8,7 @@ tokenizer/_native_bpe.py too) hands an array to C.
 """
 import os
 import platform
+import weakref
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -595,7 +596,7 @@ class StepWeights:
         self.vecs, self.linears = _build_tables(layers, C, Cq, Ckv, F, layernorm, self.keep)
         self.head = _decode_head(head, C, layernorm, self.keep)      # (ln_f.w, ln_f.b, W_head, V) pointers
         self._caches = (None, None)                                   # ((k address, v address, stride), ptrs)
-        self._plan = None                                             # (key, _ContiguousPlan): decode()
+        self._plan = None                                             # _ContiguousPlan of decode()
 
     def decode(self, x, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos=None, rope_sin=None):
         """decode_step with these weights (its head included): one token at slot pos of a
@@ -603,11 +604,10 @@ class StepWeights:
         converted once per cache (the last one is kept: a decode loop calls this with the same cache
         every step); per call only x, pos and the RoPE rows are. Returns the logits (V,), or None
         when the weights carry no head."""
-        key = (id(k_cache), id(v_cache), n_head, eps, layernorm)
         plan = self._plan
-        if plan is None or plan[0] != key:
-            plan = self._plan = (key, _ContiguousPlan(self, k_cache, v_cache, n_head, eps, layernorm))
-        return plan[1].run(x, pos, rope_cos, rope_sin)
+        if plan is None or not plan.serves(k_cache, v_cache, n_head, eps, layernorm):
+            plan = self._plan = _ContiguousPlan(self, k_cache, v_cache, n_head, eps, layernorm)
+        return plan.run(x, k_cache, v_cache, pos, rope_cos, rope_sin)
 
     def tables(self, pk, pv, layer_floats):
         """The float* table with the caches at pk, pv (layer l at + l * layer_floats)."""
@@ -672,11 +672,13 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
 
 class _ContiguousPlan:
     """paged_step's arguments for one row on a contiguous cache (one block of Smax positions),
-    checked and converted once: what StepWeights.decode reuses from step to step. Holds the cache
-    arrays (their identities key it)."""
+    checked and converted once: what StepWeights.decode reuses from step to step. It refers to the
+    cache arrays weakly (a finished generation's cache is freed as usual; its addresses are then
+    never used again: serves() is False for any other array)."""
 
     def __init__(self, weights, k_cache, v_cache, n_head, eps, layernorm):
-        self.k, self.v = k_cache, v_cache
+        self.k, self.v = weakref.ref(k_cache), weakref.ref(v_cache)
+        self.settings = (n_head, eps, layernorm)
         pk = f32(k_cache, "k_cache", (weights.n_layers, 1, None, None, None), True)
         pv = f32(v_cache, "v_cache", k_cache.shape, True)
         apart({"k_cache": k_cache, "v_cache": v_cache}, {})
@@ -693,10 +695,13 @@ class _ContiguousPlan:
         self.pos = self.ints[2:3]
         self.args = (weights.tables(pk, pv, Hkv * Smax * D), weights.linears, L, weights.C, H, Hkv, D, weights.F,
                      1, Smax, pi, 1, 1, pi + 1, pi + 2, 1 if layernorm else 0, _scalar(eps, "eps"))
-        self.head_row = pi + 3
-        self.keep = (pk, pv, pi)
+        self.head_row, self.D = pi + 3, D
+        self.keep = pi
 
-    def run(self, x, pos, rope_cos, rope_sin):
+    def serves(self, k_cache, v_cache, n_head, eps, layernorm):
+        return self.k() is k_cache and self.v() is v_cache and self.settings == (n_head, eps, layernorm)
+
+    def run(self, x, k_cache, v_cache, pos, rope_cos, rope_sin):
         w = self.weights
         px = f32(x, "x", (w.C,), True)
         _check(isinstance(pos, (int, np.integer)) and 0 <= pos < self.Smax,
@@ -704,9 +709,9 @@ class _ContiguousPlan:
         if rope_cos is None and rope_sin is None:
             pcos = psin = ffi.NULL
         else:
-            _check(self.half * 2 == self.k.shape[4], f"rope_cos: RoPE needs an even head dim, got D={self.k.shape[4]}")
+            _check(self.half * 2 == self.D, f"rope_cos: RoPE needs an even head dim, got D={self.D}")
             pcos, psin = f32(rope_cos, "rope_cos", (self.half,)), f32(rope_sin, "rope_sin", (self.half,))
-        _check(not np.may_share_memory(x, self.k) and not np.may_share_memory(x, self.v),
+        _check(not np.may_share_memory(x, k_cache) and not np.may_share_memory(x, v_cache),
                "x, k_cache: outputs must not share memory")
         plnf_w, plnf_b, phead, V = w.head
         logits = np.empty(V, np.float32) if V else None

@@ -2,6 +2,9 @@
 call over a paged KV cache -- the serving engine's step. Checked against kernels.reference.paged_step
 (the per-operation references composed), against decode_step on a contiguous cache (to the bit),
 against the engine's block-by-block forward, and on bad input."""
+import gc
+import weakref
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -345,6 +348,11 @@ def test_step_weights_decode_equals_decode_step(arch):
         native.decode_step(x, weights, k, v, 0, *args, head)
     with pytest.raises(ValueError, match="StepWeights built for"):
         native.decode_step(x, weights, k, v, 0, 2 * cfg.n_head, *args[1:])
+    native.decode_step(x, weights, k, v, 0, *args)      # the kept plan does not keep the cache alive
+    gone = weakref.ref(k)
+    del k, v, caches
+    gc.collect()
+    assert gone() is None
 
 
 def _long_model(arch, n_kv_head, seed):
