@@ -383,12 +383,13 @@ static void values_acc(float* o, const float* p, const float* v, int64_t n, int6
 
 /* The rep query heads qg (rep, D) that read one kv head against its first n keys and values, kept
  * in blocks of block_size positions: logical block b at kh + table[b] * stride (and vh + ...), each
- * (block_size, D) -> og (rep, D). s: scratch of rep * n floats (the scores, then exp(score - max)).
- * The whole row is attention_paged_part's piece 0..n, divided by its sum of exponentials. */
+ * (block_size, D) -> og (rep, D). s: scratch of rep * (n + 2) floats (the scores, then
+ * exp(score - max); each head's max and sum after them). The whole row is attention_paged_part's
+ * piece 0..n, divided by its sum of exponentials. */
 void attention_paged_head(float* og, const float* qg, const float* kh, const float* vh, const int32_t* table,
                           int64_t block_size, int64_t stride, int64_t rep, int64_t n, int64_t D, float scale,
                           float* s) {
-    float mx[rep], sum[rep];
+    float *mx = s + rep * n, *sum = mx + rep;
     attention_paged_part(og, mx, sum, qg, kh, vh, table, block_size, stride, rep, 0, n, D, scale, s);
     for (int64_t g = 0; g < rep; g++) {
         const float inv = 1.0f / sum[g];
@@ -483,7 +484,7 @@ void attention_decode(float* out, const float* q, const float* k_cache, const fl
     for (int64_t b = 0; b < B; b++) filled += lengths[b];
     #pragma omp parallel if (filled * H * D >= (1 << 19))
     {
-        float* s = xmalloc(sizeof(float) * rep * Smax);  /* (rep, n) scores, then P, of one kv head */
+        float* s = xmalloc(sizeof(float) * rep * (Smax + 2));  /* (rep, n) scores, then P, of one kv head */
         #pragma omp for schedule(static)
         for (int64_t bk = 0; bk < B * Hkv; bk++) {
             const int64_t b = bk / Hkv, hk = bk % Hkv;

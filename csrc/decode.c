@@ -492,7 +492,7 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     const int64_t K_max = C > Cq ? (C > F ? C : F) : (Cq > F ? Cq : F);
     /* scores, then sums of x for quant.c or the M rows of x quantized for qgemm.c */
     const int64_t qx_floats = (qgemm_scratch_bytes(M, K_max) + 3) / 4 + 1;
-    const int64_t per_thread = rep * n_max + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
+    const int64_t per_thread = rep * (n_max + 2) + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
     const int64_t rows = M * (C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F);
     int64_t n_pieces = 0;                     /* every row's attention pieces (pieces_of) */
     for (int64_t m = 0; m < M; m++) n_pieces += pieces_of(row_pos[m] + 1);
@@ -537,7 +537,7 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
         barrier_wait(bar, nt);
         leave_shared_core(tid, nt, cpus);
         float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (rep, n) scores */
-        float* sums = s + rep * n_max;                      /* (K_max / 32), or qgemm's scratch */
+        float* sums = s + rep * (n_max + 2);                /* (K_max / 32), or qgemm's scratch */
         const int64_t nseg = segments(nthreads_max);    /* counters per phase (see line_counter_t) */
         for (int64_t l = 0; l < L; l++) {
             line_counter_t* nx[N_PHASES];
