@@ -609,6 +609,12 @@ class StepWeights:
             plan = self._plan = _ContiguousPlan(self, k_cache, v_cache, n_head, eps, layernorm)
         return plan.run(x, k_cache, v_cache, pos, rope_cos, rope_sin)
 
+    def check_sizes(self, C, H, Hkv, D, layernorm):
+        """A ValueError unless these tables were built for this step's sizes."""
+        _check((self.C, self.Cq, self.Ckv, self.layernorm) == (C, H * D, Hkv * D, bool(layernorm)),
+               f"layers: StepWeights built for C={self.C}, n_head*D={self.Cq}, Hkv*D={self.Ckv}, "
+               f"layernorm={self.layernorm}; this step has C={C}, {H * D}, {Hkv * D}, {bool(layernorm)}")
+
     def tables(self, pk, pv, layer_floats):
         """The float* table with the caches at pk, pv (layer l at + l * layer_floats)."""
         key = (int(ffi.cast("uintptr_t", pk)), int(ffi.cast("uintptr_t", pv)), layer_floats)
@@ -670,6 +676,13 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
     return None if logits is None else logits[0]
 
 
+def _step_status(status):
+    """lib.paged_step's status as the error it stands for (0: none)."""
+    if status == -1:
+        raise MemoryError("paged_step: out of memory for its scratch buffers")
+    _check(status == 0, "paged_step: a block table entry that a row's positions reach is out of range")
+
+
 class _ContiguousPlan:
     """paged_step's arguments for one row on a contiguous cache (one block of Smax positions),
     checked and converted once: what StepWeights.decode reuses from step to step. It refers to the
@@ -686,9 +699,7 @@ class _ContiguousPlan:
         H = int(n_head)
         _check(Hkv >= 1 and H >= Hkv and H % Hkv == 0,
                f"n_head={H} must be a multiple of the cache's kv heads {Hkv}")
-        _check((weights.Cq, weights.Ckv, weights.layernorm) == (H * D, Hkv * D, bool(layernorm)),
-               f"layers: StepWeights built for n_head*D={weights.Cq}, Hkv*D={weights.Ckv}, layernorm="
-               f"{weights.layernorm}; this step has {H * D}, {Hkv * D}, {bool(layernorm)}")
+        weights.check_sizes(weights.C, H, Hkv, D, layernorm)      # C: checked against x at each run
         self.weights, self.Smax, self.half = weights, Smax, D // 2
         self.ints = np.zeros(4, np.int32)    # the block table (block 0), the row's table, position, head row
         pi = ffi.from_buffer("int32_t[]", self.ints)
@@ -718,9 +729,7 @@ class _ContiguousPlan:
         self.pos[0] = pos
         status = lib.paged_step(px, 1, *self.args, pcos, psin, plnf_w, plnf_b, phead, V, self.head_row,
                                 1 if V else 0, ffi.from_buffer("float[]", logits) if V else ffi.NULL)
-        if status == -1:
-            raise MemoryError("paged_step: out of memory for its scratch buffers")
-        _check(status == 0, "paged_step: a block table entry that a row's positions reach is out of range")
+        _step_status(status)
         return logits
 
 
@@ -769,9 +778,7 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
     keep = []
     layer_floats = NB * Hkv * bs * D
     if built:
-        _check((layers.C, layers.Cq, layers.Ckv, layers.layernorm) == (C, H * D, Hkv * D, bool(layernorm)),
-               f"layers: StepWeights built for C={layers.C}, n_head*D={layers.Cq}, Hkv*D={layers.Ckv}, "
-               f"layernorm={layers.layernorm}; this step has C={C}, {H * D}, {Hkv * D}, {bool(layernorm)}")
+        layers.check_sizes(C, H, Hkv, D, layernorm)
         _check(head is None, "head: a StepWeights carries its own head, got another")
         vecs, linears = layers.tables(pk, pv, layer_floats), layers.linears
         plnf_w, plnf_b, phead, V = layers.head
@@ -787,8 +794,6 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
                             1 if layernorm else 0, _scalar(eps, "eps"), pcos, psin, plnf_w, plnf_b, phead, V,
                             ffi.from_buffer("int32_t[]", head_rows), len(head_rows) if head is not None else 0,
                             plogits)
-    if status == -1:
-        raise MemoryError("paged_step: out of memory for its scratch buffers")
-    _check(status == 0, "paged_step: a block table entry that a row's positions reach is out of range")
+    _step_status(status)
     del pk, pv, keep
     return logits
