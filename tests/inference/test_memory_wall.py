@@ -100,3 +100,19 @@ def test_native_and_numpy_probes_both_measure_a_rate():
             (memory_wall._native_read_bandwidth,) if memory_wall.lib is not None else ()):
         bw = probe(2, 4 << 20, 2)
         assert np.isfinite(bw) and bw > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(lines=st.integers(1, 3000), threads=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_native_probe_reads_every_byte_once(lines, threads, seed):
+    """memory_read's checksum (the sum of the buffer's u64 words, wrapped) over sizes that split
+    unevenly into threads and into its side-by-side runs: every line is read, none twice."""
+    from minillm.inference import memory_wall
+    if memory_wall.lib is None:
+        pytest.skip("C kernels not built")
+    raw = np.random.default_rng(seed).integers(0, 256, lines * 64 + 64, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64
+    buf = raw[start:start + lines * 64]
+    total = memory_wall.lib.memory_read(memory_wall.ffi.from_buffer("uint8_t[]", buf), lines * 64, threads)
+    want = int(buf.view(np.uint64).sum(dtype=np.uint64))
+    assert total % (1 << 64) == want

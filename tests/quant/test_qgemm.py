@@ -179,3 +179,24 @@ def test_a_rows_result_does_not_depend_on_the_rows_beside_it(fmt, M, N, nb, odd,
     together = k.matmul(x)
     for m in range(M):
         assert np.array_equal(k.matmul(x[m:m + 1])[0], together[m]), f"row {m} of {M}"
+
+
+@native
+@settings(max_examples=40, deadline=None)
+@given(fmt=st.sampled_from(["q8_0", "q4_0", "q4_1", "q4_K", "q6_K"]), N=st.integers(1, 41),
+       nb=st.integers(1, 3), cut=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_one_x_row_result_does_not_depend_on_the_weight_rows_beside_it(fmt, N, nb, cut, seed):
+    """At M = 1 the rows of W run as 4 streams side by side (csrc/qgemm.c rows_streams), grouped by
+    their count: any run of rows a..b gives, bit for bit, the outputs a..b of the whole W -- the
+    rows in a group, a group's leftovers and a W of 1-3 rows alike."""
+    rng = np.random.default_rng(seed)
+    per = GGML_BLOCKS[fmt][1]
+    b = random_blocks(fmt, (N, nb if per == 256 else 8 * nb + 1), rng)
+    x = rng.standard_normal((1, b.shape[1] * per)).astype(np.float32)
+    whole = _native.GGMLBlockKernel(fmt, b, act_int8=True).matmul(x)
+    lo = cut.draw(st.integers(0, N - 1))
+    hi = cut.draw(st.integers(lo + 1, N))
+    part = _native.GGMLBlockKernel(fmt, np.ascontiguousarray(b[lo:hi]), act_int8=True).matmul(x)
+    np.testing.assert_array_equal(part, whole[:, lo:hi])
+    np.testing.assert_allclose(whole, GGMLLinear(fmt, b, act_int8=True).matmul_int8_act_reference(x),
+                               rtol=0, atol=1e-5 * np.abs(x).sum() * np.abs(GGMLLinear(fmt, b).dequantize()).max())
