@@ -61,6 +61,8 @@
 #include "parts.inc"
 
 #define TASK_ROWS 32      /* rows of a weight per task: 96 KB at K = 768 */
+#define RUN_ROWS (TASK_ROWS / 4)   /* at M = 1 with int8 activations a task is RUN_ROWS rows of each quarter
+                                      of W: the threads' segments of tasks are then four runs each */
 #define SPIN_LIMIT 2000   /* pauses (~50 us) before a waiting thread goes to sleep */
 enum { LN1_W, LN1_B, Q_B, K_B, V_B, O_B, LN2_W, LN2_B, GATE_B, UP_B, DOWN_B, K_CACHE, V_CACHE };
 enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN };  /* the linears of a layer */
@@ -219,8 +221,15 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
                 qgemm_prepare_x(x, M, K, sums);
                 have_sums = QX_READY;
             }
-            qgemm_rows((W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8, o, ldo, qx ? qx : sums, M, K, n0, nb,
-                       (const uint8_t*)W->w);
+            const int32_t type = (W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8;
+            if (M == 1) {  /* task t: RUN_ROWS rows of each quarter of W, so that a thread's tasks read
+                              four long runs side by side (qgemm_rows_runs) */
+                const int64_t gap = (Ns[i] + TASK_ROWS - 1) / TASK_ROWS * RUN_ROWS;
+                qgemm_rows_runs(type, out + offset + t * RUN_ROWS, qx ? qx : sums, K, t * RUN_ROWS, RUN_ROWS, gap,
+                                Ns[i], (const uint8_t*)W->w);
+            } else {
+                qgemm_rows(type, o, ldo, qx ? qx : sums, M, K, n0, nb, (const uint8_t*)W->w);
+            }
             continue;
         }
         for (int64_t m = 0; m < M; m++) {

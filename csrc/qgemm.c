@@ -31,6 +31,7 @@
 
 #define QK_K 256
 #define MR 8                                   /* rows of x per tile */
+#define STREAMS 4                              /* runs of rows of W side by side at M = 1 (rows_runs) */
 #define PAR_MIN ((int64_t)1 << 18)             /* fewer weights than this: one thread */
 #if defined(__AVX2__) && defined(__FMA__)
 #define QG_SIMD 1
@@ -741,28 +742,35 @@ static inline __attribute__((always_inline)) float row1(const int t, const uint8
     return own_rows(t, &row, 1, X, &r, 1) ? r : row1_any(t, row, X);
 }
 
-/* One row of x against rows n0 .. n0 + n - 1 of W, taken as STREAMS runs of n / STREAMS rows side by
-   side (the formats with rows of their own): each step reads the next block of each run, so a thread
+/* One row of x against STREAMS runs of rows of W side by side: run j is rows n0 + j gap .. + count - 1,
+   cut at row end; out[r - n0] = W[r] . x. Each step reads the next block of every run, so a thread
    streams from STREAMS places at once. From DRAM one stream per thread left the read well below what
    the memory gives (the hardware prefetcher follows a stream within a 4 KiB page, so one stream keeps
    few lines in flight): a streaming read of 256 MiB on 2 threads went from ~16 to ~22 GB/s with 4
-   streams per thread. Each row's float operations are those of row1, so the results are too. */
-#ifndef STREAMS
-#define STREAMS 4
-#endif
+   runs per thread, and a Q4_K GEMV 1.3-1.6x. The rows the runs share a count of go through the
+   STREAMS-row kernels (formats with rows of their own), the rest one by one; each row's float
+   operations are those of row1 either way, so its result does not depend on the grouping. */
 static inline int has_own_rows(int t) { return fast_pair(t) || t == T_Q4_K || t == T_Q6_K; }
 
-static inline __attribute__((always_inline)) void rows_streams(const int t, float* out, const xq_t* X, int64_t n0,
-                                                             int64_t n, const uint8_t* w, int64_t row_bytes) {
-    const int64_t q = n / STREAMS;
-    float res[STREAMS];
-    for (int64_t i = 0; i < q; i++) {
-        const uint8_t* rows[STREAMS];
-        for (int s = 0; s < STREAMS; s++) rows[s] = w + (n0 + s * q + i) * row_bytes;
-        own_rows(t, rows, STREAMS, X, res, 1);
-        for (int s = 0; s < STREAMS; s++) out[s * q + i] = res[s];
+static inline __attribute__((always_inline)) void rows_runs(const int t, float* out, const xq_t* X, int64_t n0,
+                                                          int64_t count, int64_t gap, int64_t end,
+                                                          const uint8_t* w, int64_t row_bytes) {
+    int64_t len[STREAMS], common = count;
+    for (int j = 0; j < STREAMS; j++) {
+        const int64_t left = end - (n0 + j * gap);
+        len[j] = left < 0 ? 0 : left < count ? left : count;
+        common = len[j] < common ? len[j] : common;
     }
-    for (int64_t i = STREAMS * q; i < n; i++) out[i] = row1(t, w + (n0 + i) * row_bytes, X);
+    if (!has_own_rows(t)) common = 0;
+    float res[STREAMS];
+    for (int64_t i = 0; i < common; i++) {
+        const uint8_t* rows[STREAMS];
+        for (int j = 0; j < STREAMS; j++) rows[j] = w + (n0 + j * gap + i) * row_bytes;
+        own_rows(t, rows, STREAMS, X, res, 1);
+        for (int j = 0; j < STREAMS; j++) out[j * gap + i] = res[j];
+    }
+    for (int j = 0; j < STREAMS; j++)
+        for (int64_t i = common; i < len[j]; i++) out[j * gap + i] = row1(t, w + (n0 + j * gap + i) * row_bytes, X);
 }
 #endif
 
@@ -852,8 +860,9 @@ static inline __attribute__((always_inline)) void rows_t(const int t, float* out
                                                          int64_t M, int64_t n0, int64_t n, const uint8_t* w) {
     const int64_t row_bytes = X0->K / blk_weights(t) * blk_bytes(t), nxb = X0->K / 32;
 #if defined(QG_ROW1)
-    if (M == 1 && has_own_rows(t)) {
-        rows_streams(t, out, X0, n0, n, w, row_bytes);
+    if (M == 1 && has_own_rows(t)) {                   /* n rows as STREAMS runs of a quarter */
+        const int64_t q = (n + STREAMS - 1) / STREAMS;
+        rows_runs(t, out, X0, n0, q, q, n0 + n, w, row_bytes);
         return;
     }
 #endif
@@ -912,6 +921,30 @@ void qgemm_rows(int32_t type, float* out, int64_t ldo, const void* scratch, int6
     const rows_fn f = rows_for(type);
     const xq_t X = scratch_view(scratch, M, K);
     if (f) f(out, ldo, &X, M, n0, n, w);
+}
+
+/* For decode.c at one row of x: rows n0 + j gap .. + count - 1 of W (j < 4), cut at row end, out[r - n0] =
+   W[r] . x (rows_runs; elsewhere than AVX-512 VNNI the rows one by one) */
+void qgemm_rows_runs(int32_t type, float* out, const void* scratch, int64_t K, int64_t n0, int64_t count,
+                     int64_t gap, int64_t end, const uint8_t* w) {
+    const rows_fn f = rows_for(type);
+    if (!f) return;
+    const xq_t X = scratch_view(scratch, 1, K);
+#if defined(QG_ROW1)
+    const int64_t row_bytes = K / blk_weights(type) * blk_bytes(type);
+    switch (type) {   /* t constant in each call, as rows_t's are */
+        case T_Q4_0: rows_runs(T_Q4_0, out, &X, n0, count, gap, end, w, row_bytes); return;
+        case T_Q4_1: rows_runs(T_Q4_1, out, &X, n0, count, gap, end, w, row_bytes); return;
+        case T_Q8_0: rows_runs(T_Q8_0, out, &X, n0, count, gap, end, w, row_bytes); return;
+        case T_Q4_K: rows_runs(T_Q4_K, out, &X, n0, count, gap, end, w, row_bytes); return;
+        case T_Q6_K: rows_runs(T_Q6_K, out, &X, n0, count, gap, end, w, row_bytes); return;
+        default: break;
+    }
+#endif
+    for (int64_t j = 0; j < STREAMS; j++) {
+        const int64_t r0 = n0 + j * gap, n = end - r0 < count ? end - r0 : count;
+        if (n > 0) f(out + j * gap, 1, &X, 1, r0, n, w);
+    }
 }
 
 int32_t qgemm(int32_t type, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
