@@ -61,8 +61,8 @@
 #include "parts.inc"
 
 #define TASK_ROWS 32      /* rows of a weight per task: 96 KB at K = 768 */
-#define RUN_ROWS (TASK_ROWS / 4)   /* at M = 1 with int8 activations a task is RUN_ROWS rows of each quarter
-                                      of W: the threads' segments of tasks are then four runs each */
+#define RUN_ROWS (TASK_ROWS / 4)   /* at M = 1 (float32 or int8 activations) a task is RUN_ROWS rows of each
+                                      quarter of W: the threads' segments of tasks are then four runs each */
 #define SPIN_LIMIT 2000   /* pauses (~50 us) before a waiting thread goes to sleep */
 enum { LN1_W, LN1_B, Q_B, K_B, V_B, O_B, LN2_W, LN2_B, GATE_B, UP_B, DOWN_B, K_CACHE, V_CACHE };
 enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN };  /* the linears of a layer */
@@ -212,7 +212,11 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
         const decode_linear_t* W = ws[i];
         float* o = out + offset + n0;
         if (W->fmt < 0) {
-            gemm_rows(o, ldo, x, M, (const float*)W->w + n0 * K, nb, K);
+            if (M == 1)    /* as the int8 rows below: RUN_ROWS rows of each quarter of W */
+                gemv_rows_runs(out + offset + t * RUN_ROWS, x, (const float*)W->w, t * RUN_ROWS, RUN_ROWS,
+                               (Ns[i] + TASK_ROWS - 1) / TASK_ROWS * RUN_ROWS, Ns[i], K);
+            else
+                gemm_rows(o, ldo, x, M, (const float*)W->w + n0 * K, nb, K);
             continue;
         }
         if (int8_act(W)) {

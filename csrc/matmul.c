@@ -190,6 +190,29 @@ static inline __attribute__((always_inline)) void dot_tile(float* out, int64_t l
         for (int j = 0; j < nb; j++) out[i * ldo + j] = res[i][j];
 }
 
+/* One row of x against 4 rows of w far apart (w0 + j gap_rows K, j < 4): out[j * gap_rows]. The
+ * operations of each row are dot_tile's at MB = 1 (a row's result is the same as there), with a
+ * software prefetch 1 KB ahead in each row: four runs of rows read side by side stream ~1.1-1.5x
+ * faster from DRAM than one (gemv_rows_runs). */
+#define HAVE_RUNS4 1
+static void dot_runs4(float* out, const float* x, const float* w0, int64_t gap_rows, int64_t K) {
+    __m512 acc[4];
+    const float* wr[4];
+    for (int j = 0; j < 4; j++) {
+        acc[j] = _mm512_setzero_ps();
+        wr[j] = w0 + j * gap_rows * K;
+    }
+    for (int64_t k = 0; k < K; k += 16) {
+        const __mmask16 mask = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1u);
+        const __m512 xv = _mm512_maskz_loadu_ps(mask, x + k);
+        for (int j = 0; j < 4; j++) {
+            _mm_prefetch((const char*)(wr[j] + k) + 1024, _MM_HINT_T0);
+            acc[j] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(mask, wr[j] + k), acc[j]);
+        }
+    }
+    for (int j = 0; j < 4; j++) out[j * gap_rows] = _mm512_reduce_add_ps(acc[j]);
+}
+
 static void dot_block(float* out, int64_t ldo, const float* x, const float* w, int64_t mb,
                       int64_t nb, int64_t K) {
     if (mb == 1) dot_tile(out, ldo, x, w, 1, 1, nb, K);
@@ -306,6 +329,28 @@ static void matmul_group_small_m(float* const* outs, const float* x, const float
 void gemv_rows(float* out, const float* x, const float* w, int64_t n, int64_t K) {
     for (int64_t j = 0; j < n; j += SMALL_NB)
         dot_block(out + j, n, x, w + j * K, 1, min64(SMALL_NB, n - j), K);
+}
+
+/* One row of x against 4 runs of rows of w: rows n0 + j gap .. + count - 1 (j < 4), cut at row end;
+ * out[r - n0] = w[r] . x. At decode (decode.c, M = 1) a task is a few rows of each quarter of w, so
+ * each thread reads four long runs side by side (see qgemm.c rows_runs). Each row's result is
+ * gemv_rows'. */
+void gemv_rows_runs(float* out, const float* x, const float* w, int64_t n0, int64_t count, int64_t gap,
+                    int64_t end, int64_t K) {
+    int64_t len[4], common = count;
+    for (int j = 0; j < 4; j++) {
+        const int64_t left = end - (n0 + j * gap);
+        len[j] = left < 0 ? 0 : left < count ? left : count;
+        common = len[j] < common ? len[j] : common;
+    }
+#if defined(HAVE_RUNS4)
+    for (int64_t i = 0; i < common; i++) dot_runs4(out + i, x, w + (n0 + i) * K, gap, K);
+#else
+    common = 0;
+#endif
+    for (int j = 0; j < 4; j++)
+        if (len[j] > common)
+            gemv_rows(out + j * gap + common, x, w + (n0 + j * gap + common) * K, len[j] - common, K);
 }
 
 /* The same for M rows of x, out with row stride ldo: a block of rows of w stays in cache while
