@@ -210,9 +210,13 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
         }
         const int64_t n0 = t * TASK_ROWS, nb = Ns[i] - n0 < TASK_ROWS ? Ns[i] - n0 : TASK_ROWS;
         const decode_linear_t* W = ws[i];
+        /* one row of x, and rows this build reads as runs side by side: a task is RUN_ROWS rows of
+           each quarter of W (read one after the other, the runs would break the threads' streams) */
+        const int runs = M == 1 && (W->fmt < 0 ? gemv_runs()
+                                               : int8_act(W) && qgemm_runs((W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8));
         float* o = out + offset + n0;
         if (W->fmt < 0) {
-            if (M == 1)    /* as the int8 rows below: RUN_ROWS rows of each quarter of W */
+            if (runs)      /* as the int8 rows below: RUN_ROWS rows of each quarter of W */
                 gemv_rows_runs(out + offset + t * RUN_ROWS, x, (const float*)W->w, t * RUN_ROWS, RUN_ROWS,
                                (Ns[i] + TASK_ROWS - 1) / TASK_ROWS * RUN_ROWS, Ns[i], K);
             else
@@ -226,7 +230,7 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
                 have_sums = QX_READY;
             }
             const int32_t type = (W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8;
-            if (M == 1) {  /* task t: RUN_ROWS rows of each quarter of W, so that a thread's tasks read
+            if (runs) {    /* task t: RUN_ROWS rows of each quarter of W, so that a thread's tasks read
                               four long runs side by side (qgemm_rows_runs) */
                 const int64_t gap = (Ns[i] + TASK_ROWS - 1) / TASK_ROWS * RUN_ROWS;
                 qgemm_rows_runs(type, out + offset + t * RUN_ROWS, qx ? qx : sums, K, t * RUN_ROWS, RUN_ROWS, gap,

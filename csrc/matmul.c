@@ -353,6 +353,14 @@ void gemv_rows_runs(float* out, const float* x, const float* w, int64_t n0, int6
             gemv_rows(out + j * gap + common, x, w + (n0 + j * gap + common) * K, len[j] - common, K);
 }
 
+int32_t gemv_runs(void) {
+#if defined(HAVE_RUNS4)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* The same for M rows of x, out with row stride ldo: a block of rows of w stays in cache while
  * every row of x passes over it (decode.c's multi-row step). Each output is the dot product
  * gemv_rows computes, so a row's result does not depend on the rows beside it. */

@@ -923,6 +923,15 @@ void qgemm_rows(int32_t type, float* out, int64_t ldo, const void* scratch, int6
     if (f) f(out, ldo, &X, M, n0, n, w);
 }
 
+int32_t qgemm_runs(int32_t type) {
+#if defined(QG_ROW1)
+    return has_own_rows(type);
+#else
+    (void)type;
+    return 0;
+#endif
+}
+
 /* For decode.c at one row of x: rows n0 + j gap .. + count - 1 of W (j < 4), cut at row end, out[r - n0] =
    W[r] . x (rows_runs; elsewhere than AVX-512 VNNI the rows one by one) */
 void qgemm_rows_runs(int32_t type, float* out, const void* scratch, int64_t K, int64_t n0, int64_t count,
