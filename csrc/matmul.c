@@ -337,12 +337,7 @@ void gemv_rows(float* out, const float* x, const float* w, int64_t n, int64_t K)
  * gemv_rows'. */
 void gemv_rows_runs(float* out, const float* x, const float* w, int64_t n0, int64_t count, int64_t gap,
                     int64_t end, int64_t K) {
-    int64_t len[4], common = count;
-    for (int j = 0; j < 4; j++) {
-        const int64_t left = end - (n0 + j * gap);
-        len[j] = left < 0 ? 0 : left < count ? left : count;
-        common = len[j] < common ? len[j] : common;
-    }
+    int64_t len[4], common = run_lengths(n0, count, gap, end, len);
 #if defined(HAVE_RUNS4)
     for (int64_t i = 0; i < common; i++) dot_runs4(out + i, x, w + (n0 + i) * K, gap, K);
 #else

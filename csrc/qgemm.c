@@ -31,7 +31,8 @@
 
 #define QK_K 256
 #define MR 8                                   /* rows of x per tile */
-#define STREAMS 4                              /* runs of rows of W side by side at M = 1 (rows_runs) */
+#define STREAMS 4                              /* runs of rows of W side by side at M = 1 (rows_runs;
+                                                  parts.inc's run_lengths: 4) */
 #define PAR_MIN ((int64_t)1 << 18)             /* fewer weights than this: one thread */
 #if defined(__AVX2__) && defined(__FMA__)
 #define QG_SIMD 1
@@ -381,9 +382,7 @@ static inline __attribute__((always_inline)) void tile(const int t, const uint8_
 #define QG_ROW1 1
 /* software prefetch of the n bytes PREFETCH_AHEAD past p (the next rows of W, streaming from DRAM:
    the hardware prefetcher alone left the single-row kernel ~30% below the float one there) */
-#ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 2048
-#endif
 static inline __attribute__((always_inline)) void prefetch_ahead(const uint8_t* p, int64_t n) {
     /* written out, not as a loop over o: GCC 12 dropped the loop's prefetches from every rows_T */
     _mm_prefetch((const char*)(p + PREFETCH_AHEAD), _MM_HINT_T0);
@@ -755,13 +754,9 @@ static inline int has_own_rows(int t) { return fast_pair(t) || t == T_Q4_K || t 
 static inline __attribute__((always_inline)) void rows_runs(const int t, float* out, const xq_t* X, int64_t n0,
                                                           int64_t count, int64_t gap, int64_t end,
                                                           const uint8_t* w, int64_t row_bytes) {
-    int64_t len[STREAMS], common = count;
-    for (int j = 0; j < STREAMS; j++) {
-        const int64_t left = end - (n0 + j * gap);
-        len[j] = left < 0 ? 0 : left < count ? left : count;
-        common = len[j] < common ? len[j] : common;
-    }
-    if (!has_own_rows(t)) common = 0;
+    int64_t len[STREAMS];
+    const int64_t shared = run_lengths(n0, count, gap, end, len);
+    const int64_t common = has_own_rows(t) ? shared : 0;       /* the others: row by row */
     float res[STREAMS];
     for (int64_t i = 0; i < common; i++) {
         const uint8_t* rows[STREAMS];
