@@ -29,6 +29,7 @@
 #include <omp.h>
 #include "matmul.h"
 #include "parts.inc"
+#include "runs.inc"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>

@@ -16,6 +16,7 @@
    (even and odd units) hide the FMA latency at one row; up to MR rows of x share each unpacked unit. */
 #include "qgemm.h"
 #include "parts.inc"
+#include "runs.inc"
 #include "half.inc"
 
 #include <float.h>
@@ -32,7 +33,7 @@
 #define QK_K 256
 #define MR 8                                   /* rows of x per tile */
 #define STREAMS 4                              /* runs of rows of W side by side at M = 1 (rows_runs;
-                                                  parts.inc's run_lengths: 4) */
+                                                  runs.inc's run_lengths: 4) */
 #define PAR_MIN ((int64_t)1 << 18)             /* fewer weights than this: one thread */
 #if defined(__AVX2__) && defined(__FMA__)
 #define QG_SIMD 1

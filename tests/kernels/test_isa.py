@@ -140,3 +140,16 @@ def test_lower_variants_match_the_default(isa, tmp_path):
 
 if __name__ == "__main__":   # the child process of run_variant
     np.savez(sys.argv[1], isa=kernels.cpu_features()["isa"], **compute())
+
+
+def test_the_build_renames_every_function_parts_inc_declares():
+    """minillm/kernels/_build.py reads parts.inc's declarations to rename each per variant; a
+    function it misses is defined once per variant under one name, and the link fails (the package
+    then falls back to NumPy). Every declaration at the start of a line must be found, and the file
+    holds declarations only (a function body there hides the declaration after it)."""
+    import re
+    from minillm.kernels import _build
+    text = _build._declarations(open(os.path.join(_build.CSRC, "parts.inc")).read())
+    declared = set(re.findall(r"^[A-Za-z_][\w \*]*?\b(\w+)\s*\(", text, re.M))
+    assert "{" not in text
+    assert declared and declared == {name for _, name, _ in _build._functions(text)}
