@@ -214,11 +214,12 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
            each quarter of W (read one after the other, the runs would break the threads' streams) */
         const int runs = M == 1 && (W->fmt < 0 ? gemv_runs()
                                                : int8_act(W) && qgemm_runs((W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8));
+        const int64_t gap = (Ns[i] + TASK_ROWS - 1) / TASK_ROWS * RUN_ROWS;   /* a quarter of W, whole tasks */
         float* o = out + offset + n0;
+        float* o_runs = out + offset + t * RUN_ROWS;    /* the runs' first outputs (out[r - t RUN_ROWS]) */
         if (W->fmt < 0) {
-            if (runs)      /* as the int8 rows below: RUN_ROWS rows of each quarter of W */
-                gemv_rows_runs(out + offset + t * RUN_ROWS, x, (const float*)W->w, t * RUN_ROWS, RUN_ROWS,
-                               (Ns[i] + TASK_ROWS - 1) / TASK_ROWS * RUN_ROWS, Ns[i], K);
+            if (runs)      /* as the int8 rows below */
+                gemv_rows_runs(o_runs, x, (const float*)W->w, t * RUN_ROWS, RUN_ROWS, gap, Ns[i], K);
             else
                 gemm_rows(o, ldo, x, M, (const float*)W->w + n0 * K, nb, K);
             continue;
@@ -232,9 +233,8 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
             const int32_t type = (W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8;
             if (runs) {    /* task t: RUN_ROWS rows of each quarter of W, so that a thread's tasks read
                               four long runs side by side (qgemm_rows_runs) */
-                const int64_t gap = (Ns[i] + TASK_ROWS - 1) / TASK_ROWS * RUN_ROWS;
-                qgemm_rows_runs(type, out + offset + t * RUN_ROWS, qx ? qx : sums, K, t * RUN_ROWS, RUN_ROWS, gap,
-                                Ns[i], (const uint8_t*)W->w);
+                qgemm_rows_runs(type, o_runs, qx ? qx : sums, K, t * RUN_ROWS, RUN_ROWS, gap, Ns[i],
+                                (const uint8_t*)W->w);
             } else {
                 qgemm_rows(type, o, ldo, qx ? qx : sums, M, K, n0, nb, (const uint8_t*)W->w);
             }
@@ -511,11 +511,14 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     const int64_t qx_floats = (qgemm_scratch_bytes(M, K_max) + 3) / 4 + 1;
     const int64_t per_thread = rep * (n_max + 2) + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
     const int64_t rows = M * (C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F);
-    int64_t n_pieces = 0;                     /* every row's attention pieces (pieces_of) */
-    for (int64_t m = 0; m < M; m++) n_pieces += pieces_of(row_pos[m] + 1);
+    int64_t* piece_first = malloc(sizeof(int64_t) * (size_t)(M + 1));   /* row m's first attention piece */
+    if (piece_first) {
+        piece_first[0] = 0;
+        for (int64_t m = 0; m < M; m++) piece_first[m + 1] = piece_first[m] + pieces_of(row_pos[m] + 1);
+    }
+    const int64_t n_pieces = piece_first ? piece_first[M] : M;
     const int64_t piece_floats = n_pieces > M ? Hkv * n_pieces * rep * (D + 2) : 0;
     float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * per_thread + qx_floats + piece_floats));
-    int64_t* piece_first = malloc(sizeof(int64_t) * (size_t)(M + 1));
     atomic_int* pieces_done = malloc(sizeof(atomic_int) * (size_t)(M * Hkv));
     const int64_t n_counters = (L * N_PHASES + 1) * segments(nthreads_max);     /* + the head's */
     line_counter_t* next = aligned_alloc(64, sizeof(line_counter_t) * (size_t)n_counters);
@@ -525,8 +528,6 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
         free(buf), free(next), free(bar), free(cpus), free(piece_first), free(pieces_done);
         return -1;
     }
-    piece_first[0] = 0;
-    for (int64_t m = 0; m < M; m++) piece_first[m + 1] = piece_first[m] + pieces_of(row_pos[m] + 1);
     for (int64_t i = 0; i < n_counters; i++) atomic_init(&next[i].n, 0);
     atomic_init(&bar->arrived, 0);
     atomic_init(&bar->round, 0);

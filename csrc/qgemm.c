@@ -946,10 +946,10 @@ void qgemm_rows_runs(int32_t type, float* out, const void* scratch, int64_t K, i
         default: break;
     }
 #endif
-    for (int64_t j = 0; j < STREAMS; j++) {
-        const int64_t r0 = n0 + j * gap, n = end - r0 < count ? end - r0 : count;
-        if (n > 0) f(out + j * gap, 1, &X, 1, r0, n, w);
-    }
+    int64_t len[STREAMS];
+    run_lengths(n0, count, gap, end, len);
+    for (int j = 0; j < STREAMS; j++)
+        if (len[j] > 0) f(out + j * gap, 1, &X, 1, n0 + j * gap, len[j], w);
 }
 
 int32_t qgemm(int32_t type, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
