@@ -204,6 +204,38 @@ def decode_native(model, tokens, kv):
     return logits.reshape(1, -1)
 
 
+def native_decoder(model, kv):
+    """A function token -> logits (V,) float32 running the next decode step of the sequence in kv
+    (B = 1) through one kernels.DecodeLoop, checked and converted once; it advances kv.pos. The
+    logits are decode_native's to the bit (the same C call on the same values) without its per-step
+    checks. None when decode_native would not take the C step for every token (the model, cache
+    or a quantized layer does not fit it, or the head needs the Python one): the caller then uses
+    forward_cached."""
+    if kernels.DecodeLoop is None or kernels.decode_step is None \
+            or not _fits_native(model, np.zeros((1, 1), np.int64), kv):
+        return None
+    cfg, p, names = model.config, model.params, NAMES[model.config.arch]
+    weights = step_weights(model, kv.k.shape[2], kv.k.shape[4])
+    embed = p[names["wte"]]
+    pos_embed = p[names["wpe"]] if cfg.position_scheme == "learned" else None
+    if weights is None or weights.head[3] == 0 or not all(
+            isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous
+            for a in (embed, embed if pos_embed is None else pos_embed)):
+        return None
+    Smax = kv.k.shape[3]
+    cos = sin = None
+    if cfg.position_scheme == "rope":        # every slot's rows, as embed_rows computes one position's
+        cos, sin = (np.ascontiguousarray(t, dtype=np.float32) for t in model.rope_tables(np.arange(Smax)))
+    loop = kernels.DecodeLoop(weights, kv.k, kv.v, cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm",
+                              embed, pos_embed, cos, sin)
+
+    def step(token):
+        logits = loop.step(token, kv.pos)
+        kv.pos += 1
+        return logits
+    return step
+
+
 def rows_native(model, tokens, kv):
     """logits (T, V) of T > 1 tokens of one sequence (B = 1: a prompt, a speculative verification)
     through kernels.paged_step, the contiguous cache read as one block of Smax positions: every

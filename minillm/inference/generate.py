@@ -11,7 +11,7 @@ import numpy as np
 
 from .kv_cache import KVCache
 from .sampling import Sampler
-from .decode import forward_cached
+from .decode import forward_cached, native_decoder
 
 
 def check_prompt(model, prompt_ids, name="prompt_ids"):  # -> (T,) int64
@@ -85,8 +85,10 @@ def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top
         # capacity: prompt + all new tokens but the last, which is never fed back
         cache = KVCache.allocate(model.config, 1, len(ids) + max_new_tokens)
         logits = forward_cached(model, ids[None, :], cache)[0, -1]     # (V,) prefill, one pass
+        step = native_decoder(model, cache)     # the C step with its arguments converted once, or None
     else:
         logits = model.forward(ids[None, :])[0, -1]                     # (V,)
+        step = None
     step_input = np.empty((1, 1), dtype=np.int64)                        # reused every step
     for i in range(max_new_tokens):
         tok = sampler.sample(logits, tokens)
@@ -98,7 +100,9 @@ def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top
             stream(tok)
         if i == max_new_tokens - 1 or ends_with_stop(out):
             break
-        if use_cache:
+        if use_cache and step is not None:
+            logits = step(tok)                                          # (V,) decode, the C step
+        elif use_cache:
             step_input[0, 0] = tok
             logits = forward_cached(model, step_input, cache)[0, -1]   # (V,) decode, O(1) cache work
         else:

@@ -147,6 +147,9 @@ decode_step = native.decode_step if _USE_NATIVE else None
 paged_step = native.paged_step if _USE_NATIVE else None
 # StepWeights: paged_step's checked weight tables, built once per model (inference/decode.py keeps one)
 StepWeights = native.StepWeights if _USE_NATIVE else None
+# DecodeLoop: one sequence's decode steps with the weights, cache, embeddings and RoPE rows converted
+# once (inference.decode.native_decoder builds one per generation)
+DecodeLoop = native.DecodeLoop if _USE_NATIVE else None
 
 # matmul: the reference *is* numpy's BLAS (np.matmul(x, w.T)), so "native when it fits" is not the
 # fast choice everywhere. out (M, N) = x (M, K) @ w (N, K)^T:

@@ -733,6 +733,67 @@ class _ContiguousPlan:
         return logits
 
 
+class DecodeLoop:
+    """One sequence's decode steps on a contiguous cache (L, 1, Hkv, Smax, D), with everything but
+    the token and its position checked and converted once: the tables of weights (a StepWeights
+    with its head), the cache, the embedding table embed (V, C) float32 (plus learned positions
+    pos_embed (P, C), or None) and the RoPE rows of every position rope_cos, rope_sin (Smax or more,
+    D/2), or None. step(token, pos) copies the token's embedding into its own x buffer and runs
+    paged_step at slot pos: the same C call, on the same values, as decode_step after the embedding
+    lookup, without the per-step checks and conversions that cost a tenth of a quantized model's
+    token in Python. A generation builds one and calls step for each new token."""
+
+    def __init__(self, weights, k_cache, v_cache, n_head, eps, layernorm, embed, pos_embed=None,
+                 rope_cos=None, rope_sin=None):
+        _check(isinstance(weights, StepWeights), f"weights: expected a StepWeights, got {type(weights).__name__}")
+        _check(weights.head[3] > 0, "weights: the StepWeights carries no head (the loop returns logits)")
+        self.plan = plan = _ContiguousPlan(weights, k_cache, v_cache, n_head, eps, layernorm)
+        C = weights.C
+        f32(embed, "embed", (None, C))
+        _check(embed.shape[0] >= 1, "embed: expected at least one row, got none")
+        if pos_embed is not None:
+            f32(pos_embed, "pos_embed", (None, C))
+        self.embed, self.pos_embed, self.n_vocab = embed, pos_embed, embed.shape[0]
+        self.n_pos = plan.Smax if pos_embed is None else min(plan.Smax, pos_embed.shape[0])
+        _check((rope_cos is None) == (rope_sin is None), "rope_cos, rope_sin: expected both or neither")
+        if rope_cos is None:
+            self.pcos = self.psin = ffi.NULL
+        else:
+            _check(plan.half * 2 == plan.D, f"rope_cos: RoPE needs an even head dim, got D={plan.D}")
+            _check(rope_cos.ndim == 2 and rope_cos.shape[0] >= plan.Smax,
+                   f"rope_cos: expected ({plan.Smax} or more, {plan.half}) rows, got {rope_cos.shape}")
+            self.pcos = f32(rope_cos, "rope_cos", (rope_cos.shape[0], plan.half))
+            self.psin = f32(rope_sin, "rope_sin", rope_cos.shape)
+        self.keep, self.rope = (rope_cos, rope_sin), rope_cos is not None
+        self.x = np.empty(C, np.float32)
+        self.px = ffi.from_buffer("float[]", self.x)
+        self.head = weights.head
+
+    def step(self, token, pos):
+        """The logits (V,) float32 of token at slot pos (keys and values written there, attention
+        over slots 0..pos)."""
+        if not (isinstance(token, (int, np.integer)) and 0 <= token < self.n_vocab):
+            raise ValueError(f"token: expected an id in [0, {self.n_vocab}), got {token!r}")
+        if not (isinstance(pos, (int, np.integer)) and 0 <= pos < self.n_pos):
+            raise ValueError(f"pos: expected an int in [0, {self.n_pos}) (the cache's capacity"
+                             f"{'' if self.pos_embed is None else ' and the learned positions'}), got {pos!r}")
+        plan, x = self.plan, self.x
+        if self.pos_embed is None:
+            x[:] = self.embed[token]
+        else:
+            np.add(self.embed[token], self.pos_embed[pos], out=x)
+        plan.pos[0] = pos
+        plnf_w, plnf_b, phead, V = self.head
+        logits = np.empty(V, np.float32)
+        pcos = psin = ffi.NULL
+        if self.rope:
+            off = int(pos) * plan.half
+            pcos, psin = self.pcos + off, self.psin + off
+        _step_status(lib.paged_step(self.px, 1, *plan.args, pcos, psin, plnf_w, plnf_b, phead, V, plan.head_row,
+                                    1, ffi.from_buffer("float[]", logits)))
+        return logits
+
+
 def _int32_rows(a, name, shape, low, high):
     """a (an integer array of `shape`, every entry in [low, high)) as a C-contiguous int32 array,
     else a ValueError naming it: the step follows these indices into the cache."""

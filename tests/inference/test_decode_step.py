@@ -27,6 +27,17 @@ class Counter:
         return self.fn(*args, **kwargs)
 
 
+def _count_loop_steps(monkeypatch):
+    """The positions DecodeLoop.step is called at, from now on (proves generate's loop ran)."""
+    calls, real = [], native.DecodeLoop.step
+
+    def step(self, token, pos):
+        calls.append(pos)
+        return real(self, token, pos)
+    monkeypatch.setattr(native.DecodeLoop, "step", step)
+    return calls
+
+
 def _decode_both(model, prompt, new_tokens, capacity):
     """Logits and caches after prefill + len(new_tokens) steps, with and without decode_step."""
     fast = Counter(kernels.decode_step)
@@ -73,10 +84,9 @@ def test_decode_step_equals_block_by_block_path(arch, n_head, kv_div, head_dim, 
 
 def test_generate_takes_decode_step_and_keeps_greedy_tokens(tiny_model, monkeypatch):
     prompt = np.array([3, 1, 4, 1, 5, 9, 2, 6])
-    fast = Counter(kernels.decode_step)
-    monkeypatch.setattr(kernels, "decode_step", fast)
+    calls = _count_loop_steps(monkeypatch)
     got = generate(tiny_model, prompt, 12)
-    assert fast.calls == 11                            # the first new token comes from the prefill
+    assert len(calls) == 11                            # the first new token comes from the prefill
     monkeypatch.setattr(kernels, "decode_step", None)
     np.testing.assert_array_equal(got, generate(tiny_model, prompt, 12))
     np.testing.assert_array_equal(got, generate(tiny_model, prompt, 12, use_cache=False))
@@ -314,3 +324,95 @@ def test_decode_tables_follow_replaced_parameters():
     assert len(native._TABLES) == 1
     layers[1]["ln2.w"] = layers[1]["ln2.w"] * 3.0
     assert not np.allclose(step(layers), first) and len(native._TABLES) == 2
+
+
+@settings(max_examples=20, deadline=None)
+@given(arch=st.sampled_from(["gpt2", "llama"]), n_head=st.sampled_from([1, 2, 4]),
+       head_dim=st.sampled_from([2, 6, 8]), n_layer=st.integers(1, 2), tie=st.booleans(),
+       scaling=st.sampled_from([None, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}]),
+       prompt_len=st.integers(1, 6), new=st.integers(1, 8), seed=st.integers(0, 2**16))
+def test_generate_decode_loop_equals_the_per_step_path(arch, n_head, head_dim, n_layer, tie, scaling, prompt_len,
+                                                       new, seed):
+    """generate's DecodeLoop (arguments converted once per generation) gives decode_native's logits
+    to the bit, token after token, up to the cache's last slot and the learned positions' last row."""
+    extra = {"n_kv_head": max(1, n_head // 2), "rope_scaling": scaling} if arch == "llama" else {}
+    cfg = ModelConfig(arch=arch, vocab_size=41, n_layer=n_layer, n_head=n_head, d_model=n_head * head_dim,
+                      max_seq_len=prompt_len + new, tie_embeddings=tie, **extra)
+    model = Transformer(cfg, seed=seed)
+    prompt = np.random.default_rng(seed).integers(0, cfg.vocab_size, prompt_len)
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _count_loop_steps(mp)
+        got, got_logits = generate(model, prompt, new, return_logits=True)
+    assert calls == list(range(prompt_len, prompt_len + new - 1))      # one step per slot, in order
+    per_step = Counter(kernels.decode_step)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "DecodeLoop", None)
+        mp.setattr(kernels, "decode_step", per_step)
+        want, want_logits = generate(model, prompt, new, return_logits=True)
+    assert per_step.calls == new - 1 + (prompt_len == 1)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_logits, want_logits)
+
+
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_K"])
+def test_generate_decode_loop_equals_the_per_step_path_on_int8_layers(fmt, monkeypatch):
+    model = _quantized("llama", fmt, 4, 32)
+    for q in model.quantized.values():
+        q.act_int8 = True                             # csrc/qgemm.c's rows inside the step
+    calls = _count_loop_steps(monkeypatch)
+    prompt = np.arange(5)
+    got, got_logits = generate(model, prompt, 6, return_logits=True)
+    monkeypatch.setattr(kernels, "DecodeLoop", None)
+    want, want_logits = generate(model, prompt, 6, return_logits=True)
+    assert len(calls) == 5
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_logits, want_logits)
+
+
+def test_native_decoder_only_where_every_step_takes_the_c_step(llama_tiny, monkeypatch):
+    from minillm.inference.decode import native_decoder
+    kv = KVCache.allocate(llama_tiny.config, 1, 8)
+    assert native_decoder(llama_tiny, kv) is not None
+    assert native_decoder(llama_tiny, KVCache.allocate(llama_tiny.config, 2, 8)) is None      # batch 2
+    assert native_decoder(llama_tiny, KVCache.allocate(llama_tiny.config, 1, 8, dtype=np.float64)) is None
+    alibi = Transformer(ModelConfig.preset("llama-tiny", position="alibi"), seed=0)
+    assert native_decoder(alibi, KVCache.allocate(alibi.config, 1, 8)) is None
+    monkeypatch.setattr(kernels, "decode_step", None)                  # the C step switched off: both
+    assert native_decoder(llama_tiny, kv) is None
+
+
+def test_decode_loop_rejects_bad_tokens_positions_and_tables(llama_tiny):
+    from minillm.inference.decode import step_weights
+    cfg = llama_tiny.config
+    kv = KVCache.allocate(cfg, 1, 4)
+    w = step_weights(llama_tiny, kv.k.shape[2], kv.k.shape[4])
+    embed = llama_tiny.params[NAMES["llama"]["wte"]]
+    cos, sin = llama_tiny.rope_tables(np.arange(4))
+    loop = native.DecodeLoop(w, kv.k, kv.v, cfg.n_head, cfg.norm_eps, False, embed, None, cos, sin)
+    assert loop.step(1, 0).shape == (cfg.vocab_size,)
+    with pytest.raises(ValueError, match="token: expected an id in"):
+        loop.step(cfg.vocab_size, 1)
+    with pytest.raises(ValueError, match="token: expected an id in"):
+        loop.step(1.0, 1)
+    with pytest.raises(ValueError, match=r"pos: expected an int in \[0, 4\)"):
+        loop.step(1, 4)
+    with pytest.raises(ValueError, match="rope_cos: expected"):
+        native.DecodeLoop(w, kv.k, kv.v, cfg.n_head, cfg.norm_eps, False, embed, None, cos[:3], sin[:3])
+    with pytest.raises(ValueError, match="rope_cos, rope_sin: expected both"):
+        native.DecodeLoop(w, kv.k, kv.v, cfg.n_head, cfg.norm_eps, False, embed, None, cos, None)
+    with pytest.raises(ValueError, match="embed"):
+        native.DecodeLoop(w, kv.k, kv.v, cfg.n_head, cfg.norm_eps, False, embed[:, :-1], None, cos, sin)
+    with pytest.raises(ValueError, match="weights: expected a StepWeights"):
+        native.DecodeLoop(None, kv.k, kv.v, cfg.n_head, cfg.norm_eps, False, embed, None, cos, sin)
+
+
+def test_decode_loop_stops_at_the_last_learned_position(monkeypatch):
+    """GPT-2's learned positions end at max_seq_len: a step past them raises, as decode_native does."""
+    cfg = ModelConfig(arch="gpt2", vocab_size=11, n_layer=1, n_head=2, d_model=8, max_seq_len=4)
+    model = Transformer(cfg, seed=0)
+    kv = KVCache.allocate(cfg, 1, 6)
+    from minillm.inference.decode import native_decoder
+    forward_cached(model, np.arange(4)[None], kv)
+    step = native_decoder(model, kv)
+    with pytest.raises(ValueError, match=r"pos: expected an int in \[0, 4\) \(the cache's capacity and the learned"):
+        step(1)
