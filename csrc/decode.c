@@ -59,6 +59,7 @@
 #include "decode.h"
 #include "ggml_blocks.h"
 #include "parts.inc"
+#include "qtiles.h"
 
 #define TASK_ROWS 32      /* rows of a weight per task: 96 KB at K = 768 */
 #define RUN_ROWS (TASK_ROWS / 4)   /* at M = 1 (float32 or int8 activations) a task is RUN_ROWS rows of each
@@ -193,18 +194,29 @@ static int int8_act(const decode_linear_t* W) {   /* ggml blocks read with int8 
     return W->w && W->fmt >= GGML_DECODE_FMT && ((W->fmt - GGML_DECODE_FMT) & GGML_ACT_INT8);
 }
 
+static int tiles_w(const decode_linear_t* W) {    /* int8 activations from AMX tiles (qtiles.h) */
+    return int8_act(W) && ((W->fmt - GGML_DECODE_FMT) & GGML_TILES);
+}
+
+/* a weight's tasks: TASK_ROWS rows each; at M = 1 from AMX tiles, one group of 16 rows of each of
+   QTILES_RUNS parts of W (a thread's tasks then stream QTILES_RUNS runs, as RUN_ROWS below) */
+static int64_t tasks_of(const decode_linear_t* W, int64_t N, int64_t M) {
+    if (M == 1 && tiles_w(W)) return ((N + 15) / 16 + QTILES_RUNS - 1) / QTILES_RUNS;
+    return (N + TASK_ROWS - 1) / TASK_ROWS;
+}
+
 static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const decode_linear_t* const* ws,
                        const int64_t* Ns, int count, int64_t K, line_counter_t* next, float* sums, const void* qx) {
     int64_t ntasks = 0;
-    for (int i = 0; i < count; i++) ntasks += (Ns[i] + TASK_ROWS - 1) / TASK_ROWS;
+    for (int i = 0; i < count; i++) ntasks += tasks_of(ws[i], Ns[i], M);
     int have_sums = -1;                       /* the weight whose sums are in `sums` (M = 1) */
     const int segs = segments(omp_get_num_threads());
     int seg = omp_get_thread_num() % segs, left = segs;
     for (int64_t t; (t = next_task(next, ntasks, segs, &seg, &left)) >= 0;) {
         int i = 0;
         int64_t offset = 0;                   /* task t is task t' of weight i */
-        while (t >= (Ns[i] + TASK_ROWS - 1) / TASK_ROWS) {
-            t -= (Ns[i] + TASK_ROWS - 1) / TASK_ROWS;
+        while (t >= tasks_of(ws[i], Ns[i], M)) {
+            t -= tasks_of(ws[i], Ns[i], M);
             offset += Ns[i];
             i++;
         }
@@ -231,7 +243,10 @@ static void gemv_tasks(float* out, int64_t ldo, const float* x, int64_t M, const
                 have_sums = QX_READY;
             }
             const int32_t type = (W->fmt - GGML_DECODE_FMT) & ~GGML_ACT_INT8;
-            if (runs) {    /* task t: RUN_ROWS rows of each quarter of W, so that a thread's tasks read
+            if (M == 1 && tiles_w(W)) {    /* task t: group t of each of QTILES_RUNS parts of W */
+                qgemm_tiles_runs(type, out + offset, qx ? qx : sums, K, t, tasks_of(W, Ns[i], 1), Ns[i],
+                                 (const uint8_t*)W->w);
+            } else if (runs) {    /* task t: RUN_ROWS rows of each quarter of W, so that a thread's tasks read
                               four long runs side by side (qgemm_rows_runs) */
                 qgemm_rows_runs(type, o_runs, qx ? qx : sums, K, t * RUN_ROWS, RUN_ROWS, gap, Ns[i],
                                 (const uint8_t*)W->w);

@@ -15,7 +15,9 @@
    (vpsignb), which keeps maddubs' pairs within int16 (2 * 128 * 127 < 2^15). Two accumulators per row
    (even and odd units) hide the FMA latency at one row; up to MR rows of x share each unpacked unit. */
 #include "qgemm.h"
+#include "ggml_blocks.h"
 #include "parts.inc"
+#include "qtiles.h"
 #include "runs.inc"
 #include "half.inc"
 
@@ -914,9 +916,19 @@ static xq_t scratch_view(const void* scratch, int64_t M, int64_t K) {
 /* For decode.c (parts.inc): serial rows n0..n0+n-1 against the M rows of x prepared in scratch */
 void qgemm_rows(int32_t type, float* out, int64_t ldo, const void* scratch, int64_t M, int64_t K, int64_t n0,
                 int64_t n, const uint8_t* w) {
-    const rows_fn f = rows_for(type);
     const xq_t X = scratch_view(scratch, M, K);
+    if (type & GGML_TILES) {
+        qtiles_rows(type & ~GGML_TILES, out, ldo, X.q, X.d, X.xs, M, K, n0, n, w);
+        return;
+    }
+    const rows_fn f = rows_for(type);
     if (f) f(out, ldo, &X, M, n0, n, w);
+}
+
+void qgemm_tiles_runs(int32_t type, float* out, const void* scratch, int64_t K, int64_t g, int64_t gap,
+                      int64_t end, const uint8_t* w) {
+    const xq_t X = scratch_view(scratch, 1, K);
+    qtiles_runs(type & ~GGML_TILES, out, X.q, X.d, X.xs, K, g, gap, end, w);
 }
 
 int32_t qgemm_runs(int32_t type) {
@@ -953,8 +965,10 @@ void qgemm_rows_runs(int32_t type, float* out, const void* scratch, int64_t K, i
 }
 
 int32_t qgemm(int32_t type, float* out, const float* x, int64_t M, int64_t K, int64_t N, const uint8_t* w) {
-    const rows_fn f = rows_for(type);
-    if (!f || M < 0 || N < 0 || K <= 0 || K % blk_weights(type)) return -1;
+    const int tiles = (type & GGML_TILES) != 0;
+    const int32_t base = type & ~GGML_TILES;
+    const rows_fn f = rows_for(base);
+    if (!f || M < 0 || N < 0 || K <= 0 || K % blk_weights(base) || (tiles && !qtiles_usable(base))) return -1;
     if (M == 0 || N == 0) return 0;
     void* scratch = aligned_alloc(64, (size_t)((qgemm_scratch_bytes(M, K) + 63) / 64 * 64));
     if (!scratch) return -2;
@@ -969,8 +983,10 @@ int32_t qgemm(int32_t type, float* out, const float* x, int64_t M, int64_t K, in
 #else
         const int nt = 1, tid = 0;
 #endif
-        const int64_t per = (N + nt - 1) / nt, a = tid * per, b = a + per < N ? a + per : N;
-        if (a < b) f(out + a, N, &X, M, a, b - a, w);
+        const int64_t per = tiles ? (N + 16 * nt - 1) / (16 * nt) * 16 : (N + nt - 1) / nt;  /* whole groups */
+        const int64_t a = tid * per < N ? tid * per : N, b = a + per < N ? a + per : N;
+        if (a < b && tiles) qtiles_rows(base, out + a, N, X.q, X.d, X.xs, M, K, a, b - a, w);
+        else if (a < b) f(out + a, N, &X, M, a, b - a, w);
     }
     free(scratch);
     return 0;

@@ -188,18 +188,43 @@ class GGMLBlockKernel(Kernel):
         if lib.ggml_block_size(self.type, weights, nbytes) or (weights[0], nbytes[0]) != (bs, dtype.itemsize):
             raise ValueError(f"{fmt}: csrc/ggml_blocks.c's block ({weights[0]} weights, {nbytes[0]} bytes) "
                              f"differs from formats.py's ({bs}, {dtype.itemsize})")
+        # int8 activations on a CPU with AMX (csrc/qtiles.h): the products come from a copy of the
+        # weight repacked as tiles, made at the first int8 product (the blocks stay for the rest)
+        self.tiled = bool(act_int8) and bool(lib.qtiles_usable(self.type))
         self.type |= lib.GGML_ACT_INT8 if act_int8 else 0      # the kernels read the flag from the type
         self.fid = lib.GGML_DECODE_FMT + self.type
         self.w = _buf(blocks.view(np.uint8), np.uint8, "blocks", blocks.size * dtype.itemsize)
         self.scale = self.zero = ffi.NULL
-        self.decode_weight = QuantizedWeight(self.N, self.K, self.fid, 0, self.w, self.scale, self.zero,
-                                             lambda: self.dequant_rows(0, self.N))
+        self._tiles = None                                     # (array, pointer) once made
+        self._decode_weight = None
+
+    def _tile_layout(self):  # -> pointer to the weight as tiles, repacked once
+        if self._tiles is None:
+            base = self.type & ~lib.GGML_ACT_INT8
+            t = np.empty(lib.qtiles_bytes(base, self.N, self.K), np.uint8)
+            p = pointer(t, np.uint8, "tiles", True)
+            if lib.qtiles_pack(base, self.w, self.N, self.K, p):
+                raise ValueError(f"qtiles_pack: no tile layout for {self.fmt} (K={self.K})")
+            self._tiles = (t, p)
+        return self._tiles[1]
+
+    @property
+    def decode_weight(self):  # the QuantizedWeight decode_step reads: the tiles where they are used
+        if self._decode_weight is None:
+            fid, w = self.fid, self.w
+            if self.tiled:
+                fid, w = self.fid | lib.GGML_TILES, self._tile_layout()
+            self._decode_weight = QuantizedWeight(self.N, self.K, fid, 0, w, self.scale, self.zero,
+                                                  lambda: self.dequant_rows(0, self.N))
+        return self._decode_weight
 
     def matmul(self, x):  # (M, K) float32 C-contiguous -> (M, N) = x @ W^T
         out = np.empty((x.shape[0], self.N), dtype=np.float32)
         if self.type & lib.GGML_ACT_INT8:
-            rc = lib.qgemm(self.type & ~lib.GGML_ACT_INT8, f32(out, "out", None, True), _x_buf(x, self.K),
-                           x.shape[0], self.K, self.N, self.w)
+            w, t = self.w, self.type & ~lib.GGML_ACT_INT8
+            if self.tiled:
+                w, t = self._tile_layout(), t | lib.GGML_TILES
+            rc = lib.qgemm(t, f32(out, "out", None, True), _x_buf(x, self.K), x.shape[0], self.K, self.N, w)
             if rc == -2:
                 raise MemoryError("qgemm: out of memory for the quantized x")
             if rc:

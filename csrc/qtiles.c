@@ -1,0 +1,328 @@
+/* csrc/qtiles.c -- ggml block weights as AMX tiles times int8 activations, see qtiles.h.
+   Reference: GGMLLinear.matmul_int8_act_reference (minillm/quant/linear.py).
+
+   Per unit of 32 inputs: tile 0 (A) holds the unit's codes of the mt rows of x (mt x 32 bytes,
+   read where qgemm_prepare_x wrote them), tiles 1-3 (B) the unit of up to three groups of 16 rows of
+   W, and TDPBSSD (Q8_0: both signed) or TDPBSUD (4-bit codes: unsigned) sums the exact int32 dots
+   into tiles 4-6 (C, mt x 16). C goes through L1 to AVX-512 for the float part (qtiles.h). At one
+   row of x a call streams QTILES_RUNS groups side by side (two passes of three per unit), each from
+   its own run of W with a prefetch ahead: the memory system needs several streams per core (as
+   qgemm.c's rows_runs). Only the AVX-512 variant has the kernels; the others report no AMX. */
+#define _GNU_SOURCE  /* syscall() under -std=c11 */
+#include "qtiles.h"
+#include "parts.inc"
+
+#include <stdlib.h>
+#include <string.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12 };
+
+static int tiled(int32_t t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0 || t == T_Q4_K; }
+static int64_t unit_inputs(int32_t t) { return t == T_Q4_K ? 256 : 32; }   /* K's granularity */
+
+/* bytes of one group of 16 rows per block (Q4_K: per super-block of 256) */
+static int64_t group_block_bytes(int32_t t) {
+    switch (t) {
+        case T_Q8_0: return 544; case T_Q4_0: return 288; case T_Q4_1: return 320; case T_Q4_K: return 2304;
+        default: return 0;
+    }
+}
+
+int64_t qtiles_bytes(int32_t type, int64_t N, int64_t K) {
+    if (!tiled(type) || N < 0 || K <= 0 || K % unit_inputs(type)) return -1;
+    return (N + 15) / 16 * (K / unit_inputs(type)) * group_block_bytes(type);
+}
+
+/* code of row n (< 16), input k (< 32) into a unit's tile: one byte each (Q8_0), or nibbles */
+static void put_code(uint8_t* tile, int n, int k, int code, int nibbles) {
+    const int i = (k / 4) * 64 + n * 4 + k % 4;
+    if (!nibbles) tile[i] = (uint8_t)code;
+    else if (i < 256) tile[i] = (uint8_t)((tile[i] & 0xF0) | (code & 0xF));
+    else tile[i - 256] = (uint8_t)((tile[i - 256] & 0x0F) | ((code & 0xF) << 4));
+}
+
+int32_t qtiles_pack(int32_t type, const uint8_t* w, int64_t N, int64_t K, uint8_t* out) {
+    const int64_t total = qtiles_bytes(type, N, K);
+    if (total < 0) return -1;
+    memset(out, 0, (size_t)total);
+    const int64_t nblk = K / unit_inputs(type), gb = group_block_bytes(type);
+    const int64_t raw = type == T_Q8_0 ? 34 : type == T_Q4_0 ? 18 : type == T_Q4_1 ? 20 : 144;
+    for (int64_t r = 0; r < N; r++) {
+        const int n = (int)(r % 16);
+        uint8_t* g = out + (r / 16) * nblk * gb;
+        for (int64_t b = 0; b < nblk; b++) {
+            const uint8_t* B = w + (r * nblk + b) * raw;
+            uint8_t* T = g + b * gb;
+            if (type == T_Q8_0) {
+                for (int k = 0; k < 32; k++) put_code(T, n, k, B[2 + k], 0);
+                memcpy(T + 512 + 2 * n, B, 2);
+            } else if (type == T_Q4_0 || type == T_Q4_1) {
+                const int o = type == T_Q4_0 ? 2 : 4;
+                for (int k = 0; k < 16; k++) {
+                    put_code(T, n, k, B[o + k] & 0xF, 1);
+                    put_code(T, n, k + 16, B[o + k] >> 4, 1);
+                }
+                memcpy(T + 256 + 2 * n, B, 2);                          /* d */
+                if (type == T_Q4_1) memcpy(T + 288 + 2 * n, B + 2, 2);  /* m */
+            } else {                                                    /* Q4_K super-block */
+                memcpy(T + 2 * n, B, 2);                                /* d */
+                memcpy(T + 32 + 2 * n, B + 2, 2);                       /* dmin */
+                for (int i = 0; i < 12; i++) T[64 + 16 * i + n] = B[4 + i];
+                for (int j = 0; j < 8; j++)                             /* unit j: pair j / 2's nibbles */
+                    for (int k = 0; k < 32; k++) {
+                        const uint8_t v = B[16 + 32 * (j / 2) + k];
+                        put_code(T + 256 + 256 * j, n, k, j & 1 ? v >> 4 : v & 0xF, 1);
+                    }
+            }
+        }
+    }
+    return 0;
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__linux__) \
+    && defined(__x86_64__)
+#define QT_AMX 1
+#include <immintrin.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define QT_AHEAD 1024        /* prefetch distance in each run (bytes) */
+
+int32_t qtiles_usable(int32_t type) {
+    static int ok = -1;      /* first asked from Python, before any kernel runs */
+    if (ok < 0) {
+        const char* env = getenv("MINILLM_AMX");
+        __builtin_cpu_init();
+        ok = !(env && strcmp(env, "0") == 0) && __builtin_cpu_supports("amx-tile")
+             && __builtin_cpu_supports("amx-int8")
+             && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    }
+    return ok && tiled(type);
+}
+
+#pragma GCC push_options
+#pragma GCC target("amx-tile,amx-int8")
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg_t;
+
+/* tile 0: mt rows x 32 bytes (x); 1-3: 8 x 64 (W's unit, VNNI); 4-6: mt x 16 int32. Loaded at every
+   call: another library in the process may have configured the tiles otherwise. */
+static void tiles_config(int mt) {
+    tilecfg_t c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    c.rows[0] = (uint8_t)mt;
+    c.colsb[0] = 32;
+    for (int i = 1; i <= 3; i++) c.rows[i] = 8, c.colsb[i] = 64;
+    for (int i = 4; i <= 6; i++) c.rows[i] = (uint8_t)mt, c.colsb[i] = 64;
+    __asm__ volatile("" : : "r"(&c) : "memory");      /* the stores above happen before the load */
+    _tile_loadconfig(&c);
+}
+
+/* a 4-bit unit's 256 bytes -> its 512 codes (tile order) in buf */
+static inline __attribute__((always_inline)) void unpack_nibbles(const uint8_t* p, uint8_t* buf) {
+    const __m512i lo = _mm512_set1_epi8(0x0F);
+    for (int i = 0; i < 4; i++) {
+        const __m512i v = _mm512_loadu_si512((const void*)(p + 64 * i));
+        _mm512_store_si512((void*)(buf + 64 * i), _mm512_and_si512(v, lo));
+        _mm512_store_si512((void*)(buf + 256 + 64 * i), _mm512_and_si512(_mm512_srli_epi16(v, 4), lo));
+    }
+}
+
+/* unit u of a group: its codes, and its scale and offset vectors (16 rows) */
+static inline __attribute__((always_inline)) const uint8_t* unit_codes(const int t, const uint8_t* g, int64_t u) {
+    if (t == T_Q4_K) return g + (u / 8) * 2304 + 256 + (u % 8) * 256;
+    return g + u * group_block_bytes(t);
+}
+
+static inline __m512 ph16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+
+static inline __m512 bytes16(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)); }
+
+static inline __attribute__((always_inline)) void unit_scales(const int t, const uint8_t* g, int64_t u, __m512* s,
+                                                            __m512* c) {
+    if (t == T_Q4_K) {
+        const uint8_t* h = g + (u / 8) * 2304;
+        const int j = (int)(u % 8);
+        const __m128i m6 = _mm_set1_epi8(0x3F), m4 = _mm_set1_epi8(0x0F), top = _mm_set1_epi8(0x30);
+        const __m128i* q = (const __m128i*)(h + 64);                   /* q[i]: byte i of the 16 rows */
+        __m128i sc, mn;
+        if (j < 4) {
+            sc = _mm_and_si128(_mm_loadu_si128(q + j), m6);
+            mn = _mm_and_si128(_mm_loadu_si128(q + j + 4), m6);
+        } else {
+            const __m128i a = _mm_loadu_si128(q + j + 4), lo = _mm_loadu_si128(q + j - 4), hi = _mm_loadu_si128(q + j);
+            sc = _mm_or_si128(_mm_and_si128(a, m4), _mm_and_si128(_mm_srli_epi16(lo, 2), top));
+            mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_and_si128(_mm_srli_epi16(hi, 2), top));
+        }
+        *s = _mm512_mul_ps(ph16(h), bytes16(sc));                      /* d sc_j: exact */
+        *c = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ph16(h + 32), bytes16(mn)));   /* -dmin m_j */
+        return;
+    }
+    const uint8_t* p = g + u * group_block_bytes(t) + (t == T_Q8_0 ? 512 : 256);
+    *s = ph16(p);
+    *c = t == T_Q4_0 ? _mm512_mul_ps(*s, _mm512_set1_ps(-8.0f)) : t == T_Q4_1 ? ph16(p + 32) : _mm512_setzero_ps();
+}
+
+/* one slot (B tile BT, C tile CT, buffers s) of a pass: group G[j0 + s]'s unit u against tile 0 */
+#define QT_SLOT(BT, CT, s)                                                                        \
+    if (j0 + (s) < ng) {                                                                          \
+        const uint8_t* cp = unit_codes(t, G[j0 + (s)], u);                                        \
+        const uint8_t* ahead = G[j0 + (s)] + span * u / nunits + QT_AHEAD;                        \
+        for (int64_t l = 0; l < span / nunits + 64; l += 64) _mm_prefetch((const char*)(ahead + l), _MM_HINT_T0); \
+        if (t == T_Q8_0) {                                                                        \
+            _tile_loadd(BT, cp, 64);                                                              \
+        } else {                                                                                  \
+            unpack_nibbles(cp, buf[s]);                                                           \
+            _tile_loadd(BT, buf[s], 64);                                                          \
+        }                                                                                         \
+        _tile_zero(CT);                                                                           \
+        if (t == T_Q8_0) _tile_dpbssd(CT, 0, BT); else _tile_dpbsud(CT, 0, BT);                  \
+        _tile_stored(CT, cbuf[s], 64);                                                            \
+    }
+
+/* res[(j mt + m) 16 + i] = row i of group G[j] . row m of x, for ng <= QTILES_RUNS groups side by
+   side and mt <= 16 rows of x (codes q with row stride K, d_x d, sums xs as qgemm_prepare_x's).
+   The float part per (j, m) runs in unit order whatever ng and mt are (qtiles.h). */
+static inline __attribute__((always_inline)) void tiles_core(const int t, const uint8_t* const* G, const int ng,
+                                                           const int8_t* q, const float* d, const float* xs,
+                                                           const int64_t K, const int mt, float* res) {
+    const int64_t nunits = K / 32, span = (K / unit_inputs(t)) * group_block_bytes(t);
+    _Alignas(64) uint8_t buf[3][512];
+    _Alignas(64) int32_t cbuf[3][16 * 16];
+    __m512 acc[QTILES_RUNS * 16], off[QTILES_RUNS * 16];
+    for (int r = 0; r < ng * mt; r++) acc[r] = off[r] = _mm512_setzero_ps();
+    for (int64_t u = 0; u < nunits; u++) {
+        _tile_loadd(0, q + 32 * u, K);
+        for (int j0 = 0; j0 < ng; j0 += 3) {
+            QT_SLOT(1, 4, 0)
+            QT_SLOT(2, 5, 1)
+            QT_SLOT(3, 6, 2)
+            for (int s = 0; s < 3 && j0 + s < ng; s++) {
+                __m512 sv, cv;
+                unit_scales(t, G[j0 + s], u, &sv, &cv);
+                for (int m = 0; m < mt; m++) {
+                    const int r = (j0 + s) * mt + m;
+                    const __m512 dots = _mm512_cvtepi32_ps(_mm512_load_si512((const void*)(cbuf[s] + 16 * m)));
+                    acc[r] = _mm512_fmadd_ps(dots, _mm512_mul_ps(sv, _mm512_set1_ps(d[m * nunits + u])), acc[r]);
+                    if (t != T_Q8_0)
+                        off[r] = _mm512_fmadd_ps(cv, _mm512_set1_ps(xs[2 * (m * nunits + u)] + xs[2 * (m * nunits + u) + 1]),
+                                                 off[r]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < ng * mt; r++) _mm512_storeu_ps(res + 16 * r, _mm512_add_ps(acc[r], off[r]));
+}
+
+/* the kernel for type t with ng groups and mt rows fixed where it is called with constants */
+static void tiles_any(const int t, const uint8_t* const* G, const int ng, const int8_t* q, const float* d,
+                      const float* xs, const int64_t K, const int mt, float* res) {
+    switch (t) {
+        case T_Q8_0: tiles_core(T_Q8_0, G, ng, q, d, xs, K, mt, res); return;
+        case T_Q4_0: tiles_core(T_Q4_0, G, ng, q, d, xs, K, mt, res); return;
+        case T_Q4_1: tiles_core(T_Q4_1, G, ng, q, d, xs, K, mt, res); return;
+        default: tiles_core(T_Q4_K, G, ng, q, d, xs, K, mt, res); return;
+    }
+}
+
+static void tiles_one_row(const int t, const uint8_t* const* G, const int ng, const int8_t* q, const float* d,
+                          const float* xs, const int64_t K, float* res) {
+    if (ng == QTILES_RUNS) {       /* M = 1, QTILES_RUNS groups: the decode case, its loops unrolled */
+        switch (t) {
+            case T_Q8_0: tiles_core(T_Q8_0, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
+            case T_Q4_0: tiles_core(T_Q4_0, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
+            case T_Q4_1: tiles_core(T_Q4_1, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
+            default: tiles_core(T_Q4_K, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
+        }
+    }
+    tiles_any(t, G, ng, q, d, xs, K, 1, res);
+}
+
+/* rows lo..hi-1 of a group's 16 results (res + 16 i for result row i) into out[... + r - base] */
+static void put_rows(float* out, const float* res, int64_t g, int64_t lo, int64_t hi, int64_t base) {
+    const int64_t r0 = 16 * g, a = lo > r0 ? lo : r0, b = hi < r0 + 16 ? hi : r0 + 16;
+    if (a < b) memcpy(out + (a - base), res + (a - r0), (size_t)(b - a) * sizeof(float));
+}
+
+void qtiles_runs(int32_t type, float* out, const int8_t* q, const float* d, const float* xs, int64_t K, int64_t g,
+                 int64_t gap, int64_t end, const uint8_t* t) {
+    const int64_t span = (K / unit_inputs(type)) * group_block_bytes(type), ngroups = (end + 15) / 16;
+    const uint8_t* G[QTILES_RUNS];
+    int64_t at[QTILES_RUNS];
+    int ng = 0;
+    for (int j = 0; j < QTILES_RUNS; j++)
+        if (g + j * gap < ngroups) {
+            at[ng] = g + j * gap;
+            G[ng] = t + at[ng] * span;
+            ng++;
+        }
+    if (!ng) return;
+    float res[QTILES_RUNS * 16];
+    tiles_config(1);
+    tiles_one_row(type, G, ng, q, d, xs, K, res);
+    for (int j = 0; j < ng; j++) put_rows(out, res + 16 * j, at[j], 0, end, 0);
+}
+
+void qtiles_rows(int32_t type, float* out, int64_t ldo, const int8_t* q, const float* d, const float* xs, int64_t M,
+                 int64_t K, int64_t n0, int64_t n, const uint8_t* t) {
+    if (n <= 0 || M <= 0) return;
+    const int64_t span = (K / unit_inputs(type)) * group_block_bytes(type), nunits = K / 32;
+    const int64_t g0 = n0 / 16, g1 = (n0 + n + 15) / 16;
+    if (M == 1) {                 /* QTILES_RUNS runs of the range's groups side by side */
+        const int64_t per = (g1 - g0 + QTILES_RUNS - 1) / QTILES_RUNS;
+        float res[QTILES_RUNS * 16];
+        tiles_config(1);
+        for (int64_t i = 0; i < per; i++) {
+            const uint8_t* G[QTILES_RUNS];
+            int64_t at[QTILES_RUNS];
+            int ng = 0;
+            for (int j = 0; j < QTILES_RUNS; j++)
+                if (g0 + i + j * per < g1) {
+                    at[ng] = g0 + i + j * per;
+                    G[ng] = t + at[ng] * span;
+                    ng++;
+                }
+            tiles_one_row(type, G, ng, q, d, xs, K, res);
+            for (int j = 0; j < ng; j++) put_rows(out, res + 16 * j, at[j], n0, n0 + n, n0);
+        }
+        return;
+    }
+    float res[16 * 16];
+    for (int64_t m0 = 0; m0 < M; m0 += 16) {
+        const int mt = M - m0 < 16 ? (int)(M - m0) : 16;
+        tiles_config(mt);
+        for (int64_t g = g0; g < g1; g++) {
+            const uint8_t* G[1] = {t + g * span};
+            tiles_any(type, G, 1, q + m0 * K, d + m0 * nunits, xs + 2 * m0 * nunits, K, mt, res);
+            for (int m = 0; m < mt; m++) put_rows(out + (m0 + m) * ldo, res + 16 * m, g, n0, n0 + n, n0);
+        }
+    }
+}
+
+#pragma GCC pop_options
+
+#else  /* no AMX kernels in this variant */
+int32_t qtiles_usable(int32_t type) {
+    (void)type;
+    return 0;
+}
+
+void qtiles_runs(int32_t type, float* out, const int8_t* q, const float* d, const float* xs, int64_t K, int64_t g,
+                 int64_t gap, int64_t end, const uint8_t* t) {
+    (void)type, (void)out, (void)q, (void)d, (void)xs, (void)K, (void)g, (void)gap, (void)end, (void)t;
+}
+
+void qtiles_rows(int32_t type, float* out, int64_t ldo, const int8_t* q, const float* d, const float* xs, int64_t M,
+                 int64_t K, int64_t n0, int64_t n, const uint8_t* t) {
+    (void)type, (void)out, (void)ldo, (void)q, (void)d, (void)xs, (void)M, (void)K, (void)n0, (void)n, (void)t;
+}
+#endif
