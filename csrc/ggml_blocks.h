@@ -13,7 +13,7 @@
 /* decode_linear_t.fmt (decode.h) of a weight stored as ggml blocks: GGML_DECODE_FMT + type.
    type | GGML_ACT_INT8 (every type qgemm.h reads) quantizes each block of 32 inputs of x to int8 and
    sums the block dots in integers, as llama.cpp does (an extra rounding of x; opt-in).
-   type | GGML_ACT_INT8 | GGML_TILES: the same products from the weight repacked as AMX tiles
+   type | GGML_ACT_INT8 | GGML_TILES: the same products from the weight repacked as row tiles
    (qtiles.h; the int8-activation kernels only, where qtiles_usable). */
 enum { GGML_DECODE_FMT = 64, GGML_ACT_INT8 = 256, GGML_TILES = 512 };
 

@@ -1,23 +1,23 @@
-/* csrc/qtiles.c -- ggml block weights as AMX tiles times int8 activations, see qtiles.h.
+/* csrc/qtiles.c -- ggml block weights as row tiles times int8 activations, see qtiles.h.
    Reference: GGMLLinear.matmul_int8_act_reference (minillm/quant/linear.py).
 
-   Per unit of 32 inputs: tile 0 (A) holds the unit's codes of the mt rows of x (mt x 32 bytes,
-   read where qgemm_prepare_x wrote them), tiles 1-3 (B) the unit of up to three groups of 16 rows of
-   W, and TDPBSSD (Q8_0: both signed) or TDPBSUD (4-bit codes: unsigned) sums the exact int32 dots
-   into tiles 4-6 (C, mt x 16). C goes through L1 to AVX-512 for the float part (qtiles.h). At one
-   row of x a call streams QTILES_RUNS groups side by side (two passes of three per unit), each from
-   its own run of W with a prefetch ahead: the memory system needs several streams per core (as
-   qgemm.c's rows_runs). Only the AVX-512 variant has the kernels; the others report no AMX. */
-#define _GNU_SOURCE  /* syscall() under -std=c11 */
+   A unit's tile keeps 4 inputs of the 16 rows of a group in each 64 bytes, so one VPDPBUSD of those
+   bytes with 4 codes of x broadcast to every lane adds 4 products to each of 16 rows' sums: the
+   lanes are rows. A unit of 32 inputs is 8 of them (4-bit codes: 4 loads, each split into its low
+   nibbles and its high ones kept in place, times 16, summed apart and shifted back, exact), and the
+   unit's float work is one convert and one FMA per 16 rows, against per 2 rows in qgemm.c's row
+   kernels, whose blocks keep a row's inputs together. Q8_0's codes are stored plus 128 (VPDPBUSD
+   multiplies unsigned by signed bytes): its sums, and Q4_0's (codes 0..15, weight code - 8), are
+   corrected in integers with the sum of x's codes, so only Q4_1 and Q4_K keep a float offset. At one
+   row of x a call streams QTILES_RUNS groups side by side, each from its own run of W with a
+   prefetch ahead: the memory system needs several streams per core (as qgemm.c's rows_runs). Only
+   the AVX-512 VNNI variant has the kernels; the others report none (qtiles_usable 0). */
+#define _GNU_SOURCE
 #include "qtiles.h"
 #include "parts.inc"
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12 };
 
@@ -58,7 +58,7 @@ int32_t qtiles_pack(int32_t type, const uint8_t* w, int64_t N, int64_t K, uint8_
             const uint8_t* B = w + (r * nblk + b) * raw;
             uint8_t* T = g + b * gb;
             if (type == T_Q8_0) {
-                for (int k = 0; k < 32; k++) put_code(T, n, k, B[2 + k], 0);
+                for (int k = 0; k < 32; k++) put_code(T, n, k, (uint8_t)(B[2 + k] ^ 0x80), 0);   /* code + 128 */
                 memcpy(T + 512 + 2 * n, B, 2);
             } else if (type == T_Q4_0 || type == T_Q4_1) {
                 const int o = type == T_Q4_0 ? 2 : 4;
@@ -83,58 +83,18 @@ int32_t qtiles_pack(int32_t type, const uint8_t* w, int64_t N, int64_t K, uint8_
     return 0;
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__linux__) \
-    && defined(__x86_64__)
-#define QT_AMX 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 
-#define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
 #define QT_AHEAD 1024        /* prefetch distance in each run (bytes) */
 
 int32_t qtiles_usable(int32_t type) {
     static int ok = -1;      /* first asked from Python, before any kernel runs */
     if (ok < 0) {
-        const char* env = getenv("MINILLM_AMX");
-        __builtin_cpu_init();
-        ok = !(env && strcmp(env, "0") == 0) && __builtin_cpu_supports("amx-tile")
-             && __builtin_cpu_supports("amx-int8")
-             && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+        const char* env = getenv("MINILLM_TILES");
+        ok = !(env && strcmp(env, "0") == 0);
     }
     return ok && tiled(type);
-}
-
-#pragma GCC push_options
-#pragma GCC target("amx-tile,amx-int8")
-
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tilecfg_t;
-
-/* tile 0: mt rows x 32 bytes (x); 1-3: 8 x 64 (W's unit, VNNI); 4-6: mt x 16 int32. Loaded at every
-   call: another library in the process may have configured the tiles otherwise. */
-static void tiles_config(int mt) {
-    tilecfg_t c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    c.rows[0] = (uint8_t)mt;
-    c.colsb[0] = 32;
-    for (int i = 1; i <= 3; i++) c.rows[i] = 8, c.colsb[i] = 64;
-    for (int i = 4; i <= 6; i++) c.rows[i] = (uint8_t)mt, c.colsb[i] = 64;
-    __asm__ volatile("" : : "r"(&c) : "memory");      /* the stores above happen before the load */
-    _tile_loadconfig(&c);
-}
-
-/* a 4-bit unit's 256 bytes -> its 512 codes (tile order) in buf */
-static inline __attribute__((always_inline)) void unpack_nibbles(const uint8_t* p, uint8_t* buf) {
-    const __m512i lo = _mm512_set1_epi8(0x0F);
-    for (int i = 0; i < 4; i++) {
-        const __m512i v = _mm512_loadu_si512((const void*)(p + 64 * i));
-        _mm512_store_si512((void*)(buf + 64 * i), _mm512_and_si512(v, lo));
-        _mm512_store_si512((void*)(buf + 256 + 64 * i), _mm512_and_si512(_mm512_srli_epi16(v, 4), lo));
-    }
 }
 
 /* unit u of a group: its codes, and its scale and offset vectors (16 rows) */
@@ -147,8 +107,10 @@ static inline __m512 ph16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_load
 
 static inline __m512 bytes16(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)); }
 
-static inline __attribute__((always_inline)) void unit_scales(const int t, const uint8_t* g, int64_t u, __m512* s,
-                                                            __m512* c) {
+/* unit u's scale and offset vectors of the 16 rows of group g; Q4_K reads d and dmin from dk
+   (dk[0], dk[1]: the super-block's, converted once per super-block) */
+static inline __attribute__((always_inline)) void unit_scales(const int t, const uint8_t* g, int64_t u, const __m512* dk,
+                                                            __m512* s, __m512* c) {
     if (t == T_Q4_K) {
         const uint8_t* h = g + (u / 8) * 2304;
         const int j = (int)(u % 8);
@@ -163,31 +125,22 @@ static inline __attribute__((always_inline)) void unit_scales(const int t, const
             sc = _mm_or_si128(_mm_and_si128(a, m4), _mm_and_si128(_mm_srli_epi16(lo, 2), top));
             mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_and_si128(_mm_srli_epi16(hi, 2), top));
         }
-        *s = _mm512_mul_ps(ph16(h), bytes16(sc));                      /* d sc_j: exact */
-        *c = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ph16(h + 32), bytes16(mn)));   /* -dmin m_j */
+        *s = _mm512_mul_ps(dk[0], bytes16(sc));                        /* d sc_j: exact */
+        *c = _mm512_mul_ps(dk[1], bytes16(mn));                        /* -dmin m_j: exact */
         return;
     }
     const uint8_t* p = g + u * group_block_bytes(t) + (t == T_Q8_0 ? 512 : 256);
     *s = ph16(p);
-    *c = t == T_Q4_0 ? _mm512_mul_ps(*s, _mm512_set1_ps(-8.0f)) : t == T_Q4_1 ? ph16(p + 32) : _mm512_setzero_ps();
+    *c = t == T_Q4_1 ? ph16(p + 32) : _mm512_setzero_ps();
 }
 
-/* one slot (B tile BT, C tile CT, buffers s) of a pass: group G[j0 + s]'s unit u against tile 0 */
-#define QT_SLOT(BT, CT, s)                                                                        \
-    if (j0 + (s) < ng) {                                                                          \
-        const uint8_t* cp = unit_codes(t, G[j0 + (s)], u);                                        \
-        const uint8_t* ahead = G[j0 + (s)] + span * u / nunits + QT_AHEAD;                        \
-        for (int64_t l = 0; l < span / nunits + 64; l += 64) _mm_prefetch((const char*)(ahead + l), _MM_HINT_T0); \
-        if (t == T_Q8_0) {                                                                        \
-            _tile_loadd(BT, cp, 64);                                                              \
-        } else {                                                                                  \
-            unpack_nibbles(cp, buf[s]);                                                           \
-            _tile_loadd(BT, buf[s], 64);                                                          \
-        }                                                                                         \
-        _tile_zero(CT);                                                                           \
-        if (t == T_Q8_0) _tile_dpbssd(CT, 0, BT); else _tile_dpbsud(CT, 0, BT);                  \
-        _tile_stored(CT, cbuf[s], 64);                                                            \
-    }
+/* the sum of the 32 codes of x at p */
+static inline int32_t code_sum(const int8_t* p) {
+    const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)p), _mm256_set1_epi8((char)0x80));
+    const __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());              /* 4 sums of 8 (u = q + 128) */
+    const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return (int32_t)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 128 * 32;
+}
 
 /* res[(j mt + m) 16 + i] = row i of group G[j] . row m of x, for ng <= QTILES_RUNS groups side by
    side and mt <= 16 rows of x (codes q with row stride K, d_x d, sums xs as qgemm_prepare_x's).
@@ -196,34 +149,63 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
                                                            const int8_t* q, const float* d, const float* xs,
                                                            const int64_t K, const int mt, float* res) {
     const int64_t nunits = K / 32, span = (K / unit_inputs(t)) * group_block_bytes(t);
-    _Alignas(64) uint8_t buf[3][512];
-    _Alignas(64) int32_t cbuf[3][16 * 16];
+    const int exact = t == T_Q8_0 || t == T_Q4_0;      /* the offset in integers */
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), hi4 = _mm512_set1_epi8((char)0xF0);
     __m512 acc[QTILES_RUNS * 16], off[QTILES_RUNS * 16];
     for (int r = 0; r < ng * mt; r++) acc[r] = off[r] = _mm512_setzero_ps();
+    __m512 dk[QTILES_RUNS][2];                        /* Q4_K: d and -dmin of each group's super-block */
+    for (int j = 0; j < QTILES_RUNS; j++) dk[j][0] = dk[j][1] = _mm512_setzero_ps();
+    int32_t corr[16];                                 /* per row of x: the integer offset of unit u */
+    float dx[16], xsum[16];
     for (int64_t u = 0; u < nunits; u++) {
-        _tile_loadd(0, q + 32 * u, K);
-        for (int j0 = 0; j0 < ng; j0 += 3) {
-            QT_SLOT(1, 4, 0)
-            QT_SLOT(2, 5, 1)
-            QT_SLOT(3, 6, 2)
-            for (int s = 0; s < 3 && j0 + s < ng; s++) {
-                __m512 sv, cv;
-                unit_scales(t, G[j0 + s], u, &sv, &cv);
-                for (int m = 0; m < mt; m++) {
-                    const int r = (j0 + s) * mt + m;
-                    const __m512 dots = _mm512_cvtepi32_ps(_mm512_load_si512((const void*)(cbuf[s] + 16 * m)));
-                    acc[r] = _mm512_fmadd_ps(dots, _mm512_mul_ps(sv, _mm512_set1_ps(d[m * nunits + u])), acc[r]);
-                    if (t != T_Q8_0)
-                        off[r] = _mm512_fmadd_ps(cv, _mm512_set1_ps(xs[2 * (m * nunits + u)] + xs[2 * (m * nunits + u) + 1]),
-                                                 off[r]);
+        for (int m = 0; m < mt; m++) {
+            const int64_t at = m * nunits + u;
+            dx[m] = d[at];
+            if (exact) corr[m] = (t == T_Q8_0 ? 128 : 8) * code_sum(q + m * K + 32 * u);
+            else xsum[m] = xs[2 * at] + xs[2 * at + 1];
+        }
+        if (t == T_Q4_K && u % 8 == 0)
+            for (int j = 0; j < ng; j++) {
+                const uint8_t* h = G[j] + (u / 8) * 2304;
+                dk[j][0] = ph16(h);
+                dk[j][1] = _mm512_sub_ps(_mm512_setzero_ps(), ph16(h + 32));
+            }
+        for (int j = 0; j < ng; j++) {
+            const uint8_t* cp = unit_codes(t, G[j], u);
+            const uint8_t* ahead = G[j] + span * u / nunits + QT_AHEAD;
+            for (int64_t l = 0; l < span / nunits + 64; l += 64) _mm_prefetch((const char*)(ahead + l), _MM_HINT_T0);
+            __m512i c[8];
+            if (t == T_Q8_0) {
+                for (int k = 0; k < 8; k++) c[k] = _mm512_loadu_si512((const void*)(cp + 64 * k));
+            } else {
+                for (int k = 0; k < 4; k++) {
+                    const __m512i v = _mm512_loadu_si512((const void*)(cp + 64 * k));
+                    c[k] = _mm512_and_si512(v, lo4);                   /* inputs 4k..4k+3 */
+                    c[k + 4] = _mm512_and_si512(v, hi4);               /* inputs 16 + 4k..: 16 codes */
                 }
+            }
+            __m512 sv, cv;
+            unit_scales(t, G[j], u, dk[t == T_Q4_K ? j : 0], &sv, &cv);
+            for (int m = 0; m < mt; m++) {
+                const int32_t* x4 = (const int32_t*)(q + m * K + 32 * u);
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+                for (int k = 0; k < 4; k++) {
+                    s0 = _mm512_dpbusd_epi32(s0, c[k], _mm512_set1_epi32(x4[k]));
+                    s1 = _mm512_dpbusd_epi32(s1, c[k + 4], _mm512_set1_epi32(x4[k + 4]));
+                }
+                __m512i is = t == T_Q8_0 ? _mm512_add_epi32(s0, s1) : _mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4));
+                if (exact)                 /* minus 128 (Q8_0) or 8 (Q4_0) times the sum of x's codes */
+                    is = _mm512_sub_epi32(is, _mm512_set1_epi32(corr[m]));
+                const int r = j * mt + m;
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(sv, _mm512_set1_ps(dx[m])), acc[r]);
+                if (!exact) off[r] = _mm512_fmadd_ps(cv, _mm512_set1_ps(xsum[m]), off[r]);
             }
         }
     }
-    for (int r = 0; r < ng * mt; r++) _mm512_storeu_ps(res + 16 * r, _mm512_add_ps(acc[r], off[r]));
+    for (int r = 0; r < ng * mt; r++) _mm512_storeu_ps(res + 16 * r, exact ? acc[r] : _mm512_add_ps(acc[r], off[r]));
 }
 
-/* the kernel for type t with ng groups and mt rows fixed where it is called with constants */
+/* the kernel for type t with ng groups and mt rows as given */
 static void tiles_any(const int t, const uint8_t* const* G, const int ng, const int8_t* q, const float* d,
                       const float* xs, const int64_t K, const int mt, float* res) {
     switch (t) {
@@ -267,7 +249,6 @@ void qtiles_runs(int32_t type, float* out, const int8_t* q, const float* d, cons
         }
     if (!ng) return;
     float res[QTILES_RUNS * 16];
-    tiles_config(1);
     tiles_one_row(type, G, ng, q, d, xs, K, res);
     for (int j = 0; j < ng; j++) put_rows(out, res + 16 * j, at[j], 0, end, 0);
 }
@@ -280,8 +261,7 @@ void qtiles_rows(int32_t type, float* out, int64_t ldo, const int8_t* q, const f
     if (M == 1) {                 /* QTILES_RUNS runs of the range's groups side by side */
         const int64_t per = (g1 - g0 + QTILES_RUNS - 1) / QTILES_RUNS;
         float res[QTILES_RUNS * 16];
-        tiles_config(1);
-        for (int64_t i = 0; i < per; i++) {
+            for (int64_t i = 0; i < per; i++) {
             const uint8_t* G[QTILES_RUNS];
             int64_t at[QTILES_RUNS];
             int ng = 0;
@@ -299,7 +279,6 @@ void qtiles_rows(int32_t type, float* out, int64_t ldo, const int8_t* q, const f
     float res[16 * 16];
     for (int64_t m0 = 0; m0 < M; m0 += 16) {
         const int mt = M - m0 < 16 ? (int)(M - m0) : 16;
-        tiles_config(mt);
         for (int64_t g = g0; g < g1; g++) {
             const uint8_t* G[1] = {t + g * span};
             tiles_any(type, G, 1, q + m0 * K, d + m0 * nunits, xs + 2 * m0 * nunits, K, mt, res);
@@ -308,9 +287,8 @@ void qtiles_rows(int32_t type, float* out, int64_t ldo, const int8_t* q, const f
     }
 }
 
-#pragma GCC pop_options
 
-#else  /* no AMX kernels in this variant */
+#else  /* no row-tile kernels in this variant */
 int32_t qtiles_usable(int32_t type) {
     (void)type;
     return 0;

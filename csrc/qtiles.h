@@ -1,27 +1,27 @@
-/* csrc/qtiles.h -- ggml block weights laid out as AMX tiles, times int8 activations.
+/* csrc/qtiles.h -- ggml block weights laid out as row tiles, times int8 activations.
    Reference: GGMLLinear.matmul_int8_act_reference (minillm/quant/linear.py), as qgemm.h.
 
-   Intel's AMX (Sapphire Rapids and later) multiplies int8 tiles in a unit of its own: one TDPBSSD
-   takes 16 rows of W times 32 inputs (512 bytes) against up to 16 rows of x, several times the
-   bytes per cycle of AVX-512 VNNI. Its B operand must be laid out "VNNI-style" (4 consecutive inputs
-   of 16 rows side by side), so the weights are repacked once, at load, into groups of 16 rows:
-
-     per group, per unit of 32 inputs: the codes of the 16 rows as one B tile (512 bytes: byte
-     64 (k / 4) + 4 n + k % 4 is row n's input k; the 4-bit types keep two codes per byte, tile byte
-     i in the low nibble of byte i and tile byte 256 + i in the high one), then the scales:
-       Q8_0: d (16 fp16)                      544 bytes per group and block, as 16 blocks of 34
-       Q4_0: d (16 fp16)                      288 = 16 x 18
-       Q4_1: d, m (16 fp16 each)              320 = 16 x 20
+   ggml's blocks keep each row's inputs together, so a SIMD dot of one block gives partial sums of one
+   row that must each be converted and scaled. Repacked once, at load, into groups of 16 rows, 64
+   bytes hold 4 inputs of all 16 rows, and a VPDPBUSD against 4 codes of x adds to 16 rows' integer
+   sums at once (the layout of the B operand of Intel's AMX and of llama.cpp's repacked types). Per
+   group, per unit of 32 inputs, the codes of the 16 rows (512 bytes: byte 64 (k / 4) + 4 n + k % 4
+   is row n's input k; the 4-bit types keep two codes per byte, tile byte i in the low nibble of byte
+   i and tile byte 256 + i in the high one), then the scales:
+       Q8_0: d (16 fp16), the codes stored plus 128     544 bytes per group and block, as 16 x 34
+       Q4_0: d (16 fp16)                                288 = 16 x 18
+       Q4_1: d, m (16 fp16 each)                        320 = 16 x 20
        Q4_K: per super-block of 256 inputs a header first, d (16 fp16), dmin (16 fp16) and the 12
              scale bytes of the 16 rows (byte i of row n at 64 + 16 i + n), then its 8 units'
              codes: 2304 = 16 x 144
    The layout holds the same bytes per weight as the blocks (rows past N are zeros). Every output is
 
-       out[m, n] = sum over units u:  fma(float(u_n . q_x,m), s_n,u d_x,m,u, acc)
-                 + sum over units u:  fma(c_n,u, xs_m,u, off)      (Q4_0: c = -8 d; Q4_1: c = m;
-                                                                    Q4_K: c = -dmin m_j; Q8_0: none)
-   in this order for every M and every range of rows (xs_m,u = d_x (sum q_x) of the unit), so a row's
-   result does not depend on the rows beside it, of W or of x. x is quantized as qgemm's. */
+       out[m, n] = sum over units u:  fma(float(i_n,u), s_n,u d_x,m,u, acc)
+                 + sum over units u:  fma(c_n,u, xs_m,u, off)      (Q4_1: c = m; Q4_K: c = -dmin m_j)
+   with i_n,u the exact integer dot of the unit (Q8_0 and Q4_0: of the signed codes, their offset
+   taken off in integers), in this order for every M and every range of rows (xs_m,u = d_x (sum
+   q_x) of the unit), so a row's result does not depend on the rows beside it, of W or of x. x is
+   quantized as qgemm's. */
 #ifndef MINILLM_QTILES_H
 #define MINILLM_QTILES_H
 #include <stdint.h>
@@ -30,8 +30,8 @@
    each of QTILES_RUNS parts of W) */
 enum { QTILES_RUNS = 6 };
 
-/* 1 when this CPU and OS run the tile kernels for type (Q4_0 2, Q4_1 3, Q8_0 8, Q4_K 12): AMX-INT8,
-   the kernel's permission for the tile state granted, and MINILLM_AMX not "0"; else 0 */
+/* 1 when the kernels run row tiles of type (Q4_0 2, Q4_1 3, Q8_0 8, Q4_K 12) here: the AVX-512
+   VNNI variant, and MINILLM_TILES not "0" (then the products read the blocks, qgemm.c); else 0 */
 int32_t qtiles_usable(int32_t type);
 
 /* bytes of the tile layout of a weight (N, K) of type, or -1 (a type without one, N < 0, or K not

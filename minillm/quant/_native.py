@@ -188,8 +188,9 @@ class GGMLBlockKernel(Kernel):
         if lib.ggml_block_size(self.type, weights, nbytes) or (weights[0], nbytes[0]) != (bs, dtype.itemsize):
             raise ValueError(f"{fmt}: csrc/ggml_blocks.c's block ({weights[0]} weights, {nbytes[0]} bytes) "
                              f"differs from formats.py's ({bs}, {dtype.itemsize})")
-        # int8 activations on a CPU with AMX (csrc/qtiles.h): the products come from a copy of the
-        # weight repacked as tiles, made at the first int8 product (the blocks stay for the rest)
+        # int8 activations where the row-tile kernels run (csrc/qtiles.h: AVX-512 VNNI): the products
+        # come from a copy of the weight repacked as row tiles, made at the first int8 product (the
+        # blocks stay, for the float32-activation path and dequantization)
         self.tiled = bool(act_int8) and bool(lib.qtiles_usable(self.type))
         self.type |= lib.GGML_ACT_INT8 if act_int8 else 0      # the kernels read the flag from the type
         self.fid = lib.GGML_DECODE_FMT + self.type
