@@ -7,8 +7,9 @@
    nibbles and its high ones kept in place, times 16, summed apart and shifted back, exact), and the
    unit's float work is one convert and one FMA per 16 rows, against per 2 rows in qgemm.c's row
    kernels, whose blocks keep a row's inputs together. Q8_0's codes are stored plus 128 (VPDPBUSD
-   multiplies unsigned by signed bytes): its sums, and Q4_0's (codes 0..15, weight code - 8), are
-   corrected in integers with the sum of x's codes, so only Q4_1 and Q4_K keep a float offset. At one
+   multiplies unsigned by signed bytes): its sums, Q4_0's (codes 0..15, weight code - 8) and
+   Q6_K's (0..63, code - 32, per half of 16 times its int8 scale) are corrected in integers with
+   the sums of x's codes, so only Q4_1 and Q4_K keep a float offset. At one
    row of x a call streams QTILES_RUNS groups side by side, each from its own run of W with a
    prefetch ahead: the memory system needs several streams per core (as qgemm.c's rows_runs). Only
    the AVX-512 VNNI variant has the kernels; the others report none (qtiles_usable 0). */
@@ -19,16 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12 };
+enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14 };
 
-static int tiled(int32_t t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0 || t == T_Q4_K; }
-static int64_t unit_inputs(int32_t t) { return t == T_Q4_K ? 256 : 32; }   /* K's granularity */
+static int tiled(int32_t t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0 || t == T_Q4_K || t == T_Q6_K; }
+static int64_t unit_inputs(int32_t t) { return t == T_Q4_K || t == T_Q6_K ? 256 : 32; }   /* K's granularity */
 
 /* bytes of one group of 16 rows per block (Q4_K: per super-block of 256) */
 static int64_t group_block_bytes(int32_t t) {
     switch (t) {
         case T_Q8_0: return 544; case T_Q4_0: return 288; case T_Q4_1: return 320; case T_Q4_K: return 2304;
-        default: return 0;
+        case T_Q6_K: return 3360; default: return 0;
     }
 }
 
@@ -45,12 +46,19 @@ static void put_code(uint8_t* tile, int n, int k, int code, int nibbles) {
     else tile[i - 256] = (uint8_t)((tile[i - 256] & 0x0F) | ((code & 0xF) << 4));
 }
 
+/* Q6_K's 6-bit code (0..63) of weight i (< 256) of the block B (ggml: ql[128], qh[64], scales[16], d) */
+static int q6_code(const uint8_t* B, int i) {
+    const int h = i / 128, r = (i % 128) / 32, l = i % 32;
+    const int lo = (B[64 * h + 32 * (r % 2) + l] >> (4 * (r / 2))) & 0xF;
+    return lo | (((B[128 + 32 * h + l] >> (2 * r)) & 3) << 4);
+}
+
 int32_t qtiles_pack(int32_t type, const uint8_t* w, int64_t N, int64_t K, uint8_t* out) {
     const int64_t total = qtiles_bytes(type, N, K);
     if (total < 0) return -1;
     memset(out, 0, (size_t)total);
     const int64_t nblk = K / unit_inputs(type), gb = group_block_bytes(type);
-    const int64_t raw = type == T_Q8_0 ? 34 : type == T_Q4_0 ? 18 : type == T_Q4_1 ? 20 : 144;
+    const int64_t raw = type == T_Q8_0 ? 34 : type == T_Q4_0 ? 18 : type == T_Q4_1 ? 20 : type == T_Q4_K ? 144 : 210;
     for (int64_t r = 0; r < N; r++) {
         const int n = (int)(r % 16);
         uint8_t* g = out + (r / 16) * nblk * gb;
@@ -68,6 +76,17 @@ int32_t qtiles_pack(int32_t type, const uint8_t* w, int64_t N, int64_t K, uint8_
                 }
                 memcpy(T + 256 + 2 * n, B, 2);                          /* d */
                 if (type == T_Q4_1) memcpy(T + 288 + 2 * n, B + 2, 2);  /* m */
+            } else if (type == T_Q6_K) {                                /* Q6_K super-block */
+                memcpy(T + 2 * n, B + 208, 2);                          /* d */
+                for (int i = 0; i < 16; i++) T[32 + 16 * i + n] = B[192 + i];   /* the int8 scales */
+                for (int j = 0; j < 8; j++) {
+                    uint8_t* U = T + 288 + 384 * j;
+                    for (int k = 0; k < 32; k++) {
+                        const int code = q6_code(B, 32 * j + k), at = (k / 4) * 64 + n * 4 + k % 4;
+                        put_code(U, n, k, code & 0xF, 1);
+                        U[256 + at % 128] |= (uint8_t)((code >> 4) << (2 * (at / 128)));
+                    }
+                }
             } else {                                                    /* Q4_K super-block */
                 memcpy(T + 2 * n, B, 2);                                /* d */
                 memcpy(T + 32 + 2 * n, B + 2, 2);                       /* dmin */
@@ -100,6 +119,7 @@ int32_t qtiles_usable(int32_t type) {
 /* unit u of a group: its codes, and its scale and offset vectors (16 rows) */
 static inline __attribute__((always_inline)) const uint8_t* unit_codes(const int t, const uint8_t* g, int64_t u) {
     if (t == T_Q4_K) return g + (u / 8) * 2304 + 256 + (u % 8) * 256;
+    if (t == T_Q6_K) return g + (u / 8) * 3360 + 288 + (u % 8) * 384;
     return g + u * group_block_bytes(t);
 }
 
@@ -134,12 +154,34 @@ static inline __attribute__((always_inline)) void unit_scales(const int t, const
     *c = t == T_Q4_1 ? ph16(p + 32) : _mm512_setzero_ps();
 }
 
-/* the sum of the 32 codes of x at p */
-static inline int32_t code_sum(const int8_t* p) {
+/* the sums of the codes of x at p: inputs 0-15 in *h0, 16-31 in *h1 */
+static inline void code_sums(const int8_t* p, int32_t* h0, int32_t* h1) {
     const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)p), _mm256_set1_epi8((char)0x80));
     const __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());              /* 4 sums of 8 (u = q + 128) */
-    const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    return (int32_t)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 128 * 32;
+    const __m128i a = _mm256_castsi256_si128(s), b = _mm256_extracti128_si256(s, 1);
+    *h0 = (int32_t)(_mm_cvtsi128_si64(a) + _mm_extract_epi64(a, 1)) - 128 * 16;
+    *h1 = (int32_t)(_mm_cvtsi128_si64(b) + _mm_extract_epi64(b, 1)) - 128 * 16;
+}
+
+/* a Q6_K unit's 8 code vectors (inputs 4k..4k+3 of the 16 rows, 0..63) from its 256 nibble bytes and
+   128 bytes of top bits (byte i: bits 2s, 2s + 1 of tile byte i + 128 s) */
+static inline __attribute__((always_inline)) void q6_unit(const uint8_t* p, __m512i c[8]) {
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+    const __m512i h0 = _mm512_loadu_si512((const void*)(p + 256)), h1 = _mm512_loadu_si512((const void*)(p + 320));
+    for (int k = 0; k < 4; k++) {
+        const __m512i v = _mm512_loadu_si512((const void*)(p + 64 * k));
+        c[k] = _mm512_and_si512(v, lo4);
+        c[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+    }
+    /* tile bytes 64 k..: k / 2 = s picks the bit pair, k % 2 the half of the 128 top-bit bytes */
+    c[0] = _mm512_or_si512(c[0], _mm512_and_si512(_mm512_slli_epi16(h0, 4), top));
+    c[1] = _mm512_or_si512(c[1], _mm512_and_si512(_mm512_slli_epi16(h1, 4), top));
+    c[2] = _mm512_or_si512(c[2], _mm512_and_si512(_mm512_slli_epi16(h0, 2), top));
+    c[3] = _mm512_or_si512(c[3], _mm512_and_si512(_mm512_slli_epi16(h1, 2), top));
+    c[4] = _mm512_or_si512(c[4], _mm512_and_si512(h0, top));
+    c[5] = _mm512_or_si512(c[5], _mm512_and_si512(h1, top));
+    c[6] = _mm512_or_si512(c[6], _mm512_and_si512(_mm512_srli_epi16(h0, 2), top));
+    c[7] = _mm512_or_si512(c[7], _mm512_and_si512(_mm512_srli_epi16(h1, 2), top));
 }
 
 /* res[(j mt + m) 16 + i] = row i of group G[j] . row m of x, for ng <= QTILES_RUNS groups side by
@@ -149,26 +191,26 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
                                                            const int8_t* q, const float* d, const float* xs,
                                                            const int64_t K, const int mt, float* res) {
     const int64_t nunits = K / 32, span = (K / unit_inputs(t)) * group_block_bytes(t);
-    const int exact = t == T_Q8_0 || t == T_Q4_0;      /* the offset in integers */
+    const int exact = t == T_Q8_0 || t == T_Q4_0 || t == T_Q6_K;     /* the offset in integers */
     const __m512i lo4 = _mm512_set1_epi8(0x0F), hi4 = _mm512_set1_epi8((char)0xF0);
     __m512 acc[QTILES_RUNS * 16], off[QTILES_RUNS * 16];
     for (int r = 0; r < ng * mt; r++) acc[r] = off[r] = _mm512_setzero_ps();
-    __m512 dk[QTILES_RUNS][2];                        /* Q4_K: d and -dmin of each group's super-block */
+    __m512 dk[QTILES_RUNS][2];         /* Q4_K: d and -dmin of each group's super-block; Q6_K: d */
     for (int j = 0; j < QTILES_RUNS; j++) dk[j][0] = dk[j][1] = _mm512_setzero_ps();
-    int32_t corr[16];                                 /* per row of x: the integer offset of unit u */
+    int32_t sq0[16], sq1[16];          /* per row of x: the sums of unit u's codes, inputs 0-15, 16-31 */
     float dx[16], xsum[16];
     for (int64_t u = 0; u < nunits; u++) {
         for (int m = 0; m < mt; m++) {
             const int64_t at = m * nunits + u;
             dx[m] = d[at];
-            if (exact) corr[m] = (t == T_Q8_0 ? 128 : 8) * code_sum(q + m * K + 32 * u);
+            if (exact) code_sums(q + m * K + 32 * u, sq0 + m, sq1 + m);
             else xsum[m] = xs[2 * at] + xs[2 * at + 1];
         }
-        if (t == T_Q4_K && u % 8 == 0)
+        if ((t == T_Q4_K || t == T_Q6_K) && u % 8 == 0)
             for (int j = 0; j < ng; j++) {
-                const uint8_t* h = G[j] + (u / 8) * 2304;
+                const uint8_t* h = G[j] + (u / 8) * group_block_bytes(t);
                 dk[j][0] = ph16(h);
-                dk[j][1] = _mm512_sub_ps(_mm512_setzero_ps(), ph16(h + 32));
+                if (t == T_Q4_K) dk[j][1] = _mm512_sub_ps(_mm512_setzero_ps(), ph16(h + 32));
             }
         for (int j = 0; j < ng; j++) {
             const uint8_t* cp = unit_codes(t, G[j], u);
@@ -177,6 +219,8 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
             __m512i c[8];
             if (t == T_Q8_0) {
                 for (int k = 0; k < 8; k++) c[k] = _mm512_loadu_si512((const void*)(cp + 64 * k));
+            } else if (t == T_Q6_K) {
+                q6_unit(cp, c);
             } else {
                 for (int k = 0; k < 4; k++) {
                     const __m512i v = _mm512_loadu_si512((const void*)(cp + 64 * k));
@@ -185,7 +229,16 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
                 }
             }
             __m512 sv, cv;
-            unit_scales(t, G[j], u, dk[t == T_Q4_K ? j : 0], &sv, &cv);
+            __m512i sc0 = _mm512_setzero_si512(), sc1 = sc0;        /* Q6_K: the int8 scales of the halves */
+            if (t == T_Q6_K) {
+                const uint8_t* h = G[j] + (u / 8) * 3360 + 32 + 32 * (u % 8);
+                sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)h));
+                sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(h + 16)));
+                sv = dk[j][0];
+                cv = _mm512_setzero_ps();
+            } else {
+                unit_scales(t, G[j], u, dk[t == T_Q4_K ? j : 0], &sv, &cv);
+            }
             for (int m = 0; m < mt; m++) {
                 const int32_t* x4 = (const int32_t*)(q + m * K + 32 * u);
                 __m512i s0 = _mm512_setzero_si512(), s1 = s0;
@@ -193,9 +246,16 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
                     s0 = _mm512_dpbusd_epi32(s0, c[k], _mm512_set1_epi32(x4[k]));
                     s1 = _mm512_dpbusd_epi32(s1, c[k + 4], _mm512_set1_epi32(x4[k + 4]));
                 }
-                __m512i is = t == T_Q8_0 ? _mm512_add_epi32(s0, s1) : _mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4));
-                if (exact)                 /* minus 128 (Q8_0) or 8 (Q4_0) times the sum of x's codes */
-                    is = _mm512_sub_epi32(is, _mm512_set1_epi32(corr[m]));
+                __m512i is;
+                if (t == T_Q6_K) {         /* per half: (dot - 32 sum of x's codes) times its scale */
+                    const __m512i i0 = _mm512_sub_epi32(s0, _mm512_set1_epi32(32 * sq0[m]));
+                    const __m512i i1 = _mm512_sub_epi32(s1, _mm512_set1_epi32(32 * sq1[m]));
+                    is = _mm512_add_epi32(_mm512_mullo_epi32(i0, sc0), _mm512_mullo_epi32(i1, sc1));
+                } else {
+                    is = t == T_Q8_0 ? _mm512_add_epi32(s0, s1) : _mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4));
+                    if (exact)             /* minus 128 (Q8_0) or 8 (Q4_0) times the sum of x's codes */
+                        is = _mm512_sub_epi32(is, _mm512_set1_epi32((t == T_Q8_0 ? 128 : 8) * (sq0[m] + sq1[m])));
+                }
                 const int r = j * mt + m;
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(sv, _mm512_set1_ps(dx[m])), acc[r]);
                 if (!exact) off[r] = _mm512_fmadd_ps(cv, _mm512_set1_ps(xsum[m]), off[r]);
@@ -212,6 +272,7 @@ static void tiles_any(const int t, const uint8_t* const* G, const int ng, const 
         case T_Q8_0: tiles_core(T_Q8_0, G, ng, q, d, xs, K, mt, res); return;
         case T_Q4_0: tiles_core(T_Q4_0, G, ng, q, d, xs, K, mt, res); return;
         case T_Q4_1: tiles_core(T_Q4_1, G, ng, q, d, xs, K, mt, res); return;
+        case T_Q6_K: tiles_core(T_Q6_K, G, ng, q, d, xs, K, mt, res); return;
         default: tiles_core(T_Q4_K, G, ng, q, d, xs, K, mt, res); return;
     }
 }
@@ -223,6 +284,7 @@ static void tiles_one_row(const int t, const uint8_t* const* G, const int ng, co
             case T_Q8_0: tiles_core(T_Q8_0, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
             case T_Q4_0: tiles_core(T_Q4_0, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
             case T_Q4_1: tiles_core(T_Q4_1, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
+            case T_Q6_K: tiles_core(T_Q6_K, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
             default: tiles_core(T_Q4_K, G, QTILES_RUNS, q, d, xs, K, 1, res); return;
         }
     }

@@ -14,12 +14,15 @@
        Q4_K: per super-block of 256 inputs a header first, d (16 fp16), dmin (16 fp16) and the 12
              scale bytes of the 16 rows (byte i of row n at 64 + 16 i + n), then its 8 units'
              codes: 2304 = 16 x 144
+       Q6_K: per super-block d (16 fp16) and the 16 int8 scales of the 16 rows (scale s of row n at
+             32 + 16 s + n), then per unit the low 4 bits of its codes as above (256 bytes) and their
+             top 2 bits (128 bytes: bits 2s, 2s + 1 of byte i for tile byte i + 128 s): 3360 = 16 x 210
    The layout holds the same bytes per weight as the blocks (rows past N are zeros). Every output is
 
        out[m, n] = sum over units u:  fma(float(i_n,u), s_n,u d_x,m,u, acc)
                  + sum over units u:  fma(c_n,u, xs_m,u, off)      (Q4_1: c = m; Q4_K: c = -dmin m_j)
    with i_n,u the exact integer dot of the unit (Q8_0 and Q4_0: of the signed codes, their offset
-   taken off in integers), in this order for every M and every range of rows (xs_m,u = d_x (sum
+   taken off in integers; Q6_K: each half of 16 its dot of signed codes times its int8 scale, s = d), in this order for every M and every range of rows (xs_m,u = d_x (sum
    q_x) of the unit), so a row's result does not depend on the rows beside it, of W or of x. x is
    quantized as qgemm's. */
 #ifndef MINILLM_QTILES_H
@@ -30,7 +33,7 @@
    each of QTILES_RUNS parts of W) */
 enum { QTILES_RUNS = 6 };
 
-/* 1 when the kernels run row tiles of type (Q4_0 2, Q4_1 3, Q8_0 8, Q4_K 12) here: the AVX-512
+/* 1 when the kernels run row tiles of type (Q4_0 2, Q4_1 3, Q8_0 8, Q4_K 12, Q6_K 14) here: the AVX-512
    VNNI variant, and MINILLM_TILES not "0" (then the products read the blocks, qgemm.c); else 0 */
 int32_t qtiles_usable(int32_t type);
 

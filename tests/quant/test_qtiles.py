@@ -1,4 +1,4 @@
-"""Row tiles (csrc/qtiles.c): ggml Q8_0/Q4_0/Q4_1/Q4_K weights repacked into groups of 16 rows for
+"""Row tiles (csrc/qtiles.c): ggml Q8_0/Q4_0/Q4_1/Q4_K/Q6_K weights repacked into groups of 16 rows for
 the int8-activation products on AVX-512 VNNI. The layout against its spec (qtiles.h, read back here
 in NumPy), the kernels against matmul_int8_act_reference and against the block kernels they
 replace, and the batch invariance the serving engine relies on, for both kernels."""
@@ -19,7 +19,7 @@ from minillm.quant.linear import GGMLLinear
 
 from .test_ggml_blocks import random_blocks
 
-TILED = ("q8_0", "q4_0", "q4_1", "q4_K")
+TILED = ("q8_0", "q4_0", "q4_1", "q4_K", "q6_K")
 native = pytest.mark.skipif(not _native.blocks_available(), reason="C kernels not built")
 lib = _native.lib
 
@@ -42,12 +42,13 @@ def pack(fmt, blocks):
 def read_tiles(fmt, tiles, N, K):
     """qtiles.h's layout read back: the codes (N, K) as ggml stores them (Q8_0 signed, 4-bit
     unsigned), and the raw header bytes per row and block, (N, K / block, header bytes)."""
-    per, gb = {"q8_0": (32, 544), "q4_0": (32, 288), "q4_1": (32, 320), "q4_K": (256, 2304)}[fmt]
+    per, gb = {"q8_0": (32, 544), "q4_0": (32, 288), "q4_1": (32, 320), "q4_K": (256, 2304),
+               "q6_K": (256, 3360)}[fmt]
     nblk, groups = K // per, (N + 15) // 16
     g = tiles.reshape(groups, nblk, gb)
     codes = np.zeros((groups * 16, K), np.int16)
     heads = []
-    units = 8 if fmt == "q4_K" else 1
+    units = 8 if per == 256 else 1
     k = np.arange(32)
     n = np.arange(16)
     idx = (k[None, :] // 4) * 64 + n[:, None] * 4 + k[None, :] % 4                 # (16, 32) tile bytes
@@ -56,6 +57,12 @@ def read_tiles(fmt, tiles, N, K):
             if fmt == "q8_0":
                 tile = g[:, b, :512]
                 c = (tile[:, idx].astype(np.int16) ^ 0x80).astype(np.int8).astype(np.int16)
+            elif fmt == "q6_K":                      # nibbles, then top bits: byte i, pair i // 128
+                unit = g[:, b, 288 + 384 * j:288 + 384 * (j + 1)]
+                lo = np.concatenate([unit[:, :256] & 0xF, unit[:, :256] >> 4], axis=1)
+                i = np.arange(512)
+                hi = (unit[:, 256 + i % 128] >> (2 * (i // 128))) & 3
+                c = (lo | (hi << 4))[:, idx].astype(np.int16)
             else:
                 base = 256 + 256 * j if fmt == "q4_K" else 0
                 packed = g[:, b, base:base + 256]
@@ -63,7 +70,10 @@ def read_tiles(fmt, tiles, N, K):
                 c = full[:, idx].astype(np.int16)
             u0 = b * per + 32 * j
             codes[:, u0:u0 + 32] = c.reshape(groups * 16, 32)
-        if fmt == "q4_K":
+        if fmt == "q6_K":                            # as the block's tail: the 16 scales, then d
+            sc = g[:, b, 32:288].reshape(groups, 16, 16).transpose(0, 2, 1)
+            heads.append(np.concatenate([sc, g[:, b, 0:32].reshape(groups, 16, 2)], axis=2).reshape(groups * 16, 18))
+        elif fmt == "q4_K":
             d = g[:, b, 0:32].reshape(groups, 16, 2)
             dmin = g[:, b, 32:64].reshape(groups, 16, 2)
             sc = g[:, b, 64:256].reshape(groups, 12, 16).transpose(0, 2, 1)
@@ -92,8 +102,9 @@ def test_the_layout_holds_every_code_and_header_where_qtiles_h_says(fmt, N, nb, 
     u, _, _ = integer_codes(b, fmt)                       # Q8_0: signed codes; 4-bit: 0..15
     np.testing.assert_array_equal(codes, u)
     raw = b.view(np.uint8).reshape(N, b.shape[1], -1)
-    head = {"q8_0": 2, "q4_0": 2, "q4_1": 4, "q4_K": 16}[fmt]
-    np.testing.assert_array_equal(heads, raw[:, :, :head])
+    head = {"q8_0": raw[:, :, :2], "q4_0": raw[:, :, :2], "q4_1": raw[:, :, :4], "q4_K": raw[:, :, :16],
+            "q6_K": raw[:, :, 192:210]}[fmt]
+    np.testing.assert_array_equal(heads, head)
     pad = read_tiles(fmt, tiles, (N + 15) // 16 * 16, K)[0][N:]      # zero bytes (Q8_0: code + 128)
     assert (pad == (-128 if fmt == "q8_0" else 0)).all()
 
@@ -101,13 +112,13 @@ def test_the_layout_holds_every_code_and_header_where_qtiles_h_says(fmt, N, nb, 
 def test_sizes_and_packing_reject_other_types_and_ragged_k():
     if lib is None:
         pytest.skip("C kernels not built")
-    assert lib.qtiles_bytes(GGML_TYPES["q6_K"].id, 16, 256) == -1
+    assert lib.qtiles_bytes(GGML_TYPES["q5_K"].id, 16, 256) == -1
     assert lib.qtiles_bytes(GGML_TYPES["q8_0"].id, 16, 48) == -1           # K not whole blocks
     assert lib.qtiles_bytes(GGML_TYPES["q4_K"].id, 16, 288) == -1
     assert lib.qtiles_bytes(GGML_TYPES["q8_0"].id, -1, 32) == -1
     assert lib.qtiles_bytes(GGML_TYPES["q8_0"].id, 17, 64) == 2 * 2 * 544
-    assert lib.qtiles_pack(GGML_TYPES["q6_K"].id, _native.ffi.NULL, 1, 256, _native.ffi.NULL) == -1
-    assert lib.qtiles_usable(GGML_TYPES["q6_K"].id) == 0
+    assert lib.qtiles_pack(GGML_TYPES["q5_K"].id, _native.ffi.NULL, 1, 256, _native.ffi.NULL) == -1
+    assert lib.qtiles_usable(GGML_TYPES["q5_K"].id) == 0
 
 
 def _kernel(fmt, b, tiled):
