@@ -17,6 +17,7 @@
 #include "qtiles.h"
 #include "parts.inc"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,8 +215,10 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
             }
         for (int j = 0; j < ng; j++) {
             const uint8_t* cp = unit_codes(t, G[j], u);
-            const uint8_t* ahead = G[j] + span * u / nunits + QT_AHEAD;
-            for (int64_t l = 0; l < span / nunits + 64; l += 64) _mm_prefetch((const char*)(ahead + l), _MM_HINT_T0);
+            /* the lines that enter the window QT_AHEAD bytes ahead of this unit, each once */
+            const uintptr_t a = ((uintptr_t)G[j] + (uintptr_t)(span * u / nunits) + QT_AHEAD) & ~(uintptr_t)63;
+            const uintptr_t z = ((uintptr_t)G[j] + (uintptr_t)(span * (u + 1) / nunits) + QT_AHEAD) & ~(uintptr_t)63;
+            for (uintptr_t l = a; l < z; l += 64) _mm_prefetch((const char*)l, _MM_HINT_T0);
             __m512i c[8];
             if (t == T_Q8_0) {
                 for (int k = 0; k < 8; k++) c[k] = _mm512_loadu_si512((const void*)(cp + 64 * k));
