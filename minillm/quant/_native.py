@@ -190,7 +190,8 @@ class GGMLBlockKernel(Kernel):
                              f"differs from formats.py's ({bs}, {dtype.itemsize})")
         # int8 activations where the row-tile kernels run (csrc/qtiles.h: AVX-512 VNNI): the products
         # come from a copy of the weight repacked as row tiles, made at the first int8 product (the
-        # blocks stay, for the float32-activation path and dequantization)
+        # blocks stay, for the float32-activation path and dequantization; blocks changed in place
+        # after that are not seen by the int8 products: quantized layers are rebuilt, not edited)
         self.tiled = bool(act_int8) and bool(lib.qtiles_usable(self.type))
         self.type |= lib.GGML_ACT_INT8 if act_int8 else 0      # the kernels read the flag from the type
         self.fid = lib.GGML_DECODE_FMT + self.type
