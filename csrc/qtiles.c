@@ -128,28 +128,9 @@ static inline __m512 ph16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_load
 
 static inline __m512 bytes16(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)); }
 
-/* unit u's scale and offset vectors of the 16 rows of group g; Q4_K reads d and dmin from dk
-   (dk[0], dk[1]: the super-block's, converted once per super-block) */
-static inline __attribute__((always_inline)) void unit_scales(const int t, const uint8_t* g, int64_t u, const __m512* dk,
-                                                            __m512* s, __m512* c) {
-    if (t == T_Q4_K) {
-        const uint8_t* h = g + (u / 8) * 2304;
-        const int j = (int)(u % 8);
-        const __m128i m6 = _mm_set1_epi8(0x3F), m4 = _mm_set1_epi8(0x0F), top = _mm_set1_epi8(0x30);
-        const __m128i* q = (const __m128i*)(h + 64);                   /* q[i]: byte i of the 16 rows */
-        __m128i sc, mn;
-        if (j < 4) {
-            sc = _mm_and_si128(_mm_loadu_si128(q + j), m6);
-            mn = _mm_and_si128(_mm_loadu_si128(q + j + 4), m6);
-        } else {
-            const __m128i a = _mm_loadu_si128(q + j + 4), lo = _mm_loadu_si128(q + j - 4), hi = _mm_loadu_si128(q + j);
-            sc = _mm_or_si128(_mm_and_si128(a, m4), _mm_and_si128(_mm_srli_epi16(lo, 2), top));
-            mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), m4), _mm_and_si128(_mm_srli_epi16(hi, 2), top));
-        }
-        *s = _mm512_mul_ps(dk[0], bytes16(sc));                        /* d sc_j: exact */
-        *c = _mm512_mul_ps(dk[1], bytes16(mn));                        /* -dmin m_j: exact */
-        return;
-    }
+/* unit u's scale and offset vectors of the 16 rows of group g (Q8_0, Q4_0, Q4_1) */
+static inline __attribute__((always_inline)) void unit_scales(const int t, const uint8_t* g, int64_t u, __m512* s,
+                                                            __m512* c) {
     const uint8_t* p = g + u * group_block_bytes(t) + (t == T_Q8_0 ? 512 : 256);
     *s = ph16(p);
     *c = t == T_Q4_1 ? ph16(p + 32) : _mm512_setzero_ps();
@@ -197,6 +178,7 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
     __m512 acc[QTILES_RUNS * 16], off[QTILES_RUNS * 16];
     for (int r = 0; r < ng * mt; r++) acc[r] = off[r] = _mm512_setzero_ps();
     __m512 dk[QTILES_RUNS][2];         /* Q4_K: d and -dmin of each group's super-block; Q6_K: d */
+    _Alignas(64) uint8_t k4[QTILES_RUNS][4][64];       /* Q4_K: sc 0-3, m 0-3, sc 4-7, m 4-7 (16 rows each) */
     for (int j = 0; j < QTILES_RUNS; j++) dk[j][0] = dk[j][1] = _mm512_setzero_ps();
     int32_t sq0[16], sq1[16];          /* per row of x: the sums of unit u's codes, inputs 0-15, 16-31 */
     float dx[16], xsum[16];
@@ -211,7 +193,19 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
             for (int j = 0; j < ng; j++) {
                 const uint8_t* h = G[j] + (u / 8) * group_block_bytes(t);
                 dk[j][0] = ph16(h);
-                if (t == T_Q4_K) dk[j][1] = _mm512_sub_ps(_mm512_setzero_ps(), ph16(h + 32));
+                if (t == T_Q4_K) {    /* the 8 scales and mins of the 16 rows, all at once (k4_scales_mins) */
+                    dk[j][1] = _mm512_sub_ps(_mm512_setzero_ps(), ph16(h + 32));
+                    const __m512i a = _mm512_loadu_si512((const void*)(h + 64)),     /* bytes 0-3 of 16 rows */
+                                  b = _mm512_loadu_si512((const void*)(h + 128)),    /* bytes 4-7 */
+                                  c = _mm512_loadu_si512((const void*)(h + 192));    /* bytes 8-11 */
+                    const __m512i m6 = _mm512_set1_epi8(0x3F), m4 = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+                    _mm512_store_si512((void*)k4[j][0], _mm512_and_si512(a, m6));                     /* sc 0-3 */
+                    _mm512_store_si512((void*)k4[j][1], _mm512_and_si512(b, m6));                     /* m 0-3 */
+                    _mm512_store_si512((void*)k4[j][2], _mm512_or_si512(_mm512_and_si512(c, m4),      /* sc 4-7 */
+                                                                        _mm512_and_si512(_mm512_srli_epi16(a, 2), top)));
+                    _mm512_store_si512((void*)k4[j][3], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c, 4), m4),
+                                                                        _mm512_and_si512(_mm512_srli_epi16(b, 2), top)));
+                }
             }
         for (int j = 0; j < ng; j++) {
             const uint8_t* cp = unit_codes(t, G[j], u);
@@ -239,8 +233,13 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
                 sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(h + 16)));
                 sv = dk[j][0];
                 cv = _mm512_setzero_ps();
+            } else if (t == T_Q4_K) {
+                const int jj = (int)(u % 8);
+                const uint8_t* sc = k4[j][jj < 4 ? 0 : 2] + 16 * (jj % 4);
+                sv = _mm512_mul_ps(dk[j][0], bytes16(_mm_load_si128((const __m128i*)sc)));        /* d sc_j */
+                cv = _mm512_mul_ps(dk[j][1], bytes16(_mm_load_si128((const __m128i*)(sc + 64))));  /* -dmin m_j */
             } else {
-                unit_scales(t, G[j], u, dk[t == T_Q4_K ? j : 0], &sv, &cv);
+                unit_scales(t, G[j], u, &sv, &cv);
             }
             for (int m = 0; m < mt; m++) {
                 const int32_t* x4 = (const int32_t*)(q + m * K + 32 * u);
