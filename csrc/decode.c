@@ -194,11 +194,11 @@ static int int8_act(const decode_linear_t* W) {   /* ggml blocks read with int8 
     return W->w && W->fmt >= GGML_DECODE_FMT && ((W->fmt - GGML_DECODE_FMT) & GGML_ACT_INT8);
 }
 
-static int tiles_w(const decode_linear_t* W) {    /* int8 activations from AMX tiles (qtiles.h) */
+static int tiles_w(const decode_linear_t* W) {    /* int8 activations from row tiles (qtiles.h) */
     return int8_act(W) && ((W->fmt - GGML_DECODE_FMT) & GGML_TILES);
 }
 
-/* a weight's tasks: TASK_ROWS rows each; at M = 1 from AMX tiles, one group of 16 rows of each of
+/* a weight's tasks: TASK_ROWS rows each; at M = 1 from row tiles, one group of 16 rows of each of
    QTILES_RUNS parts of W (a thread's tasks then stream QTILES_RUNS runs, as RUN_ROWS below) */
 static int64_t tasks_of(const decode_linear_t* W, int64_t N, int64_t M) {
     if (M == 1 && tiles_w(W)) return ((N + 15) / 16 + QTILES_RUNS - 1) / QTILES_RUNS;

@@ -13,7 +13,6 @@
    row of x a call streams QTILES_RUNS groups side by side, each from its own run of W with a
    prefetch ahead: the memory system needs several streams per core (as qgemm.c's rows_runs). Only
    the AVX-512 VNNI variant has the kernels; the others report none (qtiles_usable 0). */
-#define _GNU_SOURCE
 #include "qtiles.h"
 #include "parts.inc"
 
