@@ -25,13 +25,16 @@ enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14 };
 static int tiled(int32_t t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0 || t == T_Q4_K || t == T_Q6_K; }
 static int64_t unit_inputs(int32_t t) { return t == T_Q4_K || t == T_Q6_K ? 256 : 32; }   /* K's granularity */
 
-/* bytes of one group of 16 rows per block (Q4_K: per super-block of 256) */
-static int64_t group_block_bytes(int32_t t) {
+/* bytes of one ggml block (Q4_K, Q6_K: a super-block of 256) */
+static int64_t block_bytes(int32_t t) {
     switch (t) {
-        case T_Q8_0: return 544; case T_Q4_0: return 288; case T_Q4_1: return 320; case T_Q4_K: return 2304;
-        case T_Q6_K: return 3360; default: return 0;
+        case T_Q8_0: return 34; case T_Q4_0: return 18; case T_Q4_1: return 20; case T_Q4_K: return 144;
+        case T_Q6_K: return 210; default: return 0;
     }
 }
+
+/* bytes of one group of 16 rows per block: the layout keeps the blocks' bytes (qtiles.h) */
+static int64_t group_block_bytes(int32_t t) { return 16 * block_bytes(t); }
 
 int64_t qtiles_bytes(int32_t type, int64_t N, int64_t K) {
     if (!tiled(type) || N < 0 || K <= 0 || K % unit_inputs(type)) return -1;
@@ -57,8 +60,7 @@ int32_t qtiles_pack(int32_t type, const uint8_t* w, int64_t N, int64_t K, uint8_
     const int64_t total = qtiles_bytes(type, N, K);
     if (total < 0) return -1;
     memset(out, 0, (size_t)total);
-    const int64_t nblk = K / unit_inputs(type), gb = group_block_bytes(type);
-    const int64_t raw = type == T_Q8_0 ? 34 : type == T_Q4_0 ? 18 : type == T_Q4_1 ? 20 : type == T_Q4_K ? 144 : 210;
+    const int64_t nblk = K / unit_inputs(type), gb = group_block_bytes(type), raw = block_bytes(type);
     for (int64_t r = 0; r < N; r++) {
         const int n = (int)(r % 16);
         uint8_t* g = out + (r / 16) * nblk * gb;
@@ -118,8 +120,8 @@ int32_t qtiles_usable(int32_t type) {
 
 /* unit u of a group: its codes, and its scale and offset vectors (16 rows) */
 static inline __attribute__((always_inline)) const uint8_t* unit_codes(const int t, const uint8_t* g, int64_t u) {
-    if (t == T_Q4_K) return g + (u / 8) * 2304 + 256 + (u % 8) * 256;
-    if (t == T_Q6_K) return g + (u / 8) * 3360 + 288 + (u % 8) * 384;
+    if (t == T_Q4_K) return g + (u / 8) * group_block_bytes(t) + 256 + (u % 8) * 256;
+    if (t == T_Q6_K) return g + (u / 8) * group_block_bytes(t) + 288 + (u % 8) * 384;
     return g + u * group_block_bytes(t);
 }
 
@@ -206,11 +208,13 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
                                                                         _mm512_and_si512(_mm512_srli_epi16(b, 2), top)));
                 }
             }
+        /* this unit's share of a group's bytes, QT_AHEAD bytes ahead: each group prefetches the lines
+           entering that window, each once (the same offsets for every group) */
+        const int64_t ahead0 = span * u / nunits + QT_AHEAD, ahead1 = span * (u + 1) / nunits + QT_AHEAD;
         for (int j = 0; j < ng; j++) {
             const uint8_t* cp = unit_codes(t, G[j], u);
-            /* the lines that enter the window QT_AHEAD bytes ahead of this unit, each once */
-            const uintptr_t a = ((uintptr_t)G[j] + (uintptr_t)(span * u / nunits) + QT_AHEAD) & ~(uintptr_t)63;
-            const uintptr_t z = ((uintptr_t)G[j] + (uintptr_t)(span * (u + 1) / nunits) + QT_AHEAD) & ~(uintptr_t)63;
+            const uintptr_t a = ((uintptr_t)G[j] + (uintptr_t)ahead0) & ~(uintptr_t)63;
+            const uintptr_t z = ((uintptr_t)G[j] + (uintptr_t)ahead1) & ~(uintptr_t)63;
             for (uintptr_t l = a; l < z; l += 64) _mm_prefetch((const char*)l, _MM_HINT_T0);
             __m512i c[8];
             if (t == T_Q8_0) {
@@ -227,7 +231,7 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
             __m512 sv, cv;
             __m512i sc0 = _mm512_setzero_si512(), sc1 = sc0;        /* Q6_K: the int8 scales of the halves */
             if (t == T_Q6_K) {
-                const uint8_t* h = G[j] + (u / 8) * 3360 + 32 + 32 * (u % 8);
+                const uint8_t* h = G[j] + (u / 8) * group_block_bytes(t) + 32 + 32 * (u % 8);
                 sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)h));
                 sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(h + 16)));
                 sv = dk[j][0];
@@ -298,47 +302,42 @@ static void put_rows(float* out, const float* res, int64_t g, int64_t lo, int64_
     if (a < b) memcpy(out + (a - base), res + (a - r0), (size_t)(b - a) * sizeof(float));
 }
 
-void qtiles_runs(int32_t type, float* out, const int8_t* q, const float* d, const float* xs, int64_t K, int64_t g,
-                 int64_t gap, int64_t end, const uint8_t* t) {
-    const int64_t span = (K / unit_inputs(type)) * group_block_bytes(type), ngroups = (end + 15) / 16;
+/* One row of x against groups first + j gap (j < QTILES_RUNS) of the tile layout t, those below
+   `groups` side by side; their rows in lo..hi-1 go to out[r - base] */
+static void one_row_groups(int32_t type, float* out, const int8_t* q, const float* d, const float* xs, int64_t K,
+                           int64_t first, int64_t gap, int64_t groups, int64_t lo, int64_t hi, int64_t base,
+                           const uint8_t* t) {
+    const int64_t span = (K / unit_inputs(type)) * group_block_bytes(type);
     const uint8_t* G[QTILES_RUNS];
     int64_t at[QTILES_RUNS];
     int ng = 0;
-    for (int j = 0; j < QTILES_RUNS; j++)
-        if (g + j * gap < ngroups) {
-            at[ng] = g + j * gap;
-            G[ng] = t + at[ng] * span;
-            ng++;
-        }
+    for (int j = 0; j < QTILES_RUNS && first + j * gap < groups; j++) {
+        at[ng] = first + j * gap;
+        G[ng] = t + at[ng] * span;
+        ng++;
+    }
     if (!ng) return;
     float res[QTILES_RUNS * 16];
     tiles_one_row(type, G, ng, q, d, xs, K, res);
-    for (int j = 0; j < ng; j++) put_rows(out, res + 16 * j, at[j], 0, end, 0);
+    for (int j = 0; j < ng; j++) put_rows(out, res + 16 * j, at[j], lo, hi, base);
+}
+
+void qtiles_runs(int32_t type, float* out, const int8_t* q, const float* d, const float* xs, int64_t K, int64_t g,
+                 int64_t gap, int64_t end, const uint8_t* t) {
+    one_row_groups(type, out, q, d, xs, K, g, gap, (end + 15) / 16, 0, end, 0, t);
 }
 
 void qtiles_rows(int32_t type, float* out, int64_t ldo, const int8_t* q, const float* d, const float* xs, int64_t M,
                  int64_t K, int64_t n0, int64_t n, const uint8_t* t) {
     if (n <= 0 || M <= 0) return;
-    const int64_t span = (K / unit_inputs(type)) * group_block_bytes(type), nunits = K / 32;
     const int64_t g0 = n0 / 16, g1 = (n0 + n + 15) / 16;
     if (M == 1) {                 /* QTILES_RUNS runs of the range's groups side by side */
         const int64_t per = (g1 - g0 + QTILES_RUNS - 1) / QTILES_RUNS;
-        float res[QTILES_RUNS * 16];
-            for (int64_t i = 0; i < per; i++) {
-            const uint8_t* G[QTILES_RUNS];
-            int64_t at[QTILES_RUNS];
-            int ng = 0;
-            for (int j = 0; j < QTILES_RUNS; j++)
-                if (g0 + i + j * per < g1) {
-                    at[ng] = g0 + i + j * per;
-                    G[ng] = t + at[ng] * span;
-                    ng++;
-                }
-            tiles_one_row(type, G, ng, q, d, xs, K, res);
-            for (int j = 0; j < ng; j++) put_rows(out, res + 16 * j, at[j], n0, n0 + n, n0);
-        }
+        for (int64_t i = 0; i < per; i++)
+            one_row_groups(type, out, q, d, xs, K, g0 + i, per, g1, n0, n0 + n, n0, t);
         return;
     }
+    const int64_t span = (K / unit_inputs(type)) * group_block_bytes(type), nunits = K / 32;
     float res[16 * 16];
     for (int64_t m0 = 0; m0 < M; m0 += 16) {
         const int mt = M - m0 < 16 ? (int)(M - m0) : 16;
@@ -349,7 +348,6 @@ void qtiles_rows(int32_t type, float* out, int64_t ldo, const int8_t* q, const f
         }
     }
 }
-
 
 #else  /* no row-tile kernels in this variant */
 int32_t qtiles_usable(int32_t type) {
