@@ -218,9 +218,10 @@ def native_decoder(model, kv):
     weights = step_weights(model, kv.k.shape[2], kv.k.shape[4])
     embed = p[names["wte"]]
     pos_embed = p[names["wpe"]] if cfg.position_scheme == "learned" else None
+    tables = (embed,) if pos_embed is None else (embed, pos_embed)
     if weights is None or weights.head[3] == 0 or not all(
             isinstance(a, np.ndarray) and a.dtype == np.float32 and a.ndim == 2 and a.flags.c_contiguous
-            for a in (embed, embed if pos_embed is None else pos_embed)):
+            for a in tables):
         return None
     Smax = kv.k.shape[3]
     cos = sin = None

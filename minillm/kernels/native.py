@@ -724,7 +724,12 @@ class _ContiguousPlan:
             pcos, psin = f32(rope_cos, "rope_cos", (self.half,)), f32(rope_sin, "rope_sin", (self.half,))
         _check(not np.may_share_memory(x, k_cache) and not np.may_share_memory(x, v_cache),
                "x, k_cache: outputs must not share memory")
-        plnf_w, plnf_b, phead, V = w.head
+        return self.call(px, pos, pcos, psin)
+
+    def call(self, px, pos, pcos, psin):
+        """paged_step on checked pointers: x (C,) at px, the RoPE rows at pcos, psin (or NULL), at
+        slot pos; the logits (V,), or None when the weights carry no head."""
+        plnf_w, plnf_b, phead, V = self.weights.head
         logits = np.empty(V, np.float32) if V else None
         self.pos[0] = pos
         status = lib.paged_step(px, 1, *self.args, pcos, psin, plnf_w, plnf_b, phead, V, self.head_row,
@@ -767,7 +772,6 @@ class DecodeLoop:
         self.keep, self.rope = (rope_cos, rope_sin), rope_cos is not None
         self.x = np.empty(C, np.float32)
         self.px = ffi.from_buffer("float[]", self.x)
-        self.head = weights.head
 
     def step(self, token, pos):
         """The logits (V,) float32 of token at slot pos (keys and values written there, attention
@@ -777,21 +781,15 @@ class DecodeLoop:
         if not (isinstance(pos, (int, np.integer)) and 0 <= pos < self.n_pos):
             raise ValueError(f"pos: expected an int in [0, {self.n_pos}) (the cache's capacity"
                              f"{'' if self.pos_embed is None else ' and the learned positions'}), got {pos!r}")
-        plan, x = self.plan, self.x
+        x = self.x
         if self.pos_embed is None:
             x[:] = self.embed[token]
         else:
             np.add(self.embed[token], self.pos_embed[pos], out=x)
-        plan.pos[0] = pos
-        plnf_w, plnf_b, phead, V = self.head
-        logits = np.empty(V, np.float32)
-        pcos = psin = ffi.NULL
-        if self.rope:
-            off = int(pos) * plan.half
-            pcos, psin = self.pcos + off, self.psin + off
-        _step_status(lib.paged_step(self.px, 1, *plan.args, pcos, psin, plnf_w, plnf_b, phead, V, plan.head_row,
-                                    1, ffi.from_buffer("float[]", logits)))
-        return logits
+        if not self.rope:
+            return self.plan.call(self.px, pos, ffi.NULL, ffi.NULL)
+        off = int(pos) * self.plan.half
+        return self.plan.call(self.px, pos, self.pcos + off, self.psin + off)
 
 
 def _int32_rows(a, name, shape, low, high):
