@@ -12,7 +12,9 @@ Part 1: x (M, K) @ W^T for W (N, K) = 4096x4096, 3072x768 and 768x3072, at M = 1
 (a batched serving step): fp32 (numpy/OpenBLAS) and the ggml formats Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and
 Q6_K, each with float32 activations ("exact": equal to dequantize-then-matmul within float32 rounding)
 and with int8 activations ("int8": csrc/qgemm.c, x quantized per 32 inputs and summed in integers, as
-llama.cpp computes; the GGUF loader's default). GB/s counts the bytes of the weights (and their
+llama.cpp computes; the GGUF loader's default). Where the int8 products read the weights as row tiles
+(csrc/qtiles.h: AVX-512 VNNI; Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), "blocks" rows time the block kernels
+they replace (GGMLLinear.row_tiles = False) in the same rounds. GB/s counts the bytes of the weights (and their
 scales) read once per GEMV; the machine's read bandwidth is measured in the same run
 (memory_wall.read_bandwidth: a native streaming read on all threads, best of 7), so "% of bw" is the
 fraction of the decode ceiling reached. A weight set of a few MB stays in the cache between repeats,
@@ -88,6 +90,9 @@ def layers_for(w):  # W (N, K) float32 -> {name: quantized linear layer}
         blocks = quantize_blocks(w, f)
         made[f + " exact"] = GGMLLinear(f, blocks)
         made[f + " int8"] = GGMLLinear(f, blocks, act_int8=True)
+        if made[f + " int8"].row_tiles:           # int8 from row tiles: the block kernels beside them
+            made[f + " blocks"] = GGMLLinear(f, blocks, act_int8=True)
+            made[f + " blocks"].row_tiles = False
     return made
 
 
@@ -96,6 +101,8 @@ def _copies(lin):  # enough copies of a layer to exceed the cache between two us
                       for _ in range(-(-CACHE_BYTES // lin.nbytes) - 1)]
     for c in copies:
         c.act_int8 = lin.act_int8
+        if isinstance(lin, GGMLLinear) and lin.act_int8:
+            c.row_tiles = lin.row_tiles
     return copies
 
 

@@ -295,6 +295,24 @@ class GGMLLinear(QuantizedLinear):
     def gemv_kernel(self):  # what decode_step runs for one row: the int8-activation kernel when on
         return self._q8_kernel if self.act_int8 and self._q8_kernel is not None else self._kernel
 
+    @property
+    def row_tiles(self):
+        """Whether the int8 products read the weight repacked as row tiles (csrc/qtiles.h; AVX-512
+        VNNI, Q8_0/Q4_0/Q4_1/Q4_K/Q6_K) rather than its blocks. Settable to False (the block kernels,
+        e.g. to compare the two) and back to True where the tiles run."""
+        return self._q8_kernel is not None and self._q8_kernel.tiled
+
+    @row_tiles.setter
+    def row_tiles(self, on):
+        if not isinstance(on, bool):
+            raise TypeError(f"row_tiles: expected a bool, got {type(on).__name__}")
+        k = self._q8_kernel
+        if on and not (k is not None and _native.lib.qtiles_usable(k.type & ~_native.lib.GGML_ACT_INT8)):
+            raise ValueError(f"row_tiles: no row-tile kernels for {self.fmt} here (AVX-512 VNNI and "
+                             "Q8_0/Q4_0/Q4_1/Q4_K/Q6_K, MINILLM_TILES not 0), got True")
+        if k is not None:
+            k.tiled = on
+
     def matmul_int8_act_reference(self, x):  # (M, K) -> (M, N): x quantized per 32 inputs, exact sums
         """The int8-activation path's spec: x quantized per 32 inputs (quantize_x_int8), W as integer
         codes u with a scale s and offset c per 16 weights (ggml_blocks.integer_codes), the dots

@@ -196,3 +196,26 @@ def test_minillm_tiles_0_keeps_the_block_kernels():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MINILLM_TILES": "0"},
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["0", "False", "0"]
+
+
+@native
+def test_row_tiles_switches_a_layer_between_the_two_kernels():
+    """GGMLLinear.row_tiles: off gives the block kernels' products, on again the tiles'; a type
+    without tiles refuses True with the reason, and a non-bool is a TypeError."""
+    rng = np.random.default_rng(3)
+    b = random_blocks("q4_1", (24, 8), rng)
+    lin = GGMLLinear("q4_1", b, act_int8=True)
+    if not lin.row_tiles:
+        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI)")
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    tiles = lin.matmul(x)
+    lin.row_tiles = False
+    np.testing.assert_array_equal(lin.matmul(x), _kernel("q4_1", b, False).matmul(x))
+    lin.row_tiles = True
+    np.testing.assert_array_equal(lin.matmul(x), tiles)
+    q5 = GGMLLinear("q5_K", random_blocks("q5_K", (4, 1), rng), act_int8=True)
+    assert not q5.row_tiles
+    with pytest.raises(ValueError, match="row_tiles: no row-tile kernels for q5_K"):
+        q5.row_tiles = True
+    with pytest.raises(TypeError, match="row_tiles: expected a bool"):
+        lin.row_tiles = 1
