@@ -67,7 +67,16 @@ def parse_message(data):
 
 
 def _get(fields, number, default):
-    return fields[number][-1] if number in fields else default
+    """The last value of a field, of the default's kind (an int for a varint field, bytes for a
+    string, sub-message or fixed-size one): a record of the other wire type is a ValueError, not a
+    value that fails later where it is used."""
+    if number not in fields:
+        return default
+    value = fields[number][-1]
+    if isinstance(value, int) != isinstance(default, int):
+        raise ValueError(f"field {number}: expected {'a varint' if isinstance(default, int) else 'bytes'}, "
+                         f"got {'a varint' if isinstance(value, int) else 'bytes'}")
+    return value
 
 
 class CharsMap:
@@ -164,6 +173,8 @@ def parse_model(data):
         raise ValueError("no trainer_spec (field 2) or normalizer_spec (field 3): truncated?")
     pieces = []
     for raw in model[1]:
+        if not isinstance(raw, bytes):
+            raise ValueError("field 1 (a piece): expected a sub-message, got a varint")
         sp = parse_message(raw)
         piece = _get(sp, 1, b"").decode("utf-8")
         score = struct.unpack("<f", _get(sp, 2, b"\x00\x00\x00\x00"))[0]

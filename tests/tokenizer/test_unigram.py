@@ -109,6 +109,19 @@ def test_protobuf_reader_rejects_truncation():
         sentencepiece_model.parse_message(b"\x0a\x10abc")
 
 
+@pytest.mark.parametrize("data, match", [
+    (b"\x08\x05\x12\x00\x1a\x00", r"field 1 \(a piece\): expected a sub-message, got a varint"),   # pieces as a varint
+    (b"\x0a\x02\x08\x05\x12\x00\x1a\x00", r"field 1: expected bytes, got a varint"),   # piece string as a varint
+    (b"\x0a\x00\x10\x07\x1a\x00", r"field 2: expected bytes, got a varint"),        # trainer_spec as a varint
+    (b"\x0a\x00\x12\x02\x1a\x00\x1a\x00", r"field 3: expected a varint, got bytes"),  # model_type as bytes
+])
+def test_protobuf_fields_of_the_wrong_wire_type_are_value_errors(data, match):
+    """A record whose wire type does not fit its field (a mutated file) is a ValueError naming the
+    field, which load() reports as not a model, never a TypeError from where the value is used."""
+    with pytest.raises(ValueError, match=match):
+        sentencepiece_model.parse_model(data)
+
+
 # ---------------------------------------------------------------------------- sentencepiece parity
 spm = None
 
