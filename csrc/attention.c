@@ -406,10 +406,28 @@ void attention_paged_head(float* og, const float* qg, const float* kh, const flo
  * read it). A score depends on its key alone and values_acc adds in groups of 4 keys in order, so
  * with block sizes that are multiples of DK the cuts change no result: a paged cache gives what one
  * contiguous run gives. s: rep * (t1 - t0) floats. */
+/* Ask for positions t0..t1-1 of a head's rows (kh, through its block table) ahead of their use:
+ * at decode a kv head's keys and values were written over many steps and sit in the last-level
+ * cache, and read in order they came at ~10 GB/s per core (each line a fresh wait for the
+ * prefetchers to catch up); asked for at once (into L2: into L1 the requests queued behind each
+ * other), the lines come in parallel: a decode step's attention took 0.85 of the time (Xeon,
+ * llama-134m, Q4_0, positions 16-80). */
+static void prefetch_rows(const float* kh, const int32_t* table, int64_t block_size, int64_t stride, int64_t t0,
+                          int64_t t1, int64_t D) {
+    for (int64_t t = t0; t < t1;) {
+        const int64_t b = t / block_size, end = (b + 1) * block_size < t1 ? (b + 1) * block_size : t1;
+        const char* p = (const char*)(kh + table[b] * stride + (t - b * block_size) * D);
+        for (int64_t i = 0; i < (end - t) * D * (int64_t)sizeof(float); i += 64) __builtin_prefetch(p + i, 0, 2);
+        t = end;
+    }
+}
+
 void attention_paged_part(float* og, float* mx, float* sum, const float* qg, const float* kh, const float* vh,
                           const int32_t* table, int64_t block_size, int64_t stride, int64_t rep, int64_t t0,
                           int64_t t1, int64_t D, float scale, float* s) {
     const int64_t n = t1 - t0;
+    prefetch_rows(kh, table, block_size, stride, t0, t1, D);
+    prefetch_rows(vh, table, block_size, stride, t0, t1, D);
     for (int64_t t = t0; t < t1;) {                    /* the run of positions inside t's block */
         const int64_t b = t / block_size, end = (b + 1) * block_size < t1 ? (b + 1) * block_size : t1;
         const float* kb = kh + table[b] * stride + (t - b * block_size) * D;

@@ -24,6 +24,15 @@
  *
  * and, when logits are asked for, the head on the rows that need it: h = norm_f(x), then all:
  * logits = h W_head^T.
+ * A step of one row (a decode step, M = 1) has nothing to share out in the row-wise phases, and
+ * there a barrier cost more than the work (a thread waited ~3 us while the other normed and
+ * quantized 768 floats). So every thread runs phases 1, 5, the residual adds and the final norm
+ * itself, on its own copy of x, h and h quantized (rows_t), the same float operations in the same
+ * order, and goes on to the next GEMV without a barrier; thread 0 writes x back at the end. Each
+ * kv head's store (3a) and attention (3b) are then one task: no other row needs its key first
+ * (up to ATT_PIECE positions; a longer row keeps the two phases). That leaves 6 barriers per
+ * block instead of 9, each where a GEMV's outputs are gathered. Thread 0 starts on the first
+ * phase at once; the others join as the kernel wakes them (~50 us on a VM's sleeping core).
  * Before the first phase, a thread that finds itself on a core another thread of the team is on
  * moves to a free one (leave_shared_core).
  *
@@ -314,7 +323,15 @@ typedef struct {
     const int64_t* piece_first;               /* (M + 1): row m's attention pieces (ATT_PIECE) */
     float* pieces;                            /* (Hkv, pieces, rep (D + 2)) their partial results */
     atomic_int* pieces_done;                  /* (M, Hkv) pieces finished, this layer */
+    int solo;                                 /* M = 1: every thread runs the row-wise phases (above) */
 } step_t;
+
+/* Where a thread's row-wise phases read and write the residual stream x, the normed input h and h
+ * quantized qx: the step's shared rows, or (solo) the thread's own copy of the one row. */
+typedef struct {
+    float *x, *h;
+    void* qx;
+} rows_t;
 
 /* A row attending over more than ATT_PIECE positions is cut into pieces of ATT_PIECE positions,
  * each a task of its own (attention_paged_part), merged by whichever thread finishes the row's last
@@ -359,18 +376,53 @@ static void attend_kv_head(const step_t* st, float* const* p, int64_t m, int64_t
 }
 
 /* Rows are split between the threads the same way in every row-wise phase (row m to thread
- * m % nt), so a thread that finishes one for a row may start the next for it without a barrier. */
-#define MY_ROWS(m, st, tid, nt) for (int64_t m = tid; m < (st)->M; m += nt)
+ * m % nt), so a thread that finishes one for a row may start the next for it without a barrier.
+ * Solo: every thread takes the one row, into its own rows_t. */
+#define MY_ROWS(m, st, tid, nt) for (int64_t m = (st)->solo ? 0 : tid; m < (st)->M; m += (st)->solo ? 1 : nt)
 
-/* Row m of the (M, K) input x of an int8 GEMM, columns k0..k1-1, into st->qx: each phase that
- * writes such an input quantizes the part it wrote, so no thread quantizes all of it again. */
-static void quantize_part(const step_t* st, const float* x, int64_t M, int64_t K, int64_t m, int64_t k0, int64_t k1) {
-    qgemm_prepare_span(x, M, K, m, k0, k1, st->qx);
+/* a barrier after a row-wise phase: none when solo (each thread reads only what it wrote) */
+static void rows_done(const step_t* st, int nt) {
+    if (!st->solo) barrier_wait(st->bar, nt);
 }
 
-/* Phases 1-5: x += attention(norm1(x)) W_o^T + b_o, then h = norm2(x). */
+/* Row m of the (M, K) input x of an int8 GEMM, columns k0..k1-1, into qx (qgemm.c's layout for M
+ * rows): each phase that writes such an input quantizes the part it wrote, so no thread quantizes
+ * all of it again. */
+static void quantize_part(void* qx, const float* x, int64_t M, int64_t K, int64_t m, int64_t k0, int64_t k1) {
+    qgemm_prepare_span(x, M, K, m, k0, k1, qx);
+}
+
+/* Phase 3b's tasks for row m and kv head hk, one row's piece of its positions (ATT_PIECE) each,
+ * then att quantized for W_o when o8. */
+static void attend_task(const step_t* st, float* const* p, int64_t t, int64_t n_pieces, int o8, float* s) {
+    const int64_t Cq = st->Cq, span = st->rep * st->D;
+    const int64_t piece = t / st->Hkv, hk = t % st->Hkv;
+    int64_t m = 0;
+    while (st->piece_first[m + 1] <= piece) m++;
+    const int64_t first = st->piece_first[m], parts = st->piece_first[m + 1] - first;
+    if (parts == 1) {
+        attend_kv_head(st, p, m, hk, s);
+    } else {
+        const int64_t i = piece - first, n = st->row_pos[m] + 1, size = st->rep * (st->D + 2);
+        const int64_t t0 = i * ATT_PIECE, t1 = t0 + ATT_PIECE < n ? t0 + ATT_PIECE : n;
+        float* row_parts = st->pieces + (hk * n_pieces + first) * size;   /* the row's pieces, in order */
+        float* mine = row_parts + i * size;
+        const int64_t head = hk * st->block_size * st->D;
+        attention_paged_part(mine, mine + st->rep * st->D, mine + st->rep * st->D + st->rep,
+                             st->qkv + m * st->Nqkv + hk * span, p[K_CACHE] + head, p[V_CACHE] + head,
+                             table_of(st, m), st->block_size, st->page, st->rep, t0, t1, st->D, st->scale, s);
+        /* acq_rel: the last piece's thread sees every other piece's results */
+        if (atomic_fetch_add_explicit(&st->pieces_done[m * st->Hkv + hk], 1, memory_order_acq_rel) != parts - 1)
+            return;                                    /* not the row's last piece: another merges */
+        attention_merge_parts(st->att + m * Cq + hk * span, row_parts, parts, st->rep, st->D);
+    }
+    if (o8) quantize_part(st->qx, st->att, st->M, Cq, m, hk * span, (hk + 1) * span);
+}
+
+/* Phases 1-5: x += attention(norm1(x)) W_o^T + b_o, then h = norm2(x). r: this thread's rows. */
 static void attention_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin,
-                                line_counter_t* const* nx, int tid, int nt, float* s, float* sums) {
+                                line_counter_t* const* nx, const rows_t* r, int tid, int nt, float* s,
+                                float* sums) {
     const int64_t C = st->C, Cq = st->Cq, Ckv = st->Ckv, M = st->M, span = st->rep * st->D;
     const int fused = lin[W_K].w == NULL;
     const float* bq = p[Q_B];                   /* a fused qkv.b holds all three */
@@ -379,61 +431,50 @@ static void attention_sub_block(const step_t* st, float* const* p, const decode_
     const int q8 = int8_act(&lin[W_Q]) || int8_act(&lin[W_K]) || int8_act(&lin[W_V]);
     const int o8 = int8_act(&lin[W_O]) && span % 32 == 0, up8 = int8_act(&lin[W_GATE]) || int8_act(&lin[W_UP]);
     MY_ROWS(m, st, tid, nt) {
-        norm(st->h + m * C, st->x + m * C, p[LN1_W], p[LN1_B], C, st->layernorm, st->eps);
-        if (q8) quantize_part(st, st->h, M, C, m, 0, C);
+        norm(r->h + m * C, r->x + m * C, p[LN1_W], p[LN1_B], C, st->layernorm, st->eps);
+        if (q8) quantize_part(r->qx, r->h, M, C, m, 0, C);
     }
-    barrier_wait(st->bar, nt);
+    rows_done(st, nt);
     {   /* 2: q, k, v */
         const decode_linear_t* ws[3] = {&lin[W_Q], &lin[W_K], &lin[W_V]};
         const int64_t Ns[3] = {fused ? st->Nqkv : Cq, Ckv, Ckv};
-        gemv_tasks(st->qkv, st->Nqkv, st->h, M, ws, Ns, fused ? 1 : 3, C, nx[PH_QKV], sums, q8 ? st->qx : NULL);
-    }
-    barrier_wait(st->bar, nt);
-    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_STORE]->n, 1, memory_order_relaxed)) < M * st->Hkv;) {
-        store_kv_head(st, p, bq, bk, bv, t / st->Hkv, t % st->Hkv);  /* 3a: every row's keys first */
-        atomic_store_explicit(&st->pieces_done[t], 0, memory_order_relaxed);   /* for 3b, past the barrier */
+        gemv_tasks(st->qkv, st->Nqkv, r->h, M, ws, Ns, fused ? 1 : 3, C, nx[PH_QKV], sums, q8 ? r->qx : NULL);
     }
     barrier_wait(st->bar, nt);
     const int64_t n_pieces = st->piece_first[M];
-    for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS]->n, 1, memory_order_relaxed)) < n_pieces * st->Hkv;) {
-        const int64_t piece = t / st->Hkv, hk = t % st->Hkv;       /* 3b: one (piece of a row, kv head) per task */
-        int64_t m = 0;
-        while (st->piece_first[m + 1] <= piece) m++;
-        const int64_t first = st->piece_first[m], parts = st->piece_first[m + 1] - first;
-        if (parts == 1) {
-            attend_kv_head(st, p, m, hk, s);
-        } else {
-            const int64_t i = piece - first, n = st->row_pos[m] + 1, size = st->rep * (st->D + 2);
-            const int64_t t0 = i * ATT_PIECE, t1 = t0 + ATT_PIECE < n ? t0 + ATT_PIECE : n;
-            float* row_parts = st->pieces + (hk * n_pieces + first) * size;   /* the row's pieces, in order */
-            float* mine = row_parts + i * size;
-            const int64_t head = hk * st->block_size * st->D;
-            attention_paged_part(mine, mine + st->rep * st->D, mine + st->rep * st->D + st->rep,
-                                 st->qkv + m * st->Nqkv + hk * span, p[K_CACHE] + head, p[V_CACHE] + head,
-                                 table_of(st, m), st->block_size, st->page, st->rep, t0, t1, st->D, st->scale, s);
-            /* acq_rel: the last piece's thread sees every other piece's results */
-            if (atomic_fetch_add_explicit(&st->pieces_done[m * st->Hkv + hk], 1, memory_order_acq_rel) != parts - 1)
-                continue;                                  /* not the row's last piece: another merges */
-            attention_merge_parts(st->att + m * Cq + hk * span, row_parts, parts, st->rep, st->D);
+    if (st->solo && n_pieces == M) {       /* one row, one piece: 3a and 3b of a kv head in one task */
+        for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS]->n, 1, memory_order_relaxed)) < st->Hkv;) {
+            store_kv_head(st, p, bq, bk, bv, 0, t);
+            attend_task(st, p, t, n_pieces, o8, s);
         }
-        if (o8) quantize_part(st, st->att, M, Cq, m, hk * span, (hk + 1) * span);
+    } else {
+        for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_STORE]->n, 1, memory_order_relaxed)) < M * st->Hkv;) {
+            store_kv_head(st, p, bq, bk, bv, t / st->Hkv, t % st->Hkv);  /* 3a: every row's keys first */
+            atomic_store_explicit(&st->pieces_done[t], 0, memory_order_relaxed);   /* for 3b, past the barrier */
+        }
+        barrier_wait(st->bar, nt);
+        for (int64_t t; (t = atomic_fetch_add_explicit(&nx[PH_HEADS]->n, 1, memory_order_relaxed)) < n_pieces * st->Hkv;)
+            attend_task(st, p, t, n_pieces, o8, s);     /* 3b: one (piece of a row, kv head) per task */
     }
     barrier_wait(st->bar, nt);
     gemm_one(st->o, C, st->att, M, &lin[W_O], C, Cq, nx[PH_O], sums, o8 ? st->qx : NULL);   /* 4: o */
     barrier_wait(st->bar, nt);
-    MY_ROWS(m, st, tid, nt) {  /* 5 */
-        float *x = st->x + m * C, *o = st->o + m * C;
-        add_bias(o, p[O_B], C);
-        for (int64_t c = 0; c < C; c++) x[c] += o[c];
-        norm(st->h + m * C, x, p[LN2_W], p[LN2_B], C, st->layernorm, st->eps);
-        if (up8) quantize_part(st, st->h, M, C, m, 0, C);
+    MY_ROWS(m, st, tid, nt) {  /* 5 (solo: each thread adds the bias into its own copy of x) */
+        float *x = r->x + m * C;
+        const float* o = st->o + m * C;
+        if (p[O_B])
+            for (int64_t c = 0; c < C; c++) x[c] += o[c] + p[O_B][c];
+        else
+            for (int64_t c = 0; c < C; c++) x[c] += o[c];
+        norm(r->h + m * C, x, p[LN2_W], p[LN2_B], C, st->layernorm, st->eps);
+        if (up8) quantize_part(r->qx, r->h, M, C, m, 0, C);
     }
-    barrier_wait(st->bar, nt);
+    rows_done(st, nt);
 }
 
-/* Phases 6-8: x += act(h W_gate^T, h W_up^T) W_down^T + b_down. */
+/* Phases 6-8: x += act(h W_gate^T, h W_up^T) W_down^T + b_down. r: this thread's rows. */
 static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear_t* lin, line_counter_t* const* nx,
-                          int tid, int nt, float* sums) {
+                          const rows_t* r, int tid, int nt, float* sums) {
     const int64_t C = st->C, F = st->F, M = st->M;
     const int swiglu = lin[W_GATE].w != NULL;
     const int64_t ldg = swiglu ? 2 * F : F;
@@ -441,7 +482,7 @@ static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear
     {   /* 6: gate and up, side by side in each row of gu */
         const decode_linear_t* ws[2] = {swiglu ? &lin[W_GATE] : &lin[W_UP], &lin[W_UP]};
         const int64_t Ns[2] = {F, F};
-        gemv_tasks(st->gu, ldg, st->h, M, ws, Ns, swiglu ? 2 : 1, C, nx[PH_UP], sums, up8 ? st->qx : NULL);
+        gemv_tasks(st->gu, ldg, r->h, M, ws, Ns, swiglu ? 2 : 1, C, nx[PH_UP], sums, up8 ? r->qx : NULL);
     }
     barrier_wait(st->bar, nt);
     {   /* 7: this thread's share of the F channels of every row, a multiple of 32 (whole blocks of
@@ -459,31 +500,34 @@ static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear
             } else {
                 gelu_span(act + f0, up + f0, f1 - f0);
             }
-            if (down8) quantize_part(st, st->act, M, F, m, f0, f1);
+            if (down8) quantize_part(st->qx, st->act, M, F, m, f0, f1);
         }
     }
     barrier_wait(st->bar, nt);
     gemm_one(st->o, C, st->act, M, &lin[W_DOWN], C, F, nx[PH_DOWN], sums, down8 ? st->qx : NULL);  /* 8 */
     barrier_wait(st->bar, nt);
     MY_ROWS(m, st, tid, nt) {  /* the next layer's step 1 takes the same rows: no barrier between */
-        float *x = st->x + m * C, *o = st->o + m * C;
-        add_bias(o, p[DOWN_B], C);
-        for (int64_t c = 0; c < C; c++) x[c] += o[c];
+        float* x = r->x + m * C;
+        const float* o = st->o + m * C;
+        if (p[DOWN_B])
+            for (int64_t c = 0; c < C; c++) x[c] += o[c] + p[DOWN_B][c];
+        else
+            for (int64_t c = 0; c < C; c++) x[c] += o[c];
     }
 }
 
 /* The head for the rows listed in head_rows: h_j = norm_f(x[head_rows[j]]), then logits = h W^T. */
-static void head_phase(const step_t* st, const float* lnf_w, const float* lnf_b, const decode_linear_t* head,
-                       int64_t V, const int32_t* head_rows, int64_t n_head, float* logits, line_counter_t* next,
-                       int tid, int nt, float* sums) {
+static void head_phase(const step_t* st, const rows_t* r, const float* lnf_w, const float* lnf_b,
+                       const decode_linear_t* head, int64_t V, const int32_t* head_rows, int64_t n_head,
+                       float* logits, line_counter_t* next, int tid, int nt, float* sums) {
     const int64_t C = st->C;
     const int h8 = int8_act(head);
-    for (int64_t j = tid; j < n_head; j += nt) {
-        norm(st->h + j * C, st->x + head_rows[j] * C, lnf_w, lnf_b, C, st->layernorm, st->eps);
-        if (h8) quantize_part(st, st->h, n_head, C, j, 0, C);
+    for (int64_t j = st->solo ? 0 : tid; j < n_head; j += st->solo ? 1 : nt) {
+        norm(r->h + j * C, r->x + head_rows[j] * C, lnf_w, lnf_b, C, st->layernorm, st->eps);
+        if (h8) quantize_part(r->qx, r->h, n_head, C, j, 0, C);
     }
-    barrier_wait(st->bar, nt);
-    gemm_one(logits, V, st->h, n_head, head, V, C, next, sums, h8 ? st->qx : NULL);
+    rows_done(st, nt);
+    gemm_one(logits, V, r->h, n_head, head, V, C, next, sums, h8 ? r->qx : NULL);
 }
 
 /* Every row index, position and block id the step will follow is in range: 0, or -2. */
@@ -532,13 +576,18 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
         for (int64_t m = 0; m < M; m++) piece_first[m + 1] = piece_first[m] + pieces_of(row_pos[m] + 1);
     }
     const int64_t n_pieces = piece_first ? piece_first[M] : M;
+    const int solo = M == 1;                  /* then each thread's own x, h, qx (rows_t) */
+    const int64_t own = solo ? 2 * C + qx_floats : 0;
     const int64_t piece_floats = n_pieces > M ? Hkv * n_pieces * rep * (D + 2) : 0;
-    float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * per_thread + qx_floats + piece_floats));
+    float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * (per_thread + own) + qx_floats +
+                                                 piece_floats));
     atomic_int* pieces_done = malloc(sizeof(atomic_int) * (size_t)(M * Hkv));
     const int64_t n_counters = (L * N_PHASES + 1) * segments(nthreads_max);     /* + the head's */
     line_counter_t* next = aligned_alloc(64, sizeof(line_counter_t) * (size_t)n_counters);
     barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
     int* cpus = malloc(sizeof(int) * (size_t)nthreads_max);   /* the core of each thread */
+    atomic_int cpus_known;                                     /* threads that wrote theirs */
+    atomic_init(&cpus_known, 0);
     if (!buf || !next || !bar || !cpus || !piece_first || !pieces_done) {
         free(buf), free(next), free(bar), free(cpus), free(piece_first), free(pieces_done);
         return -1;
@@ -549,7 +598,7 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     atomic_init(&bar->sleepers, 0);
     step_t st = {M, C, H, Hkv, D, F, rep, Cq, Ckv, Cq + 2 * Ckv, block_size, Hkv * block_size * D, max_blocks,
                  tables, row_table, row_pos, layernorm, eps, 1.0f / sqrtf((float)D), rope_cos, rope_sin, x, buf,
-                 NULL, NULL, NULL, NULL, NULL, NULL, bar, piece_first, NULL, pieces_done};
+                 NULL, NULL, NULL, NULL, NULL, NULL, bar, piece_first, NULL, pieces_done, solo};
     st.qkv = st.h + M * C;
     st.att = st.qkv + M * st.Nqkv;
     st.o = st.att + M * Cq;
@@ -558,6 +607,7 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     float* per_thread_buf = st.act + M * F;       /* (threads, per_thread) */
     st.qx = per_thread_buf + (int64_t)nthreads_max * per_thread;
     st.pieces = (float*)st.qx + qx_floats;
+    float* own_buf = st.pieces + piece_floats;    /* (threads, own): solo, each thread's x, h, qx */
 
     #pragma omp parallel num_threads(nthreads_max)
     {
@@ -567,23 +617,35 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
 #else
         cpus[tid] = -1;
 #endif
-        barrier_wait(bar, nt);
-        leave_shared_core(tid, nt, cpus);
+        atomic_fetch_add(&cpus_known, 1);
+        if (tid > 0) {          /* thread 0 starts at once; the others move off its core first */
+            for (int spins = 0; atomic_load(&cpus_known) < nt; spins++)
+                if (spins < SPIN_LIMIT) CPU_RELAX();
+                else sched_yield();
+            leave_shared_core(tid, nt, cpus);
+        }
         float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (rep, n) scores */
         float* sums = s + rep * (n_max + 2);                /* (K_max / 32), or qgemm's scratch */
+        rows_t r = {x, st.h, st.qx};
+        if (solo) {
+            float* mine = own_buf + (int64_t)tid * own;
+            r = (rows_t){mine, mine + C, mine + 2 * C};
+            memcpy(r.x, x, sizeof(float) * (size_t)C);
+        }
         const int64_t nseg = segments(nthreads_max);    /* counters per phase (see line_counter_t) */
         for (int64_t l = 0; l < L; l++) {
             line_counter_t* nx[N_PHASES];
             for (int ph = 0; ph < N_PHASES; ph++) nx[ph] = next + (l * N_PHASES + ph) * nseg;
-            attention_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, tid, nt, s, sums);
-            mlp_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, tid, nt, sums);
+            attention_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, &r, tid, nt, s, sums);
+            mlp_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, &r, tid, nt, sums);
         }
         if (logits && n_head > 0) {     /* the head: final norms, then its GEMM in tasks */
             if (M > 1) barrier_wait(bar, nt);   /* every row's last residual add is done (one row: this
                                                    thread's own, see MY_ROWS) */
-            head_phase(&st, lnf_w, lnf_b, head, V, head_rows, n_head, logits, next + L * N_PHASES * nseg, tid,
+            head_phase(&st, &r, lnf_w, lnf_b, head, V, head_rows, n_head, logits, next + L * N_PHASES * nseg, tid,
                        nt, sums);
         }
+        if (solo && tid == 0) memcpy(x, r.x, sizeof(float) * (size_t)C);   /* every copy holds the same */
     }
     free(buf), free(next), free(bar), free(cpus), free(piece_first), free(pieces_done);
     return 0;

@@ -63,6 +63,29 @@ static inline int blk_bytes(int t) {
 int32_t qgemm_supported(int32_t type) { return blk_weights(type) > 0; }
 
 /* ------------------------------------------------------------------ x side */
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+/* The same in 512-bit registers: the largest |x| (NaN if any is NaN, as the loop below), then 16
+   codes per register, rounded to nearest even and saturated to int8 as the two packs below. A
+   decode step quantizes every GEMV input with it (~0.1 of a 4-bit token's non-GEMV time before). */
+static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {  /* xs: 2 floats */
+    const __m512 a = _mm512_loadu_ps(xb), b = _mm512_loadu_ps(xb + 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
+    const float amax = nan ? NAN : _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
+    if (id == 0.0f) {                /* zero, NaN or inf scale: codes 0 (cvt of NaN is undefined) */
+        memset(q, 0, 32);
+        *d = db, xs[0] = xs[1] = db * 0.0f;
+        return;
+    }
+    const __m512 I = _mm512_set1_ps(id);
+    const __m512i ia = _mm512_cvtps_epi32(_mm512_mul_ps(a, I)), ib = _mm512_cvtps_epi32(_mm512_mul_ps(b, I));
+    _mm_storeu_si128((__m128i*)q, _mm512_cvtsepi32_epi8(ia));
+    _mm_storeu_si128((__m128i*)(q + 16), _mm512_cvtsepi32_epi8(ib));
+    *d = db;
+    xs[0] = db * (float)_mm512_reduce_add_epi32(ia);
+    xs[1] = db * (float)_mm512_reduce_add_epi32(ib);
+}
+#else
 static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {  /* xs: 2 floats */
     float amax = 0.0f;
     for (int j = 0; j < 32; j++) {  /* not fmaxf: it drops NaN, and NaN in must give NaN out */
@@ -97,6 +120,7 @@ static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {  /
     xs[0] = db * (float)s[0];
     xs[1] = db * (float)s[1];
 }
+#endif
 
 /* scratch of M rows: codes (M K bytes, padded to 64), d (M K/32 floats), xs (M K/16 floats) */
 static inline int64_t q_bytes(int64_t M, int64_t K) { return (M * K + 63) / 64 * 64; }
