@@ -16,10 +16,11 @@ llama.cpp computes; the GGUF loader's default). Where the int8 products read the
 (csrc/qtiles.h: AVX-512 VNNI; Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), "blocks" rows time the block kernels
 they replace (GGMLLinear.row_tiles = False) in the same rounds. GB/s counts the bytes of the weights (and their
 scales) read once per GEMV; the machine's read bandwidth is measured in the same run
-(memory_wall.read_bandwidth: a native streaming read on all threads, best of 7), so "% of bw" is the
-fraction of the decode ceiling reached. A weight set of a few MB stays in the cache between repeats,
-so each timing rotates through enough copies of the matrix to exceed it, as a real decode step (every
-layer once) does. The machine is shared: every repeat times every entry in turn (so load from others
+(memory_wall.read_bandwidth: a native streaming read on all threads, best of 7) over as many bytes as
+the timings rotate through, so "% of bw" is the fraction of the decode ceiling reached. A weight set
+of a few MB stays in the cache between repeats, so each timing rotates through enough copies of the
+matrix to fill CACHE_BYTES (96 MiB), as a real decode step (every layer once) does; on a host whose
+last-level cache holds that much, both the kernels and the probe read from it. The machine is shared: every repeat times every entry in turn (so load from others
 hits all of them alike), and the table gives medians. fp32 runs last in each repeat, and each repeat
 starts with 0.2 s of untimed kernel calls (see settle(): OpenBLAS's idle workers spin for about 0.1 s
 after a call).
@@ -30,8 +31,9 @@ F32 file; greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in
 minillm.inference.generate with its KV cache), the two in turn, each tok/s the median of --rounds
 (default 3) runs. Each row also gives the decode ceiling (minillm.inference.memory_wall: read
 bandwidth / the weight bytes a token reads in that format; the bandwidth probed in every round
-right after the two runs, the median taken, so that a busy spell on a shared host moves the
-ceiling and the runs alike) and the fraction of it each reaches.
+right after the two runs over a buffer of those bytes (memory_wall.working_set_bandwidth: where the
+weights fit in the last-level cache, its bandwidth), the median taken, so that a busy spell on a
+shared host moves the ceiling and the runs alike) and the fraction of it each reaches.
 minillm loads the files as minillm.load does (int8 activations, what llama.cpp itself computes) and
 runs again with float32 activations ("exact", the --exact flag). llama.cpp runs with use_extra_bufts = False on Intel hosts
 (its AMX path crashes there; see bench_real_model.py).
@@ -50,12 +52,13 @@ import numpy as np  # noqa: E402
 
 from bench_real_model import llama_cpp_module  # noqa: E402  (llama.cpp with its AMX workaround)
 
-from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token  # noqa: E402
+from minillm.inference.memory_wall import (decode_ceiling, read_bandwidth, weight_bytes_per_token,  # noqa: E402
+                                          working_set_bandwidth)
 from minillm.quant import _native  # noqa: E402
 from minillm.quant.ggml_quants import quantize_blocks  # noqa: E402
 from minillm.quant.linear import GGMLLinear  # noqa: E402
 
-CACHE_BYTES = 96 << 20  # rotate through copies until this many weight bytes: well past the L3
+CACHE_BYTES = 96 << 20  # rotate through copies until this many weight bytes (and probe as many)
 SETTLE_S = 0.2  # see settle()
 THREADS = int(os.environ["OMP_NUM_THREADS"])
 
@@ -125,8 +128,9 @@ def gemv_table(shapes, repeats):
     """x (M, K) @ W^T at M = 1 (decode: GB/s and % of the read bandwidth) and M = 16 (a batched
     serving step: ms, and how many times the M = 1 time it takes)."""
     rng = np.random.default_rng(0)
-    bw = read_bandwidth(THREADS) / 1e9
-    print(f"{THREADS} threads; read bandwidth (native streaming read, 256 MiB, best of 7): {bw:.1f} GB/s")
+    bw = read_bandwidth(THREADS, nbytes=CACHE_BYTES) / 1e9
+    print(f"{THREADS} threads; read bandwidth (native streaming read of {CACHE_BYTES >> 20} MiB, the bytes each "
+          f"timing rotates through, best of 7): {bw:.1f} GB/s")
     print(f"{'N x K':>12} {'format':>11} {'MB':>6} {'M=1 ms':>8} {'GB/s':>6} {'% of bw':>8} {'M=16 ms':>8} "
           f"{'M=16/M=1':>9}")
     rows = []
@@ -181,8 +185,8 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
     model = Transformer(cfg, seed=0)
     prompt = [int(t) for t in np.random.default_rng(1).integers(0, cfg.vocab_size, prompt_len)]
     print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads, "
-          f"{repeats} rounds; ceiling = read bandwidth / weight bytes per token, the bandwidth measured in each "
-          f"round beside the runs (median of the rounds' probes, each the best of 7 reads)")
+          f"{repeats} rounds; ceiling = read bandwidth / weight bytes per token, the bandwidth of a read of those "
+          f"bytes measured in each round beside the runs (median of the rounds' probes, each the best of 7 reads)")
     print("columns: tok/s (% of the ceiling); minillm int8: int8 activations (the GGUF default, what llama.cpp "
           "computes); minillm exact: float32 activations (--exact)")
     print(f"{'format':>8} {'MB/token':>9} {'GB/s':>5} {'ceiling':>8} {'llama.cpp':>14} {'minillm int8':>14} "
@@ -205,12 +209,12 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
                 generate(ours, np.array(prompt), n_new, stream=lambda tok: stamps.append(time.perf_counter()))
                 return (len(stamps) - 1) / (stamps[-1] - stamps[0])
             runs = {"llama.cpp": [], "minillm": [], "bw": []}
+            nbytes = weight_bytes_per_token(ours)
             for _ in range(repeats):                     # in turn: a slow spell lands on all three
                 runs["llama.cpp"].append(run_llama())
                 runs["minillm"].append(run_ours())
-                runs["bw"].append(read_bandwidth(THREADS))
+                runs["bw"].append(working_set_bandwidth(nbytes, THREADS))
             theirs, mine, bw = (float(np.median(runs[k])) for k in ("llama.cpp", "minillm", "bw"))
-            nbytes = weight_bytes_per_token(ours)
             ceiling = decode_ceiling(nbytes, bw)
             ggml = [q for q in ours.quantized.values() if isinstance(q, GGMLLinear) and q.fmt in _native.INT8_ROWS]
             exact = "-"                                   # F32: no int8 path, the one column is exact

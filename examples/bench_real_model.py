@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from minillm.inference.decode import forward_cached  # noqa: E402
 from minillm.inference.kv_cache import KVCache  # noqa: E402
-from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token  # noqa: E402
+from minillm.inference.memory_wall import decode_ceiling, weight_bytes_per_token, working_set_bandwidth  # noqa: E402
 from minillm.io.gguf import read_gguf  # noqa: E402
 from minillm import Transformer  # noqa: E402
 from minillm.loaders import gguf as gguf_loader  # noqa: E402
@@ -236,12 +236,13 @@ def main():
         model = load_minillm(path, act_int8=not args.exact)
         ours, theirs, bws = Clock(), Clock(), []
         rounds = (minillm_round(model, ids, ours), llama_cpp_round(path, ids, theirs))
+        nbytes = weight_bytes_per_token(model)
         for _ in range(args.repeats):        # in turn: a slow spell of the host lands on both
             for one_round in rounds:
                 one_round()
-            bws.append(read_bandwidth(THREADS, repeats=3))
+            bws.append(working_set_bandwidth(nbytes, THREADS, repeats=3))   # a read of the bytes a token reads
         (mp, md, mcp, mcd), (lp, ld, lcp, lcd) = ours.medians(), theirs.medians()
-        nbytes, bw = weight_bytes_per_token(model), statistics.median(bws)
+        bw = statistics.median(bws)
         ceiling = decode_ceiling(nbytes, bw)
         print(f"| {label} | {mp:.0f} tok/s | {lp:.0f} tok/s | {mp / lp:.2f} | {md:.1f} tok/s | {ld:.1f} tok/s | "
               f"{md / ld:.2f} | {nbytes / 1e6:.0f} MB | {bw / 1e9:.1f} | {ceiling:.0f} tok/s | {md / ceiling:.0%} | "

@@ -55,7 +55,7 @@ from minillm import ModelConfig, Transformer  # noqa: E402
 from minillm.inference import KVCache, generate, kv_bytes_per_token  # noqa: E402
 from minillm.inference.paged_kv_cache import PagedKVCache  # noqa: E402
 from bench_real_model import llama_cpp_module  # noqa: E402  (llama.cpp with its AMX workaround)
-from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token  # noqa: E402
+from minillm.inference.memory_wall import decode_ceiling, weight_bytes_per_token, working_set_bandwidth  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -172,10 +172,10 @@ def decode_speed(n_new, folder, repeats):
     print(f"\n== Table 3: decode tokens/s at batch 1 (prompt 128, {n_new} new tokens, greedy, "
           f"median time between tokens, {os.environ['OMP_NUM_THREADS']} threads, median of "
           f"{repeats} runs taken in turn)")
-    bw = read_bandwidth(int(os.environ["OMP_NUM_THREADS"]))
-    print(f"read bandwidth (memory_wall.read_bandwidth, this run): {bw / 1e9:.1f} GB/s")
+    threads = int(os.environ["OMP_NUM_THREADS"])
+    print("read bandwidth: memory_wall.working_set_bandwidth, a read of each model's bytes per token, this run")
     print(f"{'model':12s} {'minillm':>8s} {'transformers':>13s} {'ratio':>6s} {'llama.cpp F32':>14s} "
-          f"{'ratio':>6s} {'MB/token':>9s} {'ceiling':>8s}  % of ceiling: minillm, transformers, "
+          f"{'ratio':>6s} {'MB/token':>9s} {'GB/s':>5s} {'ceiling':>8s}  % of ceiling: minillm, transformers, "
           f"llama.cpp;  same tokens")
     notes = []
     for name in ("gpt2", "llama-134m"):
@@ -209,17 +209,17 @@ def decode_speed(n_new, folder, repeats):
         if cpp:
             same.append(f"llama.cpp {int(np.sum(ours_tok == cpp_tok))}/{n_new}")
         nbytes = weight_bytes_per_token(model)
+        bw = working_set_bandwidth(nbytes, threads)
         ceiling = decode_ceiling(nbytes, bw)
         cpp_s = f"{cpp:14.1f} {ours / cpp:5.2f}x" if cpp else f"{'-':>14s} {'-':>6s}"
         frac = f"{ours / ceiling:.0%}, {theirs / ceiling:.0%}, " + (f"{cpp / ceiling:.0%}" if cpp else "-")
         print(f"{name:12s} {ours:8.1f} {theirs:13.1f} {ours / theirs:5.2f}x {cpp_s} {nbytes / 1e6:9.0f} "
-              f"{ceiling:8.1f}  {frac};  {', '.join(same)}")
+              f"{bw / 1e9:5.1f} {ceiling:8.1f}  {frac};  {', '.join(same)}")
         print(f"{'':12s} runs: minillm {fmt(rates['minillm'])} | transformers {fmt(rates['transformers'])}"
               + (f" | llama.cpp {fmt(rates['llama.cpp'])}" if cpp else ""))
     for note in notes:
         print("  " + note)
-    print(f"  batch-1 decode streams every weight once per token: its ceiling is bandwidth / bytes; "
-          f"read bandwidth measured again after the table: {read_bandwidth(int(os.environ['OMP_NUM_THREADS'])) / 1e9:.1f} GB/s")
+    print("  batch-1 decode streams every weight once per token: its ceiling is bandwidth / bytes")
 
 
 def fmt(values):

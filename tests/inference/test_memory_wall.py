@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from minillm import ModelConfig, Transformer
-from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token
+from minillm.inference.memory_wall import decode_ceiling, read_bandwidth, weight_bytes_per_token, \
+    working_set_bandwidth
 from minillm.quant.ggml_quants import quantize_blocks
 from minillm.quant.linear import GGMLLinear
 
@@ -85,6 +86,25 @@ def test_bad_ceiling_arguments_are_named():
         decode_ceiling(0, 1e9)
     with pytest.raises(TypeError, match="model: expected a Transformer, got str"):
         weight_bytes_per_token("gpt2")
+
+
+def test_working_set_bandwidth_reads_the_decode_bytes(monkeypatch):
+    """The probe reads a buffer of the model's bytes per token (at least 1 MiB, whole 64-byte lines)."""
+    from minillm.inference import memory_wall
+    seen = []
+    monkeypatch.setattr(memory_wall, "read_bandwidth", lambda threads, nbytes, repeats: seen.append(
+        (threads, nbytes, repeats)) or 1e9)
+    model = Transformer(ModelConfig.preset("llama-small"), seed=0)
+    assert working_set_bandwidth(model, 2, 3) == 1e9
+    assert working_set_bandwidth(3 << 20 | 5, 1) == 1e9 and working_set_bandwidth(10, 1) == 1e9
+    assert seen == [(2, weight_bytes_per_token(model) // 64 * 64, 3), (1, 3 << 20, 7), (1, 1 << 20, 7)]
+    with pytest.raises(ValueError, match="model_or_bytes: expected > 0"):
+        working_set_bandwidth(0)
+
+
+def test_working_set_bandwidth_is_a_positive_rate():
+    bw = working_set_bandwidth(2 << 20, threads=2, repeats=2)
+    assert np.isfinite(bw) and bw > 1e8
 
 
 def test_read_bandwidth_rejects_bad_repeats():
