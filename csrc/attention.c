@@ -411,7 +411,10 @@ void attention_paged_head(float* og, const float* qg, const float* kh, const flo
  * cache, and read in order they came at ~10 GB/s per core (each line a fresh wait for the
  * prefetchers to catch up); asked for at once (into L2: into L1 the requests queued behind each
  * other), the lines come in parallel: a decode step's attention took 0.85 of the time (Xeon,
- * llama-134m, Q4_0, positions 16-80). */
+ * llama-134m, Q4_0, positions 16-80). Only the first PREFETCH_ROWS positions: past them the
+ * hardware prefetchers have caught up, and thousands of requests at once made a 1024-position
+ * head wait for them. */
+#define PREFETCH_ROWS 128
 static void prefetch_rows(const float* kh, const int32_t* table, int64_t block_size, int64_t stride, int64_t t0,
                           int64_t t1, int64_t D) {
     for (int64_t t = t0; t < t1;) {
@@ -426,8 +429,9 @@ void attention_paged_part(float* og, float* mx, float* sum, const float* qg, con
                           const int32_t* table, int64_t block_size, int64_t stride, int64_t rep, int64_t t0,
                           int64_t t1, int64_t D, float scale, float* s) {
     const int64_t n = t1 - t0;
-    prefetch_rows(kh, table, block_size, stride, t0, t1, D);
-    prefetch_rows(vh, table, block_size, stride, t0, t1, D);
+    const int64_t ahead = t1 - t0 < PREFETCH_ROWS ? t1 : t0 + PREFETCH_ROWS;
+    prefetch_rows(kh, table, block_size, stride, t0, ahead, D);
+    prefetch_rows(vh, table, block_size, stride, t0, ahead, D);
     for (int64_t t = t0; t < t1;) {                    /* the run of positions inside t's block */
         const int64_t b = t / block_size, end = (b + 1) * block_size < t1 ? (b + 1) * block_size : t1;
         const float* kb = kh + table[b] * stride + (t - b * block_size) * D;
