@@ -530,6 +530,22 @@ static void head_phase(const step_t* st, const rows_t* r, const float* lnf_w, co
     gemm_one(logits, V, r->h, n_head, head, V, C, next, sums, h8 ? r->qx : NULL);
 }
 
+/* A thread entering the step notes its core; thread 0 then starts at once, and the others, once
+ * every core is known, move off a core another thread of the team is on (leave_shared_core). */
+static void join_team(int tid, int nt, int* cpus, atomic_int* known) {
+#if defined(__linux__)
+    cpus[tid] = sched_getcpu();
+#else
+    cpus[tid] = -1;
+#endif
+    atomic_fetch_add(known, 1);
+    if (tid == 0) return;
+    for (int spins = 0; atomic_load(known) < nt; spins++)
+        if (spins < SPIN_LIMIT) CPU_RELAX();
+        else sched_yield();
+    leave_shared_core(tid, nt, cpus);
+}
+
 /* Every row index, position and block id the step will follow is in range: 0, or -2. */
 static int32_t check_rows(const int32_t* tables, int64_t n_tables, int64_t max_blocks, int64_t num_blocks,
                           int64_t block_size, const int32_t* row_table, const int32_t* row_pos, int64_t M,
@@ -612,18 +628,7 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     #pragma omp parallel num_threads(nthreads_max)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-#if defined(__linux__)
-        cpus[tid] = sched_getcpu();
-#else
-        cpus[tid] = -1;
-#endif
-        atomic_fetch_add(&cpus_known, 1);
-        if (tid > 0) {          /* thread 0 starts at once; the others move off its core first */
-            for (int spins = 0; atomic_load(&cpus_known) < nt; spins++)
-                if (spins < SPIN_LIMIT) CPU_RELAX();
-                else sched_yield();
-            leave_shared_core(tid, nt, cpus);
-        }
+        join_team(tid, nt, cpus, &cpus_known);
         float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (rep, n) scores */
         float* sums = s + rep * (n_max + 2);                /* (K_max / 32), or qgemm's scratch */
         rows_t r = {x, st.h, st.qx};
