@@ -294,6 +294,14 @@ static void add_bias(float* y, const float* b, int64_t n) {  /* y += b, nothing 
         for (int64_t i = 0; i < n; i++) y[i] += b[i];
 }
 
+/* x += o + b (b NULL: x += o), o read only: solo, both threads read the shared o */
+static void add_residual(float* x, const float* o, const float* b, int64_t C) {
+    if (b)
+        for (int64_t c = 0; c < C; c++) x[c] += o[c] + b[c];
+    else
+        for (int64_t c = 0; c < C; c++) x[c] += o[c];
+}
+
 static void norm(float* y, const float* x, const float* w, const float* b, int64_t C, int32_t layernorm,
                  float eps) {
     float mean, rstd;
@@ -460,13 +468,8 @@ static void attention_sub_block(const step_t* st, float* const* p, const decode_
     gemm_one(st->o, C, st->att, M, &lin[W_O], C, Cq, nx[PH_O], sums, o8 ? st->qx : NULL);   /* 4: o */
     barrier_wait(st->bar, nt);
     MY_ROWS(m, st, tid, nt) {  /* 5 (solo: each thread adds the bias into its own copy of x) */
-        float *x = r->x + m * C;
-        const float* o = st->o + m * C;
-        if (p[O_B])
-            for (int64_t c = 0; c < C; c++) x[c] += o[c] + p[O_B][c];
-        else
-            for (int64_t c = 0; c < C; c++) x[c] += o[c];
-        norm(r->h + m * C, x, p[LN2_W], p[LN2_B], C, st->layernorm, st->eps);
+        add_residual(r->x + m * C, st->o + m * C, p[O_B], C);
+        norm(r->h + m * C, r->x + m * C, p[LN2_W], p[LN2_B], C, st->layernorm, st->eps);
         if (up8) quantize_part(r->qx, r->h, M, C, m, 0, C);
     }
     rows_done(st, nt);
@@ -507,12 +510,7 @@ static void mlp_sub_block(const step_t* st, float* const* p, const decode_linear
     gemm_one(st->o, C, st->act, M, &lin[W_DOWN], C, F, nx[PH_DOWN], sums, down8 ? st->qx : NULL);  /* 8 */
     barrier_wait(st->bar, nt);
     MY_ROWS(m, st, tid, nt) {  /* the next layer's step 1 takes the same rows: no barrier between */
-        float* x = r->x + m * C;
-        const float* o = st->o + m * C;
-        if (p[DOWN_B])
-            for (int64_t c = 0; c < C; c++) x[c] += o[c] + p[DOWN_B][c];
-        else
-            for (int64_t c = 0; c < C; c++) x[c] += o[c];
+        add_residual(r->x + m * C, st->o + m * C, p[DOWN_B], C);
     }
 }
 
