@@ -14,10 +14,11 @@ last-level cache the ceiling is that cache's bandwidth. (On a Xeon whose L3 repo
 Quantized formats lower the bytes per weight and so raise the ceiling by the same factor; the KV
 cache adds 2 L Hkv D 4 bytes per cached token, small beside the weights for short contexts and left
 out here. The decode benchmarks (examples/kv_cache_analysis.py, bench_real_model.py, bench_quant.py)
-print both numbers, with the bandwidth measured in the same run by read_bandwidth(): a native
-streaming read (csrc/qgemm.c memory_read: 64-byte vector loads, all threads, 256 MiB) whose best
-repeat is what the hardware delivers to a kernel that does nothing else, so a decode kernel's
-fraction of it stays <= 1 (numpy's int32 max, the fallback, reads at ~2/3 of it on this host)."""
+print both numbers, with the bandwidth measured in the same run by working_set_bandwidth(), through
+read_bandwidth(): a native streaming read (csrc/qgemm.c memory_read: 64-byte vector loads, all
+threads; 256 MiB unless told) whose best repeat is what the hardware delivers to a kernel that does
+nothing else, so a decode kernel's fraction of it stays <= 1 (numpy's int32 max, the fallback, reads
+at ~2/3 of it)."""
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,25 +104,28 @@ def _numpy_read_bandwidth(threads, nbytes, repeats):
     return best
 
 
+def _bytes_per_token(model_or_bytes):
+    """model_or_bytes: a Transformer (its weight_bytes_per_token) or the bytes as a number, > 0."""
+    nbytes = model_or_bytes if isinstance(model_or_bytes, (int, float, np.integer, np.floating)) \
+        else weight_bytes_per_token(model_or_bytes)
+    if not nbytes > 0:
+        raise ValueError(f"model_or_bytes: expected > 0 bytes per token, got {nbytes}")
+    return nbytes
+
+
 def working_set_bandwidth(model_or_bytes, threads=2, repeats=7):
     """read_bandwidth over a buffer of the bytes a decode step reads (a Transformer's
     weight_bytes_per_token, or a number; at least 1 MiB), warm: the first read is untimed and the best
     of `repeats` counts, as a decode re-reads its weights every token. Where they fit in the last-
     level cache this is the cache's bandwidth, which a fixed, larger probe would understate."""
-    nbytes = model_or_bytes if isinstance(model_or_bytes, (int, float, np.integer, np.floating)) \
-        else weight_bytes_per_token(model_or_bytes)
-    if not nbytes > 0:
-        raise ValueError(f"model_or_bytes: expected > 0 bytes per token, got {nbytes}")
+    nbytes = _bytes_per_token(model_or_bytes)
     return read_bandwidth(threads, nbytes=max(int(nbytes) // 64 * 64, 1 << 20), repeats=repeats)
 
 
 def decode_ceiling(model_or_bytes, bandwidth):
     """Batch-1 decode tok/s the memory allows: bandwidth (bytes/s) / weight bytes per token.
     model_or_bytes: a Transformer, or the bytes per token as a number."""
-    nbytes = model_or_bytes if isinstance(model_or_bytes, (int, float, np.integer, np.floating)) \
-        else weight_bytes_per_token(model_or_bytes)
-    if not nbytes > 0:
-        raise ValueError(f"model_or_bytes: expected > 0 bytes per token, got {nbytes}")
+    nbytes = _bytes_per_token(model_or_bytes)
     if not bandwidth > 0:
         raise ValueError(f"bandwidth: expected > 0 bytes/s, got {bandwidth}")
     return float(bandwidth) / float(nbytes)
