@@ -397,23 +397,14 @@ void attention_paged_head(float* og, const float* qg, const float* kh, const flo
     }
 }
 
-/* Positions t0..t1-1 of the same (a whole row, or one piece of a long row that several threads
- * share): per query head g, mx[g] = the largest score, sum[g] = sum of exp(score - mx[g]) and og[g]
- * = sum of exp(score - mx[g]) v (not divided by sum); attention_merge_parts combines pieces. The
- * range is walked block by block, each block in chunks of CHUNK positions, every head's scores (and
- * later its weighted values) taken from one chunk before the next: the keys and values stream from
- * memory once, not once per query head (a chunk, 16 KB at D = 64, stays in L1 while the rep heads
- * read it). A score depends on its key alone and values_acc adds in groups of 4 keys in order, so
- * with block sizes that are multiples of DK the cuts change no result: a paged cache gives what one
- * contiguous run gives. s: rep * (t1 - t0) floats. */
 /* Ask for positions t0..t1-1 of a head's rows (kh, through its block table) ahead of their use:
  * at decode a kv head's keys and values were written over many steps and sit in the last-level
  * cache, and read in order they came at ~10 GB/s per core (each line a fresh wait for the
  * prefetchers to catch up); asked for at once (into L2: into L1 the requests queued behind each
  * other), the lines come in parallel: a decode step's attention took 0.85 of the time (Xeon,
- * llama-134m, Q4_0, positions 16-80). Only the first PREFETCH_ROWS positions: past them the
- * hardware prefetchers have caught up, and thousands of requests at once made a 1024-position
- * head wait for them. */
+ * llama-134m, Q4_0, positions 16-80). Only the first PREFETCH_ROWS positions: all of a
+ * 1024-position head's lines asked for at once made the kernel wait on them (1 query vs 1024 keys
+ * 0.82x torch in one run), while the first 128 took the same time as none there. */
 #define PREFETCH_ROWS 128
 static void prefetch_rows(const float* kh, const int32_t* table, int64_t block_size, int64_t stride, int64_t t0,
                           int64_t t1, int64_t D) {
@@ -425,11 +416,21 @@ static void prefetch_rows(const float* kh, const int32_t* table, int64_t block_s
     }
 }
 
+/* Positions t0..t1-1 of attention_paged_head's row (the whole row, or one piece of a long row that
+ * several threads share): per query head g, mx[g] = the largest score, sum[g] = sum of
+ * exp(score - mx[g]) and og[g] = sum of exp(score - mx[g]) v (not divided by sum);
+ * attention_merge_parts combines pieces. The
+ * range is walked block by block, each block in chunks of CHUNK positions, every head's scores (and
+ * later its weighted values) taken from one chunk before the next: the keys and values stream from
+ * memory once, not once per query head (a chunk, 16 KB at D = 64, stays in L1 while the rep heads
+ * read it). A score depends on its key alone and values_acc adds in groups of 4 keys in order, so
+ * with block sizes that are multiples of DK the cuts change no result: a paged cache gives what one
+ * contiguous run gives. s: rep * (t1 - t0) floats. */
 void attention_paged_part(float* og, float* mx, float* sum, const float* qg, const float* kh, const float* vh,
                           const int32_t* table, int64_t block_size, int64_t stride, int64_t rep, int64_t t0,
                           int64_t t1, int64_t D, float scale, float* s) {
     const int64_t n = t1 - t0;
-    const int64_t ahead = t1 - t0 < PREFETCH_ROWS ? t1 : t0 + PREFETCH_ROWS;
+    const int64_t ahead = n < PREFETCH_ROWS ? t1 : t0 + PREFETCH_ROWS;
     prefetch_rows(kh, table, block_size, stride, t0, ahead, D);
     prefetch_rows(vh, table, block_size, stride, t0, ahead, D);
     for (int64_t t = t0; t < t1;) {                    /* the run of positions inside t's block */
