@@ -386,7 +386,8 @@ static void attend_kv_head(const step_t* st, float* const* p, int64_t m, int64_t
 /* Rows are split between the threads the same way in every row-wise phase (row m to thread
  * m % nt), so a thread that finishes one for a row may start the next for it without a barrier.
  * Solo: every thread takes the one row, into its own rows_t. */
-#define MY_ROWS(m, st, tid, nt) for (int64_t m = (st)->solo ? 0 : tid; m < (st)->M; m += (st)->solo ? 1 : nt)
+#define EACH_ROW(m, n, st, tid, nt) for (int64_t m = (st)->solo ? 0 : tid; m < (n); m += (st)->solo ? 1 : nt)
+#define MY_ROWS(m, st, tid, nt) EACH_ROW(m, (st)->M, st, tid, nt)
 
 /* a barrier after a row-wise phase: none when solo (each thread reads only what it wrote) */
 static void rows_done(const step_t* st, int nt) {
@@ -520,7 +521,7 @@ static void head_phase(const step_t* st, const rows_t* r, const float* lnf_w, co
                        float* logits, line_counter_t* next, int tid, int nt, float* sums) {
     const int64_t C = st->C;
     const int h8 = int8_act(head);
-    for (int64_t j = st->solo ? 0 : tid; j < n_head; j += st->solo ? 1 : nt) {
+    EACH_ROW(j, n_head, st, tid, nt) {
         norm(r->h + j * C, r->x + head_rows[j] * C, lnf_w, lnf_b, C, st->layernorm, st->eps);
         if (h8) quantize_part(r->qx, r->h, n_head, C, j, 0, C);
     }
@@ -643,8 +644,8 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
             mlp_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, &r, tid, nt, sums);
         }
         if (logits && n_head > 0) {     /* the head: final norms, then its GEMM in tasks */
-            if (M > 1) barrier_wait(bar, nt);   /* every row's last residual add is done (one row: this
-                                                   thread's own, see MY_ROWS) */
+            if (!solo) barrier_wait(bar, nt);   /* every row's last residual add is done (solo: each
+                                                   thread's own copy, see MY_ROWS) */
             head_phase(&st, &r, lnf_w, lnf_b, head, V, head_rows, n_head, logits, next + L * N_PHASES * nseg, tid,
                        nt, sums);
         }
