@@ -63,15 +63,24 @@ static inline int blk_bytes(int t) {
 int32_t qgemm_supported(int32_t type) { return blk_weights(type) > 0; }
 
 /* ------------------------------------------------------------------ x side */
+/* A block's scale d = amax / 127 into *db, and its inverse: 0 where d is 0, inf or NaN (the block's
+   codes are then 0) */
+static inline float inverse_scale(float amax, float* db) {
+    *db = amax / 127.0f;
+    return *db > 0.0f && *db <= FLT_MAX ? 1.0f / *db : 0.0f;
+}
+
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 /* The same in 512-bit registers: the largest |x| (NaN if any is NaN, as the loop below), then 16
    codes per register, rounded to nearest even and saturated to int8 as the two packs below. A
-   decode step quantizes every GEMV input with it (~0.1 of a 4-bit token's non-GEMV time before). */
+   decode step quantizes every GEMV input with it (perf, Llama-134M Q4_0 decode: 3.7% of the samples
+   in the loop below, 1.1% here). */
 static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {  /* xs: 2 floats */
     const __m512 a = _mm512_loadu_ps(xb), b = _mm512_loadu_ps(xb + 16);
     const __mmask16 nan = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
     const float amax = nan ? NAN : _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
-    const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
+    float db;
+    const float id = inverse_scale(amax, &db);
     if (id == 0.0f) {                /* zero, NaN or inf scale: codes 0 (cvt of NaN is undefined) */
         memset(q, 0, 32);
         *d = db, xs[0] = xs[1] = db * 0.0f;
@@ -92,7 +101,8 @@ static void quantize_block(const float* xb, int8_t* q, float* d, float* xs) {  /
         const float a = fabsf(xb[j]);
         amax = (a > amax || a != a) ? a : amax;
     }
-    const float db = amax / 127.0f, id = db > 0.0f && db <= FLT_MAX ? 1.0f / db : 0.0f;
+    float db;
+    const float id = inverse_scale(amax, &db);
     int s[2] = {0, 0};
 #if defined(QG_SIMD)
     for (int h = 0; h < 2; h++) {    /* cvtps_epi32 rounds to nearest even (MXCSR default), as rint */

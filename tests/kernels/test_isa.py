@@ -75,6 +75,9 @@ def compute():
         res["int8"] = qn.matmul_int8_vnni(r(5, 256), codes, np.abs(r(40)) + 0.1)
     if hasattr(native.lib, "qgemm"):   # ggml blocks x int8 activations (csrc/qgemm.c), one row and a tile of 8 + 3
         from minillm.quant import _native as qn
+        xq = r(2, 256) * np.float32(1e3)          # x's int8 quantization, non-finite and near-overflow blocks too
+        xq[0, 40], xq[0, 70], xq[1, 3], xq[1, 200] = np.nan, np.inf, -np.inf, 3e38
+        res["quantize_x_q"], res["quantize_x_d"], res["quantize_x_s"] = qn.quantize_x(xq)
         from minillm.quant.formats import GGML_BLOCKS
         for fmt in qn.INT8_ROWS:
             dtype, bs = GGML_BLOCKS[fmt]

@@ -91,6 +91,26 @@ def test_one_row_of_x_at_every_block_count(fmt):
 
 
 @native
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_native_x_quantization_of_non_finite_blocks(bad):
+    """A block holding NaN or inf: its scale is quantize_x_int8's (NaN or inf), its codes 0 and its
+    code sums NaN; the other blocks of the row, a near-overflow one (3e38) among them, as the
+    reference. (The AVX-512 variant takes the largest |x| with a vector max, which drops NaN, so it
+    looks for NaN apart.)"""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 160)).astype(np.float32)
+    x[0, 37], x[1, 100], x[1, 5] = bad, 3e38, bad
+    q, d, s = _native.quantize_x(x)
+    with np.errstate(invalid="ignore"):
+        qr, dr = quantize_x_int8(x, 32)
+    broken = ~np.isfinite(x.reshape(2, 5, 32)).all(axis=2)                          # (M, K/32)
+    np.testing.assert_array_equal(d, dr)                                            # NaN and inf where due
+    assert broken.sum() == 2 and np.all(q.reshape(2, 5, 32)[broken] == 0)
+    assert np.all(np.isnan(s.reshape(2, 5, 2)[broken]))
+    np.testing.assert_array_equal(q.reshape(2, 5, 32)[~broken], qr[~broken].astype(np.int8))
+
+
+@native
 def test_native_x_quantization_rejects_bad_k():
     with pytest.raises(ValueError, match="x: expected K a multiple of 32, got 40"):
         _native.quantize_x(np.zeros((1, 40), np.float32))
