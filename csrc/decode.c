@@ -564,6 +564,127 @@ static int32_t check_rows(const int32_t* tables, int64_t n_tables, int64_t max_b
     return 0;
 }
 
+/* The model as paged_step takes it: the layers' vectors and weights, the final norm and the head. */
+typedef struct {
+    float* const* vecs;
+    const decode_linear_t* linears;
+    int64_t L;
+    const float *lnf_w, *lnf_b;
+    const decode_linear_t* head;
+    int64_t V;
+} model_t;
+
+/* What a step allocates, all up front (running out of memory changes nothing), and the team's
+ * places in it. Sized for rows attending over up to n_max positions in n_pieces pieces. */
+typedef struct {
+    float* buf;
+    float *per_thread_buf, *own_buf;          /* (threads, per_thread), (threads, own) */
+    int64_t scores, per_thread, own, n_counters, nseg;   /* scores: floats of a thread's scores */
+    line_counter_t* next;                     /* the task counters of every phase */
+    int* cpus;                                /* the core of each thread */
+    atomic_int cpus_known;                    /* threads that wrote theirs */
+    int nthreads;
+} team_t;
+
+static void team_free(step_t* st, team_t* tm) {
+    free(tm->buf), free(tm->next), free(st->bar), free(tm->cpus), free((void*)st->piece_first),
+        free(st->pieces_done);
+}
+
+/* Allocate the step's buffers and counters into st and tm (st's sizes set): 0, or -1 when out of
+ * memory (then nothing is held). */
+static int team_alloc(step_t* st, team_t* tm, int64_t L, int64_t n_max, int64_t n_pieces) {
+    const int64_t M = st->M, C = st->C, Cq = st->Cq, F = st->F, rep = st->rep;
+    /* spinning threads need a core each: never more of them than the machine has */
+    tm->nthreads = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
+    const int64_t K_max = C > Cq ? (C > F ? C : F) : (Cq > F ? Cq : F);
+    /* scores, then sums of x for quant.c or the M rows of x quantized for qgemm.c */
+    const int64_t qx_floats = (qgemm_scratch_bytes(M, K_max) + 3) / 4 + 1;
+    tm->scores = rep * (n_max + 2);
+    tm->per_thread = tm->scores + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
+    tm->own = st->solo ? 2 * C + qx_floats : 0;
+    const int64_t rows = M * (C + st->Nqkv + Cq + C + 2 * F + F);
+    const int64_t piece_floats = n_pieces > M ? st->Hkv * n_pieces * rep * (st->D + 2) : 0;
+    tm->nseg = segments(tm->nthreads);
+    tm->n_counters = (L * N_PHASES + 1) * tm->nseg;     /* + the head's */
+    tm->buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)tm->nthreads * (tm->per_thread + tm->own) +
+                                              qx_floats + piece_floats));
+    st->pieces_done = malloc(sizeof(atomic_int) * (size_t)(M * st->Hkv));
+    st->piece_first = malloc(sizeof(int64_t) * (size_t)(M + 1));
+    tm->next = aligned_alloc(64, sizeof(line_counter_t) * (size_t)tm->n_counters);
+    st->bar = aligned_alloc(64, sizeof(barrier_t));
+    tm->cpus = malloc(sizeof(int) * (size_t)tm->nthreads);
+    if (!tm->buf || !tm->next || !st->bar || !tm->cpus || !st->piece_first || !st->pieces_done) {
+        team_free(st, tm);
+        return -1;
+    }
+    for (int64_t i = 0; i < tm->n_counters; i++) atomic_init(&tm->next[i].n, 0);
+    atomic_init(&st->bar->arrived, 0);
+    atomic_init(&st->bar->round, 0);
+    atomic_init(&st->bar->sleepers, 0);
+    atomic_init(&tm->cpus_known, 0);
+    st->h = tm->buf;
+    st->qkv = st->h + M * C;
+    st->att = st->qkv + M * st->Nqkv;
+    st->o = st->att + M * Cq;
+    st->gu = st->o + M * C;
+    st->act = st->gu + M * 2 * F;
+    tm->per_thread_buf = st->act + M * F;
+    st->qx = tm->per_thread_buf + (int64_t)tm->nthreads * tm->per_thread;
+    st->pieces = (float*)st->qx + qx_floats;
+    tm->own_buf = st->pieces + piece_floats;
+    return 0;
+}
+
+/* each row's first attention piece (ATT_PIECE), from the rows' positions */
+static void set_pieces(step_t* st) {
+    int64_t* first = (int64_t*)st->piece_first;
+    first[0] = 0;
+    for (int64_t m = 0; m < st->M; m++) first[m + 1] = first[m] + pieces_of(st->row_pos[m] + 1);
+}
+
+/* The step's sizes and inputs (buffers: team_alloc). */
+static step_t step_of(float* x, int64_t M, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F,
+                      int64_t block_size, int64_t max_blocks, const int32_t* tables, const int32_t* row_table,
+                      const int32_t* row_pos, int32_t layernorm, float eps, const float* rope_cos,
+                      const float* rope_sin) {
+    const int64_t rep = H / Hkv, Cq = H * D, Ckv = Hkv * D;
+    step_t st = {M, C, H, Hkv, D, F, rep, Cq, Ckv, Cq + 2 * Ckv, block_size, Hkv * block_size * D, max_blocks,
+                 tables, row_table, row_pos, layernorm, eps, 1.0f / sqrtf((float)D), rope_cos, rope_sin, x,
+                 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, M == 1};
+    return st;   /* M = 1: solo, each thread its own x, h, qx (rows_t) */
+}
+
+/* A thread's rows (solo: its own copy of the row, x copied in), its scores s (rep, n_max) and its
+ * scratch sums (K_max / 32, or qgemm's scratch). */
+static rows_t thread_rows(const step_t* st, const team_t* tm, int tid, float** s, float** sums) {
+    *s = tm->per_thread_buf + (int64_t)tid * tm->per_thread;
+    *sums = *s + tm->scores;
+    if (!st->solo) return (rows_t){st->x, st->h, st->qx};
+    float* mine = tm->own_buf + (int64_t)tid * tm->own;
+    memcpy(mine, st->x, sizeof(float) * (size_t)st->C);
+    return (rows_t){mine, mine + st->C, mine + 2 * st->C};
+}
+
+/* One thread's part of a step: every block, then the head on the rows head_rows when logits are
+ * asked for. */
+static void run_blocks(const step_t* st, const team_t* tm, const model_t* md, const rows_t* r, int tid, int nt,
+                       float* s, float* sums, const int32_t* head_rows, int64_t n_head, float* logits) {
+    for (int64_t l = 0; l < md->L; l++) {
+        line_counter_t* nx[N_PHASES];
+        for (int ph = 0; ph < N_PHASES; ph++) nx[ph] = tm->next + (l * N_PHASES + ph) * tm->nseg;
+        const decode_linear_t* lin = md->linears + l * DECODE_LINEARS;
+        attention_sub_block(st, md->vecs + l * DECODE_VECS, lin, nx, r, tid, nt, s, sums);
+        mlp_sub_block(st, md->vecs + l * DECODE_VECS, lin, nx, r, tid, nt, sums);
+    }
+    if (logits && n_head > 0) {     /* the head: final norms, then its GEMM in tasks */
+        if (!st->solo) barrier_wait(st->bar, nt);   /* every row's last residual add is done (solo: each
+                                                       thread's own copy, see MY_ROWS) */
+        head_phase(st, r, md->lnf_w, md->lnf_b, md->head, md->V, head_rows, n_head, logits,
+                   tm->next + md->L * N_PHASES * tm->nseg, tid, nt, sums);
+    }
+}
+
 int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_t* linears, int64_t L,
                    int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t num_blocks, int64_t block_size,
                    const int32_t* tables, int64_t n_tables, int64_t max_blocks, const int32_t* row_table,
@@ -573,84 +694,102 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     if (H < 1 || Hkv < 1 || H % Hkv || L < 1 || check_rows(tables, n_tables, max_blocks, num_blocks, block_size,
                                                            row_table, row_pos, M, head_rows, n_head))
         return -2;
-    const int64_t rep = H / Hkv, Cq = H * D, Ckv = Hkv * D;
-    int64_t n_max = 1;                        /* the longest attention span of a row */
-    for (int64_t m = 0; m < M; m++) n_max = row_pos[m] + 1 > n_max ? row_pos[m] + 1 : n_max;
-    /* spinning threads need a core each: never more of them than the machine has */
-    const int nthreads_max = omp_get_max_threads() < omp_get_num_procs() ? omp_get_max_threads()
-                                                                         : omp_get_num_procs();
-    /* every buffer up front, so that running out of memory changes nothing */
-    const int64_t K_max = C > Cq ? (C > F ? C : F) : (Cq > F ? Cq : F);
-    /* scores, then sums of x for quant.c or the M rows of x quantized for qgemm.c */
-    const int64_t qx_floats = (qgemm_scratch_bytes(M, K_max) + 3) / 4 + 1;
-    const int64_t per_thread = rep * (n_max + 2) + (K_max / 32 + 1 > qx_floats ? K_max / 32 + 1 : qx_floats);
-    const int64_t rows = M * (C + (Cq + 2 * Ckv) + Cq + C + 2 * F + F);
-    int64_t* piece_first = malloc(sizeof(int64_t) * (size_t)(M + 1));   /* row m's first attention piece */
-    if (piece_first) {
-        piece_first[0] = 0;
-        for (int64_t m = 0; m < M; m++) piece_first[m + 1] = piece_first[m] + pieces_of(row_pos[m] + 1);
+    int64_t n_max = 1, n_pieces = 0;          /* the longest attention span of a row; the pieces */
+    for (int64_t m = 0; m < M; m++) {
+        n_max = row_pos[m] + 1 > n_max ? row_pos[m] + 1 : n_max;
+        n_pieces += pieces_of(row_pos[m] + 1);
     }
-    const int64_t n_pieces = piece_first ? piece_first[M] : M;
-    const int solo = M == 1;                  /* then each thread's own x, h, qx (rows_t) */
-    const int64_t own = solo ? 2 * C + qx_floats : 0;
-    const int64_t piece_floats = n_pieces > M ? Hkv * n_pieces * rep * (D + 2) : 0;
-    float* buf = malloc(sizeof(float) * (size_t)(rows + (int64_t)nthreads_max * (per_thread + own) + qx_floats +
-                                                 piece_floats));
-    atomic_int* pieces_done = malloc(sizeof(atomic_int) * (size_t)(M * Hkv));
-    const int64_t n_counters = (L * N_PHASES + 1) * segments(nthreads_max);     /* + the head's */
-    line_counter_t* next = aligned_alloc(64, sizeof(line_counter_t) * (size_t)n_counters);
-    barrier_t* bar = aligned_alloc(64, sizeof(barrier_t));
-    int* cpus = malloc(sizeof(int) * (size_t)nthreads_max);   /* the core of each thread */
-    atomic_int cpus_known;                                     /* threads that wrote theirs */
-    atomic_init(&cpus_known, 0);
-    if (!buf || !next || !bar || !cpus || !piece_first || !pieces_done) {
-        free(buf), free(next), free(bar), free(cpus), free(piece_first), free(pieces_done);
-        return -1;
-    }
-    for (int64_t i = 0; i < n_counters; i++) atomic_init(&next[i].n, 0);
-    atomic_init(&bar->arrived, 0);
-    atomic_init(&bar->round, 0);
-    atomic_init(&bar->sleepers, 0);
-    step_t st = {M, C, H, Hkv, D, F, rep, Cq, Ckv, Cq + 2 * Ckv, block_size, Hkv * block_size * D, max_blocks,
-                 tables, row_table, row_pos, layernorm, eps, 1.0f / sqrtf((float)D), rope_cos, rope_sin, x, buf,
-                 NULL, NULL, NULL, NULL, NULL, NULL, bar, piece_first, NULL, pieces_done, solo};
-    st.qkv = st.h + M * C;
-    st.att = st.qkv + M * st.Nqkv;
-    st.o = st.att + M * Cq;
-    st.gu = st.o + M * C;
-    st.act = st.gu + M * 2 * F;
-    float* per_thread_buf = st.act + M * F;       /* (threads, per_thread) */
-    st.qx = per_thread_buf + (int64_t)nthreads_max * per_thread;
-    st.pieces = (float*)st.qx + qx_floats;
-    float* own_buf = st.pieces + piece_floats;    /* (threads, own): solo, each thread's x, h, qx */
-
-    #pragma omp parallel num_threads(nthreads_max)
+    step_t st = step_of(x, M, C, H, Hkv, D, F, block_size, max_blocks, tables, row_table, row_pos, layernorm, eps,
+                        rope_cos, rope_sin);
+    team_t tm;
+    if (team_alloc(&st, &tm, L, n_max, n_pieces)) return -1;
+    set_pieces(&st);
+    const model_t md = {vecs, linears, L, lnf_w, lnf_b, head, V};
+    #pragma omp parallel num_threads(tm.nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        join_team(tid, nt, cpus, &cpus_known);
-        float* s = per_thread_buf + (int64_t)tid * per_thread;  /* (rep, n) scores */
-        float* sums = s + rep * (n_max + 2);                /* (K_max / 32), or qgemm's scratch */
-        rows_t r = {x, st.h, st.qx};
-        if (solo) {
-            float* mine = own_buf + (int64_t)tid * own;
-            r = (rows_t){mine, mine + C, mine + 2 * C};
-            memcpy(r.x, x, sizeof(float) * (size_t)C);
-        }
-        const int64_t nseg = segments(nthreads_max);    /* counters per phase (see line_counter_t) */
-        for (int64_t l = 0; l < L; l++) {
-            line_counter_t* nx[N_PHASES];
-            for (int ph = 0; ph < N_PHASES; ph++) nx[ph] = next + (l * N_PHASES + ph) * nseg;
-            attention_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, &r, tid, nt, s, sums);
-            mlp_sub_block(&st, vecs + l * DECODE_VECS, linears + l * DECODE_LINEARS, nx, &r, tid, nt, sums);
-        }
-        if (logits && n_head > 0) {     /* the head: final norms, then its GEMM in tasks */
-            if (!solo) barrier_wait(bar, nt);   /* every row's last residual add is done (solo: each
-                                                   thread's own copy, see MY_ROWS) */
-            head_phase(&st, &r, lnf_w, lnf_b, head, V, head_rows, n_head, logits, next + L * N_PHASES * nseg, tid,
-                       nt, sums);
-        }
-        if (solo && tid == 0) memcpy(x, r.x, sizeof(float) * (size_t)C);   /* every copy holds the same */
+        join_team(tid, nt, tm.cpus, &tm.cpus_known);
+        float *s, *sums;
+        const rows_t r = thread_rows(&st, &tm, tid, &s, &sums);
+        run_blocks(&st, &tm, &md, &r, tid, nt, s, sums, head_rows, n_head, logits);
+        if (st.solo && tid == 0) memcpy(x, r.x, sizeof(float) * (size_t)C);   /* every copy holds the same */
     }
-    free(buf), free(next), free(bar), free(cpus), free(piece_first), free(pieces_done);
+    team_free(&st, &tm);
     return 0;
+}
+
+/* The first of the largest logits, or -1 when one is NaN. */
+static int32_t argmax_logits(const float* z, int64_t V) {
+    int64_t best = 0;
+    float top = z[0];
+    for (int64_t i = 0; i < V; i++) {
+        if (z[i] != z[i]) return -1;
+        if (z[i] > top) top = z[i], best = i;
+    }
+    return (int32_t)best;
+}
+
+/* Thread 0, between steps of decode_run: x = the token's embedding (plus its position's), the RoPE
+ * rows and attention pieces of the step's position (*st->row_pos), every task counter back to 0. */
+static void embed_step(step_t* st, team_t* tm, const float* embed, const float* pos_embed, const float* rope_cos,
+                       const float* rope_sin, int32_t token) {
+    const int64_t C = st->C, at = st->row_pos[0], half = st->D / 2;
+    for (int64_t c = 0; c < C; c++)
+        st->x[c] = pos_embed ? embed[token * C + c] + pos_embed[at * C + c] : embed[token * C + c];
+    if (rope_cos) st->rope_cos = rope_cos + at * half, st->rope_sin = rope_sin + at * half;
+    set_pieces(st);
+    for (int64_t k = 0; k < tm->n_counters; k++) atomic_store_explicit(&tm->next[k].n, 0, memory_order_relaxed);
+}
+
+int32_t decode_run(const float* embed, int64_t n_vocab, const float* pos_embed, int64_t n_pos, float* const* vecs,
+                   const decode_linear_t* linears, int64_t L, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F,
+                   int64_t Smax, int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
+                   const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V, int32_t token,
+                   int64_t pos, int64_t n, decode_next_fn next, void* ctx, float* logits, int32_t* tokens,
+                   int64_t* done) {
+    *done = 0;
+    if (H < 1 || Hkv < 1 || H % Hkv || L < 1 || C < 1 || V < 1 || n_vocab < 1 || token < 0 || token >= n_vocab ||
+        pos < 0 || n < 1 || Smax < 1 || pos > Smax - n || (pos_embed && pos > n_pos - n))
+        return -2;
+    const int32_t zero = 0;
+    int32_t at = (int32_t)pos, status = 0;
+    float* x = malloc(sizeof(float) * (size_t)C);
+    if (!x) return -1;
+    step_t st = step_of(x, 1, C, H, Hkv, D, F, Smax, 1, &zero, &zero, &at, layernorm, eps, NULL, NULL);
+    team_t tm;
+    if (team_alloc(&st, &tm, L, pos + n, pieces_of(pos + n))) {
+        free(x);
+        return -1;
+    }
+    const model_t md = {vecs, linears, L, lnf_w, lnf_b, head, V};
+    int stop = 0;
+    embed_step(&st, &tm, embed, pos_embed, rope_cos, rope_sin, token);
+    #pragma omp parallel num_threads(tm.nthreads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        join_team(tid, nt, tm.cpus, &tm.cpus_known);
+        float *s, *sums;
+        for (int64_t i = 0; i < n; i++) {
+            const rows_t r = thread_rows(&st, &tm, tid, &s, &sums);
+            run_blocks(&st, &tm, &md, &r, tid, nt, s, sums, &zero, 1, logits);
+            barrier_wait(st.bar, nt);             /* every logit is written, every task counter read */
+            if (tid == 0) {
+                const int32_t t = next ? next(ctx, logits, i) : argmax_logits(logits, V);
+                *done = i + 1;
+                if (t < 0 || t >= n_vocab) {      /* -1 from next: the end asked for */
+                    stop = 1;
+                    status = t == -1 ? (next ? 0 : -3) : -4;
+                } else {
+                    tokens[i] = t;
+                    at++;
+                    if (i + 1 < n) embed_step(&st, &tm, embed, pos_embed, rope_cos, rope_sin, t);
+                }
+            }
+            barrier_wait(st.bar, nt);             /* the next step's x, position and counters are set */
+            if (stop) break;
+        }
+    }
+    team_free(&st, &tm);
+    free(x);
+    return status;
 }

@@ -204,13 +204,33 @@ def decode_native(model, tokens, kv):
     return logits.reshape(1, -1)
 
 
+class NativeDecoder:
+    """The decode steps of the sequence in a KV cache (B = 1) through one kernels.DecodeLoop, checked
+    and converted once; both calls advance kv.pos by the steps they run. decoder(token) runs the next
+    step and returns its logits (V,) float32: decode_native's to the bit (the same C call on the same
+    values) without its per-step checks. decoder.run(token, n, choose=None) runs up to n steps in
+    one C call (DecodeLoop.run: the same steps, no return to Python between them unless choose is
+    given) and returns the tokens chosen."""
+
+    def __init__(self, loop, kv):
+        self.loop, self.kv = loop, kv
+
+    def __call__(self, token):
+        logits = self.loop.step(token, self.kv.pos)
+        self.kv.pos += 1
+        return logits
+
+    def run(self, token, n, choose=None):
+        try:
+            return self.loop.run(token, self.kv.pos, n, choose)[0]
+        finally:                  # also when choose raised or the logits held NaN: those steps are cached
+            self.kv.pos += self.loop.steps
+
+
 def native_decoder(model, kv):
-    """A function token -> logits (V,) float32 running the next decode step of the sequence in kv
-    (B = 1) through one kernels.DecodeLoop, checked and converted once; it advances kv.pos. The
-    logits are decode_native's to the bit (the same C call on the same values) without its per-step
-    checks. None when decode_native would not take the C step for every token (the model, cache
-    or a quantized layer does not fit it, or the head needs the Python one): the caller then uses
-    forward_cached."""
+    """A NativeDecoder for the sequence in kv, or None when decode_native would not take the C step
+    for every token (the model, cache or a quantized layer does not fit it, or the head needs the
+    Python one): the caller then uses forward_cached."""
     if kernels.DecodeLoop is None or kernels.decode_step is None \
             or not _fits_native(model, np.zeros((1, 1), np.int64), kv):
         return None
@@ -229,12 +249,7 @@ def native_decoder(model, kv):
         cos, sin = (np.ascontiguousarray(t, dtype=np.float32) for t in model.rope_tables(np.arange(Smax)))
     loop = kernels.DecodeLoop(weights, kv.k, kv.v, cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm",
                               embed, pos_embed, cos, sin)
-
-    def step(token):
-        logits = loop.step(token, kv.pos)
-        kv.pos += 1
-        return logits
-    return step
+    return NativeDecoder(loop, kv)
 
 
 def rows_native(model, tokens, kv):

@@ -90,19 +90,26 @@ def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top
         logits = model.forward(ids[None, :])[0, -1]                     # (V,)
         step = None
     step_input = np.empty((1, 1), dtype=np.int64)                        # reused every step
-    for i in range(max_new_tokens):
+
+    def take(logits):                          # one new token from logits; True when more are wanted
         tok = sampler.sample(logits, tokens)
         tokens.append(tok)
         out.append(tok)
         if return_logits:
-            all_logits.append(logits)
+            all_logits.append(np.array(logits))          # a copy: the C loop reuses its logits buffer
         if stream is not None:
             stream(tok)
-        if i == max_new_tokens - 1 or ends_with_stop(out):
+        return len(out) < max_new_tokens and not ends_with_stop(out)
+
+    while take(logits):
+        tok = out[-1]
+        if use_cache and step is not None:       # every other step in one C call (DecodeLoop.run)
+            if sampler.greedy and not sampler.procs and stop is None and stream is None and not return_logits:
+                out += step.run(tok, max_new_tokens - len(out)).tolist()      # argmax in C
+            else:
+                step.run(tok, max_new_tokens - len(out), lambda z: out[-1] if take(z) else None)
             break
-        if use_cache and step is not None:
-            logits = step(tok)                                          # (V,) decode, the C step
-        elif use_cache:
+        if use_cache:
             step_input[0, 0] = tok
             logits = forward_cached(model, step_input, cache)[0, -1]   # (V,) decode, O(1) cache work
         else:

@@ -772,6 +772,7 @@ class DecodeLoop:
         self.keep, self.rope = (rope_cos, rope_sin), rope_cos is not None
         self.x = np.empty(C, np.float32)
         self.px = ffi.from_buffer("float[]", self.x)
+        self.steps = 0                       # the steps the last run() ran
 
     def step(self, token, pos):
         """The logits (V,) float32 of token at slot pos (keys and values written there, attention
@@ -790,6 +791,59 @@ class DecodeLoop:
             return self.plan.call(self.px, pos, ffi.NULL, ffi.NULL)
         off = int(pos) * self.plan.half
         return self.plan.call(self.px, pos, self.pcos + off, self.psin + off)
+
+    def run(self, token, pos, n, choose=None):
+        """Up to n steps from token at slot pos in one C call (csrc/decode.c decode_run): the
+        threads stay in one parallel region from token to token, and no step comes back to Python
+        unless choose asks it to. Each step is step()'s, on the same values. After step i, the
+        token fed to step i + 1 is choose(logits) -- logits (V,) float32, a view valid during the
+        call: an id, or None to end the run there -- or with choose None the first of the largest
+        logits (a ValueError when they hold NaN). Returns (tokens, steps): the ids chosen (int64;
+        steps of them, or steps - 1 when choose ended the run) and the steps run, each of which
+        wrote slot pos + i (also in self.steps, set when the call ends, raising or not). An exception
+        raised in choose ends the run and is raised here."""
+        self.steps = 0
+        _check(isinstance(token, (int, np.integer)) and 0 <= token < self.n_vocab,
+               f"token: expected an id in [0, {self.n_vocab}), got {token!r}")
+        _check(isinstance(n, (int, np.integer)) and n >= 1, f"n: expected an int >= 1, got {n!r}")
+        _check(isinstance(pos, (int, np.integer)) and 0 <= pos and pos + n <= self.n_pos,
+               f"pos: expected pos + n within the cache's capacity{'' if self.pos_embed is None else ' and the learned positions'}"
+               f" ({self.n_pos}), got pos={pos!r}, n={n}")
+        _check(choose is None or callable(choose), f"choose: expected a callable or None, got {type(choose).__name__}")
+        plan, V = self.plan, self.plan.weights.head[3]
+        logits, tokens, done = np.empty(V, np.float32), np.zeros(n, np.int32), ffi.new("int64_t*")
+        raised, ended, callback = [], [], ffi.NULL
+        if choose is not None:
+            view = logits.view()
+            view.flags.writeable = False
+
+            def next_token(ctx, plogits, i):    # the C loop's choice: Python's, checked; -1 ends it
+                try:
+                    t = choose(view)
+                    if t is None:
+                        ended.append(i)
+                        return -1
+                    _check(isinstance(t, (int, np.integer)) and 0 <= t < self.n_vocab,
+                           f"choose: expected an id in [0, {self.n_vocab}) or None, got {t!r}")
+                    return int(t)
+                except BaseException as e:      # noqa: B036 -- carried across the C call, raised below
+                    raised.append(e)
+                    return -1
+            callback = ffi.callback("decode_next_fn", next_token)
+        status = lib.decode_run(ffi.from_buffer("float[]", self.embed), self.n_vocab,
+                                ffi.NULL if self.pos_embed is None else ffi.from_buffer("float[]", self.pos_embed),
+                                0 if self.pos_embed is None else self.pos_embed.shape[0],
+                                *plan.args[:8], plan.Smax, *plan.args[15:17], self.pcos, self.psin, *plan.weights.head,
+                                int(token), int(pos), int(n), callback, ffi.NULL, ffi.from_buffer("float[]", logits),
+                                ffi.from_buffer("int32_t[]", tokens), done)
+        steps = self.steps = int(done[0])
+        if raised:
+            raise raised[0]
+        if status == -1:
+            raise MemoryError("decode_run: out of memory for its scratch buffers")
+        _check(status != -3, "logits: contain NaN")
+        _check(status == 0, f"decode_run: arguments out of range (status {status})")
+        return tokens[:steps - 1 if ended else steps].astype(np.int64), steps
 
 
 def _int32_rows(a, name, shape, low, high):

@@ -28,13 +28,21 @@ class Counter:
 
 
 def _count_loop_steps(monkeypatch):
-    """The positions DecodeLoop.step is called at, from now on (proves generate's loop ran)."""
-    calls, real = [], native.DecodeLoop.step
+    """The positions DecodeLoop.step and DecodeLoop.run run steps at, from now on (proves generate's
+    loop ran)."""
+    calls, real_step, real_run = [], native.DecodeLoop.step, native.DecodeLoop.run
 
     def step(self, token, pos):
         calls.append(pos)
-        return real(self, token, pos)
+        return real_step(self, token, pos)
+
+    def run(self, token, pos, n, choose=None):
+        try:
+            return real_run(self, token, pos, n, choose)
+        finally:
+            calls.extend(range(pos, pos + self.steps))
     monkeypatch.setattr(native.DecodeLoop, "step", step)
+    monkeypatch.setattr(native.DecodeLoop, "run", run)
     return calls
 
 
