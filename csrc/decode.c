@@ -718,15 +718,42 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     return 0;
 }
 
-/* The first of the largest logits, or -1 when one is NaN. */
+/* The first of the largest logits (np.argmax's choice), or -1 when one is NaN: the largest value
+ * in vector registers (a scalar loop with its index took ~25 us of 32000 logits, all on thread 0
+ * while the others wait), then the first index holding it. */
 static int32_t argmax_logits(const float* z, int64_t V) {
-    int64_t best = 0;
     float top = z[0];
-    for (int64_t i = 0; i < V; i++) {
-        if (z[i] != z[i]) return -1;
-        if (z[i] > top) top = z[i], best = i;
+    int nan = 0;
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    __m512 m = _mm512_set1_ps(z[0]);
+    __mmask16 bad = 0;
+    for (; i + 16 <= V; i += 16) {
+        const __m512 v = _mm512_loadu_ps(z + i);
+        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
     }
-    return (int32_t)best;
+    top = _mm512_reduce_max_ps(m);
+    nan = bad != 0;
+#elif defined(__AVX__)
+    __m256 m = _mm256_set1_ps(z[0]), bad = _mm256_setzero_ps();
+    for (; i + 8 <= V; i += 8) {
+        const __m256 v = _mm256_loadu_ps(z + i);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        m = _mm256_max_ps(m, v);
+    }
+    _Alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, m);
+    for (int j = 0; j < 8; j++) top = lanes[j] > top ? lanes[j] : top;
+    nan = _mm256_movemask_ps(bad) != 0;
+#endif
+    for (; i < V; i++) {
+        nan |= z[i] != z[i];
+        top = z[i] > top ? z[i] : top;
+    }
+    if (nan) return -1;
+    for (i = 0; z[i] != top; i++) {}      /* -0 and +0 are equal here, as to np.argmax */
+    return (int32_t)i;
 }
 
 /* Thread 0, between steps of decode_run: x = the token's embedding (plus its position's), the RoPE

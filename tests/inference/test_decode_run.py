@@ -199,3 +199,25 @@ def test_c_decode_run_checks_its_ranges_itself():
     assert done[0] == 0 and not logits.any()
     np.testing.assert_array_equal(kv.k, before)
     assert call(1, 2, 2, 4) == 0 and done[0] == 2
+
+
+@pytest.mark.parametrize("vocab", [37, 70])
+@pytest.mark.parametrize("where", ["vector", "tail"])
+def test_greedy_in_c_takes_the_first_of_equal_maxima_and_sees_one_nan(vocab, where):
+    """The C argmax (vector lanes, then the tail past the last whole vector) chooses as np.argmax: the
+    first of equal largest logits; one NaN logit anywhere is an error, not a token."""
+    model = _model("llama", vocab=vocab)
+    head = model.params[NAMES["llama"]["lm_head"]]
+    first, second = (3, 20) if where == "vector" else (vocab - 4, vocab - 2)     # vocab 37, 70: tails of 5, 6
+    v = head[first].copy()
+    head[:] = -v                                           # every logit -h.v, but rows first, second: +h.v
+    head[first] = head[second] = v
+    want, want_logits, _ = _by_steps(model, [1, 2, 3], 4, 3, 8)
+    assert all((z == z.max()).sum() >= 2 for z in want_logits)            # every step's top is a tie
+    kv = _prefilled(model, [1, 2, 3], 8)
+    tokens, _ = _loop(model, kv).run(4, kv.pos, 3)
+    assert tokens.tolist() == want and set(want) <= {0, first}
+    head[second] = np.nan
+    kv = _prefilled(model, [1, 2, 3], 8)
+    with pytest.raises(ValueError, match="logits: contain NaN"):
+        _loop(model, kv).run(4, kv.pos, 3)
