@@ -718,42 +718,65 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
     return 0;
 }
 
-/* The first of the largest logits (np.argmax's choice), or -1 when one is NaN: the largest value
- * in vector registers (a scalar loop with its index took ~25 us of 32000 logits, all on thread 0
- * while the others wait), then the first index holding it. */
-static int32_t argmax_logits(const float* z, int64_t V) {
-    float top = z[0];
+/* The first of the largest of z[lo..hi-1] (np.argmax's choice) into *at and its value into *top, or
+ * *at = -1 when one is NaN: the largest value in vector registers, then the first index holding it.
+ * At the end of a decode step each thread takes its share of the logits, mostly rows it wrote (the
+ * head's tasks are dealt in segments): thread 0 alone, reading the other core's half, took ~18 us of
+ * 32000 logits while the others waited. */
+static void argmax_span(const float* z, int64_t lo, int64_t hi, int64_t* at, float* top) {
+    float m1 = z[lo];
     int nan = 0;
-    int64_t i = 0;
+    int64_t i = lo;
 #if defined(__AVX512F__)
-    __m512 m = _mm512_set1_ps(z[0]);
+    __m512 m = _mm512_set1_ps(z[lo]);
     __mmask16 bad = 0;
-    for (; i + 16 <= V; i += 16) {
+    for (; i + 16 <= hi; i += 16) {
         const __m512 v = _mm512_loadu_ps(z + i);
         bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
         m = _mm512_max_ps(m, v);
     }
-    top = _mm512_reduce_max_ps(m);
+    m1 = _mm512_reduce_max_ps(m);
     nan = bad != 0;
 #elif defined(__AVX__)
-    __m256 m = _mm256_set1_ps(z[0]), bad = _mm256_setzero_ps();
-    for (; i + 8 <= V; i += 8) {
+    __m256 m = _mm256_set1_ps(z[lo]), bad = _mm256_setzero_ps();
+    for (; i + 8 <= hi; i += 8) {
         const __m256 v = _mm256_loadu_ps(z + i);
         bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         m = _mm256_max_ps(m, v);
     }
     _Alignas(32) float lanes[8];
     _mm256_store_ps(lanes, m);
-    for (int j = 0; j < 8; j++) top = lanes[j] > top ? lanes[j] : top;
+    for (int j = 0; j < 8; j++) m1 = lanes[j] > m1 ? lanes[j] : m1;
     nan = _mm256_movemask_ps(bad) != 0;
 #endif
-    for (; i < V; i++) {
+    for (; i < hi; i++) {
         nan |= z[i] != z[i];
-        top = z[i] > top ? z[i] : top;
+        m1 = z[i] > m1 ? z[i] : m1;
     }
-    if (nan) return -1;
-    for (i = 0; z[i] != top; i++) {}      /* -0 and +0 are equal here, as to np.argmax */
-    return (int32_t)i;
+    *top = m1;
+    if (nan) {
+        *at = -1;
+        return;
+    }
+    for (i = lo; z[i] != m1; i++) {}      /* -0 and +0 are equal here, as to np.argmax */
+    *at = i;
+}
+
+/* A thread's share of the logits' argmax, on a cache line of its own. */
+typedef struct {
+    _Alignas(64) float top;
+    int64_t at;                           /* -1: a NaN in the share; -2: an empty share */
+} best_t;
+
+/* The logits' argmax from the threads' shares (in order: ties go to the first), or -1 for NaN. */
+static int32_t argmax_of(const best_t* best, int nt) {
+    int64_t at = -2;
+    float top = 0.0f;
+    for (int t = 0; t < nt; t++) {
+        if (best[t].at == -1) return -1;
+        if (best[t].at >= 0 && (at < 0 || best[t].top > top)) at = best[t].at, top = best[t].top;
+    }
+    return (int32_t)at;
 }
 
 /* Thread 0, between steps of decode_run: x = the token's embedding (plus its position's), the RoPE
@@ -789,6 +812,12 @@ int32_t decode_run(const float* embed, int64_t n_vocab, const float* pos_embed, 
         return -1;
     }
     const model_t md = {vecs, linears, L, lnf_w, lnf_b, head, V};
+    best_t* best = aligned_alloc(64, sizeof(best_t) * (size_t)tm.nthreads);
+    if (!best) {
+        team_free(&st, &tm);
+        free(x);
+        return -1;
+    }
     int stop = 0;
     embed_step(&st, &tm, embed, pos_embed, rope_cos, rope_sin, token);
     #pragma omp parallel num_threads(tm.nthreads)
@@ -800,8 +829,13 @@ int32_t decode_run(const float* embed, int64_t n_vocab, const float* pos_embed, 
             const rows_t r = thread_rows(&st, &tm, tid, &s, &sums);
             run_blocks(&st, &tm, &md, &r, tid, nt, s, sums, &zero, 1, logits);
             barrier_wait(st.bar, nt);             /* every logit is written, every task counter read */
+            const int64_t share = (V + nt - 1) / nt, lo = tid * share < V ? tid * share : V;
+            best[tid].at = -2;
+            if (lo < V) argmax_span(logits, lo, lo + share < V ? lo + share : V, &best[tid].at, &best[tid].top);
+            barrier_wait(st.bar, nt);             /* every share's argmax is known */
             if (tid == 0) {
-                const int32_t t = next ? next(ctx, logits, i) : argmax_logits(logits, V);
+                const int32_t greedy = argmax_of(best, nt);
+                const int32_t t = next ? next(ctx, logits, i, greedy) : greedy;
                 *done = i + 1;
                 if (t < 0 || t >= n_vocab) {      /* -1 from next: the end asked for */
                     stop = 1;
@@ -817,6 +851,6 @@ int32_t decode_run(const float* embed, int64_t n_vocab, const float* pos_embed, 
         }
     }
     team_free(&st, &tm);
-    free(x);
+    free(x), free(best);
     return status;
 }

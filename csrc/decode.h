@@ -46,9 +46,10 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
                    const float* rope_sin, const float* lnf_w, const float* lnf_b, const decode_linear_t* head,
                    int64_t V, const int32_t* head_rows, int64_t n_head, float* logits);
 
-/* decode_run's choice of the next token: given the logits (V) of step i, the token fed to step i + 1
- * (an id below n_vocab), or -1 to end the run after step i. */
-typedef int32_t (*decode_next_fn)(void* ctx, const float* logits, int64_t i);
+/* decode_run's choice of the next token: given the logits (V) of step i and their argmax greedy (the
+ * first of the largest, or -1 when one is NaN), the token fed to step i + 1 (an id below n_vocab), or
+ * -1 to end the run after step i. */
+typedef int32_t (*decode_next_fn)(void* ctx, const float* logits, int64_t i, int32_t greedy);
 /* Up to n decode steps of one sequence on a contiguous cache (as paged_step with one table {0} and one
  * block of Smax positions: K and V pages (1, Hkv, Smax, D) per layer in vecs), in one parallel region:
  * the threads stay in it from token to token, and no step returns to the caller. Step i runs the
@@ -56,7 +57,7 @@ typedef int32_t (*decode_next_fn)(void* ctx, const float* logits, int64_t i);
  * + i] for learned positions; embed (n_vocab, C), pos_embed (n_pos, C) or NULL), RoPE rows
  * rope_cos, rope_sin + (pos + i) D/2 (each (Smax, D/2)) or NULL, then paged_step's one-row step with
  * its head into logits (V), on the same values in the same order; then the next token: next(ctx,
- * logits, i), or with next NULL the first of the largest logits; it goes to tokens[i] (n). *done:
+ * logits, i, greedy), or with next NULL greedy, the first of the largest logits; it goes to tokens[i] (n). *done:
  * the steps run, each of which wrote its key and value at pos + i. Returns 0; -1 out of memory, -2 an
  * argument out of range (pos + n past Smax or n_pos, a token >= n_vocab, ...), both before anything is written;
  * -3 (next NULL) logits holding NaN, -4 next returned an id out of range; these two after step *done - 1. */

@@ -210,7 +210,7 @@ class NativeDecoder:
     step and returns its logits (V,) float32: decode_native's to the bit (the same C call on the same
     values) without its per-step checks. decoder.run(token, n, choose=None) runs up to n steps in
     one C call (DecodeLoop.run: the same steps, no return to Python between them unless choose is
-    given) and returns the tokens chosen."""
+    given; choose(logits, greedy) -> the next id or None) and returns the tokens chosen."""
 
     def __init__(self, loop, kv):
         self.loop, self.kv = loop, kv

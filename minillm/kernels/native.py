@@ -796,9 +796,10 @@ class DecodeLoop:
         """Up to n steps from token at slot pos in one C call (csrc/decode.c decode_run): the
         threads stay in one parallel region from token to token, and no step comes back to Python
         unless choose asks it to. Each step is step()'s, on the same values. After step i, the
-        token fed to step i + 1 is choose(logits) -- logits (V,) float32, a view valid during the
-        call: an id, or None to end the run there -- or with choose None the first of the largest
-        logits (a ValueError when they hold NaN). Returns (tokens, steps): the ids chosen (int64;
+        token fed to step i + 1 is choose(logits, greedy) -- logits (V,) float32, a read-only view
+        valid during the call, and greedy their argmax as np.argmax gives it, found in C (-1 when a
+        logit is NaN): an id, or None to end the run there -- or with choose None greedy itself (a
+        ValueError when the logits hold NaN). Returns (tokens, steps): the ids chosen (int64;
         steps of them, or steps - 1 when choose ended the run) and the steps run, each of which
         wrote slot pos + i (also in self.steps, set when the call ends, raising or not). An exception
         raised in choose ends the run and is raised here."""
@@ -817,9 +818,9 @@ class DecodeLoop:
             view = logits.view()
             view.flags.writeable = False
 
-            def next_token(ctx, plogits, i):    # the C loop's choice: Python's, checked; -1 ends it
+            def next_token(ctx, plogits, i, greedy):    # the C loop's choice: Python's, checked; -1 ends it
                 try:
-                    t = choose(view)
+                    t = choose(view, greedy)
                     if t is None:
                         ended.append(i)
                         return -1

@@ -72,8 +72,9 @@ def test_run_equals_its_steps(arch, fmt, n_head, prompt_len, n, spare, with_choo
     kv = _prefilled(model, prompt, capacity)
     seen = []
 
-    def choose(z):
+    def choose(z, greedy):
         seen.append(z.copy())
+        assert greedy == np.argmax(z)
         return int(np.argmax(z))
     tokens, steps = _loop(model, kv).run(int(prompt[-1]), kv.pos, n, choose if with_choose else None)
     assert steps == n and tokens.dtype == np.int64
@@ -100,20 +101,20 @@ def test_choose_ends_the_run_and_its_errors_come_back():
     kv = _prefilled(model, [1, 2, 3], 20)
     loop, calls = _loop(model, kv), []
 
-    def stop_at_third(z):
+    def stop_at_third(z, greedy):
         calls.append(1)
         return None if len(calls) == 3 else 7
     tokens, steps = loop.run(4, kv.pos, 10, stop_at_third)
     assert steps == 3 and tokens.tolist() == [7, 7] and loop.steps == 3
 
-    def boom(z):
+    def boom(z, greedy):
         raise KeyError("from choose")
     with pytest.raises(KeyError, match="from choose"):
         loop.run(4, kv.pos, 10, boom)
     assert loop.steps == 1                                 # the one step it ran is in the cache
     for bad in (37, -2, 1.5, "a"):
         with pytest.raises(ValueError, match=r"choose: expected an id in \[0, 37\) or None"):
-            loop.run(4, kv.pos, 5, lambda z: bad)
+            loop.run(4, kv.pos, 5, lambda z, g: bad)
 
 
 def test_native_decoder_run_advances_the_cache_also_when_choose_raises():
@@ -122,7 +123,7 @@ def test_native_decoder_run_advances_the_cache_also_when_choose_raises():
     dec = native_decoder(model, kv)
     assert dec.run(3, 4).tolist() == _by_steps(model, [1, 2], 3, 4, 12)[0] and kv.pos == 6
 
-    def boom(z):
+    def boom(z, greedy):
         raise RuntimeError("stop")
     with pytest.raises(RuntimeError):
         dec.run(3, 4, boom)
@@ -217,7 +218,15 @@ def test_greedy_in_c_takes_the_first_of_equal_maxima_and_sees_one_nan(vocab, whe
     kv = _prefilled(model, [1, 2, 3], 8)
     tokens, _ = _loop(model, kv).run(4, kv.pos, 3)
     assert tokens.tolist() == want and set(want) <= {0, first}
+    kv, seen = _prefilled(model, [1, 2, 3], 8), []
+    _loop(model, kv).run(4, kv.pos, 3, lambda z, greedy: seen.append(greedy) or greedy)
+    assert seen == want                                    # the greedy id choose is given
     head[second] = np.nan
     kv = _prefilled(model, [1, 2, 3], 8)
     with pytest.raises(ValueError, match="logits: contain NaN"):
         _loop(model, kv).run(4, kv.pos, 3)
+    kv = _prefilled(model, [1, 2, 3], 8)
+    assert _loop(model, kv).run(4, kv.pos, 3, lambda z, greedy: seen.append(greedy))[1] == 1
+    assert seen[-1] == -1
+    with pytest.raises(ValueError, match="logits: contain NaN"):      # generate's stream path
+        generate(model, np.array([1, 2, 3]), 4, stream=lambda t: None)
