@@ -28,8 +28,12 @@ Part 2 (needs llama-cpp-python): the Llama-134M shape (d768, 12 layers, ffn 2048
 weights) written as GGUF F32/Q8_0/Q4_0/Q4_K by minillm.loaders.save_gguf (its Q4_0 file keeps the
 32000x768 output matrix in Q6_K, as llama.cpp writes it) and as Q4_1 by llama.cpp's quantizer from the
 F32 file; greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in minillm (load_gguf +
-minillm.inference.generate with its KV cache), the two in turn, each tok/s the median of --rounds
-(default 3) runs. Each row also gives the decode ceiling (minillm.inference.memory_wall: read
+minillm.inference.generate with its KV cache), in turn, each tok/s the median of --rounds (default 3)
+runs. llama.cpp's rate: its eval of one token at a time after the prompt, from Python. minillm's:
+generate's, the time of a 64-token generation less that of a 1-token one (the prefill and the first
+token) over the 63 steps after it, which generate runs in one C call (csrc/decode.c decode_run); and
+"streamed", the same generation with a Python stream callback per token, timed from the first token
+to the last. Each row also gives the decode ceiling (minillm.inference.memory_wall: read
 bandwidth / the weight bytes a token reads in that format; the bandwidth probed in every round
 right after the two runs over a buffer of those bytes (memory_wall.working_set_bandwidth: where the
 weights fit in the last-level cache, its bandwidth), the median taken, so that a busy spell on a
@@ -188,9 +192,10 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
           f"{repeats} rounds; ceiling = read bandwidth / weight bytes per token, the bandwidth of a read of those "
           f"bytes measured in each round beside the runs (median of the rounds' probes, each the best of 7 reads)")
     print("columns: tok/s (% of the ceiling); minillm int8: int8 activations (the GGUF default, what llama.cpp "
-          "computes); minillm exact: float32 activations (--exact)")
+          "computes), generate's decode loop; streamed: the same with a stream callback per token (the time between "
+          "tokens); minillm exact: float32 activations (--exact); the first line (F32) has no int8 activations")
     print(f"{'format':>8} {'MB/token':>9} {'GB/s':>5} {'ceiling':>8} {'llama.cpp':>14} {'minillm int8':>14} "
-          f"{'minillm exact':>14} {'llama.cpp / int8':>17}")
+          f"{'streamed':>14} {'minillm exact':>14} {'llama.cpp / int8':>17}")
     with tempfile.TemporaryDirectory() as d:
         for dtype, path in gguf_files(model, d).items():
             llm = llama_cpp.Llama(model_path=path, n_ctx=256, n_threads=THREADS, n_batch=64, verbose=False)
@@ -204,30 +209,40 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
                     llm.eval([tok])
                 return n_new / (time.perf_counter() - t)
             ours, _ = load_gguf(path)                     # int8 activations: the default, as llama.cpp
-            def run_ours():  # decode rate: tokens after the first over the time between them (no prefill)
+            def run_ours():  # decode rate of generate's own loop: a generation of n_new tokens less one of 1
+                t0 = time.perf_counter()           # (the prefill and the first token), over the n_new - 1 steps
+                generate(ours, np.array(prompt), 1)
+                t1 = time.perf_counter()
+                generate(ours, np.array(prompt), n_new)
+                return (n_new - 1) / ((time.perf_counter() - t1) - (t1 - t0))
+
+            def run_streamed():  # tokens after the first over the time between them, a Python callback per token
                 stamps = []
                 generate(ours, np.array(prompt), n_new, stream=lambda tok: stamps.append(time.perf_counter()))
                 return (len(stamps) - 1) / (stamps[-1] - stamps[0])
-            runs = {"llama.cpp": [], "minillm": [], "bw": []}
+            runs = {"llama.cpp": [], "minillm": [], "streamed": [], "bw": []}
             nbytes = weight_bytes_per_token(ours)
-            for _ in range(repeats):                     # in turn: a slow spell lands on all three
+            generate(ours, np.array(prompt), 2)          # untimed: the step tables are built on first use
+            for _ in range(repeats):                     # in turn: a slow spell lands on all of them
                 runs["llama.cpp"].append(run_llama())
                 runs["minillm"].append(run_ours())
+                runs["streamed"].append(run_streamed())
                 runs["bw"].append(working_set_bandwidth(nbytes, THREADS))
-            theirs, mine, bw = (float(np.median(runs[k])) for k in ("llama.cpp", "minillm", "bw"))
+            theirs, mine, streamed, bw = (float(np.median(runs[k])) for k in ("llama.cpp", "minillm", "streamed", "bw"))
             ceiling = decode_ceiling(nbytes, bw)
             ggml = [q for q in ours.quantized.values() if isinstance(q, GGMLLinear) and q.fmt in _native.INT8_ROWS]
             exact = "-"                                   # F32: no int8 path, the one column is exact
             if ggml:                                      # the same file with float32 activations (--exact)
                 for q in ggml:
                     q.act_int8 = False
+                generate(ours, np.array(prompt), 2)      # untimed, as above
                 ex = float(np.median([run_ours() for _ in range(repeats)]))
                 exact = f"{ex:.1f} ({ex / ceiling:.0%})"
             int8 = f"{mine:.1f} ({mine / ceiling:.0%})" if ggml else "-"
             if not ggml:
                 exact = f"{mine:.1f} ({mine / ceiling:.0%})"
             print(f"{dtype:>8} {nbytes / 1e6:9.0f} {bw / 1e9:5.1f} {ceiling:8.1f} {f'{theirs:.1f} ({theirs / ceiling:.0%})':>14} "
-                  f"{int8:>14} {exact:>14} {theirs / mine:16.2f}x")
+                  f"{int8:>14} {f'{streamed:.1f} ({streamed / ceiling:.0%})':>14} {exact:>14} {theirs / mine:16.2f}x")
             llm.close()
 
 

