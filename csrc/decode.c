@@ -42,6 +42,12 @@
  * counter per phase: a thread that loses its core for a moment on a shared machine leaves its tasks
  * to the other instead of holding up the barrier.
  *
+ * decode_run runs a generation's decode steps, one row each, in one parallel region: between two
+ * steps the threads meet at barriers (each takes the argmax of its share of the logits, thread 0
+ * combines them, asks the caller's choice if any, and sets up the next step) instead of leaving the
+ * region, so no token wakes a thread, allocates or returns to the caller. Both entry points share
+ * the setup (team_alloc) and the blocks (run_blocks).
+ *
  * The barriers spin (with the pause instruction) because phases are a few to a few hundred
  * microseconds long and both threads are busy in them; past SPIN_LIMIT pauses a waiter sleeps in
  * the kernel (futex) until the last thread arrives, so a thread whose partner was descheduled, or

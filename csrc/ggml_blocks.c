@@ -412,7 +412,7 @@ int32_t ggml_block_size(int32_t type, int64_t* weights, int64_t* bytes) {
 }
 
 /* weights k0 .. k0 + len of a row (len <= CHUNK, whole blocks) as floats */
-static void decode_run(const btype_t* T, const uint8_t* row, int64_t k0, int64_t len, float* y) {
+static void dequant_run(const btype_t* T, const uint8_t* row, int64_t k0, int64_t len, float* y) {
     const uint8_t* src = row + k0 / T->block * T->bytes;
     if (T->decode) {
         T->decode(src, y, len / T->block);
@@ -613,6 +613,6 @@ int32_t ggml_dequant_rows(int32_t type, float* out, int64_t n0, int64_t n1, int6
 #pragma omp parallel for schedule(static) if ((n1 - n0) * K >= PAR_MIN)
     for (int64_t n = n0; n < n1; n++)
         for (int64_t k0 = 0; k0 < K; k0 += CHUNK)
-            decode_run(T, w + n * row_bytes, k0, K - k0 < CHUNK ? K - k0 : CHUNK, out + (n - n0) * K + k0);
+            dequant_run(T, w + n * row_bytes, k0, K - k0 < CHUNK ? K - k0 : CHUNK, out + (n - n0) * K + k0);
     return 0;
 }

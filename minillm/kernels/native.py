@@ -807,9 +807,9 @@ class DecodeLoop:
         _check(isinstance(token, (int, np.integer)) and 0 <= token < self.n_vocab,
                f"token: expected an id in [0, {self.n_vocab}), got {token!r}")
         _check(isinstance(n, (int, np.integer)) and n >= 1, f"n: expected an int >= 1, got {n!r}")
+        learned = "" if self.pos_embed is None else " and the learned positions"
         _check(isinstance(pos, (int, np.integer)) and 0 <= pos and pos + n <= self.n_pos,
-               f"pos: expected pos + n within the cache's capacity{'' if self.pos_embed is None else ' and the learned positions'}"
-               f" ({self.n_pos}), got pos={pos!r}, n={n}")
+               f"pos: expected pos + n within the cache's capacity{learned} ({self.n_pos}), got pos={pos!r}, n={n}")
         _check(choose is None or callable(choose), f"choose: expected a callable or None, got {type(choose).__name__}")
         plan, V = self.plan, self.plan.weights.head[3]
         logits, tokens, done = np.empty(V, np.float32), np.zeros(n, np.int32), ffi.new("int64_t*")
