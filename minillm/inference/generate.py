@@ -92,12 +92,7 @@ def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top
     step_input = np.empty((1, 1), dtype=np.int64)                        # reused every step
 
     def take(logits, greedy=None):             # one new token from logits; True when more are wanted
-        if greedy is not None and sampler.greedy and not sampler.procs:   # the C loop's argmax
-            if greedy < 0:
-                raise ValueError("logits: contain NaN")
-            tok = int(greedy)
-        else:
-            tok = sampler.sample(logits, tokens)
+        tok = sampler.sample(logits, tokens, argmax=greedy)              # greedy: the C loop's argmax
         tokens.append(tok)
         out.append(tok)
         if return_logits:
@@ -109,7 +104,7 @@ def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top
     while take(logits):
         tok = out[-1]
         if use_cache and step is not None:       # every other step in one C call (DecodeLoop.run)
-            if sampler.greedy and not sampler.procs and stop is None and stream is None and not return_logits:
+            if sampler.plain_argmax and stop is None and stream is None and not return_logits:
                 out += step.run(tok, max_new_tokens - len(out)).tolist()      # argmax in C
             else:
                 step.run(tok, max_new_tokens - len(out), lambda z, g: out[-1] if take(z, g) else None)

@@ -242,8 +242,19 @@ class Sampler:
             return p
         return softmax(z)
 
-    def sample(self, logits, context=None):  # (V,) -> int
-        if self.greedy and not self.procs:   # plain argmax: the float64 copy apply() makes is not needed
+    @property
+    def plain_argmax(self):
+        """True when sample() is the logits' argmax itself (greedy, no processors)."""
+        return self.greedy and not self.procs
+
+    def sample(self, logits, context=None, argmax=None):  # (V,) -> int
+        """The next token. argmax: the logits' np.argmax when the caller has it already (-1 when they
+        hold NaN, as csrc/decode.c's decode_run finds it), taken as is when plain_argmax."""
+        if self.plain_argmax and argmax is not None:
+            if argmax < 0:
+                raise ValueError("logits: contain NaN")
+            return int(argmax)
+        if self.plain_argmax:                # plain argmax: the float64 copy apply() makes is not needed
             z = np.asarray(logits)
             if z.ndim < 1 or z.shape[-1] < 1:
                 raise ValueError(f"logits: expected shape (..., V) with V >= 1, got {z.shape}")

@@ -143,3 +143,17 @@ def test_greedy_sampler_is_the_argmax_of_its_logits(v, seed, dtype):
         sampler.sample(np.where(np.arange(v) == v - 1, np.nan, z).astype(dtype))
     with pytest.raises(ValueError, match="V >= 1"):
         sampler.sample(np.zeros(0, dtype))
+
+
+def test_a_given_argmax_is_taken_only_by_a_plain_greedy_sampler():
+    """sample(argmax=...) (decode_run's C argmax) is the token when greedy without processors, -1 is
+    NaN; any other sampler ignores it and samples from the logits."""
+    z = np.array([0.5, 3.0, 1.0], np.float32)
+    assert Sampler().plain_argmax and Sampler().sample(z, argmax=2) == 2      # taken, not recomputed
+    with pytest.raises(ValueError, match="logits: contain NaN"):
+        Sampler().sample(z, argmax=-1)
+    penalised = Sampler(repetition_penalty=100.0)
+    assert not penalised.plain_argmax and penalised.sample(z, [1], argmax=1) == 2
+    drawn = Sampler(temperature=1.0, seed=0)
+    assert not drawn.plain_argmax
+    assert drawn.sample(z, argmax=0) == Sampler(temperature=1.0, seed=0).sample(z)
