@@ -726,9 +726,10 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
 
 /* The first of the largest of z[lo..hi-1] (np.argmax's choice) into *at and its value into *top, or
  * *at = -1 when one is NaN: the largest value in vector registers, then the first index holding it.
- * At the end of a decode step each thread takes its share of the logits, mostly rows it wrote (the
- * head's tasks are dealt in segments): thread 0 alone, reading the other core's half, took ~18 us of
- * 32000 logits while the others waited. */
+ * At the end of a decode step each thread takes one contiguous share of the logits (which rows it
+ * wrote depends on the head's task layout: with row tiles a task spans six parts of W, so about half
+ * a share is the other core's): thread 0 alone, scanning all 32000, took ~18 us while the others
+ * waited. */
 static void argmax_span(const float* z, int64_t lo, int64_t hi, int64_t* at, float* top) {
     float m1 = z[lo];
     int nan = 0;

@@ -60,7 +60,8 @@ typedef int32_t (*decode_next_fn)(void* ctx, const float* logits, int64_t i, int
  * logits, i, greedy), or with next NULL greedy, the first of the largest logits; it goes to tokens[i] (n). *done:
  * the steps run, each of which wrote its key and value at pos + i. Returns 0; -1 out of memory, -2 an
  * argument out of range (pos + n past Smax or n_pos, a token >= n_vocab, ...), both before anything is written;
- * -3 (next NULL) logits holding NaN, -4 next returned an id out of range; these two after step *done - 1. */
+ * -3 (next NULL) logits holding NaN, -4 the chosen id (next's, or the argmax when V > n_vocab) not below n_vocab;
+ * these two after step *done - 1. */
 int32_t decode_run(const float* embed, int64_t n_vocab, const float* pos_embed, int64_t n_pos, float* const* vecs,
                    const decode_linear_t* linears, int64_t L, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F,
                    int64_t Smax, int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,

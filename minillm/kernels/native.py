@@ -843,6 +843,7 @@ class DecodeLoop:
         if status == -1:
             raise MemoryError("decode_run: out of memory for its scratch buffers")
         _check(status != -3, "logits: contain NaN")
+        _check(status != -4, f"logits: their argmax is past the embedding's {self.n_vocab} rows")
         _check(status == 0, f"decode_run: arguments out of range (status {status})")
         return tokens[:steps - 1 if ended else steps].astype(np.int64), steps
 

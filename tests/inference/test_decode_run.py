@@ -230,3 +230,20 @@ def test_greedy_in_c_takes_the_first_of_equal_maxima_and_sees_one_nan(vocab, whe
     assert seen[-1] == -1
     with pytest.raises(ValueError, match="logits: contain NaN"):      # generate's stream path
         generate(model, np.array([1, 2, 3]), 4, stream=lambda t: None)
+
+
+def test_a_greedy_id_past_the_embedding_rows_is_an_error():
+    """A head wider than the embedding table (V > n_vocab): an argmax past its rows cannot be fed back."""
+    model = _model("llama")
+    head = model.params[NAMES["llama"]["lm_head"]]
+    v = head[0].copy()
+    head[:] = 0.0
+    head[30], head[31] = v, -v                           # the largest logit is at 30 or 31
+    kv = _prefilled(model, [1, 2, 3], 8)
+    cfg = model.config
+    cos, sin = (np.ascontiguousarray(t, dtype=np.float32) for t in model.rope_tables(np.arange(8)))
+    loop = kernels.DecodeLoop(step_weights(model, kv.k.shape[2], kv.k.shape[4]), kv.k, kv.v, cfg.n_head,
+                              cfg.norm_eps, False, model.params[NAMES["llama"]["wte"]][:20], None, cos, sin)
+    with pytest.raises(ValueError, match="argmax is past the embedding's 20 rows"):
+        loop.run(4, kv.pos, 3)
+    assert loop.steps == 1
