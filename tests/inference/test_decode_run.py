@@ -228,8 +228,25 @@ def test_greedy_in_c_takes_the_first_of_equal_maxima_and_sees_one_nan(vocab, whe
     kv = _prefilled(model, [1, 2, 3], 8)
     assert _loop(model, kv).run(4, kv.pos, 3, lambda z, greedy: seen.append(greedy))[1] == 1
     assert seen[-1] == -1
-    with pytest.raises(ValueError, match="logits: contain NaN"):      # generate's stream path
-        generate(model, np.array([1, 2, 3]), 4, stream=lambda t: None)
+
+
+def test_generate_streaming_greedy_raises_on_nan_from_the_c_argmax(monkeypatch):
+    """The first new token comes from the prefill's logits (clean); its embedding is NaN, so the first
+    C step's logits are, and generate's stream path gets greedy -1 from the C argmax."""
+    model = _model("llama")
+    prompt = np.array([1, 2, 3])
+    first = int(generate(model, prompt, 1)[0])
+    assert first not in prompt
+    model.params[NAMES["llama"]["wte"]][first] = np.nan
+    seen, real = [], kernels.DecodeLoop.run
+
+    def run(self, token, pos, n, choose=None):
+        return real(self, token, pos, n, lambda z, greedy: seen.append(greedy) or choose(z, greedy))
+    monkeypatch.setattr(kernels.DecodeLoop, "run", run)
+    streamed = []
+    with pytest.raises(ValueError, match="logits: contain NaN"):
+        generate(model, prompt, 4, stream=streamed.append)
+    assert streamed == [first] and seen == [-1]
 
 
 def test_a_greedy_id_past_the_embedding_rows_is_an_error():
