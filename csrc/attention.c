@@ -41,6 +41,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #include "attention.h"
 #include "parts.inc"
 #include "fastmath.inc"
@@ -379,18 +382,79 @@ static void values_acc(float* o, const float* p, const float* v, int64_t n, int6
     }
 }
 
+/* The same two over a float16 cache (keys and values stored as IEEE half, kv_f16): the keys or
+ * values of up to WIDE_FLOATS / D positions at a time are widened to float32 into an L1 buffer
+ * (F16C's vcvtph2ps, 8 or 16 per instruction), then read by the float32 kernels above. The passes
+ * hold a multiple of DK (and so of 4) positions, where both kernels start a new group anyway: a
+ * float16 cache gives what a float32 cache holding the same values gives, to the bit. (GCC 12
+ * turns a loop of (float) casts of _Float16 into one scalar conversion per element: 15% slower
+ * decode at 16-80 positions than the float32 cache, measured, where the widened passes are faster.)
+ * Heads wider than WIDE_FLOATS / DK take the element-wise conversion, in the same groups. */
+#define WIDE_FLOATS 8192
+
+static void widen(float* dst, const _Float16* src, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(src + i))));
+#elif defined(__F16C__)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(src + i))));
+#endif
+    for (; i < n; i++) dst[i] = (float)src[i];
+}
+
+static void decode_scores_h(float* s, const float* q, const _Float16* k, int64_t n, int64_t D, float scale) {
+    float buf[WIDE_FLOATS];
+    const int64_t per = WIDE_FLOATS / D / DK * DK;        /* positions per pass */
+    if (per >= DK) {
+        for (int64_t j = 0; j < n; j += per) {
+            const int64_t m = n - j < per ? n - j : per;
+            widen(buf, k + j * D, m * D);
+            decode_scores(s + j, q, buf, m, D, scale);
+        }
+        return;
+    }
+    float* w = xmalloc(sizeof(float) * (size_t)(DK * D));  /* D > WIDE_FLOATS / DK: DK keys a pass */
+    for (int64_t j = 0; j < n; j += DK) {
+        const int64_t m = n - j < DK ? n - j : DK;
+        widen(w, k + j * D, m * D);
+        decode_scores(s + j, q, w, m, D, scale);
+    }
+    free(w);
+}
+
+static void values_acc_h(float* o, const float* p, const _Float16* v, int64_t n, int64_t D) {
+    float buf[WIDE_FLOATS];
+    const int64_t per = WIDE_FLOATS / D / 4 * 4;
+    if (per >= 4) {
+        for (int64_t j = 0; j < n; j += per) {
+            const int64_t m = n - j < per ? n - j : per;
+            widen(buf, v + j * D, m * D);
+            values_acc(o, p + j, buf, m, D);
+        }
+        return;
+    }
+    float* w = xmalloc(sizeof(float) * (size_t)(4 * D));
+    for (int64_t j = 0; j < n; j += 4) {
+        const int64_t m = n - j < 4 ? n - j : 4;
+        widen(w, v + j * D, m * D);
+        values_acc(o, p + j, w, m, D);
+    }
+    free(w);
+}
+
 #define CHUNK 64
 
 /* The rep query heads qg (rep, D) that read one kv head against its first n keys and values, kept
  * in blocks of block_size positions: logical block b at kh + table[b] * stride (and vh + ...), each
  * (block_size, D) -> og (rep, D). s: scratch of rep * (n + 2) floats (the scores, then
  * exp(score - max); each head's max and sum after them). The whole row is attention_paged_part's
- * piece 0..n, divided by its sum of exponentials. */
-void attention_paged_head(float* og, const float* qg, const float* kh, const float* vh, const int32_t* table,
-                          int64_t block_size, int64_t stride, int64_t rep, int64_t n, int64_t D, float scale,
-                          float* s) {
+ * piece 0..n, divided by its sum of exponentials. kv_f16: kh, vh hold float16 (stride and offsets
+ * count elements either way), else float32. */
+void attention_paged_head(float* og, const float* qg, const void* kh, const void* vh, int32_t kv_f16,
+                          const int32_t* table, int64_t block_size, int64_t stride, int64_t rep, int64_t n, int64_t D,
+                          float scale, float* s) {
     float *mx = s + rep * n, *sum = mx + rep;
-    attention_paged_part(og, mx, sum, qg, kh, vh, table, block_size, stride, rep, 0, n, D, scale, s);
+    attention_paged_part(og, mx, sum, qg, kh, vh, kv_f16, table, block_size, stride, rep, 0, n, D, scale, s);
     for (int64_t g = 0; g < rep; g++) {
         const float inv = 1.0f / sum[g];
         for (int64_t d = 0; d < D; d++) og[g * D + d] *= inv;
@@ -406,12 +470,12 @@ void attention_paged_head(float* og, const float* qg, const float* kh, const flo
  * 1024-position head's lines asked for at once made the kernel wait on them (1 query vs 1024 keys
  * 0.82x torch in one run), while the first 128 took the same time as none there. */
 #define PREFETCH_ROWS 128
-static void prefetch_rows(const float* kh, const int32_t* table, int64_t block_size, int64_t stride, int64_t t0,
-                          int64_t t1, int64_t D) {
+static void prefetch_rows(const void* kh, int64_t elem, const int32_t* table, int64_t block_size, int64_t stride,
+                          int64_t t0, int64_t t1, int64_t D) {
     for (int64_t t = t0; t < t1;) {
         const int64_t b = t / block_size, end = (b + 1) * block_size < t1 ? (b + 1) * block_size : t1;
-        const char* p = (const char*)(kh + table[b] * stride + (t - b * block_size) * D);
-        for (int64_t i = 0; i < (end - t) * D * (int64_t)sizeof(float); i += 64) __builtin_prefetch(p + i, 0, 2);
+        const char* p = (const char*)kh + (table[b] * stride + (t - b * block_size) * D) * elem;
+        for (int64_t i = 0; i < (end - t) * D * elem; i += 64) __builtin_prefetch(p + i, 0, 2);
         t = end;
     }
 }
@@ -426,19 +490,25 @@ static void prefetch_rows(const float* kh, const int32_t* table, int64_t block_s
  * read it). A score depends on its key alone and values_acc adds in groups of 4 keys in order, so
  * with block sizes that are multiples of DK the cuts change no result: a paged cache gives what one
  * contiguous run gives. s: rep * (t1 - t0) floats. */
-void attention_paged_part(float* og, float* mx, float* sum, const float* qg, const float* kh, const float* vh,
-                          const int32_t* table, int64_t block_size, int64_t stride, int64_t rep, int64_t t0,
-                          int64_t t1, int64_t D, float scale, float* s) {
-    const int64_t n = t1 - t0;
+void attention_paged_part(float* og, float* mx, float* sum, const float* qg, const void* kh, const void* vh,
+                          int32_t kv_f16, const int32_t* table, int64_t block_size, int64_t stride, int64_t rep,
+                          int64_t t0, int64_t t1, int64_t D, float scale, float* s) {
+    const int64_t n = t1 - t0, elem = kv_f16 ? 2 : 4;
     const int64_t ahead = n < PREFETCH_ROWS ? t1 : t0 + PREFETCH_ROWS;
-    prefetch_rows(kh, table, block_size, stride, t0, ahead, D);
-    prefetch_rows(vh, table, block_size, stride, t0, ahead, D);
+    prefetch_rows(kh, elem, table, block_size, stride, t0, ahead, D);
+    prefetch_rows(vh, elem, table, block_size, stride, t0, ahead, D);
     for (int64_t t = t0; t < t1;) {                    /* the run of positions inside t's block */
         const int64_t b = t / block_size, end = (b + 1) * block_size < t1 ? (b + 1) * block_size : t1;
-        const float* kb = kh + table[b] * stride + (t - b * block_size) * D;
+        const int64_t at = table[b] * stride + (t - b * block_size) * D;     /* in elements */
         for (int64_t c = 0; c < end - t; c += CHUNK) {
             const int64_t m = end - t - c <= CHUNK ? end - t - c : CHUNK;
-            for (int64_t g = 0; g < rep; g++) decode_scores(s + g * n + (t - t0) + c, qg + g * D, kb + c * D, m, D, scale);
+            for (int64_t g = 0; g < rep; g++) {
+                float* sg = s + g * n + (t - t0) + c;
+                if (kv_f16)
+                    decode_scores_h(sg, qg + g * D, (const _Float16*)kh + at + c * D, m, D, scale);
+                else
+                    decode_scores(sg, qg + g * D, (const float*)kh + at + c * D, m, D, scale);
+            }
         }
         t = end;
     }
@@ -457,10 +527,16 @@ void attention_paged_part(float* og, float* mx, float* sum, const float* qg, con
     }
     for (int64_t t = t0; t < t1;) {
         const int64_t b = t / block_size, end = (b + 1) * block_size < t1 ? (b + 1) * block_size : t1;
-        const float* vb = vh + table[b] * stride + (t - b * block_size) * D;
+        const int64_t at = table[b] * stride + (t - b * block_size) * D;
         for (int64_t c = 0; c < end - t; c += CHUNK) {
             const int64_t m = end - t - c <= CHUNK ? end - t - c : CHUNK;
-            for (int64_t g = 0; g < rep; g++) values_acc(og + g * D, s + g * n + (t - t0) + c, vb + c * D, m, D);
+            for (int64_t g = 0; g < rep; g++) {
+                const float* pg = s + g * n + (t - t0) + c;
+                if (kv_f16)
+                    values_acc_h(og + g * D, pg, (const _Float16*)vh + at + c * D, m, D);
+                else
+                    values_acc(og + g * D, pg, (const float*)vh + at + c * D, m, D);
+            }
         }
         t = end;
     }
@@ -493,7 +569,7 @@ void attention_merge_parts(float* og, const float* part, int64_t parts, int64_t 
 void attention_decode_head(float* og, const float* qg, const float* kh, const float* vh, int64_t rep,
                            int64_t n, int64_t D, float scale, float* s) {
     const int32_t first = 0;
-    attention_paged_head(og, qg, kh, vh, &first, n, 0, rep, n, D, scale, s);
+    attention_paged_head(og, qg, kh, vh, 0, &first, n, 0, rep, n, D, scale, s);
 }
 
 void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,

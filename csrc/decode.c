@@ -323,6 +323,7 @@ typedef struct {
     const int32_t* tables;                          /* (sequences, max_blocks) block ids */
     const int32_t *row_table, *row_pos;             /* (M) each row's sequence and position */
     int32_t layernorm;
+    int32_t kv_f16;                                 /* the cache holds float16 (else float32) */
     float eps, scale;
     const float *rope_cos, *rope_sin;               /* (M, D/2) each, or NULL */
     float* x;                                 /* (M, C) the residual stream */
@@ -358,6 +359,20 @@ static int64_t pieces_of(int64_t n) { return n > ATT_PIECE ? (n + ATT_PIECE - 1)
 
 static const int32_t* table_of(const step_t* st, int64_t m) { return st->tables + st->row_table[m] * st->max_blocks; }
 
+/* dst[0:n] = src rounded to float16, to nearest even as NumPy's astype(float16) (F16C's vcvtps2ph,
+ * 8 or 16 per instruction: GCC 12 converts a loop of (_Float16) casts one element at a time) */
+static void narrow(_Float16* dst, const float* src, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i*)(dst + i), _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#elif defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i*)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < n; i++) dst[i] = (_Float16)src[i];
+}
+
 /* Phase 3a for row m and kv head hk: add the biases, rotate the row's rep query heads and its key
  * (RoPE), store the key and value at the row's slot of the layer's cache. */
 static void store_kv_head(const step_t* st, float* const* p, const float* bq, const float* bk,
@@ -377,15 +392,26 @@ static void store_kv_head(const step_t* st, float* const* p, const float* bq, co
     }
     const int64_t at = table_of(st, m)[pos / st->block_size] * st->page +
                        (hk * st->block_size + pos % st->block_size) * D;
-    memcpy(p[K_CACHE] + at, k, sizeof(float) * D);
-    memcpy(p[V_CACHE] + at, v, sizeof(float) * D);
+    if (st->kv_f16) {
+        narrow((_Float16*)(void*)p[K_CACHE] + at, k, D);
+        narrow((_Float16*)(void*)p[V_CACHE] + at, v, D);
+    } else {
+        memcpy(p[K_CACHE] + at, k, sizeof(float) * D);
+        memcpy(p[V_CACHE] + at, v, sizeof(float) * D);
+    }
+}
+
+/* the start of kv head hk's rows in a layer's K or V pages (float32 or float16 elements) */
+static const void* cache_head(const step_t* st, const float* pages, int64_t hk) {
+    return (const char*)pages + hk * st->block_size * st->D * (st->kv_f16 ? 2 : 4);
 }
 
 /* Phase 3b for row m and kv head hk: attend over the row's positions 0..pos. s: (rep, pos+1). */
 static void attend_kv_head(const step_t* st, float* const* p, int64_t m, int64_t hk, float* s) {
-    const int64_t rep = st->rep, D = st->D, head = hk * st->block_size * D;
+    const int64_t rep = st->rep, D = st->D;
     attention_paged_head(st->att + m * st->Cq + hk * rep * D, st->qkv + m * st->Nqkv + hk * rep * D,
-                         p[K_CACHE] + head, p[V_CACHE] + head, table_of(st, m), st->block_size, st->page,
+                         cache_head(st, p[K_CACHE], hk), cache_head(st, p[V_CACHE], hk), st->kv_f16,
+                         table_of(st, m), st->block_size, st->page,
                          rep, st->row_pos[m] + 1, D, st->scale, s);
 }
 
@@ -422,10 +448,9 @@ static void attend_task(const step_t* st, float* const* p, int64_t t, int64_t n_
         const int64_t t0 = i * ATT_PIECE, t1 = t0 + ATT_PIECE < n ? t0 + ATT_PIECE : n;
         float* row_parts = st->pieces + (hk * n_pieces + first) * size;   /* the row's pieces, in order */
         float* mine = row_parts + i * size;
-        const int64_t head = hk * st->block_size * st->D;
         attention_paged_part(mine, mine + st->rep * st->D, mine + st->rep * st->D + st->rep,
-                             st->qkv + m * st->Nqkv + hk * span, p[K_CACHE] + head, p[V_CACHE] + head,
-                             table_of(st, m), st->block_size, st->page, st->rep, t0, t1, st->D, st->scale, s);
+                             st->qkv + m * st->Nqkv + hk * span, cache_head(st, p[K_CACHE], hk),
+                             cache_head(st, p[V_CACHE], hk), st->kv_f16, table_of(st, m), st->block_size, st->page, st->rep, t0, t1, st->D, st->scale, s);
         /* acq_rel: the last piece's thread sees every other piece's results */
         if (atomic_fetch_add_explicit(&st->pieces_done[m * st->Hkv + hk], 1, memory_order_acq_rel) != parts - 1)
             return;                                    /* not the row's last piece: another merges */
@@ -652,11 +677,11 @@ static void set_pieces(step_t* st) {
 /* The step's sizes and inputs (buffers: team_alloc). */
 static step_t step_of(float* x, int64_t M, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F,
                       int64_t block_size, int64_t max_blocks, const int32_t* tables, const int32_t* row_table,
-                      const int32_t* row_pos, int32_t layernorm, float eps, const float* rope_cos,
-                      const float* rope_sin) {
+                      const int32_t* row_pos, int32_t layernorm, int32_t kv_f16, float eps,
+                      const float* rope_cos, const float* rope_sin) {
     const int64_t rep = H / Hkv, Cq = H * D, Ckv = Hkv * D;
     step_t st = {M, C, H, Hkv, D, F, rep, Cq, Ckv, Cq + 2 * Ckv, block_size, Hkv * block_size * D, max_blocks,
-                 tables, row_table, row_pos, layernorm, eps, 1.0f / sqrtf((float)D), rope_cos, rope_sin, x,
+                 tables, row_table, row_pos, layernorm, kv_f16 != 0, eps, 1.0f / sqrtf((float)D), rope_cos, rope_sin, x,
                  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, M == 1};
     return st;   /* M = 1: solo, each thread its own x, h, qx (rows_t) */
 }
@@ -694,7 +719,7 @@ static void run_blocks(const step_t* st, const team_t* tm, const model_t* md, co
 int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_t* linears, int64_t L,
                    int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t num_blocks, int64_t block_size,
                    const int32_t* tables, int64_t n_tables, int64_t max_blocks, const int32_t* row_table,
-                   const int32_t* row_pos, int32_t layernorm, float eps, const float* rope_cos,
+                   const int32_t* row_pos, int32_t layernorm, int32_t kv_f16, float eps, const float* rope_cos,
                    const float* rope_sin, const float* lnf_w, const float* lnf_b, const decode_linear_t* head,
                    int64_t V, const int32_t* head_rows, int64_t n_head, float* logits) {
     if (H < 1 || Hkv < 1 || H % Hkv || L < 1 || check_rows(tables, n_tables, max_blocks, num_blocks, block_size,
@@ -705,7 +730,7 @@ int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_
         n_max = row_pos[m] + 1 > n_max ? row_pos[m] + 1 : n_max;
         n_pieces += pieces_of(row_pos[m] + 1);
     }
-    step_t st = step_of(x, M, C, H, Hkv, D, F, block_size, max_blocks, tables, row_table, row_pos, layernorm, eps,
+    step_t st = step_of(x, M, C, H, Hkv, D, F, block_size, max_blocks, tables, row_table, row_pos, layernorm, kv_f16, eps,
                         rope_cos, rope_sin);
     team_t tm;
     if (team_alloc(&st, &tm, L, n_max, n_pieces)) return -1;
@@ -800,7 +825,8 @@ static void embed_step(step_t* st, team_t* tm, const float* embed, const float* 
 
 int32_t decode_run(const float* embed, int64_t n_vocab, const float* pos_embed, int64_t n_pos, float* const* vecs,
                    const decode_linear_t* linears, int64_t L, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F,
-                   int64_t Smax, int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
+                   int64_t Smax, int32_t layernorm, int32_t kv_f16, float eps, const float* rope_cos,
+                   const float* rope_sin,
                    const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V, int32_t token,
                    int64_t pos, int64_t n, decode_next_fn next, void* ctx, float* logits, int32_t* tokens,
                    int64_t* done) {
@@ -812,7 +838,7 @@ int32_t decode_run(const float* embed, int64_t n_vocab, const float* pos_embed, 
     int32_t at = (int32_t)pos, status = 0;
     float* x = malloc(sizeof(float) * (size_t)C);
     if (!x) return -1;
-    step_t st = step_of(x, 1, C, H, Hkv, D, F, Smax, 1, &zero, &zero, &at, layernorm, eps, NULL, NULL);
+    step_t st = step_of(x, 1, C, H, Hkv, D, F, Smax, 1, &zero, &zero, &at, layernorm, kv_f16, eps, NULL, NULL);
     team_t tm;
     if (team_alloc(&st, &tm, L, pos + n, pieces_of(pos + n))) {
         free(x);

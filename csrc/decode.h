@@ -32,7 +32,9 @@ typedef struct {
  * stored before any row attends. A contiguous cache (Hkv, Smax, D) per layer is the case of one
  * table {0} and one block of Smax positions (one token of one sequence: kernels.decode_step).
  * rope_cos, rope_sin (M, D/2): each row's rotation, or NULL for no RoPE. layernorm: 1 LayerNorm
- * (ln*.b required), 0 RMSNorm. With logits (n_head, V) given, the step ends with the model's head
+ * (ln*.b required), 0 RMSNorm. kv_f16: 1 when the K and V pages hold float16 (IEEE half, as llama.cpp's
+ * default cache: half the bytes a step reads from it; keys and values rounded to nearest even when
+ * stored, widened to float32 when read), 0 float32; the vecs pointers then point at float16 pages. With logits (n_head, V) given, the step ends with the model's head
  * on the rows head_rows (n_head): logits = norm_f(x) W_head^T, W_head (V, C), norm_f weights lnf_w
  * (C) and lnf_b (C, LayerNorm only); x then holds the last block's outputs still. Returns 0, -1
  * when out of memory, -2 when a row, position, block id or head row is out of range (every one the
@@ -42,7 +44,7 @@ typedef struct {
 int32_t paged_step(float* x, int64_t M, float* const* vecs, const decode_linear_t* linears, int64_t L,
                    int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F, int64_t num_blocks, int64_t block_size,
                    const int32_t* tables, int64_t n_tables, int64_t max_blocks, const int32_t* row_table,
-                   const int32_t* row_pos, int32_t layernorm, float eps, const float* rope_cos,
+                   const int32_t* row_pos, int32_t layernorm, int32_t kv_f16, float eps, const float* rope_cos,
                    const float* rope_sin, const float* lnf_w, const float* lnf_b, const decode_linear_t* head,
                    int64_t V, const int32_t* head_rows, int64_t n_head, float* logits);
 
@@ -64,7 +66,8 @@ typedef int32_t (*decode_next_fn)(void* ctx, const float* logits, int64_t i, int
  * these two after step *done - 1. */
 int32_t decode_run(const float* embed, int64_t n_vocab, const float* pos_embed, int64_t n_pos, float* const* vecs,
                    const decode_linear_t* linears, int64_t L, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t F,
-                   int64_t Smax, int32_t layernorm, float eps, const float* rope_cos, const float* rope_sin,
+                   int64_t Smax, int32_t layernorm, int32_t kv_f16, float eps, const float* rope_cos,
+                   const float* rope_sin,
                    const float* lnf_w, const float* lnf_b, const decode_linear_t* head, int64_t V, int32_t token,
                    int64_t pos, int64_t n, decode_next_fn next, void* ctx, float* logits, int32_t* tokens,
                    int64_t* done);

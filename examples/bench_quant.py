@@ -177,7 +177,7 @@ def gguf_files(model, folder):
     return files
 
 
-def decode_table(n_new=64, prompt_len=16, repeats=3):
+def decode_table(n_new=64, prompt_len=16, repeats=3, kv_dtype="float16"):
     if importlib.util.find_spec("llama_cpp") is None:   # optional: the reference compared with
         print("\nllama-cpp-python not installed: decode comparison skipped (pip install llama-cpp-python)")
         return
@@ -189,6 +189,7 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
     model = Transformer(cfg, seed=0)
     prompt = [int(t) for t in np.random.default_rng(1).integers(0, cfg.vocab_size, prompt_len)]
     print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads, "
+          f"KV cache {kv_dtype} (llama.cpp: float16), "
           f"{repeats} rounds; ceiling = read bandwidth / weight bytes per token, the bandwidth of a read of those "
           f"bytes measured in each round beside the runs (median of the rounds' probes, each the best of 7 reads)")
     print("columns: tok/s (% of the ceiling); minillm int8: int8 activations (the GGUF default, what llama.cpp "
@@ -211,14 +212,15 @@ def decode_table(n_new=64, prompt_len=16, repeats=3):
             ours, _ = load_gguf(path)                     # int8 activations: the default, as llama.cpp
             def run_ours():  # decode rate of generate's own loop: a generation of n_new tokens less one of 1
                 t0 = time.perf_counter()           # (the prefill and the first token), over the n_new - 1 steps
-                generate(ours, np.array(prompt), 1)
+                generate(ours, np.array(prompt), 1, kv_dtype=kv_dtype)
                 t1 = time.perf_counter()
-                generate(ours, np.array(prompt), n_new)
+                generate(ours, np.array(prompt), n_new, kv_dtype=kv_dtype)
                 return (n_new - 1) / ((time.perf_counter() - t1) - (t1 - t0))
 
             def run_streamed():  # tokens after the first over the time between them, a Python callback per token
                 stamps = []
-                generate(ours, np.array(prompt), n_new, stream=lambda tok: stamps.append(time.perf_counter()))
+                generate(ours, np.array(prompt), n_new, stream=lambda tok: stamps.append(time.perf_counter()),
+                         kv_dtype=kv_dtype)
                 return (len(stamps) - 1) / (stamps[-1] - stamps[0])
             runs = {"llama.cpp": [], "minillm": [], "streamed": [], "bw": []}
             nbytes = weight_bytes_per_token(ours)
@@ -252,6 +254,8 @@ def main():
     ap.add_argument("--no-decode", action="store_true", help="skip the llama.cpp decode comparison")
     ap.add_argument("--decode-only", action="store_true", help="only the llama.cpp decode comparison")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the decode comparison (medians; default 3)")
+    ap.add_argument("--kv-dtype", choices=("float16", "float32"), default="float16",
+                    help="minillm's KV cache in the decode comparison (default float16, as llama.cpp's)")
     args = ap.parse_args()
     if not _native.available():
         print("native extension not built: nothing to benchmark (pip install -e .)")
@@ -263,7 +267,7 @@ def main():
     if not (args.quick or args.no_decode):
         if args.rounds < 1:
             raise SystemExit(f"--rounds: expected an int >= 1, got {args.rounds}")
-        decode_table(repeats=args.rounds)
+        decode_table(repeats=args.rounds, kv_dtype=args.kv_dtype)
 
 
 if __name__ == "__main__":

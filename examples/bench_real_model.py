@@ -142,12 +142,12 @@ class Clock:
                 1e3 * m(self.cpu["decode"]))
 
 
-def minillm_round(model, ids, clock):
+def minillm_round(model, ids, clock, kv_dtype):
     """A function running one prefill of ids and N_DECODE greedy steps after it, timed into clock."""
     state = {}
 
     def prefill():
-        state["kv"] = KVCache.allocate(model.config, 1, N_PROMPT + N_DECODE)
+        state["kv"] = KVCache.allocate(model.config, 1, N_PROMPT + N_DECODE, kv_dtype)
         state["logits"] = forward_cached(model, ids[None], state["kv"])[0, -1]
 
     def decode():  # generate's decode loop: every step in one C call (csrc/decode.c decode_run), greedy
@@ -223,6 +223,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--exact", action="store_true", help="minillm with float32 activations (default: int8, as "
                     "llama.cpp)")
+    ap.add_argument("--kv-dtype", choices=("float16", "float32"), default="float16",
+                    help="minillm's KV cache (default float16: llama.cpp's default cache type, which it runs with)")
     ap.add_argument("--step-rows", default="1,16", help="also time the serving engine's decode step at these "
                     "numbers of rows (Q4_1 file; '' for none)")
     ap.add_argument("--work", default=os.path.join(os.path.expanduser("~"), ".cache", "minillm"),
@@ -232,7 +234,8 @@ def main():
     files = {"Q4_1 (as shipped)": q41, "F32": f32_copy(q41, args.work)}
     ids = prompt_ids(q41)
     print(f"CPU: {_cpu_name()}, {THREADS} threads; prompt {N_PROMPT} tokens, greedy decode {N_DECODE} tokens, "
-          f"medians of {args.repeats} rounds (minillm, then llama.cpp, then the read bandwidth, in each)")
+          f"medians of {args.repeats} rounds (minillm, then llama.cpp, then the read bandwidth, in each); KV cache: "
+          f"minillm {args.kv_dtype}, llama.cpp float16")
     if "Intel" in _cpu_name():
         print("llama.cpp runs with use_extra_bufts = False (its AMX path crashes on this host)")
     print("| model | prefill minillm | prefill llama.cpp | ratio | decode minillm | decode llama.cpp | ratio "
@@ -242,7 +245,7 @@ def main():
     for label, path in files.items():
         model = load_minillm(path, act_int8=not args.exact)
         ours, theirs, bws = Clock(), Clock(), []
-        rounds = (minillm_round(model, ids, ours), llama_cpp_round(path, ids, theirs))
+        rounds = (minillm_round(model, ids, ours, args.kv_dtype), llama_cpp_round(path, ids, theirs))
         nbytes = weight_bytes_per_token(model)
         for _ in range(args.repeats):        # in turn: a slow spell of the host lands on both
             for one_round in rounds:

@@ -63,10 +63,14 @@ def load_model_arg(args, dequantize=False):
 
 
 def add_exact_arg(p):
-    """--exact: a quantized GGUF model's layers keep x in float32 (minillm.load(act_int8=False))."""
+    """--exact: a quantized GGUF model's layers keep x in float32 (minillm.load(act_int8=False));
+    --kv-dtype: the KV cache's element type."""
     p.add_argument("--exact", action="store_true",
                    help="float32 activations in quantized GGUF layers (default: x quantized to int8 per 32 "
                         "inputs in decode-sized matmuls, as llama.cpp computes these types)")
+    p.add_argument("--kv-dtype", choices=("float32", "float16"), default="float32",
+                   help="KV cache elements: float16 halves its memory and the bytes a decode step reads from "
+                        "it (llama.cpp's default cache type), keys and values rounded to float16")
 
 
 def add_sampling_args(p, max_new_tokens):
@@ -95,7 +99,7 @@ def register(subparsers):
 
 def sampling_kwargs(args):
     return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                repetition_penalty=args.repetition_penalty)
+                repetition_penalty=args.repetition_penalty, kv_dtype=args.kv_dtype)
 
 
 def resolve_max_new_tokens(model, n_prompt, requested, default):

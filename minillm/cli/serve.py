@@ -4,6 +4,8 @@ import logging
 import os
 import sys
 
+import numpy as np
+
 from ..inference import Engine
 from ..inference.kv_cache import kv_bytes_per_token
 from ..kernels.arith import ceil_div
@@ -48,7 +50,7 @@ def load_model(path, exact=False):
 
 def num_blocks(args, config, max_model_len):
     """--kv-blocks, or the pool that --kv-memory MB holds; it must hold one full-length sequence."""
-    per_block = kv_bytes_per_token(config) * args.block_size
+    per_block = kv_bytes_per_token(config, np.dtype(args.kv_dtype).itemsize) * args.block_size
     n = args.kv_blocks if args.kv_blocks is not None else int((args.kv_memory or 512) * 2**20 // per_block)
     need = ceil_div(max_model_len, args.block_size)
     if n < need:
@@ -65,7 +67,8 @@ def build_server(args):
     if max_len < 2 or (cfg.position_scheme == "learned" and max_len > cfg.max_seq_len):
         raise ValueError(f"--max-model-len: expected 2..{cfg.max_seq_len} for this model, got {max_len}")
     engine = Engine(model, block_size=args.block_size, num_blocks=num_blocks(args, cfg, max_len),
-                    max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs)
+                    max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
+                    kv_dtype=args.kv_dtype)
     name = args.served_model_name or os.path.basename(os.path.normpath(args.model))
     return Server(engine, tokenizer, name, max_len, args.max_queue, args.api_key)
 

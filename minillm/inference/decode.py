@@ -37,23 +37,26 @@ def forward_cached(model, tokens, kv_cache):
 
 
 def cached_attention(model, l, q, k, v, kv):  # (B, H, T, D), (B, Hkv, T, D) x 2 -> (B, H, T, D)
-    """Layer l's attention hook: writes k, v at slots kv.pos.., then attends over slots 0..pos+T-1."""
+    """Layer l's attention hook: writes k, v at slots kv.pos.., then attends over slots 0..pos+T-1
+    (a float16 cache: the keys and values rounded as they are written, read back as float32)."""
     T, pos = q.shape[2], kv.pos
     if pos + T > kv.k.shape[3]:
         raise ValueError(f"kv_cache: {pos + T} positions exceed its capacity {kv.k.shape[3]}")
     kv.k[l, :, :, pos:pos + T] = k                                              # (B, Hkv, T, D)
     kv.v[l, :, :, pos:pos + T] = v
+    wide = kv.k.dtype == np.float32
+    keys = kv.k[l, :, :, :pos + T] if wide else kv.k[l, :, :, :pos + T].astype(np.float32)
+    values = kv.v[l, :, :, :pos + T] if wide else kv.v[l, :, :, :pos + T].astype(np.float32)
     if model.alibi_slopes is not None:  # ALiBi: biased attention over the cached keys 0..pos+T-1
-        return alibi_attention_forward(q, kv.k[l, :, :, :pos + T], kv.v[l, :, :, :pos + T],
-                                       model.alibi_slopes)[0]
-    if T == 1:  # decode: one query against the cache, no copy of the cached keys
+        return alibi_attention_forward(q, keys, values, model.alibi_slopes)[0]
+    if T == 1 and wide:  # decode: one query against the cache, no copy of the cached keys
         B, H, _, D = q.shape
         out = np.empty((B, H, D), dtype=q.dtype)                                 # (B, H, D)
         lengths = np.full(B, pos + 1, dtype=np.int32)                            # (B,)
         kernels.attention_decode(out, np.ascontiguousarray(q[:, :, 0]), kv.k[l], kv.v[l], lengths,
                                  1.0 / np.sqrt(D))
         return out[:, :, None, :]                                                # (B, H, 1, D)
-    a, _ = attention_forward(q, kv.k[l, :, :, :pos + T], kv.v[l, :, :, :pos + T])
+    a, _ = attention_forward(q, keys, values)
     return a
 
 
@@ -106,12 +109,16 @@ def rows_fit(longest):
     return longest <= NATIVE_MAX_ROWS
 
 
+_STEP_KV = (np.dtype(np.float32), np.dtype(np.float16))   # the cache types the C steps read
+
+
 def _fits_native(model, tokens, kv):
-    """The C steps run: the model fits (fits_step), tokens of one sequence, a float32 cache."""
+    """The C steps run: the model fits (fits_step), tokens of one sequence, a float32 or float16
+    cache."""
     if tokens.ndim != 2 or tokens.shape[0] != 1:
         return False
     k, v = getattr(kv, "k", None), getattr(kv, "v", None)
-    if not all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+    if not all(isinstance(a, np.ndarray) and a.dtype in _STEP_KV and a.dtype == k.dtype and a.flags.c_contiguous
                and a.ndim == 5 and a.shape[1] == 1 for a in (k, v)):
         return False
     return fits_step(model)

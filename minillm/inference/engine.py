@@ -33,7 +33,8 @@ from ..kernels.arith import ceil_div
 from .. import kernels
 from ..nn import attention_forward
 from ._native import paged_attention_decode
-from .decode import fits_step, rows_fit, step_rows
+from .decode import _STEP_KV, fits_step, rows_fit, step_rows
+from .kv_cache import kv_dtype_of
 from .generate import check_length, check_prompt, stop_matcher
 from .paged_kv_cache import NoFreeBlocks, PagedKVCache
 from .sampling import Sampler, top_logprobs
@@ -65,7 +66,7 @@ def _paged_forward_native(model, cache, plan):  # -> logits (len(plan), V), or N
     """Every block for every token of the plan in one C call (csrc/decode.c paged_step): row i is
     the token at its position of its sequence, its K/V go to the slot cache.prepare gave, and it
     attends through its sequence's block table (a prefill chunk's rows see each other's keys)."""
-    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype != np.float32:
+    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype not in _STEP_KV:
         return None
     tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
     positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])      # (T,)
@@ -88,7 +89,9 @@ def _paged_forward_blocks(model, cache, plan, use_native=True):
     positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])   # (T,)
     slots = np.concatenate([s for *_, s in plan])                                         # (T,)
     starts = np.cumsum([0] + [n for _, _, n, _ in plan])                       # packed offsets
-    decode_rows = [i for i, (_, start, n, _) in enumerate(plan) if n == 1 and start > 0]
+    # decode tokens through the paged C kernel (float32 pages; a float16 pool's take the gathered path)
+    paged = cache.k.dtype == np.float32
+    decode_rows = [i for i, (_, start, n, _) in enumerate(plan) if n == 1 and start > 0 and paged]
     prefill = [(sid, start, n, starts[i]) for i, (sid, start, n, _) in enumerate(plan)
                if i not in decode_rows]
     if decode_rows:
@@ -106,6 +109,7 @@ def _paged_forward_blocks(model, cache, plan, use_native=True):
             out[0][:, d_idx] = od.transpose(1, 0, 2)
         for sid, start, n, off in prefill:  # causal over cached + new positions
             kk, vv = cache.gather(l, sid, start + n)                              # (Hkv, S, D)
+            kk, vv = kk.astype(np.float32, copy=False), vv.astype(np.float32, copy=False)
             a, _ = attention_forward(q[:, :, off:off + n], kk[None], vv[None])    # (1, H, n, D)
             out[:, :, off:off + n] = a
         return out
@@ -172,12 +176,15 @@ class Engine:
 
     model: Transformer; block_size: token slots per block; num_blocks: pool size (default: room for
     max_num_seqs sequences of max_seq_len); max_num_batched_tokens: per-step token budget (chunked
-    prefill splits longer prompts); preemption: "recompute" | "swap"; num_host_blocks: swap pool."""
+    prefill splits longer prompts); preemption: "recompute" | "swap"; num_host_blocks: swap pool;
+    kv_dtype: the pool's element type, "float32" or "float16" (half the memory per block)."""
 
     def __init__(self, model, block_size=16, num_blocks=None, max_num_batched_tokens=256,
                  max_num_seqs=64, enable_prefix_caching=True, chunked_prefill=True,
-                 preemption="recompute", num_host_blocks=None, watermark=0.0, use_native=True):
+                 preemption="recompute", num_host_blocks=None, watermark=0.0, use_native=True,
+                 kv_dtype="float32"):
         cfg = model.config
+        kv_dtype = kv_dtype_of(kv_dtype)
         _check_engine_args(preemption, block_size, max_num_batched_tokens, max_num_seqs, num_blocks,
                            num_host_blocks, watermark)
         if num_blocks is None:
@@ -185,7 +192,7 @@ class Engine:
         if num_host_blocks is None:
             num_host_blocks = num_blocks if preemption == "swap" else 0
         self.model = model
-        self.cache = PagedKVCache(cfg, num_blocks, block_size, enable_prefix_caching, num_host_blocks)
+        self.cache = PagedKVCache(cfg, num_blocks, block_size, enable_prefix_caching, num_host_blocks, kv_dtype)
         self.max_num_batched_tokens = int(max_num_batched_tokens)
         self.max_num_seqs = int(max_num_seqs)
         self.chunked_prefill = bool(chunked_prefill)

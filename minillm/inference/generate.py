@@ -9,7 +9,7 @@ such sequences; speculative.py drafts several tokens per target step.
 """
 import numpy as np
 
-from .kv_cache import KVCache
+from .kv_cache import KVCache, kv_dtype_of
 from .sampling import Sampler
 from .decode import forward_cached, native_decoder
 
@@ -59,15 +59,18 @@ def stop_matcher(stop):
 
 def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top_p=None, seed=None,
              use_cache=True, min_p=None, repetition_penalty=None, stop=None, stream=None,
-             return_logits=False):
+             return_logits=False, kv_dtype="float32"):
     """New token ids (N,) int64 after prompt_ids (T,), N <= max_new_tokens.
 
     temperature 0 is greedy; otherwise tokens are drawn with np.random.default_rng(seed) after the
     processors of sampling.py (top_k, top_p, min_p, repetition_penalty over prompt + output).
     stop: token id(s) or id sequences; generation ends after the first one produced, which is
     included in the output. stream: callback(token_id) called as each token is produced.
-    return_logits=True also returns the raw logits (N, V) float32 each token was sampled from."""
+    return_logits=True also returns the raw logits (N, V) float32 each token was sampled from.
+    kv_dtype: the cache's element type, "float32" or "float16" (half the bytes a decode step reads
+    from it, as llama.cpp's default cache; keys and values rounded to float16)."""
     ids = check_prompt(model, prompt_ids)
+    kv_dtype = kv_dtype_of(kv_dtype)
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens: expected an int >= 0, got {max_new_tokens!r}")
     if stream is not None and not callable(stream):
@@ -83,7 +86,7 @@ def generate(model, prompt_ids, max_new_tokens, temperature=0.0, top_k=None, top
 
     if use_cache:
         # capacity: prompt + all new tokens but the last, which is never fed back
-        cache = KVCache.allocate(model.config, 1, len(ids) + max_new_tokens)
+        cache = KVCache.allocate(model.config, 1, len(ids) + max_new_tokens, kv_dtype)
         logits = forward_cached(model, ids[None, :], cache)[0, -1]     # (V,) prefill, one pass
         step = native_decoder(model, cache)     # the C step with its arguments converted once, or None
     else:

@@ -138,6 +138,28 @@ def _check(cond, msg):
         raise ValueError(msg)
 
 
+_F16 = np.dtype(np.float16)
+
+
+def kv_pages(k, v, k_name, v_name, shape):
+    """A step's K and V cache arrays: both float32 or both float16 (IEEE half, the cache llama.cpp
+    keeps by default), C-contiguous, writable, of `shape` (None entries match anything; v must match
+    k's). Returns (float* to k, float* to v, kv_f16): float16 pages are passed as float* and read
+    as float16 by the C step when kv_f16 is 1."""
+    if not isinstance(k, np.ndarray) or k.dtype != _F16:
+        pk = f32(k, k_name, shape, True)
+        return pk, f32(v, v_name, k.shape, True), 0
+    _check(isinstance(v, np.ndarray) and v.dtype == _F16,
+           f"{v_name}: expected float16 like {k_name}, got {getattr(v, 'dtype', type(v).__name__)}")
+    ptrs = []
+    for a, name, want in ((k, k_name, shape), (v, v_name, k.shape)):
+        _shape(a, name, want)
+        _check(a.flags.writeable, _READ_ONLY.format(name))
+        _check(a.flags.c_contiguous, f"{name}: expected a C-contiguous array")
+        ptrs.append(ffi.cast("float*", ffi.from_buffer("uint16_t[]", a)))
+    return ptrs[0], ptrs[1], 1
+
+
 def adamw_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, grad_scale=1.0):
     _check(p.shape == g.shape == m.shape == v.shape,
            f"adamw_step: p, g, m, v must share a shape, got {p.shape}, {g.shape}, {m.shape}, {v.shape}")
@@ -615,13 +637,21 @@ class StepWeights:
                f"layers: StepWeights built for C={self.C}, n_head*D={self.Cq}, Hkv*D={self.Ckv}, "
                f"layernorm={self.layernorm}; this step has C={C}, {H * D}, {Hkv * D}, {bool(layernorm)}")
 
-    def tables(self, pk, pv, layer_floats):
-        """The float* table with the caches at pk, pv (layer l at + l * layer_floats)."""
-        key = (int(ffi.cast("uintptr_t", pk)), int(ffi.cast("uintptr_t", pv)), layer_floats)
+    def tables(self, pk, pv, layer_elems, kv_f16=0):
+        """The float* table with the caches at pk, pv (layer l at + l * layer_elems elements, float16
+        ones when kv_f16)."""
+        key = (int(ffi.cast("uintptr_t", pk)), int(ffi.cast("uintptr_t", pv)), layer_elems, kv_f16)
         if self._caches[0] != key:
-            self._caches = (key, _with_caches(self.vecs, self.n_layers,
-                                              lambda l: (pk + l * layer_floats, pv + l * layer_floats)))
+            self._caches = (key, _with_caches(self.vecs, self.n_layers, _layer_caches(pk, pv, layer_elems, kv_f16)))
         return self._caches[1]
+
+
+def _layer_caches(pk, pv, layer_elems, kv_f16):
+    """l -> layer l's (K, V) pointers in the caches at pk, pv (float* either way)."""
+    if not kv_f16:
+        return lambda l: (pk + l * layer_elems, pv + l * layer_elems)
+    hk, hv = ffi.cast("uint16_t*", pk), ffi.cast("uint16_t*", pv)
+    return lambda l: (ffi.cast("float*", hk + l * layer_elems), ffi.cast("float*", hv + l * layer_elems))
 
 
 def _decode_head(head, C, layernorm, keep):
@@ -661,8 +691,7 @@ def decode_step(x, layers, k_cache, v_cache, pos, n_head, eps, layernorm, rope_c
         return layers.decode(x, k_cache, v_cache, pos, n_head, eps, layernorm, rope_cos, rope_sin)
     f32(x, "x", (None,), True)
     n_layers = len(layers)
-    f32(k_cache, "k_cache", (n_layers, 1, None, None, None), True)
-    f32(v_cache, "v_cache", k_cache.shape, True)
+    kv_pages(k_cache, v_cache, "k_cache", "v_cache", (n_layers, 1, None, None, None))
     Smax = k_cache.shape[3]
     _check(isinstance(pos, (int, np.integer)) and 0 <= pos < Smax,
            f"pos: expected an int in [0, {Smax}) (the cache's capacity), got {pos!r}")
@@ -692,8 +721,7 @@ class _ContiguousPlan:
     def __init__(self, weights, k_cache, v_cache, n_head, eps, layernorm):
         self.k, self.v = weakref.ref(k_cache), weakref.ref(v_cache)
         self.settings = (n_head, eps, layernorm)
-        pk = f32(k_cache, "k_cache", (weights.n_layers, 1, None, None, None), True)
-        pv = f32(v_cache, "v_cache", k_cache.shape, True)
+        pk, pv, kv_f16 = kv_pages(k_cache, v_cache, "k_cache", "v_cache", (weights.n_layers, 1, None, None, None))
         apart({"k_cache": k_cache, "v_cache": v_cache}, {})
         L, _, Hkv, Smax, D = k_cache.shape
         H = int(n_head)
@@ -704,8 +732,9 @@ class _ContiguousPlan:
         self.ints = np.zeros(4, np.int32)    # the block table (block 0), the row's table, position, head row
         pi = ffi.from_buffer("int32_t[]", self.ints)
         self.pos = self.ints[2:3]
-        self.args = (weights.tables(pk, pv, Hkv * Smax * D), weights.linears, L, weights.C, H, Hkv, D, weights.F,
-                     1, Smax, pi, 1, 1, pi + 1, pi + 2, 1 if layernorm else 0, _scalar(eps, "eps"))
+        self.args = (weights.tables(pk, pv, Hkv * Smax * D, kv_f16), weights.linears, L, weights.C, H, Hkv, D,
+                     weights.F, 1, Smax, pi, 1, 1, pi + 1, pi + 2, 1 if layernorm else 0, kv_f16, _scalar(eps, "eps"))
+        self.run_args = (*self.args[:8], Smax, *self.args[15:18])   # decode_run's, vecs .. eps
         self.head_row, self.D = pi + 3, D
         self.keep = pi
 
@@ -834,7 +863,7 @@ class DecodeLoop:
         status = lib.decode_run(ffi.from_buffer("float[]", self.embed), self.n_vocab,
                                 ffi.NULL if self.pos_embed is None else ffi.from_buffer("float[]", self.pos_embed),
                                 0 if self.pos_embed is None else self.pos_embed.shape[0],
-                                *plan.args[:8], plan.Smax, *plan.args[15:17], self.pcos, self.psin, *plan.weights.head,
+                                *plan.run_args, self.pcos, self.psin, *plan.weights.head,
                                 int(token), int(pos), int(n), callback, ffi.NULL, ffi.from_buffer("float[]", logits),
                                 ffi.from_buffer("int32_t[]", tokens), done)
         steps = self.steps = int(done[0])
@@ -879,9 +908,8 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
     M, C = x.shape
     built = isinstance(layers, StepWeights)
     n_layers = layers.n_layers if built else len(layers)
-    pk = f32(k_pages, "k_pages", (n_layers, None, None, None, None), True)
+    pk, pv, kv_f16 = kv_pages(k_pages, v_pages, "k_pages", "v_pages", (n_layers, None, None, None, None))
     L, NB, Hkv, bs, D = k_pages.shape
-    pv = f32(v_pages, "v_pages", (L, NB, Hkv, bs, D), True)
     H, F, pcos, psin = _decode_sizes(layers, n_head, Hkv, D, rope_cos, rope_sin, M)
     _check(M >= 1 and NB >= 1, f"x, k_pages: expected at least one row and one block, got {M} and {NB}")
     tables = _int32_rows(tables, "tables", (None, None), 0, NB)
@@ -891,22 +919,22 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
     row_pos = _int32_rows(row_pos, "row_pos", (M,), 0, MB * bs)
     head_rows = np.arange(M, dtype=np.int32) if head_rows is None else _int32_rows(head_rows, "head_rows", (None,), 0, M)
     keep = []
-    layer_floats = NB * Hkv * bs * D
+    layer_elems = NB * Hkv * bs * D
     if built:
         layers.check_sizes(C, H, Hkv, D, layernorm)
         _check(head is None, "head: a StepWeights carries its own head, got another")
-        vecs, linears = layers.tables(pk, pv, layer_floats), layers.linears
+        vecs, linears = layers.tables(pk, pv, layer_elems, kv_f16), layers.linears
         plnf_w, plnf_b, phead, V = layers.head
         head = layers if phead != ffi.NULL else None
     else:
-        vecs, linears = _decode_tables(layers, lambda l: (pk + l * layer_floats, pv + l * layer_floats),
+        vecs, linears = _decode_tables(layers, _layer_caches(pk, pv, layer_elems, kv_f16),
                                        C, H * D, Hkv * D, F, layernorm, keep)
         plnf_w, plnf_b, phead, V = _decode_head(head, C, layernorm, keep)
     logits = np.empty((len(head_rows), V), dtype=np.float32) if head is not None else None
     plogits = ffi.from_buffer("float[]", logits) if head is not None else ffi.NULL
     status = lib.paged_step(px, M, vecs, linears, L, C, H, Hkv, D, F, NB, bs, ffi.from_buffer("int32_t[]", tables),
                             S, MB, ffi.from_buffer("int32_t[]", row_table), ffi.from_buffer("int32_t[]", row_pos),
-                            1 if layernorm else 0, _scalar(eps, "eps"), pcos, psin, plnf_w, plnf_b, phead, V,
+                            1 if layernorm else 0, kv_f16, _scalar(eps, "eps"), pcos, psin, plnf_w, plnf_b, phead, V,
                             ffi.from_buffer("int32_t[]", head_rows), len(head_rows) if head is not None else 0,
                             plogits)
     _step_status(status)

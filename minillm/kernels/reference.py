@@ -283,7 +283,8 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
     """M tokens of several sequences through every block over a paged cache (arguments as
     kernels.native.paged_step): per layer, every row's key and value are stored at its position's
     slot first, then each row attends over its sequence's positions 0..row_pos[m], gathered from
-    the pages through its block table. Returns logits (len(head_rows), V), or None without a head."""
+    the pages through its block table (float16 pages: each key and value rounded to float16 when
+    stored, read back as float32). Returns logits (len(head_rows), V), or None without a head."""
     M, bs = x.shape[0], k_pages.shape[3]
     Hkv, D = k_pages.shape[2], k_pages.shape[4]
     for l, layer in enumerate(layers):
@@ -301,7 +302,7 @@ def paged_step(x, layers, k_pages, v_pages, tables, row_table, row_pos, n_head, 
             table = tables[row_table[m], :ceil_div(n, bs)]
             k = k_pages[l, table].transpose(1, 0, 2, 3).reshape(1, Hkv, -1, D)     # (1, Hkv, blocks*bs, D)
             v = v_pages[l, table].transpose(1, 0, 2, 3).reshape(1, Hkv, -1, D)
-            x[m] += _row_linear(_attend_row(qs[m], np.ascontiguousarray(k), np.ascontiguousarray(v), n),
+            x[m] += _row_linear(_attend_row(qs[m], np.ascontiguousarray(k, np.float32), np.ascontiguousarray(v, np.float32), n),
                                 layer["o.w"], layer.get("o.b"))
             _mlp_row(x[m], layer, eps, layernorm)
     if head is None:

@@ -190,7 +190,7 @@ def test_c_decode_run_checks_its_ranges_itself():
 
     def call(token, pos, n, n_pos):
         return lib.decode_run(ffi.from_buffer("float[]", loop.embed), 37, ffi.from_buffer("float[]", pe), n_pos,
-                              *plan.args[:8], plan.Smax, *plan.args[15:17], ffi.NULL, ffi.NULL, *plan.weights.head,
+                              *plan.run_args, ffi.NULL, ffi.NULL, *plan.weights.head,
                               token, pos, n, ffi.NULL, ffi.NULL, ffi.from_buffer("float[]", logits),
                               ffi.from_buffer("int32_t[]", tokens), done)
     before = kv.k.copy()

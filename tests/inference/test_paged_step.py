@@ -202,7 +202,7 @@ def test_the_c_step_checks_every_block_id_it_would_follow():
         t = np.ascontiguousarray(bad)
         rc = lib.paged_step(ffi.from_buffer("float[]", x), 1, vecs, linears, L, cfg.d_model, cfg.n_head, Hkv, D,
                             cfg.ffn_dim, NB, bs, ffi.from_buffer("int32_t[]", t), 1, t.shape[1],
-                            ffi.from_buffer("int32_t[]", row_table), ffi.from_buffer("int32_t[]", row_pos), 1,
+                            ffi.from_buffer("int32_t[]", row_table), ffi.from_buffer("int32_t[]", row_pos), 1, 0,
                             cfg.norm_eps, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL)
         assert rc == status
         if status:

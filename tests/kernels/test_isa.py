@@ -88,6 +88,16 @@ def compute():
                     blocks[f] = (rng.standard_normal(blocks[f].shape) * 0.01).astype(np.float16)
             kernel = qn.GGMLBlockKernel(fmt, blocks, act_int8=True)
             res[f"qgemm_{fmt}_1"], res[f"qgemm_{fmt}_11"] = kernel.matmul(r(1, 512)), kernel.matmul(r(11, 512))
+    if hasattr(native.lib, "paged_step"):   # a decode step reading a float16 cache (F16C, or software)
+        from minillm import ModelConfig, Transformer
+        from minillm.inference.decode import step_tables
+        model = Transformer(ModelConfig(arch="llama", n_layer=1, n_head=4, n_kv_head=2, d_model=64, ffn_dim=96,
+                                        vocab_size=50, max_seq_len=64), seed=0)
+        layers, head = step_tables(model)
+        kc, vc = (r(1, 1, 2, 48, 16).astype(np.float16) for _ in range(2))
+        cos, sin = model.rope_tables(np.array([40]))
+        res["kv_f16"] = native.decode_step(r(64), layers, kc, vc, 40, 4, 1e-5, False,
+                                           np.ascontiguousarray(cos[0]), np.ascontiguousarray(sin[0]), head)
     return res
 
 
