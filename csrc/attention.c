@@ -385,8 +385,9 @@ static void values_acc(float* o, const float* p, const float* v, int64_t n, int6
 /* The same two over a float16 cache (keys and values stored as IEEE half, kv_f16): the keys or
  * values of up to WIDE_FLOATS / D positions at a time are widened to float32 into an L1 buffer
  * (F16C's vcvtph2ps, 8 or 16 per instruction), then read by the float32 kernels above. The passes
- * hold a multiple of DK (and so of 4) positions, where both kernels start a new group anyway: a
- * float16 cache gives what a float32 cache holding the same values gives, to the bit. (GCC 12
+ * hold a multiple of DK (and so of 4) positions, where both kernels start a new group anyway: the
+ * float32 arithmetic on the widened values is the one a single pass would do, so blocks of a paged
+ * cache give what one contiguous run gives, to the bit. (GCC 12
  * turns a loop of (float) casts of _Float16 into one scalar conversion per element: 15% slower
  * decode at 16-80 positions than the float32 cache, measured, where the widened passes are faster.)
  * Heads wider than WIDE_FLOATS / DK take the element-wise conversion, in the same groups. */
