@@ -391,8 +391,9 @@ static void values_acc(float* o, const float* p, const float* v, int64_t n, int6
  * cache give what one contiguous run gives, to the bit. (GCC 12
  * turns a loop of (float) casts of _Float16 into one scalar conversion per element: 15% slower
  * decode at 16-80 positions than the float32 cache, measured, where the widened passes are faster.)
- * Without F16C (the generic variant) half_to_float converts each element.
- * Heads wider than WIDE_FLOATS / DK take the element-wise conversion, in the same groups. */
+ * Without F16C (the generic variant) half_to_float converts each element. Heads wider than
+ * WIDE_FLOATS / DK dims widen DK positions (4 for the values) at a time into a heap buffer.
+ */
 #define WIDE_FLOATS 8192
 
 static void widen(float* dst, const uint16_t* src, int64_t n) {

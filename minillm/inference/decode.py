@@ -109,7 +109,7 @@ def rows_fit(longest):
     return longest <= NATIVE_MAX_ROWS
 
 
-_STEP_KV = (np.dtype(np.float32), np.dtype(np.float16))   # the cache types the C steps read
+STEP_KV_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))   # the cache types the C steps read
 
 
 def _fits_native(model, tokens, kv):
@@ -118,7 +118,7 @@ def _fits_native(model, tokens, kv):
     if tokens.ndim != 2 or tokens.shape[0] != 1:
         return False
     k, v = getattr(kv, "k", None), getattr(kv, "v", None)
-    if not all(isinstance(a, np.ndarray) and a.dtype in _STEP_KV and a.dtype == k.dtype and a.flags.c_contiguous
+    if not all(isinstance(a, np.ndarray) and a.dtype in STEP_KV_DTYPES and a.dtype == k.dtype and a.flags.c_contiguous
                and a.ndim == 5 and a.shape[1] == 1 for a in (k, v)):
         return False
     return fits_step(model)

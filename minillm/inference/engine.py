@@ -33,7 +33,7 @@ from ..kernels.arith import ceil_div
 from .. import kernels
 from ..nn import attention_forward
 from ._native import paged_attention_decode
-from .decode import _STEP_KV, fits_step, rows_fit, step_rows
+from .decode import STEP_KV_DTYPES, fits_step, rows_fit, step_rows
 from .kv_cache import kv_dtype_of
 from .generate import check_length, check_prompt, stop_matcher
 from .paged_kv_cache import NoFreeBlocks, PagedKVCache
@@ -66,7 +66,7 @@ def _paged_forward_native(model, cache, plan):  # -> logits (len(plan), V), or N
     """Every block for every token of the plan in one C call (csrc/decode.c paged_step): row i is
     the token at its position of its sequence, its K/V go to the slot cache.prepare gave, and it
     attends through its sequence's block table (a prefill chunk's rows see each other's keys)."""
-    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype not in _STEP_KV:
+    if kernels.paged_step is None or not fits_step(model) or cache.k.dtype not in STEP_KV_DTYPES:
         return None
     tokens = np.concatenate([cache.seqs[sid].tokens[start:start + n] for sid, start, n, _ in plan])
     positions = np.concatenate([np.arange(start, start + n) for _, start, n, _ in plan])      # (T,)

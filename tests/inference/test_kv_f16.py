@@ -18,6 +18,8 @@ from minillm.inference.kv_cache import KVCache, kv_dtype_of
 from minillm.inference.paged_kv_cache import PagedKVCache
 from minillm.kernels import native
 
+from .test_paged_step import _engine_plan
+
 pytestmark = pytest.mark.skipif(kernels.paged_step is None, reason="C kernels not built")
 
 
@@ -128,6 +130,27 @@ def test_paged_float16_equals_contiguous_to_the_bit(arch):
         assert np.array_equal(k[:, tables[0]].transpose(0, 2, 1, 3, 4).reshape(kc.shape), kc)
 
 
+def test_heads_wider_than_the_widening_buffer():
+    """Heads of more than 1024 dims (8192 / DK) widen DK positions at a time into a heap buffer:
+    equal to the reference, and paged equal to contiguous to the bit."""
+    model = Transformer(ModelConfig(arch="llama", n_layer=1, n_head=1, n_kv_head=1, d_model=1040, ffn_dim=16,
+                                    vocab_size=20, max_seq_len=64), seed=2)
+    rng = np.random.default_rng(2)
+    case = _pages(model, rng, [13], 1, 8)      # blocks of a multiple of DK positions (attention.c)
+    x, k, v, logits = _run(native.paged_step, model, case)
+    x_ref, _, _, logits_ref = _run(kernels.reference.paged_step, model, case)
+    np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-4)
+    _, k0, v0, tables, row_table, row_pos, cos, sin = case
+    L, _, Hkv, bs, D = k0.shape
+    kc = k0[:, tables[0]].transpose(0, 2, 1, 3, 4).reshape(L, 1, Hkv, -1, D).copy()
+    vc = v0[:, tables[0]].transpose(0, 2, 1, 3, 4).reshape(L, 1, Hkv, -1, D).copy()
+    layers, head = step_tables(model)
+    cfg = model.config
+    want = native.decode_step(case[0][0].copy(), layers, kc, vc, 13, cfg.n_head, cfg.norm_eps, False, cos[0], sin[0],
+                              head)
+    assert np.array_equal(logits[0], want)
+
+
 @settings(max_examples=8, deadline=None)
 @given(arch=st.sampled_from(["gpt2", "llama"]), n=st.integers(1, 12), seed=st.integers(0, 2**16))
 def test_run_equals_step_on_a_float16_cache(arch, n, seed):
@@ -180,18 +203,8 @@ def test_engine_with_a_float16_pool_c_step_equals_block_by_block(monkeypatch):
     model = _model("llama", 2, 4)
     results = []
     for use in (True, False):
-        cache = PagedKVCache(model.config, 40, 4, dtype=np.float16)
-        rng = np.random.default_rng(4)
-        plan = []
-        for sid, (n_prompt, chunk) in enumerate(((9, 9), (5, 5), (13, 6))):
-            cache.add_sequence(sid, rng.integers(0, 50, n_prompt).tolist())
-            plan.append((sid, 0, chunk, cache.prepare(sid, chunk)))
-        paged_forward(model, cache, plan, use_native=False)
-        for sid, _, n, _ in plan:
-            cache.commit(sid, n)
-        cache.append_token(0, 7)
-        cache.append_token(1, 8)
-        plan = [(0, 9, 1, cache.prepare(0, 1)), (1, 5, 1, cache.prepare(1, 1)), (2, 6, 7, cache.prepare(2, 7))]
+        cache, plan = _engine_plan(model, np.random.default_rng(4), np.float16)
+        assert cache.k.dtype == np.float16
         calls = []
         monkeypatch.setattr(kernels, "paged_step",
                             (lambda *a, **kw: calls.append(1) or native.paged_step(*a, **kw)) if use else None)

@@ -209,9 +209,9 @@ def test_the_c_step_checks_every_block_id_it_would_follow():
             assert np.array_equal(k, k0) and np.array_equal(x, x0)
 
 
-def _engine_plan(model, rng):
+def _engine_plan(model, rng, dtype=np.float32):
     """A cache with two sequences mid-decode and one new prompt, and the plan of one mixed step."""
-    cache = PagedKVCache(model.config, 40, 4)
+    cache = PagedKVCache(model.config, 40, 4, dtype=dtype)
     plan = []
     for sid, (n_prompt, chunk) in enumerate(((9, 9), (5, 5), (13, 6))):
         cache.add_sequence(sid, rng.integers(0, 50, n_prompt).tolist())
