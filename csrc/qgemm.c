@@ -887,6 +887,49 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
 #define TILE tile
 #endif
 
+#if defined(QG_SIMD) && !defined(QG_ROW1)
+/* Q4_0 and Q4_1 on AVX2, any mt rows of x against one row of W: per 32-weight block one 256-bit
+   integer dot per row of x and one FMA by the product of the two scales; Q4_0's codes made signed
+   (u - 8) and multiplied through the sign trick (|u| . x with u's sign), Q4_1's offset m added once
+   per block against the block's sum of x. Each row of x takes the same operations whatever mt is,
+   so a result does not depend on the rows beside it. Against tile()'s per-unit scale and offset
+   vectors: 9% (Q4_0) and 6% (Q4_1) shorter decode tokens (avx2 variant on a Xeon, Llama-134M, 10
+   alternated rounds); Q8_0 in the same form (one row of x, measured before this kernel took any mt)
+   was 11% slower and keeps tile(). */
+static inline int tile_signed(int t) { return t == T_Q4_0 || t == T_Q4_1; }
+/* block b of W's row into the accumulators acc[.][par] of mt rows of x */
+static inline __attribute__((always_inline)) void q4_block(const int t, const uint8_t* row, int64_t b, const xq_t* X,
+                                                           __m256 (*acc)[2], float* off, const int mt, const int par) {
+    const int64_t nxb = X->K / 32;
+    const uint8_t* B = row + b * blk_bytes(t);
+    __m256i u = unit(t, B, 0);
+    const float dw = h2f(B), mw = t == T_Q4_1 ? h2f(B + 2) : 0.0f;
+    __m256i au = u;
+    if (t == T_Q4_0) u = _mm256_sub_epi8(u, _mm256_set1_epi8(8)), au = _mm256_sign_epi8(u, u);
+    for (int m = 0; m < mt; m++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i*)(X->q + m * X->K + 32 * b));
+        const __m256i p = t == T_Q4_1 ? dot_u8s8(u, xv) : dot_u8s8(au, _mm256_sign_epi8(xv, u));
+        acc[m][par] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * X->d[m * nxb + b]), acc[m][par]);
+        if (t == T_Q4_1) off[m] += mw * (X->xs[2 * (m * nxb + b)] + X->xs[2 * (m * nxb + b) + 1]);
+    }
+}
+
+static inline __attribute__((always_inline)) void tile_q4(const int t, const uint8_t* row, const xq_t* X,
+                                                          float* res, const int mt) {
+    const int64_t nxb = X->K / 32;
+    __m256 acc[MR][2];
+    float off[MR];
+    for (int m = 0; m < mt; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps(), off[m] = 0.0f;
+    int64_t b = 0;
+    for (; b + 1 < nxb; b += 2) {
+        q4_block(t, row, b, X, acc, off, mt, 0);
+        q4_block(t, row, b + 1, X, acc, off, mt, 1);
+    }
+    if (b < nxb) q4_block(t, row, b, X, acc, off, mt, 0);
+    for (int m = 0; m < mt; m++) res[m] = hsum(_mm256_add_ps(acc[m][0], acc[m][1])) + off[m];
+}
+#endif
+
 /* At M = 1 the rows of W read one after the other (AVX2, generic, and the types without rows of their
    own) each ask for the bytes ROW_AHEAD past their start, about 5-9 rows ahead: with the hardware
    prefetcher alone the loads of W were where the AVX2 rows waited (perf: the hottest instructions
@@ -917,6 +960,21 @@ static inline __attribute__((always_inline)) void rows_t(const int t, float* out
 #if defined(QG_ROW1)
             if (mt == 1) {
                 out[m0 * ldo + i] = row1(t, row, &X);
+                continue;
+            }
+#elif defined(QG_SIMD)
+            if (tile_signed(t)) {
+                switch (mt) {
+                    case 1: tile_q4(t, row, &X, res, 1); break;
+                    case 2: tile_q4(t, row, &X, res, 2); break;
+                    case 3: tile_q4(t, row, &X, res, 3); break;
+                    case 4: tile_q4(t, row, &X, res, 4); break;
+                    case 5: tile_q4(t, row, &X, res, 5); break;
+                    case 6: tile_q4(t, row, &X, res, 6); break;
+                    case 7: tile_q4(t, row, &X, res, 7); break;
+                    default: tile_q4(t, row, &X, res, 8);
+                }
+                for (int64_t m = 0; m < mt; m++) out[(m0 + m) * ldo + i] = res[m];
                 continue;
             }
 #endif
