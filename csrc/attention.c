@@ -391,20 +391,10 @@ static void values_acc(float* o, const float* p, const float* v, int64_t n, int6
  * cache give what one contiguous run gives, to the bit. (GCC 12
  * turns a loop of (float) casts of _Float16 into one scalar conversion per element: 15% slower
  * decode at 16-80 positions than the float32 cache, measured, where the widened passes are faster.)
- * Without F16C (the generic variant) half_to_float converts each element. Heads wider than
+ * Without F16C (the generic variant) half.inc converts each element. Heads wider than
  * WIDE_FLOATS / DK dims widen DK positions (4 for the values) at a time into a heap buffer.
  */
 #define WIDE_FLOATS 8192
-
-static void widen(float* dst, const uint16_t* src, int64_t n) {
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(src + i))));
-#elif defined(__F16C__)
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(src + i))));
-#endif
-    for (; i < n; i++) dst[i] = half_to_float(src[i]);
-}
 
 static void decode_scores_h(float* s, const float* q, const uint16_t* k, int64_t n, int64_t D, float scale) {
     float buf[WIDE_FLOATS];
@@ -412,7 +402,7 @@ static void decode_scores_h(float* s, const float* q, const uint16_t* k, int64_t
     if (per >= DK) {
         for (int64_t j = 0; j < n; j += per) {
             const int64_t m = n - j < per ? n - j : per;
-            widen(buf, k + j * D, m * D);
+            halves_to_floats(buf, k + j * D, m * D);
             decode_scores(s + j, q, buf, m, D, scale);
         }
         return;
@@ -420,7 +410,7 @@ static void decode_scores_h(float* s, const float* q, const uint16_t* k, int64_t
     float* w = xmalloc(sizeof(float) * (size_t)(DK * D));  /* D > WIDE_FLOATS / DK: DK keys a pass */
     for (int64_t j = 0; j < n; j += DK) {
         const int64_t m = n - j < DK ? n - j : DK;
-        widen(w, k + j * D, m * D);
+        halves_to_floats(w, k + j * D, m * D);
         decode_scores(s + j, q, w, m, D, scale);
     }
     free(w);
@@ -432,7 +422,7 @@ static void values_acc_h(float* o, const float* p, const uint16_t* v, int64_t n,
     if (per >= 4) {
         for (int64_t j = 0; j < n; j += per) {
             const int64_t m = n - j < per ? n - j : per;
-            widen(buf, v + j * D, m * D);
+            halves_to_floats(buf, v + j * D, m * D);
             values_acc(o, p + j, buf, m, D);
         }
         return;
@@ -440,7 +430,7 @@ static void values_acc_h(float* o, const float* p, const uint16_t* v, int64_t n,
     float* w = xmalloc(sizeof(float) * (size_t)(4 * D));
     for (int64_t j = 0; j < n; j += 4) {
         const int64_t m = n - j < 4 ? n - j : 4;
-        widen(w, v + j * D, m * D);
+        halves_to_floats(w, v + j * D, m * D);
         values_acc(o, p + j, w, m, D);
     }
     free(w);

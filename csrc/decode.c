@@ -360,20 +360,6 @@ static int64_t pieces_of(int64_t n) { return n > ATT_PIECE ? (n + ATT_PIECE - 1)
 
 static const int32_t* table_of(const step_t* st, int64_t m) { return st->tables + st->row_table[m] * st->max_blocks; }
 
-/* dst[0:n] = src rounded to float16, to nearest even as NumPy's astype(float16) (F16C's vcvtps2ph,
- * 8 or 16 per instruction; float_to_half one at a time without F16C) */
-static void narrow(uint16_t* dst, const float* src, int64_t n) {
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256((__m256i*)(dst + i), _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-#elif defined(__F16C__)
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i*)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-#endif
-    for (; i < n; i++) dst[i] = float_to_half(src[i]);
-}
-
 /* Phase 3a for row m and kv head hk: add the biases, rotate the row's rep query heads and its key
  * (RoPE), store the key and value at the row's slot of the layer's cache. */
 static void store_kv_head(const step_t* st, float* const* p, const float* bq, const float* bk,
@@ -394,8 +380,8 @@ static void store_kv_head(const step_t* st, float* const* p, const float* bq, co
     const int64_t at = table_of(st, m)[pos / st->block_size] * st->page +
                        (hk * st->block_size + pos % st->block_size) * D;
     if (st->kv_f16) {
-        narrow((uint16_t*)(void*)p[K_CACHE] + at, k, D);
-        narrow((uint16_t*)(void*)p[V_CACHE] + at, v, D);
+        floats_to_halves((uint16_t*)(void*)p[K_CACHE] + at, k, D);
+        floats_to_halves((uint16_t*)(void*)p[V_CACHE] + at, v, D);
     } else {
         memcpy(p[K_CACHE] + at, k, sizeof(float) * D);
         memcpy(p[V_CACHE] + at, v, sizeof(float) * D);

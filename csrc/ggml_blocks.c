@@ -126,14 +126,7 @@ static inline void u32_bits(const uint8_t* qh4, int to, uint8_t* q) {
 /* ------------------------------------------------------------------ stage 1: decoders
    dec_T(src, y, nb): nb blocks at src -> y[0 .. nb * block), the formulas of ggml_blocks.py */
 static void dec_f16(const uint8_t* restrict src, float* restrict y, int64_t nb) {
-    const half_t* h = (const half_t*)src;
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= nb; i += 16) _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(h + i))));
-#elif defined(__F16C__)
-    for (; i + 8 <= nb; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(h + i))));
-#endif
-    for (; i < nb; i++) y[i] = h2f(h[i]);
+    halves_to_floats(y, (const uint16_t*)src, nb);
 }
 
 static void dec_bf16(const uint8_t* restrict src, float* restrict y, int64_t nb) {

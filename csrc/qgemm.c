@@ -884,7 +884,7 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
 }
 #define TILE tile512
 #else
-#define TILE tile
+#define TILE tile_any
 #endif
 
 #if defined(QG_SIMD) && !defined(QG_ROW1)
@@ -930,6 +930,20 @@ static inline __attribute__((always_inline)) void tile_q4(const int t, const uin
 }
 #endif
 
+#if !defined(QG_ROW1)
+/* TILE below AVX-512 VNNI: tile_q4 for Q4_0 and Q4_1 on AVX2, tile otherwise (t constant: one branch) */
+static inline __attribute__((always_inline)) void tile_any(const int t, const uint8_t* row, const xq_t* X,
+                                                           float* res, const int mt) {
+#if defined(QG_SIMD)
+    if (tile_signed(t)) {
+        tile_q4(t, row, X, res, mt);
+        return;
+    }
+#endif
+    tile(t, row, X, res, mt);
+}
+#endif
+
 /* At M = 1 the rows of W read one after the other (AVX2, generic, and the types without rows of their
    own) each ask for the bytes ROW_AHEAD past their start, about 5-9 rows ahead: with the hardware
    prefetcher alone the loads of W were where the AVX2 rows waited (perf: the hottest instructions
@@ -960,21 +974,6 @@ static inline __attribute__((always_inline)) void rows_t(const int t, float* out
 #if defined(QG_ROW1)
             if (mt == 1) {
                 out[m0 * ldo + i] = row1(t, row, &X);
-                continue;
-            }
-#elif defined(QG_SIMD)
-            if (tile_signed(t)) {
-                switch (mt) {
-                    case 1: tile_q4(t, row, &X, res, 1); break;
-                    case 2: tile_q4(t, row, &X, res, 2); break;
-                    case 3: tile_q4(t, row, &X, res, 3); break;
-                    case 4: tile_q4(t, row, &X, res, 4); break;
-                    case 5: tile_q4(t, row, &X, res, 5); break;
-                    case 6: tile_q4(t, row, &X, res, 6); break;
-                    case 7: tile_q4(t, row, &X, res, 7); break;
-                    default: tile_q4(t, row, &X, res, 8);
-                }
-                for (int64_t m = 0; m < mt; m++) out[(m0 + m) * ldo + i] = res[m];
                 continue;
             }
 #endif
