@@ -18,7 +18,7 @@ from minillm.inference.kv_cache import KVCache, kv_dtype_of
 from minillm.inference.paged_kv_cache import PagedKVCache
 from minillm.kernels import native
 
-from .test_paged_step import _engine_plan
+from .test_paged_step import _engine_plan, _rows, _run
 
 pytestmark = pytest.mark.skipif(kernels.paged_step is None, reason="C kernels not built")
 
@@ -34,35 +34,8 @@ def _model(arch, n_kv_head=2, seed=0, max_seq_len=64):
 
 
 def _pages(model, rng, lengths, chunk, block_size):
-    """float16 pages holding random K/V for the sequences (shuffled blocks), one row per new token
-    (a chunk of `chunk` for sequence 0): (x, k, v, tables, row_table, row_pos, cos, sin)."""
-    cfg = model.config
-    need = [-(-(n + (chunk if s == 0 else 1)) // block_size) for s, n in enumerate(lengths)]
-    nb = sum(need) + 2
-    ids = rng.permutation(nb).astype(np.int32)
-    tables = np.zeros((len(lengths), max(need)), dtype=np.int32)
-    used = 0
-    for s, n in enumerate(need):
-        tables[s, :n] = ids[used:used + n]
-        used += n
-    shape = (cfg.n_layer, nb, cfg.n_kv_head, block_size, cfg.head_dim)
-    k, v = (rng.standard_normal(shape, dtype=np.float32).astype(np.float16) for _ in range(2))
-    row_table = np.array([0] * chunk + list(range(1, len(lengths))), dtype=np.int32)
-    row_pos = np.array([lengths[0] + i for i in range(chunk)] + lengths[1:], dtype=np.int32)
-    x = rng.standard_normal((len(row_pos), cfg.d_model), dtype=np.float32)
-    cos = sin = None
-    if cfg.position_scheme == "rope":
-        cos, sin = (np.ascontiguousarray(a) for a in model.rope_tables(row_pos))
-    return x, k, v, tables, row_table, row_pos, cos, sin
-
-
-def _run(step, model, case):
-    x, k, v, tables, row_table, row_pos, cos, sin = (a.copy() if isinstance(a, np.ndarray) else a for a in case)
-    layers, head = step_tables(model)
-    cfg = model.config
-    logits = step(x, layers, k, v, tables, row_table, row_pos, cfg.n_head, cfg.norm_eps, cfg.norm == "layernorm",
-                  cos, sin, head)
-    return x, k, v, logits
+    """test_paged_step's rows over float16 pages (a prefill chunk of `chunk` for sequence 0)."""
+    return _rows(model, rng, len(lengths), lengths, chunk, block_size, spare=2, dtype=np.float16)
 
 
 @settings(max_examples=25, deadline=None)
@@ -74,7 +47,9 @@ def test_float16_pages_equal_the_numpy_reference(arch, n_kv_head, block_size, ch
     """Decode rows and prefill chunks over float16 pages, short rows and rows cut into pieces (past
     256 positions): the outputs and logits as the reference's, which stores with NumPy's rounding
     and attends in float32; every slot the step did not write is untouched, and the new ones hold
-    the reference's keys and values to within float16 rounding of float32 noise (one half ulp)."""
+    the reference's keys and values to within float16 rounding of float32 noise (one half ulp). The
+    two compute each new key in float32 in different orders, so one may round it to the float16
+    next to the other's: the outputs after it agree to 1e-3, not float32's 1e-4."""
     model = _model(arch, n_kv_head if arch == "llama" else 4, seed, max_seq_len=1024)
     rng = np.random.default_rng(seed)
     lengths = [max(1, n) if s else n for s, n in enumerate(lengths)]
@@ -82,8 +57,8 @@ def test_float16_pages_equal_the_numpy_reference(arch, n_kv_head, block_size, ch
     x, k, v, logits = _run(native.paged_step, model, case)
     x_ref, k_ref, v_ref, logits_ref = _run(kernels.reference.paged_step, model, case)
     assert k.dtype == v.dtype == np.float16
-    np.testing.assert_allclose(x, x_ref, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x, x_ref, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(logits, logits_ref, rtol=1e-3, atol=1e-3)
     for got, want, before in ((k, k_ref, case[1]), (v, v_ref, case[2])):
         written = want != before
         assert np.array_equal(got[~written], before[~written])
@@ -139,7 +114,7 @@ def test_heads_wider_than_the_widening_buffer():
     case = _pages(model, rng, [13], 1, 8)      # blocks of a multiple of DK positions (attention.c)
     x, k, v, logits = _run(native.paged_step, model, case)
     x_ref, _, _, logits_ref = _run(kernels.reference.paged_step, model, case)
-    np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits, logits_ref, rtol=1e-3, atol=1e-3)   # float16 keys: see the first test
     _, k0, v0, tables, row_table, row_pos, cos, sin = case
     L, _, Hkv, bs, D = k0.shape
     kc = k0[:, tables[0]].transpose(0, 2, 1, 3, 4).reshape(L, 1, Hkv, -1, D).copy()
@@ -180,20 +155,21 @@ def test_run_equals_step_on_a_float16_cache(arch, n, seed):
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_generate_with_a_float16_cache_in_c_equals_the_python_path(arch, monkeypatch):
-    """generate(kv_dtype="float16") through the C loop and through the block-by-block forward (the C
-    steps switched off) give the same logits within float32 noise, and stay near the float32
-    cache's (keys and values rounded to 11 bits)."""
+    """generate(kv_dtype="float16") through the C loop, and the block-by-block forward (the C steps
+    switched off) fed the same tokens, give the same logits at every step (to 1e-3: either may round
+    a key to the float16 next to the other's, see above); both stay near the float32 cache's first
+    logits (keys and values rounded to 11 bits)."""
     model = _model(arch, 2 if arch == "llama" else 4, 7)
     prompt = np.random.default_rng(7).integers(0, 50, 6)
-    _, z_c = generate(model, prompt, 8, return_logits=True, kv_dtype="float16")
+    tokens_c, z_c = generate(model, prompt, 8, return_logits=True, kv_dtype="float16")
     _, z_wide = generate(model, prompt, 8, return_logits=True)
-    tokens_c = generate(model, prompt, 8, kv_dtype="float16")
     monkeypatch.setattr(decode_mod.kernels, "paged_step", None)
     monkeypatch.setattr(decode_mod.kernels, "decode_step", None)
-    tokens_py, z_py = generate(model, prompt, 8, return_logits=True, kv_dtype="float16")
-    np.testing.assert_allclose(z_c[0], z_py[0], rtol=1e-4, atol=1e-4)
-    if np.array_equal(tokens_c, tokens_py):                       # the same tokens fed back
-        np.testing.assert_allclose(z_c, z_py, rtol=1e-4, atol=1e-4)
+    kv = KVCache.allocate(model.config, 1, 6 + 8, "float16")
+    z_py = [forward_cached(model, prompt[None], kv)[0, -1]]
+    for t in tokens_c[:-1]:
+        z_py.append(forward_cached(model, np.array([[t]]), kv)[0, -1])
+    np.testing.assert_allclose(z_c, np.stack(z_py), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(z_c[0], z_wide[0], rtol=1e-2, atol=1e-2)
 
 
@@ -210,7 +186,7 @@ def test_engine_with_a_float16_pool_c_step_equals_block_by_block(monkeypatch):
                             (lambda *a, **kw: calls.append(1) or native.paged_step(*a, **kw)) if use else None)
         results.append(paged_forward(model, cache, plan))
         assert len(calls) == use
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-3, atol=1e-3)   # float16 keys: see the first test
 
 
 def test_engine_generates_with_a_float16_pool():

@@ -35,10 +35,10 @@ def _model(arch, n_kv_head=2, seed=0, quant=None):
     return model
 
 
-def _rows(model, rng, n_seqs, lengths, chunk, block_size, spare=3):
-    """A paged cache holding random K/V for n_seqs sequences of the given cached lengths (blocks in
-    a shuffled order), and one row per new token: a decode token for each sequence, or `chunk`
-    tokens for sequence 0 (a prefill chunk). -> (x, k, v, tables, row_table, row_pos, cos, sin)."""
+def _rows(model, rng, n_seqs, lengths, chunk, block_size, spare=3, dtype=np.float32):
+    """A paged cache holding random K/V (of dtype) for n_seqs sequences of the given cached lengths
+    (blocks in a shuffled order), and one row per new token: a decode token for each sequence, or
+    `chunk` tokens for sequence 0 (a prefill chunk). -> (x, k, v, tables, row_table, row_pos, cos, sin)."""
     cfg = model.config
     need = [-(-(n + (chunk if s == 0 else 1)) // block_size) for s, n in enumerate(lengths)]
     nb = sum(need) + spare
@@ -49,7 +49,7 @@ def _rows(model, rng, n_seqs, lengths, chunk, block_size, spare=3):
         tables[s, :need[s]] = ids[used:used + need[s]]
         used += need[s]
     shape = (cfg.n_layer, nb, cfg.n_kv_head, block_size, cfg.head_dim)
-    k, v = rng.standard_normal((2, *shape), dtype=np.float32)
+    k, v = rng.standard_normal((2, *shape), dtype=np.float32).astype(dtype)
     row_table = np.array([0] * chunk + list(range(1, n_seqs)), dtype=np.int32)
     row_pos = np.array([lengths[0] + i for i in range(chunk)] + lengths[1:], dtype=np.int32)
     x = rng.standard_normal((len(row_pos), cfg.d_model), dtype=np.float32)
