@@ -888,55 +888,139 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
 #endif
 
 #if defined(QG_SIMD) && !defined(QG_ROW1)
-/* Q4_0 and Q4_1 on AVX2, any mt rows of x against one row of W: per 32-weight block one 256-bit
-   integer dot per row of x and one FMA by the product of the two scales; Q4_0's codes made signed
-   (u - 8) and multiplied through the sign trick (|u| . x with u's sign), Q4_1's offset m added once
-   per block against the block's sum of x. Each row of x takes the same operations whatever mt is,
-   so a result does not depend on the rows beside it. Against tile()'s per-unit scale and offset
-   vectors: 9% (Q4_0) and 6% (Q4_1) shorter decode tokens (avx2 variant on a Xeon, Llama-134M, 10
-   alternated rounds); Q8_0 in the same form (one row of x, measured before this kernel took any mt)
-   was 11% slower and keeps tile(). */
-static inline int tile_signed(int t) { return t == T_Q4_0 || t == T_Q4_1; }
-/* block b of W's row into the accumulators acc[.][par] of mt rows of x */
-static inline __attribute__((always_inline)) void q4_block(const int t, const uint8_t* row, int64_t b, const xq_t* X,
-                                                           __m256 (*acc)[2], float* off, const int mt, const int par) {
-    const int64_t nxb = X->K / 32;
-    const uint8_t* B = row + b * blk_bytes(t);
-    __m256i u = unit(t, B, 0);
-    const float dw = h2f(B), mw = t == T_Q4_1 ? h2f(B + 2) : 0.0f;
-    __m256i au = u;
-    if (t == T_Q4_0) u = _mm256_sub_epi8(u, _mm256_set1_epi8(8)), au = _mm256_sign_epi8(u, u);
+/* Q4_0, Q4_1, Q4_K and Q6_K on AVX2, any mt rows of x against one row of W, in groups of 8 units (a
+   K-quant super-block, or 8 blocks of 32: a row's last group may hold fewer). A group's scales are
+   made once per row of x, vectorised: the 8 unit scales s d_x (Q6_K: d d_x, its int8 scales per 16
+   weights going into the integer dot as madd's pair weights, exact: |sum| < 2^23) wait in a small
+   buffer from which each unit broadcasts its own with a load; the offsets (Q4_0's -8 d, Q4_1's m,
+   Q4_K's -dmin m, Q6_K's -32 d sc) meet x's half sums in two FMAs per group. The 32-weight blocks'
+   fp16 headers come in as eight scalar loads per group. Per unit and row of x then: the codes (2-4 byte
+   operations), maddubs, madd, convert, one FMA. tile()'s per-unit scale and offset vectors (and,
+   for Q4_0, signed codes through the sign trick) took 3-6 operations more per unit. Each row of x
+   takes the same operations whatever mt is, so a result does not depend on the rows beside it. */
+static inline int tile8_type(int t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0 || t == T_Q4_K || t == T_Q6_K; }
+
+/* unit j's codes of group G (n units) as 32 unsigned bytes in x's order, and madd's weights */
+static inline __attribute__((always_inline)) __m256i unit8(const int t, const uint8_t* G, int j, __m256i D_lo,
+                                                           __m256i D_hi, __m256i* wm) {
+    const __m256i lo4 = _mm256_set1_epi8(0xF);
+    *wm = _mm256_set1_epi16(1);
+    if (t == T_Q8_0) return _mm256_loadu_si256((const __m256i*)(G + j * 34 + 2));   /* signed */
+    if (t == T_Q4_0 || t == T_Q4_1) {     /* 16 bytes: low nibbles weights 0-15, high 16-31 */
+        const __m128i v = _mm_loadu_si128((const __m128i*)(G + j * blk_bytes(t) + (t == T_Q4_0 ? 2 : 4)));
+        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), lo4);
+    }
+    if (t == T_Q4_K) {                    /* unit pair j / 2: low nibbles unit 2p, high 2p + 1 */
+        const __m256i v = _mm256_loadu_si256((const __m256i*)(G + 16 + 32 * (j / 2)));
+        return _mm256_and_si256(j & 1 ? _mm256_srli_epi16(v, 4) : v, lo4);
+    }
+    const int h = j / 4, r = j % 4;       /* Q6_K: unit j = 4 h + r */
+    const __m256i ql = _mm256_loadu_si256((const __m256i*)(G + 64 * h + 32 * (r & 1)));
+    const __m256i qh = _mm256_loadu_si256((const __m256i*)(G + 128 + 32 * h));
+    const __m256i lo = _mm256_and_si256(r >> 1 ? _mm256_srli_epi16(ql, 4) : ql, lo4);
+    const __m256i hi = _mm256_and_si256(r == 3 ? _mm256_srli_epi16(qh, 2) : _mm256_slli_epi16(qh, 4 - 2 * r),
+                                        _mm256_set1_epi8(0x30));
+    const int k = 2 * (j % 2) + 4 * (j / 4);     /* sc_2j in words 0-7 (weights 0-15), sc_2j+1 in 8-15 */
+    *wm = _mm256_permutevar8x32_epi32((j / 2) % 2 ? D_hi : D_lo, _mm256_setr_epi32(k, k, k, k, k + 1, k + 1, k + 1, k + 1));
+    return _mm256_or_si256(lo, hi);
+}
+
+/* group g of a row (n units; n == 8 is a constant in the full groups' call, so only a short last
+   group masks its loads of x's side) into the accumulators of mt rows of x */
+static inline __attribute__((always_inline)) void group8(const int t, const uint8_t* row, int64_t g, const int n,
+                                                         const xq_t* X, __m256 (*acc)[2], __m256* off, const int mt) {
+    const int64_t nxb = X->K / 32, bytes = blk_bytes(t);
+    const uint8_t* G = row + g * (blk_weights(t) == 32 ? 8 * bytes : bytes);
+    const __m256i dup_lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), dup_hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 s, c0, c1;              /* s: W's factor of the 8 unit scales; c0, c1: offsets of x's halves 0-7, 8-15 */
+    __m256i sc16 = _mm256_setzero_si256();
+    if (t == T_Q6_K) {             /* scales[16] int8 at 192, d at 208: offsets -32 d sc per 16 weights */
+        const __m128i v = _mm_loadu_si128((const __m128i*)(G + 192));
+        s = _mm256_set1_ps(h2f(G + 208));
+        const __m256 m32 = _mm256_mul_ps(s, _mm256_set1_ps(-32.0f));
+        c0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), m32);
+        c1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), m32);
+        sc16 = _mm256_cvtepi8_epi16(v);
+    } else {                       /* one offset c per unit, against both halves' sums */
+        __m256 c;
+        if (t == T_Q4_K) {
+            uint8_t sc[16];        /* 8 scales, 8 mins */
+            k4_scales_mins(G + 4, sc, sc + 8);
+            const __m128i v = _mm_loadu_si128((const __m128i*)sc);
+            uint32_t hd;
+            memcpy(&hd, G, 4);
+            const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)hd));             /* d, dmin */
+            s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), _mm256_broadcastss_ps(dm));
+            c = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))),
+                              _mm256_broadcastss_ps(_mm_sub_ps(_mm_setzero_ps(), _mm_movehdup_ps(dm))));
+        } else {                   /* Q4_0, Q4_1, Q8_0: the blocks' first 4 bytes, d (and m) */
+            uint32_t w[8];         /* scalar loads: one vpgatherdd made tokens 10% longer (Xeon) */
+            for (int j = 0; j < 8; j++) {
+                w[j] = 0;
+                if (j < n) memcpy(&w[j], G + j * bytes, 4);
+            }
+            const __m256i h = _mm256_setr_epi32((int)w[0], (int)w[1], (int)w[2], (int)w[3], (int)w[4], (int)w[5],
+                                                (int)w[6], (int)w[7]);
+            const __m256i dm = _mm256_permute4x64_epi64(                      /* d0-7 | m0-7 as fp16 */
+                _mm256_packus_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0xFFFF)), _mm256_srli_epi32(h, 16)), 0xD8);
+            s = _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
+            c = t == T_Q4_1 ? _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1))
+                            : _mm256_mul_ps(s, _mm256_set1_ps(t == T_Q4_0 ? -8.0f : 0.0f));
+        }
+        c0 = _mm256_permutevar8x32_ps(c, dup_lo);
+        c1 = _mm256_permutevar8x32_ps(c, dup_hi);
+    }
+    float sb[MR][8] __attribute__((aligned(32)));      /* per row of x: the 8 unit scales */
     for (int m = 0; m < mt; m++) {
-        const __m256i xv = _mm256_loadu_si256((const __m256i*)(X->q + m * X->K + 32 * b));
-        const __m256i p = t == T_Q4_1 ? dot_u8s8(u, xv) : dot_u8s8(au, _mm256_sign_epi8(xv, u));
-        acc[m][par] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * X->d[m * nxb + b]), acc[m][par]);
-        if (t == T_Q4_1) off[m] += mw * (X->xs[2 * (m * nxb + b)] + X->xs[2 * (m * nxb + b) + 1]);
+        const float* dx = X->d + m * nxb + 8 * g, *xs = X->xs + 2 * (m * nxb + 8 * g);
+        if (n == 8) {
+            _mm256_store_ps(sb[m], _mm256_mul_ps(s, _mm256_loadu_ps(dx)));
+            if (t == T_Q8_0) continue;
+            off[m] = _mm256_fmadd_ps(c0, _mm256_loadu_ps(xs), off[m]);
+            off[m] = _mm256_fmadd_ps(c1, _mm256_loadu_ps(xs + 8), off[m]);
+        } else {                   /* nothing read past the row's blocks */
+            _mm256_store_ps(sb[m], _mm256_mul_ps(s, _mm256_maskload_ps(dx, live)));
+            if (t == T_Q8_0) continue;
+            off[m] = _mm256_fmadd_ps(c0, _mm256_maskload_ps(xs, _mm256_permutevar8x32_epi32(live, dup_lo)), off[m]);
+            off[m] = _mm256_fmadd_ps(c1, _mm256_maskload_ps(xs + 8, _mm256_permutevar8x32_epi32(live, dup_hi)), off[m]);
+        }
+    }
+    /* Q6_K: dword k of D_lo is (sc_k, sc_k) for k = 0-3, 8-11; of D_hi for k = 4-7, 12-15 */
+    const __m256i D_lo = _mm256_unpacklo_epi16(sc16, sc16), D_hi = _mm256_unpackhi_epi16(sc16, sc16);
+#pragma GCC unroll 8
+    for (int j = 0; j < n; j++) {
+        __m256i wm;
+        const __m256i w = unit8(t, G, j, D_lo, D_hi, &wm);
+        const __m256i u = t == T_Q8_0 ? _mm256_sign_epi8(w, w) : w;     /* Q8_0: |w| . (x with w's sign) */
+        for (int m = 0; m < mt; m++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i*)(X->q + m * X->K + 32 * (8 * g + j)));
+            if (t == T_Q8_0) xv = _mm256_sign_epi8(xv, w);
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), wm);
+            acc[m][j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sb[m][j]), acc[m][j & 1]);
+        }
     }
 }
 
-static inline __attribute__((always_inline)) void tile_q4(const int t, const uint8_t* row, const xq_t* X,
-                                                          float* res, const int mt) {
+static inline __attribute__((always_inline)) void tile8(const int t, const uint8_t* row, const xq_t* X,
+                                                        float* res, const int mt) {
     const int64_t nxb = X->K / 32;
-    __m256 acc[MR][2];
-    float off[MR];
-    for (int m = 0; m < mt; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps(), off[m] = 0.0f;
-    int64_t b = 0;
-    for (; b + 1 < nxb; b += 2) {
-        q4_block(t, row, b, X, acc, off, mt, 0);
-        q4_block(t, row, b + 1, X, acc, off, mt, 1);
-    }
-    if (b < nxb) q4_block(t, row, b, X, acc, off, mt, 0);
-    for (int m = 0; m < mt; m++) res[m] = hsum(_mm256_add_ps(acc[m][0], acc[m][1])) + off[m];
+    __m256 acc[MR][2], off[MR];
+    for (int m = 0; m < mt; m++) acc[m][0] = acc[m][1] = off[m] = _mm256_setzero_ps();
+    int64_t g = 0;
+    for (; 8 * g + 8 <= nxb; g++) group8(t, row, g, 8, X, acc, off, mt);
+    if (8 * g < nxb) group8(t, row, g, (int)(nxb - 8 * g), X, acc, off, mt);
+    for (int m = 0; m < mt; m++) res[m] = hsum(_mm256_add_ps(_mm256_add_ps(acc[m][0], acc[m][1]), off[m]));
 }
 #endif
 
 #if !defined(QG_ROW1)
-/* TILE below AVX-512 VNNI: tile_q4 for Q4_0 and Q4_1 on AVX2, tile otherwise (t constant: one branch) */
+/* TILE below AVX-512 VNNI: tile8 for Q4_0, Q4_1, Q4_K and Q6_K on AVX2, tile otherwise (t constant: one branch) */
 static inline __attribute__((always_inline)) void tile_any(const int t, const uint8_t* row, const xq_t* X,
                                                            float* res, const int mt) {
 #if defined(QG_SIMD)
-    if (tile_signed(t)) {
-        tile_q4(t, row, X, res, mt);
+    if (tile8_type(t)) {
+        tile8(t, row, X, res, mt);
         return;
     }
 #endif
