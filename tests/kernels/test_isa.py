@@ -81,13 +81,14 @@ def compute():
         from minillm.quant.formats import GGML_BLOCKS
         for fmt in qn.INT8_ROWS:
             dtype, bs = GGML_BLOCKS[fmt]
-            raw = rng.integers(0, 256, (37, 512 // bs, dtype.itemsize), dtype=np.uint8)
-            blocks = raw.view(dtype).reshape(37, 512 // bs).copy()
-            for f in ("d", "dmin", "m"):
-                if f in dtype.names:
-                    blocks[f] = (rng.standard_normal(blocks[f].shape) * 0.01).astype(np.float16)
-            kernel = qn.GGMLBlockKernel(fmt, blocks, act_int8=True)
-            res[f"qgemm_{fmt}_1"], res[f"qgemm_{fmt}_11"] = kernel.matmul(r(1, 512)), kernel.matmul(r(11, 512))
+            for K in (512, 608) if bs == 32 else (512,):   # 608: rows of 19 blocks, a short last group of 8
+                raw = rng.integers(0, 256, (37, K // bs, dtype.itemsize), dtype=np.uint8)
+                blocks = raw.view(dtype).reshape(37, K // bs).copy()
+                for f in ("d", "dmin", "m"):
+                    if f in dtype.names:
+                        blocks[f] = (rng.standard_normal(blocks[f].shape) * 0.01).astype(np.float16)
+                kernel = qn.GGMLBlockKernel(fmt, blocks, act_int8=True)
+                res[f"qgemm_{fmt}_{K}_1"], res[f"qgemm_{fmt}_{K}_11"] = kernel.matmul(r(1, K)), kernel.matmul(r(11, K))
     if hasattr(native.lib, "paged_step"):   # a decode step storing to and reading a float16 cache
         res["kv_f16_rounding"] = float16_stores_as_numpy()
         from minillm import ModelConfig, Transformer
