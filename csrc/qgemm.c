@@ -252,6 +252,19 @@ static inline __m256i bit5_of_u32(const uint8_t* qh) {  /* bit j of the u32 at q
     const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)v), idx), bm);
     return _mm256_and_si256(_mm256_cmpeq_epi8(b, bm), _mm256_set1_epi8(16));
 }
+/* The twelve scale bytes q of a Q4_K / Q5_K block as bytes: the 8 scales sc in bytes 0-7, the 8 mins
+   m in bytes 8-15 (k4_scales_mins' bit fields in registers, four bytes per 32-bit lane; reads 16
+   bytes at q, inside the block) */
+static inline __m128i k4_scales_mins_128(const uint8_t* q) {
+    const __m128i v = _mm_loadu_si128((const __m128i*)q);                      /* w0 w1 w2 (+ 4 code bytes) */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 0)),
+                                                    _mm_setr_epi32(0, 0, 0, 4)),           /* w0 w1 w2 w2>>4 */
+                                     _mm_setr_epi32(0x3F3F3F3F, 0x3F3F3F3F, 0x0F0F0F0F, 0x0F0F0F0F));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 1, 0)), 2),
+                                     _mm_setr_epi32(0, 0, 0x30303030, 0x30303030));        /* top 2 bits */
+    const __m128i r = _mm_or_si128(lo, hi);                                     /* sc0-3 m0-3 sc4-7 m4-7 */
+    return _mm_shuffle_epi32(r, _MM_SHUFFLE(3, 1, 2, 0));
+}
 #define OR(a, b) _mm256_or_si256(a, b)
 #define SHL(v, n) _mm256_slli_epi16(v, n)    /* only on bytes whose set bits stay inside the byte */
 #else
@@ -606,16 +619,9 @@ static inline __attribute__((always_inline)) void rows_b32(const int t, const ui
 }
 
 /* The twelve scale bytes q of a Q4_K block as floats: the 8 scales sc in lanes 0-7, the 8 mins m in
-   lanes 8-15 (k4_scales_mins' bit fields, four bytes per 32-bit lane; reads 16 bytes at q) */
+   lanes 8-15 (k4_scales_mins_128 below) */
 static inline __m512 k4_scales_mins_ps(const uint8_t* q) {
-    const __m128i v = _mm_loadu_si128((const __m128i*)q);                      /* w0 w1 w2 (+ 4 code bytes) */
-    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 0)),
-                                                    _mm_setr_epi32(0, 0, 0, 4)),           /* w0 w1 w2 w2>>4 */
-                                     _mm_setr_epi32(0x3F3F3F3F, 0x3F3F3F3F, 0x0F0F0F0F, 0x0F0F0F0F));
-    const __m128i hi = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 1, 0)), 2),
-                                     _mm_setr_epi32(0, 0, 0x30303030, 0x30303030));        /* top 2 bits */
-    const __m128i r = _mm_or_si128(lo, hi);                                     /* sc0-3 m0-3 sc4-7 m4-7 */
-    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_shuffle_epi32(r, _MM_SHUFFLE(3, 1, 2, 0))));
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(k4_scales_mins_128(q)));
 }
 
 /* Q4_K, mt rows of x: per super-block of 256 weights, the 8 scales s d_x and the offsets
@@ -962,9 +968,7 @@ static inline __attribute__((always_inline)) void group8(const int t, const uint
     } else {                       /* one offset c per unit, against both halves' sums */
         __m256 c;
         if (t == T_Q4_K) {
-            uint8_t sc[16];        /* 8 scales, 8 mins */
-            k4_scales_mins(G + 4, sc, sc + 8);
-            const __m128i v = _mm_loadu_si128((const __m128i*)sc);
+            const __m128i v = k4_scales_mins_128(G + 4);          /* 8 scales, 8 mins */
             uint32_t hd;
             memcpy(&hd, G, 4);
             const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)hd));             /* d, dmin */
