@@ -910,12 +910,13 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
 #define ROW_AHEAD 4096
 
 #if defined(QG_SIMD) && !defined(QG_ROW1)
-/* Q4_0, Q4_1, Q4_K and Q6_K on AVX2, any mt rows of x against one row of W, in groups of 8 units (a
+/* Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on AVX2, any mt rows of x against one row of W, in groups of 8 units (a
    K-quant super-block, or 8 blocks of 32: a row's last group may hold fewer). A group's scales are
    made once per row of x, vectorised: the 8 unit scales s d_x (Q6_K: d d_x, its int8 scales per 16
    weights going into the integer dot as madd's pair weights, exact: |sum| < 2^23) wait in a small
    buffer from which each unit broadcasts its own with a load; the offsets (Q4_0's -8 d, Q4_1's m,
-   Q4_K's -dmin m, Q6_K's -32 d sc) meet x's half sums in two FMAs per group. The 32-weight blocks'
+   Q4_K's -dmin m, Q6_K's -32 d sc; Q8_0 has none, its signed codes go through the sign trick, |w| .
+   (x with w's sign)) meet x's half sums in two FMAs per group. The 32-weight blocks'
    fp16 headers come in as eight scalar loads per group. Per unit and row of x then: the codes (2-4 byte
    operations), maddubs, madd, convert, one FMA. tile()'s per-unit scale and offset vectors (and,
    for Q4_0, signed codes through the sign trick) took 3-6 operations more per unit. Each row of x
@@ -928,7 +929,7 @@ static inline __attribute__((always_inline)) __m256i unit8(const int t, const ui
                                                            __m256i D_hi, __m256i* wm) {
     const __m256i lo4 = _mm256_set1_epi8(0xF);
     *wm = _mm256_set1_epi16(1);
-    if (t == T_Q8_0) return _mm256_loadu_si256((const __m256i*)(G + j * 34 + 2));   /* signed */
+    if (t == T_Q8_0) return _mm256_loadu_si256((const __m256i*)(G + j * blk_bytes(t) + 2));   /* signed */
     if (t == T_Q4_0 || t == T_Q4_1) {     /* 16 bytes: low nibbles weights 0-15, high 16-31 */
         const __m128i v = _mm_loadu_si128((const __m128i*)(G + j * blk_bytes(t) + (t == T_Q4_0 ? 2 : 4)));
         return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), lo4);
@@ -986,8 +987,8 @@ static inline __attribute__((always_inline)) void group8(const int t, const uint
             const __m256i dm = _mm256_permute4x64_epi64(                      /* d0-7 | m0-7 as fp16 */
                 _mm256_packus_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0xFFFF)), _mm256_srli_epi32(h, 16)), 0xD8);
             s = _mm256_cvtph_ps(_mm256_castsi256_si128(dm));
-            c = t == T_Q4_1 ? _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1))
-                            : _mm256_mul_ps(s, _mm256_set1_ps(t == T_Q4_0 ? -8.0f : 0.0f));
+            c = t == T_Q4_1 ? _mm256_cvtph_ps(_mm256_extracti128_si256(dm, 1))     /* Q8_0: c unused */
+                            : _mm256_mul_ps(s, _mm256_set1_ps(-8.0f));
         }
         c0 = _mm256_permutevar8x32_ps(c, dup_lo);
         c1 = _mm256_permutevar8x32_ps(c, dup_hi);
@@ -1038,7 +1039,8 @@ static inline __attribute__((always_inline)) void tile8(const int t, const uint8
 #endif
 
 #if !defined(QG_ROW1)
-/* TILE below AVX-512 VNNI: tile8 for Q4_0, Q4_1, Q4_K and Q6_K on AVX2, tile otherwise (t constant: one branch) */
+/* TILE below AVX-512 VNNI: tile8 for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on AVX2, tile otherwise (t constant:
+   one branch) */
 static inline __attribute__((always_inline)) void tile_any(const int t, const uint8_t* row, const xq_t* X,
                                                            float* res, const int mt) {
 #if defined(QG_SIMD)
@@ -1050,7 +1052,6 @@ static inline __attribute__((always_inline)) void tile_any(const int t, const ui
     tile(t, row, X, res, mt);
 }
 #endif
-
 
 /* out[m * ldo + i] = W[n0 + i] . x[m], all M rows of x, rows n0 .. n0 + n - 1 of W; t constant */
 static inline __attribute__((always_inline)) void rows_t(const int t, float* out, int64_t ldo, const xq_t* X0,
