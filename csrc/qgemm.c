@@ -918,8 +918,9 @@ static inline __attribute__((always_inline)) void tile512(const int t, const uin
    Q4_K's -dmin m, Q6_K's -32 d sc; Q8_0 has none, its signed codes go through the sign trick, |w| .
    (x with w's sign)) meet x's half sums in two FMAs per group. The 32-weight blocks'
    fp16 headers come in as eight scalar loads per group. Per unit and row of x then: the codes (2-4 byte
-   operations), maddubs, madd, convert, one FMA. tile()'s per-unit scale and offset vectors (and,
-   for Q4_0, signed codes through the sign trick) took 3-6 operations more per unit. Each row of x
+   operations), maddubs, madd, convert, one FMA. The kernels before it took 3-6 operations more per
+   unit, by count (tile()'s per-unit scale and offset vectors; for Q4_0 and Q4_1 a per-block scalar
+   scale product, and Q4_0's codes signed through the sign trick). Each row of x
    takes the same operations whatever mt is, so a result does not depend on the rows beside it. */
 static inline int bytes_per_unit(int t) { return blk_weights(t) == 32 ? blk_bytes(t) : blk_bytes(t) / 8; }
 static inline int tile8_type(int t) { return t == T_Q4_0 || t == T_Q4_1 || t == T_Q8_0 || t == T_Q4_K || t == T_Q6_K; }
