@@ -105,6 +105,12 @@ int32_t qtiles_pack(int32_t type, const uint8_t* w, int64_t N, int64_t K, uint8_
 }
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define QT_KERNELS 512
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define QT_KERNELS 256
+#endif
+
+#if defined(QT_KERNELS)
 #include <immintrin.h>
 
 #define QT_AHEAD 1024        /* prefetch distance in each run (bytes) */
@@ -125,6 +131,16 @@ static inline __attribute__((always_inline)) const uint8_t* unit_codes(const int
     return g + u * group_block_bytes(t);
 }
 
+/* the sums of the codes of x at p: inputs 0-15 in *h0, 16-31 in *h1 */
+static inline void code_sums(const int8_t* p, int32_t* h0, int32_t* h1) {
+    const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)p), _mm256_set1_epi8((char)0x80));
+    const __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());              /* 4 sums of 8 (u = q + 128) */
+    const __m128i a = _mm256_castsi256_si128(s), b = _mm256_extracti128_si256(s, 1);
+    *h0 = (int32_t)(_mm_cvtsi128_si64(a) + _mm_extract_epi64(a, 1)) - 128 * 16;
+    *h1 = (int32_t)(_mm_cvtsi128_si64(b) + _mm_extract_epi64(b, 1)) - 128 * 16;
+}
+
+#if QT_KERNELS == 512
 static inline __m512 ph16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
 
 static inline __m512 bytes16(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)); }
@@ -135,15 +151,6 @@ static inline __attribute__((always_inline)) void unit_scales(const int t, const
     const uint8_t* p = g + u * group_block_bytes(t) + (t == T_Q8_0 ? 512 : 256);
     *s = ph16(p);
     *c = t == T_Q4_1 ? ph16(p + 32) : _mm512_setzero_ps();
-}
-
-/* the sums of the codes of x at p: inputs 0-15 in *h0, 16-31 in *h1 */
-static inline void code_sums(const int8_t* p, int32_t* h0, int32_t* h1) {
-    const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)p), _mm256_set1_epi8((char)0x80));
-    const __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());              /* 4 sums of 8 (u = q + 128) */
-    const __m128i a = _mm256_castsi256_si128(s), b = _mm256_extracti128_si256(s, 1);
-    *h0 = (int32_t)(_mm_cvtsi128_si64(a) + _mm_extract_epi64(a, 1)) - 128 * 16;
-    *h1 = (int32_t)(_mm_cvtsi128_si64(b) + _mm_extract_epi64(b, 1)) - 128 * 16;
 }
 
 /* a Q6_K unit's 8 code vectors (inputs 4k..4k+3 of the 16 rows, 0..63) from its 256 nibble bytes and
@@ -269,6 +276,172 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
     }
     for (int r = 0; r < ng * mt; r++) _mm512_storeu_ps(res + 16 * r, exact ? acc[r] : _mm512_add_ps(acc[r], off[r]));
 }
+
+#else
+/* AVX2 (no VNNI): the same tiles, each 64 bytes as two halves of 8 rows. VPDPBUSD's place is taken by
+   VPMADDUBSW (pairs of products into int16) and VPMADDWD against ones (into int32). The 4-bit codes
+   (0..15) of a unit's 8 products per half sum in int16 before one VPMADDWD (|sum| <= 8 x 2 x 15 x 127
+   = 30480); Q6_K's (0..63) in pairs (<= 32004); Q8_0's codes, stored plus 128, are made signed again
+   and go through the sign trick (|w| . x with w's sign, <= 2 x 128 x 127 per pair), each product
+   widened on its own. Every integer is the one the AVX-512 kernel makes, and the float work per (row,
+   unit) is the same, in the same order. */
+static inline __m256 ph8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+
+static inline __m256 bytes8(const uint8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)));
+}
+
+/* half h (rows 8h..8h+7) of a Q6_K unit: its 8 code vectors, inputs 4k..4k+3, 0..63 (q6_unit's) */
+static inline __attribute__((always_inline)) void q6_half(const uint8_t* p, int h, __m256i c[8]) {
+    const __m256i lo4 = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+    const __m256i h0 = _mm256_loadu_si256((const __m256i*)(p + 256 + 32 * h)),
+                  h1 = _mm256_loadu_si256((const __m256i*)(p + 320 + 32 * h));
+    for (int k = 0; k < 4; k++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i*)(p + 64 * k + 32 * h));
+        c[k] = _mm256_and_si256(v, lo4);
+        c[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+    }
+    c[0] = _mm256_or_si256(c[0], _mm256_and_si256(_mm256_slli_epi16(h0, 4), top));
+    c[1] = _mm256_or_si256(c[1], _mm256_and_si256(_mm256_slli_epi16(h1, 4), top));
+    c[2] = _mm256_or_si256(c[2], _mm256_and_si256(_mm256_slli_epi16(h0, 2), top));
+    c[3] = _mm256_or_si256(c[3], _mm256_and_si256(_mm256_slli_epi16(h1, 2), top));
+    c[4] = _mm256_or_si256(c[4], _mm256_and_si256(h0, top));
+    c[5] = _mm256_or_si256(c[5], _mm256_and_si256(h1, top));
+    c[6] = _mm256_or_si256(c[6], _mm256_and_si256(_mm256_srli_epi16(h0, 2), top));
+    c[7] = _mm256_or_si256(c[7], _mm256_and_si256(_mm256_srli_epi16(h1, 2), top));
+}
+
+/* a Q4_K super-block's 8 scales and mins of the 16 rows (k4_scales_mins) from its header hd: sc 0-3,
+   m 0-3, sc 4-7, m 4-7, 16 rows each */
+static inline __attribute__((always_inline)) void k4_unpack(const uint8_t* hd, uint8_t out[4][64]) {
+    const __m256i m6 = _mm256_set1_epi8(0x3F), m4 = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+    for (int h = 0; h < 2; h++) {
+        const __m256i a = _mm256_loadu_si256((const __m256i*)(hd + 64 + 32 * h)),
+                      b = _mm256_loadu_si256((const __m256i*)(hd + 128 + 32 * h)),
+                      c = _mm256_loadu_si256((const __m256i*)(hd + 192 + 32 * h));
+        _mm256_storeu_si256((__m256i*)(out[0] + 32 * h), _mm256_and_si256(a, m6));
+        _mm256_storeu_si256((__m256i*)(out[1] + 32 * h), _mm256_and_si256(b, m6));
+        _mm256_storeu_si256((__m256i*)(out[2] + 32 * h),
+                            _mm256_or_si256(_mm256_and_si256(c, m4), _mm256_and_si256(_mm256_srli_epi16(a, 2), top)));
+        _mm256_storeu_si256((__m256i*)(out[3] + 32 * h), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4),
+                                                                         _mm256_and_si256(_mm256_srli_epi16(b, 2), top)));
+    }
+}
+
+/* half h of unit u's 8 code vectors (inputs 4k..4k+3 of 8 rows; Q8_0 signed, the others 0..15 or 0..63) */
+static inline __attribute__((always_inline)) void half_codes(const int t, const uint8_t* cp, int h, __m256i c[8]) {
+    const __m256i lo4 = _mm256_set1_epi8(0x0F);
+    if (t == T_Q8_0) {
+        for (int k = 0; k < 8; k++)      /* signed again */
+            c[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)(cp + 64 * k + 32 * h)), _mm256_set1_epi8((char)0x80));
+    } else if (t == T_Q6_K) {
+        q6_half(cp, h, c);
+    } else {
+        for (int k = 0; k < 4; k++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i*)(cp + 64 * k + 32 * h));
+            c[k] = _mm256_and_si256(v, lo4);                              /* inputs 4k.. */
+            c[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);   /* inputs 16 + 4k.. */
+        }
+    }
+}
+
+/* the unit's exact integer dot for 8 rows against x's codes x4 (sq0, sq1: sums of x's codes of the
+   unit's halves; sc0, sc1: Q6_K's scales of the halves), as the AVX-512 kernel's */
+static inline __attribute__((always_inline)) __m256i half_dot(const int t, const __m256i c[8], const int32_t* x4,
+                                                              int32_t sq0, int32_t sq1, __m256i sc0, __m256i sc1) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (t == T_Q8_0) {
+        __m256i is = _mm256_setzero_si256();
+        for (int k = 0; k < 8; k++) {
+            const __m256i xv = _mm256_sign_epi8(_mm256_set1_epi32(x4[k]), c[k]);
+            is = _mm256_add_epi32(is, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(c[k]), xv), ones));
+        }
+        return is;
+    }
+    if (t == T_Q6_K) {       /* per half of 16: (dot - 32 sum of x's codes) times its scale */
+        __m256i s2[4];
+        for (int k = 0; k < 4; k++)
+            s2[k] = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(c[2 * k], _mm256_set1_epi32(x4[2 * k])),
+                                                       _mm256_maddubs_epi16(c[2 * k + 1], _mm256_set1_epi32(x4[2 * k + 1]))),
+                                      ones);
+        const __m256i i0 = _mm256_sub_epi32(_mm256_add_epi32(s2[0], s2[1]), _mm256_set1_epi32(32 * sq0));
+        const __m256i i1 = _mm256_sub_epi32(_mm256_add_epi32(s2[2], s2[3]), _mm256_set1_epi32(32 * sq1));
+        return _mm256_add_epi32(_mm256_mullo_epi32(i0, sc0), _mm256_mullo_epi32(i1, sc1));
+    }
+    __m256i s16 = _mm256_maddubs_epi16(c[0], _mm256_set1_epi32(x4[0]));
+    for (int k = 1; k < 8; k++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(c[k], _mm256_set1_epi32(x4[k])));
+    const __m256i is = _mm256_madd_epi16(s16, ones);
+    return t == T_Q4_0 ? _mm256_sub_epi32(is, _mm256_set1_epi32(8 * (sq0 + sq1))) : is;
+}
+
+/* tiles_core of the AVX-512 kernel, 8 rows per vector: res as there */
+static inline __attribute__((always_inline)) void tiles_core(const int t, const uint8_t* const* G, const int ng,
+                                                           const int8_t* q, const float* d, const float* xs,
+                                                           const int64_t K, const int mt, float* res) {
+    const int64_t nunits = K / 32, span = (K / unit_inputs(t)) * group_block_bytes(t);
+    const int exact = t == T_Q8_0 || t == T_Q4_0 || t == T_Q6_K;
+    __m256 acc[QTILES_RUNS * 16 * 2], off[QTILES_RUNS * 16 * 2];    /* [(j mt + m) 2 + half] */
+    for (int r = 0; r < 2 * ng * mt; r++) acc[r] = off[r] = _mm256_setzero_ps();
+    __m256 dk[QTILES_RUNS][2][2];      /* Q4_K: d and -dmin per half; Q6_K: d */
+    _Alignas(32) uint8_t k4[QTILES_RUNS][4][64];       /* Q4_K: sc 0-3, m 0-3, sc 4-7, m 4-7 (16 rows each) */
+    for (int j = 0; j < QTILES_RUNS; j++) dk[j][0][0] = dk[j][0][1] = dk[j][1][0] = dk[j][1][1] = _mm256_setzero_ps();
+    int32_t sq0[16] = {0}, sq1[16] = {0};
+    float dx[16], xsum[16];
+    for (int64_t u = 0; u < nunits; u++) {
+        for (int m = 0; m < mt; m++) {
+            const int64_t at = m * nunits + u;
+            dx[m] = d[at];
+            if (exact && t != T_Q8_0) code_sums(q + m * K + 32 * u, sq0 + m, sq1 + m);   /* Q8_0: signed */
+            else xsum[m] = xs[2 * at] + xs[2 * at + 1];
+        }
+        if ((t == T_Q4_K || t == T_Q6_K) && u % 8 == 0)
+            for (int j = 0; j < ng; j++) {
+                const uint8_t* hd = G[j] + (u / 8) * group_block_bytes(t);
+                for (int h = 0; h < 2; h++) {
+                    dk[j][0][h] = ph8(hd + 16 * h);
+                    if (t == T_Q4_K) dk[j][1][h] = _mm256_sub_ps(_mm256_setzero_ps(), ph8(hd + 32 + 16 * h));
+                }
+                if (t == T_Q4_K) k4_unpack(hd, k4[j]);
+            }
+        const int64_t ahead0 = span * u / nunits + QT_AHEAD, ahead1 = span * (u + 1) / nunits + QT_AHEAD;
+        for (int j = 0; j < ng; j++) {
+            const uint8_t* cp = unit_codes(t, G[j], u);
+            const uintptr_t a = ((uintptr_t)G[j] + (uintptr_t)ahead0) & ~(uintptr_t)63;
+            const uintptr_t z = ((uintptr_t)G[j] + (uintptr_t)ahead1) & ~(uintptr_t)63;
+            for (uintptr_t l = a; l < z; l += 64) _mm_prefetch((const char*)l, _MM_HINT_T0);
+            for (int h = 0; h < 2; h++) {
+                __m256i c[8];
+                half_codes(t, cp, h, c);
+                __m256 sv, cv = _mm256_setzero_ps();
+                __m256i sc0 = _mm256_setzero_si256(), sc1 = sc0;
+                if (t == T_Q6_K) {
+                    const uint8_t* hs = G[j] + (u / 8) * group_block_bytes(t) + 32 + 32 * (u % 8) + 8 * h;
+                    sc0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)hs));
+                    sc1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(hs + 16)));
+                    sv = dk[j][0][h];
+                } else if (t == T_Q4_K) {
+                    const int jj = (int)(u % 8);
+                    const uint8_t* sc = k4[j][jj < 4 ? 0 : 2] + 16 * (jj % 4) + 8 * h;
+                    sv = _mm256_mul_ps(dk[j][0][h], bytes8(sc));          /* d sc_j */
+                    cv = _mm256_mul_ps(dk[j][1][h], bytes8(sc + 64));     /* -dmin m_j */
+                } else {
+                    const uint8_t* p = G[j] + u * group_block_bytes(t) + (t == T_Q8_0 ? 512 : 256) + 16 * h;
+                    sv = ph8(p);
+                    if (t == T_Q4_1) cv = ph8(p + 32);
+                }
+                for (int m = 0; m < mt; m++) {
+                    const int32_t* x4 = (const int32_t*)(q + m * K + 32 * u);
+                    const __m256i is = half_dot(t, c, x4, sq0[m], sq1[m], sc0, sc1);
+                    const int r = 2 * (j * mt + m) + h;
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(sv, _mm256_set1_ps(dx[m])), acc[r]);
+                    if (!exact) off[r] = _mm256_fmadd_ps(cv, _mm256_set1_ps(xsum[m]), off[r]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < 2 * ng * mt; r++) _mm256_storeu_ps(res + 8 * r, exact ? acc[r] : _mm256_add_ps(acc[r], off[r]));
+}
+#endif
 
 /* the kernel for type t with ng groups and mt rows as given */
 static void tiles_any(const int t, const uint8_t* const* G, const int ng, const int8_t* q, const float* d,
