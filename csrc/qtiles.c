@@ -11,8 +11,9 @@
    Q6_K's (0..63, code - 32, per half of 16 times its int8 scale) are corrected in integers with
    the sums of x's codes, so only Q4_1 and Q4_K keep a float offset. At one
    row of x a call streams QTILES_RUNS groups side by side, each from its own run of W with a
-   prefetch ahead: the memory system needs several streams per core (as qgemm.c's rows_runs). Only
-   the AVX-512 VNNI variant has the kernels; the others report none (qtiles_usable 0). */
+   prefetch ahead: the memory system needs several streams per core (as qgemm.c's rows_runs). The
+   AVX-512 VNNI and AVX2 variants have the kernels (AVX2: VPMADDUBSW + VPMADDWD for VPDPBUSD, below);
+   the generic one reports none (qtiles_usable 0). */
 #include "qtiles.h"
 #include "parts.inc"
 

@@ -4,7 +4,7 @@
    ggml's blocks keep each row's inputs together, so a SIMD dot of one block gives partial sums of one
    row that must each be converted and scaled. Repacked once, at load, into groups of 16 rows, 64
    bytes hold 4 inputs of all 16 rows, and a VPDPBUSD against 4 codes of x adds to 16 rows' integer
-   sums at once (the layout of the B operand of Intel's AMX and of llama.cpp's repacked types). Per
+   sums at once (AVX2: VPMADDUBSW and VPMADDWD on each half of 8 rows) (the layout of the B operand of Intel's AMX and of llama.cpp's repacked types). Per
    group, per unit of 32 inputs, the codes of the 16 rows (512 bytes: byte 64 (k / 4) + 4 n + k % 4
    is row n's input k; the 4-bit types keep two codes per byte, tile byte i in the low nibble of byte
    i and tile byte 256 + i in the high one), then the scales:
@@ -34,7 +34,7 @@
 enum { QTILES_RUNS = 6 };
 
 /* 1 when the kernels run row tiles of type (Q4_0 2, Q4_1 3, Q8_0 8, Q4_K 12, Q6_K 14) here: the AVX-512
-   VNNI variant, and MINILLM_TILES not "0" (then the products read the blocks, qgemm.c); else 0 */
+   VNNI and AVX2 variants, and MINILLM_TILES not "0" (then the products read the blocks, qgemm.c); else 0 */
 int32_t qtiles_usable(int32_t type);
 
 /* bytes of the tile layout of a weight (N, K) of type, or -1 (a type without one, N < 0, or K not

@@ -13,7 +13,7 @@ Part 1: x (M, K) @ W^T for W (N, K) = 4096x4096, 3072x768 and 768x3072, at M = 1
 Q6_K, each with float32 activations ("exact": equal to dequantize-then-matmul within float32 rounding)
 and with int8 activations ("int8": csrc/qgemm.c, x quantized per 32 inputs and summed in integers, as
 llama.cpp computes; the GGUF loader's default). Where the int8 products read the weights as row tiles
-(csrc/qtiles.h: AVX-512 VNNI; Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), "blocks" rows time the block kernels
+(csrc/qtiles.h: AVX-512 VNNI or AVX2; Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), "blocks" rows time the block kernels
 they replace (GGMLLinear.row_tiles = False) in the same rounds. GB/s counts the bytes of the weights (and their
 scales) read once per GEMV; the machine's read bandwidth is measured in the same run
 (memory_wall.read_bandwidth: a native streaming read on all threads, best of 7) over as many bytes as

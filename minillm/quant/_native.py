@@ -188,7 +188,7 @@ class GGMLBlockKernel(Kernel):
         if lib.ggml_block_size(self.type, weights, nbytes) or (weights[0], nbytes[0]) != (bs, dtype.itemsize):
             raise ValueError(f"{fmt}: csrc/ggml_blocks.c's block ({weights[0]} weights, {nbytes[0]} bytes) "
                              f"differs from formats.py's ({bs}, {dtype.itemsize})")
-        # int8 activations where the row-tile kernels run (csrc/qtiles.h: AVX-512 VNNI): the products
+        # int8 activations where the row-tile kernels run (csrc/qtiles.h: AVX-512 VNNI or AVX2): the products
         # come from a copy of the weight repacked as row tiles, made at the first int8 product (the
         # blocks stay, for the float32-activation path and dequantization; blocks changed in place
         # after that are not seen by the int8 products: quantized layers are rebuilt, not edited)

@@ -298,7 +298,7 @@ class GGMLLinear(QuantizedLinear):
     @property
     def row_tiles(self):
         """Whether the int8 products read the weight repacked as row tiles (csrc/qtiles.h; AVX-512
-        VNNI, Q8_0/Q4_0/Q4_1/Q4_K/Q6_K) rather than its blocks. Settable to False (the block kernels,
+        VNNI or AVX2, Q8_0/Q4_0/Q4_1/Q4_K/Q6_K) rather than its blocks. Settable to False (the block kernels,
         e.g. to compare the two) and back to True where the tiles run."""
         return self._q8_kernel is not None and self._q8_kernel.tiled
 
@@ -308,7 +308,7 @@ class GGMLLinear(QuantizedLinear):
             raise TypeError(f"row_tiles: expected a bool, got {type(on).__name__}")
         k = self._q8_kernel
         if on and not (k is not None and _native.lib.qtiles_usable(k.type & ~_native.lib.GGML_ACT_INT8)):
-            raise ValueError(f"row_tiles: no row-tile kernels for {self.fmt} here (AVX-512 VNNI and "
+            raise ValueError(f"row_tiles: no row-tile kernels for {self.fmt} here (AVX-512 VNNI or AVX2 and "
                              "Q8_0/Q4_0/Q4_1/Q4_K/Q6_K, MINILLM_TILES not 0), got True")
         if k is not None:
             k.tiled = on

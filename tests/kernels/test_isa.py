@@ -88,7 +88,11 @@ def compute():
                     if f in dtype.names:
                         blocks[f] = (rng.standard_normal(blocks[f].shape) * 0.01).astype(np.float16)
                 kernel = qn.GGMLBlockKernel(fmt, blocks, act_int8=True)
-                res[f"qgemm_{fmt}_{K}_1"], res[f"qgemm_{fmt}_{K}_11"] = kernel.matmul(r(1, K)), kernel.matmul(r(11, K))
+                x1, x11 = r(1, K), r(11, K)
+                res[f"qgemm_{fmt}_{K}_1"], res[f"qgemm_{fmt}_{K}_11"] = kernel.matmul(x1), kernel.matmul(x11)
+                kernel.tiled = False              # the block kernels, where the row tiles (qtiles.c) ran above
+                res[f"qgemm_{fmt}_{K}_1_blocks"] = kernel.matmul(x1)
+                res[f"qgemm_{fmt}_{K}_11_blocks"] = kernel.matmul(x11)
     if hasattr(native.lib, "paged_step"):   # a decode step storing to and reading a float16 cache
         res["kv_f16_rounding"] = float16_stores_as_numpy()
         from minillm import ModelConfig, Transformer

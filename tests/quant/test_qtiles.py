@@ -1,5 +1,5 @@
 """Row tiles (csrc/qtiles.c): ggml Q8_0/Q4_0/Q4_1/Q4_K/Q6_K weights repacked into groups of 16 rows for
-the int8-activation products on AVX-512 VNNI. The layout against its spec (qtiles.h, read back here
+the int8-activation products on AVX-512 VNNI and AVX2 (the AVX2 kernel against the AVX-512 one: tests/kernels/test_isa.py). The layout against its spec (qtiles.h, read back here
 in NumPy), the kernels against matmul_int8_act_reference and against the block kernels they
 replace, and the batch invariance the serving engine relies on, for both kernels."""
 import os
@@ -126,7 +126,7 @@ def _kernel(fmt, b, tiled):
     if not tiled:
         k.tiled = False                            # the block kernels of csrc/qgemm.c
     elif not k.tiled:
-        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI)")
+        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI or AVX2)")
     return k
 
 
@@ -139,7 +139,7 @@ def test_tiles_equal_the_int8_reference_and_the_block_kernels(fmt, M, N, nb, sca
     integer dots in float64) and against qgemm.c's block kernels; M past 16 takes two passes of
     x rows, and past 32 (INT8_MAX_M) the same call still runs the tiles."""
     if not tiles_usable():
-        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI)")
+        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI or AVX2)")
     rng = np.random.default_rng(seed)
     b = random_blocks(fmt, (N, nb * (8 if GGML_BLOCKS[fmt][1] == 32 else 1)), rng)
     x = (rng.standard_normal((M, b.shape[1] * GGML_BLOCKS[fmt][1])) * scale).astype(np.float32)
@@ -177,7 +177,7 @@ def test_the_tile_copy_is_made_at_the_first_int8_product_only():
     b = random_blocks("q4_K", (20, 2), np.random.default_rng(0))
     k = _native.GGMLBlockKernel("q4_K", b, act_int8=True)
     if not k.tiled:
-        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI)")
+        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI or AVX2)")
     assert k._tiles is None
     k.matmul(np.ones((1, 512), np.float32))
     assert k._tiles is not None and k._tiles[0].nbytes == 32 * b.nbytes // 20
@@ -206,7 +206,7 @@ def test_row_tiles_switches_a_layer_between_the_two_kernels():
     b = random_blocks("q4_1", (24, 8), rng)
     lin = GGMLLinear("q4_1", b, act_int8=True)
     if not lin.row_tiles:
-        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI)")
+        pytest.skip("no row-tile kernels on this CPU (AVX-512 VNNI or AVX2)")
     x = rng.standard_normal((2, 256)).astype(np.float32)
     tiles = lin.matmul(x)
     lin.row_tiles = False
