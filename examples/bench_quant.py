@@ -25,7 +25,8 @@ hits all of them alike), and the table gives medians. fp32 runs last in each rep
 starts with 0.2 s of untimed kernel calls (see settle(): OpenBLAS's idle workers spin for about 0.1 s
 after a call).
 Part 2 (needs llama-cpp-python): the Llama-134M shape (d768, 12 layers, ffn 2048, V32000, random
-weights) written as GGUF F32/Q8_0/Q4_0/Q4_K by minillm.loaders.save_gguf (its Q4_0 file keeps the
+weights; --model llama-1.1b: TinyLlama-1.1B's shape, d2048, 22 layers, 4 kv heads, ffn 5632, whose
+0.6-4.4 GB per token outgrow a last-level cache) written as GGUF F32/Q8_0/Q4_0/Q4_K by minillm.loaders.save_gguf (its Q4_0 file keeps the
 32000x768 output matrix in Q6_K, as llama.cpp writes it) and as Q4_1 by llama.cpp's quantizer from the
 F32 file; greedy decode of 64 tokens after a 16-token prompt in llama.cpp and in minillm (load_gguf +
 minillm.inference.generate with its KV cache), in turn, each tok/s the median of --rounds (default 3)
@@ -177,7 +178,7 @@ def gguf_files(model, folder):
     return files
 
 
-def decode_table(n_new=64, prompt_len=16, repeats=3, kv_dtype="float16"):
+def decode_table(n_new=64, prompt_len=16, repeats=3, kv_dtype="float16", preset="llama-134m"):
     if importlib.util.find_spec("llama_cpp") is None:   # optional: the reference compared with
         print("\nllama-cpp-python not installed: decode comparison skipped (pip install llama-cpp-python)")
         return
@@ -185,10 +186,10 @@ def decode_table(n_new=64, prompt_len=16, repeats=3, kv_dtype="float16"):
     from minillm.inference import generate
     from minillm.loaders import load_gguf
     llama_cpp = llama_cpp_module()                   # with the AMX workaround on Intel hosts
-    cfg = ModelConfig.preset("llama-134m")
+    cfg = ModelConfig.preset(preset)
     model = Transformer(cfg, seed=0)
     prompt = [int(t) for t in np.random.default_rng(1).integers(0, cfg.vocab_size, prompt_len)]
-    print(f"\ngreedy decode, Llama-134M shape, {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads, "
+    print(f"\ngreedy decode, {preset} shape ({cfg.num_params() / 1e6:.0f}M parameters), {prompt_len}-token prompt, {n_new} new tokens, {THREADS} threads, "
           f"KV cache {kv_dtype} (llama.cpp: float16), "
           f"{repeats} rounds; ceiling = read bandwidth / weight bytes per token, the bandwidth of a read of those "
           f"bytes measured in each round beside the runs (median of the rounds' probes, each the best of 7 reads)")
@@ -256,6 +257,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the decode comparison (medians; default 3)")
     ap.add_argument("--kv-dtype", choices=("float16", "float32"), default="float16",
                     help="minillm's KV cache in the decode comparison (default float16, as llama.cpp's)")
+    ap.add_argument("--model", choices=("llama-134m", "llama-1.1b"), default="llama-134m",
+                    help="the decode comparison's model shape (default llama-134m; llama-1.1b: weights "
+                         "past a last-level cache, read from memory; its files take ~9 GB of disk and "
+                         "~3 minutes to write)")
     args = ap.parse_args()
     if not _native.available():
         print("native extension not built: nothing to benchmark (pip install -e .)")
@@ -267,7 +272,7 @@ def main():
     if not (args.quick or args.no_decode):
         if args.rounds < 1:
             raise SystemExit(f"--rounds: expected an int >= 1, got {args.rounds}")
-        decode_table(repeats=args.rounds, kv_dtype=args.kv_dtype)
+        decode_table(repeats=args.rounds, kv_dtype=args.kv_dtype, preset=args.model)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,9 @@ PRESETS = {
     "gpt2": dict(arch="gpt2", vocab_size=50257, n_layer=12, n_head=12, d_model=768, max_seq_len=1024),
     "llama-134m": dict(arch="llama", vocab_size=32000, n_layer=12, n_head=12, d_model=768, ffn_dim=2048,
                        max_seq_len=2048),
+    # TinyLlama-1.1B's shape: weights that outgrow a last-level cache (decode benchmarks from DRAM)
+    "llama-1.1b": dict(arch="llama", vocab_size=32000, n_layer=22, n_head=32, n_kv_head=4, d_model=2048,
+                       ffn_dim=5632, max_seq_len=2048),
 }
 
 
