@@ -132,6 +132,13 @@ static inline __attribute__((always_inline)) const uint8_t* unit_codes(const int
     return g + u * group_block_bytes(t);
 }
 
+/* the lines of group g from byte a to byte z (a unit's share of the group's bytes, QT_AHEAD bytes
+   ahead: each group prefetches the lines entering that window, each once) */
+static inline __attribute__((always_inline)) void prefetch_window(const uint8_t* g, int64_t a, int64_t z) {
+    const uintptr_t from = ((uintptr_t)g + (uintptr_t)a) & ~(uintptr_t)63, to = ((uintptr_t)g + (uintptr_t)z) & ~(uintptr_t)63;
+    for (uintptr_t l = from; l < to; l += 64) _mm_prefetch((const char*)l, _MM_HINT_T0);
+}
+
 /* the sums of the codes of x at p: inputs 0-15 in *h0, 16-31 in *h1 */
 static inline void code_sums(const int8_t* p, int32_t* h0, int32_t* h1) {
     const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i*)p), _mm256_set1_epi8((char)0x80));
@@ -216,14 +223,10 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
                                                                         _mm512_and_si512(_mm512_srli_epi16(b, 2), top)));
                 }
             }
-        /* this unit's share of a group's bytes, QT_AHEAD bytes ahead: each group prefetches the lines
-           entering that window, each once (the same offsets for every group) */
         const int64_t ahead0 = span * u / nunits + QT_AHEAD, ahead1 = span * (u + 1) / nunits + QT_AHEAD;
         for (int j = 0; j < ng; j++) {
             const uint8_t* cp = unit_codes(t, G[j], u);
-            const uintptr_t a = ((uintptr_t)G[j] + (uintptr_t)ahead0) & ~(uintptr_t)63;
-            const uintptr_t z = ((uintptr_t)G[j] + (uintptr_t)ahead1) & ~(uintptr_t)63;
-            for (uintptr_t l = a; l < z; l += 64) _mm_prefetch((const char*)l, _MM_HINT_T0);
+            prefetch_window(G[j], ahead0, ahead1);
             __m512i c[8];
             if (t == T_Q8_0) {
                 for (int k = 0; k < 8; k++) c[k] = _mm512_loadu_si512((const void*)(cp + 64 * k));
@@ -302,14 +305,12 @@ static inline __attribute__((always_inline)) void q6_half(const uint8_t* p, int 
         c[k] = _mm256_and_si256(v, lo4);
         c[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
     }
-    c[0] = _mm256_or_si256(c[0], _mm256_and_si256(_mm256_slli_epi16(h0, 4), top));
-    c[1] = _mm256_or_si256(c[1], _mm256_and_si256(_mm256_slli_epi16(h1, 4), top));
-    c[2] = _mm256_or_si256(c[2], _mm256_and_si256(_mm256_slli_epi16(h0, 2), top));
-    c[3] = _mm256_or_si256(c[3], _mm256_and_si256(_mm256_slli_epi16(h1, 2), top));
-    c[4] = _mm256_or_si256(c[4], _mm256_and_si256(h0, top));
-    c[5] = _mm256_or_si256(c[5], _mm256_and_si256(h1, top));
-    c[6] = _mm256_or_si256(c[6], _mm256_and_si256(_mm256_srli_epi16(h0, 2), top));
-    c[7] = _mm256_or_si256(c[7], _mm256_and_si256(_mm256_srli_epi16(h1, 2), top));
+    for (int k = 0; k < 8; k++) {     /* tile bytes 64 k..: bit pair k / 2 of h0 (k even) or h1 (odd) */
+        const __m256i v = k % 2 ? h1 : h0;
+        const __m256i at = k / 2 == 0 ? _mm256_slli_epi16(v, 4) : k / 2 == 1 ? _mm256_slli_epi16(v, 2)
+                         : k / 2 == 2 ? v : _mm256_srli_epi16(v, 2);
+        c[k] = _mm256_or_si256(c[k], _mm256_and_si256(at, top));
+    }
 }
 
 /* a Q4_K super-block's 8 scales and mins of the 16 rows (k4_scales_mins) from its header hd: sc 0-3,
@@ -407,9 +408,7 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
         const int64_t ahead0 = span * u / nunits + QT_AHEAD, ahead1 = span * (u + 1) / nunits + QT_AHEAD;
         for (int j = 0; j < ng; j++) {
             const uint8_t* cp = unit_codes(t, G[j], u);
-            const uintptr_t a = ((uintptr_t)G[j] + (uintptr_t)ahead0) & ~(uintptr_t)63;
-            const uintptr_t z = ((uintptr_t)G[j] + (uintptr_t)ahead1) & ~(uintptr_t)63;
-            for (uintptr_t l = a; l < z; l += 64) _mm_prefetch((const char*)l, _MM_HINT_T0);
+            prefetch_window(G[j], ahead0, ahead1);
             for (int h = 0; h < 2; h++) {
                 __m256i c[8];
                 half_codes(t, cp, h, c);
