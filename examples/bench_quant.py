@@ -259,7 +259,7 @@ def main():
                     help="minillm's KV cache in the decode comparison (default float16, as llama.cpp's)")
     ap.add_argument("--model", choices=("llama-134m", "llama-1.1b"), default="llama-134m",
                     help="the decode comparison's model shape (default llama-134m; llama-1.1b: weights "
-                         "past a last-level cache, read from memory; its files take ~9 GB of disk and "
+                         "past a last-level cache, read from memory; its files take ~8 GB of disk and "
                          "~3 minutes to write)")
     args = ap.parse_args()
     if not _native.available():
