@@ -148,6 +148,20 @@ static inline void code_sums(const int8_t* p, int32_t* h0, int32_t* h1) {
     *h1 = (int32_t)(_mm_cvtsi128_si64(b) + _mm_extract_epi64(b, 1)) - 128 * 16;
 }
 
+/* unit u of mt rows of x (codes q, row stride K): d_x into dx, and the sums of the codes of its halves
+   into sq0, sq1 (sums) or d_x times them, both halves together, into xsum (else) */
+static inline __attribute__((always_inline)) void x_unit(const int8_t* q, const float* d, const float* xs,
+                                                         int64_t K, int64_t u, int mt, int sums, float* dx,
+                                                         int32_t* sq0, int32_t* sq1, float* xsum) {
+    const int64_t nunits = K / 32;
+    for (int m = 0; m < mt; m++) {
+        const int64_t at = m * nunits + u;
+        dx[m] = d[at];
+        if (sums) code_sums(q + m * K + 32 * u, sq0 + m, sq1 + m);
+        else xsum[m] = xs[2 * at] + xs[2 * at + 1];
+    }
+}
+
 #if QT_KERNELS == 512
 static inline __m512 ph16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
 
@@ -199,12 +213,7 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
     int32_t sq0[16], sq1[16];          /* per row of x: the sums of unit u's codes, inputs 0-15, 16-31 */
     float dx[16], xsum[16];
     for (int64_t u = 0; u < nunits; u++) {
-        for (int m = 0; m < mt; m++) {
-            const int64_t at = m * nunits + u;
-            dx[m] = d[at];
-            if (exact) code_sums(q + m * K + 32 * u, sq0 + m, sq1 + m);
-            else xsum[m] = xs[2 * at] + xs[2 * at + 1];
-        }
+        x_unit(q, d, xs, K, u, mt, exact, dx, sq0, sq1, xsum);
         if ((t == T_Q4_K || t == T_Q6_K) && u % 8 == 0)
             for (int j = 0; j < ng; j++) {
                 const uint8_t* h = G[j] + (u / 8) * group_block_bytes(t);
@@ -390,12 +399,7 @@ static inline __attribute__((always_inline)) void tiles_core(const int t, const 
     int32_t sq0[16] = {0}, sq1[16] = {0};
     float dx[16], xsum[16];
     for (int64_t u = 0; u < nunits; u++) {
-        for (int m = 0; m < mt; m++) {
-            const int64_t at = m * nunits + u;
-            dx[m] = d[at];
-            if (exact && t != T_Q8_0) code_sums(q + m * K + 32 * u, sq0 + m, sq1 + m);   /* Q8_0: signed */
-            else xsum[m] = xs[2 * at] + xs[2 * at + 1];
-        }
+        x_unit(q, d, xs, K, u, mt, exact && t != T_Q8_0, dx, sq0, sq1, xsum);   /* Q8_0: signed, no sums */
         if ((t == T_Q4_K || t == T_Q6_K) && u % 8 == 0)
             for (int j = 0; j < ng; j++) {
                 const uint8_t* hd = G[j] + (u / 8) * group_block_bytes(t);
