@@ -4,7 +4,8 @@ results of the variant chosen by default, on the same inputs.
 The variant is fixed when the extension loads, so each forced variant (MINILLM_ISA=avx2, generic)
 runs this file as a script in a child process, which writes its results to an .npz; the test
 compares them with the default variant's results in this process. Tolerances: summation order
-(16 vs 8 lanes, FMA contraction) only; the integer (VNNI vs maddubs) product is exact.
+(16 vs 8 lanes, FMA contraction) only; the integer (VNNI vs maddubs) product is exact. The row
+tiles of the avx512 and avx2 variants run the same float operations in the same order: equal to the bit.
 """
 import os
 import subprocess
@@ -19,6 +20,7 @@ from minillm.kernels import native
 pytestmark = pytest.mark.skipif(native.lib is None, reason="native kernels not built")
 
 ORDER = ("avx512", "avx2", "generic")
+TILED = ("q8_0", "q4_0", "q4_1", "q4_K", "q6_K")   # the formats with row tiles (csrc/qtiles.c)
 
 
 def compute():
@@ -189,6 +191,12 @@ def test_lower_variants_match_the_default(isa, tmp_path):
         finite = np.abs(want[name][np.isfinite(want[name])])     # NaN / inf entries compare as such
         scale = (float(finite.max()) if finite.size else 0.0) or 1.0
         np.testing.assert_allclose(got[name], want[name], rtol=2e-4, atol=2e-5 * scale, err_msg=name)
+    if isa == "avx2" and info["isa"] == "avx512" and os.environ.get("MINILLM_TILES") != "0":
+        # both variants multiply by row tiles (csrc/qtiles.c): the same integers, the same float
+        # operations in the same order, so the same results to the bit
+        for name in want:
+            if name.startswith(tuple(f"qgemm_{f}_" for f in TILED)) and not name.endswith("_blocks"):
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 if __name__ == "__main__":   # the child process of run_variant
